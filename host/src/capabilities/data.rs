@@ -1,0 +1,207 @@
+//! `orch:plugin/data`: a plugin reads and writes only its own model's resources.
+//!
+//! Writes are buffered for the call and committed by the method runner in one short
+//! transaction when the method succeeds, so the database is never held open across a plugin
+//! call and a failed method moves nothing.
+
+use crate::runtime::bindings::orch::plugin::{data as wit, types::Error as WitError};
+use crate::store::{PendingWrite, ResourceStore};
+use std::collections::HashMap;
+
+/// Largest attributes document a plugin may write in one resource version.
+const MAX_ATTRIBUTES_BYTES: usize = 4 * 1024 * 1024;
+
+/// Per-call data state.
+pub struct DataCapability {
+    access: Option<ModelAccess>,
+}
+
+struct ModelAccess {
+    model: String,
+    type_name: String,
+    specs: Vec<String>,
+    store: ResourceStore,
+    max_writes: u32,
+    latest: Option<HashMap<(String, String), (u64, serde_json::Value)>>,
+    pending: Vec<PendingWrite>,
+    pending_versions: HashMap<(String, String), u64>,
+}
+
+impl DataCapability {
+    /// Access to `model`'s resources of the declared `specs`.
+    pub fn for_model(
+        model: &str,
+        type_name: &str,
+        specs: Vec<String>,
+        store: ResourceStore,
+        max_writes: u32,
+    ) -> Self {
+        DataCapability {
+            access: Some(ModelAccess {
+                model: model.to_string(),
+                type_name: type_name.to_string(),
+                specs,
+                store,
+                max_writes,
+                latest: None,
+                pending: Vec::new(),
+                pending_versions: HashMap::new(),
+            }),
+        }
+    }
+
+    /// No data access at all (used for `describe`).
+    pub fn none() -> Self {
+        DataCapability { access: None }
+    }
+
+    /// The writes buffered during the call, in order.
+    pub fn into_pending(self) -> Vec<PendingWrite> {
+        self.access.map(|a| a.pending).unwrap_or_default()
+    }
+
+    fn access(&mut self) -> Result<&mut ModelAccess, WitError> {
+        self.access
+            .as_mut()
+            .ok_or_else(|| WitError::Denied("data access is not available during describe".into()))
+    }
+}
+
+impl ModelAccess {
+    fn check_spec(&self, spec: &str) -> Result<(), WitError> {
+        if self.specs.iter().any(|s| s == spec) {
+            Ok(())
+        } else {
+            Err(WitError::Denied(format!(
+                "type `{}` declares no resource spec `{spec}` (declared: {})",
+                self.type_name,
+                self.specs.join(", ")
+            )))
+        }
+    }
+
+    fn latest(&mut self) -> Result<&HashMap<(String, String), (u64, serde_json::Value)>, WitError> {
+        if self.latest.is_none() {
+            let loaded = self
+                .store
+                .latest_for_models(&[self.model.as_str()])
+                .map_err(|e| WitError::Transient(format!("data store: {e}")))?;
+            let map = loaded
+                .into_values()
+                .flatten()
+                .map(|v| ((v.spec, v.name), (v.version, v.attributes)))
+                .collect();
+            self.latest = Some(map);
+        }
+        Ok(self.latest.as_ref().expect("loaded above"))
+    }
+}
+
+fn check_name(name: &str) -> Result<(), WitError> {
+    if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+        return Err(WitError::InvalidArguments(format!(
+            "resource name {name:?} must be 1 to 256 characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
+impl wit::Host for DataCapability {
+    async fn write_resource(
+        &mut self,
+        spec: String,
+        name: String,
+        attributes: String,
+    ) -> wasmtime::Result<Result<u64, WitError>> {
+        Ok(write(self, spec, name, attributes))
+    }
+
+    async fn read_resource(
+        &mut self,
+        spec: String,
+        name: String,
+    ) -> wasmtime::Result<Result<Option<String>, WitError>> {
+        Ok(read(self, spec, name))
+    }
+
+    async fn list_resources(
+        &mut self,
+        spec: String,
+    ) -> wasmtime::Result<Result<Vec<String>, WitError>> {
+        Ok(list(self, spec))
+    }
+}
+
+fn write(
+    cap: &mut DataCapability,
+    spec: String,
+    name: String,
+    attributes: String,
+) -> Result<u64, WitError> {
+    let access = cap.access()?;
+    access.check_spec(&spec)?;
+    check_name(&name)?;
+    if access.pending.len() >= access.max_writes as usize {
+        return Err(WitError::Denied(format!(
+            "write limit of {} resource versions per call reached (limits.max-writes)",
+            access.max_writes
+        )));
+    }
+    if attributes.len() > MAX_ATTRIBUTES_BYTES {
+        return Err(WitError::InvalidArguments(format!(
+            "attributes of {spec}/{name} are {} bytes; the limit is {MAX_ATTRIBUTES_BYTES}",
+            attributes.len()
+        )));
+    }
+    let value: serde_json::Value = serde_json::from_str(&attributes).map_err(|e| {
+        WitError::InvalidArguments(format!("attributes of {spec}/{name} are not JSON: {e}"))
+    })?;
+    let key = (spec.clone(), name.clone());
+    let version = match access.pending_versions.get(&key) {
+        Some(v) => v + 1,
+        None => access.latest()?.get(&key).map(|(v, _)| *v).unwrap_or(0) + 1,
+    };
+    access.pending_versions.insert(key, version);
+    access.pending.push(PendingWrite {
+        spec,
+        name,
+        attributes: value,
+    });
+    Ok(version)
+}
+
+fn read(cap: &mut DataCapability, spec: String, name: String) -> Result<Option<String>, WitError> {
+    let access = cap.access()?;
+    access.check_spec(&spec)?;
+    if let Some(w) = access
+        .pending
+        .iter()
+        .rev()
+        .find(|w| w.spec == spec && w.name == name)
+    {
+        return Ok(Some(w.attributes.to_string()));
+    }
+    Ok(access
+        .latest()?
+        .get(&(spec, name))
+        .map(|(_, v)| v.to_string()))
+}
+
+fn list(cap: &mut DataCapability, spec: String) -> Result<Vec<String>, WitError> {
+    let access = cap.access()?;
+    access.check_spec(&spec)?;
+    let mut names: Vec<String> = access
+        .latest()?
+        .keys()
+        .filter(|(s, _)| *s == spec)
+        .map(|(_, n)| n.clone())
+        .collect();
+    for w in &access.pending {
+        if w.spec == spec {
+            names.push(w.name.clone());
+        }
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
+}

@@ -1,0 +1,86 @@
+//! What every command may need, loaded on demand: the repo, its plugins, store and vault.
+
+use super::CliError;
+use crate::output::Printer;
+use crate::repo::Repo;
+use crate::run::RunEnv;
+use crate::runtime::{PluginRegistry, PluginRuntime};
+use crate::store::{ResourceStore, StoreOptions};
+use crate::vault::LocalVault;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Command context.
+pub struct Ctx {
+    /// The printer.
+    pub printer: Printer,
+    repo_flag: Option<PathBuf>,
+}
+
+impl Ctx {
+    /// A context for one invocation.
+    pub fn new(printer: Printer, repo_flag: Option<PathBuf>) -> Self {
+        Ctx { printer, repo_flag }
+    }
+
+    /// The repository root: `--repo`, or the nearest orch.yaml upward.
+    pub fn repo_root(&self) -> Result<PathBuf, CliError> {
+        match &self.repo_flag {
+            Some(p) => Ok(p.clone()),
+            None => {
+                let cwd = std::env::current_dir().map_err(|e| {
+                    CliError::usage(format!("cannot read the current directory: {e}"))
+                })?;
+                Repo::discover(&cwd).map_err(CliError::usage)
+            }
+        }
+    }
+
+    /// Loads and checks the repository.
+    pub fn repo(&self) -> Result<Arc<Repo>, CliError> {
+        let root = self.repo_root()?;
+        Repo::load(&root).map(Arc::new).map_err(CliError::usage)
+    }
+
+    /// The data store of a repo.
+    pub fn store(&self, repo: &Repo) -> ResourceStore {
+        ResourceStore::new(
+            repo.orch_dir().join("data.redb"),
+            StoreOptions {
+                lock_wait: Duration::from_secs(repo.config.lock_wait_seconds),
+            },
+        )
+    }
+
+    /// The vault of a repo.
+    pub fn vault(&self, repo: &Repo) -> Result<Arc<LocalVault>, CliError> {
+        LocalVault::open(&repo.orch_dir())
+            .map(Arc::new)
+            .map_err(CliError::failed)
+    }
+
+    /// Loads every installed plugin (compiled code comes from `.orch/cache`).
+    pub async fn registry(&self, repo: &Repo) -> Result<Arc<PluginRegistry>, CliError> {
+        let runtime =
+            PluginRuntime::new(Some(repo.orch_dir().join("cache"))).map_err(CliError::failed)?;
+        let registry = PluginRegistry::load(runtime, &repo.plugin_dirs()).await;
+        Ok(Arc::new(registry))
+    }
+
+    /// Everything a run needs.
+    pub async fn run_env(&self) -> Result<RunEnv, CliError> {
+        let repo = self.repo()?;
+        let registry = self.registry(&repo).await?;
+        for p in registry.problems() {
+            self.printer.warn(p);
+        }
+        Ok(RunEnv {
+            store: self.store(&repo),
+            vault: self.vault(&repo)?,
+            registry,
+            repo,
+            printer: self.printer.clone(),
+        })
+    }
+}

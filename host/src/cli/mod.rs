@@ -1,0 +1,170 @@
+//! The command line: one file per command group, each with one `exec` entry point.
+//!
+//! Exit codes: 0 ok, 1 the run or operation failed, 2 usage or validation error.
+
+mod context;
+mod data;
+mod eval;
+mod init;
+mod inputs;
+mod model;
+mod plugin;
+mod run;
+mod runs;
+mod type_;
+mod vault;
+mod workflow;
+
+use crate::output::{ColorChoice, Printer};
+use clap::{Parser, Subcommand};
+use context::Ctx;
+use std::path::PathBuf;
+
+/// An error on its way to the user, with the exit code it means.
+#[derive(Debug)]
+pub struct CliError {
+    /// 1 = failed, 2 = usage or validation.
+    pub code: i32,
+    /// The message (already names file, line and field where there is one).
+    pub message: String,
+}
+
+impl CliError {
+    /// A usage or validation error (exit 2).
+    pub fn usage(message: impl std::fmt::Display) -> Self {
+        CliError {
+            code: 2,
+            message: message.to_string(),
+        }
+    }
+    /// An operation that failed (exit 1).
+    pub fn failed(message: impl std::fmt::Display) -> Self {
+        CliError {
+            code: 1,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Result of a command: the exit code to use on success paths that still fail (a failed run).
+pub type CmdResult = Result<i32, CliError>;
+
+/// orch: automate infrastructure with sandboxed WebAssembly model plugins.
+#[derive(Debug, Parser)]
+#[command(name = "orch", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// The repository (default: the nearest directory upward holding orch.yaml).
+    #[arg(long, global = true, env = "ORCH_REPO")]
+    repo: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// More output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Never colour output.
+    #[arg(long, global = true)]
+    no_color: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create an orch repository here (or in DIR).
+    Init(init::Args),
+    /// Run a workflow.
+    Run(run::Args),
+    /// List, show and validate workflows.
+    #[command(subcommand)]
+    Workflow(workflow::Cmd),
+    /// List, show and run models (definitions).
+    #[command(subcommand)]
+    Model(model::Cmd),
+    /// List and describe model types from installed plugins.
+    #[command(subcommand, name = "type")]
+    Type(type_::Cmd),
+    /// Inspect versioned resource data.
+    #[command(subcommand)]
+    Data(data::Cmd),
+    /// Inspect recorded runs.
+    #[command(subcommand)]
+    Runs(runs::Cmd),
+    /// Evaluate a CEL expression against the current data.
+    Eval(eval::Args),
+    /// Store and list secrets in the local encrypted vault.
+    #[command(subcommand)]
+    Vault(vault::Cmd),
+    /// Check plugin bundles (for plugin authors' CI).
+    #[command(subcommand)]
+    Plugin(plugin::Cmd),
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    init_tracing(cli.verbose);
+    let color = if cli.no_color {
+        ColorChoice::Never
+    } else {
+        ColorChoice::Auto
+    };
+    let printer = Printer::new(cli.json, color, cli.verbose);
+    let ctx = Ctx::new(printer.clone(), cli.repo.clone());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            printer.error(&format!("cannot start the async runtime: {e}"), 1);
+            return 1;
+        }
+    };
+    let result = runtime.block_on(dispatch(cli.command, &ctx));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            printer.error(&e.message, e.code);
+            e.code
+        }
+    }
+}
+
+async fn dispatch(command: Command, ctx: &Ctx) -> CmdResult {
+    match command {
+        Command::Init(a) => init::exec(a, ctx),
+        Command::Run(a) => run::exec(a, ctx).await,
+        Command::Workflow(c) => workflow::exec(c, ctx).await,
+        Command::Model(c) => model::exec(c, ctx).await,
+        Command::Type(c) => type_::exec(c, ctx).await,
+        Command::Data(c) => data::exec(c, ctx),
+        Command::Runs(c) => runs::exec(c, ctx),
+        Command::Eval(a) => eval::exec(a, ctx),
+        Command::Vault(c) => vault::exec(c, ctx),
+        Command::Plugin(c) => plugin::exec(c, ctx).await,
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "warn,orch=info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ORCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .try_init();
+}

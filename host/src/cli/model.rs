@@ -1,0 +1,86 @@
+//! `orch model list|show|run`.
+
+use super::inputs::InputArgs;
+use super::{CliError, CmdResult, Ctx};
+use crate::store::RunStatus;
+
+/// `orch model` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Cmd {
+    /// List definitions.
+    List,
+    /// Show one definition (its arguments as written, not its data; see `orch data get`).
+    Show {
+        /// Model name.
+        name: String,
+    },
+    /// Run one method of a model.
+    Run {
+        /// Model name.
+        model: String,
+        /// Method name.
+        method: String,
+        #[command(flatten)]
+        inputs: InputArgs,
+        /// Ask the plugin not to change anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// Runs an `orch model` subcommand.
+pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
+    match cmd {
+        Cmd::List => {
+            let repo = ctx.repo()?;
+            let list: Vec<serde_json::Value> = repo
+                .models
+                .values()
+                .map(|d| serde_json::json!({ "name": d.name, "type": d.type_name, "file": d.file }))
+                .collect();
+            ctx.printer.result(&list, || {
+                repo.models
+                    .values()
+                    .map(|d| format!("{:<24} {}", d.name, d.type_name))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            Ok(0)
+        }
+        Cmd::Show { name } => {
+            let repo = ctx.repo()?;
+            let d = repo.model(&name).map_err(CliError::usage)?;
+            let value = serde_json::json!({
+                "name": d.name,
+                "type": d.type_name,
+                "description": d.description,
+                "file": d.file,
+                "globalArguments": d.global_arguments,
+                "methods": d.methods.iter().map(|(k, v)| (k.clone(), serde_json::json!({"arguments": v.arguments}))).collect::<serde_json::Map<_, _>>(),
+            });
+            ctx.printer.result(&value, || {
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            });
+            Ok(0)
+        }
+        Cmd::Run {
+            model,
+            method,
+            inputs,
+            dry_run,
+        } => {
+            let env = ctx.run_env().await?;
+            let inputs = inputs.collect()?;
+            let (record, output) = env.run_method(&model, &method, inputs, dry_run).await;
+            let ok = record.status == RunStatus::Succeeded;
+            let value = serde_json::json!({ "run": record, "output": output });
+            ctx.printer
+                .result(&value, || match (&output, &record.error) {
+                    (Some(o), _) => serde_json::to_string_pretty(o).unwrap_or_default(),
+                    (None, Some(e)) => e.clone(),
+                    _ => String::new(),
+                });
+            Ok(if ok { 0 } else { 1 })
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! `orch run <workflow>`.
+
+use super::inputs::InputArgs;
+use super::workflow::validate_all;
+use super::{CliError, CmdResult, Ctx};
+use crate::store::{RunRecord, RunStatus};
+
+/// Arguments of `orch run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The workflow's name (workflows/<name>.yaml).
+    workflow: String,
+    #[command(flatten)]
+    inputs: InputArgs,
+}
+
+/// Validates the workflow and its inputs, runs it, and prints the run.
+pub async fn exec(args: Args, ctx: &Ctx) -> CmdResult {
+    let env = ctx.run_env().await?;
+    let inputs = args.inputs.collect()?;
+    let wf = env.repo.workflow(&args.workflow).map_err(CliError::usage)?;
+    validate_all(&env, Some(wf))?;
+    crate::workflow::validate_inputs(wf, &serde_json::Value::Object(inputs.clone())).map_err(
+        |problems| {
+            CliError::usage(format!(
+                "{}: inputs: {}",
+                wf.file.display(),
+                problems.join("\n  ")
+            ))
+        },
+    )?;
+    let record = env.run_workflow(&args.workflow, inputs).await;
+    print_record(ctx, &record);
+    Ok(if record.status == RunStatus::Succeeded {
+        0
+    } else {
+        1
+    })
+}
+
+/// Prints a finished run: the record in `--json`, a summary otherwise.
+pub fn print_record(ctx: &Ctx, record: &RunRecord) {
+    ctx.printer.result(record, || {
+        let mut out = String::new();
+        if let Some(e) = &record.error {
+            out.push_str(&format!("{e}\n"));
+        }
+        out
+    });
+}

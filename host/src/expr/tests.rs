@@ -1,0 +1,871 @@
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{Value, json};
+
+use super::*;
+
+/// An in-memory data source that counts how often each model is loaded.
+#[derive(Default)]
+struct Fake {
+    models: BTreeMap<String, Result<Vec<ResourceData>, String>>,
+    vault: HashMap<(String, String), String>,
+    loads: Mutex<HashMap<String, usize>>,
+    vault_calls: AtomicUsize,
+}
+
+impl Fake {
+    fn loads(&self, model: &str) -> usize {
+        self.loads.lock().unwrap().get(model).copied().unwrap_or(0)
+    }
+}
+
+impl DataSource for Fake {
+    fn model_exists(&self, model: &str) -> bool {
+        self.models.contains_key(model)
+    }
+
+    fn model_names(&self) -> Vec<String> {
+        self.models.keys().cloned().collect()
+    }
+
+    fn model_resources(&self, model: &str) -> Result<Vec<ResourceData>, String> {
+        *self
+            .loads
+            .lock()
+            .unwrap()
+            .entry(model.to_string())
+            .or_default() += 1;
+        self.models
+            .get(model)
+            .cloned()
+            .unwrap_or_else(|| Err(format!("no model {model}")))
+    }
+
+    fn vault_get(&self, vault: &str, key: &str) -> Result<Option<String>, String> {
+        self.vault_calls.fetch_add(1, Ordering::SeqCst);
+        if vault == "broken" {
+            return Err("vault file is corrupt".to_string());
+        }
+        Ok(self
+            .vault
+            .get(&(vault.to_string(), key.to_string()))
+            .cloned())
+    }
+}
+
+fn resource(spec: &str, name: &str, version: u64, attributes: Value) -> ResourceData {
+    ResourceData {
+        spec: spec.to_string(),
+        name: name.to_string(),
+        version,
+        written_at: format!("2025-01-01T00:00:{version:02}Z"),
+        attributes,
+    }
+}
+
+/// `fleet` has ten VMs (web3 is stopped, so its ip is null) plus `gold-image`;
+/// `keebDev02` follows the single-instance shape; `empty` has no data yet.
+fn fake() -> Fake {
+    let mut vms: Vec<ResourceData> = (1..=10)
+        .map(|i| {
+            let ip = if i == 3 {
+                Value::Null
+            } else {
+                json!(format!("10.0.0.{i}"))
+            };
+            resource(
+                "vm",
+                &format!("web{i}"),
+                i,
+                json!({"ip": ip, "cores": i, "tags": ["a", "b"], "net": {"bridge": "vmbr0"}}),
+            )
+        })
+        .collect();
+    vms.push(resource(
+        "vm",
+        "gold-image",
+        1,
+        json!({"ip": null, "template": true}),
+    ));
+    vms.push(resource("host", "pve1", 4, json!({"ip": "192.168.1.2"})));
+    let mut models = BTreeMap::new();
+    models.insert("fleet".to_string(), Ok(vms));
+    models.insert(
+        "keebDev02".to_string(),
+        Ok(vec![resource(
+            "node",
+            "node",
+            7,
+            json!({"ticket": "PVE:abc"}),
+        )]),
+    );
+    models.insert("empty".to_string(), Ok(Vec::new()));
+    models.insert("broken".to_string(), Err("database is locked".to_string()));
+    let mut vault = HashMap::new();
+    vault.insert(
+        ("pve".to_string(), "password".to_string()),
+        "hunter2-s3cret".to_string(),
+    );
+    Fake {
+        models,
+        vault,
+        ..Fake::default()
+    }
+}
+
+fn vars() -> Vars {
+    let mut env = BTreeMap::new();
+    env.insert("HOME".to_string(), "/home/orch".to_string());
+    Vars {
+        inputs: json!({"vmName": "web2", "count": 3, "modelName": "fleet"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        env,
+        run_id: "run-42".to_string(),
+        self_: json!({"name": "sync", "vm": {"gold-image": "debian-12", "id": 100}})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
+fn resolve(scope: &Scope<'_>, s: &str) -> Result<Value, ExprError> {
+    scope.resolve_value(&json!(s), "f")
+}
+
+#[test]
+fn whole_value_keeps_cel_type() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    assert_eq!(resolve(&scope, "${{ 1 + 2 }}").unwrap(), json!(3));
+    assert_eq!(resolve(&scope, "  ${{ 1 < 2 }} ").unwrap(), json!(true));
+    assert_eq!(resolve(&scope, "${{ null }}").unwrap(), Value::Null);
+    assert_eq!(resolve(&scope, "${{ 2.5 }}").unwrap(), json!(2.5));
+    assert_eq!(resolve(&scope, "${{ 1.0 }}").unwrap(), json!(1.0));
+    assert_eq!(
+        resolve(&scope, "${{ 18446744073709551615u }}").unwrap(),
+        json!(u64::MAX)
+    );
+    assert_eq!(
+        resolve(&scope, "${{ {'b': [1, 'x'], 'a': {'c': null}} }}").unwrap(),
+        json!({"a": {"c": null}, "b": [1, "x"]})
+    );
+    assert_eq!(
+        resolve(&scope, "${{ [1, 2] + [3] }}").unwrap(),
+        json!([1, 2, 3])
+    );
+    assert_eq!(resolve(&scope, "${{ 'x' }}").unwrap(), json!("x"));
+    assert_eq!(
+        resolve(
+            &scope,
+            "${{ model.fleet.resource.vm.web1.attributes.cores }}"
+        )
+        .unwrap(),
+        json!(1)
+    );
+}
+
+#[test]
+fn json_numbers_round_trip() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let mut v = vars();
+    v.inputs = json!({"i": -5, "big": u64::MAX, "f": 0.25, "whole": 3.0})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let scope = ev.scope(&data, v);
+    assert_eq!(scope.eval_expr("inputs.i * 2").unwrap(), json!(-10));
+    assert_eq!(
+        scope.eval_expr("type(inputs.i) == int").unwrap(),
+        json!(true)
+    );
+    assert_eq!(scope.eval_expr("inputs.big").unwrap(), json!(u64::MAX));
+    assert_eq!(scope.eval_expr("inputs.f * 2.0").unwrap(), json!(0.5));
+    assert_eq!(scope.eval_expr("inputs.whole").unwrap(), json!(3.0));
+    assert_eq!(scope.eval_expr("inputs").unwrap()["whole"], json!(3.0));
+}
+
+#[test]
+fn interpolation_formats_values_as_text() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    assert_eq!(
+        resolve(
+            &scope,
+            "https://${{ model.fleet.resource.vm.web1.attributes.ip }}:${{ 8006 }}/api"
+        )
+        .unwrap(),
+        json!("https://10.0.0.1:8006/api")
+    );
+    assert_eq!(
+        resolve(
+            &scope,
+            "ip=${{ model.fleet.resource.vm.web3.attributes.ip }}"
+        )
+        .unwrap(),
+        json!("ip=null")
+    );
+    assert_eq!(
+        resolve(
+            &scope,
+            "t=${{ model.fleet.resource.vm.web1.attributes.tags }} ${{ true }} ${{ 1.5 }}"
+        )
+        .unwrap(),
+        json!("t=[\"a\",\"b\"] true 1.5")
+    );
+    assert_eq!(
+        resolve(&scope, "m=${{ {'k': 1} }}").unwrap(),
+        json!("m={\"k\":1}")
+    );
+    assert_eq!(
+        resolve(&scope, "no templates {{ here }}").unwrap(),
+        json!("no templates {{ here }}")
+    );
+}
+
+#[test]
+fn null_ip_stays_null() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    assert_eq!(
+        resolve(&scope, "${{ model.fleet.resource.vm.web3.attributes.ip }}").unwrap(),
+        Value::Null
+    );
+    assert_eq!(
+        scope
+            .eval_expr("model.fleet.resource.vm.web3.attributes.ip == null")
+            .unwrap(),
+        json!(true)
+    );
+}
+
+#[test]
+fn both_address_forms_and_shorthand() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    for expr in [
+        "model.fleet.resource.vm['web2'].attributes.ip",
+        "model.fleet.resource.vm.web2.attributes.ip",
+        "model.fleet.resource['vm'].web2['attributes']['ip']",
+        "model['fleet'].resource.vm.web2.attributes.ip",
+        "model[inputs.modelName].resource.vm.web2.attributes.ip",
+        "model.fleet.resource.vm[inputs.vmName].attributes.ip",
+        "data.latest('fleet', 'web2').attributes.ip",
+    ] {
+        assert_eq!(scope.eval_expr(expr).unwrap(), json!("10.0.0.2"), "{expr}");
+    }
+    let ticket = json!("PVE:abc");
+    assert_eq!(
+        scope
+            .eval_expr("model.keebDev02.resource.node.attributes.ticket")
+            .unwrap(),
+        ticket
+    );
+    assert_eq!(
+        scope
+            .eval_expr("model.keebDev02.resource.node.node.attributes.ticket")
+            .unwrap(),
+        ticket
+    );
+    assert_eq!(
+        scope
+            .eval_expr("model.keebDev02.resource.node.version")
+            .unwrap(),
+        json!(7)
+    );
+    let instance = scope
+        .eval_expr("model.keebDev02.resource.node.node")
+        .unwrap();
+    assert_eq!(
+        instance,
+        json!({
+            "attributes": {"ticket": "PVE:abc"},
+            "name": "node",
+            "version": 7,
+            "writtenAt": "2025-01-01T00:00:07Z",
+        })
+    );
+    // Specs with several instances get no shorthand.
+    assert!(
+        scope
+            .eval_expr("model.fleet.resource.vm.attributes")
+            .is_err()
+    );
+    // A name that is not an identifier: bracket or backtick form.
+    assert_eq!(
+        scope
+            .eval_expr("model.fleet.resource.vm[\"gold-image\"].attributes.template")
+            .unwrap(),
+        json!(true)
+    );
+    assert_eq!(
+        scope
+            .eval_expr("model.fleet.resource.vm.`gold-image`.attributes.template")
+            .unwrap(),
+        json!(true)
+    );
+}
+
+#[test]
+fn shorthand_yields_to_an_instance_named_attributes() {
+    let mut data = fake();
+    data.models.insert(
+        "odd".to_string(),
+        Ok(vec![
+            resource("cfg", "cfg", 1, json!({"x": 1})),
+            resource("cfg", "attributes", 2, json!({"x": 2})),
+        ]),
+    );
+    let ev = Evaluator::new();
+    let scope = ev.scope(&data, vars());
+    assert_eq!(
+        scope
+            .eval_expr("model.odd.resource.cfg.attributes.attributes.x")
+            .unwrap(),
+        json!(2)
+    );
+    assert_eq!(
+        scope
+            .eval_expr("model.odd.resource.cfg.cfg.attributes.x")
+            .unwrap(),
+        json!(1)
+    );
+}
+
+#[test]
+fn collections_and_macros_over_model_data() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    assert_eq!(
+        scope.eval_expr("size(model.fleet.resource.vm)").unwrap(),
+        json!(11)
+    );
+    assert_eq!(
+        scope
+            .eval_expr(
+                "model.fleet.resource.vm.filter(k, model.fleet.resource.vm[k].attributes.ip == null).size()"
+            )
+            .unwrap(),
+        json!(2)
+    );
+    assert_eq!(
+        scope
+            .eval_expr("has(model.fleet.resource.vm.web1) && !has(model.fleet.resource.vm.nope)")
+            .unwrap(),
+        json!(true)
+    );
+    assert_eq!(scope.eval_expr("'fleet' in model").unwrap(), json!(true));
+    assert_eq!(scope.eval_expr("'nope' in model").unwrap(), json!(false));
+    assert_eq!(
+        scope
+            .eval_expr("[model][0].fleet.resource.host.pve1.attributes.ip")
+            .unwrap(),
+        json!("192.168.1.2")
+    );
+    assert_eq!(
+        scope.eval_expr("'a,b'.split(',').join('-')").unwrap(),
+        json!("a-b")
+    );
+    assert_eq!(
+        scope
+            .eval_expr("model.fleet.resource.vm.web1.writtenAt")
+            .unwrap(),
+        json!("2025-01-01T00:00:01Z")
+    );
+    assert_eq!(
+        scope
+            .eval_expr("data.latest('fleet', 'pve1').attributes.ip")
+            .unwrap(),
+        json!("192.168.1.2")
+    );
+}
+
+#[test]
+fn inputs_env_self_and_run() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    assert_eq!(scope.eval_expr("inputs.count + 1").unwrap(), json!(4));
+    assert_eq!(scope.eval_expr("env.HOME").unwrap(), json!("/home/orch"));
+    assert_eq!(scope.eval_expr("run.id").unwrap(), json!("run-42"));
+    assert_eq!(scope.eval_expr("self.name").unwrap(), json!("sync"));
+    assert_eq!(
+        scope.eval_expr("self.vm[\"gold-image\"]").unwrap(),
+        json!("debian-12")
+    );
+    assert_eq!(
+        resolve(&scope, "${{ run.id }}/${{ self.vm.id }}").unwrap(),
+        json!("run-42/100")
+    );
+}
+
+#[test]
+fn vault_values_join_the_redaction_set() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    assert!(ev.secrets().is_empty());
+    assert_eq!(
+        resolve(&scope, "${{ vault.get('pve', 'password') }}").unwrap(),
+        json!("hunter2-s3cret")
+    );
+    assert_eq!(ev.secrets(), vec!["hunter2-s3cret".to_string()]);
+    assert_eq!(
+        resolve(&scope, "pw=${{ vault.get(\"pve\", \"password\") }}").unwrap(),
+        json!("pw=hunter2-s3cret")
+    );
+    assert_eq!(ev.secrets().len(), 1, "values are recorded once");
+    assert_eq!(
+        data.vault_calls.load(Ordering::SeqCst),
+        1,
+        "memoized per scope"
+    );
+    assert_eq!(ev.redact("login hunter2-s3cret ok"), "login [redacted] ok");
+
+    // Errors never carry the value, even where CEL would print it.
+    for expr in [
+        "vault.get('pve', 'password') + 1",
+        "int(vault.get('pve', 'password'))",
+        "{'a': 1}[vault.get('pve', 'password')]",
+        "inputs[vault.get('pve', 'password')]",
+        "vault.get('pve', 'password') < 1",
+    ] {
+        let err = scope.eval_expr(expr).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{expr}: {err}");
+        assert!(!format!("{err:?}").contains("hunter2"), "{expr}: {err:?}");
+    }
+}
+
+#[test]
+fn missing_vault_key_says_how_to_add_it() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    let err = resolve(&scope, "${{ vault.get('pve', 'token') }}").unwrap_err();
+    assert_eq!(
+        err.kind,
+        ExprErrorKind::Vault {
+            vault: "pve".into(),
+            key: "token".into()
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "field `f`: `${{ vault.get('pve', 'token') }}`: vault `pve` has no secret `token`; add it with `orch vault put pve token`"
+    );
+    let err = scope.eval_expr("vault.get('broken', 'x')").unwrap_err();
+    assert!(matches!(err.kind, ExprErrorKind::DataSource(_)), "{err}");
+    let err = scope.eval_expr("vault.get('pve')").unwrap_err();
+    assert!(err.to_string().contains("two string arguments"), "{err}");
+}
+
+#[test]
+fn unknown_model_suggests_a_name() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    let err = resolve(&scope, "${{ model.fleeet.resource.vm.web1.attributes.ip }}").unwrap_err();
+    assert_eq!(
+        err.kind,
+        ExprErrorKind::UnknownModel {
+            name: "fleeet".into(),
+            suggestion: Some("fleet".into())
+        }
+    );
+    assert!(
+        err.to_string()
+            .ends_with("unknown model `fleeet`; did you mean `fleet`?")
+    );
+    let err = scope.eval_expr("model['zzzzzz']").unwrap_err();
+    assert_eq!(
+        err.kind,
+        ExprErrorKind::UnknownModel {
+            name: "zzzzzz".into(),
+            suggestion: None
+        }
+    );
+    let err = scope
+        .eval_expr("data.latest('keebDev2', 'node')")
+        .unwrap_err();
+    assert_eq!(
+        err.kind,
+        ExprErrorKind::UnknownModel {
+            name: "keebDev2".into(),
+            suggestion: Some("keebDev02".into())
+        }
+    );
+}
+
+#[test]
+fn model_without_data_reads_like_the_design() {
+    let mut data = fake();
+    data.models.insert("keebDev02".to_string(), Ok(Vec::new()));
+    let ev = Evaluator::new();
+    let scope = ev.scope(&data, vars());
+    let value = json!({"ticket": "${{ model.keebDev02.resource.node.node.attributes.ticket }}"});
+    let err = scope.resolve_value(&value, "globalArguments").unwrap_err();
+    assert_eq!(err.field, "globalArguments.ticket");
+    assert_eq!(
+        err.expr,
+        "model.keebDev02.resource.node.node.attributes.ticket"
+    );
+    assert_eq!(
+        err.to_string(),
+        "field `globalArguments.ticket`: `${{ model.keebDev02.resource.node.node.attributes.ticket }}`: model `keebDev02` has no data yet; run a method that writes it first"
+    );
+    let err = scope.eval_expr("data.latest('empty', 'x')").unwrap_err();
+    assert_eq!(
+        err.kind,
+        ExprErrorKind::NoData {
+            model: "empty".into()
+        }
+    );
+}
+
+#[test]
+fn data_source_errors_are_reported() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    let err = scope.eval_expr("model.broken.resource").unwrap_err();
+    assert!(
+        matches!(&err.kind, ExprErrorKind::DataSource(m) if m.contains("database is locked")),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_instance_attribute_and_spec_name_the_key() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+
+    let err = resolve(
+        &scope,
+        "${{ model.fleet.resource.vm[\"gold-imag\"].attributes.ip }}",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "field `f`: `${{ model.fleet.resource.vm[\"gold-imag\"].attributes.ip }}`: instance `gold-imag` of spec `vm` in model `fleet` does not exist; did you mean `gold-image`?"
+    );
+
+    let err = scope
+        .eval_expr("model.fleet.resource.vm.web1.attributes.ipp")
+        .unwrap_err();
+    assert_eq!(
+        err.kind,
+        ExprErrorKind::NoSuchKey {
+            missing: "attribute `ipp` of instance `web1` of spec `vm` in model `fleet`".into(),
+            suggestion: Some("ip".into()),
+            available: Box::default(),
+        }
+    );
+
+    let err = scope
+        .eval_expr("model.fleet.resource.vm.web1.attributes.net.bridgee")
+        .unwrap_err();
+    assert_eq!(
+        err.kind,
+        ExprErrorKind::NoSuchKey {
+            missing: "attribute `net.bridgee` of instance `web1` of spec `vm` in model `fleet`"
+                .into(),
+            suggestion: Some("bridge".into()),
+            available: Box::default(),
+        }
+    );
+
+    let err = scope
+        .eval_expr("model.fleet.resource.vms.web1")
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("spec `vms` in model `fleet` does not exist; did you mean `vm`?"),
+        "{err}"
+    );
+
+    let err = scope
+        .eval_expr("model.keebDev02.resource.node.attributes.tiket")
+        .unwrap_err();
+    assert!(
+        err.to_string().ends_with(
+            "attribute `tiket` of resource `node` in model `keebDev02` does not exist; did you mean `ticket`?"
+        ),
+        "{err}"
+    );
+
+    let mut v = vars();
+    v.inputs.insert("vmName".into(), json!("web99"));
+    let scope = ev.scope(&data, v);
+    let err = scope
+        .eval_expr("model.fleet.resource.vm[inputs.vmName].attributes.ip")
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("instance `web99` of spec `vm` in model `fleet` does not exist"),
+        "{err}"
+    );
+
+    let err = scope.eval_expr("inputs.vmNam").unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("input `vmNam` does not exist; did you mean `vmName`?"),
+        "{err}"
+    );
+    let err = scope.eval_expr("env.NOPE_NOTHING").unwrap_err();
+    assert_eq!(
+        err.kind,
+        ExprErrorKind::NoSuchKey {
+            missing: "environment variable `NOPE_NOTHING`".into(),
+            suggestion: None,
+            available: vec!["HOME".into()].into(),
+        }
+    );
+    let err = scope.eval_expr("input.vmName").unwrap_err();
+    assert!(err.to_string().contains("did you mean `inputs`?"), "{err}");
+    let err = scope
+        .eval_expr("data.latest('fleet', 'web11x')")
+        .unwrap_err();
+    assert!(
+        matches!(&err.kind, ExprErrorKind::NoSuchKey { missing, .. } if missing == "resource `web11x` in model `fleet`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn syntax_errors_and_unterminated_templates() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    let err = resolve(&scope, "${{ model.fleet. }}").unwrap_err();
+    assert!(matches!(err.kind, ExprErrorKind::Syntax(_)), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("field `f`: `${{ model.fleet. }}`: syntax error: column"),
+        "{err}"
+    );
+    let err = resolve(&scope, "x ${{ model.fleet").unwrap_err();
+    assert_eq!(err.expr, "model.fleet");
+    assert!(err.to_string().contains("unterminated `${{`"), "{err}");
+    assert!(ev.check_syntax("a ${{ 1 + }} b").is_err());
+    assert!(ev.check_syntax("${{ oops").is_err());
+    assert!(ev.check_syntax("${{ }}").is_err());
+    assert!(ev.check_syntax("a ${{ 1 + 2 }} b ${{ model.x.y }}").is_ok());
+    assert!(ev.check_syntax("inputs.a > 2 && env.B == 'x'").is_ok());
+    assert!(ev.check_syntax("inputs.a >").is_err());
+    assert!(ev.check_syntax("").is_err());
+    let err = scope.eval_expr("1 +").unwrap_err();
+    assert!(!err.templated);
+    assert!(err.to_string().starts_with("`1 +`: syntax error:"), "{err}");
+
+    let tree = json!({"a": ["ok ${{ 1 }}", {"b": "${{ 1 + }}"}]});
+    let err = ev.check_value(&tree, "globalArguments").unwrap_err();
+    assert_eq!(err.field, "globalArguments.a[1].b");
+    assert!(ev.check_value(&json!({"a": "${{ 1 }}"}), "").is_ok());
+}
+
+#[test]
+fn map_keys_are_not_templated_and_paths_nest() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    let value = json!({
+        "${{ key }}": "${{ inputs.count }}",
+        "list": [1, "${{ run.id }}", {"deep": "${{ 'x' + 'y' }}"}],
+        "n": 5,
+        "b": false,
+    });
+    assert_eq!(
+        scope.resolve_value(&value, "").unwrap(),
+        json!({
+            "${{ key }}": 3,
+            "list": [1, "run-42", {"deep": "xy"}],
+            "n": 5,
+            "b": false,
+        })
+    );
+    let err = scope
+        .resolve_value(
+            &json!({"list": [0, {"x": "${{ inputs.nope }}"}]}),
+            "globalArguments",
+        )
+        .unwrap_err();
+    assert_eq!(err.field, "globalArguments.list[1].x");
+}
+
+#[test]
+fn models_load_lazily_once_per_scope() {
+    let (ev, data) = (Evaluator::new(), fake());
+    {
+        let scope = ev.scope(&data, vars());
+        assert_eq!(scope.eval_expr("1 + 1").unwrap(), json!(2));
+        assert_eq!(data.loads("fleet"), 0);
+        for _ in 0..5 {
+            scope
+                .eval_expr("model.fleet.resource.vm[inputs.vmName].attributes.ip")
+                .unwrap();
+            scope
+                .eval_expr("model['fleet'].resource.vm.web1.version")
+                .unwrap();
+            scope
+                .eval_expr("data.latest('fleet', 'web1').version")
+                .unwrap();
+        }
+        assert!(scope.eval_expr("model.empty.resource").is_err());
+        assert!(scope.eval_expr("model.empty.resource").is_err());
+        assert!(scope.eval_expr("model.nonexistent.resource").is_err());
+        assert_eq!(data.loads("fleet"), 1);
+        assert_eq!(data.loads("empty"), 1);
+        assert_eq!(
+            data.loads("nonexistent"),
+            0,
+            "unknown models are never loaded"
+        );
+        assert_eq!(
+            data.loads("keebDev02"),
+            0,
+            "unreferenced models are never loaded"
+        );
+        assert_eq!(data.loads("broken"), 0);
+    }
+    let scope = ev.scope(&data, vars());
+    scope
+        .eval_expr("model.fleet.resource.vm.web1.version")
+        .unwrap();
+    assert_eq!(data.loads("fleet"), 2, "a new scope sees fresh data");
+    // A short-circuited branch does not load its model.
+    scope
+        .eval_expr("false && model.keebDev02.resource.node.version == 1")
+        .unwrap();
+    assert_eq!(data.loads("keebDev02"), 0);
+}
+
+#[test]
+fn compiled_expressions_are_cached() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    for _ in 0..100 {
+        resolve(
+            &scope,
+            "${{ model.fleet.resource.vm[inputs.vmName].attributes.ip }}",
+        )
+        .unwrap();
+    }
+    assert_eq!(ev.compile_count(), 1);
+    let other = ev.scope(&data, vars());
+    resolve(
+        &other,
+        "  ${{   model.fleet.resource.vm[inputs.vmName].attributes.ip  }}",
+    )
+    .unwrap();
+    other
+        .eval_expr("model.fleet.resource.vm[inputs.vmName].attributes.ip")
+        .unwrap();
+    assert_eq!(ev.compile_count(), 1, "trimmed text is the cache key");
+    assert!(other.eval_expr("1 +").is_err());
+    assert!(other.eval_expr("1 +").is_err());
+    assert_eq!(ev.compile_count(), 2, "syntax errors are cached too");
+}
+
+#[test]
+fn referenced_models_finds_literal_names() {
+    assert_eq!(
+        referenced_models(
+            "model.a.resource.x == model['b'].resource.y || data.latest('c', 'n') != null || model.a.z"
+        ),
+        vec!["a".to_string(), "b".to_string(), "c".to_string()]
+    );
+    assert_eq!(
+        referenced_models("x=${{ model.fleet.resource }} y=${{ [1].map(v, model.keebDev02) }}"),
+        vec!["fleet".to_string(), "keebDev02".to_string()]
+    );
+    assert!(referenced_models("inputs.model.x").is_empty());
+    assert!(referenced_models("model.").is_empty());
+}
+
+#[test]
+fn type_errors_are_reported_not_panicked() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    let err = scope.eval_expr("'a' + 1").unwrap_err();
+    assert!(matches!(err.kind, ExprErrorKind::Type(_)), "{err}");
+    let err = scope.eval_expr("model").unwrap_err();
+    assert!(matches!(err.kind, ExprErrorKind::Type(_)), "{err}");
+    let err = scope.eval_expr("1 / 0").unwrap_err();
+    assert!(matches!(err.kind, ExprErrorKind::Eval(_)), "{err}");
+    let err = scope.eval_expr("0.0 / 0.0").unwrap_err();
+    assert!(matches!(err.kind, ExprErrorKind::Type(_)), "{err}");
+    let err = scope.eval_expr("[1][5]").unwrap_err();
+    assert!(matches!(err.kind, ExprErrorKind::Eval(_)), "{err}");
+    assert!(
+        scope
+            .eval_expr("model.fleet.resource.vm.web1.attributes.ip.x")
+            .is_err()
+    );
+    assert!(
+        scope
+            .eval_expr("((((((((((((((((((((1))))))))))))))))))))")
+            .is_ok()
+    );
+    assert!(scope.eval_expr(&"[".repeat(500)).is_err());
+}
+
+#[test]
+fn evaluator_and_scope_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Evaluator>();
+    assert_send_sync::<Scope<'_>>();
+
+    let ev = Arc::new(Evaluator::new());
+    let data = fake();
+    let scope = ev.scope(&data, vars());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..50 {
+                    assert_eq!(
+                        scope
+                            .eval_expr("model.fleet.resource.vm[inputs.vmName].attributes.ip")
+                            .unwrap(),
+                        json!("10.0.0.2")
+                    );
+                }
+            });
+        }
+    });
+    assert_eq!(data.loads("fleet"), 1);
+}
+
+/// B5: `cargo test --release -- --ignored --nocapture bench_` prints the timing.
+#[test]
+#[ignore]
+fn bench_ten_thousand_resolutions() {
+    let ev = Evaluator::new();
+    let data = fake();
+    let template = json!("${{ model.fleet.resource.vm[inputs.vmName].attributes.ip }}");
+    let scope = ev.scope(&data, vars());
+    scope.resolve_value(&template, "f").unwrap();
+
+    let start = std::time::Instant::now();
+    for _ in 0..10_000 {
+        let value = scope.resolve_value(&template, "f").unwrap();
+        std::hint::black_box(value);
+    }
+    let one_scope = start.elapsed();
+
+    let start = std::time::Instant::now();
+    for _ in 0..100 {
+        let scope = ev.scope(&data, vars());
+        for _ in 0..100 {
+            let value = scope.resolve_value(&template, "f").unwrap();
+            std::hint::black_box(value);
+        }
+    }
+    let hundred_scopes = start.elapsed();
+
+    let start = std::time::Instant::now();
+    for _ in 0..10_000 {
+        let value = scope.eval_expr("inputs.count + 1").unwrap();
+        std::hint::black_box(value);
+    }
+    let trivial = start.elapsed();
+
+    eprintln!(
+        "B5: 10,000 resolutions: {one_scope:?} in one scope, {hundred_scopes:?} over 100 scopes; 10,000 `inputs.count + 1`: {trivial:?}"
+    );
+}

@@ -1,0 +1,17 @@
+//! orch: orchestrate infrastructure through sandboxed WebAssembly model plugins.
+//!
+//! Data flows one way: `cli` → `repo` → `workflow` → `run` → `method` (`expr` → `runtime` →
+//! `capabilities`) → `store`. `store` and `capabilities` never call back up.
+
+pub mod capabilities;
+pub mod cli;
+pub mod expr;
+pub mod method;
+pub mod output;
+pub mod repo;
+pub mod run;
+pub mod runtime;
+pub mod store;
+pub mod suggest;
+pub mod vault;
+pub mod workflow;

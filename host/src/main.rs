@@ -1,0 +1,5 @@
+//! The `orch` binary: parse the command line and hand it to the library.
+
+fn main() {
+    std::process::exit(orch::cli::main());
+}

@@ -1,0 +1,351 @@
+//! The method runner: resolves a model's `${{ }}` arguments against the data as it is now,
+//! validates them against the type's schemas, runs the plugin with the capabilities granted for
+//! this call, and commits what it wrote.
+
+mod data_source;
+mod validate;
+
+pub use data_source::StoreDataSource;
+
+use crate::capabilities::grants::HttpGrant;
+use crate::capabilities::{DataCapability, HttpCapability, LogCapability, LogLevel};
+use crate::expr::{Evaluator, ExprError, Vars};
+use crate::output::{Event, EventSink};
+use crate::repo::{Definition, Repo};
+use crate::runtime::bindings::{Call, PluginError};
+use crate::runtime::{CallCapabilities, PluginRegistry, RuntimeError};
+use crate::store::{Provenance, ResourceStore, StoreError, now_rfc3339};
+use crate::vault::LocalVault;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Why a method run failed.
+#[derive(Debug, Error)]
+pub enum MethodError {
+    /// The model, type or method does not exist.
+    #[error("{0}")]
+    Unknown(String),
+    /// A `${{ }}` expression could not be resolved (message carries file:line and field).
+    #[error("{0}")]
+    Expression(String),
+    /// Arguments do not match the type's schema (message carries file:line and field).
+    #[error("{0}")]
+    InvalidArguments(String),
+    /// The host refused the call before it reached the plugin.
+    #[error("{0}")]
+    Refused(String),
+    /// The plugin returned a typed error.
+    #[error("{model}.{method}: plugin `{plugin}` {version} returned {kind}: {message}")]
+    Plugin {
+        /// Model name.
+        model: String,
+        /// Method name.
+        method: String,
+        /// Plugin id.
+        plugin: String,
+        /// Plugin version.
+        version: String,
+        /// The error variant.
+        kind: &'static str,
+        /// The plugin's message.
+        message: String,
+    },
+    /// The runtime could not complete the call (trap, time or memory limit).
+    #[error("{model}.{method}: {source}")]
+    Runtime {
+        /// Model name.
+        model: String,
+        /// Method name.
+        method: String,
+        /// What happened.
+        source: RuntimeError,
+    },
+    /// The data store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One method call, as a workflow step or `orch model run` asks for it.
+#[derive(Debug, Clone, Default)]
+pub struct MethodCall {
+    /// Model (definition) name.
+    pub model: String,
+    /// Method name.
+    pub method: String,
+    /// `job.step` (or `model.method` for a direct run), recorded as provenance.
+    pub step: String,
+    /// Step inputs (already resolved): they override method arguments of the same name and are
+    /// visible to the definition's expressions as `inputs.*`, over the workflow's inputs.
+    pub inputs: Map<String, Value>,
+    /// The workflow's inputs.
+    pub workflow_inputs: Map<String, Value>,
+    /// `self.*` variables (forEach items).
+    pub self_vars: Map<String, Value>,
+    /// Ask the plugin not to change anything.
+    pub dry_run: bool,
+}
+
+/// What a successful call produced.
+#[derive(Debug, Clone)]
+pub struct MethodOutput {
+    /// The method's JSON output (redacted).
+    pub output: Value,
+    /// Resource versions written, as `spec/name@vN`.
+    pub resources: Vec<String>,
+}
+
+/// Everything a method run needs, shared by the steps of a run.
+pub struct MethodRunner {
+    /// The repository.
+    pub repo: Arc<Repo>,
+    /// Installed plugins.
+    pub registry: Arc<PluginRegistry>,
+    /// The data store.
+    pub store: ResourceStore,
+    /// CEL evaluator (compiled-expression cache, vault values seen).
+    pub evaluator: Arc<Evaluator>,
+    /// The repo's vault.
+    pub vault: Arc<LocalVault>,
+    /// The run's event stream.
+    pub events: EventSink,
+    /// The run id.
+    pub run_id: String,
+}
+
+fn plugin_error_kind(e: &PluginError) -> (&'static str, String) {
+    match e {
+        PluginError::InvalidArguments(m) => ("invalid-arguments", m.clone()),
+        PluginError::Denied(m) => ("denied", m.clone()),
+        PluginError::NotFound(m) => ("not-found", m.clone()),
+        PluginError::Conflict(m) => ("conflict", m.clone()),
+        PluginError::Transient(m) => ("transient", m.clone()),
+        PluginError::Failed(m) => ("failed", m.clone()),
+    }
+}
+
+/// Prefixes an expression error with the definition's file and the line of its field.
+pub fn locate(
+    def_file: &std::path::Path,
+    lines: &crate::repo::LineIndex,
+    err: &ExprError,
+) -> String {
+    match lines.line_of(&err.field) {
+        Some(line) => format!("{}:{line}: {err}", def_file.display()),
+        None => format!("{}: {err}", def_file.display()),
+    }
+}
+
+impl MethodRunner {
+    /// The variables a definition's expressions see for this call.
+    pub fn vars(&self, call: &MethodCall) -> Vars {
+        let mut inputs = call.workflow_inputs.clone();
+        for (k, v) in &call.inputs {
+            inputs.insert(k.clone(), v.clone());
+        }
+        let mut self_ = call.self_vars.clone();
+        self_.insert("name".into(), Value::String(call.model.clone()));
+        Vars {
+            inputs,
+            env: self.repo.env_values(),
+            run_id: self.run_id.clone(),
+            self_,
+        }
+    }
+
+    fn sync_secrets(&self) {
+        for s in self.evaluator.secrets() {
+            self.events.redactor().add(&s);
+        }
+    }
+
+    /// Runs one method to completion and commits its writes.
+    pub async fn run(&self, call: &MethodCall) -> Result<MethodOutput, MethodError> {
+        let def: &Definition = self
+            .repo
+            .model(&call.model)
+            .map_err(|e| MethodError::Unknown(e.to_string()))?;
+        let def_file = self.repo.root.join(&def.file);
+        let shown_file = def.file.clone();
+        let provided = self.registry.get(&def.type_name).map_err(|e| {
+            let line = def
+                .lines
+                .line_of("type")
+                .map(|l| format!(":{l}"))
+                .unwrap_or_default();
+            MethodError::Unknown(format!("{}{line}: type: {e}", shown_file.display()))
+        })?;
+        let description = provided.description.clone();
+        let plugin = provided.plugin.clone();
+        let method = description.method(&call.method).ok_or_else(|| {
+            let names: Vec<&str> = description
+                .methods
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect();
+            let hint = crate::suggest::closest(&call.method, names.iter().copied())
+                .map(|b| format!("; did you mean `{b}`?"))
+                .unwrap_or_default();
+            MethodError::Unknown(format!(
+                "model `{}` (type {}) has no method `{}`{hint} (methods: {})",
+                call.model,
+                def.type_name,
+                call.method,
+                names.join(", ")
+            ))
+        })?;
+        let _ = def_file;
+
+        // Resolve lazily: now, against the data as it is at this step's start.
+        let data = StoreDataSource::new(self.store.clone(), self.vault.clone(), &self.repo);
+        let vars = self.vars(call);
+        let scope = self.evaluator.scope(&data, vars);
+        let globals = Value::Object(def.global_arguments.clone());
+        let globals = scope
+            .resolve_value(&globals, "globalArguments")
+            .map_err(|e| MethodError::Expression(locate(&shown_file, &def.lines, &e)));
+        self.sync_secrets();
+        let globals = globals?;
+        let mut args = match def.methods.get(&call.method) {
+            Some(m) => {
+                let field = format!("methods.{}.arguments", call.method);
+                let v = scope
+                    .resolve_value(&Value::Object(m.arguments.clone()), &field)
+                    .map_err(|e| MethodError::Expression(locate(&shown_file, &def.lines, &e)));
+                self.sync_secrets();
+                v?
+            }
+            None => Value::Object(Map::new()),
+        };
+        drop(scope);
+        validate::overlay_inputs(&mut args, &call.inputs, &method.arguments_schema);
+
+        validate::check(&description.global_arguments_schema, &globals).map_err(|problems| {
+            MethodError::InvalidArguments(validate::describe(
+                &shown_file,
+                &def.lines,
+                "globalArguments",
+                &problems,
+            ))
+        })?;
+        validate::check(&method.arguments_schema, &args).map_err(|problems| {
+            MethodError::InvalidArguments(validate::describe(
+                &shown_file,
+                &def.lines,
+                &format!("methods.{}.arguments", call.method),
+                &problems,
+            ))
+        })?;
+        let global_map = globals.as_object().cloned().unwrap_or_default();
+
+        let manifest = &plugin.manifest;
+        let operator = self
+            .repo
+            .config
+            .grants
+            .get(&manifest.id)
+            .and_then(|g| g.http.as_deref());
+        let grant =
+            HttpGrant::new(&manifest.capabilities.http, operator, &global_map).map_err(|e| {
+                MethodError::Refused(format!("plugin `{}` http grant: {e}", manifest.id))
+            })?;
+        let step = call.step.clone();
+        let events = self.events.clone();
+        let sink = Arc::new(move |level: LogLevel, message: &str| {
+            events.emit(Event::Log {
+                step: step.clone(),
+                level,
+                message: message.to_string(),
+            });
+        });
+        let caps = CallCapabilities {
+            log: LogCapability::new(sink, manifest.limits.max_log_lines),
+            data: DataCapability::for_model(
+                &call.model,
+                &description.name,
+                description
+                    .resources
+                    .iter()
+                    .map(|r| r.name.clone())
+                    .collect(),
+                self.store.clone(),
+                manifest.limits.max_writes,
+            ),
+            http: HttpCapability::new(
+                grant,
+                manifest.limits.max_response_bytes,
+                Duration::from_millis(manifest.limits.timeout_ms),
+            ),
+        };
+        let wit_call = Call {
+            type_name: description.name.clone(),
+            method: call.method.clone(),
+            model_name: call.model.clone(),
+            global_arguments: globals.to_string(),
+            arguments: args.to_string(),
+            dry_run: call.dry_run,
+        };
+        let outcome = self
+            .registry
+            .runtime
+            .execute(&plugin, wit_call, caps)
+            .await
+            .map_err(|source| MethodError::Runtime {
+                model: call.model.clone(),
+                method: call.method.clone(),
+                source,
+            })?;
+        let redactor = self.events.redactor();
+        let output = match outcome.result {
+            Ok(text) => text,
+            Err(e) => {
+                let (kind, message) = plugin_error_kind(&e);
+                return Err(MethodError::Plugin {
+                    model: call.model.clone(),
+                    method: call.method.clone(),
+                    plugin: manifest.id.clone(),
+                    version: manifest.version.clone(),
+                    kind,
+                    message: redactor.redact(&message),
+                });
+            }
+        };
+        let mut writes = outcome.writes;
+        for w in &mut writes {
+            redactor.redact_json(&mut w.attributes);
+        }
+        let provenance = Provenance {
+            run_id: self.run_id.clone(),
+            step: call.step.clone(),
+            method: call.method.clone(),
+            time: now_rfc3339(),
+        };
+        let store = self.store.clone();
+        let model = call.model.clone();
+        let to_commit = writes.clone();
+        let versions = if writes.is_empty() {
+            Vec::new()
+        } else {
+            tokio::task::spawn_blocking(move || {
+                store.commit_writes(&model, &provenance, &to_commit)
+            })
+            .await
+            .map_err(|e| MethodError::Refused(format!("commit task failed: {e}")))??
+        };
+        let mut resources = Vec::new();
+        for (w, v) in writes.iter().zip(versions) {
+            self.events.emit(Event::ResourceWritten {
+                step: call.step.clone(),
+                model: call.model.clone(),
+                spec: w.spec.clone(),
+                name: w.name.clone(),
+                version: v,
+            });
+            resources.push(format!("{}/{}@v{v}", w.spec, w.name));
+        }
+        let mut output: Value = serde_json::from_str(&output).unwrap_or(Value::String(output));
+        redactor.redact_json(&mut output);
+        Ok(MethodOutput { output, resources })
+    }
+}

@@ -1,0 +1,123 @@
+//! Arguments against the type's JSON Schemas, with errors that name the file, line and field.
+
+use crate::repo::LineIndex;
+use serde_json::{Map, Value};
+use std::path::Path;
+
+/// One schema violation: the field path (dotted) and what is wrong.
+pub struct Problem {
+    /// Dotted path under the checked value (`apiUrl`, `ports[0]`); empty for the value itself.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Validates `value` against `schema`; every violation is returned.
+pub fn check(schema: &Value, value: &Value) -> Result<(), Vec<Problem>> {
+    let validator = match jsonschema::validator_for(schema) {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(vec![Problem {
+                path: String::new(),
+                message: format!("the type's schema does not compile: {e}"),
+            }]);
+        }
+    };
+    let problems: Vec<Problem> = validator
+        .iter_errors(value)
+        .map(|e| Problem {
+            path: pointer_to_path(&e.instance_path().to_string()),
+            message: e.to_string(),
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+fn pointer_to_path(pointer: &str) -> String {
+    let mut out = String::new();
+    for part in pointer.split('/').skip(1) {
+        let part = part.replace("~1", "/").replace("~0", "~");
+        if part.chars().all(|c| c.is_ascii_digit()) && !part.is_empty() {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&part);
+        }
+    }
+    out
+}
+
+/// Renders problems as `file:line: field: message` lines.
+pub fn describe(file: &Path, lines: &LineIndex, base: &str, problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| {
+            let field = if p.path.is_empty() {
+                base.to_string()
+            } else if p.path.starts_with('[') {
+                format!("{base}{}", p.path)
+            } else {
+                format!("{base}.{}", p.path)
+            };
+            let line = lines
+                .line_of(&field)
+                .map(|l| format!(":{l}"))
+                .unwrap_or_default();
+            format!("{}{line}: {field}: {}", file.display(), p.message)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Step inputs override method arguments of the same name, when the method's schema lists them.
+/// Others stay visible only to expressions as `inputs.*`.
+pub fn overlay_inputs(args: &mut Value, inputs: &Map<String, Value>, schema: &Value) {
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return;
+    };
+    let Some(obj) = args.as_object_mut() else {
+        return;
+    };
+    for (k, v) in inputs {
+        if props.contains_key(k) {
+            obj.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn violations_name_the_field() {
+        let schema =
+            json!({"type":"object","properties":{"port":{"type":"integer"}},"required":["port"]});
+        let problems = check(&schema, &json!({"port": "x"})).unwrap_err();
+        assert_eq!(problems[0].path, "port");
+        let problems = check(&schema, &json!({})).unwrap_err();
+        assert!(problems[0].message.contains("port"));
+    }
+
+    #[test]
+    fn pointers_become_dotted_paths() {
+        assert_eq!(pointer_to_path("/ports/0/name"), "ports[0].name");
+        assert_eq!(pointer_to_path(""), "");
+    }
+
+    #[test]
+    fn inputs_override_only_declared_arguments() {
+        let schema = json!({"properties":{"vmName":{}}});
+        let mut args = json!({"vmName": "a"});
+        let inputs = json!({"vmName": "b", "other": 1});
+        overlay_inputs(&mut args, inputs.as_object().unwrap(), &schema);
+        assert_eq!(args, json!({"vmName": "b"}));
+    }
+}

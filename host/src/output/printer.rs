@@ -1,0 +1,192 @@
+//! The one printer: knows about colour, `--json` and verbosity.
+
+use super::Event;
+use serde::Serialize;
+use std::io::{IsTerminal, Write};
+
+/// When to colour human output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorChoice {
+    /// Colour when stderr is a terminal and NO_COLOR is unset.
+    Auto,
+    /// Never colour.
+    Never,
+}
+
+/// Prints results to stdout and progress and errors to stderr.
+#[derive(Debug, Clone)]
+pub struct Printer {
+    json: bool,
+    color: bool,
+    verbose: u8,
+}
+
+impl Printer {
+    /// A printer for `--json` or human output.
+    pub fn new(json: bool, color: ColorChoice, verbose: u8) -> Self {
+        let color = color == ColorChoice::Auto
+            && std::env::var_os("NO_COLOR").is_none()
+            && std::io::stderr().is_terminal();
+        Printer {
+            json,
+            color,
+            verbose,
+        }
+    }
+
+    /// True in `--json` mode.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// Prints a command's result: `value` as JSON, or the human text.
+    pub fn result<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) {
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            let text = serde_json::to_string_pretty(value)
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+            let _ = writeln!(out, "{text}");
+        } else {
+            let text = human();
+            if !text.is_empty() {
+                let _ = writeln!(out, "{}", text.trim_end());
+            }
+        }
+    }
+
+    /// Prints an error (to stderr; in `--json` mode as a JSON object on stdout too).
+    pub fn error(&self, message: &str, code: i32) {
+        if self.json {
+            let v = serde_json::json!({ "error": message, "exitCode": code });
+            let _ = writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            );
+        }
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "{} {message}",
+            self.paint("1;31", "error:")
+        );
+    }
+
+    /// Prints a warning to stderr.
+    pub fn warn(&self, message: &str) {
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "{} {message}",
+            self.paint("1;33", "warning:")
+        );
+    }
+
+    /// Shows one live event (human mode only; `--json` prints the record at the end).
+    pub fn event(&self, event: &Event) {
+        if self.json && self.verbose == 0 {
+            return;
+        }
+        let line = match event {
+            Event::RunStarted {
+                kind,
+                target,
+                run_id,
+            } => {
+                format!("{} {kind} {target} (run {run_id})", self.paint("1", "▶"))
+            }
+            Event::StepStarted {
+                step,
+                model,
+                method,
+            } => {
+                if self.verbose == 0 {
+                    return;
+                }
+                let what = match (model, method) {
+                    (Some(m), Some(me)) => format!(" {m}.{me}"),
+                    _ => String::new(),
+                };
+                format!("  {} {step}{what}", self.paint("2", "…"))
+            }
+            Event::Log {
+                step,
+                level,
+                message,
+            } => {
+                let min = if self.verbose > 0 { 0 } else { 2 };
+                let rank = match level {
+                    crate::capabilities::LogLevel::Trace => 0,
+                    crate::capabilities::LogLevel::Debug => 1,
+                    crate::capabilities::LogLevel::Info => 2,
+                    crate::capabilities::LogLevel::Warn => 3,
+                    crate::capabilities::LogLevel::Error => 4,
+                };
+                if rank < min {
+                    return;
+                }
+                format!("    {} {}", self.paint("2", &format!("{step} │")), message)
+            }
+            Event::ResourceWritten {
+                model,
+                spec,
+                name,
+                version,
+                ..
+            } => {
+                if self.verbose == 0 {
+                    return;
+                }
+                format!(
+                    "    {} {model}/{spec}/{name} v{version}",
+                    self.paint("2", "wrote")
+                )
+            }
+            Event::StepFinished {
+                step,
+                status,
+                duration_ms,
+                error,
+            } => {
+                let mark = match status.as_str() {
+                    "succeeded" => self.paint("32", "✓"),
+                    "skipped" => self.paint("2", "○"),
+                    _ => self.paint("31", "✗"),
+                };
+                let mut line = format!("  {mark} {step:<32} {status:<9} {}", fmt_ms(*duration_ms));
+                if let Some(e) = error {
+                    line.push_str(&format!("\n      {}", e.replace('\n', "\n      ")));
+                }
+                line
+            }
+            Event::RunFinished {
+                status,
+                duration_ms,
+                ..
+            } => {
+                let s = if status == "succeeded" {
+                    self.paint("1;32", status)
+                } else {
+                    self.paint("1;31", status)
+                };
+                format!("{s} in {}", fmt_ms(*duration_ms))
+            }
+        };
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    }
+}
+
+/// Formats a duration compactly.
+pub fn fmt_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    }
+}

@@ -1,0 +1,336 @@
+//! `orch.yaml`: repository settings.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use super::diagnostic::Diagnostic;
+use super::lines::{LineIndex, join_key};
+use super::yaml::{null_default, parse_yaml};
+
+/// Settings from `orch.yaml`, with defaults filled in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepoConfig {
+    /// Directories searched for plugin bundles, relative to the repo root.
+    pub plugin_path: Vec<String>,
+    /// Maximum number of steps running at once.
+    pub concurrency: usize,
+    /// How long to wait for another orch process holding the data store.
+    pub lock_wait_seconds: u64,
+    /// Variables exposed to CEL as `env.NAME`.
+    pub env: BTreeMap<String, EnvVar>,
+    /// Per-plugin narrowing of capabilities, keyed by plugin id.
+    pub grants: BTreeMap<String, Grant>,
+}
+
+impl Default for RepoConfig {
+    fn default() -> Self {
+        RepoConfig {
+            plugin_path: vec!["plugins".to_string()],
+            concurrency: DEFAULT_CONCURRENCY,
+            lock_wait_seconds: DEFAULT_LOCK_WAIT_SECONDS,
+            env: BTreeMap::new(),
+            grants: BTreeMap::new(),
+        }
+    }
+}
+
+/// Default for `concurrency`; steps mostly wait on the network, so this exceeds the core count.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Default for `lockWaitSeconds`.
+pub const DEFAULT_LOCK_WAIT_SECONDS: u64 = 30;
+
+/// One `env` entry: `NAME: value` or `NAME: { default, description }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EnvVar {
+    /// Used when the process environment does not set the variable.
+    pub default: Option<String>,
+    /// Shown by `orch` when listing variables.
+    pub description: Option<String>,
+}
+
+/// What one plugin may reach; `None` leaves the manifest's request unnarrowed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    /// URL prefixes the plugin may call over HTTP.
+    #[serde(default)]
+    pub http: Option<Vec<String>>,
+    /// SSH targets (`user@host:port` patterns) the plugin may open.
+    #[serde(default)]
+    pub ssh: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawConfig {
+    #[serde(default)]
+    plugin_path: Option<Vec<String>>,
+    #[serde(default)]
+    concurrency: Option<usize>,
+    #[serde(default)]
+    lock_wait_seconds: Option<u64>,
+    #[serde(default, deserialize_with = "null_default")]
+    env: BTreeMap<String, EnvVar>,
+    #[serde(default, deserialize_with = "null_default")]
+    grants: BTreeMap<String, Grant>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FullEnvVar {
+    #[serde(default)]
+    default: Option<Scalar>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// A YAML scalar read as text, so `PORT: 8006` gives "8006" rather than a type error.
+struct Scalar(String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ScalarVisitor).map(Scalar)
+    }
+}
+
+struct ScalarVisitor;
+
+impl Visitor<'_> for ScalarVisitor {
+    type Value = String;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string, number or boolean")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for EnvVar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(EnvVarVisitor)
+    }
+}
+
+struct EnvVarVisitor;
+
+impl<'de> Visitor<'de> for EnvVarVisitor {
+    type Value = EnvVar;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a default value or a mapping with `default` and `description`")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<EnvVar, E> {
+        Ok(shorthand(v.to_string()))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<EnvVar, E> {
+        Ok(shorthand(v.to_string()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<EnvVar, E> {
+        Ok(shorthand(v.to_string()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<EnvVar, E> {
+        Ok(shorthand(v.to_string()))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<EnvVar, E> {
+        Ok(shorthand(v.to_string()))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<EnvVar, E> {
+        Ok(EnvVar::default())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<EnvVar, E> {
+        Ok(EnvVar::default())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<EnvVar, A::Error> {
+        let full = FullEnvVar::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        Ok(EnvVar {
+            default: full.default.map(|s| s.0),
+            description: full.description,
+        })
+    }
+}
+
+fn shorthand(default: String) -> EnvVar {
+    EnvVar {
+        default: Some(default),
+        description: None,
+    }
+}
+
+/// CEL reads these as `env.NAME`, so they must be identifiers.
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl RepoConfig {
+    /// Parses `orch.yaml`'s text; `file` is the name used in diagnostics.
+    pub fn parse(text: &str, file: &Path) -> Result<RepoConfig, Vec<Diagnostic>> {
+        let lines = LineIndex::parse(text);
+        let raw: Option<RawConfig> = parse_yaml(text, file, &lines).map_err(|d| vec![d])?;
+        let Some(raw) = raw else {
+            return Ok(RepoConfig::default());
+        };
+        let mut diags = Vec::new();
+        if raw.concurrency == Some(0) {
+            diags.push(Diagnostic::at(
+                file,
+                &lines,
+                "concurrency",
+                "must be at least 1; it is the number of steps that may run at once",
+            ));
+        }
+        for name in raw.env.keys() {
+            if !is_identifier(name) {
+                diags.push(Diagnostic::at(
+                    file,
+                    &lines,
+                    join_key("env", name),
+                    format!(
+                        "`{name}` is not a valid variable name; use letters, digits and `_` \
+                         (not starting with a digit) so CEL can read it as `env.{name}`"
+                    ),
+                ));
+            }
+        }
+        for (index, dir) in raw.plugin_path.iter().flatten().enumerate() {
+            if dir.trim().is_empty() {
+                diags.push(Diagnostic::at(
+                    file,
+                    &lines,
+                    format!("pluginPath[{index}]"),
+                    "empty directory name; remove the entry or name a directory",
+                ));
+            }
+        }
+        if !diags.is_empty() {
+            return Err(diags);
+        }
+        let defaults = RepoConfig::default();
+        Ok(RepoConfig {
+            plugin_path: raw.plugin_path.unwrap_or(defaults.plugin_path),
+            concurrency: raw.concurrency.unwrap_or(defaults.concurrency),
+            lock_wait_seconds: raw.lock_wait_seconds.unwrap_or(defaults.lock_wait_seconds),
+            env: raw.env,
+            grants: raw.grants,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<RepoConfig, Vec<Diagnostic>> {
+        RepoConfig::parse(text, Path::new("orch.yaml"))
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(parse("").unwrap(), RepoConfig::default());
+        assert_eq!(parse("# only comments\n").unwrap(), RepoConfig::default());
+    }
+
+    #[test]
+    fn full_config_is_read() {
+        let cfg = parse(
+            "pluginPath: [plugins, vendor/plugins]\nconcurrency: 3\nlockWaitSeconds: 5\n\
+             env:\n  PROXMOX_API_URL: { default: \"https://10.0.0.4:8006\", description: API }\n\
+             \x20 PROXMOX_NODE: keeb-dev-02\n  PORT: 8006\n  EMPTY:\n\
+             grants:\n  proxmox:\n    http: [\"https://10.0.0.4:8006\"]\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.plugin_path, ["plugins", "vendor/plugins"]);
+        assert_eq!(cfg.concurrency, 3);
+        assert_eq!(cfg.lock_wait_seconds, 5);
+        assert_eq!(
+            cfg.env["PROXMOX_API_URL"],
+            EnvVar {
+                default: Some("https://10.0.0.4:8006".into()),
+                description: Some("API".into())
+            }
+        );
+        assert_eq!(
+            cfg.env["PROXMOX_NODE"].default.as_deref(),
+            Some("keeb-dev-02")
+        );
+        assert_eq!(cfg.env["PORT"].default.as_deref(), Some("8006"));
+        assert_eq!(cfg.env["EMPTY"], EnvVar::default());
+        assert_eq!(
+            cfg.grants["proxmox"].http.as_deref(),
+            Some(&["https://10.0.0.4:8006".to_string()][..])
+        );
+        assert_eq!(cfg.grants["proxmox"].ssh, None);
+    }
+
+    #[test]
+    fn unknown_setting_is_reported_with_suggestion() {
+        let errs = parse("concurency: 4\n").unwrap_err();
+        assert_eq!(
+            errs[0].to_string(),
+            "orch.yaml:1: concurency: unknown field `concurency`; did you mean `concurrency`?"
+        );
+    }
+
+    #[test]
+    fn unknown_env_field_is_reported_at_its_line() {
+        let errs = parse("env:\n  A:\n    default: x\n    descripton: y\n").unwrap_err();
+        assert_eq!(
+            errs[0].to_string(),
+            "orch.yaml:4: env.A.descripton: unknown field `descripton`; did you mean `description`?"
+        );
+    }
+
+    #[test]
+    fn unknown_grant_kind_is_reported() {
+        let errs = parse("grants:\n  proxmox:\n    htp: []\n").unwrap_err();
+        assert_eq!(errs[0].line, Some(3));
+        assert!(
+            errs[0].message.contains("did you mean `http`?"),
+            "{}",
+            errs[0]
+        );
+    }
+
+    #[test]
+    fn zero_concurrency_is_rejected() {
+        let errs = parse("concurrency: 0\n").unwrap_err();
+        assert_eq!(errs[0].line, Some(1));
+        assert!(errs[0].message.contains("at least 1"));
+    }
+
+    #[test]
+    fn env_names_must_be_cel_identifiers() {
+        let errs = parse("env:\n  OK_1: a\n  not-ok: b\n").unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].line, Some(3));
+        assert_eq!(errs[0].field.as_deref(), Some("env.not-ok"));
+    }
+
+    #[test]
+    fn negative_concurrency_is_a_type_error() {
+        let errs = parse("concurrency: -2\n").unwrap_err();
+        assert!(
+            errs[0].message.contains("non-negative integer"),
+            "{}",
+            errs[0]
+        );
+    }
+}

@@ -1,0 +1,425 @@
+//! Runs workflow steps for the scheduler: guard, forEach, model methods and nested workflows.
+
+use super::RunState;
+use crate::expr::{ExprError, Vars};
+use crate::method::{MethodCall, StoreDataSource};
+use crate::output::Event;
+use crate::store::{StepRecord, now_rfc3339};
+use crate::workflow::{self, Job, Step, StepExecutor, StepOutcome, StepStatus, Task, Workflow};
+use serde_json::{Map, Value};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Deepest nesting of workflows, so a runaway recursion stops with a message.
+const MAX_DEPTH: usize = 16;
+
+/// Executes the steps of one workflow (nested workflows get their own executor).
+pub(crate) struct Executor {
+    state: Arc<RunState>,
+    workflow: Arc<Workflow>,
+    inputs: Map<String, Value>,
+    prefix: String,
+    depth: usize,
+}
+
+/// Runs `f` as a recorded step: events, timing, step record. Returns (error, output).
+pub(crate) async fn run_recorded(
+    state: &RunState,
+    step: &str,
+    target: Option<(&str, &str)>,
+    f: impl AsyncFnOnce() -> Result<crate::method::MethodOutput, String>,
+) -> (Option<String>, Option<Value>) {
+    let events = &state.runner.events;
+    events.emit(Event::StepStarted {
+        step: step.to_string(),
+        model: target.map(|t| t.0.to_string()),
+        method: target.map(|t| t.1.to_string()),
+    });
+    let started_at = now_rfc3339();
+    let started = Instant::now();
+    let result = f().await;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let (status, error, output, resources) = match result {
+        Ok(out) => ("succeeded", None, Some(out.output), out.resources),
+        Err(e) => ("failed", Some(e), None, Vec::new()),
+    };
+    events.emit(Event::StepFinished {
+        step: step.to_string(),
+        status: status.to_string(),
+        duration_ms,
+        error: error.clone(),
+    });
+    let (job, name) = step.split_once('.').unwrap_or(("", step));
+    if let Ok(mut steps) = state.steps.lock() {
+        steps.push(StepRecord {
+            job: job.to_string(),
+            name: name.to_string(),
+            model: target.map(|t| t.0.to_string()),
+            method: target.map(|t| t.1.to_string()),
+            status: status.to_string(),
+            started_at: Some(started_at),
+            duration_ms: Some(duration_ms),
+            error: error.clone(),
+            resources,
+        });
+    }
+    (error, output)
+}
+
+fn locate(wf: &Workflow, err: &ExprError, base: &str) -> String {
+    let field = format!("{base}.{}", &err.field);
+    let line = wf
+        .line_of(&field)
+        .map(|l| format!(":{l}"))
+        .unwrap_or_default();
+    format!(
+        "{}{line}: {}",
+        wf.file.display(),
+        err.to_string().replacen(&err.field, &field, 1)
+    )
+}
+
+impl Executor {
+    pub(crate) fn new(
+        state: Arc<RunState>,
+        workflow: Arc<Workflow>,
+        inputs: Map<String, Value>,
+        prefix: String,
+        depth: usize,
+    ) -> Arc<Self> {
+        Arc::new(Executor {
+            state,
+            workflow,
+            inputs,
+            prefix,
+            depth,
+        })
+    }
+
+    /// Runs the whole workflow; `Err` names the failed steps.
+    pub(crate) async fn run(self: Arc<Self>) -> Result<(), String> {
+        let concurrency = self.state.runner.repo.config.concurrency.max(1);
+        let wf = self.workflow.clone();
+        let outcome = workflow::run_workflow(wf, self.clone(), concurrency).await;
+        if outcome.status == StepStatus::Succeeded {
+            return Ok(());
+        }
+        let prefix = &self.prefix;
+        let failed: Vec<String> = outcome
+            .jobs
+            .iter()
+            .flat_map(|j| {
+                j.steps
+                    .iter()
+                    .filter(|(_, o)| o.status == StepStatus::Failed)
+                    .map(move |(s, _)| format!("{prefix}{}.{s}", j.name))
+            })
+            .collect();
+        Err(format!(
+            "workflow `{}` failed at step(s): {}",
+            self.workflow.name,
+            failed.join(", ")
+        ))
+    }
+
+    fn vars(&self, self_vars: &Map<String, Value>) -> Vars {
+        Vars {
+            inputs: self.inputs.clone(),
+            env: self.state.runner.repo.env_values(),
+            run_id: self.state.runner.run_id.clone(),
+            self_: self_vars.clone(),
+        }
+    }
+
+    fn data(&self) -> StoreDataSource {
+        let r = &self.state.runner;
+        StoreDataSource::new(r.store.clone(), r.vault.clone(), &r.repo)
+    }
+
+    /// Resolves a value from the workflow file (step inputs, forEach.in, names).
+    fn resolve(
+        &self,
+        value: &Value,
+        field: &str,
+        self_vars: &Map<String, Value>,
+    ) -> Result<Value, String> {
+        let data = self.data();
+        let scope = self
+            .state
+            .runner
+            .evaluator
+            .scope(&data, self.vars(self_vars));
+        let r = scope
+            .resolve_value(value, "")
+            .map_err(|e| locate(&self.workflow, &e, field));
+        for s in self.state.runner.evaluator.secrets() {
+            self.state.runner.events.redactor().add(&s);
+        }
+        r
+    }
+
+    fn eval_guard(
+        &self,
+        guard: &str,
+        field: &str,
+        self_vars: &Map<String, Value>,
+    ) -> Result<bool, String> {
+        let data = self.data();
+        let scope = self
+            .state
+            .runner
+            .evaluator
+            .scope(&data, self.vars(self_vars));
+        match scope.eval_expr(guard) {
+            Ok(Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(format!(
+                "{}: {field}: guard `{guard}` gave {other}, not a bool",
+                self.workflow.file.display()
+            )),
+            Err(e) => Err(locate(&self.workflow, &e, field)),
+        }
+    }
+
+    fn step_path(&self, job: &Job, step: &Step) -> Option<String> {
+        let (ji, j) = self
+            .workflow
+            .jobs
+            .iter()
+            .enumerate()
+            .find(|(_, j)| j.name == job.name)?;
+        let si = j.steps.iter().position(|s| s.name == step.name)?;
+        Some(format!("jobs[{ji}].steps[{si}]"))
+    }
+
+    async fn run_one(&self, job: &Job, step: &Step) -> StepOutcome {
+        let field = self.step_path(job, step).unwrap_or_default();
+        // forEach: one instance per item, visible as self.<item>.
+        let items: Vec<Map<String, Value>> = match &step.for_each {
+            None => vec![Map::new()],
+            Some(fe) => {
+                match self.resolve(&fe.items, &format!("{field}.forEach.in"), &Map::new()) {
+                    Err(e) => return self.fail_now(job, step, e),
+                    Ok(Value::Array(list)) => list
+                        .into_iter()
+                        .map(|v| Map::from_iter([(fe.item.clone(), v)]))
+                        .collect(),
+                    Ok(Value::Object(map)) => map
+                        .into_iter()
+                        .map(|(k, v)| {
+                            Map::from_iter([(
+                                fe.item.clone(),
+                                serde_json::json!({"key": k, "value": v}),
+                            )])
+                        })
+                        .collect(),
+                    Ok(other) => {
+                        return self.fail_now(
+                            job,
+                            step,
+                            format!(
+                                "{}: {field}.forEach.in: expected a list or map, got {other}",
+                                self.workflow.file.display()
+                            ),
+                        );
+                    }
+                }
+            }
+        };
+        let mut failures = Vec::new();
+        let mut ran_any = false;
+        for self_vars in items {
+            let name = match self.resolve(
+                &Value::String(step.name.clone()),
+                &format!("{field}.name"),
+                &self_vars,
+            ) {
+                Ok(Value::String(s)) => s,
+                Ok(other) => other.to_string(),
+                Err(e) => {
+                    failures.push(e);
+                    continue;
+                }
+            };
+            let label = format!("{}{}.{name}", self.prefix, job.name);
+            if let Some(guard) = &step.guard {
+                match self.eval_guard(guard, &format!("{field}.guard"), &self_vars) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.record_skip(&label, "guard is false");
+                        continue;
+                    }
+                    Err(e) => {
+                        self.fail_recorded(&label, e.clone());
+                        failures.push(e);
+                        continue;
+                    }
+                }
+            }
+            ran_any = true;
+            if let Err(e) = self.run_task(&label, step, &field, &self_vars).await {
+                failures.push(e);
+            }
+        }
+        if !failures.is_empty() {
+            StepOutcome {
+                status: StepStatus::Failed,
+                error: Some(failures.join("\n")),
+            }
+        } else if !ran_any {
+            StepOutcome {
+                status: StepStatus::Skipped,
+                error: None,
+            }
+        } else {
+            StepOutcome {
+                status: StepStatus::Succeeded,
+                error: None,
+            }
+        }
+    }
+
+    async fn run_task(
+        &self,
+        label: &str,
+        step: &Step,
+        field: &str,
+        self_vars: &Map<String, Value>,
+    ) -> Result<(), String> {
+        match &step.task {
+            Task::ModelMethod {
+                model_id_or_name,
+                method_name,
+                inputs,
+            } => {
+                let state = &self.state;
+                let (error, _) = run_recorded(
+                    state,
+                    label,
+                    Some((model_id_or_name, method_name)),
+                    async || {
+                        let inputs =
+                            self.resolve(inputs, &format!("{field}.task.inputs"), self_vars)?;
+                        let call = MethodCall {
+                            model: model_id_or_name.clone(),
+                            method: method_name.clone(),
+                            step: label.to_string(),
+                            inputs: inputs.as_object().cloned().unwrap_or_default(),
+                            workflow_inputs: self.inputs.clone(),
+                            self_vars: self_vars.clone(),
+                            dry_run: false,
+                        };
+                        state.runner.run(&call).await.map_err(|e| e.to_string())
+                    },
+                )
+                .await;
+                error.map_or(Ok(()), Err)
+            }
+            Task::Workflow {
+                workflow_id_or_name,
+                inputs,
+            } => {
+                let state = self.state.clone();
+                let (error, _) = run_recorded(&state, label, None, async || {
+                    if self.depth + 1 > MAX_DEPTH {
+                        return Err(format!(
+                            "workflows nest deeper than {MAX_DEPTH} levels at {label}"
+                        ));
+                    }
+                    let inputs =
+                        self.resolve(inputs, &format!("{field}.task.inputs"), self_vars)?;
+                    let nested = state
+                        .runner
+                        .repo
+                        .workflow(workflow_id_or_name)
+                        .map_err(|e| e.to_string())?
+                        .clone();
+                    workflow::validate_inputs(&nested, &inputs).map_err(|problems| {
+                        format!(
+                            "{}: inputs of nested workflow `{}`: {}",
+                            self.workflow.file.display(),
+                            nested.name,
+                            problems.join("; ")
+                        )
+                    })?;
+                    let exec = Executor::new(
+                        state.clone(),
+                        Arc::new(nested),
+                        inputs.as_object().cloned().unwrap_or_default(),
+                        format!("{label}/"),
+                        self.depth + 1,
+                    );
+                    Box::pin(exec.run()).await?;
+                    Ok(crate::method::MethodOutput {
+                        output: Value::Null,
+                        resources: Vec::new(),
+                    })
+                })
+                .await;
+                error.map_or(Ok(()), Err)
+            }
+        }
+    }
+
+    fn fail_now(&self, job: &Job, step: &Step, error: String) -> StepOutcome {
+        self.fail_recorded(
+            &format!("{}{}.{}", self.prefix, job.name, step.name),
+            error.clone(),
+        );
+        StepOutcome {
+            status: StepStatus::Failed,
+            error: Some(error),
+        }
+    }
+
+    fn fail_recorded(&self, label: &str, error: String) {
+        self.record(label, "failed", Some(error));
+    }
+
+    fn record_skip(&self, label: &str, reason: &str) {
+        self.record(label, "skipped", Some(reason.to_string()));
+    }
+
+    fn record(&self, label: &str, status: &str, error: Option<String>) {
+        self.state.runner.events.emit(Event::StepFinished {
+            step: label.to_string(),
+            status: status.to_string(),
+            duration_ms: 0,
+            error: error.clone(),
+        });
+        let (job, name) = label.split_once('.').unwrap_or(("", label));
+        if let Ok(mut steps) = self.state.steps.lock() {
+            steps.push(StepRecord {
+                job: job.to_string(),
+                name: name.to_string(),
+                model: None,
+                method: None,
+                status: status.to_string(),
+                started_at: None,
+                duration_ms: Some(0),
+                error,
+                resources: Vec::new(),
+            });
+        }
+    }
+}
+
+impl StepExecutor for Executor {
+    fn run_step(
+        &self,
+        job: &Job,
+        step: &Step,
+    ) -> Pin<Box<dyn Future<Output = StepOutcome> + Send + '_>> {
+        let job = job.clone();
+        let step = step.clone();
+        Box::pin(async move { self.run_one(&job, &step).await })
+    }
+
+    fn step_skipped(&self, job: &Job, step: &Step, reason: &str) {
+        self.record_skip(
+            &format!("{}{}.{}", self.prefix, job.name, step.name),
+            reason,
+        );
+    }
+}

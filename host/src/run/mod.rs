@@ -1,0 +1,184 @@
+//! A run: one execution of a workflow or a single method, recorded in the store with its steps,
+//! timings and events (redacted). The run record is written when the run starts and again when
+//! it ends, so a crash leaves a `running` record behind instead of nothing.
+
+mod executor;
+
+use crate::expr::Evaluator;
+use crate::method::{MethodCall, MethodRunner};
+use crate::output::{Event, EventSink, Printer};
+use crate::repo::Repo;
+use crate::runtime::PluginRegistry;
+use crate::store::{ResourceStore, RunRecord, RunStatus, StepRecord, new_run_id, now_rfc3339};
+use crate::vault::{LocalVault, Redactor};
+use executor::Executor;
+use serde_json::{Map, Value};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// What a run needs from the process: the repo, its plugins, store and vault.
+#[derive(Clone)]
+pub struct RunEnv {
+    /// The repository.
+    pub repo: Arc<Repo>,
+    /// Installed plugins.
+    pub registry: Arc<PluginRegistry>,
+    /// The data store.
+    pub store: ResourceStore,
+    /// The vault.
+    pub vault: Arc<LocalVault>,
+    /// Where live events are shown.
+    pub printer: Printer,
+}
+
+/// Shared state of one run: the runner, the step records.
+pub(crate) struct RunState {
+    pub runner: MethodRunner,
+    pub steps: Mutex<Vec<StepRecord>>,
+}
+
+impl RunEnv {
+    fn start(
+        &self,
+        kind: &str,
+        target: &str,
+        inputs: &Map<String, Value>,
+    ) -> (Arc<RunState>, RunRecord, Instant) {
+        let run_id = new_run_id();
+        let redactor = Redactor::default();
+        let printer = self.printer.clone();
+        let events = EventSink::new(redactor, Arc::new(move |e: &Event| printer.event(e)));
+        let runner = MethodRunner {
+            repo: self.repo.clone(),
+            registry: self.registry.clone(),
+            store: self.store.clone(),
+            evaluator: Arc::new(Evaluator::new()),
+            vault: self.vault.clone(),
+            events: events.clone(),
+            run_id: run_id.clone(),
+        };
+        events.emit(Event::RunStarted {
+            run_id: run_id.clone(),
+            kind: kind.to_string(),
+            target: target.to_string(),
+        });
+        let record = RunRecord {
+            id: run_id,
+            kind: kind.to_string(),
+            target: target.to_string(),
+            status: RunStatus::Running,
+            started_at: now_rfc3339(),
+            finished_at: None,
+            duration_ms: None,
+            inputs: Value::Object(inputs.clone()),
+            steps: Vec::new(),
+            events: Vec::new(),
+            error: None,
+        };
+        if let Err(e) = self.store.put_run(&record) {
+            self.printer
+                .warn(&format!("cannot record the run's start: {e}"));
+        }
+        (
+            Arc::new(RunState {
+                runner,
+                steps: Mutex::new(Vec::new()),
+            }),
+            record,
+            Instant::now(),
+        )
+    }
+
+    fn finish(
+        &self,
+        state: &RunState,
+        mut record: RunRecord,
+        started: Instant,
+        error: Option<String>,
+    ) -> RunRecord {
+        let redactor = state.runner.events.redactor().clone();
+        for s in state.runner.evaluator.secrets() {
+            redactor.add(&s);
+        }
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let status = if error.is_none() {
+            RunStatus::Succeeded
+        } else {
+            RunStatus::Failed
+        };
+        state.runner.events.emit(Event::RunFinished {
+            run_id: record.id.clone(),
+            status: if status == RunStatus::Succeeded {
+                "succeeded"
+            } else {
+                "failed"
+            }
+            .into(),
+            duration_ms,
+        });
+        record.status = status;
+        record.finished_at = Some(now_rfc3339());
+        record.duration_ms = Some(duration_ms);
+        record.steps = state.steps.lock().map(|s| s.clone()).unwrap_or_default();
+        record.events = state.runner.events.to_json();
+        record.error = error.map(|e| redactor.redact(&e));
+        redactor.redact_json(&mut record.inputs);
+        for step in &mut record.steps {
+            if let Some(e) = &mut step.error {
+                *e = redactor.redact(e);
+            }
+        }
+        if let Err(e) = self.store.put_run(&record) {
+            self.printer
+                .warn(&format!("cannot record the run's end: {e}"));
+        }
+        record
+    }
+
+    /// Runs a workflow by name with validated inputs.
+    pub async fn run_workflow(&self, name: &str, inputs: Map<String, Value>) -> RunRecord {
+        let (state, record, started) = self.start("workflow", name, &inputs);
+        let error = match self.repo.workflow(name) {
+            Err(e) => Some(e.to_string()),
+            Ok(wf) => {
+                let exec = Executor::new(
+                    state.clone(),
+                    Arc::new(wf.clone()),
+                    inputs,
+                    String::new(),
+                    0,
+                );
+                exec.run().await.err()
+            }
+        };
+        self.finish(&state, record, started, error)
+    }
+
+    /// Runs one method of one model as its own run.
+    pub async fn run_method(
+        &self,
+        model: &str,
+        method: &str,
+        inputs: Map<String, Value>,
+        dry_run: bool,
+    ) -> (RunRecord, Option<Value>) {
+        let target = format!("{model}.{method}");
+        let (state, record, started) = self.start("method", &target, &inputs);
+        let call = MethodCall {
+            model: model.to_string(),
+            method: method.to_string(),
+            step: target.clone(),
+            inputs: inputs.clone(),
+            workflow_inputs: Map::new(),
+            self_vars: Map::new(),
+            dry_run,
+        };
+        let (error, output) =
+            executor::run_recorded(&state, &target, Some((model, method)), async || {
+                state.runner.run(&call).await.map_err(|e| e.to_string())
+            })
+            .await;
+        let record = self.finish(&state, record, started, error);
+        (record, output)
+    }
+}

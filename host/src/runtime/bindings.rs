@@ -1,0 +1,10 @@
+//! Host bindings for `orch:plugin@0.1.0`, generated from `wit/`.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "model-plugin",
+    imports: { default: async | trappable },
+    exports: { default: async },
+});
+
+pub use orch::plugin::types::{Error as PluginError, MethodKind};

@@ -1,0 +1,182 @@
+//! `orch plugin validate`: everything the host checks at load, as a report for authors' CI.
+
+use super::{LoadedPlugin, PluginManifest, PluginRuntime, TypeDescription, imports};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use wasmtime::component::Component;
+
+/// One check and its verdict.
+#[derive(Debug, Serialize)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// Details, or what to fix.
+    pub message: String,
+}
+
+/// The whole report.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidationReport {
+    /// True when every check passed.
+    pub ok: bool,
+    /// What was validated.
+    pub path: String,
+    /// Plugin id, when a manifest was read.
+    pub plugin: Option<String>,
+    /// Every import of the component.
+    pub imports: Vec<String>,
+    /// The types describe() returned.
+    pub types: Vec<TypeDescription>,
+    /// The checks in order.
+    pub checks: Vec<Check>,
+}
+
+impl ValidationReport {
+    fn check(&mut self, name: &str, result: Result<String, String>) -> bool {
+        let ok = result.is_ok();
+        let message = result.unwrap_or_else(|e| e);
+        self.ok &= ok;
+        self.checks.push(Check {
+            name: name.to_string(),
+            ok,
+            message,
+        });
+        ok
+    }
+}
+
+/// Validates a bundle directory (plugin.toml + wasm) or a bare `.wasm` file.
+pub async fn validate(runtime: &PluginRuntime, path: &Path) -> ValidationReport {
+    let mut report = ValidationReport {
+        ok: true,
+        path: path.display().to_string(),
+        plugin: None,
+        imports: Vec::new(),
+        types: Vec::new(),
+        checks: Vec::new(),
+    };
+    let (manifest, wasm_path) = if path.is_dir() {
+        match PluginManifest::load(&path.join("plugin.toml")) {
+            Ok(m) => {
+                report.check(
+                    "manifest",
+                    Ok(format!("{} {} (orch:plugin {})", m.id, m.version, m.api)),
+                );
+                report.plugin = Some(m.id.clone());
+                let wasm = path.join(&m.wasm);
+                (m, wasm)
+            }
+            Err(e) => {
+                report.check("manifest", Err(e.to_string()));
+                return report;
+            }
+        }
+    } else {
+        let m = PluginManifest {
+            id: path
+                .file_stem()
+                .map(|s| s.to_string_lossy().replace(['.', ' '], "_"))
+                .unwrap_or_default(),
+            version: "0.0.0".into(),
+            api: "0.1.0".into(),
+            description: String::new(),
+            wasm: String::new(),
+            sha256: String::new(),
+            capabilities: Default::default(),
+            limits: Default::default(),
+        };
+        (m, path.to_path_buf())
+    };
+    let bytes = match std::fs::read(&wasm_path) {
+        Ok(b) => b,
+        Err(e) => {
+            report.check(
+                "wasm",
+                Err(format!("{}: cannot read: {e}", wasm_path.display())),
+            );
+            return report;
+        }
+    };
+    let sha = hex::encode(Sha256::digest(&bytes));
+    if !manifest.sha256.is_empty() {
+        let ok = sha.eq_ignore_ascii_case(&manifest.sha256);
+        report.check(
+            "sha256",
+            if ok {
+                Ok(sha.clone())
+            } else {
+                Err(format!(
+                    "the wasm's SHA-256 is {sha} but plugin.toml says {}",
+                    manifest.sha256
+                ))
+            },
+        );
+    }
+    let component = match Component::new(&runtime.engine, &bytes) {
+        Ok(c) => {
+            report.check("component", Ok(format!("{} bytes compiled", bytes.len())));
+            c
+        }
+        Err(e) => {
+            report.check(
+                "component",
+                Err(format!("not a loadable WebAssembly component: {e:#}")),
+            );
+            return report;
+        }
+    };
+    report.imports = imports::list(&runtime.engine, &component);
+    let forbidden: Vec<&String> = report
+        .imports
+        .iter()
+        .filter(|i| !imports::is_allowed(i))
+        .collect();
+    let imports_ok = forbidden.is_empty();
+    report.check(
+        "imports",
+        if imports_ok {
+            Ok(format!("{} imports, all allowed", report.imports.len()))
+        } else {
+            Err(format!(
+                "imports outside orch:plugin/* and harmless WASI: {}",
+                forbidden
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        },
+    );
+    if !imports_ok {
+        return report;
+    }
+    let plugin: LoadedPlugin = match runtime.load_component(manifest, path, &wasm_path, &bytes, sha)
+    {
+        Ok(p) => p,
+        Err(e) => {
+            report.check("link", Err(e.to_string()));
+            return report;
+        }
+    };
+    match runtime.describe(&plugin).await {
+        Ok(types) if types.is_empty() => {
+            report.check("describe", Err("describe() returned no types".into()));
+        }
+        Ok(types) => {
+            let names: Vec<String> = types
+                .iter()
+                .map(|t| format!("{} {}", t.name, t.version))
+                .collect();
+            report.check("describe", Ok(format!("types: {}", names.join(", "))));
+            report.types = types;
+        }
+        Err(e) => {
+            report.check("describe", Err(e.to_string()));
+        }
+    }
+    report
+}

@@ -1,0 +1,223 @@
+use redb::ReadableTable;
+
+use super::access::{RUNS, ResourceStore};
+use super::error::StoreError;
+use super::types::RunRecord;
+
+/// Shorter prefixes are too likely to match by accident, so they must be exact ids.
+const MIN_PREFIX_LEN: usize = 6;
+/// How many candidates an ambiguity error lists.
+const AMBIGUOUS_SHOWN: usize = 5;
+
+impl ResourceStore {
+    /// Insert or replace a run record by its id.
+    pub fn put_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(run).map_err(|source| StoreError::Encode {
+            record: format!("run {}", run.id),
+            source,
+        })?;
+        self.write(|txn| {
+            let mut runs = txn.open_table(RUNS).map_err(|e| self.database_error(e))?;
+            runs.insert(run.id.as_str(), bytes.as_slice())
+                .map_err(|e| self.database_error(e))?;
+            Ok(())
+        })
+    }
+
+    /// A run by its full id, or by a prefix of at least 6 characters that matches exactly one run.
+    pub fn get_run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        self.read(
+            || None,
+            |txn| {
+                let Some(runs) = self.read_table(txn, RUNS)? else {
+                    return Ok(None);
+                };
+                if let Some(value) = runs.get(id).map_err(|e| self.database_error(e))? {
+                    return self.decode(value.value(), || format!("run {id}")).map(Some);
+                }
+                if id.len() < MIN_PREFIX_LEN {
+                    return Ok(None);
+                }
+                let mut matches = Vec::new();
+                for entry in runs.range(id..).map_err(|e| self.database_error(e))? {
+                    let (key, value) = entry.map_err(|e| self.database_error(e))?;
+                    let key = key.value();
+                    if !key.starts_with(id) {
+                        break;
+                    }
+                    matches.push((key.to_string(), value.value().to_vec()));
+                    if matches.len() > AMBIGUOUS_SHOWN {
+                        break;
+                    }
+                }
+                match matches.as_slice() {
+                    [] => Ok(None),
+                    [(key, bytes)] => self.decode(bytes, || format!("run {key}")).map(Some),
+                    _ => Err(StoreError::AmbiguousRunId {
+                        path: self.path().to_path_buf(),
+                        prefix: id.to_string(),
+                        matches: matches
+                            .into_iter()
+                            .take(AMBIGUOUS_SHOWN)
+                            .map(|(key, _)| key)
+                            .collect(),
+                    }),
+                }
+            },
+        )
+    }
+
+    /// Up to `limit` runs, newest first (run ids are uuid v7, so key order is start order).
+    pub fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        self.read(Vec::new, |txn| {
+            let Some(runs) = self.read_table(txn, RUNS)? else {
+                return Ok(Vec::new());
+            };
+            let mut out = Vec::new();
+            for entry in runs
+                .iter()
+                .map_err(|e| self.database_error(e))?
+                .rev()
+                .take(limit)
+            {
+                let (key, value) = entry.map_err(|e| self.database_error(e))?;
+                out.push(self.decode(value.value(), || format!("run {}", key.value()))?);
+            }
+            Ok(out)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::access::StoreOptions;
+    use super::super::types::{RunStatus, StepRecord, new_run_id, now_rfc3339};
+    use super::*;
+
+    fn store_in(dir: &tempfile::TempDir) -> ResourceStore {
+        ResourceStore::new(dir.path().join(".orch/data.redb"), StoreOptions::default())
+    }
+
+    fn run(id: &str, target: &str) -> RunRecord {
+        RunRecord {
+            id: id.to_string(),
+            kind: "workflow".to_string(),
+            target: target.to_string(),
+            status: RunStatus::Running,
+            started_at: now_rfc3339(),
+            finished_at: None,
+            duration_ms: None,
+            inputs: json!({"node": "pve1"}),
+            steps: vec![StepRecord {
+                job: "sync".to_string(),
+                name: "list-vms".to_string(),
+                model: Some("fleet".to_string()),
+                method: Some("sync".to_string()),
+                status: "succeeded".to_string(),
+                started_at: Some(now_rfc3339()),
+                duration_ms: Some(12),
+                error: None,
+                resources: vec!["vm/web@v3".to_string()],
+            }],
+            events: vec![json!({"type": "step_started", "step": "list-vms"})],
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_run_round_trips_and_put_replaces_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_in(&dir);
+        let id = new_run_id();
+        let mut record = run(&id, "sync-fleet");
+        store.put_run(&record).expect("put");
+        assert_eq!(store.get_run(&id).expect("get"), Some(record.clone()));
+
+        record.status = RunStatus::Succeeded;
+        record.finished_at = Some(now_rfc3339());
+        record.duration_ms = Some(1500);
+        store.put_run(&record).expect("replace");
+        assert_eq!(store.get_run(&id).expect("get"), Some(record));
+        assert_eq!(store.list_runs(10).expect("list").len(), 1);
+    }
+
+    #[test]
+    fn a_unique_prefix_of_six_or_more_characters_finds_the_run() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_in(&dir);
+        store
+            .put_run(&run("0193a2b4-aaaa-7000-8000-000000000001", "a"))
+            .expect("put");
+        store
+            .put_run(&run("0193a2b4-bbbb-7000-8000-000000000002", "b"))
+            .expect("put");
+        store
+            .put_run(&run("0193ffff-cccc-7000-8000-000000000003", "c"))
+            .expect("put");
+
+        let found = store.get_run("0193a2b4-b").expect("prefix").expect("found");
+        assert_eq!(found.target, "b");
+        assert_eq!(
+            store.get_run("0193ff").expect("prefix").map(|r| r.target),
+            Some("c".to_string())
+        );
+        assert_eq!(
+            store.get_run("0193f").expect("short prefix"),
+            None,
+            "five characters are not enough"
+        );
+        assert_eq!(store.get_run("0193a2b5").expect("no match"), None);
+
+        let err = store.get_run("0193a2b4").expect_err("ambiguous");
+        let StoreError::AmbiguousRunId { matches, .. } = &err else {
+            panic!("expected AmbiguousRunId, got {err:?}");
+        };
+        assert_eq!(matches.len(), 2);
+        assert!(err.to_string().contains("give more characters"), "{err}");
+    }
+
+    #[test]
+    fn runs_are_listed_newest_first_up_to_the_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_in(&dir);
+        let ids: Vec<String> = (0..5).map(|_| new_run_id()).collect();
+        // Stored out of order, so the listing order must come from the ids.
+        for i in [2, 0, 4, 1, 3] {
+            store
+                .put_run(&run(&ids[i], &format!("run-{i}")))
+                .expect("put");
+        }
+        let listed: Vec<String> = store
+            .list_runs(3)
+            .expect("list")
+            .into_iter()
+            .map(|r| r.target)
+            .collect();
+        assert_eq!(listed, vec!["run-4", "run-3", "run-2"]);
+        assert_eq!(store.list_runs(100).expect("list").len(), 5);
+        assert!(store.list_runs(0).expect("list").is_empty());
+    }
+
+    #[test]
+    fn a_damaged_run_record_names_the_run_and_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_in(&dir);
+        store
+            .write(|txn| {
+                let mut runs = txn.open_table(RUNS).map_err(|e| store.database_error(e))?;
+                runs.insert("0193a2b4-dead", b"not json".as_slice())
+                    .map_err(|e| store.database_error(e))?;
+                Ok(())
+            })
+            .expect("write raw");
+        let err = store.get_run("0193a2b4-dead").expect_err("bad json");
+        let message = err.to_string();
+        assert!(message.contains("run 0193a2b4-dead"), "{message}");
+        assert!(
+            message.contains(&store.path().display().to_string()),
+            "{message}"
+        );
+    }
+}

@@ -1,0 +1,177 @@
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+/// Who wrote a resource version: the run, step and method, and when.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Provenance {
+    /// The run that wrote the version (a uuid v7 string).
+    pub run_id: String,
+    /// The workflow step, or the method name for a single method run.
+    pub step: String,
+    /// The model method that produced the attributes.
+    pub method: String,
+    /// When the write was committed, RFC 3339 in UTC.
+    pub time: String,
+}
+
+/// One resource write a method asks for, before it has a version.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PendingWrite {
+    /// The resource spec, e.g. `vm`.
+    pub spec: String,
+    /// The instance name within the spec.
+    pub name: String,
+    /// The resource document.
+    pub attributes: Value,
+}
+
+/// One stored, immutable version of a resource.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ResourceVersion {
+    /// The model that owns the resource.
+    pub model: String,
+    /// The resource spec.
+    pub spec: String,
+    /// The instance name.
+    pub name: String,
+    /// 1 for the first write, then one more per write.
+    pub version: u64,
+    /// The resource document.
+    pub attributes: Value,
+    /// Who wrote this version.
+    pub provenance: Provenance,
+}
+
+/// Identifies a resource and its newest version.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ResourceKey {
+    /// The model that owns the resource.
+    pub model: String,
+    /// The resource spec.
+    pub spec: String,
+    /// The instance name.
+    pub name: String,
+    /// The newest version number.
+    pub latest: u64,
+}
+
+/// One line of `orch data list`: a resource, its newest version and when that was written.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ResourceSummary {
+    /// The model that owns the resource.
+    pub model: String,
+    /// The resource spec.
+    pub spec: String,
+    /// The instance name.
+    pub name: String,
+    /// The newest version number.
+    pub latest: u64,
+    /// When the newest version was written, RFC 3339 in UTC.
+    pub written_at: String,
+}
+
+/// The record of one workflow or method run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RunRecord {
+    /// A uuid v7 string, so ids sort by start time.
+    pub id: String,
+    /// `workflow` or `method`.
+    pub kind: String,
+    /// The workflow name, or `model.method` for a method run.
+    pub target: String,
+    /// Where the run stands.
+    pub status: RunStatus,
+    /// RFC 3339 start time in UTC.
+    pub started_at: String,
+    /// RFC 3339 end time in UTC, once finished.
+    pub finished_at: Option<String>,
+    /// Wall time in milliseconds, once finished.
+    pub duration_ms: Option<u64>,
+    /// The run's inputs, secrets already redacted.
+    pub inputs: Value,
+    /// One record per step.
+    pub steps: Vec<StepRecord>,
+    /// The run's event stream, secrets already redacted.
+    pub events: Vec<Value>,
+    /// Why the run failed, if it did.
+    pub error: Option<String>,
+}
+
+/// Where a run stands.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Started and not yet finished (or the process died before recording the end).
+    Running,
+    /// Finished without error.
+    Succeeded,
+    /// Finished with an error.
+    Failed,
+}
+
+/// The record of one step within a run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct StepRecord {
+    /// The job the step belongs to.
+    pub job: String,
+    /// The step name.
+    pub name: String,
+    /// The model the step called, for method steps.
+    pub model: Option<String>,
+    /// The method the step called, for method steps.
+    pub method: Option<String>,
+    /// `succeeded`, `failed`, `skipped`, and so on.
+    pub status: String,
+    /// RFC 3339 start time in UTC, if the step started.
+    pub started_at: Option<String>,
+    /// Wall time in milliseconds, if the step finished.
+    pub duration_ms: Option<u64>,
+    /// Why the step failed, if it did.
+    pub error: Option<String>,
+    /// Resources the step wrote, as `spec/name@vN`.
+    pub resources: Vec<String>,
+}
+
+/// The current time as RFC 3339 in UTC with millisecond precision, e.g. `2025-01-31T09:15:02.041Z`.
+pub fn now_rfc3339() -> String {
+    // Fixed width, so stored times also sort as text.
+    let format =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    let now = OffsetDateTime::now_utc();
+    now.format(format)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+}
+
+/// A new run id: a uuid v7 string, which sorts by creation time.
+pub fn new_run_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn now_is_rfc3339_utc_with_milliseconds() {
+        let now = now_rfc3339();
+        assert_eq!(now.len(), "2025-01-31T09:15:02.041Z".len(), "{now}");
+        assert!(now.ends_with('Z'));
+        assert_eq!(&now[10..11], "T");
+    }
+
+    #[test]
+    fn run_ids_sort_by_creation_time() {
+        let ids: Vec<String> = (0..50).map(|_| new_run_id()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+    }
+
+    #[test]
+    fn run_status_is_stored_in_lowercase() {
+        let json = serde_json::to_string(&RunStatus::Succeeded).unwrap_or_default();
+        assert_eq!(json, "\"succeeded\"");
+    }
+}

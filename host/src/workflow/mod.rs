@@ -1,0 +1,16 @@
+//! Workflows: the schema (swamp's field names), validation before anything runs, and the
+//! async scheduler that runs steps as a DAG.
+
+mod condition;
+mod graph;
+mod inputs;
+mod scheduler;
+mod schema;
+mod validate;
+
+pub use condition::{Condition, DEFAULT_CONDITION, StepStatus};
+pub use graph::find_cycles;
+pub use inputs::validate_inputs;
+pub use scheduler::{JobOutcome, StepExecutor, StepOutcome, WorkflowOutcome, run_workflow};
+pub use schema::{ForEach, Job, JobDependency, Step, StepDependency, Task, Workflow};
+pub use validate::{Catalog, validate};

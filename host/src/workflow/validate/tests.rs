@@ -1,0 +1,392 @@
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::*;
+use crate::repo::{Definition, RepoConfig};
+
+/// Knows `keebDev02` (auth) and `fleet` (sync, lookup, start); `orphan` has an uninstalled type.
+#[derive(Default)]
+struct FakeCatalog {
+    checked: Mutex<Vec<String>>,
+}
+
+impl Catalog for FakeCatalog {
+    fn method_names(&self, model: &str) -> Option<Vec<String>> {
+        let names: &[&str] = match model {
+            "keebDev02" => &["auth"],
+            "fleet" => &["sync", "lookup", "start"],
+            _ => return None,
+        };
+        Some(names.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn check_template(&self, text: &str) -> Result<(), String> {
+        self.checked.lock().unwrap().push(text.to_string());
+        if text.contains("${{") && !text.contains("}}") {
+            return Err("unclosed `${{`; end the expression with `}}`".into());
+        }
+        if text.contains("nope.") {
+            return Err("unknown variable `nope`; did you mean `inputs`?".into());
+        }
+        Ok(())
+    }
+}
+
+fn repo(workflows: &[(&str, &str)]) -> Repo {
+    let mut models = BTreeMap::new();
+    for (name, ty) in [
+        ("keebDev02", "proxmox/node"),
+        ("fleet", "proxmox/vm"),
+        ("orphan", "acme/thing"),
+    ] {
+        let file = PathBuf::from(format!("models/{name}.yaml"));
+        models.insert(
+            name.to_string(),
+            Definition::parse(&format!("type: {ty}\n"), &file).unwrap(),
+        );
+    }
+    let mut wfs = BTreeMap::new();
+    for (name, text) in workflows {
+        let file = PathBuf::from(format!("workflows/{name}.yaml"));
+        wfs.insert(name.to_string(), Workflow::parse(text, &file).unwrap());
+    }
+    Repo {
+        root: PathBuf::from("/repo"),
+        config: RepoConfig::default(),
+        models,
+        workflows: wfs,
+    }
+}
+
+fn check(text: &str) -> Vec<String> {
+    check_with(text, &[])
+}
+
+fn check_with(text: &str, others: &[(&str, &str)]) -> Vec<String> {
+    let wf = Workflow::parse(text, Path::new("workflows/sync-fleet.yaml")).unwrap();
+    let repo = repo(others);
+    validate(&wf, &repo, &FakeCatalog::default())
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+const VALID: &str = r#"name: sync-fleet
+inputs:
+  type: object
+  properties: { vmName: { type: string } }
+jobs:
+  - name: sync
+    steps:
+      - name: auth
+        task: { type: model_method, modelIdOrName: keebDev02, methodName: auth }
+      - name: sync
+        task:
+          type: model_method
+          modelIdOrName: fleet
+          methodName: sync
+          inputs: { vm: '${{ inputs.vmName }}' }
+        dependsOn: [ { step: auth } ]
+        guard: 'inputs.vmName != ""'
+  - name: report
+    dependsOn: [ { job: sync, condition: { type: completed } } ]
+    steps:
+      - name: lookup
+        task: { type: model_method, modelIdOrName: fleet, methodName: lookup }
+"#;
+
+#[test]
+fn valid_workflow_has_no_diagnostics() {
+    assert_eq!(check(VALID), Vec::<String>::new());
+}
+
+#[test]
+fn unknown_step_dependency_suggests_the_closest() {
+    let text = VALID.replace("{ step: auth }", "{ step: auht }");
+    assert_eq!(
+        check(&text),
+        [
+            "workflows/sync-fleet.yaml:16: jobs[0].steps[1].dependsOn[0].step: unknown step `auht`; did you mean `auth`? (steps of job `sync`: auth, sync)"
+        ]
+    );
+}
+
+#[test]
+fn dependency_on_a_step_of_another_job_explains_job_dependencies() {
+    let text = VALID.replace("{ step: auth }", "{ step: lookup }");
+    let diags = check(&text);
+    assert_eq!(diags.len(), 1, "{diags:#?}");
+    assert!(
+        diags[0].contains("step `lookup` belongs to job `report`"),
+        "{}",
+        diags[0]
+    );
+    assert!(
+        diags[0].contains("make job `sync` depend on job `report`"),
+        "{}",
+        diags[0]
+    );
+}
+
+#[test]
+fn unknown_job_dependency_suggests_the_closest() {
+    let text = VALID.replace("{ job: sync,", "{ job: synk,");
+    assert_eq!(
+        check(&text),
+        [
+            "workflows/sync-fleet.yaml:19: jobs[1].dependsOn[0].job: unknown job `synk`; did you mean `sync`? (jobs: sync, report)"
+        ]
+    );
+}
+
+#[test]
+fn duplicate_names_are_reported_with_the_first_line() {
+    let text = VALID
+        .replace("- name: sync\n        task:", "- name: auth\n        task:")
+        .replace("- name: report", "- name: sync");
+    let diags = check(&text);
+    assert!(
+        diags.contains(&"workflows/sync-fleet.yaml:10: jobs[0].steps[1].name: duplicate step name `auth` (first defined at line 8); step names must be unique, rename one".to_string()),
+        "{diags:#?}"
+    );
+    assert!(
+        diags.contains(&"workflows/sync-fleet.yaml:18: jobs[1].name: duplicate job name `sync` (first defined at line 6); job names must be unique, rename one".to_string()),
+        "{diags:#?}"
+    );
+}
+
+#[test]
+fn cycle_is_reported_with_the_loop() {
+    let text = r#"jobs:
+  - name: j
+    steps:
+      - name: a
+        task: { type: model_method, modelIdOrName: fleet, methodName: sync }
+        dependsOn: [ { step: b } ]
+      - name: b
+        task: { type: model_method, modelIdOrName: fleet, methodName: sync }
+        dependsOn: [ { step: c } ]
+      - name: c
+        task: { type: model_method, modelIdOrName: fleet, methodName: sync }
+        dependsOn:
+          - step: a
+"#;
+    assert_eq!(
+        check(text),
+        [
+            "workflows/sync-fleet.yaml:6: jobs[0].steps[0].dependsOn[0].step: steps depend on each other in a loop: a → b → c → a (each waits for the next); remove one of these dependsOn entries"
+        ]
+    );
+}
+
+#[test]
+fn step_depending_on_itself_is_a_loop() {
+    let text = VALID.replace("{ step: auth }", "{ step: sync }");
+    let diags = check(&text);
+    assert_eq!(diags.len(), 1, "{diags:#?}");
+    assert!(diags[0].contains("loop: sync → sync"), "{}", diags[0]);
+}
+
+#[test]
+fn job_cycle_is_reported_with_the_loop() {
+    let text = VALID.replace(
+        "  - name: sync\n    steps:",
+        "  - name: sync\n    dependsOn: [ { job: report } ]\n    steps:",
+    );
+    assert_eq!(
+        check(&text),
+        [
+            "workflows/sync-fleet.yaml:7: jobs[0].dependsOn[0].job: jobs depend on each other in a loop: sync → report → sync (each waits for the next); remove one of these dependsOn entries"
+        ]
+    );
+}
+
+#[test]
+fn unknown_model_suggests_and_lists_models() {
+    let text = VALID.replace("modelIdOrName: fleet\n", "modelIdOrName: flet\n");
+    assert_eq!(
+        check(&text),
+        [
+            "workflows/sync-fleet.yaml:13: jobs[0].steps[1].task.modelIdOrName: unknown model `flet`; did you mean `fleet`? (models/ has: fleet, keebDev02, orphan)"
+        ]
+    );
+}
+
+#[test]
+fn model_whose_type_is_not_installed_says_so() {
+    let text = VALID.replace("modelIdOrName: fleet\n", "modelIdOrName: orphan\n");
+    let diags = check(&text);
+    assert_eq!(diags.len(), 1);
+    assert!(
+        diags[0]
+            .contains("model `orphan` has type `acme/thing`, which no installed plugin provides"),
+        "{}",
+        diags[0]
+    );
+    assert!(diags[0].contains("models/orphan.yaml"), "{}", diags[0]);
+}
+
+#[test]
+fn unknown_method_suggests_the_closest() {
+    let text = VALID.replace("methodName: sync", "methodName: synk");
+    assert_eq!(
+        check(&text),
+        [
+            "workflows/sync-fleet.yaml:14: jobs[0].steps[1].task.methodName: unknown method `synk` for model `fleet` (type `proxmox/vm`); did you mean `sync`? (methods: sync, lookup, start)"
+        ]
+    );
+}
+
+const NESTED: &str = r#"jobs:
+  - name: j
+    steps:
+      - name: run
+        task: { type: workflow, workflowIdOrName: start-vm, inputs: { vmName: x } }
+"#;
+
+#[test]
+fn unknown_nested_workflow_suggests_the_closest() {
+    let diags = check_with(
+        &NESTED.replace("start-vm", "start-mv"),
+        &[("start-vm", "jobs: []\n")],
+    );
+    assert_eq!(
+        diags,
+        [
+            "workflows/sync-fleet.yaml:5: jobs[0].steps[0].task.workflowIdOrName: unknown workflow `start-mv`; did you mean `start-vm`? (workflows/ has: start-vm)"
+        ]
+    );
+}
+
+#[test]
+fn nested_workflow_cycle_is_reported_with_the_loop() {
+    let start_vm = r#"jobs:
+  - name: j
+    steps:
+      - name: back
+        task: { type: workflow, workflowIdOrName: sync-fleet }
+"#;
+    let diags = check_with(NESTED, &[("start-vm", start_vm), ("sync-fleet", NESTED)]);
+    assert_eq!(
+        diags,
+        [
+            "workflows/sync-fleet.yaml:5: jobs[0].steps[0].task.workflowIdOrName: nested workflows run each other in a loop: sync-fleet → start-vm → sync-fleet; a run would never finish, remove one of these workflow steps"
+        ]
+    );
+}
+
+#[test]
+fn nested_workflow_running_itself_is_a_loop() {
+    let diags = check_with(&NESTED.replace("start-vm", "sync-fleet"), &[]);
+    assert_eq!(diags.len(), 1, "{diags:#?}");
+    assert!(
+        diags[0].contains("loop: sync-fleet → sync-fleet"),
+        "{}",
+        diags[0]
+    );
+}
+
+#[test]
+fn nested_workflow_missing_a_required_input_is_reported() {
+    let start_vm = "inputs:\n  type: object\n  required: [vmName, node]\njobs: []\n";
+    let diags = check_with(NESTED, &[("start-vm", start_vm)]);
+    assert_eq!(
+        diags,
+        [
+            "workflows/sync-fleet.yaml:5: jobs[0].steps[0].task.inputs: workflow `start-vm` requires input `node`; add `node: …` under this step's `inputs`"
+        ]
+    );
+}
+
+#[test]
+fn templates_everywhere_are_checked_with_their_lines() {
+    let text = r#"jobs:
+  - name: j
+    steps:
+      - name: deploy-${{ self.env
+        forEach:
+          item: env
+          in: '${{ nope.list }}'
+        guard: nope.flag
+        task:
+          type: model_method
+          modelIdOrName: fleet
+          methodName: start
+          inputs:
+            deep: { list: [ok, '${{ nope.x }}'] }
+"#;
+    assert_eq!(
+        check(text),
+        [
+            "workflows/sync-fleet.yaml:4: jobs[0].steps[0].name: unclosed `${{`; end the expression with `}}`",
+            "workflows/sync-fleet.yaml:7: jobs[0].steps[0].forEach.in: unknown variable `nope`; did you mean `inputs`?",
+            "workflows/sync-fleet.yaml:8: jobs[0].steps[0].guard: unknown variable `nope`; did you mean `inputs`?",
+            "workflows/sync-fleet.yaml:14: jobs[0].steps[0].task.inputs.deep.list[1]: unknown variable `nope`; did you mean `inputs`?",
+        ]
+    );
+}
+
+#[test]
+fn guard_is_checked_as_a_wrapped_expression() {
+    let wf = Workflow::parse(VALID, Path::new("workflows/sync-fleet.yaml")).unwrap();
+    let catalog = FakeCatalog::default();
+    validate(&wf, &repo(&[]), &catalog);
+    let checked = catalog.checked.lock().unwrap();
+    assert!(
+        checked.contains(&"${{ inputs.vmName != \"\" }}".to_string()),
+        "{checked:?}"
+    );
+    assert!(checked.contains(&"${{ inputs.vmName }}".to_string()));
+    assert!(checked.contains(&"auth".to_string()));
+}
+
+#[test]
+fn guard_written_as_a_template_is_rejected() {
+    let text = VALID.replace(
+        "guard: 'inputs.vmName != \"\"'",
+        "guard: '${{ inputs.vmName }}'",
+    );
+    let diags = check(&text);
+    assert_eq!(diags.len(), 1);
+    assert!(
+        diags[0].contains(":17: jobs[0].steps[1].guard: a guard is a bare expression"),
+        "{}",
+        diags[0]
+    );
+}
+
+#[test]
+fn for_each_item_must_be_an_identifier() {
+    let text = NESTED.replace(
+        "      - name: run\n",
+        "      - name: run\n        forEach: { item: my-env, in: [a, b] }\n",
+    );
+    let diags = check_with(&text, &[("start-vm", "jobs: []\n")]);
+    assert_eq!(
+        diags,
+        [
+            "workflows/sync-fleet.yaml:5: jobs[0].steps[0].forEach.item: `my-env` cannot be used as `self.my-env`; use letters, digits and `_`"
+        ]
+    );
+}
+
+#[test]
+fn invalid_inputs_schema_is_reported() {
+    let text = VALID.replace("{ type: string }", "{ type: strin }");
+    assert_eq!(
+        check(&text),
+        [
+            "workflows/sync-fleet.yaml:4: inputs.properties.vmName.type: unknown JSON Schema type `strin`; did you mean `string`? (types: array, boolean, integer, null, number, object, string)"
+        ]
+    );
+}
+
+#[test]
+fn every_problem_is_reported_not_just_the_first() {
+    let text = VALID
+        .replace("methodName: auth", "methodName: ath")
+        .replace("{ step: auth }", "{ step: auht }")
+        .replace("{ job: sync,", "{ job: snyc,");
+    assert_eq!(check(&text).len(), 3);
+}

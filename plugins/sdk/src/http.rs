@@ -1,0 +1,135 @@
+//! JSON over HTTP through the host's `http` import.
+
+use crate::bindings::orch::plugin::http as wit;
+use crate::{Result, error};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Settings shared by the requests a method makes.
+#[derive(Clone, Debug, Default)]
+pub struct Http {
+    /// Accept self-signed certificates.
+    pub insecure_tls: bool,
+    /// Accept only the certificate with this SHA-256 fingerprint.
+    pub pinned_cert_sha256: Option<String>,
+    /// Headers sent with every request.
+    pub headers: Vec<(String, String)>,
+    /// Per-request timeout.
+    pub timeout_ms: Option<u32>,
+}
+
+/// One request.
+#[derive(Clone, Debug)]
+pub struct HttpRequest {
+    /// GET, POST, …
+    pub method: String,
+    /// Absolute URL.
+    pub url: String,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Option<Vec<u8>>,
+}
+
+/// A response, whatever its status.
+#[derive(Clone, Debug)]
+pub struct HttpResponse {
+    /// HTTP status code.
+    pub status: u16,
+    /// Response headers.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The body as UTF-8 text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body parsed as JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            error::failed(format!(
+                "response (HTTP {}) is not the expected JSON: {e}",
+                self.status
+            ))
+        })
+    }
+
+    /// A header's value (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Http {
+    /// Sends a request; any status is a response, only transport failures are errors.
+    pub fn send(&self, request: HttpRequest) -> Result<HttpResponse> {
+        let mut headers = self.headers.clone();
+        headers.extend(request.headers);
+        let response = wit::send(&wit::Request {
+            method: request.method,
+            url: request.url,
+            headers,
+            body: request.body,
+            timeout_ms: self.timeout_ms,
+            insecure_tls: self.insecure_tls,
+            pinned_cert_sha256: self.pinned_cert_sha256.clone(),
+        })?;
+        Ok(HttpResponse {
+            status: response.status,
+            headers: response.headers,
+            body: response.body,
+        })
+    }
+
+    /// GET a URL.
+    pub fn get(&self, url: &str) -> Result<HttpResponse> {
+        self.send(HttpRequest {
+            method: "GET".into(),
+            url: url.into(),
+            headers: Vec::new(),
+            body: None,
+        })
+    }
+
+    /// GET a URL and parse a JSON body, failing on a non-2xx status.
+    pub fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<T> {
+        ensure_success(self.get(url)?)?.json()
+    }
+
+    /// POST a JSON body and parse the JSON response, failing on a non-2xx status.
+    pub fn post_json<B: Serialize, T: DeserializeOwned>(&self, url: &str, body: &B) -> Result<T> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| error::failed(format!("cannot serialize request body: {e}")))?;
+        let response = self.send(HttpRequest {
+            method: "POST".into(),
+            url: url.into(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Some(bytes),
+        })?;
+        ensure_success(response)?.json()
+    }
+}
+
+/// Turns a non-2xx response into an error that carries the status and the body's start.
+pub fn ensure_success(response: HttpResponse) -> Result<HttpResponse> {
+    if (200..300).contains(&response.status) {
+        return Ok(response);
+    }
+    let mut text = response.text();
+    text.truncate(300);
+    let msg = format!("HTTP {}: {}", response.status, text.trim());
+    Err(match response.status {
+        401 | 403 => crate::Error::Denied(msg),
+        404 => error::not_found(msg),
+        409 => error::conflict(msg),
+        429 | 502..=504 => error::transient(msg),
+        _ => error::failed(msg),
+    })
+}

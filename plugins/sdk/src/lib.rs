@@ -1,0 +1,120 @@
+//! Write orch model plugins as plain Rust functions.
+//!
+//! A plugin lists its model types with [`ModelType`]; each method is a function that takes the
+//! model's typed global arguments (through [`Ctx`]) and its own typed arguments, both
+//! deserialized with serde. JSON Schemas come from `schemars`, never by hand.
+//!
+//! ```ignore
+//! struct MyPlugin;
+//! impl orch_plugin_sdk::Plugin for MyPlugin {
+//!     fn types() -> Vec<orch_plugin_sdk::ModelType> {
+//!         vec![ModelType::new::<Globals>("demo/thing", "2026.11.21.1", "A thing")
+//!             .resource::<Thing>("thing", "One thing")
+//!             .method("touch", MethodKind::Action, "Touch it", touch)]
+//!     }
+//! }
+//! orch_plugin_sdk::export_plugin!(MyPlugin);
+//! ```
+
+// Lets the generated bindings name this crate by its public path, so the export macro also
+// works from plugin crates that do not depend on wit-bindgen themselves.
+extern crate self as orch_plugin_sdk;
+
+#[doc(hidden)]
+pub use wit_bindgen;
+
+/// Generated bindings for the `orch:plugin@0.1.0` world.
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "model-plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_model_plugin",
+        default_bindings_module: "orch_plugin_sdk::bindings",
+        runtime_path: "orch_plugin_sdk::wit_bindgen::rt",
+    });
+}
+
+mod context;
+mod http;
+mod model;
+
+pub use context::Ctx;
+pub use http::{Http, HttpRequest, HttpResponse};
+pub use model::{MethodKind, ModelType, Plugin};
+pub use schemars::{self, JsonSchema};
+pub use serde_json::{self, Value, json};
+
+/// The typed error every method returns; the host shows its variant and message.
+pub type Error = bindings::orch::plugin::types::Error;
+
+/// Result of a plugin method.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Shorthand constructors for [`Error`].
+pub mod error {
+    use super::Error;
+
+    /// The caller passed arguments the method cannot use.
+    pub fn invalid(msg: impl Into<String>) -> Error {
+        Error::InvalidArguments(msg.into())
+    }
+    /// Something the method needs does not exist.
+    pub fn not_found(msg: impl Into<String>) -> Error {
+        Error::NotFound(msg.into())
+    }
+    /// The outside world is not in a state that allows the operation.
+    pub fn conflict(msg: impl Into<String>) -> Error {
+        Error::Conflict(msg.into())
+    }
+    /// A failure that may pass if retried.
+    pub fn transient(msg: impl Into<String>) -> Error {
+        Error::Transient(msg.into())
+    }
+    /// Any other failure.
+    pub fn failed(msg: impl Into<String>) -> Error {
+        Error::Failed(msg.into())
+    }
+}
+
+/// Exports a [`Plugin`] implementation as the component's `describe`/`execute`.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        #[doc(hidden)]
+        pub struct __OrchPluginExport;
+
+        impl $crate::bindings::Guest for __OrchPluginExport {
+            fn describe() -> ::std::vec::Vec<$crate::bindings::orch::plugin::types::TypeInfo> {
+                $crate::__describe::<$plugin>()
+            }
+            fn execute(
+                call: $crate::bindings::orch::plugin::types::Call,
+            ) -> ::std::result::Result<::std::string::String, $crate::Error> {
+                $crate::__execute::<$plugin>(call)
+            }
+        }
+
+        $crate::bindings::__export_model_plugin!(__OrchPluginExport with_types_in $crate::bindings);
+    };
+}
+
+#[doc(hidden)]
+pub fn __describe<P: Plugin>() -> Vec<bindings::orch::plugin::types::TypeInfo> {
+    P::types().iter().map(ModelType::info).collect()
+}
+
+#[doc(hidden)]
+pub fn __execute<P: Plugin>(call: bindings::orch::plugin::types::Call) -> Result<String> {
+    let types = P::types();
+    let model_type = types
+        .iter()
+        .find(|t| t.name() == call.type_name)
+        .ok_or_else(|| {
+            error::not_found(format!(
+                "this plugin has no model type `{}`",
+                call.type_name
+            ))
+        })?;
+    model_type.execute(&call)
+}

@@ -1,0 +1,174 @@
+//! `cargo xtask build | test | demo | bench`: the project's own build steps, in Rust so they
+//! work the same on every machine.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+mod bundle;
+
+const USAGE: &str = "usage: cargo xtask <build | test | demo | bench>
+  build   build the orch binary and every plugin; bundles land in plugins/dist/<id>/
+          and in each example repository's plugins/
+  test    install what the tests need (wasm32-wasip2, openssh-server, nginx), build the
+          plugins, check formatting and run every test
+  demo    (arrives with the Proxmox issue) run sync-fleet against the bundled simulator
+  bench   measure the runtime: instantiate + call, compile vs cache hit, one-step workflow";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("build") => build().map(|_| ()),
+        Some("test") => test(&args[1..]),
+        Some("demo") => demo(),
+        Some("bench") => bench(),
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the workspace")
+        .to_path_buf()
+}
+
+/// The cargo target directory in use.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// Runs a command, failing with its name if it fails.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    eprintln!("xtask: $ {shown}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn ensure_wasm_target() -> Result<()> {
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    if let Ok(out) = out
+        && String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.trim() == "wasm32-wasip2")
+    {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))
+}
+
+/// Debian packages the end-to-end tests drive for real.
+fn ensure_system_packages() -> Result<()> {
+    let wanted = [
+        ("sshd", "openssh-server"),
+        ("nginx", "nginx"),
+        ("tmux", "tmux"),
+    ];
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(bin, _)| !have(bin) && !Path::new(&format!("/usr/sbin/{bin}")).exists())
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !have("apt-get") {
+        eprintln!(
+            "xtask: warning: cannot install {missing:?} (no apt-get); tests that need them will fail"
+        );
+        return Ok(());
+    }
+    let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
+    let mut update = Command::new(sudo.first().copied().unwrap_or("apt-get"));
+    if !sudo.is_empty() {
+        update.arg("apt-get");
+    }
+    update.args(["-qq", "update"]);
+    run(&mut update)?;
+    let mut install = Command::new(sudo.first().copied().unwrap_or("apt-get"));
+    if !sudo.is_empty() {
+        install.arg("apt-get");
+    }
+    install
+        .args(["-qq", "install", "-y", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    run(&mut install)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Builds orch and every plugin, and installs the bundles.
+fn build() -> Result<Vec<PathBuf>> {
+    ensure_wasm_target()?;
+    run(cargo().args(["build", "-p", "orch"]))?;
+    bundle::build_all()
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    ensure_wasm_target()?;
+    ensure_system_packages()?;
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    build()?;
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace", "--exclude", "orch-testplug"]);
+    for hostile in bundle::hostile_crates()? {
+        cmd.args(["--exclude", &hostile]);
+    }
+    cmd.args(extra);
+    run(&mut cmd)
+}
+
+fn demo() -> Result<()> {
+    eprintln!(
+        "xtask: `cargo xtask demo` arrives with the Proxmox issue (#3): it will build everything, start the\n\
+         bundled Proxmox simulator and run sync-fleet. Until then, try the core:\n  cargo xtask build && cargo xtask test"
+    );
+    Ok(())
+}
+
+fn bench() -> Result<()> {
+    build()?;
+    run(cargo()
+        .args(["run", "-p", "orch", "--example", "bench", "--"])
+        .arg(bundle::dist_dir())
+        .env("ORCH_BIN", target_dir().join("debug").join("orch")))
+}
