@@ -17,7 +17,7 @@ fn echo_repo() -> TestRepo {
         r#"type: test/echo
 globalArguments:
   greeting: 'ip is ${{ model.source.resource.item["gold-image"].attributes.ip }}'
-  extra: ${{ model.source.resource.item.gold-image.attributes }}
+  extra: ${{ model.source.resource.item['gold-image'].attributes }}
 "#,
     );
     repo

@@ -11,6 +11,9 @@ use std::collections::HashMap;
 /// Largest attributes document a plugin may write in one resource version.
 const MAX_ATTRIBUTES_BYTES: usize = 4 * 1024 * 1024;
 
+/// Latest (version, attributes) of each (spec, name) of the model, loaded once per call.
+type LatestMap = HashMap<(String, String), (u64, serde_json::Value)>;
+
 /// Per-call data state.
 pub struct DataCapability {
     access: Option<ModelAccess>,
@@ -22,7 +25,7 @@ struct ModelAccess {
     specs: Vec<String>,
     store: ResourceStore,
     max_writes: u32,
-    latest: Option<HashMap<(String, String), (u64, serde_json::Value)>>,
+    latest: Option<LatestMap>,
     pending: Vec<PendingWrite>,
     pending_versions: HashMap<(String, String), u64>,
 }
@@ -80,7 +83,7 @@ impl ModelAccess {
         }
     }
 
-    fn latest(&mut self) -> Result<&HashMap<(String, String), (u64, serde_json::Value)>, WitError> {
+    fn latest(&mut self) -> Result<&LatestMap, WitError> {
         if self.latest.is_none() {
             let loaded = self
                 .store

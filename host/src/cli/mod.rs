@@ -51,7 +51,7 @@ pub type CmdResult = Result<i32, CliError>;
 
 /// orch: automate infrastructure with sandboxed WebAssembly model plugins.
 #[derive(Debug, Parser)]
-#[command(name = "orch", version, about, long_about = None, propagate_version = true)]
+#[command(name = "orch", version, about, long_about = None)]
 pub struct Cli {
     /// The repository (default: the nearest directory upward holding orch.yaml).
     #[arg(long, global = true, env = "ORCH_REPO")]

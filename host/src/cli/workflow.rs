@@ -47,6 +47,9 @@ impl Catalog for RegistryCatalog<'_> {
     }
 
     fn check_template(&self, text: &str) -> Result<(), String> {
+        if !crate::expr::contains_template(text) {
+            return Ok(());
+        }
         self.evaluator.check_syntax(text).map_err(|e| e.to_string())
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::diagnostic::Diagnostic;
@@ -11,26 +11,31 @@ use super::lines::LineIndex;
 use super::yaml::{null_default, parse_yaml};
 
 /// A model definition; arguments are kept as JSON with `${{ … }}` templates untouched.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Definition {
     /// The model's name: the file stem.
     pub name: String,
     /// The model type, e.g. `proxmox/vm`.
+    #[serde(rename = "type")]
     pub type_name: String,
     /// Free text for humans and agents.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Arguments shared by every method.
     pub global_arguments: Map<String, Value>,
     /// Per-method arguments, by method name.
     pub methods: BTreeMap<String, MethodArgs>,
     /// The file, relative to the repository root.
+    #[serde(skip)]
     pub file: PathBuf,
     /// Where each field is written, for diagnostics.
+    #[serde(skip)]
     pub lines: LineIndex,
 }
 
 /// `methods.<name>` in a definition.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MethodArgs {
     /// Arguments for this method; a workflow step's inputs override them.
@@ -139,6 +144,15 @@ mod tests {
         assert_eq!(d.methods["sync"].arguments["limit"], json!(5));
         assert!(d.methods["lookup"].arguments.is_empty());
         assert_eq!(d.line_of("methods.sync.arguments.limit"), Some(11));
+    }
+
+    #[test]
+    fn definition_serializes_with_file_field_names() {
+        let d = parse("type: proxmox/vm\nglobalArguments: { a: 1 }\n").unwrap();
+        assert_eq!(
+            serde_json::to_value(&d).unwrap(),
+            json!({"name": "fleet", "type": "proxmox/vm", "globalArguments": {"a": 1}, "methods": {}})
+        );
     }
 
     #[test]

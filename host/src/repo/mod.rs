@@ -303,11 +303,16 @@ fn yaml_files(root: &Path, dir: &str, diags: &mut Vec<Diagnostic>) -> Vec<(Strin
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
-            p.is_file()
+            let yaml = p.is_file()
                 && matches!(
                     p.extension().and_then(|e| e.to_str()),
                     Some("yaml") | Some("yml")
-                )
+                );
+            if !yaml {
+                // READMEs and subdirectories are normal here; only say so when debugging.
+                tracing::debug!(path = %p.display(), "ignored: not a .yaml file");
+            }
+            yaml
         })
         .map(|p| diagnostic::relative(root, &p))
         .collect();

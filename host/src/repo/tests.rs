@@ -229,3 +229,58 @@ fn invalid_error_lists_one_diagnostic_per_line() {
     ]);
     assert_eq!(err.to_string(), "a.yaml: one\nb.yaml: two");
 }
+
+#[test]
+fn hostile_yaml_never_panics() {
+    let deep_flow = format!("jobs: {}{}", "[".repeat(5000), "]".repeat(5000));
+    let deep_block: String = (0..300)
+        .map(|i| format!("{}- \n", "  ".repeat(i)))
+        .collect();
+    let inputs = [
+        "",
+        "~",
+        "null",
+        ":",
+        "{",
+        "- - -",
+        "? [a, b]\n: c\n",
+        "a: &x [*x]\n",
+        "a: *undefined\n",
+        "---\njobs: []\n---\njobs: []\n",
+        "!custom jobs: []\n",
+        "jobs: !!binary aGVsbG8=\n",
+        "\u{feff}jobs: []\n",
+        "jobs: ~\n",
+        "jobs:\n  - ~\n",
+        "jobs: [{name: a, steps: [{name: s, task: {type: workflow, workflowIdOrName: w, inputs: ~}}]}]\n",
+        "jobs: [{name: a, steps: [{name: s, task: {type: ~}}]}]\n",
+        "jobs: [{name: a, dependsOn: [{job: b, condition: {type: and}}]}]\n",
+        "jobs: [{name: a, dependsOn: [{job: b, condition: 7}]}]\n",
+        "type: x\nglobalArguments: {1: 2, [a]: b}\n",
+        "type: x\nmethods: {a: {arguments: {x: .inf, y: -.nan, z: 0x1F, w: 99999999999999999999999}}}\n",
+        "env: {A: [1]}\n",
+        "env: {A: {default: [1]}}\n",
+        "a: 'unterminated\n",
+        "\t\t\t",
+        deep_flow.as_str(),
+        deep_block.as_str(),
+    ];
+    for text in inputs {
+        let _ = LineIndex::parse(text);
+        let _ = crate::workflow::Workflow::parse(text, Path::new("workflows/x.yaml"));
+        let _ = Definition::parse(text, Path::new("models/x.yaml"));
+        let _ = RepoConfig::parse(text, Path::new("orch.yaml"));
+    }
+}
+
+#[test]
+fn schema_with_unreachable_reference_is_a_diagnostic_not_a_panic() {
+    let text = "inputs:\n  $ref: 'https://example.invalid/schema.json'\njobs: []\n";
+    let wf = crate::workflow::Workflow::parse(text, Path::new("workflows/x.yaml")).unwrap();
+    let errs = crate::workflow::validate_inputs(&wf, &serde_json::json!({})).unwrap_err();
+    assert!(
+        errs[0].contains("inputs schema of workflow `x` is invalid"),
+        "{}",
+        errs[0]
+    );
+}

@@ -31,6 +31,14 @@ pub fn parse_yaml<T: DeserializeOwned>(
             diag.message = "invalid YAML: this line contains a tab; YAML indentation must use \
                             spaces"
                 .to_string();
+        } else if diag.column.is_some() && line_text.is_some_and(|t| t.contains("${{")) {
+            // Braces in an unquoted template end a flow mapping early; the fix is quoting.
+            diag.message = format!(
+                "{}; a `${{{{ … }}}}` template inside `{{ … }}` or `[ … ]` must be quoted: \
+                 '${{{{ … }}}}'",
+                diag.message
+                    .trim_end_matches("; check indentation and quoting here")
+            );
         }
         diag
     })?;
@@ -308,6 +316,18 @@ mod tests {
         let d = parse("name: a\n  bad: indent\n");
         assert_eq!((d.line, d.column), (Some(2), Some(6)));
         assert!(d.message.starts_with("invalid YAML: "), "{d}");
+    }
+
+    #[test]
+    fn unquoted_template_in_flow_mapping_says_to_quote_it() {
+        let d = parse("name: a\nitems: [{ weight: ${{ x }} }]\n");
+        assert_eq!(d.line, Some(2));
+        assert!(
+            d.message.ends_with(
+                "a `${{ … }}` template inside `{ … }` or `[ … ]` must be quoted: '${{ … }}'"
+            ),
+            "{d}"
+        );
     }
 
     #[test]

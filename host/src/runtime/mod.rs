@@ -27,6 +27,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// How often the epoch ticker advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// How much of a guest's stderr is kept for trap messages.
+const STDERR_CAPACITY: usize = 64 * 1024;
+
 /// Why a plugin could not be loaded or a call could not complete. Plugin-level failures
 /// (`error.denied`, `error.failed`, …) are not here: they come back as values.
 #[derive(Debug, Error)]
@@ -117,6 +120,7 @@ pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: StoreLimits,
+    stderr: wasmtime_wasi::p2::pipe::MemoryOutputPipe,
     log: LogCapability,
     data: DataCapability,
     http: HttpCapability,
@@ -306,7 +310,10 @@ impl PluginRuntime {
             .tables(64)
             .memories(16)
             .build();
+        // Guest stderr is kept (bounded) so a panic's message can be shown with its trap.
+        let stderr = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(STDERR_CAPACITY);
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+            .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -317,6 +324,7 @@ impl PluginRuntime {
                 wasi,
                 table: ResourceTable::new(),
                 limits: store_limits,
+                stderr,
                 log: caps.log,
                 data: caps.data,
                 http: caps.http,
@@ -408,10 +416,11 @@ impl PluginRuntime {
             during: during.to_string(),
             limit_ms: limits.timeout_ms,
         };
-        let outcome = match tokio::time::timeout(wall, f(store)).await {
+        let outcome = match tokio::time::timeout(wall, f(&mut *store)).await {
             Err(_) => return Err(timeout_err()),
             Ok(r) => r,
         };
+        let stderr = String::from_utf8_lossy(&store.data().stderr.contents()).into_owned();
         outcome.map_err(|e| {
             if let Some(trap) = e.downcast_ref::<wasmtime::Trap>()
                 && *trap == wasmtime::Trap::Interrupt
@@ -431,19 +440,37 @@ impl PluginRuntime {
                 plugin: id.clone(),
                 version: version.clone(),
                 during: during.to_string(),
-                message: summarize_trap(&e),
+                message: summarize_trap(&e, &stderr),
             }
         })
     }
 }
 
-/// The first lines of a trap: the reason and the innermost guest frames.
-fn summarize_trap(e: &wasmtime::Error) -> String {
-    let mut parts: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-    parts.dedup();
-    let text = parts.join(": ");
-    let lines: Vec<&str> = text.lines().take(8).collect();
-    lines.join("\n")
+/// The trap's reason in words, plus what the guest last wrote to stderr (a panic message).
+fn summarize_trap(e: &wasmtime::Error, stderr: &str) -> String {
+    let reason = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::StackOverflow) => "stack overflow (unbounded recursion?)".to_string(),
+        Some(wasmtime::Trap::UnreachableCodeReached) => {
+            "unreachable code reached (usually a Rust panic)".to_string()
+        }
+        Some(trap) => format!("wasm trap: {trap}"),
+        None => e
+            .chain()
+            .map(|c| c.to_string())
+            .last()
+            .unwrap_or_default()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    };
+    let tail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = &tail[tail.len().saturating_sub(4)..];
+    if tail.is_empty() {
+        reason
+    } else {
+        format!("{reason}; the plugin wrote: {}", tail.join(" / "))
+    }
 }
 
 fn write_cache(path: &Path, component: &Component) {

@@ -24,6 +24,7 @@ extern crate self as orch_plugin_sdk;
 pub use wit_bindgen;
 
 /// Generated bindings for the `orch:plugin@0.1.0` world.
+#[allow(clippy::too_many_arguments)] // generated code mirrors the WIT records
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
