@@ -7,4 +7,4 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use orch::plugin::types::{Error as PluginError, MethodKind};
+pub use self::orch::plugin::types::{Error as PluginError, MethodKind};
