@@ -527,3 +527,154 @@ fn env_values_come_from_orch_yaml_defaults_and_the_process_environment() {
         "https://127.0.0.1:8006"
     );
 }
+
+#[test]
+fn destructive_method_without_or_with_a_wrong_expected_id_is_refused_before_the_plugin_runs() {
+    let repo = echo_repo();
+    repo.orch(&[
+        "model",
+        "run",
+        "source",
+        "write",
+        "--input",
+        "name=target",
+        "--input",
+        r#"attributes={"id":7}"#,
+    ])
+    .ok();
+    let run = repo
+        .orch(&["model", "run", "source", "remove", "--input", "name=target"])
+        .code(1);
+    assert!(run.all().contains("expectId"), "{}", run.all());
+    let run = repo
+        .orch(&[
+            "model",
+            "run",
+            "source",
+            "remove",
+            "--input",
+            "name=target",
+            "--input",
+            "expectId=8",
+        ])
+        .code(1);
+    assert!(
+        run.all().contains("refusing") && run.all().contains("7"),
+        "{}",
+        run.all()
+    );
+    let versions = repo
+        .orch(&["--json", "data", "versions", "source", "target"])
+        .ok()
+        .json();
+    assert_eq!(
+        versions.as_array().unwrap().len(),
+        1,
+        "the plugin never ran"
+    );
+    repo.orch(&[
+        "model",
+        "run",
+        "source",
+        "remove",
+        "--input",
+        "name=target",
+        "--input",
+        "expectId=7",
+    ])
+    .ok();
+    let latest = repo
+        .orch(&["--json", "data", "get", "source", "target"])
+        .ok()
+        .json();
+    assert_eq!(latest["attributes"]["removed"], true);
+}
+
+#[test]
+fn for_each_guard_nested_workflows_and_allow_failure_compose() {
+    let repo = echo_repo();
+    repo.write(
+        "workflows/write-one.yaml",
+        r#"name: write-one
+inputs:
+  type: object
+  properties: { vmName: { type: string } }
+  required: [vmName]
+jobs:
+  - name: main
+    steps:
+      - name: write
+        task:
+          type: model_method
+          modelIdOrName: source
+          methodName: write
+          inputs: { name: '${{ inputs.vmName }}', attributes: { by: nested } }
+"#,
+    );
+    repo.write(
+        "workflows/fleet.yaml",
+        r#"name: fleet
+inputs:
+  type: object
+  properties:
+    names: { type: array, items: { type: string } }
+    extra: { type: boolean }
+jobs:
+  - name: each
+    steps:
+      - name: write-${{ self.vm }}
+        forEach: { item: vm, in: '${{ inputs.names }}' }
+        task: { type: workflow, workflowIdOrName: write-one, inputs: { vmName: '${{ self.vm }}' } }
+      - name: optional
+        guard: 'inputs.extra == true'
+        task: { type: model_method, modelIdOrName: source, methodName: noop }
+      - name: flaky
+        allowFailure: true
+        task: { type: model_method, modelIdOrName: source, methodName: fail, inputs: { kind: transient, message: flaky } }
+  - name: after
+    dependsOn: [ { job: each, condition: { type: succeeded } } ]
+    steps:
+      - name: done
+        task: { type: model_method, modelIdOrName: source, methodName: noop }
+"#,
+    );
+    let record = repo
+        .orch(&[
+            "--json",
+            "run",
+            "fleet",
+            "--input",
+            r#"{"names":["a","b","VM 102"],"extra":false}"#,
+        ])
+        .ok()
+        .json();
+    assert_eq!(
+        record["status"], "succeeded",
+        "allowFailure keeps the run green: {record}"
+    );
+    for name in ["a", "b", "VM 102"] {
+        let v = repo
+            .orch(&["--json", "data", "get", "source", name])
+            .ok()
+            .json();
+        assert_eq!(v["attributes"]["by"], "nested");
+    }
+    let steps = record["steps"].as_array().unwrap();
+    let find = |n: &str| {
+        steps
+            .iter()
+            .find(|s| s["name"].as_str().unwrap_or("").ends_with(n))
+            .cloned()
+    };
+    assert_eq!(
+        find("optional").unwrap()["status"],
+        "skipped",
+        "guard false skips"
+    );
+    assert_eq!(find("flaky").unwrap()["status"], "failed");
+    assert_eq!(
+        find("done").unwrap()["status"],
+        "succeeded",
+        "the dependent job ran"
+    );
+}

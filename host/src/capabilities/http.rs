@@ -5,7 +5,8 @@
 use super::grants::{HttpGrant, redact_url};
 use crate::runtime::bindings::orch::plugin::{http as wit, types::Error as WitError};
 use reqwest::{Client, Method, Url};
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// Per-call HTTP state.
@@ -25,13 +26,33 @@ fn build_client(insecure: bool) -> Result<Client, String> {
 }
 
 // One client per TLS mode for the whole process: building one loads the root store.
-fn client(insecure: bool) -> Result<&'static Client, String> {
+fn client(insecure: bool) -> Result<Client, String> {
     static SECURE: OnceLock<Result<Client, String>> = OnceLock::new();
     static INSECURE: OnceLock<Result<Client, String>> = OnceLock::new();
     let cell = if insecure { &INSECURE } else { &SECURE };
-    cell.get_or_init(|| build_client(insecure))
-        .as_ref()
-        .map_err(Clone::clone)
+    cell.get_or_init(|| build_client(insecure)).clone()
+}
+
+// One client per pinned fingerprint: the pin lives in the client's TLS configuration.
+fn pinned_client(fingerprint: &str) -> Result<Client, String> {
+    static PINNED: OnceLock<Mutex<HashMap<[u8; 32], Client>>> = OnceLock::new();
+    let sha = super::pinning::parse_fingerprint(fingerprint)?;
+    let cache = PINNED.get_or_init(Mutex::default);
+    let mut cache = cache
+        .lock()
+        .map_err(|_| "HTTP client cache poisoned".to_string())?;
+    if let Some(c) = cache.get(&sha) {
+        return Ok(c.clone());
+    }
+    let tls = super::pinning::PinnedCertVerifier::client_config(sha)?;
+    let c = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .tls_backend_preconfigured(tls)
+        .build()
+        .map_err(|e| format!("cannot build the pinned HTTP client: {e}"))?;
+    cache.insert(sha, c.clone());
+    Ok(c)
 }
 
 impl HttpCapability {
@@ -56,11 +77,6 @@ impl HttpCapability {
         self.grant
             .check(&url)
             .map_err(|why| WitError::Denied(format!("http {} {why}", request.method)))?;
-        if request.pinned_cert_sha256.is_some() {
-            return Err(WitError::Failed(
-                "certificate pinning (pinned-cert-sha256) is not supported by this orch yet; use insecure-tls or a trusted certificate".into(),
-            ));
-        }
         let method = Method::from_bytes(request.method.as_bytes()).map_err(|_| {
             WitError::InvalidArguments(format!("bad HTTP method {:?}", request.method))
         })?;
@@ -69,7 +85,10 @@ impl HttpCapability {
             .map(|ms| Duration::from_millis(ms.into()))
             .unwrap_or(self.max_timeout)
             .min(self.max_timeout);
-        let client = client(request.insecure_tls).map_err(WitError::Failed)?;
+        let client = match &request.pinned_cert_sha256 {
+            Some(pin) => pinned_client(pin).map_err(WitError::InvalidArguments)?,
+            None => client(request.insecure_tls).map_err(WitError::Failed)?,
+        };
         let mut builder = client.request(method, url).timeout(timeout);
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());

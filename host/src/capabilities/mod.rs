@@ -5,6 +5,7 @@ pub mod data;
 pub mod grants;
 pub mod http;
 pub mod log;
+pub mod pinning;
 
 pub use data::DataCapability;
 pub use http::HttpCapability;

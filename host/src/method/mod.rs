@@ -2,6 +2,7 @@
 //! validates them against the type's schemas, runs the plugin with the capabilities granted for
 //! this call, and commits what it wrote.
 
+mod confirm;
 mod data_source;
 mod validate;
 
@@ -238,6 +239,22 @@ impl MethodRunner {
             ))
         })?;
         let global_map = globals.as_object().cloned().unwrap_or_default();
+        if method.destructive {
+            let target = format!("{}.{}", call.model, call.method);
+            let store = self.store.clone();
+            let (schema, arg_map, inputs, model) = (
+                method.arguments_schema.clone(),
+                args.as_object().cloned().unwrap_or_default(),
+                call.inputs.clone(),
+                call.model.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                confirm::check(&target, &model, &schema, &arg_map, &inputs, &store)
+            })
+            .await
+            .map_err(|e| MethodError::Refused(format!("confirmation check failed: {e}")))?
+            .map_err(MethodError::Refused)?;
+        }
 
         let manifest = &plugin.manifest;
         let operator = self

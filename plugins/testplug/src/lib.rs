@@ -80,11 +80,12 @@ struct FailArgs {
 }
 
 #[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(extend("x-orch-confirm" = {"input": "expectId", "spec": "item", "nameArgument": "name", "attribute": "id"}))]
 struct RemoveArgs {
     /// Resource name.
     name: String,
-    /// The id the caller expects to remove.
+    /// The id the caller expects to remove (the host checks it against the stored item).
     #[serde(default)]
     expect_id: Option<u64>,
 }

@@ -1,0 +1,1 @@
+//! proxmox plugin (in progress).
