@@ -6,13 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod bundle;
+mod demo;
 
 const USAGE: &str = "usage: cargo xtask <build | test | demo | bench>
   build   build the orch binary and every plugin; bundles land in plugins/dist/<id>/
           and in each example repository's plugins/
   test    install what the tests need (wasm32-wasip2, openssh-server, nginx), build the
           plugins, check formatting and run every test
-  demo    (arrives with the Proxmox issue) run sync-fleet against the bundled simulator
+  demo    build everything, start the Proxmox VE simulator with the reference fleet, then run
+          sync-fleet and start-vm in workflows/homelab and print the fleet
   bench   measure the runtime: instantiate + call, compile vs cache hit, one-step workflow";
 
 fn main() {
@@ -158,11 +160,9 @@ fn test(extra: &[String]) -> Result<()> {
 }
 
 fn demo() -> Result<()> {
-    eprintln!(
-        "xtask: `cargo xtask demo` arrives with the Proxmox issue (#3): it will build everything, start the\n\
-         bundled Proxmox simulator and run sync-fleet. Until then, try the core:\n  cargo xtask build && cargo xtask test"
-    );
-    Ok(())
+    build()?;
+    run(cargo().args(["build", "-p", "pve-sim"]))?;
+    demo::run_demo(&target_dir().join("debug"))
 }
 
 fn bench() -> Result<()> {

@@ -17,8 +17,9 @@ pub struct Args {
 /// Validates the workflow and its inputs, runs it, and prints the run.
 pub async fn exec(args: Args, ctx: &Ctx) -> CmdResult {
     let env = ctx.run_env().await?;
-    let inputs = args.inputs.collect()?;
+    let mut inputs = args.inputs.collect()?;
     let wf = env.repo.workflow(&args.workflow).map_err(CliError::usage)?;
+    crate::workflow::apply_input_defaults(wf, &mut inputs);
     validate_all(&env, Some(wf))?;
     crate::workflow::validate_inputs(wf, &serde_json::Value::Object(inputs.clone())).map_err(
         |problems| {

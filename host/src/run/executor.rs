@@ -335,6 +335,9 @@ impl Executor {
                         .workflow(workflow_id_or_name)
                         .map_err(|e| e.to_string())?
                         .clone();
+                    let mut inputs = inputs.as_object().cloned().unwrap_or_default();
+                    workflow::apply_input_defaults(&nested, &mut inputs);
+                    let inputs = Value::Object(inputs);
                     workflow::validate_inputs(&nested, &inputs).map_err(|problems| {
                         format!(
                             "{}: inputs of nested workflow `{}`: {}",

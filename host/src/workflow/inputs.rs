@@ -39,6 +39,25 @@ pub(crate) fn schema_diagnostics(
     vec![Diagnostic::at(file, lines, field, message)]
 }
 
+/// Fills inputs the caller left out from the schema's top-level `properties.<name>.default`.
+pub fn apply_input_defaults(wf: &Workflow, inputs: &mut serde_json::Map<String, Value>) {
+    let Some(props) = wf
+        .inputs
+        .as_ref()
+        .and_then(|s| s.get("properties"))
+        .and_then(Value::as_object)
+    else {
+        return;
+    };
+    for (name, prop) in props {
+        if let Some(default) = prop.get("default")
+            && !inputs.contains_key(name)
+        {
+            inputs.insert(name.clone(), default.clone());
+        }
+    }
+}
+
 /// Checks `--input` values against the workflow's schema; messages name the input.
 pub fn validate_inputs(wf: &Workflow, inputs: &Value) -> Result<(), Vec<String>> {
     let empty = Value::Object(Default::default());
@@ -295,5 +314,24 @@ mod tests {
     fn valid_schema_has_no_diagnostics() {
         let lines = LineIndex::default();
         assert!(schema_diagnostics(&vm_schema(), Path::new("x"), &lines).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod default_tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_only_missing_inputs() {
+        let wf = Workflow::parse(
+            "name: w\ninputs:\n  type: object\n  properties:\n    a: { type: string, default: x }\n    b: { type: string, default: y }\njobs: []\n",
+            std::path::Path::new("workflows/w.yaml"),
+        )
+        .unwrap();
+        let mut inputs = serde_json::Map::new();
+        inputs.insert("b".into(), Value::from("given"));
+        apply_input_defaults(&wf, &mut inputs);
+        assert_eq!(inputs["a"], "x");
+        assert_eq!(inputs["b"], "given");
     }
 }

@@ -1,0 +1,131 @@
+//! `cargo xtask demo`: the main job, end to end, against the bundled Proxmox VE simulator.
+
+use crate::root;
+use anyhow::{Context, Result, bail};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// Stops the simulator however the demo ends.
+struct Sim(Child);
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn orch(bin: &Path, repo: &Path, url: &str, args: &[&str]) -> Result<String> {
+    eprintln!("\n$ orch {}", args.join(" "));
+    let out = Command::new(bin)
+        .args(args)
+        .current_dir(repo)
+        .env("PROXMOX_API_URL", url)
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!("orch {} failed ({}):\n{stdout}", args.join(" "), out.status);
+    }
+    Ok(stdout)
+}
+
+/// Runs the demo with binaries from `bin_dir`.
+pub fn run_demo(bin_dir: &Path) -> Result<()> {
+    let orch_bin = bin_dir.join("orch");
+    let repo = root().join("workflows").join("homelab");
+    // A fresh password per demo: it only ever lives in the simulator and the encrypted vault.
+    let password = format!("demo-{:016x}", rand_u64());
+    let mut child = Command::new(bin_dir.join("pve-sim"))
+        .args(["--fleet", "reference", "--password", &password])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting pve-sim")?;
+    let stdout = child.stdout.take().context("simulator stdout")?;
+    let sim = Sim(child);
+    let mut url = String::new();
+    BufReader::new(stdout).read_line(&mut url)?;
+    let url = url.trim().to_string();
+    if !url.starts_with("https://") {
+        bail!("the simulator did not print its URL (got {url:?})");
+    }
+    eprintln!("Proxmox VE simulator (reference fleet) listening on {url}");
+
+    eprintln!("\n$ printf %s \"$PASSWORD\" | orch vault put proxmox-vault password");
+    let mut put = Command::new(&orch_bin)
+        .args(["vault", "put", "proxmox-vault", "password"])
+        .current_dir(&repo)
+        .stdin(Stdio::piped())
+        .spawn()?;
+    put.stdin
+        .take()
+        .context("stdin")?
+        .write_all(password.as_bytes())?;
+    if !put.wait()?.success() {
+        bail!("orch vault put failed");
+    }
+
+    orch(&orch_bin, &repo, &url, &["run", "sync-fleet"])?;
+    orch(
+        &orch_bin,
+        &repo,
+        &url,
+        &["run", "start-vm", "--input", "vmName=atm10"],
+    )?;
+    orch(&orch_bin, &repo, &url, &["run", "sync-fleet"])?;
+    let ip = orch(
+        &orch_bin,
+        &repo,
+        &url,
+        &[
+            "eval",
+            r#"model.fleet.resource.vm["gold-image"].attributes.ip"#,
+        ],
+    )?;
+    println!("{}", ip.trim());
+
+    let list: serde_json::Value = serde_json::from_str(&orch(
+        &orch_bin,
+        &repo,
+        &url,
+        &["--json", "data", "list", "fleet"],
+    )?)?;
+    println!(
+        "\n{:<16} {:>5}  {:<9} {:<15} {}",
+        "VM", "vmid", "status", "ip", "versions"
+    );
+    for entry in list.as_array().into_iter().flatten() {
+        let name = entry["name"].as_str().unwrap_or_default();
+        let got = Command::new(&orch_bin)
+            .args(["--json", "data", "get", "fleet", name])
+            .current_dir(&repo)
+            .output()?;
+        let v: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap_or_default();
+        let a = &v["attributes"];
+        println!(
+            "{:<16} {:>5}  {:<9} {:<15} {}",
+            name,
+            a["vmid"],
+            a["status"].as_str().unwrap_or("?"),
+            a["ip"].as_str().unwrap_or("-"),
+            entry["latest"]
+        );
+    }
+    println!(
+        "\nThe data stays in workflows/homelab/.orch: try `orch data versions fleet atm10` there."
+    );
+    drop(sim);
+    Ok(())
+}
+
+fn rand_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut bytes);
+    }
+    u64::from_le_bytes(bytes) ^ std::process::id() as u64
+}
