@@ -94,8 +94,8 @@ pub fn run_demo(bin_dir: &Path) -> Result<()> {
         &["--json", "data", "list", "fleet"],
     )?)?;
     println!(
-        "\n{:<16} {:>5}  {:<9} {:<15} {}",
-        "VM", "vmid", "status", "ip", "versions"
+        "\n{:<16} {:>5}  {:<9} {:<15} versions",
+        "VM", "vmid", "status", "ip"
     );
     for entry in list.as_array().into_iter().flatten() {
         let name = entry["name"].as_str().unwrap_or_default();

@@ -5,6 +5,7 @@ use time::macros::format_description;
 
 /// Who wrote a resource version: the run, step and method, and when.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct Provenance {
     /// The run that wrote the version (a uuid v7 string).
     pub run_id: String,
@@ -18,6 +19,7 @@ pub struct Provenance {
 
 /// One resource write a method asks for, before it has a version.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct PendingWrite {
     /// The resource spec, e.g. `vm`.
     pub spec: String,
@@ -29,6 +31,7 @@ pub struct PendingWrite {
 
 /// One stored, immutable version of a resource.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct ResourceVersion {
     /// The model that owns the resource.
     pub model: String,
@@ -46,6 +49,7 @@ pub struct ResourceVersion {
 
 /// Identifies a resource and its newest version.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct ResourceKey {
     /// The model that owns the resource.
     pub model: String,
@@ -59,6 +63,7 @@ pub struct ResourceKey {
 
 /// One line of `orch data list`: a resource, its newest version and when that was written.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct ResourceSummary {
     /// The model that owns the resource.
     pub model: String,
@@ -74,6 +79,7 @@ pub struct ResourceSummary {
 
 /// The record of one workflow or method run.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct RunRecord {
     /// A uuid v7 string, so ids sort by start time.
     pub id: String,
@@ -113,6 +119,7 @@ pub enum RunStatus {
 
 /// The record of one step within a run.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct StepRecord {
     /// The job the step belongs to.
     pub job: String,

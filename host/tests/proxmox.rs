@@ -1,0 +1,300 @@
+//! Proxmox end to end: the real `orch` binary runs the homelab example repository against the
+//! Proxmox VE simulator over HTTPS.
+
+mod support;
+
+use pve_sim::{Fleet, SimConfig, Simulator};
+use serde_json::Value;
+use std::path::Path;
+use support::{Run, TestRepo};
+
+const PASSWORD: &str = "s3cret-pve-password";
+
+struct Lab {
+    repo: TestRepo,
+    sim: Simulator,
+}
+
+impl Lab {
+    fn new() -> Self {
+        Self::with_fleet(Fleet::reference())
+    }
+
+    fn with_fleet(fleet: Fleet) -> Self {
+        let sim = Simulator::start_blocking(SimConfig {
+            password: PASSWORD.into(),
+            fleet,
+            ..SimConfig::default()
+        })
+        .expect("simulator");
+        let repo = TestRepo::new(&["proxmox"]);
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/homelab");
+        for dir in ["models", "workflows"] {
+            for e in std::fs::read_dir(example.join(dir)).unwrap().flatten() {
+                std::fs::copy(e.path(), repo.path().join(dir).join(e.file_name())).unwrap();
+            }
+        }
+        std::fs::copy(example.join("orch.yaml"), repo.path().join("orch.yaml")).unwrap();
+        repo.orch_stdin(&["vault", "put", "proxmox-vault", "password"], PASSWORD)
+            .ok();
+        Lab { repo, sim }
+    }
+
+    fn orch(&self, args: &[&str]) -> Run {
+        let mut cmd = self.repo.command(args);
+        cmd.env("PROXMOX_API_URL", self.sim.url());
+        Run::from_output(cmd.output().unwrap())
+    }
+
+    fn vm(&self, name: &str) -> Value {
+        self.orch(&["--json", "data", "get", "fleet", name])
+            .ok()
+            .json()["attributes"]
+            .clone()
+    }
+}
+
+#[test]
+fn sync_fleet_writes_one_resource_per_vm_and_wires_cel() {
+    let lab = Lab::new();
+    let record = lab.orch(&["--json", "run", "sync-fleet"]).ok().json();
+    assert_eq!(record["status"], "succeeded");
+    let list = lab.orch(&["--json", "data", "list", "fleet"]).ok().json();
+    assert_eq!(list.as_array().unwrap().len(), 10);
+    let ip = lab
+        .orch(&[
+            "--json",
+            "eval",
+            r#"model.fleet.resource.vm["gold-image"].attributes.ip"#,
+        ])
+        .ok()
+        .json();
+    assert_eq!(ip, "10.0.0.143");
+    let gold = lab.vm("gold-image");
+    assert_eq!(gold["vmid"], 109);
+    assert_eq!(gold["status"], "running");
+    assert_eq!(
+        lab.vm("VM 102")["vmid"],
+        102,
+        "names with spaces are identities too"
+    );
+    let ticket = lab
+        .orch(&[
+            "--json",
+            "eval",
+            "model.keebDev02.resource.node.attributes.username",
+        ])
+        .ok()
+        .json();
+    assert_eq!(ticket, "root@pam", "the single-instance shorthand works");
+}
+
+#[test]
+fn stopped_vms_and_vms_without_an_agent_have_a_null_ip() {
+    let lab = Lab::new();
+    lab.orch(&["run", "sync-fleet"]).ok();
+    assert!(lab.vm("atm10")["ip"].is_null());
+    assert_eq!(lab.vm("atm10")["status"], "stopped");
+    assert!(
+        lab.vm("tftp-server")["ip"].is_null(),
+        "running, but the guest agent is not"
+    );
+    assert_eq!(
+        lab.vm("allthemons")["ip"],
+        "10.0.0.96",
+        "lo and link-local are skipped"
+    );
+}
+
+#[test]
+fn a_second_sync_writes_version_two_and_keeps_version_one() {
+    let lab = Lab::new();
+    lab.orch(&["run", "sync-fleet"]).ok();
+    lab.orch(&["run", "start-vm", "--input", "vmName=atm10"])
+        .ok();
+    lab.orch(&["run", "sync-fleet"]).ok();
+    let versions = lab
+        .orch(&["--json", "data", "versions", "fleet", "gold-image"])
+        .ok()
+        .json();
+    assert_eq!(versions.as_array().unwrap().len(), 2);
+    let atm = lab
+        .orch(&["--json", "data", "versions", "fleet", "atm10"])
+        .ok()
+        .json();
+    let atm = atm.as_array().unwrap();
+    assert_eq!(
+        atm[0]["attributes"]["status"], "stopped",
+        "version 1 is intact"
+    );
+    assert_eq!(atm.last().unwrap()["attributes"]["status"], "running");
+    assert_eq!(lab.sim.vm_status("atm10").as_deref(), Some("running"));
+}
+
+#[test]
+fn the_lifecycle_workflow_creates_starts_stops_and_deletes() {
+    let lab = Lab::new();
+    let record = lab
+        .orch(&[
+            "--json",
+            "run",
+            "vm-lifecycle-test",
+            "--input",
+            "vmName=lifecycle-test",
+        ])
+        .ok()
+        .json();
+    assert_eq!(record["status"], "succeeded", "{record}");
+    let versions = lab
+        .orch(&["--json", "data", "versions", "fleet", "lifecycle-test"])
+        .ok()
+        .json();
+    let statuses: Vec<&str> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["attributes"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["stopped", "running", "stopped", "deleted"]);
+    assert_eq!(
+        lab.sim.vm_status("lifecycle-test"),
+        None,
+        "gone from the node"
+    );
+}
+
+#[test]
+fn a_wrong_password_is_a_clear_error_and_writes_nothing() {
+    let lab = Lab::new();
+    lab.repo
+        .orch_stdin(&["vault", "put", "proxmox-vault", "password"], "wrong")
+        .ok();
+    let run = lab.orch(&["run", "sync-fleet"]).code(1);
+    assert!(
+        run.all().contains("authentication failure"),
+        "{}",
+        run.all()
+    );
+    assert!(!run.all().contains("wrong\""), "{}", run.all());
+    let data = lab.orch(&["--json", "data", "list"]).ok().json();
+    assert!(data.as_array().unwrap().is_empty(), "{data}");
+}
+
+#[test]
+fn an_expired_ticket_fails_the_sync_with_a_hint_to_authenticate() {
+    let lab = Lab::new();
+    lab.orch(&["run", "sync-fleet"]).ok();
+    lab.sim.expire_tickets();
+    let run = lab.orch(&["model", "run", "fleet", "sync"]).code(1);
+    assert!(
+        run.all().contains("denied") && run.all().contains("auth"),
+        "{}",
+        run.all()
+    );
+    lab.orch(&["run", "sync-fleet"]).ok();
+}
+
+#[test]
+fn destructive_calls_without_or_with_a_wrong_vmid_are_refused_before_the_api_sees_them() {
+    let lab = Lab::new();
+    lab.orch(&["run", "sync-fleet"]).ok();
+    lab.orch(&["model", "run", "keebDev02", "auth"]).ok();
+    let before = lab.sim.requests().len();
+    let run = lab
+        .orch(&[
+            "model",
+            "run",
+            "fleet",
+            "stop",
+            "--input",
+            "vmName=allthemons",
+        ])
+        .code(1);
+    assert!(run.all().contains("expectVmid"), "{}", run.all());
+    let run = lab
+        .orch(&[
+            "model",
+            "run",
+            "fleet",
+            "stop",
+            "--input",
+            "vmName=allthemons",
+            "--input",
+            "expectVmid=101",
+        ])
+        .code(1);
+    assert!(
+        run.all().contains("refusing") && run.all().contains("108"),
+        "{}",
+        run.all()
+    );
+    let run = lab
+        .orch(&[
+            "run",
+            "delete-vm",
+            "--input",
+            "vmName=allthemons",
+            "--input",
+            "expectVmid=101",
+        ])
+        .code(1);
+    assert!(run.all().contains("refusing"), "{}", run.all());
+    let writes: Vec<String> = lab.sim.requests()[before..]
+        .iter()
+        .filter(|r| !r.starts_with("GET") && !r.contains("/access/ticket"))
+        .cloned()
+        .collect();
+    assert!(writes.is_empty(), "requests reached the API: {writes:?}");
+    assert_eq!(lab.sim.vm_status("allthemons").as_deref(), Some("running"));
+    lab.orch(&[
+        "run",
+        "stop-vm",
+        "--input",
+        "vmName=allthemons",
+        "--input",
+        "expectVmid=108",
+    ])
+    .ok();
+    assert_eq!(lab.sim.vm_status("allthemons").as_deref(), Some("stopped"));
+}
+
+#[test]
+fn a_pinned_certificate_is_accepted_and_a_wrong_pin_is_refused() {
+    let lab = Lab::new();
+    let pinned = format!(
+        "type: proxmox/node\nglobalArguments:\n  apiUrl: ${{{{ env.PROXMOX_API_URL }}}}\n  username: root\n  password: ${{{{ vault.get(\"proxmox-vault\", \"password\") }}}}\n  node: keeb-dev-02\n  fingerprint: \"{}\"\n",
+        lab.sim.cert_sha256()
+    );
+    lab.repo.write("models/keebDev02.yaml", &pinned);
+    lab.orch(&["model", "run", "keebDev02", "auth"]).ok();
+    lab.repo.write(
+        "models/keebDev02.yaml",
+        &pinned.replace(&lab.sim.cert_sha256(), &"00".repeat(32)),
+    );
+    let run = lab.orch(&["model", "run", "keebDev02", "auth"]).code(1);
+    assert!(run.all().contains("pinned"), "{}", run.all());
+    lab.repo.write(
+        "models/keebDev02.yaml",
+        &pinned.replace(
+            &format!("  fingerprint: \"{}\"\n", lab.sim.cert_sha256()),
+            "",
+        ),
+    );
+    let run = lab.orch(&["model", "run", "keebDev02", "auth"]).code(1);
+    assert!(
+        run.all().contains("certificate"),
+        "verification is on by default: {}",
+        run.all()
+    );
+}
+
+#[test]
+fn the_vault_password_never_reaches_output_data_or_runs() {
+    let lab = Lab::new();
+    let run = lab.orch(&["-vv", "--json", "run", "sync-fleet"]).ok();
+    assert!(!run.all().contains(PASSWORD));
+    assert!(!support::contains_bytes(
+        &lab.repo.orch_dir_bytes(),
+        PASSWORD
+    ));
+}

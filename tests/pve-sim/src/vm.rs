@@ -1,0 +1,545 @@
+//! A simulated VM: its config file, its power state and what its guest agent reports.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::fleet::VmSeed;
+use crate::network;
+
+/// Config keys PVE types as integers (or booleans, which PVE's JSON also writes as 0/1).
+const INTEGER_KEYS: &[&str] = &[
+    "acpi",
+    "autostart",
+    "balloon",
+    "cores",
+    "cpuunits",
+    "kvm",
+    "localtime",
+    "numa",
+    "onboot",
+    "protection",
+    "reboot",
+    "shares",
+    "sockets",
+    "tablet",
+    "template",
+    "vcpus",
+];
+
+/// Plain config keys the simulator accepts (a subset of PVE's qemu-server schema).
+const PLAIN_KEYS: &[&str] = &[
+    "acpi",
+    "affinity",
+    "agent",
+    "args",
+    "audio0",
+    "autostart",
+    "balloon",
+    "bios",
+    "boot",
+    "bootdisk",
+    "cicustom",
+    "cipassword",
+    "citype",
+    "ciuser",
+    "cores",
+    "cpu",
+    "cpulimit",
+    "cpuunits",
+    "description",
+    "efidisk0",
+    "freeze",
+    "hookscript",
+    "hotplug",
+    "keyboard",
+    "kvm",
+    "localtime",
+    "lock",
+    "machine",
+    "memory",
+    "meta",
+    "name",
+    "nameserver",
+    "numa",
+    "onboot",
+    "ostype",
+    "protection",
+    "reboot",
+    "rng0",
+    "scsihw",
+    "searchdomain",
+    "shares",
+    "smbios1",
+    "sockets",
+    "sshkeys",
+    "startdate",
+    "startup",
+    "tablet",
+    "tags",
+    "tdf",
+    "template",
+    "tpmstate0",
+    "vcpus",
+    "vga",
+    "vmgenid",
+    "watchdog",
+];
+
+/// Numbered config keys (`net0`, `scsi1`, …) and the highest index PVE allows for each.
+const INDEXED_KEYS: &[(&str, u32)] = &[
+    ("hostpci", 15),
+    ("ide", 3),
+    ("ipconfig", 31),
+    ("net", 31),
+    ("numa", 7),
+    ("parallel", 2),
+    ("sata", 5),
+    ("scsi", 30),
+    ("serial", 3),
+    ("unused", 255),
+    ("usb", 14),
+    ("virtio", 15),
+];
+
+/// NIC models PVE accepts as the first element of a `netN` value.
+const NIC_MODELS: &[&str] = &["e1000", "e1000e", "rtl8139", "virtio", "vmxnet3"];
+
+/// Whether `key` is a config option the simulator knows.
+pub(crate) fn is_config_key(key: &str) -> bool {
+    if PLAIN_KEYS.contains(&key) {
+        return true;
+    }
+    INDEXED_KEYS.iter().any(|(prefix, max)| {
+        key.strip_prefix(prefix)
+            .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|digits| digits.parse::<u32>().ok())
+            .is_some_and(|index| index <= *max)
+    })
+}
+
+/// Checks one config value the way PVE's schema would; the error is the per-field message.
+pub(crate) fn validate_config_value(key: &str, value: &str) -> Result<(), String> {
+    if key == "name" {
+        return if is_dns_name(value) {
+            Ok(())
+        } else {
+            Err("invalid format - value does not look like a valid DNS name".to_string())
+        };
+    }
+    if key == "memory" {
+        let amount = value.strip_prefix("current=").unwrap_or(value);
+        return match amount.parse::<u64>() {
+            Ok(mib) if mib >= 16 => Ok(()),
+            Ok(_) => Err("value must have a minimum value of 16".to_string()),
+            Err(_) => Err(format!("type check ('integer') failed - got '{value}'")),
+        };
+    }
+    if INTEGER_KEYS.contains(&key) {
+        let number = value
+            .parse::<i64>()
+            .map_err(|_| format!("type check ('integer') failed - got '{value}'"))?;
+        let minimum = match key {
+            "cores" | "sockets" | "vcpus" => 1,
+            _ => 0,
+        };
+        if number < minimum {
+            return Err(format!("value must have a minimum value of {minimum}"));
+        }
+    }
+    Ok(())
+}
+
+/// PVE's `dns-name` format: dot-separated labels of letters, digits and inner hyphens.
+fn is_dns_name(value: &str) -> bool {
+    !value.is_empty()
+        && value.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Whether a PVE boolean-ish value means "on".
+fn truthy(value: &str) -> bool {
+    matches!(value, "1" | "on" | "yes" | "true")
+}
+
+/// Changes to a VM config: keys to set, then keys to delete.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ConfigChange {
+    /// Keys and their new values.
+    pub set: Vec<(String, String)>,
+    /// Keys to remove.
+    pub delete: Vec<String>,
+}
+
+/// What a running VM's process looks like.
+#[derive(Clone, Debug)]
+pub(crate) struct Running {
+    /// The QEMU process id.
+    pub pid: u32,
+    /// When the simulator started counting this VM's uptime.
+    pub since: Instant,
+    /// Uptime the VM already had at `since` (seeded VMs have been up for a while).
+    pub uptime_offset: u64,
+    /// Whether qemu-guest-agent answers inside the guest.
+    pub agent_running: bool,
+}
+
+/// One simulated VM.
+#[derive(Clone, Debug)]
+pub(crate) struct Vm {
+    /// The Proxmox vmid.
+    pub vmid: u32,
+    /// The config file, key by key, as PVE stores it.
+    pub config: BTreeMap<String, String>,
+    /// The IPv4 address the guest takes on its first NIC when it boots.
+    pub guest_ip: Ipv4Addr,
+    /// Whether qemu-guest-agent is installed in the guest.
+    pub guest_agent_installed: bool,
+    /// The running process, or `None` when stopped.
+    pub power: Option<Running>,
+}
+
+impl Vm {
+    /// Builds the VM a fleet seed describes; `pid` is used if the seed is running.
+    pub(crate) fn from_seed(seed: &VmSeed, pid: u32, now: Instant) -> Vm {
+        let mut config = BTreeMap::new();
+        if let Some(name) = &seed.name {
+            config.insert("name".to_string(), name.clone());
+        }
+        let mac = network::format_mac_upper(network::default_mac(seed.vmid, 0));
+        let vmid = seed.vmid;
+        for (key, value) in [
+            (
+                "agent",
+                if seed.agent_enabled { "1" } else { "0" }.to_string(),
+            ),
+            ("boot", "order=scsi0;net0".to_string()),
+            ("cores", seed.cores.to_string()),
+            ("memory", seed.memory_mib.to_string()),
+            ("net0", format!("virtio={mac},bridge=vmbr0")),
+            ("ostype", "l26".to_string()),
+            (
+                "scsi0",
+                format!("local-lvm:vm-{vmid}-disk-0,iothread=1,size=32G"),
+            ),
+            ("scsihw", "virtio-scsi-single".to_string()),
+            ("sockets", "1".to_string()),
+        ] {
+            config.insert(key.to_string(), value);
+        }
+        let mut vm = Vm {
+            vmid,
+            config,
+            guest_ip: seed.ip.unwrap_or_else(|| network::default_ipv4(vmid)),
+            guest_agent_installed: seed.guest_agent_installed,
+            power: None,
+        };
+        if seed.running {
+            // Seeded VMs look as if they booted a while ago; the offset varies per VM.
+            let offset = 86_400 + u64::from(vmid % 97) * 3_601;
+            vm.boot(pid, now, offset);
+        }
+        vm
+    }
+
+    /// Builds a VM created through the API, from already validated config values.
+    pub(crate) fn created(vmid: u32, settings: &[(String, String)]) -> Vm {
+        let mut vm = Vm {
+            vmid,
+            config: BTreeMap::new(),
+            guest_ip: network::default_ipv4(vmid),
+            guest_agent_installed: true,
+            power: None,
+        };
+        vm.apply(&ConfigChange {
+            set: settings.to_vec(),
+            delete: Vec::new(),
+        });
+        vm
+    }
+
+    /// The name PVE lists: the configured name, or `VM <vmid>` for an unnamed VM.
+    pub(crate) fn name(&self) -> Cow<'_, str> {
+        match self.config.get("name") {
+            Some(name) => Cow::Borrowed(name),
+            None => Cow::Owned(format!("VM {}", self.vmid)),
+        }
+    }
+
+    /// Whether the VM's process is running.
+    pub(crate) fn is_running(&self) -> bool {
+        self.power.is_some()
+    }
+
+    /// `running` or `stopped`, as PVE reports it.
+    pub(crate) fn status(&self) -> &'static str {
+        if self.is_running() {
+            "running"
+        } else {
+            "stopped"
+        }
+    }
+
+    fn integer(&self, key: &str) -> Option<u64> {
+        self.config.get(key).and_then(|v| v.parse().ok())
+    }
+
+    /// Virtual CPUs: `vcpus` if set, else cores × sockets (PVE defaults both to 1).
+    pub(crate) fn cpus(&self) -> u64 {
+        self.integer("vcpus").unwrap_or_else(|| {
+            self.integer("cores").unwrap_or(1) * self.integer("sockets").unwrap_or(1)
+        })
+    }
+
+    /// Configured memory in bytes (PVE's default is 512 MiB).
+    pub(crate) fn maxmem(&self) -> u64 {
+        let mib = self
+            .config
+            .get("memory")
+            .map(|v| v.strip_prefix("current=").unwrap_or(v))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(512);
+        mib * 1024 * 1024
+    }
+
+    /// Memory in use: a stable share of `maxmem` while running, 0 when stopped.
+    pub(crate) fn mem(&self) -> u64 {
+        if self.is_running() {
+            self.maxmem() / 100 * (35 + u64::from(self.vmid % 40))
+        } else {
+            0
+        }
+    }
+
+    /// Seconds since boot, 0 when stopped.
+    pub(crate) fn uptime(&self) -> u64 {
+        self.power
+            .as_ref()
+            .map_or(0, |run| run.uptime_offset + run.since.elapsed().as_secs())
+    }
+
+    /// The QEMU pid while running.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.power.as_ref().map(|run| run.pid)
+    }
+
+    /// Whether the config enables the guest agent (`agent: 1` or `agent: enabled=1,…`).
+    pub(crate) fn agent_enabled(&self) -> bool {
+        let Some(value) = self.config.get("agent") else {
+            return false;
+        };
+        for part in value.split(',') {
+            match part.split_once('=') {
+                Some(("enabled", flag)) => return truthy(flag),
+                Some(_) => {}
+                None => return truthy(part),
+            }
+        }
+        false
+    }
+
+    /// Whether the guest agent answers right now.
+    pub(crate) fn agent_running(&self) -> bool {
+        self.power.as_ref().is_some_and(|run| run.agent_running)
+    }
+
+    /// The MAC of `net0`, if the VM has a first NIC.
+    pub(crate) fn net0_mac(&self) -> Option<[u8; 6]> {
+        let value = self.config.get("net0")?;
+        value.split(',').find_map(|part| {
+            let (key, mac) = part.split_once('=')?;
+            (NIC_MODELS.contains(&key) || key == "macaddr")
+                .then(|| network::parse_mac(mac))
+                .flatten()
+        })
+    }
+
+    /// The IPv4 address the guest agent reports, if it reports one.
+    pub(crate) fn reported_ip(&self) -> Option<Ipv4Addr> {
+        (self.agent_running() && self.net0_mac().is_some()).then_some(self.guest_ip)
+    }
+
+    /// Boots the VM: a new process, uptime from `offset`, agent up if configured and installed.
+    pub(crate) fn boot(&mut self, pid: u32, now: Instant, offset: u64) {
+        self.power = Some(Running {
+            pid,
+            since: now,
+            uptime_offset: offset,
+            agent_running: self.agent_enabled() && self.guest_agent_installed,
+        });
+    }
+
+    /// Stops the VM's process.
+    pub(crate) fn halt(&mut self) {
+        self.power = None;
+    }
+
+    /// The config digest PVE returns and checks (40 hex digits, as SHA-1 would give).
+    pub(crate) fn digest(&self) -> String {
+        let mut hasher = Sha256::new();
+        for (key, value) in &self.config {
+            hasher.update(key.as_bytes());
+            hasher.update(b": ");
+            hasher.update(value.as_bytes());
+            hasher.update(b"\n");
+        }
+        let mut digest = hex::encode(hasher.finalize());
+        digest.truncate(40);
+        digest
+    }
+
+    /// The config as `GET …/config` returns it, integers typed, plus `digest`.
+    pub(crate) fn config_json(&self) -> Map<String, Value> {
+        let mut out = Map::new();
+        for (key, value) in &self.config {
+            let typed = if INTEGER_KEYS.contains(&key.as_str()) {
+                value
+                    .parse::<i64>()
+                    .map_or_else(|_| Value::from(value.as_str()), Value::from)
+            } else {
+                Value::from(value.as_str())
+            };
+            out.insert(key.clone(), typed);
+        }
+        out.insert("digest".to_string(), Value::from(self.digest()));
+        out
+    }
+
+    /// Applies validated changes, giving new NICs a MAC as PVE does.
+    pub(crate) fn apply(&mut self, change: &ConfigChange) {
+        for (key, value) in &change.set {
+            let value = match key.strip_prefix("net").and_then(|i| i.parse::<u8>().ok()) {
+                Some(index) => with_mac(value, network::default_mac(self.vmid, index)),
+                None => value.clone(),
+            };
+            self.config.insert(key.clone(), value);
+        }
+        for key in &change.delete {
+            self.config.remove(key);
+        }
+    }
+}
+
+/// Rewrites a `netN` value without a MAC (`virtio,bridge=vmbr0`) to `virtio=MAC,bridge=vmbr0`.
+fn with_mac(value: &str, mac: [u8; 6]) -> String {
+    let mut parts: Vec<String> = value.split(',').map(str::to_string).collect();
+    let has_mac = parts.iter().any(|part| {
+        part.split_once('=')
+            .is_some_and(|(key, _)| NIC_MODELS.contains(&key) || key == "macaddr")
+    });
+    if has_mac {
+        return value.to_string();
+    }
+    let mac = network::format_mac_upper(mac);
+    if let Some(first) = parts.first_mut() {
+        if NIC_MODELS.contains(&first.as_str()) {
+            *first = format!("{first}={mac}");
+        } else if let Some(model) = first.strip_prefix("model=") {
+            *first = format!("{model}={mac}");
+        }
+    }
+    parts.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seeded(seed: VmSeed) -> Vm {
+        Vm::from_seed(&seed, 4242, Instant::now())
+    }
+
+    #[test]
+    fn config_keys_follow_the_qemu_server_schema() {
+        for key in [
+            "name", "cores", "net0", "net31", "scsi30", "agent", "unused0",
+        ] {
+            assert!(is_config_key(key), "{key}");
+        }
+        for key in ["net", "net32", "netx", "scsi31", "colour", "vmid", "node"] {
+            assert!(!is_config_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn values_are_checked_like_pve() {
+        assert!(validate_config_value("name", "gold-image").is_ok());
+        assert!(validate_config_value("name", "VM 102").is_err());
+        assert!(validate_config_value("name", "-bad").is_err());
+        assert!(validate_config_value("cores", "four").is_err());
+        assert!(validate_config_value("cores", "0").is_err());
+        assert!(validate_config_value("memory", "current=4096").is_ok());
+        assert!(validate_config_value("memory", "8").is_err());
+    }
+
+    #[test]
+    fn unnamed_vm_is_listed_as_vm_and_vmid() {
+        let vm = seeded(VmSeed {
+            name: None,
+            ..VmSeed::new(102, "")
+        });
+        assert_eq!(vm.name(), "VM 102");
+        assert!(!vm.config.contains_key("name"));
+    }
+
+    #[test]
+    fn agent_flag_accepts_property_string_forms() {
+        let mut vm = seeded(VmSeed::new(110, "x"));
+        for (value, enabled) in [
+            ("1", true),
+            ("0", false),
+            ("enabled=1,fstrim_cloned_disks=1", true),
+            ("fstrim_cloned_disks=1,enabled=0", false),
+            ("1,type=virtio", true),
+        ] {
+            vm.config.insert("agent".to_string(), value.to_string());
+            assert_eq!(vm.agent_enabled(), enabled, "{value}");
+        }
+    }
+
+    #[test]
+    fn new_nic_without_mac_gets_one() {
+        let vm = Vm::created(
+            300,
+            &[("net0".to_string(), "virtio,bridge=vmbr0".to_string())],
+        );
+        assert_eq!(vm.config["net0"], "virtio=BC:24:11:00:01:2C,bridge=vmbr0");
+        assert_eq!(vm.net0_mac(), Some(network::default_mac(300, 0)));
+        let vm = Vm::created(
+            300,
+            &[("net1".to_string(), "model=e1000,bridge=vmbr1".to_string())],
+        );
+        assert_eq!(vm.config["net1"], "e1000=BC:24:11:10:01:2C,bridge=vmbr1");
+    }
+
+    #[test]
+    fn digest_changes_with_config() {
+        let mut vm = seeded(VmSeed::new(110, "x"));
+        let before = vm.digest();
+        assert_eq!(before.len(), 40);
+        vm.config.insert("cores".to_string(), "8".to_string());
+        assert_ne!(vm.digest(), before);
+        assert_eq!(vm.config_json()["cores"], Value::from(8));
+        assert_eq!(vm.config_json()["memory"], Value::from("2048"));
+    }
+
+    #[test]
+    fn guest_without_agent_reports_no_ip() {
+        let vm = seeded(VmSeed {
+            guest_agent_installed: false,
+            ..VmSeed::new(103, "tftp-server").running_at(Ipv4Addr::new(10, 0, 0, 191))
+        });
+        assert!(vm.is_running() && vm.agent_enabled() && !vm.agent_running());
+        assert_eq!(vm.reported_ip(), None);
+    }
+}
