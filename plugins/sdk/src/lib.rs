@@ -39,6 +39,7 @@ pub mod bindings {
 mod context;
 mod http;
 mod model;
+pub mod ssh;
 
 pub use context::Ctx;
 pub use http::{Http, HttpRequest, HttpResponse};
