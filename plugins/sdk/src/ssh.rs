@@ -20,7 +20,12 @@ impl Session {
     }
 
     /// Runs a command with stdin and an optional timeout.
-    pub fn exec_with(&self, command: &str, stdin: Option<&[u8]>, timeout_ms: Option<u32>) -> Result<ExecResult> {
+    pub fn exec_with(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        timeout_ms: Option<u32>,
+    ) -> Result<ExecResult> {
         self.0.exec(command, stdin, timeout_ms)
     }
 
@@ -32,7 +37,10 @@ impl Session {
         } else {
             let mut stderr = String::from_utf8_lossy(&r.stderr).trim().to_string();
             stderr.truncate(500);
-            Err(error::failed(format!("`{command}` exited with {}: {stderr}", r.exit_code)))
+            Err(error::failed(format!(
+                "`{command}` exited with {}: {stderr}",
+                r.exit_code
+            )))
         }
     }
 
