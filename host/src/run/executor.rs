@@ -69,14 +69,20 @@ pub(crate) async fn run_recorded(
 }
 
 fn locate(wf: &Workflow, err: &ExprError, base: &str) -> String {
-    let field = format!("{base}.{}", &err.field);
-    let line = wf
-        .line_of(&field)
-        .map(|l| format!(":{l}"))
-        .unwrap_or_default();
+    let line_of = |f: &str| wf.line_of(f).map(|l| format!(":{l}")).unwrap_or_default();
+    if err.field.is_empty() {
+        // A bare expression (guard): the error has no field of its own.
+        return format!("{}{}: {base}: {err}", wf.file.display(), line_of(base));
+    }
+    let field = if err.field.starts_with('[') {
+        format!("{base}{}", err.field)
+    } else {
+        format!("{base}.{}", err.field)
+    };
     format!(
-        "{}{line}: {}",
+        "{}{}: {}",
         wf.file.display(),
+        line_of(&field),
         err.to_string().replacen(&err.field, &field, 1)
     )
 }
