@@ -4,7 +4,7 @@
 //! Usage: bench <plugins/dist dir>
 
 use orch::capabilities::grants::HttpGrant;
-use orch::capabilities::{DataCapability, HttpCapability, LogCapability};
+use orch::capabilities::{DataCapability, HttpCapability, LogCapability, SshCapability};
 use orch::expr::{DataSource, Evaluator, ResourceData, Vars};
 use orch::runtime::bindings::Call;
 use orch::runtime::{CallCapabilities, PluginRuntime};
@@ -64,6 +64,7 @@ fn caps(store: &ResourceStore) -> CallCapabilities {
             10,
         ),
         http: HttpCapability::new(HttpGrant::none(), 0, Duration::from_secs(1)),
+        ssh: SshCapability::none(),
     }
 }
 
@@ -257,6 +258,8 @@ fn homelab(bin: &Path, dist: &Path, dir: &Path, password: &str) -> PathBuf {
 }
 
 /// Runs `orch run sync-fleet`; returns wall time and the child's peak RSS in KiB.
+// The child is reaped by `wait4` (for its rusage), which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn timed_sync(bin: &Path, repo: &Path, url: &str) -> (Duration, i64) {
     let started = Instant::now();
     let child = Command::new(bin)

@@ -678,3 +678,20 @@ jobs:
         "the dependent job ran"
     );
 }
+
+#[test]
+fn a_definition_with_a_missing_plugin_does_not_block_unrelated_workflows() {
+    let repo = echo_repo();
+    repo.write("models/orphan.yaml", "type: nowhere/missing\n");
+    repo.write(
+        "workflows/ok.yaml",
+        "name: ok\njobs:\n  - name: main\n    steps:\n      - name: a\n        task: { type: model_method, modelIdOrName: source, methodName: noop }\n",
+    );
+    repo.orch(&["run", "ok"]).ok();
+    let run = repo.orch(&["workflow", "validate"]).code(2);
+    assert!(
+        run.stderr.contains("models/orphan.yaml:1") && run.stderr.contains("nowhere/missing"),
+        "{}",
+        run.stderr
+    );
+}

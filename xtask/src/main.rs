@@ -94,13 +94,18 @@ fn ensure_wasm_target() -> Result<()> {
 /// Debian packages the end-to-end tests drive for real.
 fn ensure_system_packages() -> Result<()> {
     let wanted = [
-        ("sshd", "openssh-server"),
-        ("nginx", "nginx"),
-        ("tmux", "tmux"),
+        ("/usr/sbin/sshd", "openssh-server"),
+        ("/usr/bin/ssh-keygen", "openssh-client"),
+        ("/usr/sbin/nginx", "nginx"),
+        (
+            "/usr/lib/nginx/modules/ngx_stream_module.so",
+            "libnginx-mod-stream",
+        ),
+        ("/usr/bin/tmux", "tmux"),
     ];
     let missing: Vec<&str> = wanted
         .iter()
-        .filter(|(bin, _)| !have(bin) && !Path::new(&format!("/usr/sbin/{bin}")).exists())
+        .filter(|(path, _)| !Path::new(path).exists())
         .map(|(_, pkg)| *pkg)
         .collect();
     if missing.is_empty() {

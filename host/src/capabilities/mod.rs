@@ -6,10 +6,14 @@ pub mod grants;
 pub mod http;
 pub mod log;
 pub mod pinning;
+pub mod ssh;
+mod ssh_known_hosts;
+mod ssh_session;
 
 pub use data::DataCapability;
 pub use http::HttpCapability;
 pub use log::{LogCapability, LogLevel, LogSink};
+pub use ssh::{KnownHosts, SshCapability, SshSessionPool};
 
 use crate::runtime::bindings::orch::plugin::types;
 

@@ -11,6 +11,7 @@ mod model;
 mod plugin;
 mod run;
 mod runs;
+mod ssh;
 mod type_;
 mod vault;
 mod workflow;
@@ -98,6 +99,9 @@ enum Command {
     /// Check plugin bundles (for plugin authors' CI).
     #[command(subcommand)]
     Plugin(plugin::Cmd),
+    /// Manage SSH host keys trusted by this repository.
+    #[command(subcommand)]
+    Ssh(ssh::Cmd),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -150,6 +154,7 @@ async fn dispatch(command: Command, ctx: &Ctx) -> CmdResult {
         Command::Eval(a) => eval::exec(a, ctx),
         Command::Vault(c) => vault::exec(c, ctx),
         Command::Plugin(c) => plugin::exec(c, ctx).await,
+        Command::Ssh(c) => ssh::exec(c, ctx).await,
     }
 }
 

@@ -54,7 +54,37 @@ impl Catalog for RegistryCatalog<'_> {
     }
 }
 
-/// Validates one workflow (or all) plus every definition's type and templates.
+/// Models called by a workflow's steps, following nested workflows.
+fn used_models(repo: &Repo, wf: &Workflow) -> std::collections::BTreeSet<String> {
+    let mut models = std::collections::BTreeSet::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut queue = vec![wf];
+    while let Some(w) = queue.pop() {
+        if !seen.insert(w.name.clone()) {
+            continue;
+        }
+        for step in w.jobs.iter().flat_map(|j| &j.steps) {
+            match &step.task {
+                crate::workflow::Task::ModelMethod {
+                    model_id_or_name, ..
+                } => {
+                    models.insert(model_id_or_name.clone());
+                }
+                crate::workflow::Task::Workflow {
+                    workflow_id_or_name,
+                    ..
+                } => {
+                    if let Some(nested) = repo.workflows.get(workflow_id_or_name) {
+                        queue.push(nested);
+                    }
+                }
+            }
+        }
+    }
+    models
+}
+
+/// Validates one workflow (with the definitions it uses) or all of them (with every definition).
 pub fn validate_all(env: &RunEnv, only: Option<&Workflow>) -> Result<(), CliError> {
     let catalog = RegistryCatalog {
         repo: &env.repo,
@@ -71,7 +101,13 @@ pub fn validate_all(env: &RunEnv, only: Option<&Workflow>) -> Result<(), CliErro
             problems.push(d.to_string());
         }
     }
+    // Running one workflow checks only the definitions it (and its nested workflows) call, so a
+    // model whose plugin is missing does not block unrelated workflows.
+    let used = only.map(|wf| used_models(&env.repo, wf));
     for def in env.repo.models.values() {
+        if used.as_ref().is_some_and(|u| !u.contains(&def.name)) {
+            continue;
+        }
         if let Err(e) = env.registry.get(&def.type_name) {
             let line = def
                 .lines

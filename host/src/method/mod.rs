@@ -8,8 +8,10 @@ mod validate;
 
 pub use data_source::StoreDataSource;
 
-use crate::capabilities::grants::HttpGrant;
-use crate::capabilities::{DataCapability, HttpCapability, LogCapability, LogLevel};
+use crate::capabilities::grants::{HttpGrant, SshGrant};
+use crate::capabilities::{
+    DataCapability, HttpCapability, LogCapability, LogLevel, SshCapability, SshSessionPool,
+};
 use crate::expr::{Evaluator, ExprError, Vars};
 use crate::output::{Event, EventSink};
 use crate::repo::{Definition, Repo};
@@ -113,6 +115,8 @@ pub struct MethodRunner {
     pub events: EventSink,
     /// The run id.
     pub run_id: String,
+    /// The run's SSH connections, reused by its steps.
+    pub ssh: SshSessionPool,
 }
 
 fn plugin_error_kind(e: &PluginError) -> (&'static str, String) {
@@ -221,6 +225,10 @@ impl MethodRunner {
         };
         drop(scope);
         validate::overlay_inputs(&mut args, &call.inputs, &method.arguments_schema);
+        // Schema defaults are filled in by the host so grants see them (e.g. `sshPort: 22`).
+        let mut globals = globals;
+        validate::apply_defaults(&mut globals, &description.global_arguments_schema);
+        validate::apply_defaults(&mut args, &method.arguments_schema);
 
         validate::check(&description.global_arguments_schema, &globals).map_err(|problems| {
             MethodError::InvalidArguments(validate::describe(
@@ -257,16 +265,19 @@ impl MethodRunner {
         }
 
         let manifest = &plugin.manifest;
-        let operator = self
-            .repo
-            .config
-            .grants
-            .get(&manifest.id)
-            .and_then(|g| g.http.as_deref());
-        let grant =
-            HttpGrant::new(&manifest.capabilities.http, operator, &global_map).map_err(|e| {
-                MethodError::Refused(format!("plugin `{}` http grant: {e}", manifest.id))
-            })?;
+        let operator = self.repo.config.grants.get(&manifest.id);
+        let grant = HttpGrant::new(
+            &manifest.capabilities.http,
+            operator.and_then(|g| g.http.as_deref()),
+            &global_map,
+        )
+        .map_err(|e| MethodError::Refused(format!("plugin `{}` http grant: {e}", manifest.id)))?;
+        let ssh_grant = SshGrant::new(
+            &manifest.capabilities.ssh,
+            operator.and_then(|g| g.ssh.as_deref()),
+            &global_map,
+        )
+        .map_err(|e| MethodError::Refused(format!("plugin `{}` ssh grant: {e}", manifest.id)))?;
         let step = call.step.clone();
         let events = self.events.clone();
         let sink = Arc::new(move |level: LogLevel, message: &str| {
@@ -291,6 +302,13 @@ impl MethodRunner {
             ),
             http: HttpCapability::new(
                 grant,
+                manifest.limits.max_response_bytes,
+                Duration::from_millis(manifest.limits.timeout_ms),
+            ),
+            ssh: SshCapability::new(
+                ssh_grant,
+                self.ssh.clone(),
+                self.events.redactor().clone(),
                 manifest.limits.max_response_bytes,
                 Duration::from_millis(manifest.limits.timeout_ms),
             ),

@@ -91,6 +91,23 @@ pub fn overlay_inputs(args: &mut Value, inputs: &Map<String, Value>, schema: &Va
     }
 }
 
+/// Fills top-level properties the value lacks from the schema's `default`s.
+pub fn apply_defaults(value: &mut Value, schema: &Value) {
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return;
+    };
+    let Some(obj) = value.as_object_mut() else {
+        return;
+    };
+    for (k, prop) in props {
+        if let Some(default) = prop.get("default")
+            && !obj.contains_key(k)
+        {
+            obj.insert(k.clone(), default.clone());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +127,14 @@ mod tests {
     fn pointers_become_dotted_paths() {
         assert_eq!(pointer_to_path("/ports/0/name"), "ports[0].name");
         assert_eq!(pointer_to_path(""), "");
+    }
+
+    #[test]
+    fn defaults_fill_missing_top_level_properties() {
+        let schema = json!({"properties":{"sshPort":{"default":22},"sshUser":{"default":"root"}}});
+        let mut v = json!({"sshUser": "admin"});
+        apply_defaults(&mut v, &schema);
+        assert_eq!(v, json!({"sshUser": "admin", "sshPort": 22}));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod executor;
 
+use crate::capabilities::{KnownHosts, SshSessionPool};
 use crate::expr::Evaluator;
 use crate::method::{MethodCall, MethodRunner};
 use crate::output::{Event, EventSink, Printer};
@@ -56,6 +57,7 @@ impl RunEnv {
             vault: self.vault.clone(),
             events: events.clone(),
             run_id: run_id.clone(),
+            ssh: SshSessionPool::new(KnownHosts::in_dir(&self.repo.orch_dir())),
         };
         events.emit(Event::RunStarted {
             run_id: run_id.clone(),
@@ -151,6 +153,7 @@ impl RunEnv {
                 exec.run().await.err()
             }
         };
+        state.runner.ssh.close().await;
         self.finish(&state, record, started, error)
     }
 
@@ -178,6 +181,7 @@ impl RunEnv {
                 state.runner.run(&call).await.map_err(|e| e.to_string())
             })
             .await;
+        state.runner.ssh.close().await;
         let record = self.finish(&state, record, started, error);
         (record, output)
     }

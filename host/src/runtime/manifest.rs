@@ -40,6 +40,9 @@ pub struct Capabilities {
     /// HTTP origins as `scheme://host:port`; `*` wildcards and `{{ globalArguments.x }}` allowed.
     #[serde(default)]
     pub http: Vec<String>,
+    /// SSH targets as `[user@]host:port`; `*` wildcards and `{{ globalArguments.x }}` allowed.
+    #[serde(default)]
+    pub ssh: Vec<String>,
 }
 
 /// Per-call limits; every field has a safe default.
@@ -180,6 +183,10 @@ impl PluginManifest {
             crate::capabilities::grants::HttpRule::check_syntax(rule)
                 .map_err(|m| invalid(&format!("capabilities.http[{i}]"), m))?;
         }
+        for (i, rule) in manifest.capabilities.ssh.iter().enumerate() {
+            crate::capabilities::grants::SshRule::check_syntax(rule)
+                .map_err(|m| invalid(&format!("capabilities.ssh[{i}]"), m))?;
+        }
         Ok(manifest)
     }
 }
@@ -232,5 +239,21 @@ mod tests {
         ))
         .unwrap_err();
         assert!(err.to_string().contains("capabilities.http[0]"), "{err}");
+    }
+
+    #[test]
+    fn loose_ssh_rule_is_an_error_at_load() {
+        for rule in ["ssh://10.0.0.4:22", "10.0.0.4:22/root", "10.0.0.4"] {
+            let err = parse(&format!(
+                "id = \"x\"\nversion = \"1\"\napi = \"0.1.0\"\nsha256 = \"{SHA}\"\n[capabilities]\nssh = [\"{rule}\"]\n"
+            ))
+            .unwrap_err();
+            assert!(err.to_string().contains("capabilities.ssh[0]"), "{err}");
+        }
+        let ok = parse(&format!(
+            "id = \"x\"\nversion = \"1\"\napi = \"0.1.0\"\nsha256 = \"{SHA}\"\n[capabilities]\nssh = [\"{{{{ globalArguments.sshHost }}}}:22\", \"root@*.lan:*\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.capabilities.ssh.len(), 2);
     }
 }

@@ -12,7 +12,7 @@ pub use manifest::{Limits, PluginManifest};
 pub use registry::{PluginRegistry, ProvidedType};
 pub use types::{MethodInfo, ResourceSpecInfo, TypeDescription};
 
-use crate::capabilities::{DataCapability, HttpCapability, LogCapability};
+use crate::capabilities::{DataCapability, HttpCapability, LogCapability, SshCapability};
 use bindings::{ModelPlugin, ModelPluginPre};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
@@ -124,6 +124,7 @@ pub struct HostState {
     log: LogCapability,
     data: DataCapability,
     http: HttpCapability,
+    ssh: SshCapability,
 }
 
 impl WasiView for HostState {
@@ -143,6 +144,8 @@ pub struct CallCapabilities {
     pub data: DataCapability,
     /// Outbound HTTP.
     pub http: HttpCapability,
+    /// SSH sessions (from the run's pool).
+    pub ssh: SshCapability,
 }
 
 /// A plugin ready to instantiate.
@@ -206,6 +209,11 @@ impl PluginRuntime {
         bindings::orch::plugin::http::add_to_linker::<HostState, HasSelf<HttpCapability>>(
             &mut linker,
             |s| &mut s.http,
+        )
+        .map_err(wasm_err)?;
+        bindings::orch::plugin::ssh::add_to_linker::<HostState, HasSelf<SshCapability>>(
+            &mut linker,
+            |s| &mut s.ssh,
         )
         .map_err(wasm_err)?;
         spawn_epoch_ticker(&engine);
@@ -328,6 +336,7 @@ impl PluginRuntime {
                 log: caps.log,
                 data: caps.data,
                 http: caps.http,
+                ssh: caps.ssh,
             },
         );
         store.limiter(|s| &mut s.limits);
@@ -344,6 +353,7 @@ impl PluginRuntime {
             log: LogCapability::to_tracing(),
             data: DataCapability::none(),
             http: HttpCapability::none(),
+            ssh: SshCapability::none(),
         };
         let mut store = self.new_store(plugin, caps);
         let during = "describe()".to_string();

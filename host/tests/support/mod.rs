@@ -1,6 +1,8 @@
 //! Test support: temporary orch repositories driven through the real `orch` binary.
 #![allow(dead_code)]
 
+pub mod sshd;
+
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpListener;

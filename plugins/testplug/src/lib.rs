@@ -2,7 +2,7 @@
 //! drive it through the real `orch` binary.
 
 use orch_plugin_sdk::{
-    Ctx, Error, JsonSchema, MethodKind, ModelType, Plugin, Result, Value, error, json,
+    Ctx, Error, JsonSchema, MethodKind, ModelType, Plugin, Result, Value, error, json, ssh,
 };
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +24,30 @@ struct Globals {
     /// The origin `fetch` may reach (the manifest grants `{{ globalArguments.baseUrl }}`).
     #[serde(default)]
     base_url: Option<String>,
+    /// SSH host for the `ssh*` methods (the manifest grants `sshHost:sshPort`).
+    #[serde(default)]
+    ssh_host: Option<String>,
+    /// SSH port.
+    #[serde(default)]
+    ssh_port: Option<u16>,
+    /// SSH login user.
+    #[serde(default)]
+    ssh_user: Option<String>,
+    /// OpenSSH private key text (usually from a vault).
+    #[serde(default)]
+    ssh_key: Option<String>,
+    /// Passphrase of `sshKey`.
+    #[serde(default)]
+    ssh_passphrase: Option<String>,
+    /// Password, used when there is no `sshKey`.
+    #[serde(default)]
+    ssh_password: Option<String>,
+    /// Record an unknown host key instead of refusing it.
+    #[serde(default)]
+    ssh_trust_on_first_use: bool,
+    /// Connect timeout.
+    #[serde(default)]
+    ssh_connect_timeout_ms: Option<u32>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -88,6 +112,50 @@ struct RemoveArgs {
     /// The id the caller expects to remove (the host checks it against the stored item).
     #[serde(default)]
     expect_id: Option<u64>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SshExecArgs {
+    /// The remote command.
+    command: String,
+    /// Text fed to its stdin.
+    #[serde(default)]
+    stdin: Option<String>,
+    /// Command timeout.
+    #[serde(default)]
+    timeout_ms: Option<u32>,
+    /// Run the command this many times on one session (for benchmarks); the last result is returned.
+    #[serde(default)]
+    repeat: Option<u32>,
+    /// Connect here instead of `sshHost` (to test grants).
+    #[serde(default)]
+    host: Option<String>,
+    /// Connect to this port instead of `sshPort` (to test grants).
+    #[serde(default)]
+    port: Option<u16>,
+    /// A second command run on the same session after the first, even if the first failed.
+    #[serde(default)]
+    then: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct SshUploadArgs {
+    /// Remote path.
+    path: String,
+    /// File contents (text).
+    contents: String,
+    /// Permission bits (default 0o644).
+    #[serde(default)]
+    mode: Option<u32>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct SshDownloadArgs {
+    /// Remote path.
+    path: String,
 }
 
 /// The attributes of an `item` resource (free-form).
@@ -167,6 +235,85 @@ fn remove(ctx: &Ctx<Globals>, args: RemoveArgs) -> Result<Value> {
     Ok(json!({ "removed": args.name }))
 }
 
+fn ssh_session(g: &Globals, host: Option<&str>, port: Option<u16>) -> Result<ssh::Session> {
+    let missing = |what: &str| error::invalid(format!("globalArguments.{what} is required"));
+    let auth = match (&g.ssh_key, &g.ssh_password) {
+        (Some(key), _) => ssh::Auth::PrivateKey(ssh::PrivateKey {
+            key: key.clone(),
+            passphrase: g.ssh_passphrase.clone(),
+        }),
+        (None, Some(password)) => ssh::Auth::Password(password.clone()),
+        (None, None) => return Err(missing("sshKey")),
+    };
+    let target = ssh::Target {
+        host: host
+            .map(str::to_string)
+            .or_else(|| g.ssh_host.clone())
+            .ok_or_else(|| missing("sshHost"))?,
+        port: port.or(g.ssh_port).unwrap_or(22),
+        user: g.ssh_user.clone().ok_or_else(|| missing("sshUser"))?,
+        auth,
+        trust_on_first_use: g.ssh_trust_on_first_use,
+        connect_timeout_ms: g.ssh_connect_timeout_ms,
+    };
+    ssh::Session::open(&target)
+}
+
+fn exec_json(r: &ssh::ExecResult) -> Value {
+    json!({
+        "exitCode": r.exit_code,
+        "stdout": String::from_utf8_lossy(&r.stdout),
+        "stderr": String::from_utf8_lossy(&r.stderr),
+    })
+}
+
+fn error_json(e: &Error) -> Value {
+    let (kind, message) = match e {
+        Error::InvalidArguments(m) => ("invalid-arguments", m),
+        Error::Denied(m) => ("denied", m),
+        Error::NotFound(m) => ("not-found", m),
+        Error::Conflict(m) => ("conflict", m),
+        Error::Transient(m) => ("transient", m),
+        Error::Failed(m) => ("failed", m),
+    };
+    json!({ "kind": kind, "message": message })
+}
+
+fn ssh_exec(ctx: &Ctx<Globals>, args: SshExecArgs) -> Result<Value> {
+    let session = ssh_session(&ctx.globals, args.host.as_deref(), args.port)?;
+    let stdin = args.stdin.as_deref().map(str::as_bytes);
+    let run = || session.exec_with(&args.command, stdin, args.timeout_ms);
+    let Some(then) = &args.then else {
+        let mut last = run()?;
+        for _ in 1..args.repeat.unwrap_or(1).max(1) {
+            last = run()?;
+        }
+        return Ok(exec_json(&last));
+    };
+    let first = match run() {
+        Ok(r) => exec_json(&r),
+        Err(e) => json!({ "error": error_json(&e) }),
+    };
+    let second = session.exec(then)?;
+    Ok(json!({ "first": first, "then": exec_json(&second) }))
+}
+
+fn ssh_upload(ctx: &Ctx<Globals>, args: SshUploadArgs) -> Result<Value> {
+    let session = ssh_session(&ctx.globals, None, None)?;
+    session.upload(
+        &args.path,
+        args.contents.as_bytes(),
+        args.mode.unwrap_or(0o644),
+    )?;
+    Ok(json!({ "uploaded": args.path, "bytes": args.contents.len() }))
+}
+
+fn ssh_download(ctx: &Ctx<Globals>, args: SshDownloadArgs) -> Result<Value> {
+    let session = ssh_session(&ctx.globals, None, None)?;
+    let bytes = session.download(&args.path)?;
+    Ok(json!({ "path": args.path, "contents": String::from_utf8_lossy(&bytes) }))
+}
+
 impl Plugin for TestPlugin {
     fn types() -> Vec<ModelType> {
         vec![
@@ -200,6 +347,24 @@ impl Plugin for TestPlugin {
                     MethodKind::Action,
                     "Tries to log and store its secret",
                     leak,
+                )
+                .method(
+                    "sshExec",
+                    MethodKind::Action,
+                    "Runs a command over SSH",
+                    ssh_exec,
+                )
+                .method(
+                    "sshUpload",
+                    MethodKind::Action,
+                    "Writes a file over SSH",
+                    ssh_upload,
+                )
+                .method(
+                    "sshDownload",
+                    MethodKind::Read,
+                    "Reads a file over SSH",
+                    ssh_download,
                 )
                 .destructive_method(
                     "remove",

@@ -1,0 +1,141 @@
+//! The node_exporter textfile and the player log line that `collectMetrics` writes.
+
+use serde::Serialize;
+
+/// Where node_exporter's textfile collector reads `*.prom` files.
+pub const DEFAULT_PROM_PATH: &str = "/var/lib/node_exporter/textfile_collector/game_minecraft.prom";
+/// The JSON-lines log of player counts on the game VM.
+pub const DEFAULT_PLAYER_LOG: &str = "/var/log/game-players.log";
+
+/// One observation of a server, as metrics see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sample<'a> {
+    /// When it was taken (RFC 3339, UTC).
+    pub timestamp: &'a str,
+    /// The `server` label.
+    pub server: &'a str,
+    /// Whether the server answered.
+    pub online: bool,
+    /// Players online.
+    pub players: u32,
+    /// Player slots, when the server answered.
+    pub max_players: Option<u32>,
+    /// Names of the players online.
+    pub names: &'a [String],
+}
+
+/// Escapes a Prometheus label value (`\`, `"` and newlines).
+pub fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The textfile in Prometheus exposition format. `game_players_max` is left out when the
+/// server did not answer, because a made-up 0 would draw a false line on dashboards.
+pub fn prom_text(sample: &Sample) -> String {
+    let labels = format!("{{server=\"{}\"}}", escape_label(sample.server));
+    let mut text = String::new();
+    let mut gauge = |name: &str, help: &str, value: u32| {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{labels} {value}\n"
+        ));
+    };
+    gauge(
+        "game_players_online",
+        "Players online on the game server.",
+        sample.players,
+    );
+    if let Some(max) = sample.max_players {
+        gauge("game_players_max", "Player slots on the game server.", max);
+    }
+    gauge(
+        "game_server_up",
+        "Whether the game server answered (1) or not (0).",
+        u32::from(sample.online),
+    );
+    text
+}
+
+/// One JSON line for the player log, newline-terminated.
+pub fn log_line(sample: &Sample) -> String {
+    // Serializing plain strings, numbers and bools cannot fail; an empty object is a safe stand-in.
+    let mut line = serde_json::to_string(sample).unwrap_or_else(|_| "{}".to_string());
+    line.push('\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample<'a>(names: &'a [String], online: bool, max: Option<u32>) -> Sample<'a> {
+        Sample {
+            timestamp: "2026-11-21T10:00:00Z",
+            server: "allthemons",
+            online,
+            players: names.len() as u32,
+            max_players: max,
+            names,
+        }
+    }
+
+    #[test]
+    fn prom_text_has_the_three_gauges_with_the_server_label() {
+        let names = vec!["Alice".to_string(), "Bob".to_string()];
+        let text = prom_text(&sample(&names, true, Some(20)));
+        assert_eq!(
+            text,
+            "# HELP game_players_online Players online on the game server.\n\
+             # TYPE game_players_online gauge\n\
+             game_players_online{server=\"allthemons\"} 2\n\
+             # HELP game_players_max Player slots on the game server.\n\
+             # TYPE game_players_max gauge\n\
+             game_players_max{server=\"allthemons\"} 20\n\
+             # HELP game_server_up Whether the game server answered (1) or not (0).\n\
+             # TYPE game_server_up gauge\n\
+             game_server_up{server=\"allthemons\"} 1\n"
+        );
+    }
+
+    #[test]
+    fn a_silent_server_is_down_with_no_max() {
+        let text = prom_text(&sample(&[], false, None));
+        assert!(text.contains("game_server_up{server=\"allthemons\"} 0\n"));
+        assert!(text.contains("game_players_online{server=\"allthemons\"} 0\n"));
+        assert!(!text.contains("game_players_max"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape_label("x\ny"), "x\\ny");
+    }
+
+    #[test]
+    fn the_log_line_is_one_json_object() {
+        let names = vec!["Alice".to_string()];
+        let line = log_line(&sample(&names, true, Some(20)));
+        assert!(line.ends_with('\n') && !line.trim_end().contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "timestamp": "2026-11-21T10:00:00Z",
+                "server": "allthemons",
+                "online": true,
+                "players": 1,
+                "maxPlayers": 20,
+                "names": ["Alice"],
+            })
+        );
+    }
+}
