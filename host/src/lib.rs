@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! orch: orchestrate infrastructure through sandboxed WebAssembly model plugins.
 //!
 //! Data flows one way: `cli` → `repo` → `workflow` → `run` → `method` (`expr` → `runtime` →

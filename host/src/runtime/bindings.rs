@@ -1,5 +1,8 @@
 //! Host bindings for `orch:plugin@0.1.0`, generated from `wit/`.
 
+// The generated bindings mirror the WIT, whose doc comments are the documentation.
+#![allow(missing_docs)]
+
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "model-plugin",

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Write orch model plugins as plain Rust functions.
 //!
 //! A plugin lists its model types with [`ModelType`]; each method is a function that takes the
@@ -24,7 +25,7 @@ extern crate self as orch_plugin_sdk;
 pub use wit_bindgen;
 
 /// Generated bindings for the `orch:plugin@0.1.0` world.
-#[allow(clippy::too_many_arguments)] // generated code mirrors the WIT records
+#[allow(clippy::too_many_arguments, missing_docs)] // generated code mirrors the WIT
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
