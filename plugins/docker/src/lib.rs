@@ -6,8 +6,7 @@
 
 mod compose;
 
-#[path = "../../ssh/src/clock.rs"]
-mod clock;
+use orch_plugin_sdk::clock;
 // Public because each SSH plugin uses a different part of the shared module (and of its test
 // fake); private, the unused parts would trip the dead-code lint.
 #[path = "../../ssh/src/remote.rs"]

@@ -8,8 +8,7 @@ mod console;
 mod metrics;
 mod server;
 
-#[path = "../../ssh/src/clock.rs"]
-mod clock;
+use orch_plugin_sdk::clock;
 // Public because each SSH plugin uses a different part of the shared module (and of its test
 // fake); private, the unused parts would trip the dead-code lint.
 #[path = "../../ssh/src/remote.rs"]

@@ -6,7 +6,7 @@
 //! host (HTTP, resources, logs).
 
 mod agent;
-mod clock;
+use orch_plugin_sdk::clock;
 mod encode;
 mod names;
 mod node;

@@ -37,6 +37,7 @@ pub mod bindings {
     });
 }
 
+pub mod clock;
 mod context;
 mod http;
 mod model;

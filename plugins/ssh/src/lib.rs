@@ -2,11 +2,11 @@
 //!
 //! The method logic lives in [`host`] and talks through [`remote::Connector`], so it is
 //! unit-tested natively with a fake session; this file only wires it to the host (SSH import,
-//! resources, logs). `remote.rs` and `clock.rs` are shared with the minecraft, nginx and docker
+//! resources, logs). `remote.rs` is shared with the minecraft, nginx and docker
 //! plugins.
 
 mod base64;
-mod clock;
+use orch_plugin_sdk::clock;
 mod host;
 // Public because the other SSH plugins include this module and each uses a different part.
 pub mod remote;
