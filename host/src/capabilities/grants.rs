@@ -215,80 +215,6 @@ fn split_host_port(authority: &str) -> Option<(&str, Option<&str>)> {
     }
 }
 
-/// The HTTP grant of one call: the manifest's rules, narrowed by the operator's `orch.yaml`.
-#[derive(Debug, Clone, Default)]
-pub struct HttpGrant {
-    manifest: Vec<HttpRule>,
-    operator: Option<Vec<HttpRule>>,
-}
-
-impl HttpGrant {
-    /// Builds the grant for one call from the manifest's rules and the operator's narrowing.
-    pub fn new(
-        manifest_rules: &[String],
-        operator_rules: Option<&[String]>,
-        globals: &Map<String, Value>,
-    ) -> Result<Self, String> {
-        let mut manifest = Vec::new();
-        for rule in manifest_rules {
-            if let Some(r) = HttpRule::expand(rule, globals)? {
-                manifest.push(r);
-            }
-        }
-        let operator = match operator_rules {
-            None => None,
-            Some(rules) => Some(
-                rules
-                    .iter()
-                    .map(|r| HttpRule::parse(r, false))
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-        };
-        Ok(HttpGrant { manifest, operator })
-    }
-
-    /// A grant that allows nothing (used for `describe`).
-    pub fn none() -> Self {
-        HttpGrant::default()
-    }
-
-    /// `Ok` when the URL is allowed; otherwise the reason, naming the rules consulted.
-    pub fn check(&self, url: &Url) -> Result<(), String> {
-        let shown = redact_url(url);
-        if !self.manifest.iter().any(|r| r.matches(url)) {
-            let rules = if self.manifest.is_empty() {
-                "none".to_string()
-            } else {
-                join(&self.manifest)
-            };
-            return Err(format!(
-                "{shown} is not covered by the plugin's manifest (capabilities.http: {rules})"
-            ));
-        }
-        if let Some(op) = &self.operator
-            && !op.iter().any(|r| r.matches(url))
-        {
-            let rules = if op.is_empty() {
-                "none".to_string()
-            } else {
-                join(op)
-            };
-            return Err(format!(
-                "{shown} is not granted by orch.yaml (grants.<plugin>.http: {rules})"
-            ));
-        }
-        Ok(())
-    }
-}
-
-fn join(rules: &[HttpRule]) -> String {
-    rules
-        .iter()
-        .map(|r| r.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// The URL without user info or query, safe to show.
 pub fn redact_url(url: &Url) -> String {
     let mut u = url.clone();
@@ -645,14 +571,69 @@ fn literal_user(user: &str) -> Result<String, String> {
     }
 }
 
-/// The SSH grant of one call: the manifest's rules, narrowed by the operator's `orch.yaml`.
-#[derive(Debug, Clone, Default)]
-pub struct SshGrant {
-    manifest: Vec<SshRule>,
-    operator: Option<Vec<SshRule>>,
+/// A kind of allow-list rule: how it is written, expanded and matched.
+pub trait Rule: Sized + std::fmt::Display {
+    /// What a rule is checked against (a URL, an SSH target).
+    type Target: ?Sized;
+    /// The capability's name in `plugin.toml` and `orch.yaml` (`http`, `ssh`).
+    const KIND: &'static str;
+    /// A manifest rule for one call: templates expanded; `None` when an argument is missing.
+    fn expand_for_call(rule: &str, globals: &Map<String, Value>) -> Result<Option<Self>, String>;
+    /// A literal rule from `orch.yaml`.
+    fn parse_literal(rule: &str) -> Result<Self, String>;
+    /// Whether the target falls under this rule.
+    fn allows(&self, target: &Self::Target) -> bool;
+    /// The target as it may be shown (no secrets).
+    fn show(target: &Self::Target) -> String;
 }
 
-impl SshGrant {
+impl Rule for HttpRule {
+    type Target = Url;
+    const KIND: &'static str = "http";
+    fn expand_for_call(rule: &str, globals: &Map<String, Value>) -> Result<Option<Self>, String> {
+        HttpRule::expand(rule, globals)
+    }
+    fn parse_literal(rule: &str) -> Result<Self, String> {
+        HttpRule::parse(rule, false)
+    }
+    fn allows(&self, target: &Url) -> bool {
+        self.matches(target)
+    }
+    fn show(target: &Url) -> String {
+        redact_url(target)
+    }
+}
+
+impl Rule for SshRule {
+    type Target = SshTarget;
+    const KIND: &'static str = "ssh";
+    fn expand_for_call(rule: &str, globals: &Map<String, Value>) -> Result<Option<Self>, String> {
+        SshRule::expand(rule, globals)
+    }
+    fn parse_literal(rule: &str) -> Result<Self, String> {
+        SshRule::parse(rule)
+    }
+    fn allows(&self, target: &SshTarget) -> bool {
+        self.matches(target)
+    }
+    fn show(target: &SshTarget) -> String {
+        target.to_string()
+    }
+}
+
+/// The grant of one call for one capability: the manifest's rules, narrowed by `orch.yaml`.
+#[derive(Debug, Clone)]
+pub struct Grant<R> {
+    manifest: Vec<R>,
+    operator: Option<Vec<R>>,
+}
+
+/// What a call may reach over HTTP.
+pub type HttpGrant = Grant<HttpRule>;
+/// What a call may reach over SSH.
+pub type SshGrant = Grant<SshRule>;
+
+impl<R: Rule> Grant<R> {
     /// Builds the grant for one call from the manifest's rules and the operator's narrowing.
     pub fn new(
         manifest_rules: &[String],
@@ -661,30 +642,32 @@ impl SshGrant {
     ) -> Result<Self, String> {
         let mut manifest = Vec::new();
         for rule in manifest_rules {
-            if let Some(r) = SshRule::expand(rule, globals)? {
+            if let Some(r) = R::expand_for_call(rule, globals)? {
                 manifest.push(r);
             }
         }
-        let operator = match operator_rules {
-            None => None,
-            Some(rules) => Some(
+        let operator = operator_rules
+            .map(|rules| {
                 rules
                     .iter()
-                    .map(|r| SshRule::parse(r))
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-        };
-        Ok(SshGrant { manifest, operator })
+                    .map(|r| R::parse_literal(r))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        Ok(Grant { manifest, operator })
     }
 
     /// A grant that allows nothing (used for `describe`).
     pub fn none() -> Self {
-        SshGrant::default()
+        Grant {
+            manifest: Vec::new(),
+            operator: None,
+        }
     }
 
     /// `Ok` when the target is allowed; otherwise the reason, naming the rules consulted.
-    pub fn check(&self, target: &SshTarget) -> Result<(), String> {
-        let list = |rules: &[SshRule]| {
+    pub fn check(&self, target: &R::Target) -> Result<(), String> {
+        let list = |rules: &[R]| {
             if rules.is_empty() {
                 "none".to_string()
             } else {
@@ -695,21 +678,33 @@ impl SshGrant {
                     .join(", ")
             }
         };
-        if !self.manifest.iter().any(|r| r.matches(target)) {
+        let shown = R::show(target);
+        if !self.manifest.iter().any(|r| r.allows(target)) {
             return Err(format!(
-                "{target} is not covered by the plugin's manifest (capabilities.ssh: {})",
+                "{shown} is not covered by the plugin's manifest (capabilities.{}: {})",
+                R::KIND,
                 list(&self.manifest)
             ));
         }
         if let Some(op) = &self.operator
-            && !op.iter().any(|r| r.matches(target))
+            && !op.iter().any(|r| r.allows(target))
         {
             return Err(format!(
-                "{target} is not granted by orch.yaml (grants.<plugin>.ssh: {})",
+                "{shown} is not granted by orch.yaml (grants.<plugin>.{}: {})",
+                R::KIND,
                 list(op)
             ));
         }
         Ok(())
+    }
+}
+
+impl<R> Default for Grant<R> {
+    fn default() -> Self {
+        Grant {
+            manifest: Vec::new(),
+            operator: None,
+        }
     }
 }
 
