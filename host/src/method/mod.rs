@@ -171,7 +171,6 @@ impl MethodRunner {
             .repo
             .model(&call.model)
             .map_err(|e| MethodError::Unknown(e.to_string()))?;
-        let def_file = self.repo.root.join(&def.file);
         let shown_file = def.file.clone();
         let provided = self.registry.get(&def.type_name).map_err(|e| {
             let line = def
@@ -200,7 +199,6 @@ impl MethodRunner {
                 names.join(", ")
             ))
         })?;
-        let _ = def_file;
 
         // Resolve lazily: now, against the data as it is at this step's start.
         let data = StoreDataSource::new(self.store.clone(), self.vault.clone(), &self.repo);
@@ -230,7 +228,12 @@ impl MethodRunner {
         validate::apply_defaults(&mut globals, &description.global_arguments_schema);
         validate::apply_defaults(&mut args, &method.arguments_schema);
 
-        validate::check(&description.global_arguments_schema, &globals).map_err(|problems| {
+        validate::check(
+            &format!("{}#globalArguments", description.name),
+            &description.global_arguments_schema,
+            &globals,
+        )
+        .map_err(|problems| {
             MethodError::InvalidArguments(validate::describe(
                 &shown_file,
                 &def.lines,
@@ -238,7 +241,12 @@ impl MethodRunner {
                 &problems,
             ))
         })?;
-        validate::check(&method.arguments_schema, &args).map_err(|problems| {
+        validate::check(
+            &format!("{}#{}", description.name, method.name),
+            &method.arguments_schema,
+            &args,
+        )
+        .map_err(|problems| {
             MethodError::InvalidArguments(validate::describe(
                 &shown_file,
                 &def.lines,

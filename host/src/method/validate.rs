@@ -2,7 +2,9 @@
 
 use crate::repo::LineIndex;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// One schema violation: the field path (dotted) and what is wrong.
 pub struct Problem {
@@ -12,16 +14,30 @@ pub struct Problem {
     pub message: String,
 }
 
-/// Validates `value` against `schema`; every violation is returned.
-pub fn check(schema: &Value, value: &Value) -> Result<(), Vec<Problem>> {
-    let validator = match jsonschema::validator_for(schema) {
-        Ok(v) => v,
-        Err(e) => {
-            return Err(vec![Problem {
-                path: String::new(),
-                message: format!("the type's schema does not compile: {e}"),
-            }]);
-        }
+/// Validates `value` against `schema`; every violation is returned. Compiled validators are
+/// kept per `key` (type and method) for the life of the process: a forEach over thousands of
+/// items must not recompile the same schema each time.
+pub fn check(key: &str, schema: &Value, value: &Value) -> Result<(), Vec<Problem>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<jsonschema::Validator>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Mutex::default);
+    let cached = cache.lock().ok().and_then(|c| c.get(key).cloned());
+    let validator = match cached {
+        Some(v) => v,
+        None => match jsonschema::validator_for(schema) {
+            Ok(v) => {
+                let v = Arc::new(v);
+                if let Ok(mut c) = cache.lock() {
+                    c.insert(key.to_string(), v.clone());
+                }
+                v
+            }
+            Err(e) => {
+                return Err(vec![Problem {
+                    path: String::new(),
+                    message: format!("the type's schema does not compile: {e}"),
+                }]);
+            }
+        },
     };
     let problems: Vec<Problem> = validator
         .iter_errors(value)
@@ -117,9 +133,9 @@ mod tests {
     fn violations_name_the_field() {
         let schema =
             json!({"type":"object","properties":{"port":{"type":"integer"}},"required":["port"]});
-        let problems = check(&schema, &json!({"port": "x"})).unwrap_err();
+        let problems = check("test#port", &schema, &json!({"port": "x"})).unwrap_err();
         assert_eq!(problems[0].path, "port");
-        let problems = check(&schema, &json!({})).unwrap_err();
+        let problems = check("test#port", &schema, &json!({})).unwrap_err();
         assert!(problems[0].message.contains("port"));
     }
 
