@@ -35,12 +35,33 @@ fn main() {
     }
 }
 
-/// The workspace root (xtask lives one level below it).
+/// The workspace root, found at run time: a binary shared through one target directory by two
+/// checkouts must work on the checkout it was started in, not the one that compiled it. Cargo
+/// sets `CARGO_MANIFEST_DIR` for `cargo run`; otherwise the nearest ancestor of the current
+/// directory holding `xtask/Cargo.toml` is the root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask is inside the workspace")
-        .to_path_buf()
+    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        let from_cargo = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .and_then(|xtask| xtask.parent().map(Path::to_path_buf));
+        let from_cwd = || {
+            let cwd = std::env::current_dir().ok()?;
+            cwd.ancestors()
+                .find(|d| d.join("xtask/Cargo.toml").is_file() && d.join("Cargo.toml").is_file())
+                .map(Path::to_path_buf)
+        };
+        match from_cargo.filter(|r| r.join("xtask/Cargo.toml").is_file()).or_else(from_cwd) {
+            Some(root) => root,
+            None => {
+                eprintln!(
+                    "xtask: cannot find the workspace root (no xtask/Cargo.toml above the current directory); run `cargo xtask` inside the orch checkout"
+                );
+                std::process::exit(2);
+            }
+        }
+    })
+    .clone()
 }
 
 /// The cargo target directory in use.
