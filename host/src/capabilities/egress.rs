@@ -102,12 +102,12 @@ impl AddressPolicy {
         match guarded_kind(ip) {
             None => Ok(()),
             Some(kind) => {
-                let reached = if host.trim_start_matches('[').trim_end_matches(']') == ip.to_string()
-                {
-                    format!("{ip} is {kind}")
-                } else {
-                    format!("`{host}` resolves to {ip}, {kind}")
-                };
+                let reached =
+                    if host.trim_start_matches('[').trim_end_matches(']') == ip.to_string() {
+                        format!("{ip} is {kind}")
+                    } else {
+                        format!("`{host}` resolves to {ip}, {kind}")
+                    };
                 Err(EgressDenied(format!(
                     "{reached}; orch connects there only when the grant names that address itself (a rule for `{ip}`, not a host name or a wildcard)"
                 )))
@@ -260,7 +260,10 @@ impl Resolver for StaticResolver {
         let host = host.to_string();
         Box::pin(async move {
             match found {
-                Some(ips) => Ok(ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect()),
+                Some(ips) => Ok(ips
+                    .into_iter()
+                    .map(|ip| SocketAddr::new(ip, port))
+                    .collect()),
                 None => Err(std::io::Error::new(
                     std::io::ErrorKind::NotFound,
                     format!("no such host {host}"),
@@ -297,7 +300,13 @@ mod tests {
             let got = guarded_kind(ip(addr)).unwrap_or("none");
             assert!(got.contains(kind), "{addr}: {got}");
         }
-        for ordinary in ["10.0.0.4", "192.168.1.10", "8.8.8.8", "fec0::1", "2001:db8::1"] {
+        for ordinary in [
+            "10.0.0.4",
+            "192.168.1.10",
+            "8.8.8.8",
+            "fec0::1",
+            "2001:db8::1",
+        ] {
             assert_eq!(guarded_kind(ip(ordinary)), None, "{ordinary}");
         }
     }
@@ -305,9 +314,12 @@ mod tests {
     #[test]
     fn a_guarded_address_passes_only_when_named() {
         let none = AddressPolicy::allowing([]);
-        let err = none.check("metadata.test", ip("169.254.169.254")).unwrap_err();
+        let err = none
+            .check("metadata.test", ip("169.254.169.254"))
+            .unwrap_err();
         assert!(
-            err.0.contains("`metadata.test` resolves to 169.254.169.254")
+            err.0
+                .contains("`metadata.test` resolves to 169.254.169.254")
                 && err.0.contains("metadata"),
             "{err}"
         );
@@ -338,7 +350,10 @@ mod tests {
             [
                 ("metadata.test".to_string(), vec![ip("169.254.169.254")]),
                 ("localhost".to_string(), vec![ip("::1"), ip("127.0.0.1")]),
-                ("mixed.test".to_string(), vec![ip("169.254.169.254"), ip("10.0.0.4")]),
+                (
+                    "mixed.test".to_string(),
+                    vec![ip("169.254.169.254"), ip("10.0.0.4")],
+                ),
             ]
             .into(),
         );

@@ -316,7 +316,10 @@ fn literal_origin(rule: &str, field: &str, value: &str) -> Result<HttpRule, Stri
     }
     // The raw text too: the parser folds `/..` and `/.` into `/`.
     let after_scheme = value.split_once("://").map_or(value, |(_, rest)| rest);
-    let raw_path = after_scheme.strip_suffix('/').unwrap_or(after_scheme).contains('/');
+    let raw_path = after_scheme
+        .strip_suffix('/')
+        .unwrap_or(after_scheme)
+        .contains('/');
     if url.path() != "/" || raw_path {
         return refuse(&format!(
             "it carries the path `{}`, and a grant covers a whole origin; write the origin only",
@@ -1042,8 +1045,9 @@ mod tests {
             ("10.0.0.4:8006", "URL"),
         ] {
             let globals = json!({ "apiUrl": value });
-            let err = HttpRule::expand("{{ globalArguments.apiUrl }}", globals.as_object().unwrap())
-                .unwrap_err();
+            let err =
+                HttpRule::expand("{{ globalArguments.apiUrl }}", globals.as_object().unwrap())
+                    .unwrap_err();
             assert!(
                 err.contains(why) && err.contains("globalArguments.apiUrl"),
                 "{value}: {err}"
@@ -1056,7 +1060,9 @@ mod tests {
         let rule = "https://{{ globalArguments.host }}:8006";
         assert!(HttpRule::check_syntax(rule).is_ok());
         let ok = json!({"host": "10.0.0.4"});
-        let r = HttpRule::expand(rule, ok.as_object().unwrap()).unwrap().unwrap();
+        let r = HttpRule::expand(rule, ok.as_object().unwrap())
+            .unwrap()
+            .unwrap();
         assert!(r.matches(&url("https://10.0.0.4:8006/x")));
         assert!(!r.matches(&url("https://10.0.0.4:9999/x")));
         for value in [
@@ -1076,9 +1082,17 @@ mod tests {
         }
         let ported = "https://10.0.0.4:{{ globalArguments.port }}";
         let ok = json!({"port": 8006});
-        let r = HttpRule::expand(ported, ok.as_object().unwrap()).unwrap().unwrap();
+        let r = HttpRule::expand(ported, ok.as_object().unwrap())
+            .unwrap()
+            .unwrap();
         assert!(r.matches(&url("https://10.0.0.4:8006/")));
-        for value in [json!("*"), json!("8006/x"), json!("+80"), json!(0), json!("80 ")] {
+        for value in [
+            json!("*"),
+            json!("8006/x"),
+            json!("+80"),
+            json!(0),
+            json!("80 "),
+        ] {
             let globals = json!({ "port": value });
             assert!(
                 HttpRule::expand(ported, globals.as_object().unwrap()).is_err(),

@@ -61,13 +61,20 @@ impl<K: PartialEq, V: Clone> BoundedCache<K, V> {
         }
     }
 
-    fn get_or_try_insert<E>(&mut self, key: K, make: impl FnOnce() -> Result<V, E>) -> Result<V, E> {
-        if let Some(i) = self.entries.iter().position(|(k, _)| *k == key) {
-            if let Some(entry) = self.entries.remove(i) {
-                let value = entry.1.clone();
-                self.entries.push_front(entry);
-                return Ok(value);
-            }
+    fn get_or_try_insert<E>(
+        &mut self,
+        key: K,
+        make: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, E> {
+        if let Some(entry) = self
+            .entries
+            .iter()
+            .position(|(k, _)| *k == key)
+            .and_then(|i| self.entries.remove(i))
+        {
+            let value = entry.1.clone();
+            self.entries.push_front(entry);
+            return Ok(value);
         }
         let value = make()?;
         self.entries.push_front((key, value.clone()));
@@ -94,9 +101,8 @@ fn build_client(key: &ClientKey, resolver: Arc<dyn Resolver>) -> Result<Client, 
     let builder = match &key.tls {
         TlsMode::Verified => builder,
         TlsMode::Insecure => builder.tls_danger_accept_invalid_certs(true),
-        TlsMode::Pinned(sha) => {
-            builder.tls_backend_preconfigured(super::pinning::PinnedCertVerifier::client_config(*sha)?)
-        }
+        TlsMode::Pinned(sha) => builder
+            .tls_backend_preconfigured(super::pinning::PinnedCertVerifier::client_config(*sha)?),
     };
     builder
         .build()
@@ -275,11 +281,11 @@ mod tests {
     #[test]
     fn the_client_cache_forgets_the_least_recently_used() {
         let mut cache = BoundedCache::new(2);
-        let mut builds = 0;
-        let mut get = |cache: &mut BoundedCache<u32, u32>, k: u32| {
+        let builds = std::cell::Cell::new(0);
+        let get = |cache: &mut BoundedCache<u32, u32>, k: u32| {
             cache
                 .get_or_try_insert(k, || {
-                    builds += 1;
+                    builds.set(builds.get() + 1);
                     Ok::<_, ()>(k * 10)
                 })
                 .unwrap()
@@ -292,8 +298,7 @@ mod tests {
         // 2 was the least recently used, so it is built again; 1 is still there.
         get(&mut cache, 1);
         get(&mut cache, 2);
-        drop(get);
-        assert_eq!(builds, 4);
+        assert_eq!(builds.get(), 4);
     }
 
     #[test]
@@ -304,7 +309,10 @@ mod tests {
                 policy: AddressPolicy::default(),
             };
             shared_client(key).unwrap();
-            let len = clients().lock().unwrap_or_else(PoisonError::into_inner).len();
+            let len = clients()
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len();
             assert!(len <= MAX_CACHED_CLIENTS, "{len} clients cached");
         }
     }
@@ -342,9 +350,8 @@ mod tests {
 
     fn capability(rules: &[String]) -> HttpCapability {
         let grant = HttpGrant::new(rules, None, &serde_json::Map::new()).unwrap();
-        HttpCapability::new(grant, 1 << 20, Duration::from_secs(5)).with_resolver(
-            StaticResolver::one("metadata.test", &["127.0.0.1"]),
-        )
+        HttpCapability::new(grant, 1 << 20, Duration::from_secs(5))
+            .with_resolver(StaticResolver::one("metadata.test", &["127.0.0.1"]))
     }
 
     #[tokio::test]

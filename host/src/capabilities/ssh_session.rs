@@ -389,8 +389,7 @@ pub async fn probe_host_key(
         deadline: Instant::now() + limit,
         limit,
     };
-    match handshake(host, port, known_hosts, HostKeyPolicy::Capture, &route).await?
-    {
+    match handshake(host, port, known_hosts, HostKeyPolicy::Capture, &route).await? {
         (_, Some(HostKeyVerdict::Captured(key))) => Ok(key),
         (_, Some(HostKeyVerdict::Certificate)) => Err(SshError::Denied(format!(
             "ssh {shown}: the server presented a host certificate; orch records only plain host keys"
@@ -885,11 +884,7 @@ mod tests {
         // With 127.0.0.1 granted literally, the TCP connection is made (the listener is no SSH
         // server, so the handshake then fails, which is not this test's concern).
         let allowed_request = request(AddressPolicy::allowing(["127.0.0.1".parse().unwrap()]));
-        let allowed = SshConnection::open(
-            &allowed_request,
-            &known_hosts,
-            resolver.as_ref(),
-        );
+        let allowed = SshConnection::open(&allowed_request, &known_hosts, resolver.as_ref());
         let (_, accepted) = tokio::join!(
             async {
                 // Dropped as soon as the connection is accepted below.

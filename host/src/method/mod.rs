@@ -152,6 +152,31 @@ fn plugin_error_kind(e: &PluginError) -> (&'static str, String) {
     }
 }
 
+/// A grant that cannot be built for this call, located at the global argument it names (a
+/// template value that is not one literal origin or target).
+fn grant_error(
+    file: &std::path::Path,
+    def: &Definition,
+    globals: &Map<String, Value>,
+    plugin: &str,
+    kind: &str,
+    why: &str,
+) -> MethodError {
+    let field = globals
+        .keys()
+        .map(|k| format!("globalArguments.{k}"))
+        .find(|f| why.contains(&format!("{f} ")) || why.contains(&format!("{f} }}")));
+    let line = field
+        .as_deref()
+        .and_then(|f| def.lines.line_of(f))
+        .map(|l| format!(":{l}"))
+        .unwrap_or_default();
+    MethodError::Refused(format!(
+        "{}{line}: plugin `{plugin}` {kind} grant: {why}",
+        file.display()
+    ))
+}
+
 /// Prefixes an expression error with the definition's file and the line of its field.
 pub fn locate(
     def_file: &std::path::Path,
@@ -301,13 +326,13 @@ impl MethodRunner {
             operator.and_then(|g| g.http.as_deref()),
             &global_map,
         )
-        .map_err(|e| MethodError::Refused(format!("plugin `{}` http grant: {e}", manifest.id)))?;
+        .map_err(|e| grant_error(&shown_file, def, &global_map, &manifest.id, "http", &e))?;
         let ssh_grant = SshGrant::new(
             &manifest.capabilities.ssh,
             operator.and_then(|g| g.ssh.as_deref()),
             &global_map,
         )
-        .map_err(|e| MethodError::Refused(format!("plugin `{}` ssh grant: {e}", manifest.id)))?;
+        .map_err(|e| grant_error(&shown_file, def, &global_map, &manifest.id, "ssh", &e))?;
         let step = call.step.clone();
         let events = self.events.clone();
         let sink = Arc::new(move |level: LogLevel, message: &str| {

@@ -89,7 +89,8 @@ mod tests {
 
     #[test]
     fn line_erasing_and_a_fake_success_line_stay_on_the_plugin_s_line() {
-        let hostile = "working\x1b[2K\r  ✓ deploy                          succeeded  1ms\n  ✓ all done";
+        let hostile =
+            "working\x1b[2K\r  ✓ deploy                          succeeded  1ms\n  ✓ all done";
         let shown = escape_line(hostile);
         assert_eq!(
             shown,
@@ -114,7 +115,10 @@ mod tests {
         let value = serde_json::json!({"m": "a\u{9b}2J\u{202e}b\x1b[0m\x7f"});
         let text = serde_json::to_string(&value).unwrap();
         let shown = escape_json(&text);
-        assert!(!shown.contains(['\u{9b}', '\u{202e}', '\x1b', '\x7f']), "{shown}");
+        assert!(
+            !shown.contains(['\u{9b}', '\u{202e}', '\x1b', '\x7f']),
+            "{shown}"
+        );
         let back: serde_json::Value = serde_json::from_str(&shown).unwrap();
         assert_eq!(back, value);
     }

@@ -426,7 +426,15 @@ mod tests {
         let v = json!({"ok": {"x tok-123456 y": 1}});
         let found = redactor.find_in_json(&v).unwrap();
         assert_eq!(found.path, r#".ok["x *** y"]"#);
-        assert!(redactor.find_in_json(&json!({"a": ["b", 2, null]})).is_none());
-        assert!(Redactor::default().find_in_json(&json!("tok-123456")).is_none());
+        assert!(
+            redactor
+                .find_in_json(&json!({"a": ["b", 2, null]}))
+                .is_none()
+        );
+        assert!(
+            Redactor::default()
+                .find_in_json(&json!("tok-123456"))
+                .is_none()
+        );
     }
 }
