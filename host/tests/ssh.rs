@@ -437,12 +437,21 @@ fn credentials_that_do_not_come_from_a_vault_are_redacted_too() {
         "workflows/leak.yaml",
         "name: leak\njobs:\n  - name: main\n    steps:\n      - name: connect\n        task: { type: model_method, modelIdOrName: box, methodName: sshExec, inputs: { command: \"echo hi\" } }\n      - name: leak\n        dependsOn: [{ step: connect, condition: { type: succeeded } }]\n        task: { type: model_method, modelIdOrName: box, methodName: leak }\n",
     );
-    let run = repo.orch(&["-v", "--json", "run", "leak"]).ok();
+    // The log line is redacted; the write of the key is refused, not stored altered.
+    let run = repo.orch(&["-v", "--json", "run", "leak"]).code(1);
     assert!(
         run.stdout.contains("the secret is ***"),
         "the logged key is redacted, not dropped: {}",
         run.stdout
     );
+    assert!(
+        run.all().contains("an SSH credential used in this run")
+            && run.all().contains("at attributes.secret"),
+        "{}",
+        run.all()
+    );
+    let stored = repo.orch(&["--json", "data", "list", "box"]).ok().json();
+    assert_eq!(stored, serde_json::json!([]), "nothing may be stored");
     for line in key_lines(&key) {
         assert!(!run.all().contains(&line), "key leaked:\n{}", run.all());
         assert!(!contains_bytes(&repo.orch_dir_bytes(), &line));

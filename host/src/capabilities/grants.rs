@@ -1,12 +1,16 @@
 //! The allow-list grammar for outbound access, and the one place that answers yes or no.
 //!
-//! A rule is `scheme://host[:port]`: the scheme is required, paths are rejected, `*` may stand
-//! for the whole host, a leading label (`*.example.com`) or the port. A rule may be a
-//! `{{ globalArguments.x }}` template; it is expanded per call from the resolved arguments and
-//! may then carry a path, which is ignored (users paste API URLs).
+//! An HTTP rule is `scheme://host[:port]`: the scheme is required, paths are rejected, `*` may
+//! stand for the whole host, a leading label (`*.example.com`) or the port. A rule may hold
+//! `{{ globalArguments.x }}` templates, expanded per call from the resolved arguments. What a
+//! template brings in is always literal: a whole-rule template must be one origin
+//! (`scheme://host[:port]`, nothing else), and a template inside a part fills that part with a
+//! literal host or port. A value from a definition (which may come from another model's data)
+//! never widens a grant with `*`, an extra port, user info, a path or a query.
 
 use reqwest::Url;
 use serde_json::{Map, Value};
+use std::net::IpAddr;
 
 /// One parsed HTTP origin rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +28,21 @@ enum HostPattern {
     Exact(String),
 }
 
+impl HostPattern {
+    /// The IP address this pattern names literally, if it names one.
+    fn literal_ip(&self) -> Option<IpAddr> {
+        match self {
+            HostPattern::Exact(h) => h
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| ip.to_canonical()),
+            _ => None,
+        }
+    }
+}
+
 impl std::fmt::Display for HttpRule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.source)
@@ -33,81 +52,151 @@ impl std::fmt::Display for HttpRule {
 const TEMPLATE_OPEN: &str = "{{";
 const TEMPLATE_CLOSE: &str = "}}";
 
+/// Longest part of a value shown in an error message.
+const SHOWN_VALUE_CHARS: usize = 200;
+
+/// A value as shown in a message: quoted, cut, control characters escaped.
+fn shown_value(value: &str) -> String {
+    match value.char_indices().nth(SHOWN_VALUE_CHARS) {
+        Some((cut, _)) => format!("`{}…`", value[..cut].escape_debug()),
+        None => format!("`{}`", value.escape_debug()),
+    }
+}
+
+/// The three parts of an HTTP rule, as written (templates as [`HOLE`]s).
+struct HttpRuleParts<'a> {
+    scheme: &'a str,
+    host: &'a str,
+    port: Option<&'a str>,
+}
+
+/// Splits `scheme://host[:port]`, refusing user info, paths, queries and fragments.
+fn split_http_rule<'a>(rule: &str, text: &'a str) -> Result<HttpRuleParts<'a>, String> {
+    let (scheme, rest) = text
+        .split_once("://")
+        .ok_or_else(|| format!("`{rule}`: a scheme is required, e.g. `https://{rule}`"))?;
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if let Some(i) = authority.find(['/', '?', '#']) {
+        return Err(format!(
+            "`{rule}`: paths are not allowed in a grant; use `{scheme}://{}`",
+            &authority[..i]
+        ));
+    }
+    if authority.contains('@') {
+        return Err(format!("`{rule}`: user info is not allowed in a grant"));
+    }
+    if authority.chars().any(char::is_whitespace) {
+        return Err(format!("`{rule}`: spaces are not allowed in a grant"));
+    }
+    let (host, port) =
+        split_host_port(authority).ok_or_else(|| format!("`{rule}`: bad host or port"))?;
+    Ok(HttpRuleParts { scheme, host, port })
+}
+
 impl HttpRule {
-    /// Checks a manifest rule without expanding templates.
+    /// Checks a manifest rule; parts filled by templates are checked when they are expanded.
     pub fn check_syntax(rule: &str) -> Result<(), String> {
-        if rule.contains(TEMPLATE_OPEN) {
-            return template_fields(rule).map(|_| ());
+        let (text, fields) = punch_holes(rule)?;
+        if fields.is_empty() {
+            return Self::parse(rule).map(|_| ());
         }
-        Self::parse(rule, false).map(|_| ())
+        if text == HOLE.to_string() {
+            return Ok(());
+        }
+        let parts = split_http_rule(rule, &text)?;
+        let literal = |part: &str| !part.contains(HOLE);
+        if literal(parts.scheme) {
+            http_scheme(rule, parts.scheme)?;
+        }
+        if literal(parts.host) {
+            http_host_pattern(rule, parts.host, true)?;
+        }
+        if let Some(port) = parts.port.filter(|p| literal(p)) {
+            http_port_pattern(rule, port, true)?;
+        }
+        Ok(())
     }
 
-    /// Parses a literal rule; with `allow_path` a path after the origin is ignored.
-    pub fn parse(rule: &str, allow_path: bool) -> Result<HttpRule, String> {
-        let (scheme, rest) = rule
-            .split_once("://")
-            .ok_or_else(|| format!("`{rule}`: a scheme is required, e.g. `https://{rule}`"))?;
-        let scheme = scheme.to_ascii_lowercase();
-        if scheme != "http" && scheme != "https" {
-            return Err(format!("`{rule}`: scheme must be http or https"));
-        }
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, ""),
-        };
-        if !allow_path && !path.is_empty() && path != "/" {
+    /// Parses a literal rule (no templates).
+    pub fn parse(rule: &str) -> Result<HttpRule, String> {
+        if rule.contains(TEMPLATE_OPEN) {
             return Err(format!(
-                "`{rule}`: paths are not allowed in a grant; use `{scheme}://{authority}`"
+                "`{rule}`: templates are only allowed in a plugin's manifest"
             ));
         }
-        if authority.contains('@') {
-            return Err(format!("`{rule}`: user info is not allowed in a grant"));
-        }
-        let (host, port) =
-            split_host_port(authority).ok_or_else(|| format!("`{rule}`: bad host or port"))?;
-        let port = match port {
-            None => Some(if scheme == "https" { 443 } else { 80 }),
-            Some("*") => None,
-            Some(p) => Some(
-                p.parse::<u16>()
-                    .map_err(|_| format!("`{rule}`: bad port `{p}`"))?,
-            ),
-        };
-        let host = host.to_ascii_lowercase();
-        let host = if host == "*" {
-            HostPattern::Any
-        } else if let Some(suffix) = host.strip_prefix("*.") {
-            if suffix.is_empty() || suffix.contains('*') {
-                return Err(format!(
-                    "`{rule}`: `*` may only be the first label of a host"
-                ));
-            }
-            HostPattern::Suffix(format!(".{suffix}"))
-        } else if host.is_empty() || host.contains('*') {
-            return Err(format!(
-                "`{rule}`: `*` may only be the whole host or its first label"
-            ));
-        } else {
-            HostPattern::Exact(host)
+        let (text, _) = punch_holes(rule)?;
+        let parts = split_http_rule(rule, &text)?;
+        Self::from_parts(rule, &parts, [true; 2])
+    }
+
+    fn from_parts(
+        rule: &str,
+        parts: &HttpRuleParts<'_>,
+        wildcards: [bool; 2],
+    ) -> Result<HttpRule, String> {
+        let scheme = http_scheme(rule, parts.scheme)?;
+        let port = match parts.port {
+            None => Some(default_port(&scheme)),
+            Some(p) => http_port_pattern(rule, p, wildcards[1])?,
         };
         Ok(HttpRule {
+            host: http_host_pattern(rule, parts.host, wildcards[0])?,
             scheme,
-            host,
             port,
             source: rule.to_string(),
         })
     }
 
     /// Expands `{{ globalArguments.x }}` from the call's arguments. `Ok(None)` when a named
-    /// argument is absent or null: such a rule grants nothing.
+    /// argument is absent or null: such a rule grants nothing. An error when a value is not
+    /// literal (a wildcard, user info, a path, a query, or a part it does not stand for).
     pub fn expand(rule: &str, globals: &Map<String, Value>) -> Result<Option<HttpRule>, String> {
-        if !rule.contains(TEMPLATE_OPEN) {
-            return Self::parse(rule, false).map(Some);
+        let (text, fields) = punch_holes(rule)?;
+        if fields.is_empty() {
+            return Self::parse(rule).map(Some);
         }
-        let Some(text) = expand_template(rule, globals)? else {
+        let Some(values) = template_values(rule, &fields, globals)? else {
             return Ok(None);
         };
-        let mut parsed = Self::parse(&text, true)?;
+        let mut parsed = if text == HOLE.to_string() {
+            literal_origin(rule, fields[0], &values[0])?
+        } else {
+            let parts = split_http_rule(rule, &text)?;
+            let mut values = values.iter();
+            let mut fill = |part: &str| -> String {
+                part.chars()
+                    .map(|c| {
+                        if c == HOLE {
+                            values.next().cloned().unwrap_or_default()
+                        } else {
+                            c.to_string()
+                        }
+                    })
+                    .collect()
+            };
+            let scheme = fill(parts.scheme);
+            let host = fill(parts.host);
+            let port = parts.port.map(&mut fill);
+            let filled = HttpRuleParts {
+                scheme: &scheme,
+                host: &host,
+                port: port.as_deref(),
+            };
+            let literal = [
+                !parts.host.contains(HOLE),
+                parts.port.is_none_or(|p| !p.contains(HOLE)),
+            ];
+            let expanded = format!(
+                "{scheme}://{host}{}",
+                port.as_deref().map(|p| format!(":{p}")).unwrap_or_default()
+            );
+            Self::from_parts(rule, &filled, literal).map_err(|why| {
+                format!(
+                    "{why} (expanded to {}; a value from globalArguments must be a literal host or port)",
+                    shown_value(&expanded)
+                )
+            })?
+        };
         parsed.source = format!("{rule} = {}", parsed.origin());
         Ok(Some(parsed))
     }
@@ -116,6 +205,7 @@ impl HttpRule {
         let host = match &self.host {
             HostPattern::Any => "*".to_string(),
             HostPattern::Suffix(s) => format!("*{s}"),
+            HostPattern::Exact(h) if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
             HostPattern::Exact(h) => h.clone(),
         };
         match self.port {
@@ -124,9 +214,16 @@ impl HttpRule {
         }
     }
 
+    fn scheme_and_port_match(&self, url: &Url) -> bool {
+        url.scheme() == self.scheme
+            && self
+                .port
+                .is_none_or(|p| url.port_or_known_default() == Some(p))
+    }
+
     /// True when the URL's scheme, host and port fall under this rule.
     pub fn matches(&self, url: &Url) -> bool {
-        if url.scheme() != self.scheme {
+        if !self.scheme_and_port_match(url) {
             return false;
         }
         let Some(host) = url.host_str() else {
@@ -136,17 +233,130 @@ impl HttpRule {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_ascii_lowercase();
-        let host_ok = match &self.host {
+        match &self.host {
             HostPattern::Any => true,
             HostPattern::Suffix(s) => host.ends_with(s.as_str()),
             HostPattern::Exact(h) => h.trim_start_matches('[').trim_end_matches(']') == host,
-        };
-        let port_ok = match self.port {
-            None => true,
-            Some(p) => url.port_or_known_default() == Some(p),
-        };
-        host_ok && port_ok
+        }
     }
+
+    /// True when this rule names `ip` literally for the URL's scheme and port.
+    pub fn names_address(&self, url: &Url, ip: IpAddr) -> bool {
+        self.scheme_and_port_match(url) && self.host.literal_ip() == Some(ip.to_canonical())
+    }
+}
+
+fn default_port(scheme: &str) -> u16 {
+    if scheme == "https" { 443 } else { 80 }
+}
+
+fn http_scheme(rule: &str, scheme: &str) -> Result<String, String> {
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme == "http" || scheme == "https" {
+        Ok(scheme)
+    } else {
+        Err(format!("`{rule}`: scheme must be http or https"))
+    }
+}
+
+fn http_host_pattern(rule: &str, host: &str, wildcard: bool) -> Result<HostPattern, String> {
+    if wildcard {
+        if host == "*" {
+            return Ok(HostPattern::Any);
+        }
+        if let Some(suffix) = host.strip_prefix("*.") {
+            let suffix = literal_host(suffix).map_err(|why| format!("`{rule}`: host: {why}"))?;
+            return Ok(HostPattern::Suffix(format!(".{suffix}")));
+        }
+    }
+    literal_host(host)
+        .map(HostPattern::Exact)
+        .map_err(|why| format!("`{rule}`: host: {why}"))
+}
+
+fn http_port_pattern(rule: &str, port: &str, wildcard: bool) -> Result<Option<u16>, String> {
+    if port == "*" && wildcard {
+        return Ok(None);
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p != 0 && port.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(p)),
+        _ if port.contains('*') => Err(format!(
+            "`{rule}`: bad port `{port}`: `*` is never allowed in a value from globalArguments"
+        )),
+        _ => Err(format!("`{rule}`: bad port `{port}` (1 to 65535)")),
+    }
+}
+
+/// A whole-rule template's value: exactly one origin `scheme://host[:port]`, parsed by the
+/// same URL parser as the requests it will be checked against.
+fn literal_origin(rule: &str, field: &str, value: &str) -> Result<HttpRule, String> {
+    let refuse = |why: &str| {
+        Err(format!(
+            "`{rule}`: globalArguments.{field} is {}: {why}; a grant from a definition is one literal origin `scheme://host[:port]`, e.g. `https://10.0.0.4:8006`",
+            shown_value(value)
+        ))
+    };
+    if value.contains('*') {
+        return refuse("`*` is never allowed in a value from globalArguments");
+    }
+    if value.chars().any(char::is_whitespace) || value.contains('\\') {
+        return refuse("it holds spaces or backslashes");
+    }
+    let Ok(url) = Url::parse(value) else {
+        return refuse("it is not a URL");
+    };
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return refuse("the scheme must be http or https");
+    }
+    if !url.username().is_empty() || url.password().is_some() || value.contains('@') {
+        return refuse("user info is not allowed");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return refuse("a query or fragment is not allowed");
+    }
+    // The raw text too: the parser folds `/..` and `/.` into `/`.
+    let after_scheme = value.split_once("://").map_or(value, |(_, rest)| rest);
+    let raw_path = after_scheme
+        .strip_suffix('/')
+        .unwrap_or(after_scheme)
+        .contains('/');
+    if url.path() != "/" || raw_path {
+        return refuse(&format!(
+            "it carries the path `{}`, and a grant covers a whole origin; write the origin only",
+            after_scheme.find('/').map_or("/", |i| &after_scheme[i..])
+        ));
+    }
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return refuse("it names no host");
+    };
+    Ok(HttpRule {
+        scheme: url.scheme().to_string(),
+        host: HostPattern::Exact(host.to_ascii_lowercase()),
+        port: Some(port),
+        source: rule.to_string(),
+    })
+}
+
+/// The values of a rule's template fields; `None` when one is missing or null.
+fn template_values(
+    rule: &str,
+    fields: &[&str],
+    globals: &Map<String, Value>,
+) -> Result<Option<Vec<String>>, String> {
+    let mut values = Vec::with_capacity(fields.len());
+    for field in fields {
+        match globals.get(*field) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::String(s)) => values.push(s.clone()),
+            Some(other) => values.push(other.to_string()),
+        }
+    }
+    if values.iter().any(|v| v.chars().any(char::is_control)) {
+        return Err(format!(
+            "`{rule}`: a global argument it names holds control characters"
+        ));
+    }
+    Ok(Some(values))
 }
 
 /// The `globalArguments` fields a rule's templates name, in order; an error for anything else.
@@ -426,14 +636,22 @@ impl SshRule {
 
     /// True when the target's user, host and port fall under this rule.
     pub fn matches(&self, target: &SshTarget) -> bool {
-        let user_ok = self.user.as_ref().is_none_or(|u| *u == target.user);
         let host_ok = match &self.host {
             HostPattern::Any => true,
             HostPattern::Suffix(s) => target.host.ends_with(s.as_str()),
             HostPattern::Exact(h) => *h == target.host,
         };
-        let port_ok = self.port.is_none_or(|p| p == target.port);
-        user_ok && host_ok && port_ok
+        host_ok && self.user_and_port_match(target)
+    }
+
+    fn user_and_port_match(&self, target: &SshTarget) -> bool {
+        self.user.as_ref().is_none_or(|u| *u == target.user)
+            && self.port.is_none_or(|p| p == target.port)
+    }
+
+    /// True when this rule names `ip` literally for the target's user and port.
+    pub fn names_address(&self, target: &SshTarget, ip: IpAddr) -> bool {
+        self.user_and_port_match(target) && self.host.literal_ip() == Some(ip.to_canonical())
     }
 }
 
@@ -583,6 +801,10 @@ pub trait Rule: Sized + std::fmt::Display {
     fn parse_literal(rule: &str) -> Result<Self, String>;
     /// Whether the target falls under this rule.
     fn allows(&self, target: &Self::Target) -> bool;
+    /// The IP address this rule's host names literally, if any.
+    fn literal_ip(&self) -> Option<IpAddr>;
+    /// Whether this rule names `ip` literally for the target's other parts (scheme, port, user).
+    fn names_address(&self, target: &Self::Target, ip: IpAddr) -> bool;
     /// The target as it may be shown (no secrets).
     fn show(target: &Self::Target) -> String;
 }
@@ -594,10 +816,16 @@ impl Rule for HttpRule {
         HttpRule::expand(rule, globals)
     }
     fn parse_literal(rule: &str) -> Result<Self, String> {
-        HttpRule::parse(rule, false)
+        HttpRule::parse(rule)
     }
     fn allows(&self, target: &Url) -> bool {
         self.matches(target)
+    }
+    fn literal_ip(&self) -> Option<IpAddr> {
+        self.host.literal_ip()
+    }
+    fn names_address(&self, target: &Url, ip: IpAddr) -> bool {
+        HttpRule::names_address(self, target, ip)
     }
     fn show(target: &Url) -> String {
         redact_url(target)
@@ -615,6 +843,12 @@ impl Rule for SshRule {
     }
     fn allows(&self, target: &SshTarget) -> bool {
         self.matches(target)
+    }
+    fn literal_ip(&self) -> Option<IpAddr> {
+        self.host.literal_ip()
+    }
+    fn names_address(&self, target: &SshTarget, ip: IpAddr) -> bool {
+        SshRule::names_address(self, target, ip)
     }
     fn show(target: &SshTarget) -> String {
         target.to_string()
@@ -699,6 +933,23 @@ impl<R: Rule> Grant<R> {
     }
 }
 
+impl<R: Rule> Grant<R> {
+    /// The loopback, link-local and metadata addresses this grant names literally for the
+    /// target: a connection to the target may reach those (after DNS) and no other such address.
+    /// Every layer (the manifest, and `orch.yaml` when it narrows) must name the address.
+    pub fn named_addresses(&self, target: &R::Target) -> super::egress::AddressPolicy {
+        let named = |rules: &[R], ip: IpAddr| rules.iter().any(|r| r.names_address(target, ip));
+        let candidates = self
+            .manifest
+            .iter()
+            .filter_map(R::literal_ip)
+            .filter(|ip| super::egress::guarded_kind(*ip).is_some());
+        super::egress::AddressPolicy::allowing(candidates.filter(|ip| {
+            named(&self.manifest, *ip) && self.operator.as_deref().is_none_or(|op| named(op, *ip))
+        }))
+    }
+}
+
 impl<R> Default for Grant<R> {
     fn default() -> Self {
         Grant {
@@ -719,7 +970,7 @@ mod tests {
 
     #[test]
     fn exact_rule_matches_only_its_origin() {
-        let r = HttpRule::parse("https://10.0.0.4:8006", false).unwrap();
+        let r = HttpRule::parse("https://10.0.0.4:8006").unwrap();
         assert!(r.matches(&url("https://10.0.0.4:8006/api2/json/nodes")));
         assert!(!r.matches(&url("http://10.0.0.4:8006/")));
         assert!(!r.matches(&url("https://10.0.0.4:8007/")));
@@ -728,14 +979,14 @@ mod tests {
 
     #[test]
     fn default_port_is_implied() {
-        let r = HttpRule::parse("https://example.com", false).unwrap();
+        let r = HttpRule::parse("https://example.com").unwrap();
         assert!(r.matches(&url("https://example.com/x")));
         assert!(!r.matches(&url("https://example.com:8443/x")));
     }
 
     #[test]
     fn wildcards_cover_subdomains_and_ports() {
-        let r = HttpRule::parse("https://*.example.com:*", false).unwrap();
+        let r = HttpRule::parse("https://*.example.com:*").unwrap();
         assert!(r.matches(&url("https://a.example.com:9/")));
         assert!(!r.matches(&url("https://example.com/")));
         assert!(!r.matches(&url("https://evilexample.com/")));
@@ -744,29 +995,147 @@ mod tests {
     #[test]
     fn loose_rules_are_rejected() {
         assert!(
-            HttpRule::parse("example.com", false)
+            HttpRule::parse("example.com")
                 .unwrap_err()
                 .contains("scheme")
         );
         assert!(
-            HttpRule::parse("https://example.com/api", false)
+            HttpRule::parse("https://example.com/api")
                 .unwrap_err()
                 .contains("paths")
         );
-        assert!(HttpRule::parse("https://ex*ample.com", false).is_err());
-        assert!(HttpRule::parse("ftp://example.com", false).is_err());
+        assert!(HttpRule::parse("https://ex*ample.com").is_err());
+        assert!(HttpRule::parse("ftp://example.com").is_err());
         assert!(HttpRule::check_syntax("{{ env.X }}").is_err());
         assert!(HttpRule::check_syntax("{{ globalArguments.apiUrl }}").is_ok());
     }
 
     #[test]
-    fn template_expands_from_global_arguments_and_drops_the_path() {
-        let globals = json!({"apiUrl": "https://127.0.0.1:8006/api2/json"});
-        let r = HttpRule::expand("{{ globalArguments.apiUrl }}", globals.as_object().unwrap())
+    fn a_whole_rule_template_expands_to_exactly_one_origin() {
+        let globals = json!({"apiUrl": "https://127.0.0.1:8006", "slash": "http://Example.COM/"});
+        let globals = globals.as_object().unwrap();
+        let r = HttpRule::expand("{{ globalArguments.apiUrl }}", globals)
             .unwrap()
             .unwrap();
         assert!(r.matches(&url("https://127.0.0.1:8006/api2/json/access/ticket")));
         assert!(!r.matches(&url("https://127.0.0.1:9999/")));
+        assert!(!r.matches(&url("http://127.0.0.1:8006/")));
+        assert!(r.to_string().ends_with("= https://127.0.0.1:8006"), "{r}");
+        let r = HttpRule::expand("{{ globalArguments.slash }}", globals)
+            .unwrap()
+            .unwrap();
+        assert!(r.matches(&url("http://example.com/x")));
+        assert!(!r.matches(&url("http://example.com:8080/x")));
+    }
+
+    #[test]
+    fn a_template_value_is_never_a_pattern_nor_more_than_an_origin() {
+        for (value, why) in [
+            ("http://*:8080", "`*`"),
+            ("http://*.example.com", "`*`"),
+            ("http://127.0.0.1:*", "`*`"),
+            ("https://10.0.0.4:8006/api2/json", "path"),
+            ("https://10.0.0.4:8006/..", "path"),
+            ("https://user:pw@10.0.0.4:8006", "user info"),
+            ("https://good.example@evil.example", "user info"),
+            ("https://10.0.0.4:8006?x=1", "query"),
+            ("https://10.0.0.4:8006#frag", "fragment"),
+            ("https://good.example\\@evil.example", "backslash"),
+            ("ftp://10.0.0.4", "scheme"),
+            ("10.0.0.4:8006", "URL"),
+        ] {
+            let globals = json!({ "apiUrl": value });
+            let err =
+                HttpRule::expand("{{ globalArguments.apiUrl }}", globals.as_object().unwrap())
+                    .unwrap_err();
+            assert!(
+                err.contains(why) && err.contains("globalArguments.apiUrl"),
+                "{value}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_template_inside_a_part_fills_it_with_a_literal_host_or_port() {
+        let rule = "https://{{ globalArguments.host }}:8006";
+        assert!(HttpRule::check_syntax(rule).is_ok());
+        let ok = json!({"host": "10.0.0.4"});
+        let r = HttpRule::expand(rule, ok.as_object().unwrap())
+            .unwrap()
+            .unwrap();
+        assert!(r.matches(&url("https://10.0.0.4:8006/x")));
+        assert!(!r.matches(&url("https://10.0.0.4:9999/x")));
+        for value in [
+            "evil.example:9999",
+            "evil.example:9999/",
+            "evil.example/x",
+            "*",
+            "*.example.com",
+            "user@evil.example",
+            "evil.example?q",
+        ] {
+            let globals = json!({ "host": value });
+            assert!(
+                HttpRule::expand(rule, globals.as_object().unwrap()).is_err(),
+                "{value} must be refused"
+            );
+        }
+        let ported = "https://10.0.0.4:{{ globalArguments.port }}";
+        let ok = json!({"port": 8006});
+        let r = HttpRule::expand(ported, ok.as_object().unwrap())
+            .unwrap()
+            .unwrap();
+        assert!(r.matches(&url("https://10.0.0.4:8006/")));
+        for value in [
+            json!("*"),
+            json!("8006/x"),
+            json!("+80"),
+            json!(0),
+            json!("80 "),
+        ] {
+            let globals = json!({ "port": value });
+            assert!(
+                HttpRule::expand(ported, globals.as_object().unwrap()).is_err(),
+                "{value} must be refused"
+            );
+        }
+        assert!(HttpRule::check_syntax("https://{{ globalArguments.host }}/api").is_err());
+        assert!(HttpRule::check_syntax("https://{{ globalArguments.host }}@x:1").is_err());
+    }
+
+    #[test]
+    fn a_grant_names_an_address_only_through_a_literal_rule_on_every_layer() {
+        let globals = json!({"baseUrl": "http://127.0.0.1:8080"});
+        let g = HttpGrant::new(
+            &[
+                "{{ globalArguments.baseUrl }}".to_string(),
+                "http://*:*".to_string(),
+            ],
+            None,
+            globals.as_object().unwrap(),
+        )
+        .unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let policy = g.named_addresses(&url("http://localhost:8080/"));
+        assert!(policy.check("localhost", ip("127.0.0.1")).is_ok());
+        assert!(policy.check("localhost", ip("169.254.169.254")).is_err());
+        // Another port: the literal rule does not cover it, the wildcard names nothing.
+        let other = g.named_addresses(&url("http://localhost:9999/"));
+        assert!(other.check("localhost", ip("127.0.0.1")).is_err());
+        // orch.yaml narrowing with a wildcard does not name the address.
+        let narrowed = HttpGrant::new(
+            &["http://127.0.0.1:8080".to_string()],
+            Some(&["http://*:8080".to_string()]),
+            &Map::new(),
+        )
+        .unwrap();
+        let policy = narrowed.named_addresses(&url("http://localhost:8080/"));
+        assert!(policy.check("localhost", ip("127.0.0.1")).is_err());
+        let ssh = SshGrant::new(&["root@127.0.0.1:22".to_string()], None, &Map::new()).unwrap();
+        let policy = ssh.named_addresses(&target("root", "localhost", 22));
+        assert!(policy.check("localhost", ip("127.0.0.1")).is_ok());
+        let policy = ssh.named_addresses(&target("admin", "localhost", 22));
+        assert!(policy.check("localhost", ip("127.0.0.1")).is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! and its host-trait implementation, so adding one is a new file, not a change across the tree.
 
 pub mod data;
+pub mod egress;
 pub mod grants;
 pub mod http;
 pub mod log;

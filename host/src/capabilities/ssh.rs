@@ -15,7 +15,7 @@ pub use super::ssh_session::{
     ExecOutput, OpenRequest, SshAuth, SshConnection, SshError, SshSessionPool, probe_host_key,
 };
 use crate::runtime::bindings::orch::plugin::{ssh as wit, types::Error as WitError};
-use crate::vault::Redactor;
+use crate::vault::{Redactor, SecretSource};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{Resource, ResourceTable};
@@ -51,7 +51,7 @@ struct SessionEntry {
 
 impl SshCapability {
     /// SSH under `grant`, through the run's `pool`. Credentials join `redactor` (the run's
-    /// redaction set) when a session is opened. Output is capped at `max_output_bytes` and no
+    /// redaction set) once a session to a granted target has been opened with them. Output is capped at `max_output_bytes` and no
     /// timeout exceeds `max_timeout` (the call's own limit).
     pub fn new(
         grant: SshGrant,
@@ -97,11 +97,6 @@ impl SshCapability {
             },
             wit::Auth::Password(p) => SshAuth::Password(p),
         };
-        // First of all, so that nothing below (nor a later log line of the plugin's) can show
-        // them, wherever they came from.
-        for secret in auth.secrets() {
-            access.redactor.add(&secret);
-        }
         let redact = |e: SshError| to_wit(e, &access.redactor);
         let ssh_target = SshTarget::new(&target.host, target.port, &target.user)
             .map_err(SshError::InvalidArguments)
@@ -123,12 +118,23 @@ impl SshCapability {
             .min(MAX_CONNECT_TIMEOUT)
             .min(access.max_timeout);
         let request = OpenRequest {
+            addresses: access.grant.named_addresses(&ssh_target),
             target: ssh_target,
             auth,
             trust_on_first_use: target.trust_on_first_use,
             connect_timeout,
         };
-        access.pool.open(&request).await.map_err(redact)
+        let connection = access.pool.open(&request).await.map_err(redact)?;
+        // Only now, with the target granted and the server having accepted them, are these
+        // credentials known to be real secrets. Before, any string a plugin passed as a
+        // "password" would have joined the run's redaction set, and writes containing it
+        // would be refused (it used to rewrite other models' data).
+        for secret in request.auth.secrets() {
+            access
+                .redactor
+                .add_from(&secret, SecretSource::SshCredential);
+        }
+        Ok(connection)
     }
 
     fn connection(&self, session: &Resource<wit::Session>) -> wasmtime::Result<Arc<SshConnection>> {

@@ -2,6 +2,7 @@
 //! known-hosts store), authenticate, run commands over exec channels, and keep one connection
 //! per (target, credentials) for the rest of the run.
 
+use super::egress::{self, AddressPolicy, ResolveError, Resolver};
 use super::grants::SshTarget;
 use super::ssh_known_hosts::{HostKeyStatus, KnownHosts, KnownKey, fingerprint};
 use russh::client::{self, Handle};
@@ -128,6 +129,8 @@ pub struct OpenRequest {
     pub trust_on_first_use: bool,
     /// Bound on TCP connect, handshake and authentication together.
     pub connect_timeout: Duration,
+    /// Which loopback, link-local or metadata addresses the target may resolve to.
+    pub addresses: AddressPolicy,
 }
 
 /// What a remote command did.
@@ -307,16 +310,24 @@ type Handshake = (
     Option<HostKeyVerdict>,
 );
 
-/// TCP connect and SSH handshake, before `deadline`. The outer error is a network failure or
-/// the deadline; the verdict explains a refused host key.
+/// Where to connect and how: the resolver, the address check and the deadline.
+struct Route<'a> {
+    resolver: &'a dyn Resolver,
+    addresses: &'a AddressPolicy,
+    deadline: Instant,
+    limit: Duration,
+}
+
+/// TCP connect and SSH handshake, before the route's deadline. The outer error is a network
+/// failure, a refused address or the deadline; the verdict explains a refused host key.
 async fn handshake(
     host: &str,
     port: u16,
     known_hosts: &KnownHosts,
     policy: HostKeyPolicy,
-    deadline: Instant,
-    limit: Duration,
+    route: &Route<'_>,
 ) -> Result<Handshake, SshError> {
+    let (deadline, limit) = (route.deadline, route.limit);
     let shown = super::grants::host_port(host, port);
     let recorded = known_hosts.keys_for(host, port).unwrap_or_default();
     let verdict = Arc::new(Mutex::new(None));
@@ -333,7 +344,18 @@ async fn handshake(
             limit.as_millis()
         ))
     };
-    let stream = tokio::time::timeout_at(deadline, tokio::net::TcpStream::connect((host, port)))
+    // Resolved and checked here, then connected to exactly the checked addresses.
+    let addrs = tokio::time::timeout_at(
+        deadline,
+        egress::resolve_checked(route.resolver, host, port, route.addresses),
+    )
+    .await
+    .map_err(|_| timed_out())?
+    .map_err(|e| match e {
+        ResolveError::Denied(why) => SshError::Denied(format!("ssh {shown}: {why}")),
+        ResolveError::Lookup(why) => SshError::Transient(format!("ssh {shown}: {why}")),
+    })?;
+    let stream = tokio::time::timeout_at(deadline, tokio::net::TcpStream::connect(&addrs[..]))
         .await
         .map_err(|_| timed_out())?
         .map_err(|e| SshError::Transient(format!("ssh {shown}: cannot connect: {e}")))?;
@@ -360,17 +382,14 @@ pub async fn probe_host_key(
     limit: Duration,
 ) -> Result<PublicKey, SshError> {
     let shown = super::grants::host_port(host, port);
-    let deadline = Instant::now() + limit;
-    match handshake(
-        host,
-        port,
-        known_hosts,
-        HostKeyPolicy::Capture,
-        deadline,
+    // The operator names this host on the command line; no plugin is involved.
+    let route = Route {
+        resolver: &egress::SystemResolver,
+        addresses: &AddressPolicy::unrestricted(),
+        deadline: Instant::now() + limit,
         limit,
-    )
-    .await?
-    {
+    };
+    match handshake(host, port, known_hosts, HostKeyPolicy::Capture, &route).await? {
         (_, Some(HostKeyVerdict::Captured(key))) => Ok(key),
         (_, Some(HostKeyVerdict::Certificate)) => Err(SshError::Denied(format!(
             "ssh {shown}: the server presented a host certificate; orch records only plain host keys"
@@ -412,7 +431,11 @@ pub struct SshConnection {
 }
 
 impl SshConnection {
-    async fn open(request: &OpenRequest, known_hosts: &KnownHosts) -> Result<Self, SshError> {
+    async fn open(
+        request: &OpenRequest,
+        known_hosts: &KnownHosts,
+        resolver: &dyn Resolver,
+    ) -> Result<Self, SshError> {
         let target = &request.target;
         let shown = target.host_port();
         let deadline = Instant::now() + request.connect_timeout;
@@ -421,15 +444,14 @@ impl SshConnection {
         } else {
             HostKeyPolicy::Strict
         };
-        let (connected, verdict) = handshake(
-            &target.host,
-            target.port,
-            known_hosts,
-            policy,
+        let route = Route {
+            resolver,
+            addresses: &request.addresses,
             deadline,
-            request.connect_timeout,
-        )
-        .await?;
+            limit: request.connect_timeout,
+        };
+        let (connected, verdict) =
+            handshake(&target.host, target.port, known_hosts, policy, &route).await?;
         let mut handle = match (connected, verdict) {
             (Ok(handle), Some(HostKeyVerdict::Known)) => handle,
             (Ok(handle), Some(HostKeyVerdict::Recorded(key))) => {
@@ -687,12 +709,15 @@ pub fn shown_command(command: &str) -> String {
     }
 }
 
-/// Identifies a pooled connection: the target and a salted digest of the credentials, so a
-/// session opened with one key is never handed to a caller holding different ones.
+/// Identifies a pooled connection: the target, a salted digest of the credentials, so a
+/// session opened with one key is never handed to a caller holding different ones, and the
+/// address policy, so a session reached under one grant's named addresses is never handed to
+/// a call whose grant does not name them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct PoolKey {
     target: SshTarget,
     credentials: [u8; 32],
+    addresses: AddressPolicy,
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<SshConnection>>>>;
@@ -705,6 +730,7 @@ pub struct SshSessionPool {
 
 struct PoolInner {
     known_hosts: KnownHosts,
+    resolver: Arc<dyn Resolver>,
     salt: [u8; 32],
     slots: Mutex<HashMap<PoolKey, Slot>>,
     connects: AtomicU64,
@@ -713,9 +739,15 @@ struct PoolInner {
 impl SshSessionPool {
     /// An empty pool verifying host keys against `known_hosts`.
     pub fn new(known_hosts: KnownHosts) -> Self {
+        Self::with_resolver(known_hosts, egress::system_resolver())
+    }
+
+    /// An empty pool resolving host names with `resolver` (tests feed their own).
+    pub fn with_resolver(known_hosts: KnownHosts, resolver: Arc<dyn Resolver>) -> Self {
         SshSessionPool {
             inner: Arc::new(PoolInner {
                 known_hosts,
+                resolver,
                 salt: rand::random(),
                 slots: Mutex::new(HashMap::new()),
                 connects: AtomicU64::new(0),
@@ -734,6 +766,7 @@ impl SshSessionPool {
         let key = PoolKey {
             target: request.target.clone(),
             credentials: request.auth.digest(&self.inner.salt),
+            addresses: request.addresses.clone(),
         };
         let slot = self
             .inner
@@ -750,7 +783,14 @@ impl SshSessionPool {
             return Ok(conn.clone());
         }
         *slot = None;
-        let conn = Arc::new(SshConnection::open(request, &self.inner.known_hosts).await?);
+        let conn = Arc::new(
+            SshConnection::open(
+                request,
+                &self.inner.known_hosts,
+                self.inner.resolver.as_ref(),
+            )
+            .await?,
+        );
         self.inner.connects.fetch_add(1, Ordering::Relaxed);
         tracing::debug!("ssh {}: connected", request.target);
         *slot = Some(conn.clone());
@@ -802,6 +842,60 @@ mod tests {
         let b = SshAuth::Password("two".into()).digest(&salt);
         assert_ne!(a, b);
         assert_ne!(a, SshAuth::Password("one".into()).digest(&[2u8; 32]));
+    }
+
+    #[tokio::test]
+    async fn a_target_name_resolving_to_loopback_is_refused_unless_its_address_is_granted() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let known_hosts = KnownHosts::in_dir(dir.path());
+        let resolver = egress::StaticResolver::one("box.test", &["127.0.0.1"]);
+        let request = |addresses| OpenRequest {
+            target: SshTarget::new("box.test", port, "root").unwrap(),
+            auth: SshAuth::Password("pw-123456".into()),
+            trust_on_first_use: false,
+            connect_timeout: Duration::from_secs(5),
+            addresses,
+        };
+        let refused = SshConnection::open(
+            &request(AddressPolicy::allowing([])),
+            &known_hosts,
+            resolver.as_ref(),
+        )
+        .await;
+        match refused {
+            Err(SshError::Denied(m)) => assert!(
+                m.contains("`box.test` resolves to 127.0.0.1") && m.contains("loopback"),
+                "{m}"
+            ),
+            Err(other) => panic!("want denied, got {other:?}"),
+            Ok(_) => panic!("want denied, got a connection"),
+        }
+        // Nothing connected: the listener has no connection waiting.
+        let pending = listener.accept();
+        assert!(
+            matches!(&pending, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "a refused address was connected to: {pending:?}"
+        );
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+
+        // With 127.0.0.1 granted literally, the TCP connection is made (the listener is no SSH
+        // server, so the handshake then fails, which is not this test's concern).
+        let allowed_request = request(AddressPolicy::allowing(["127.0.0.1".parse().unwrap()]));
+        let allowed = SshConnection::open(&allowed_request, &known_hosts, resolver.as_ref());
+        let (_, accepted) = tokio::join!(
+            async {
+                // Dropped as soon as the connection is accepted below.
+                tokio::time::timeout(Duration::from_secs(5), allowed).await
+            },
+            async {
+                let (stream, _) = listener.accept().await.unwrap();
+                drop(stream);
+            }
+        );
+        let () = accepted;
     }
 
     #[test]

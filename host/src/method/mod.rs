@@ -65,6 +65,28 @@ pub enum MethodError {
         /// What happened.
         source: RuntimeError,
     },
+    /// A write held a secret; nothing from the call was stored.
+    #[error(
+        "{model}.{method}: plugin `{plugin}` {version} tried to store {secret} in resource {spec}/{name}, at {field}; nothing from this call was stored. orch never stores secrets, and never alters what a plugin writes. If the value is not secret, do not take it from the vault; otherwise the plugin must store a reference to the secret (such as its vault key name), not the secret: report it to the plugin's author"
+    )]
+    SecretInWrite {
+        /// Model name.
+        model: String,
+        /// Method name.
+        method: String,
+        /// Plugin id.
+        plugin: String,
+        /// Plugin version.
+        version: String,
+        /// Resource spec.
+        spec: String,
+        /// Instance name (redacted when the name itself holds the secret).
+        name: String,
+        /// Where: `name`, or `attributes.<path>` (keys holding the secret are redacted).
+        field: String,
+        /// What kind of secret (never the secret itself).
+        secret: crate::vault::SecretSource,
+    },
     /// The data store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -128,6 +150,31 @@ fn plugin_error_kind(e: &PluginError) -> (&'static str, String) {
         PluginError::Transient(m) => ("transient", m.clone()),
         PluginError::Failed(m) => ("failed", m.clone()),
     }
+}
+
+/// A grant that cannot be built for this call, located at the global argument it names (a
+/// template value that is not one literal origin or target).
+fn grant_error(
+    file: &std::path::Path,
+    def: &Definition,
+    globals: &Map<String, Value>,
+    plugin: &str,
+    kind: &str,
+    why: &str,
+) -> MethodError {
+    let field = globals
+        .keys()
+        .map(|k| format!("globalArguments.{k}"))
+        .find(|f| why.contains(&format!("{f} ")) || why.contains(&format!("{f} }}")));
+    let line = field
+        .as_deref()
+        .and_then(|f| def.lines.line_of(f))
+        .map(|l| format!(":{l}"))
+        .unwrap_or_default();
+    MethodError::Refused(format!(
+        "{}{line}: plugin `{plugin}` {kind} grant: {why}",
+        file.display()
+    ))
 }
 
 /// Prefixes an expression error with the definition's file and the line of its field.
@@ -279,13 +326,13 @@ impl MethodRunner {
             operator.and_then(|g| g.http.as_deref()),
             &global_map,
         )
-        .map_err(|e| MethodError::Refused(format!("plugin `{}` http grant: {e}", manifest.id)))?;
+        .map_err(|e| grant_error(&shown_file, def, &global_map, &manifest.id, "http", &e))?;
         let ssh_grant = SshGrant::new(
             &manifest.capabilities.ssh,
             operator.and_then(|g| g.ssh.as_deref()),
             &global_map,
         )
-        .map_err(|e| MethodError::Refused(format!("plugin `{}` ssh grant: {e}", manifest.id)))?;
+        .map_err(|e| grant_error(&shown_file, def, &global_map, &manifest.id, "ssh", &e))?;
         let step = call.step.clone();
         let events = self.events.clone();
         let sink = Arc::new(move |level: LogLevel, message: &str| {
@@ -350,13 +397,34 @@ impl MethodRunner {
                     plugin: manifest.id.clone(),
                     version: manifest.version.clone(),
                     kind,
-                    message: redactor.redact(&message),
+                    // One line, controls escaped: the message is embedded in orch's own
+                    // messages wherever it goes (terminal, run record, --json).
+                    message: crate::output::escape_line(&redactor.redact(&message)).into_owned(),
                 });
             }
         };
-        let mut writes = outcome.writes;
-        for w in &mut writes {
-            redactor.redact_json(&mut w.attributes);
+        // Stored data is never altered: a write holding a secret fails the call instead, and
+        // none of the call's writes is committed.
+        let writes = outcome.writes;
+        for w in &writes {
+            let found = match redactor.find(&w.name) {
+                Some(source) => Some(("name".to_string(), source)),
+                None => redactor
+                    .find_in_json(&w.attributes)
+                    .map(|f| (format!("attributes{}", f.path), f.source)),
+            };
+            if let Some((field, source)) = found {
+                return Err(MethodError::SecretInWrite {
+                    model: call.model.clone(),
+                    method: call.method.clone(),
+                    plugin: manifest.id.clone(),
+                    version: manifest.version.clone(),
+                    spec: crate::output::escape_line(&redactor.redact(&w.spec)).into_owned(),
+                    name: crate::output::escape_line(&redactor.redact(&w.name)).into_owned(),
+                    field: crate::output::escape_line(&field).into_owned(),
+                    secret: source,
+                });
+            }
         }
         let provenance = Provenance {
             run_id: self.run_id.clone(),

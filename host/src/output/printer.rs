@@ -1,6 +1,9 @@
-//! The one printer: knows about colour, `--json` and verbosity.
+//! The one printer: knows about colour, `--json` and verbosity. Everything it writes passes
+//! through [`super::terminal`], so no text from a plugin or from stored data can drive the
+//! terminal.
 
 use super::Event;
+use super::terminal::{escape_json, escape_line, escape_text};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 
@@ -53,11 +56,11 @@ impl Printer {
         if self.json {
             let text = serde_json::to_string_pretty(value)
                 .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-            let _ = writeln!(out, "{text}");
+            let _ = writeln!(out, "{}", escape_json(&text));
         } else {
             let text = human();
             if !text.is_empty() {
-                let _ = writeln!(out, "{}", text.trim_end());
+                let _ = writeln!(out, "{}", escape_text(text.trim_end()));
             }
         }
     }
@@ -69,13 +72,14 @@ impl Printer {
             let _ = writeln!(
                 std::io::stdout().lock(),
                 "{}",
-                serde_json::to_string_pretty(&v).unwrap_or_default()
+                escape_json(&serde_json::to_string_pretty(&v).unwrap_or_default())
             );
         }
         let _ = writeln!(
             std::io::stderr().lock(),
-            "{} {message}",
-            self.paint("1;31", "error:")
+            "{} {}",
+            self.paint("1;31", "error:"),
+            escape_text(message)
         );
     }
 
@@ -83,8 +87,9 @@ impl Printer {
     pub fn warn(&self, message: &str) {
         let _ = writeln!(
             std::io::stderr().lock(),
-            "{} {message}",
-            self.paint("1;33", "warning:")
+            "{} {}",
+            self.paint("1;33", "warning:"),
+            escape_text(message)
         );
     }
 
@@ -99,7 +104,11 @@ impl Printer {
                 target,
                 run_id,
             } => {
-                format!("{} {kind} {target} (run {run_id})", self.paint("1", "▶"))
+                format!(
+                    "{} {kind} {} (run {run_id})",
+                    self.paint("1", "▶"),
+                    escape_line(target)
+                )
             }
             Event::StepStarted {
                 step,
@@ -113,7 +122,11 @@ impl Printer {
                     (Some(m), Some(me)) => format!(" {m}.{me}"),
                     _ => String::new(),
                 };
-                format!("  {} {step}{what}", self.paint("2", "…"))
+                format!(
+                    "  {} {}",
+                    self.paint("2", "…"),
+                    escape_line(&format!("{step}{what}"))
+                )
             }
             Event::Log {
                 step,
@@ -131,7 +144,14 @@ impl Printer {
                 if rank < min {
                     return;
                 }
-                format!("    {} {}", self.paint("2", &format!("{step} │")), message)
+                // Each line of a multi-line message carries the step's prefix, so a plugin
+                // cannot start a line that reads as orch's own.
+                let prefix = self.paint("2", &format!("{} │", escape_line(step)));
+                message
+                    .split('\n')
+                    .map(|line| format!("    {prefix} {}", escape_line(line)))
+                    .collect::<Vec<_>>()
+                    .join("\n")
             }
             Event::ResourceWritten {
                 model,
@@ -144,8 +164,9 @@ impl Printer {
                     return;
                 }
                 format!(
-                    "    {} {model}/{spec}/{name} v{version}",
-                    self.paint("2", "wrote")
+                    "    {} {} v{version}",
+                    self.paint("2", "wrote"),
+                    escape_line(&format!("{model}/{spec}/{name}"))
                 )
             }
             Event::StepFinished {
@@ -159,8 +180,10 @@ impl Printer {
                     "skipped" => self.paint("2", "○"),
                     _ => self.paint("31", "✗"),
                 };
+                let step = escape_line(step);
                 let mut line = format!("  {mark} {step:<32} {status:<9} {}", fmt_ms(*duration_ms));
                 if let Some(e) = error {
+                    let e = escape_text(e);
                     line.push_str(&format!("\n      {}", e.replace('\n', "\n      ")));
                 }
                 line

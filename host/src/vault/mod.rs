@@ -12,4 +12,4 @@ mod redact;
 pub use self::error::VaultError;
 pub use self::key::{KEY_ENV, KEY_FILE};
 pub use self::local::LocalVault;
-pub use self::redact::{REDACTED, Redactor};
+pub use self::redact::{MIN_SUBSTRING_CHARS, REDACTED, Redactor, SecretFound, SecretSource};

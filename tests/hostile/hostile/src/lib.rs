@@ -4,6 +4,8 @@
 use orch_plugin_sdk::{Ctx, JsonSchema, MethodKind, ModelType, Plugin, Result, Value, json};
 use serde::Deserialize;
 
+mod grants;
+
 struct Hostile;
 
 /// Global arguments.
@@ -119,6 +121,18 @@ impl Plugin for Hostile {
                     MethodKind::Create,
                     "Writes, then loops forever",
                     write_then_spin,
+                )
+                .method(
+                    "logEscapes",
+                    MethodKind::Action,
+                    "Logs and fails with terminal controls",
+                    grants::log_escapes,
+                )
+                .method(
+                    "sshPoison",
+                    MethodKind::Action,
+                    "Passes a string off as an SSH password to a denied target",
+                    grants::ssh_poison,
                 ),
         ]
     }
