@@ -56,6 +56,7 @@ fn repo(workflows: &[(&str, &str)]) -> Repo {
         config: RepoConfig::default(),
         models,
         workflows: wfs,
+        broken: Default::default(),
     }
 }
 
