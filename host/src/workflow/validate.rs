@@ -346,19 +346,25 @@ impl<'a> Validator<'a> {
     }
 
     fn templates_in(&mut self, field: &str, value: &Value) {
-        match value {
-            Value::String(s) => self.template(field, s),
-            Value::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    self.templates_in(&join_index(field, i), item);
-                }
+        // Iterative, in document order: the value comes from the user's file.
+        let mut stack = vec![(field.to_string(), value)];
+        while let Some((field, value)) = stack.pop() {
+            match value {
+                Value::String(s) => self.template(&field, s),
+                Value::Array(items) => stack.extend(
+                    items
+                        .iter()
+                        .enumerate()
+                        .rev()
+                        .map(|(i, item)| (join_index(&field, i), item)),
+                ),
+                Value::Object(map) => stack.extend(
+                    map.iter()
+                        .rev()
+                        .map(|(k, item)| (join_key(&field, k), item)),
+                ),
+                _ => {}
             }
-            Value::Object(map) => {
-                for (k, item) in map {
-                    self.templates_in(&join_key(field, k), item);
-                }
-            }
-            _ => {}
         }
     }
 
@@ -412,7 +418,9 @@ impl<'a> Validator<'a> {
             cycles.push(cycle);
             return;
         }
-        if done.contains(name) {
+        // A chain longer than this cannot run anyway (runs stop nesting far sooner); stopping
+        // here keeps a repository of thousands of chained workflows from exhausting the stack.
+        if done.contains(name) || path.len() >= crate::repo::MAX_DEPTH {
             return;
         }
         let target = if name == self.wf.name {
@@ -424,7 +432,8 @@ impl<'a> Validator<'a> {
             return;
         };
         path.push(name);
-        // Bounded: each workflow is expanded once (`done`), and paths never repeat a name.
+        // Bounded: each workflow is expanded once (`done`), paths never repeat a name, and
+        // their length is capped above.
         for next in target.nested_workflows() {
             self.walk(next, path, done, cycles);
         }
