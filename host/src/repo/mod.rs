@@ -118,6 +118,8 @@ pub fn unknown_name(
     available: &[String],
 ) -> String {
     let listed = list_names(available.iter().map(String::as_str));
+    // The name comes from the command line or a file and may be of any length.
+    let name = crate::excerpt::excerpt(name);
     match suggestion {
         Some(s) => format!("unknown {kind} `{name}`; did you mean `{s}`? ({dir}/ has: {listed})"),
         None => format!(
