@@ -281,9 +281,16 @@ fn unknown_definition_field_suggests_the_closest_name() {
         "models/typo.yaml",
         "type: test/echo\nglobalArgument:\n  greeting: hi\n",
     );
-    let run = repo.orch(&["model", "list"]).code(2);
+    let run = repo.orch(&["check"]).code(2);
     assert!(
         run.stderr.contains("models/typo.yaml:2") && run.stderr.contains("globalArguments"),
+        "{}",
+        run.stderr
+    );
+    // Listing still works; the broken file is a warning.
+    let run = repo.orch(&["model", "list"]).ok();
+    assert!(
+        run.stderr.contains("warning: models/typo.yaml:2"),
         "{}",
         run.stderr
     );
@@ -296,8 +303,8 @@ fn malformed_yaml_names_file_and_line() {
         "models/bad.yaml",
         "type: test/echo\nglobalArguments:\n  greeting: [unclosed\n",
     );
-    let run = repo.orch(&["model", "list"]).code(2);
-    assert!(run.stderr.contains("models/bad.yaml:"), "{}", run.stderr);
+    let run = repo.orch(&["check"]).code(2);
+    assert!(run.stderr.contains("models/bad.yaml:4:1"), "{}", run.stderr);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use super::CliError;
 use crate::output::Printer;
-use crate::repo::Repo;
+use crate::repo::{Diagnostic, Repo};
 use crate::run::RunEnv;
 use crate::runtime::{PluginRegistry, PluginRuntime};
 use crate::store::{ResourceStore, StoreOptions};
@@ -37,10 +37,28 @@ impl Ctx {
         }
     }
 
-    /// Loads and checks the repository.
-    pub fn repo(&self) -> Result<Arc<Repo>, CliError> {
+    /// Loads the repository; broken definitions and workflows are left to the caller, which
+    /// knows which ones it needs.
+    pub fn load_repo(&self) -> Result<Arc<Repo>, CliError> {
         let root = self.repo_root()?;
         Repo::load(&root).map(Arc::new).map_err(CliError::usage)
+    }
+
+    /// Loads the repository for a command that needs no file in particular: every broken
+    /// definition or workflow is a warning.
+    pub fn repo(&self) -> Result<Arc<Repo>, CliError> {
+        let repo = self.load_repo()?;
+        self.warn_skipped(&repo.problems());
+        Ok(repo)
+    }
+
+    /// Warns about problems in files this command does not use and therefore skips.
+    pub fn warn_skipped(&self, problems: &[Diagnostic]) {
+        for d in problems {
+            self.printer.warn(&format!(
+                "{d} (this file is skipped; `orch check` lists every problem)"
+            ));
+        }
     }
 
     /// The data store of a repo.
@@ -68,9 +86,10 @@ impl Ctx {
         Ok(Arc::new(registry))
     }
 
-    /// Everything a run needs.
+    /// Everything a run needs. Broken files are left to the caller, which knows what the run
+    /// uses.
     pub async fn run_env(&self) -> Result<RunEnv, CliError> {
-        let repo = self.repo()?;
+        let repo = self.load_repo()?;
         let registry = self.registry(&repo).await?;
         for p in registry.problems() {
             self.printer.warn(p);

@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 ok, 1 the run or operation failed, 2 usage or validation error.
 
+mod check;
 mod context;
 mod data;
 mod eval;
@@ -76,6 +77,8 @@ enum Command {
     Init(init::Args),
     /// Run a workflow.
     Run(run::Args),
+    /// Check the whole repository (for CI): every file, workflow and plugin; exit 2 on any problem.
+    Check(check::Args),
     /// List, show and validate workflows.
     #[command(subcommand)]
     Workflow(workflow::Cmd),
@@ -146,6 +149,7 @@ async fn dispatch(command: Command, ctx: &Ctx) -> CmdResult {
     match command {
         Command::Init(a) => init::exec(a, ctx),
         Command::Run(a) => run::exec(a, ctx).await,
+        Command::Check(a) => check::exec(a, ctx).await,
         Command::Workflow(c) => workflow::exec(c, ctx).await,
         Command::Model(c) => model::exec(c, ctx).await,
         Command::Type(c) => type_::exec(c, ctx).await,

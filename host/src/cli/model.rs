@@ -48,7 +48,7 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             Ok(0)
         }
         Cmd::Show { name } => {
-            let repo = ctx.repo()?;
+            let repo = ctx.load_repo()?;
             let d = repo.model(&name).map_err(CliError::usage)?;
             let value = serde_json::json!({
                 "name": d.name,
@@ -71,6 +71,8 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
         } => {
             let env = ctx.run_env().await?;
             let inputs = inputs.collect()?;
+            let usage = crate::workflow::check_model(&env.repo, &model).map_err(CliError::usage)?;
+            ctx.warn_skipped(&env.repo.problems_outside(&usage));
             let (record, output) = env.run_method(&model, &method, inputs, dry_run).await;
             let ok = record.status == RunStatus::Succeeded;
             let value = serde_json::json!({ "run": record, "output": output });

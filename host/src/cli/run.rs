@@ -1,7 +1,7 @@
 //! `orch run <workflow>`.
 
 use super::inputs::InputArgs;
-use super::workflow::validate_all;
+use super::workflow::check_before_run;
 use super::{CliError, CmdResult, Ctx};
 use crate::store::{RunRecord, RunStatus};
 
@@ -18,9 +18,9 @@ pub struct Args {
 pub async fn exec(args: Args, ctx: &Ctx) -> CmdResult {
     let env = ctx.run_env().await?;
     let mut inputs = args.inputs.collect()?;
+    check_before_run(ctx, &env, &args.workflow)?;
     let wf = env.repo.workflow(&args.workflow).map_err(CliError::usage)?;
     crate::workflow::apply_input_defaults(wf, &mut inputs);
-    validate_all(&env, Some(wf))?;
     crate::workflow::validate_inputs(wf, &serde_json::Value::Object(inputs.clone())).map_err(
         |problems| {
             CliError::usage(format!(

@@ -5,7 +5,7 @@ use crate::expr::Evaluator;
 use crate::repo::Repo;
 use crate::run::RunEnv;
 use crate::runtime::PluginRegistry;
-use crate::workflow::{Catalog, Workflow};
+use crate::workflow::Catalog;
 
 /// `orch workflow` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -24,10 +24,22 @@ pub enum Cmd {
     },
 }
 
-struct RegistryCatalog<'a> {
+/// Installed types and the expression checker, as validation sees them.
+pub struct RegistryCatalog<'a> {
     repo: &'a Repo,
     registry: &'a PluginRegistry,
     evaluator: Evaluator,
+}
+
+impl<'a> RegistryCatalog<'a> {
+    /// The catalog of `repo` with the plugins in `registry`.
+    pub fn new(repo: &'a Repo, registry: &'a PluginRegistry) -> Self {
+        RegistryCatalog {
+            repo,
+            registry,
+            evaluator: Evaluator::new(),
+        }
+    }
 }
 
 impl Catalog for RegistryCatalog<'_> {
@@ -52,99 +64,20 @@ impl Catalog for RegistryCatalog<'_> {
         }
         self.evaluator.check_syntax(text).map_err(|e| e.to_string())
     }
+
+    fn type_problem(&self, type_name: &str) -> Option<String> {
+        self.registry.get(type_name).err()
+    }
 }
 
-/// Models called by a workflow's steps, following nested workflows.
-fn used_models(repo: &Repo, wf: &Workflow) -> std::collections::BTreeSet<String> {
-    let mut models = std::collections::BTreeSet::new();
-    let mut seen = std::collections::BTreeSet::new();
-    let mut queue = vec![wf];
-    while let Some(w) = queue.pop() {
-        if !seen.insert(w.name.clone()) {
-            continue;
-        }
-        for step in w.jobs.iter().flat_map(|j| &j.steps) {
-            match &step.task {
-                crate::workflow::Task::ModelMethod {
-                    model_id_or_name, ..
-                } => {
-                    models.insert(model_id_or_name.clone());
-                }
-                crate::workflow::Task::Workflow {
-                    workflow_id_or_name,
-                    ..
-                } => {
-                    if let Some(nested) = repo.workflows.get(workflow_id_or_name) {
-                        queue.push(nested);
-                    }
-                }
-            }
-        }
-    }
-    models
-}
-
-/// Validates one workflow (with the definitions it uses) or all of them (with every definition).
-pub fn validate_all(env: &RunEnv, only: Option<&Workflow>) -> Result<(), CliError> {
-    let catalog = RegistryCatalog {
-        repo: &env.repo,
-        registry: &env.registry,
-        evaluator: Evaluator::new(),
-    };
-    let mut problems = Vec::new();
-    let workflows: Vec<&Workflow> = match only {
-        Some(w) => vec![w],
-        None => env.repo.workflows.values().collect(),
-    };
-    for wf in workflows {
-        for d in crate::workflow::validate(wf, &env.repo, &catalog) {
-            problems.push(d.to_string());
-        }
-    }
-    // Running one workflow checks only the definitions it (and its nested workflows) call, so a
-    // model whose plugin is missing does not block unrelated workflows.
-    let used = only.map(|wf| used_models(&env.repo, wf));
-    for def in env.repo.models.values() {
-        if used.as_ref().is_some_and(|u| !u.contains(&def.name)) {
-            continue;
-        }
-        if let Err(e) = env.registry.get(&def.type_name) {
-            let line = def
-                .lines
-                .line_of("type")
-                .map(|l| format!(":{l}"))
-                .unwrap_or_default();
-            problems.push(format!("{}{line}: type: {e}", def.file.display()));
-        }
-        let mut templates = crate::expr::templates_in(
-            &serde_json::Value::Object(def.global_arguments.clone()),
-            "globalArguments",
-        );
-        for (m, args) in &def.methods {
-            templates.extend(crate::expr::templates_in(
-                &serde_json::Value::Object(args.arguments.clone()),
-                &format!("methods.{m}.arguments"),
-            ));
-        }
-        for (field, expr) in templates {
-            if let Err(e) = catalog
-                .evaluator
-                .check_syntax(&format!("${{{{ {expr} }}}}"))
-            {
-                let line = def
-                    .lines
-                    .line_of(&field)
-                    .map(|l| format!(":{l}"))
-                    .unwrap_or_default();
-                problems.push(format!("{}{line}: {field}: {e}", def.file.display()));
-            }
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(CliError::usage(problems.join("\n")))
-    }
+/// Before running workflow `name`: fails on any problem in what the run uses; broken files it
+/// does not use are shown as warnings.
+pub fn check_before_run(ctx: &Ctx, env: &RunEnv, name: &str) -> Result<(), CliError> {
+    let catalog = RegistryCatalog::new(&env.repo, &env.registry);
+    let usage =
+        crate::workflow::check_workflow(&env.repo, &catalog, name).map_err(CliError::usage)?;
+    ctx.warn_skipped(&env.repo.problems_outside(&usage));
+    Ok(())
 }
 
 /// Runs an `orch workflow` subcommand.
@@ -167,7 +100,7 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             Ok(0)
         }
         Cmd::Show { name } => {
-            let repo = ctx.repo()?;
+            let repo = ctx.load_repo()?;
             let wf = repo.workflow(&name).map_err(CliError::usage)?;
             ctx.printer.result(wf, || {
                 let mut out = format!(
@@ -207,18 +140,24 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             });
             Ok(0)
         }
-        Cmd::Validate { name } => {
+        Cmd::Validate { name: Some(name) } => {
             let env = ctx.run_env().await?;
-            let only = match &name {
-                Some(n) => Some(env.repo.workflow(n).map_err(CliError::usage)?),
-                None => None,
-            };
-            validate_all(&env, only)?;
-            let count = if only.is_some() {
-                1
-            } else {
-                env.repo.workflows.len()
-            };
+            check_before_run(ctx, &env, &name)?;
+            ctx.printer.result(
+                &serde_json::json!({ "valid": true, "workflows": 1 }),
+                || format!("workflow `{name}` is valid"),
+            );
+            Ok(0)
+        }
+        Cmd::Validate { name: None } => {
+            let env = ctx.run_env().await?;
+            let catalog = RegistryCatalog::new(&env.repo, &env.registry);
+            let problems = crate::workflow::check_repository(&env.repo, &catalog);
+            if !problems.is_empty() {
+                let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                return Err(CliError::usage(lines.join("\n")));
+            }
+            let count = env.repo.workflows.len();
             ctx.printer.result(
                 &serde_json::json!({ "valid": true, "workflows": count }),
                 || format!("{count} workflow(s) valid"),

@@ -1,10 +1,14 @@
 //! Arguments against the type's JSON Schemas, with errors that name the file, line and field.
 
+use crate::excerpt::{clip_message, excerpt, json_excerpt};
 use crate::repo::LineIndex;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
+
+/// Most violations reported for one value; a list of a million wrong items reports this many.
+pub const MAX_PROBLEMS: usize = 20;
 
 /// One schema violation: the field path (dotted) and what is wrong.
 pub struct Problem {
@@ -39,13 +43,26 @@ pub fn check(key: &str, schema: &Value, value: &Value) -> Result<(), Vec<Problem
             }
         },
     };
-    let problems: Vec<Problem> = validator
+    let mut problems: Vec<Problem> = validator
         .iter_errors(value)
+        .take(MAX_PROBLEMS + 1)
         .map(|e| Problem {
             path: pointer_to_path(&e.instance_path().to_string()),
-            message: e.to_string(),
+            // The value is quoted cut short: a 5 MB argument must not make a 5 MB message.
+            message: clip_message(
+                &e.masked_with(json_excerpt(e.instance().as_ref()))
+                    .to_string(),
+            )
+            .into_owned(),
         })
         .collect();
+    if problems.len() > MAX_PROBLEMS {
+        problems.truncate(MAX_PROBLEMS);
+        problems.push(Problem {
+            path: String::new(),
+            message: format!("… and more problems; only the first {MAX_PROBLEMS} are shown"),
+        });
+    }
     if problems.is_empty() {
         Ok(())
     } else {
@@ -85,7 +102,12 @@ pub fn describe(file: &Path, lines: &LineIndex, base: &str, problems: &[Problem]
                 .line_of(&field)
                 .map(|l| format!(":{l}"))
                 .unwrap_or_default();
-            format!("{}{line}: {field}: {}", file.display(), p.message)
+            format!(
+                "{}{line}: {}: {}",
+                file.display(),
+                excerpt(&field),
+                p.message
+            )
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -137,6 +159,29 @@ mod tests {
         assert_eq!(problems[0].path, "port");
         let problems = check("test#port", &schema, &json!({})).unwrap_err();
         assert!(problems[0].message.contains("port"));
+    }
+
+    #[test]
+    fn huge_values_are_quoted_cut_short() {
+        let schema = json!({"type":"object","properties":{"port":{"type":"integer"}}});
+        let big = "9".repeat(5_000_000);
+        let problems = check("test#big", &schema, &json!({ "port": big })).unwrap_err();
+        let message = &problems[0].message;
+        assert!(message.len() < 400, "{}", message.len());
+        assert!(message.contains("(5000002 bytes)"), "{message}");
+        assert!(
+            message.ends_with(r#"is not of type "integer""#),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_flood_of_violations_is_capped() {
+        let schema = json!({"type":"array","items":{"type":"integer"}});
+        let value = Value::Array(vec![json!("x"); 10_000]);
+        let problems = check("test#flood", &schema, &value).unwrap_err();
+        assert_eq!(problems.len(), MAX_PROBLEMS + 1);
+        assert!(problems[MAX_PROBLEMS].message.contains("and more problems"));
     }
 
     #[test]

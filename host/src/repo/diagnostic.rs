@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::lines::LineIndex;
+use crate::excerpt::{clip_message, excerpt};
 
 /// A user-facing problem: `file:line: field: message`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,10 +61,11 @@ impl fmt::Display for Diagnostic {
             }
         }
         f.write_str(": ")?;
+        // Fields and messages may quote user text of any size; keep the output readable.
         if let Some(field) = &self.field {
-            write!(f, "{field}: ")?;
+            write!(f, "{}: ", excerpt(field))?;
         }
-        f.write_str(&self.message)
+        f.write_str(&clip_message(&self.message))
     }
 }
 
@@ -182,6 +184,22 @@ mod tests {
             ..Diagnostic::file("orch.yaml", "bad")
         };
         assert_eq!(d.to_string(), "orch.yaml:2:6: bad");
+    }
+
+    #[test]
+    fn huge_fields_and_messages_are_cut_when_shown() {
+        let d = Diagnostic {
+            field: Some(format!("globalArguments.{}", "k".repeat(1_000_000))),
+            message: format!(
+                "expected an integer, found string \"{}\"",
+                "v".repeat(5_000_000)
+            ),
+            ..Diagnostic::file("models/x.yaml", "")
+        };
+        let shown = d.to_string();
+        assert!(shown.len() < 3_000, "{}", shown.len());
+        assert!(shown.contains("(1000016 bytes)"), "{shown}");
+        assert!(shown.contains("bytes cut"), "{shown}");
     }
 
     #[test]

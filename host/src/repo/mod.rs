@@ -1,13 +1,20 @@
 //! Finds and loads an orch repository: `orch.yaml`, `models/`, `workflows/`, `plugins/`.
 //!
-//! Loading reads every file and collects every problem before giving up, so a user fixes
-//! all their typos in one pass instead of one per run.
+//! Loading reads every file and keeps every problem, so a user fixes all their typos in one
+//! pass instead of one per run. A broken definition or workflow does not stop loading: it is
+//! set aside in [`BrokenFiles`], and only a command that needs it fails ([`Repo::require`]);
+//! the others show it as a warning. `orch.yaml` is different: it holds the grants and the
+//! plugin path, and guessing them would widen what plugins may do, so its problems stop every
+//! command.
 
 mod config;
 mod definition;
 mod diagnostic;
 mod init;
 mod lines;
+mod nesting;
+mod source;
+mod usage;
 mod yaml;
 
 use std::collections::BTreeMap;
@@ -19,7 +26,10 @@ use crate::workflow::Workflow;
 pub use config::{DEFAULT_CONCURRENCY, DEFAULT_LOCK_WAIT_SECONDS, EnvVar, Grant, RepoConfig};
 pub use definition::{Definition, MethodArgs};
 pub use diagnostic::{Diagnostic, closest, did_you_mean, list_names, sort_diagnostics};
-pub use lines::{LineIndex, join_index, join_key, parent_path};
+pub use lines::{LineIndex, Refusal, join_index, join_key, parent_path};
+pub use nesting::MAX_DEPTH;
+pub use source::{MAX_FILE_BYTES, decode, read_text, strip_bom};
+pub use usage::Usage;
 pub use yaml::{deserialize_via, null_default, parse_yaml, yaml_error};
 
 /// The file that marks a repository root.
@@ -108,6 +118,8 @@ pub fn unknown_name(
     available: &[String],
 ) -> String {
     let listed = list_names(available.iter().map(String::as_str));
+    // The name comes from the command line or a file and may be of any length.
+    let name = crate::excerpt::excerpt(name);
     match suggestion {
         Some(s) => format!("unknown {kind} `{name}`; did you mean `{s}`? ({dir}/ has: {listed})"),
         None => format!(
@@ -127,6 +139,40 @@ pub struct Repo {
     pub models: BTreeMap<String, Definition>,
     /// Workflows by name.
     pub workflows: BTreeMap<String, Workflow>,
+    /// Files under `models/` and `workflows/` that could not be loaded.
+    pub broken: BrokenFiles,
+}
+
+/// Definitions and workflows that could not be loaded, with every problem found in them.
+#[derive(Clone, Debug, Default)]
+pub struct BrokenFiles {
+    /// Problems of each model whose file is broken, by model name.
+    pub models: BTreeMap<String, Vec<Diagnostic>>,
+    /// Problems of each workflow whose file is broken, by workflow name.
+    pub workflows: BTreeMap<String, Vec<Diagnostic>>,
+    /// Problems that belong to no one name, such as a directory that cannot be read.
+    pub other: Vec<Diagnostic>,
+}
+
+impl BrokenFiles {
+    /// True when every file loaded.
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty() && self.workflows.is_empty() && self.other.is_empty()
+    }
+
+    /// Every problem, sorted by file and line.
+    pub fn all(&self) -> Vec<Diagnostic> {
+        let mut diags: Vec<Diagnostic> = self
+            .models
+            .values()
+            .chain(self.workflows.values())
+            .flatten()
+            .chain(&self.other)
+            .cloned()
+            .collect();
+        sort_diagnostics(&mut diags);
+        diags
+    }
 }
 
 impl Repo {
@@ -141,70 +187,48 @@ impl Repo {
         Err(RepoError::NotFound { start })
     }
 
-    /// Loads `orch.yaml`, every definition and every workflow under `root`.
+    /// Loads `orch.yaml`, every definition and every workflow under `root`. Broken
+    /// definitions and workflows are kept in [`Repo::broken`]; only a broken `orch.yaml` fails.
     pub fn load(root: &Path) -> Result<Repo, RepoError> {
         let root = absolute(root);
         let config_path = root.join(CONFIG_FILE);
-        if !config_path.is_file() {
+        if fs::symlink_metadata(&config_path).is_err() {
             return Err(RepoError::NotFound { start: root });
         }
-        let mut diags = Vec::new();
-
-        let config = match read(&root, &config_path) {
-            Ok(text) => RepoConfig::parse(&text, Path::new(CONFIG_FILE)).unwrap_or_else(|d| {
-                diags.extend(d);
-                RepoConfig::default()
-            }),
-            Err(d) => {
-                diags.push(d);
-                RepoConfig::default()
-            }
-        };
-
-        let mut models = BTreeMap::new();
-        for (name, file) in yaml_files(&root, MODELS_DIR, &mut diags) {
-            let text = match read(&root, &root.join(&file)) {
-                Ok(text) => text,
-                Err(d) => {
-                    diags.push(d);
-                    continue;
-                }
-            };
-            match Definition::parse(&text, &file) {
-                Ok(def) => {
-                    models.insert(name, def);
-                }
-                Err(d) => diags.extend(d),
-            }
-        }
-
-        let mut workflows = BTreeMap::new();
-        for (name, file) in yaml_files(&root, WORKFLOWS_DIR, &mut diags) {
-            let text = match read(&root, &root.join(&file)) {
-                Ok(text) => text,
-                Err(d) => {
-                    diags.push(d);
-                    continue;
-                }
-            };
-            match Workflow::parse(&text, &file) {
-                Ok(wf) => {
-                    workflows.insert(name, wf);
-                }
-                Err(d) => diags.extend(d),
-            }
-        }
-
-        if !diags.is_empty() {
-            sort_diagnostics(&mut diags);
-            return Err(RepoError::Invalid(diags));
-        }
+        let config = read_text(&root, &config_path)
+            .map_err(|d| vec![d])
+            .and_then(|text| RepoConfig::parse(&text, Path::new(CONFIG_FILE)))
+            .map_err(|mut diags| {
+                sort_diagnostics(&mut diags);
+                RepoError::Invalid(diags)
+            })?;
+        let mut broken = BrokenFiles::default();
+        let models = load_dir(
+            &root,
+            MODELS_DIR,
+            Definition::parse,
+            &mut broken.models,
+            &mut broken.other,
+        );
+        let workflows = load_dir(
+            &root,
+            WORKFLOWS_DIR,
+            Workflow::parse,
+            &mut broken.workflows,
+            &mut broken.other,
+        );
         Ok(Repo {
             root,
             config,
             models,
             workflows,
+            broken,
         })
+    }
+
+    /// Every problem in `models/` and `workflows/`, sorted by file and line.
+    pub fn problems(&self) -> Vec<Diagnostic> {
+        self.broken.all()
     }
 
     /// Creates a new repository in `dir` (made if missing); refuses if `orch.yaml` exists.
@@ -247,8 +271,12 @@ impl Repo {
             .collect()
     }
 
-    /// The definition named `name`; an unknown name suggests the closest one.
+    /// The definition named `name`; a broken file gives its problems, an unknown name
+    /// suggests the closest one.
     pub fn model(&self, name: &str) -> Result<&Definition, RepoError> {
+        if let Some(diags) = self.broken.models.get(name) {
+            return Err(RepoError::Invalid(diags.clone()));
+        }
         self.models.get(name).ok_or_else(|| {
             let available: Vec<String> = self.models.keys().cloned().collect();
             RepoError::UnknownModel {
@@ -259,8 +287,12 @@ impl Repo {
         })
     }
 
-    /// The workflow named `name`; an unknown name suggests the closest one.
+    /// The workflow named `name`; a broken file gives its problems, an unknown name suggests
+    /// the closest one.
     pub fn workflow(&self, name: &str) -> Result<&Workflow, RepoError> {
+        if let Some(diags) = self.broken.workflows.get(name) {
+            return Err(RepoError::Invalid(diags.clone()));
+        }
         self.workflows.get(name).ok_or_else(|| {
             let available: Vec<String> = self.workflows.keys().cloned().collect();
             RepoError::UnknownWorkflow {
@@ -276,25 +308,66 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-fn read(root: &Path, path: &Path) -> Result<String, Diagnostic> {
-    fs::read_to_string(path).map_err(|e| {
-        Diagnostic::file(
-            diagnostic::relative(root, path),
-            format!("cannot read the file: {e}; check that it exists, is readable and is UTF-8"),
-        )
-    })
+/// Loads every `.yaml`/`.yml` file in `root/dir` with `parse`; files that fail go to `broken`
+/// under their name, so one bad file never hides the others.
+fn load_dir<T>(
+    root: &Path,
+    dir: &str,
+    parse: fn(&str, &Path) -> Result<T, Vec<Diagnostic>>,
+    broken: &mut BTreeMap<String, Vec<Diagnostic>>,
+    other: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, T> {
+    let mut loaded = BTreeMap::new();
+    for (name, files) in yaml_files(root, dir, other) {
+        if let [first, rest @ ..] = files.as_slice()
+            && !rest.is_empty()
+        {
+            // Which one is meant cannot be known: the name is broken until one is removed.
+            let diags = rest
+                .iter()
+                .map(|file| {
+                    Diagnostic::file(
+                        file,
+                        format!(
+                            "`{name}` is also defined by {}; names must be unique, remove or \
+                             rename one",
+                            first.display()
+                        ),
+                    )
+                })
+                .collect();
+            broken.insert(name, diags);
+            continue;
+        }
+        let file = &files[0];
+        let parsed = read_text(root, &root.join(file))
+            .map_err(|d| vec![d])
+            .and_then(|text| parse(&text, file));
+        match parsed {
+            Ok(value) => {
+                loaded.insert(name, value);
+            }
+            Err(mut diags) => {
+                sort_diagnostics(&mut diags);
+                broken.insert(name, diags);
+            }
+        }
+    }
+    loaded
 }
 
-/// `(stem, relative path)` of every `.yaml`/`.yml` file directly in `root/dir`, sorted.
-/// A missing directory is simply empty: a new repository may have no workflows yet.
-fn yaml_files(root: &Path, dir: &str, diags: &mut Vec<Diagnostic>) -> Vec<(String, PathBuf)> {
+/// Every `.yaml`/`.yml` entry directly in `root/dir`, relative to `root`, grouped by name
+/// (the file stem) and sorted. Entries that are not regular files are listed too, so reading
+/// them reports what they are. A missing directory is simply empty: a new repository may have
+/// no workflows yet.
+fn yaml_files(root: &Path, dir: &str, other: &mut Vec<Diagnostic>) -> Vec<(String, Vec<PathBuf>)> {
     let entries = match fs::read_dir(root.join(dir)) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
         Err(e) => {
-            diags.push(Diagnostic::file(
+            other.push(Diagnostic::file(
                 dir,
-                format!("cannot read the directory: {e}"),
+                format!("cannot read the directory: {e}; check its permissions"),
             ));
             return Vec::new();
         }
@@ -303,11 +376,10 @@ fn yaml_files(root: &Path, dir: &str, diags: &mut Vec<Diagnostic>) -> Vec<(Strin
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
-            let yaml = p.is_file()
-                && matches!(
-                    p.extension().and_then(|e| e.to_str()),
-                    Some("yaml") | Some("yml")
-                );
+            let yaml = matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("yaml") | Some("yml")
+            );
             if !yaml {
                 // READMEs and subdirectories are normal here; only say so when debugging.
                 tracing::debug!(path = %p.display(), "ignored: not a .yaml file");
@@ -318,24 +390,14 @@ fn yaml_files(root: &Path, dir: &str, diags: &mut Vec<Diagnostic>) -> Vec<(Strin
         .collect();
     files.sort();
 
-    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
-    let mut out = Vec::new();
+    let mut grouped: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     for file in files {
-        let stem = definition::file_stem(&file);
-        if let Some(first) = seen.get(&stem) {
-            diags.push(Diagnostic::file(
-                &file,
-                format!(
-                    "`{stem}` is also defined by {}; names must be unique, remove or rename one",
-                    first.display()
-                ),
-            ));
-            continue;
-        }
-        seen.insert(stem.clone(), file.clone());
-        out.push((stem, file));
+        grouped
+            .entry(definition::file_stem(&file))
+            .or_default()
+            .push(file);
     }
-    out
+    grouped.into_iter().collect()
 }
 
 #[cfg(test)]

@@ -64,10 +64,9 @@ fn load_reads_config_models_and_workflows() {
 }
 
 #[test]
-fn load_collects_diagnostics_from_every_file() {
+fn load_keeps_every_broken_file_with_its_diagnostics() {
     let dir = sample_repo();
     let root = dir.path();
-    write(root, "orch.yaml", "concurency: 3\n");
     write(
         root,
         "models/broken.yaml",
@@ -79,27 +78,53 @@ fn load_collects_diagnostics_from_every_file() {
         "jobs:\n  - name: a\n    stpes: []\n",
     );
     write(root, "workflows/syntax.yaml", "jobs:\n  - name: [\n");
-    let Err(RepoError::Invalid(diags)) = Repo::load(root) else {
-        panic!("expected diagnostics");
-    };
-    let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
-    assert_eq!(diags.len(), 4, "{text:#?}");
+    let repo = Repo::load(root).unwrap();
+    let text: Vec<String> = repo.problems().iter().map(ToString::to_string).collect();
+    assert_eq!(text.len(), 3, "{text:#?}");
     assert_eq!(
         text[0],
         "models/broken.yaml:2: globalArgs: unknown field `globalArgs`; did you mean `globalArguments`?"
     );
     assert_eq!(
         text[1],
-        "orch.yaml:1: concurency: unknown field `concurency`; did you mean `concurrency`?"
-    );
-    assert_eq!(
-        text[2],
         "workflows/bad.yaml:3: jobs[0].stpes: unknown field `stpes`; did you mean `steps`?"
     );
     assert!(
-        text[3].starts_with("workflows/syntax.yaml:3:1: invalid YAML: "),
+        text[2].starts_with("workflows/syntax.yaml:3:1: invalid YAML: "),
         "{}",
-        text[3]
+        text[2]
+    );
+    // The good files are all there; the broken ones are set aside by name.
+    assert_eq!(
+        repo.models.keys().collect::<Vec<_>>(),
+        ["fleet", "keebDev02"]
+    );
+    assert_eq!(repo.workflows.keys().collect::<Vec<_>>(), ["sync-fleet"]);
+    assert_eq!(repo.broken.models.keys().collect::<Vec<_>>(), ["broken"]);
+    assert_eq!(
+        repo.broken.workflows.keys().collect::<Vec<_>>(),
+        ["bad", "syntax"]
+    );
+    // Asking for a broken one by name gives its problems, not "unknown".
+    assert_eq!(repo.model("broken").unwrap_err().to_string(), text[0]);
+    assert!(
+        repo.workflow("syntax")
+            .unwrap_err()
+            .to_string()
+            .starts_with("workflows/syntax.yaml:3:1")
+    );
+}
+
+#[test]
+fn a_broken_orch_yaml_fails_the_load() {
+    let dir = sample_repo();
+    write(dir.path(), "orch.yaml", "concurency: 3\n");
+    let Err(RepoError::Invalid(diags)) = Repo::load(dir.path()) else {
+        panic!("expected diagnostics");
+    };
+    assert_eq!(
+        diags[0].to_string(),
+        "orch.yaml:1: concurency: unknown field `concurency`; did you mean `concurrency`?"
     );
 }
 
@@ -107,14 +132,61 @@ fn load_collects_diagnostics_from_every_file() {
 fn same_name_with_yaml_and_yml_is_reported() {
     let dir = sample_repo();
     write(dir.path(), "models/fleet.yml", "type: proxmox/vm\n");
-    let Err(RepoError::Invalid(diags)) = Repo::load(dir.path()) else {
-        panic!("expected diagnostics");
-    };
+    let repo = Repo::load(dir.path()).unwrap();
+    let diags = &repo.broken.models["fleet"];
     assert_eq!(diags[0].file, Path::new("models/fleet.yml"));
     assert!(
         diags[0]
             .message
             .contains("also defined by models/fleet.yaml")
+    );
+    assert!(!repo.models.contains_key("fleet"));
+}
+
+#[test]
+fn files_that_are_not_regular_or_not_utf8_are_broken_with_their_name() {
+    let dir = sample_repo();
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("models/zero.yaml")).unwrap();
+    fs::write(
+        dir.path().join("workflows/latin1.yaml"),
+        b"jobs: []\n# caf\xe9\n",
+    )
+    .unwrap();
+    let repo = Repo::load(dir.path()).unwrap();
+    assert!(
+        repo.broken.models["zero"][0]
+            .to_string()
+            .starts_with("models/zero.yaml: is not a regular file (a device)"),
+        "{:?}",
+        repo.broken.models["zero"]
+    );
+    assert_eq!(
+        repo.broken.workflows["latin1"][0].to_string(),
+        "workflows/latin1.yaml:2:6: invalid UTF-8 (byte 0xe9 at byte offset 14); save the file as UTF-8"
+    );
+}
+
+#[test]
+fn byte_order_marks_are_accepted_in_every_file_with_correct_lines() {
+    let dir = sample_repo();
+    let root = dir.path();
+    write(root, "orch.yaml", "\u{feff}concurrency: 2\n");
+    write(
+        root,
+        "models/bom.yaml",
+        "\u{feff}type: proxmox/vm\nglobalArguments:\n  a: 1\n",
+    );
+    write(
+        root,
+        "workflows/bom.yaml",
+        "\u{feff}jobs:\n  - name: a\n    stpes: []\n",
+    );
+    let repo = Repo::load(root).unwrap();
+    assert_eq!(repo.config.concurrency, 2);
+    assert_eq!(repo.models["bom"].line_of("globalArguments.a"), Some(3));
+    assert_eq!(
+        repo.broken.workflows["bom"][0].to_string(),
+        "workflows/bom.yaml:3: jobs[0].stpes: unknown field `stpes`; did you mean `steps`?"
     );
 }
 

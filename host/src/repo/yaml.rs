@@ -12,13 +12,25 @@ use serde::{Deserialize, Deserializer};
 
 use super::diagnostic::{Diagnostic, closest, did_you_mean};
 use super::lines::{LineIndex, join_key};
+use super::source::strip_bom;
+use crate::excerpt::excerpt;
 
-/// Deserializes `text`, the contents of `file` (relative to the repo root).
+/// Deserializes `text`, the contents of `file` (relative to the repo root). `lines` must be
+/// [`LineIndex::parse`] of the same text: text it refused (too deep, duplicate keys) is refused
+/// here before any deserializer sees it.
 pub fn parse_yaml<T: DeserializeOwned>(
     text: &str,
     file: &Path,
     lines: &LineIndex,
 ) -> Result<T, Diagnostic> {
+    if let Some(refusal) = lines.refusal() {
+        return Err(Diagnostic {
+            line: Some(refusal.line),
+            column: Some(refusal.column),
+            ..Diagnostic::file(file, refusal.message.clone())
+        });
+    }
+    let text = strip_bom(text);
     // A syntax error can surface as a misleading type error when the typed pass meets the
     // broken node first, so check the syntax on its own before reading any types.
     serde_yaml_ng::from_str::<IgnoredAny>(text).map_err(|err| {
@@ -136,6 +148,7 @@ pub fn yaml_error(err: &serde_yaml_ng::Error, file: &Path, lines: &LineIndex) ->
     let at = path.unwrap_or("");
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let (name, expected) = split_backticked(rest);
+        let shown = excerpt(name);
         let (field, line) = match lines.find_key_under(at, name) {
             Some((p, l)) => (p.to_string(), Some(l)),
             None => (join_key(at, name), serde_line),
@@ -143,12 +156,12 @@ pub fn yaml_error(err: &serde_yaml_ng::Error, file: &Path, lines: &LineIndex) ->
         diag.field = Some(field);
         diag.line = line.or(serde_line);
         diag.message = match closest(name, expected.iter().map(String::as_str)) {
-            Some(best) => format!("unknown field `{name}`; did you mean `{best}`?"),
+            Some(best) => format!("unknown field `{shown}`; did you mean `{best}`?"),
             None if expected.is_empty() => {
-                format!("unknown field `{name}`; this mapping takes no fields, remove it")
+                format!("unknown field `{shown}`; this mapping takes no fields, remove it")
             }
             None => format!(
-                "unknown field `{name}`; remove it or use one of: {}",
+                "unknown field `{shown}`; remove it or use one of: {}",
                 expected.join(", ")
             ),
         };
@@ -156,7 +169,8 @@ pub fn yaml_error(err: &serde_yaml_ng::Error, file: &Path, lines: &LineIndex) ->
         let (name, expected) = split_backticked(rest);
         let hint = did_you_mean(name, expected.iter().map(String::as_str));
         diag.message = format!(
-            "unknown value `{name}`{hint} (expected one of: {})",
+            "unknown value `{}`{hint} (expected one of: {})",
+            excerpt(name),
             expected.join(", ")
         );
     } else if let Some(rest) = message.strip_prefix("missing field `") {
@@ -257,9 +271,9 @@ fn rewrite_invalid(message: &str) -> String {
         other => other,
     };
     let found = if found == "unit value" {
-        "nothing (the value is empty)"
+        "nothing (the value is empty)".into()
     } else {
-        found
+        excerpt(found)
     };
     format!("expected {expected}, found {found}")
 }

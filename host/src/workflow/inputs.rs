@@ -8,7 +8,11 @@ use jsonschema::paths::{Location, LocationSegment};
 use serde_json::Value;
 
 use super::schema::Workflow;
+use crate::excerpt::{clip_message, excerpt, json_excerpt};
 use crate::repo::{Diagnostic, LineIndex, closest, did_you_mean, join_index, join_key, list_names};
+
+/// Most schema violations reported for one set of inputs.
+const MAX_PROBLEMS: usize = 20;
 
 const JSON_TYPES: [&str; 7] = [
     "array", "boolean", "integer", "null", "number", "object", "string",
@@ -68,7 +72,7 @@ pub fn validate_inputs(wf: &Workflow, inputs: &Value) -> Result<(), Vec<String>>
                 "workflow `{}` takes no inputs, but got {}; remove them, or declare them under \
                  `inputs:` in {}",
                 wf.name,
-                list_names(map.keys().map(|k| k.as_str())),
+                shown_names(map.keys()),
                 wf.file.display()
             )]),
             _ => Ok(()),
@@ -81,10 +85,13 @@ pub fn validate_inputs(wf: &Workflow, inputs: &Value) -> Result<(), Vec<String>>
             wf.file.display()
         )]
     })?;
-    let errors: Vec<String> = validator
-        .iter_errors(inputs)
-        .flat_map(|e| describe(&e, schema))
-        .collect();
+    let mut errors = undeclared_inputs(schema, inputs);
+    errors.extend(
+        validator
+            .iter_errors(inputs)
+            .take(MAX_PROBLEMS)
+            .flat_map(|e| describe(&e, schema)),
+    );
     if errors.is_empty() {
         Ok(())
     } else {
@@ -92,14 +99,57 @@ pub fn validate_inputs(wf: &Workflow, inputs: &Value) -> Result<(), Vec<String>>
     }
 }
 
+/// The names a schema declares at the top level, when it declares a closed list: `properties`
+/// without `additionalProperties` or `patternProperties`. A schema that says what to do with
+/// other names (`additionalProperties: true`, a pattern) is left to JSON Schema.
+pub(crate) fn declared_names(schema: &Value) -> Option<Vec<&str>> {
+    let props = schema.get("properties")?.as_object()?;
+    if schema.get("additionalProperties").is_some() || schema.get("patternProperties").is_some() {
+        return None;
+    }
+    Some(props.keys().map(String::as_str).collect())
+}
+
+/// "unknown input `x`; did you mean `y`?" for every top-level input the schema does not
+/// declare: a misspelled input would otherwise be silently ignored.
+fn undeclared_inputs(schema: &Value, inputs: &Value) -> Vec<String> {
+    let (Some(declared), Some(given)) = (declared_names(schema), inputs.as_object()) else {
+        return Vec::new();
+    };
+    given
+        .keys()
+        .filter(|name| !declared.contains(&name.as_str()))
+        .map(|name| unknown_input(name, &declared))
+        .collect()
+}
+
+/// "unknown input `x`; did you mean `y`?", or the list of declared names.
+pub(crate) fn unknown_input(name: &str, declared: &[&str]) -> String {
+    let shown = excerpt(name);
+    match closest(name, declared.iter().copied()) {
+        Some(best) => format!("unknown input `{shown}`; did you mean `{best}`?"),
+        None => format!(
+            "unknown input `{shown}`; declared inputs: {} (declare it under `inputs.properties` \
+             to accept it)",
+            list_names(declared.iter().copied())
+        ),
+    }
+}
+
+/// Names cut short and listed, for messages.
+fn shown_names<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let shown: Vec<String> = names.map(|n| excerpt(n).into_owned()).collect();
+    list_names(shown.iter().map(String::as_str))
+}
+
 fn describe(err: &ValidationError<'_>, schema: &Value) -> Vec<String> {
     let at = dotted("", err.instance_path());
     let subject = if at.is_empty() {
         "inputs".to_string()
     } else {
-        format!("input `{at}`")
+        format!("input `{}`", excerpt(&at))
     };
-    let found = short_json(err.instance());
+    let found = json_excerpt(err.instance().as_ref());
     match err.kind() {
         ValidationErrorKind::Required { property } => {
             let name = property.as_str().unwrap_or_default();
@@ -129,6 +179,7 @@ fn describe(err: &ValidationError<'_>, schema: &Value) -> Vec<String> {
                 .iter()
                 .map(|name| {
                     let full = join_key(&at, name);
+                    let full = excerpt(&full);
                     match closest(name, known.iter().map(String::as_str)) {
                         Some(best) => format!("unknown input `{full}`; did you mean `{best}`?"),
                         None => format!(
@@ -156,14 +207,17 @@ fn describe(err: &ValidationError<'_>, schema: &Value) -> Vec<String> {
         ValidationErrorKind::Enum { options } => {
             let options: Vec<String> = options
                 .as_array()
-                .map(|a| a.iter().map(short_json).collect())
+                .map(|a| a.iter().map(json_excerpt).collect())
                 .unwrap_or_default();
             vec![format!(
                 "{subject}: expected one of {}, got {found}",
                 options.join(", ")
             )]
         }
-        _ => vec![format!("{subject}: {err}")],
+        _ => vec![format!(
+            "{subject}: {}",
+            clip_message(&err.masked_with(found).to_string())
+        )],
     }
 }
 
@@ -191,18 +245,6 @@ fn schema_at<'s>(schema: &'s Value, path: &str) -> Option<&'s Value> {
         }
     }
     Some(current)
-}
-
-/// JSON text of a value, cut short so one huge input does not flood the terminal.
-fn short_json(value: &Value) -> String {
-    const LIMIT: usize = 60;
-    let text = value.to_string();
-    if text.chars().count() <= LIMIT {
-        text
-    } else {
-        let cut: String = text.chars().take(LIMIT).collect();
-        format!("{cut}…")
-    }
 }
 
 #[cfg(test)]
@@ -278,6 +320,54 @@ mod tests {
         let errs = validate_inputs(&wf(Some(vm_schema())), &json!({"vmName": "a", "cuont": 1}))
             .unwrap_err();
         assert_eq!(errs, ["unknown input `cuont`; did you mean `count`?"]);
+    }
+
+    #[test]
+    fn undeclared_input_is_refused_with_the_closest_declared_name() {
+        let open =
+            json!({"type": "object", "properties": {"vmName": {"type": "string"}, "count": {}}});
+        let w = wf(Some(open));
+        assert_eq!(validate_inputs(&w, &json!({"vmName": "a"})), Ok(()));
+        assert_eq!(
+            validate_inputs(&w, &json!({"vmNmae": "a"})).unwrap_err(),
+            ["unknown input `vmNmae`; did you mean `vmName`?"]
+        );
+        let errs = validate_inputs(&w, &json!({"zzz": 1})).unwrap_err();
+        assert!(
+            errs[0].starts_with("unknown input `zzz`; declared inputs: vmName, count"),
+            "{}",
+            errs[0]
+        );
+    }
+
+    #[test]
+    fn a_schema_that_allows_other_names_is_respected() {
+        for schema in [
+            json!({"properties": {"a": {}}, "additionalProperties": true}),
+            json!({"properties": {"a": {}}, "patternProperties": {"^x": {}}}),
+            json!({"type": "object"}),
+        ] {
+            assert_eq!(
+                validate_inputs(&wf(Some(schema)), &json!({"xb": 1})),
+                Ok(())
+            );
+        }
+    }
+
+    #[test]
+    fn huge_input_values_are_quoted_cut_short() {
+        let big = "x".repeat(5_000_000);
+        let errs = validate_inputs(
+            &wf(Some(vm_schema())),
+            &json!({"vmName": 1, "count": big, "mode": big}),
+        )
+        .unwrap_err();
+        let total: usize = errs.iter().map(String::len).sum();
+        assert!(total < 2_000, "{total}: {errs:?}");
+        assert!(
+            errs.iter().any(|e| e.contains("(5000002 bytes)")),
+            "{errs:?}"
+        );
     }
 
     #[test]

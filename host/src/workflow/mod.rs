@@ -1,6 +1,7 @@
 //! Workflows: the schema (swamp's field names), validation before anything runs, and the
 //! async scheduler that runs steps as a DAG.
 
+mod check;
 mod condition;
 mod graph;
 mod inputs;
@@ -8,6 +9,7 @@ mod scheduler;
 mod schema;
 mod validate;
 
+pub use check::{check_model, check_repository, check_workflow};
 pub use condition::{Condition, DEFAULT_CONDITION, StepStatus};
 pub use graph::find_cycles;
 pub use inputs::{apply_input_defaults, validate_inputs};

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 
 use super::graph::find_cycles;
-use super::inputs::schema_diagnostics;
+use super::inputs::{declared_names, schema_diagnostics, unknown_input};
 use super::schema::{Step, Task, Workflow};
 use crate::repo::{
     Diagnostic, MODELS_DIR, Repo, WORKFLOWS_DIR, closest, did_you_mean, join_index, join_key,
@@ -18,6 +18,10 @@ pub trait Catalog {
     fn method_names(&self, model: &str) -> Option<Vec<String>>;
     /// Checks a string that may contain `${{ … }}` templates; the error is shown to the user.
     fn check_template(&self, text: &str) -> Result<(), String>;
+    /// Why no installed plugin provides `type_name`, or None when one does.
+    fn type_problem(&self, _type_name: &str) -> Option<String> {
+        None
+    }
 }
 
 /// Every problem in `wf`, each pointing at its file, line and field. Empty means valid.
@@ -235,6 +239,13 @@ impl<'a> Validator<'a> {
     }
 
     fn model_method(&mut self, task_path: &str, model: &str, method: &str) {
+        if let Some(diags) = self.repo.broken.models.get(model) {
+            self.report(
+                join_key(task_path, "modelIdOrName"),
+                broken_file("model", model, diags),
+            );
+            return;
+        }
         let Some(def) = self.repo.models.get(model) else {
             let available: Vec<String> = self.repo.models.keys().cloned().collect();
             let suggestion = closest(model, available.iter().map(String::as_str));
@@ -277,6 +288,12 @@ impl<'a> Validator<'a> {
         } else {
             self.repo.workflows.get(name)
         };
+        if target.is_none()
+            && let Some(diags) = self.repo.broken.workflows.get(name)
+        {
+            self.report(field, broken_file("workflow", name, diags));
+            return;
+        }
         let Some(target) = target else {
             let available: Vec<String> = self.repo.workflows.keys().cloned().collect();
             let suggestion = closest(name, available.iter().map(String::as_str));
@@ -286,7 +303,25 @@ impl<'a> Validator<'a> {
             );
             return;
         };
-        // Values may be templates, so only the presence of required inputs is checked here.
+        // Values may be templates, so only names are checked here: required ones present,
+        // none the nested workflow does not declare.
+        if let Some(declared) = target.inputs.as_ref().and_then(declared_names) {
+            let given: Vec<&String> = inputs
+                .as_object()
+                .into_iter()
+                .flat_map(|m| m.keys())
+                .collect();
+            for key in given {
+                if !declared.contains(&key.as_str()) {
+                    let field = join_key(&join_key(task_path, "inputs"), key);
+                    let message = format!(
+                        "{} (workflow `{name}` does not declare it)",
+                        unknown_input(key, &declared)
+                    );
+                    self.report(field, message);
+                }
+            }
+        }
         let required = target
             .inputs
             .as_ref()
@@ -311,19 +346,25 @@ impl<'a> Validator<'a> {
     }
 
     fn templates_in(&mut self, field: &str, value: &Value) {
-        match value {
-            Value::String(s) => self.template(field, s),
-            Value::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    self.templates_in(&join_index(field, i), item);
-                }
+        // Iterative, in document order: the value comes from the user's file.
+        let mut stack = vec![(field.to_string(), value)];
+        while let Some((field, value)) = stack.pop() {
+            match value {
+                Value::String(s) => self.template(&field, s),
+                Value::Array(items) => stack.extend(
+                    items
+                        .iter()
+                        .enumerate()
+                        .rev()
+                        .map(|(i, item)| (join_index(&field, i), item)),
+                ),
+                Value::Object(map) => stack.extend(
+                    map.iter()
+                        .rev()
+                        .map(|(k, item)| (join_key(&field, k), item)),
+                ),
+                _ => {}
             }
-            Value::Object(map) => {
-                for (k, item) in map {
-                    self.templates_in(&join_key(field, k), item);
-                }
-            }
-            _ => {}
         }
     }
 
@@ -377,7 +418,9 @@ impl<'a> Validator<'a> {
             cycles.push(cycle);
             return;
         }
-        if done.contains(name) {
+        // A chain longer than this cannot run anyway (runs stop nesting far sooner); stopping
+        // here keeps a repository of thousands of chained workflows from exhausting the stack.
+        if done.contains(name) || path.len() >= crate::repo::MAX_DEPTH {
             return;
         }
         let target = if name == self.wf.name {
@@ -389,13 +432,26 @@ impl<'a> Validator<'a> {
             return;
         };
         path.push(name);
-        // Bounded: each workflow is expanded once (`done`), and paths never repeat a name.
+        // Bounded: each workflow is expanded once (`done`), paths never repeat a name, and
+        // their length is capped above.
         for next in target.nested_workflows() {
             self.walk(next, path, done, cycles);
         }
         path.pop();
         done.insert(name);
     }
+}
+
+/// "model `x` is defined in models/x.yaml, which has errors; fix it first (…)".
+fn broken_file(kind: &str, name: &str, diags: &[Diagnostic]) -> String {
+    let file = diags
+        .first()
+        .map(|d| d.file.display().to_string())
+        .unwrap_or_else(|| name.to_string());
+    format!(
+        "{kind} `{name}` is defined in {file}, which has errors (listed with that file); fix \
+         them first"
+    )
 }
 
 /// The loop rotated to start at its smallest name, so one loop is reported once.

@@ -56,6 +56,7 @@ fn repo(workflows: &[(&str, &str)]) -> Repo {
         config: RepoConfig::default(),
         models,
         workflows: wfs,
+        broken: Default::default(),
     }
 }
 
@@ -295,6 +296,43 @@ fn nested_workflow_missing_a_required_input_is_reported() {
         diags,
         [
             "workflows/sync-fleet.yaml:5: jobs[0].steps[0].task.inputs: workflow `start-vm` requires input `node`; add `node: …` under this step's `inputs`"
+        ]
+    );
+}
+
+#[test]
+fn nested_workflow_given_an_undeclared_input_is_reported_with_the_closest() {
+    let start_vm =
+        "inputs:\n  type: object\n  properties: { vmNmae: { type: string } }\njobs: []\n";
+    let diags = check_with(NESTED, &[("start-vm", start_vm)]);
+    assert_eq!(
+        diags,
+        [
+            "workflows/sync-fleet.yaml:5: jobs[0].steps[0].task.inputs.vmName: unknown input `vmName`; did you mean `vmNmae`? (workflow `start-vm` does not declare it)"
+        ]
+    );
+    // A schema that accepts other names is respected.
+    let open = "inputs:\n  properties: { a: {} }\n  additionalProperties: true\njobs: []\n";
+    assert!(check_with(NESTED, &[("start-vm", open)]).is_empty());
+}
+
+#[test]
+fn a_step_using_a_broken_model_names_its_file() {
+    let mut repo = repo(&[]);
+    repo.broken.models.insert(
+        "typo".into(),
+        vec![Diagnostic::file("models/typo.yaml", "bad")],
+    );
+    let text = "jobs:\n  - name: j\n    steps:\n      - name: s\n        task: { type: model_method, modelIdOrName: typo, methodName: m }\n";
+    let wf = Workflow::parse(text, Path::new("workflows/w.yaml")).unwrap();
+    let diags: Vec<String> = validate(&wf, &repo, &FakeCatalog::default())
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        diags,
+        [
+            "workflows/w.yaml:5: jobs[0].steps[0].task.modelIdOrName: model `typo` is defined in models/typo.yaml, which has errors (listed with that file); fix them first"
         ]
     );
 }
