@@ -23,7 +23,8 @@ pub fn check(key: &str, schema: &Value, value: &Value) -> Result<(), Vec<Problem
     let cached = cache.lock().ok().and_then(|c| c.get(key).cloned());
     let validator = match cached {
         Some(v) => v,
-        None => match jsonschema::validator_for(schema) {
+        // The same bounded compile as at describe(): a schema from a plugin never runs unchecked.
+        None => match crate::runtime::schema::compile(schema) {
             Ok(v) => {
                 let v = Arc::new(v);
                 if let Ok(mut c) = cache.lock() {
@@ -34,7 +35,7 @@ pub fn check(key: &str, schema: &Value, value: &Value) -> Result<(), Vec<Problem
             Err(e) => {
                 return Err(vec![Problem {
                     path: String::new(),
-                    message: format!("the type's schema does not compile: {e}"),
+                    message: format!("the type's schema ({key}) {e}"),
                 }]);
             }
         },

@@ -4,13 +4,15 @@
 use orch_plugin_sdk::{Ctx, JsonSchema, MethodKind, ModelType, Plugin, Result, Value, json};
 use serde::Deserialize;
 
+mod limits;
+
 struct Hostile;
 
 /// Global arguments.
 #[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[allow(dead_code)] // only the manifest's grant template reads it
-struct Globals {
+pub struct Globals {
     /// The only origin the manifest grants.
     #[serde(default)]
     allowed_url: Option<String>,
@@ -119,7 +121,20 @@ impl Plugin for Hostile {
                     MethodKind::Create,
                     "Writes, then loops forever",
                     write_then_spin,
+                )
+                .method(
+                    "writeBig",
+                    MethodKind::Create,
+                    "Buffers 2 MiB of writes",
+                    limits::write_big,
+                )
+                .method(
+                    "bigOutput",
+                    MethodKind::Read,
+                    "Returns 1 MiB of output",
+                    limits::big_output,
                 ),
+            limits::schema_bomb_type(),
         ]
     }
 }
