@@ -108,7 +108,7 @@ impl PluginRegistry {
             refused: BTreeMap::new(),
             problems: Vec::new(),
         };
-        let mut by_id: BTreeMap<String, Vec<Arc<InstalledPlugin>>> = BTreeMap::new();
+        let mut found: Vec<Arc<InstalledPlugin>> = Vec::new();
         for dir in find_bundles(search) {
             match PluginManifest::load(&dir.join("plugin.toml")) {
                 Ok(manifest) => {
@@ -118,20 +118,21 @@ impl PluginRegistry {
                         settings.limits.as_ref(),
                         settings.plugin_limits.get(&manifest.id),
                     );
-                    by_id
-                        .entry(manifest.id.clone())
-                        .or_default()
-                        .push(Arc::new(InstalledPlugin {
-                            manifest,
-                            dir,
-                            limits,
-                            compiled: OnceLock::new(),
-                        }));
+                    found.push(Arc::new(InstalledPlugin {
+                        manifest,
+                        dir,
+                        limits,
+                        compiled: OnceLock::new(),
+                    }));
                 }
                 Err(e) => registry.problems.push(e.to_string()),
             }
         }
-        for (id, bundles) in by_id {
+        let mut by_id: BTreeMap<&str, Vec<&InstalledPlugin>> = BTreeMap::new();
+        for p in &found {
+            by_id.entry(p.manifest.id.as_str()).or_default().push(p);
+        }
+        for (id, bundles) in &by_id {
             if bundles.len() > 1 {
                 // orch.yaml grants and limits are keyed by id: a second bundle with the same id
                 // would receive what the operator granted the first.
@@ -144,10 +145,14 @@ impl PluginRegistry {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ));
-                continue;
             }
-            registry.plugins.extend(bundles);
         }
+        let unique: Vec<Arc<InstalledPlugin>> = found
+            .iter()
+            .filter(|p| by_id[p.manifest.id.as_str()].len() == 1)
+            .cloned()
+            .collect();
+        registry.plugins = unique;
         let mut claims: BTreeMap<String, Claims> = BTreeMap::new();
         for (plugin, described) in registry.describe_all().await {
             let described = match described {

@@ -29,7 +29,7 @@ pub fn big_output(_: &Ctx<Globals>, _: NoArgs) -> Result<Value> {
     Ok(json!({ "blob": "y".repeat(1024 * 1024) }))
 }
 
-/// Arguments whose schema is `d40`, where each `dN` is all of `d(N-1)` twice: 2^40 checks.
+/// Arguments whose schema is `d30`, where each `dN` is all of `d(N-1)` twice: 2^30 checks.
 #[derive(Deserialize)]
 pub struct BombArgs {}
 
@@ -41,14 +41,14 @@ impl JsonSchema for BombArgs {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         let mut defs = serde_json::Map::new();
         defs.insert("d0".into(), json!({ "type": "object" }));
-        for i in 1..=40 {
+        for i in 1..=30 {
             let prev = format!("#/$defs/d{}", i - 1);
             defs.insert(
                 format!("d{i}"),
                 json!({ "allOf": [{ "$ref": prev }, { "$ref": prev }] }),
             );
         }
-        Schema::try_from(json!({ "$defs": defs, "$ref": "#/$defs/d40" }))
+        Schema::try_from(json!({ "$defs": defs, "$ref": "#/$defs/d30" }))
             .expect("an object is a schema")
     }
 }
@@ -67,7 +67,7 @@ pub fn schema_bomb_type() -> ModelType {
     .method(
         "detonate",
         MethodKind::Action,
-        "Validating its arguments takes 2^40 steps",
+        "Validating its arguments takes 2^30 steps",
         detonate,
     )
 }
