@@ -1,5 +1,6 @@
 //! Hostile plugins: every limit has a case under tests/cases/hostile/<case>/ holding the method
-//! to call (`call.txt`: `method [name=value ...]`) and the text the error must contain
+//! to call (`call.txt`: `method [name=value ...]` on the model `h` of type `hostile/plugin`, or
+//! `model.method ...` on another model below) and the text the error must contain
 //! (`expected.txt`). Each must fail cleanly, never panic the host, and leave the data unchanged.
 
 mod support;
@@ -32,6 +33,7 @@ fn every_hostile_case_fails_cleanly_with_its_expected_error() {
             allowed.url()
         ),
     );
+    repo.write("models/bomb.yaml", "type: hostile/schema-bomb\n");
     let mut failures = Vec::new();
     for case in cases {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
@@ -42,8 +44,14 @@ fn every_hostile_case_fails_cleanly_with_its_expected_error() {
             .replace("{forbidden}", &forbidden.url());
         let expected = std::fs::read_to_string(case.join("expected.txt")).unwrap();
         let mut parts = call.split_whitespace();
-        let method = parts.next().unwrap().to_string();
-        let mut args = vec!["model".to_string(), "run".into(), "h".into(), method];
+        let target = parts.next().unwrap();
+        let (model, method) = target.split_once('.').unwrap_or(("h", target));
+        let mut args = vec![
+            "model".to_string(),
+            "run".into(),
+            model.into(),
+            method.into(),
+        ];
         for p in parts {
             args.push("--input".into());
             args.push(p.to_string());

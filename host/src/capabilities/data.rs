@@ -24,7 +24,11 @@ struct ModelAccess {
     type_name: String,
     specs: Vec<String>,
     store: ResourceStore,
-    max_writes: u32,
+    max_writes: u64,
+    max_writes_origin: String,
+    max_write_bytes: u64,
+    max_write_bytes_origin: String,
+    pending_bytes: u64,
     latest: Option<LatestMap>,
     pending: Vec<PendingWrite>,
     pending_versions: HashMap<(String, String), u64>,
@@ -37,7 +41,7 @@ impl DataCapability {
         type_name: &str,
         specs: Vec<String>,
         store: ResourceStore,
-        max_writes: u32,
+        max_writes: u64,
     ) -> Self {
         DataCapability {
             access: Some(ModelAccess {
@@ -46,11 +50,26 @@ impl DataCapability {
                 specs,
                 store,
                 max_writes,
+                max_writes_origin: "limits.max-writes".into(),
+                max_write_bytes: crate::runtime::Limits::default().max_write_bytes,
+                max_write_bytes_origin: "limits.max-write-bytes".into(),
+                pending_bytes: 0,
                 latest: None,
                 pending: Vec::new(),
                 pending_versions: HashMap::new(),
             }),
         }
+    }
+
+    /// Applies a call's limits (count and bytes of buffered writes), naming where each came from.
+    pub fn limited_by(mut self, limits: &crate::runtime::EffectiveLimits) -> Self {
+        if let Some(a) = &mut self.access {
+            a.max_writes = limits.values.max_writes;
+            a.max_writes_origin = limits.origin("max-writes").to_string();
+            a.max_write_bytes = limits.values.max_write_bytes;
+            a.max_write_bytes_origin = limits.origin("max-write-bytes").to_string();
+        }
+        self
     }
 
     /// No data access at all (used for `describe`).
@@ -144,10 +163,18 @@ fn write(
     let access = cap.access()?;
     access.check_spec(&spec)?;
     check_name(&name)?;
-    if access.pending.len() >= access.max_writes as usize {
+    if access.pending.len() as u64 >= access.max_writes {
         return Err(WitError::Denied(format!(
-            "write limit of {} resource versions per call reached (limits.max-writes)",
-            access.max_writes
+            "write limit of {} resource versions per call reached ({})",
+            access.max_writes, access.max_writes_origin
+        )));
+    }
+    // Buffered writes are held by the host until the call ends: their bytes count too.
+    let bytes = (spec.len() + name.len() + attributes.len()) as u64;
+    if access.pending_bytes.saturating_add(bytes) > access.max_write_bytes {
+        return Err(WitError::Denied(format!(
+            "write byte limit of {} bytes per call reached: {} bytes are buffered and {spec}/{name} adds {bytes} ({})",
+            access.max_write_bytes, access.pending_bytes, access.max_write_bytes_origin
         )));
     }
     if attributes.len() > MAX_ATTRIBUTES_BYTES {
@@ -165,6 +192,7 @@ fn write(
         None => access.latest()?.get(&key).map(|(v, _)| *v).unwrap_or(0) + 1,
     };
     access.pending_versions.insert(key, version);
+    access.pending_bytes += bytes;
     access.pending.push(PendingWrite {
         spec,
         name,
@@ -207,4 +235,37 @@ fn list(cap: &mut DataCapability, spec: String) -> Result<Vec<String>, WitError>
     names.sort();
     names.dedup();
     Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{EffectiveLimits, Limits};
+    use crate::store::StoreOptions;
+
+    #[test]
+    fn buffered_write_bytes_are_capped_per_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ResourceStore::new(dir.path().join("data.redb"), StoreOptions::default());
+        let limits = EffectiveLimits::as_asked(&Limits {
+            max_write_bytes: 1000,
+            ..Limits::default()
+        });
+        let mut cap = DataCapability::for_model("m", "t/x", vec!["item".into()], store, 100)
+            .limited_by(&limits);
+        let doc = format!("\"{}\"", "x".repeat(400));
+        write(&mut cap, "item".into(), "a".into(), doc.clone()).unwrap();
+        write(&mut cap, "item".into(), "b".into(), doc.clone()).unwrap();
+        // The count limit (100) is far away; the bytes are not.
+        let err = write(&mut cap, "item".into(), "c".into(), doc).unwrap_err();
+        let WitError::Denied(message) = err else {
+            panic!("want denied, got {err:?}")
+        };
+        assert!(
+            message.contains("write byte limit of 1000")
+                && message.contains("limits.max-write-bytes in its plugin.toml"),
+            "{message}"
+        );
+        assert_eq!(cap.into_pending().len(), 2);
+    }
 }

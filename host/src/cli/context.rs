@@ -4,7 +4,7 @@ use super::CliError;
 use crate::output::Printer;
 use crate::repo::{Diagnostic, Repo};
 use crate::run::RunEnv;
-use crate::runtime::{PluginRegistry, PluginRuntime};
+use crate::runtime::{PluginRegistry, PluginRuntime, RegistrySettings};
 use crate::store::{ResourceStore, StoreOptions};
 use crate::vault::LocalVault;
 use std::path::PathBuf;
@@ -78,11 +78,22 @@ impl Ctx {
             .map_err(CliError::failed)
     }
 
-    /// Loads every installed plugin (compiled code comes from `.orch/cache`).
+    /// Reads every installed plugin's manifest and types (describe() results are cached in
+    /// `.orch/describe`); a plugin is compiled only when it is run, or to learn its types once.
     pub async fn registry(&self, repo: &Repo) -> Result<Arc<PluginRegistry>, CliError> {
         let runtime =
             PluginRuntime::new(Some(repo.orch_dir().join("cache"))).map_err(CliError::failed)?;
-        let registry = PluginRegistry::load(runtime, &repo.plugin_dirs()).await;
+        let settings = RegistrySettings {
+            limits: repo.config.limits.clone(),
+            plugin_limits: repo
+                .config
+                .grants
+                .iter()
+                .filter_map(|(id, g)| Some((id.clone(), g.limits.clone()?)))
+                .collect(),
+            providers: repo.config.providers.clone(),
+        };
+        let registry = PluginRegistry::load(runtime, &repo.plugin_dirs(), &settings).await;
         Ok(Arc::new(registry))
     }
 

@@ -52,7 +52,13 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             let t = registry.get(&name).map_err(CliError::usage)?;
             let d = &t.description;
             let value = serde_json::json!({
-                "plugin": { "id": t.plugin.manifest.id, "version": t.plugin.manifest.version, "api": t.plugin.manifest.api },
+                "plugin": {
+                    "id": t.plugin.manifest.id,
+                    "version": t.plugin.manifest.version,
+                    "api": t.plugin.manifest.api,
+                    "dir": t.plugin.dir,
+                    "limits": t.plugin.limits.values,
+                },
                 "type": d.as_ref(),
             });
             ctx.printer.result(&value, || {

@@ -342,8 +342,9 @@ impl MethodRunner {
                 message: message.to_string(),
             });
         });
+        let limits = &plugin.limits;
         let caps = CallCapabilities {
-            log: LogCapability::new(sink, manifest.limits.max_log_lines),
+            log: LogCapability::new(sink, limits.values.max_log_lines),
             data: DataCapability::for_model(
                 &call.model,
                 &description.name,
@@ -353,19 +354,20 @@ impl MethodRunner {
                     .map(|r| r.name.clone())
                     .collect(),
                 self.store.clone(),
-                manifest.limits.max_writes,
-            ),
+                limits.values.max_writes,
+            )
+            .limited_by(limits),
             http: HttpCapability::new(
                 grant,
-                manifest.limits.max_response_bytes,
-                Duration::from_millis(manifest.limits.timeout_ms),
+                limits.values.max_response_bytes,
+                Duration::from_millis(limits.values.timeout_ms),
             ),
             ssh: SshCapability::new(
                 ssh_grant,
                 self.ssh.clone(),
                 self.events.redactor().clone(),
-                manifest.limits.max_response_bytes,
-                Duration::from_millis(manifest.limits.timeout_ms),
+                limits.values.max_response_bytes,
+                Duration::from_millis(limits.values.timeout_ms),
             ),
         };
         let wit_call = Call {
@@ -376,16 +378,19 @@ impl MethodRunner {
             arguments: args.to_string(),
             dry_run: call.dry_run,
         };
+        let runtime_err = |source| MethodError::Runtime {
+            model: call.model.clone(),
+            method: call.method.clone(),
+            source,
+        };
+        // Compiled on first use: a run compiles only the plugins its steps call.
+        let compiled = self.registry.compiled(&plugin).map_err(runtime_err)?;
         let outcome = self
             .registry
             .runtime
-            .execute(&plugin, wit_call, caps)
+            .execute(&compiled, wit_call, caps)
             .await
-            .map_err(|source| MethodError::Runtime {
-                model: call.model.clone(),
-                method: call.method.clone(),
-                source,
-            })?;
+            .map_err(runtime_err)?;
         let redactor = self.events.redactor();
         let output = match outcome.result {
             Ok(text) => text,

@@ -27,7 +27,8 @@ pub fn check(key: &str, schema: &Value, value: &Value) -> Result<(), Vec<Problem
     let cached = cache.lock().ok().and_then(|c| c.get(key).cloned());
     let validator = match cached {
         Some(v) => v,
-        None => match jsonschema::validator_for(schema) {
+        // The same bounded compile as at describe(): a schema from a plugin never runs unchecked.
+        None => match crate::runtime::schema::compile(schema) {
             Ok(v) => {
                 let v = Arc::new(v);
                 if let Ok(mut c) = cache.lock() {
@@ -38,7 +39,7 @@ pub fn check(key: &str, schema: &Value, value: &Value) -> Result<(), Vec<Problem
             Err(e) => {
                 return Err(vec![Problem {
                     path: String::new(),
-                    message: format!("the type's schema does not compile: {e}"),
+                    message: format!("the type's schema ({key}) {e}"),
                 }]);
             }
         },

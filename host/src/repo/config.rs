@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer};
 use super::diagnostic::Diagnostic;
 use super::lines::{LineIndex, join_key};
 use super::yaml::{null_default, parse_yaml};
+use crate::runtime::LimitCaps;
 
 /// Settings from `orch.yaml`, with defaults filled in.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,8 +23,13 @@ pub struct RepoConfig {
     pub lock_wait_seconds: u64,
     /// Variables exposed to CEL as `env.NAME`.
     pub env: BTreeMap<String, EnvVar>,
-    /// Per-plugin narrowing of capabilities, keyed by plugin id.
+    /// Per-plugin narrowing of capabilities and limits, keyed by plugin id.
     pub grants: BTreeMap<String, Grant>,
+    /// Caps on every plugin's limits (`limits:`); a plugin runs under the smaller of what its
+    /// plugin.toml asks, these, its own `grants.<id>.limits` and the host's maximum.
+    pub limits: Option<LimitCaps>,
+    /// Which plugin id provides a type that several installed bundles claim (`providers:`).
+    pub providers: BTreeMap<String, String>,
 }
 
 impl Default for RepoConfig {
@@ -34,6 +40,8 @@ impl Default for RepoConfig {
             lock_wait_seconds: DEFAULT_LOCK_WAIT_SECONDS,
             env: BTreeMap::new(),
             grants: BTreeMap::new(),
+            limits: None,
+            providers: BTreeMap::new(),
         }
     }
 }
@@ -52,7 +60,7 @@ pub struct EnvVar {
     pub description: Option<String>,
 }
 
-/// What one plugin may reach; `None` leaves the manifest's request unnarrowed.
+/// What one plugin may reach and use; `None` leaves the manifest's request unnarrowed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grant {
@@ -62,6 +70,9 @@ pub struct Grant {
     /// SSH targets (`user@host:port` patterns) the plugin may open.
     #[serde(default)]
     pub ssh: Option<Vec<String>>,
+    /// Caps on this plugin's limits (camelCase names: `memoryMb`, `maxWrites`, …).
+    #[serde(default)]
+    pub limits: Option<LimitCaps>,
 }
 
 #[derive(Deserialize)]
@@ -77,6 +88,10 @@ struct RawConfig {
     env: BTreeMap<String, EnvVar>,
     #[serde(default, deserialize_with = "null_default")]
     grants: BTreeMap<String, Grant>,
+    #[serde(default)]
+    limits: Option<LimitCaps>,
+    #[serde(default, deserialize_with = "null_default")]
+    providers: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -210,6 +225,25 @@ impl RepoConfig {
                 ));
             }
         }
+        let mut limit_caps: Vec<(String, &LimitCaps)> = Vec::new();
+        if let Some(caps) = &raw.limits {
+            limit_caps.push(("limits".to_string(), caps));
+        }
+        for (id, grant) in &raw.grants {
+            if let Some(caps) = &grant.limits {
+                limit_caps.push((join_key(&join_key("grants", id), "limits"), caps));
+            }
+        }
+        for (base, caps) in limit_caps {
+            for (field, message) in caps.problems() {
+                diags.push(Diagnostic::at(
+                    file,
+                    &lines,
+                    join_key(&base, field),
+                    format!("{message}; lower it or remove it"),
+                ));
+            }
+        }
         for (index, dir) in raw.plugin_path.iter().flatten().enumerate() {
             if dir.trim().is_empty() {
                 diags.push(Diagnostic::at(
@@ -230,6 +264,8 @@ impl RepoConfig {
             lock_wait_seconds: raw.lock_wait_seconds.unwrap_or(defaults.lock_wait_seconds),
             env: raw.env,
             grants: raw.grants,
+            limits: raw.limits,
+            providers: raw.providers,
         })
     }
 }
@@ -278,6 +314,46 @@ mod tests {
             Some(&["https://10.0.0.4:8006".to_string()][..])
         );
         assert_eq!(cfg.grants["proxmox"].ssh, None);
+    }
+
+    #[test]
+    fn operator_limits_and_providers_are_read() {
+        let cfg = parse(
+            "limits:\n  memoryMb: 256\n  maxWrites: 1000\n\
+             grants:\n  proxmox:\n    limits: { timeoutMs: 60000 }\n\
+             providers:\n  proxmox/vm: proxmox\n",
+        )
+        .unwrap();
+        let all = cfg.limits.unwrap();
+        assert_eq!((all.memory_mb, all.max_writes), (Some(256), Some(1000)));
+        let one = cfg.grants["proxmox"].limits.clone().unwrap();
+        assert_eq!(one.timeout_ms, Some(60000));
+        assert_eq!(cfg.providers["proxmox/vm"], "proxmox");
+    }
+
+    #[test]
+    fn operator_limits_above_the_host_maximum_are_reported_at_their_line() {
+        let errs = parse("limits:\n  maxWrites: 18446744073709551615\ngrants:\n  x:\n    limits:\n      memoryMb: 0\n").unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert_eq!(errs[0].line, Some(2));
+        assert_eq!(errs[0].field.as_deref(), Some("limits.maxWrites"));
+        assert!(
+            errs[0].message.contains("outside 0..=1000000"),
+            "{}",
+            errs[0]
+        );
+        assert_eq!(errs[1].line, Some(6));
+        assert_eq!(errs[1].field.as_deref(), Some("grants.x.limits.memoryMb"));
+    }
+
+    #[test]
+    fn unknown_limit_name_is_reported_with_suggestion() {
+        let errs = parse("limits:\n  maxWrite: 3\n").unwrap_err();
+        assert!(
+            errs[0].message.contains("did you mean `maxWrites`?"),
+            "{}",
+            errs[0]
+        );
     }
 
     #[test]

@@ -45,20 +45,24 @@ pub struct Capabilities {
     pub ssh: Vec<String>,
 }
 
-/// Per-call limits; every field has a safe default.
-#[derive(Debug, Clone, Deserialize)]
+/// Per-call limits; every field has a safe default and a host maximum ([`HOST_MAXIMUMS`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct Limits {
-    /// Linear memory cap.
+    /// Cap on all linear memories and tables of one call, together.
     pub memory_mb: u64,
     /// Wall-clock cap for one call.
     pub timeout_ms: u64,
-    /// Largest HTTP response body the host will hand over.
+    /// Largest HTTP response body (or SSH output) the host will hand over.
     pub max_response_bytes: u64,
     /// Log lines kept per call; the rest are dropped with one warning.
-    pub max_log_lines: u32,
+    pub max_log_lines: u64,
     /// Resource writes allowed per call.
-    pub max_writes: u32,
+    pub max_writes: u64,
+    /// Bytes of resource attributes buffered per call, all writes together.
+    pub max_write_bytes: u64,
+    /// Largest JSON output a method may return.
+    pub max_output_bytes: u64,
 }
 
 impl Default for Limits {
@@ -69,7 +73,216 @@ impl Default for Limits {
             max_response_bytes: 16 * 1024 * 1024,
             max_log_lines: 10_000,
             max_writes: 100_000,
+            max_write_bytes: 64 * 1024 * 1024,
+            max_output_bytes: 16 * 1024 * 1024,
         }
+    }
+}
+
+/// The most the host allows for each limit, whatever a plugin asks or orch.yaml says.
+pub const HOST_MAXIMUMS: Limits = Limits {
+    memory_mb: 4096,
+    timeout_ms: 3_600_000,
+    max_response_bytes: 256 * 1024 * 1024,
+    max_log_lines: 100_000,
+    max_writes: 1_000_000,
+    max_write_bytes: 1024 * 1024 * 1024,
+    max_output_bytes: 256 * 1024 * 1024,
+};
+
+/// The smallest value each limit may take (a zero time or memory cap makes no sense).
+const HOST_MINIMUMS: Limits = Limits {
+    memory_mb: 1,
+    timeout_ms: 1,
+    max_response_bytes: 0,
+    max_log_lines: 0,
+    max_writes: 0,
+    max_write_bytes: 0,
+    max_output_bytes: 0,
+};
+
+/// One limit: its plugin.toml name, its orch.yaml name and how to read or set it.
+pub struct LimitField {
+    /// The key in plugin.toml's `[limits]` (kebab-case).
+    pub toml: &'static str,
+    /// The key in orch.yaml's `limits:` (camelCase).
+    pub yaml: &'static str,
+    get: fn(&Limits) -> u64,
+    set: fn(&mut Limits, u64),
+    cap: fn(&LimitCaps) -> Option<u64>,
+}
+
+/// Every limit, in the order they are shown.
+pub const LIMIT_FIELDS: &[LimitField] = &[
+    LimitField {
+        toml: "memory-mb",
+        yaml: "memoryMb",
+        get: |l| l.memory_mb,
+        set: |l, v| l.memory_mb = v,
+        cap: |c| c.memory_mb,
+    },
+    LimitField {
+        toml: "timeout-ms",
+        yaml: "timeoutMs",
+        get: |l| l.timeout_ms,
+        set: |l, v| l.timeout_ms = v,
+        cap: |c| c.timeout_ms,
+    },
+    LimitField {
+        toml: "max-response-bytes",
+        yaml: "maxResponseBytes",
+        get: |l| l.max_response_bytes,
+        set: |l, v| l.max_response_bytes = v,
+        cap: |c| c.max_response_bytes,
+    },
+    LimitField {
+        toml: "max-log-lines",
+        yaml: "maxLogLines",
+        get: |l| l.max_log_lines,
+        set: |l, v| l.max_log_lines = v,
+        cap: |c| c.max_log_lines,
+    },
+    LimitField {
+        toml: "max-writes",
+        yaml: "maxWrites",
+        get: |l| l.max_writes,
+        set: |l, v| l.max_writes = v,
+        cap: |c| c.max_writes,
+    },
+    LimitField {
+        toml: "max-write-bytes",
+        yaml: "maxWriteBytes",
+        get: |l| l.max_write_bytes,
+        set: |l, v| l.max_write_bytes = v,
+        cap: |c| c.max_write_bytes,
+    },
+    LimitField {
+        toml: "max-output-bytes",
+        yaml: "maxOutputBytes",
+        get: |l| l.max_output_bytes,
+        set: |l, v| l.max_output_bytes = v,
+        cap: |c| c.max_output_bytes,
+    },
+];
+
+impl LimitField {
+    /// This limit's value in `limits`.
+    pub fn get(&self, limits: &Limits) -> u64 {
+        (self.get)(limits)
+    }
+
+    /// The range a value of this limit must fall in.
+    pub fn range(&self) -> std::ops::RangeInclusive<u64> {
+        self.get(&HOST_MINIMUMS)..=self.get(&HOST_MAXIMUMS)
+    }
+}
+
+/// Operator caps from orch.yaml (`limits:` for every plugin, `grants.<id>.limits` for one);
+/// an absent field leaves the plugin's request as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LimitCaps {
+    /// Caps `memory-mb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    /// Caps `timeout-ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Caps `max-response-bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_bytes: Option<u64>,
+    /// Caps `max-log-lines`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_log_lines: Option<u64>,
+    /// Caps `max-writes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_writes: Option<u64>,
+    /// Caps `max-write-bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_write_bytes: Option<u64>,
+    /// Caps `max-output-bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_bytes: Option<u64>,
+}
+
+impl LimitCaps {
+    /// Each cap outside the host's range, as (orch.yaml field name, message).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        LIMIT_FIELDS
+            .iter()
+            .filter_map(|f| {
+                let v = (f.cap)(self)?;
+                let range = f.range();
+                (!range.contains(&v)).then(|| {
+                    (
+                        f.yaml,
+                        format!(
+                            "{v} is outside {}..={}, the range this orch allows",
+                            range.start(),
+                            range.end()
+                        ),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// The limits a call runs under, and where each came from (for error messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EffectiveLimits {
+    /// The values.
+    pub values: Limits,
+    /// Per field of [`LIMIT_FIELDS`], in order: who set the value.
+    origins: Vec<String>,
+}
+
+impl EffectiveLimits {
+    /// min(what the plugin asks, the operator's caps for every plugin and for this one); the
+    /// host maximum is enforced when the manifest and orch.yaml are read.
+    pub fn new(
+        plugin_id: &str,
+        asked: &Limits,
+        all: Option<&LimitCaps>,
+        one: Option<&LimitCaps>,
+    ) -> Self {
+        let mut values = asked.clone();
+        let mut origins = Vec::new();
+        for f in LIMIT_FIELDS {
+            let mut value = f.get(asked).min(f.get(&HOST_MAXIMUMS));
+            let mut origin = format!("limits.{} in its plugin.toml", f.toml);
+            if let Some(cap) = all.and_then(|c| (f.cap)(c))
+                && cap < value
+            {
+                value = cap;
+                origin = format!("limits.{} in orch.yaml", f.yaml);
+            }
+            if let Some(cap) = one.and_then(|c| (f.cap)(c))
+                && cap < value
+            {
+                value = cap;
+                origin = format!("grants.{plugin_id}.limits.{} in orch.yaml", f.yaml);
+            }
+            (f.set)(&mut values, value);
+            origins.push(origin);
+        }
+        EffectiveLimits { values, origins }
+    }
+
+    /// The plugin's own request, unchanged.
+    pub fn as_asked(asked: &Limits) -> Self {
+        Self::new("", asked, None, None)
+    }
+
+    /// Where the limit named `toml` (e.g. `max-writes`) came from, e.g.
+    /// `limits.max-writes in its plugin.toml`.
+    pub fn origin(&self, toml: &str) -> &str {
+        LIMIT_FIELDS
+            .iter()
+            .position(|f| f.toml == toml)
+            .and_then(|i| self.origins.get(i))
+            .map(String::as_str)
+            .unwrap_or("its limits")
     }
 }
 
@@ -78,15 +291,15 @@ fn default_wasm() -> String {
 }
 
 /// Why a manifest could not be used.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum ManifestError {
     /// The file could not be read.
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: {message}")]
     Read {
         /// The manifest path.
         path: PathBuf,
-        /// The IO error.
-        source: std::io::Error,
+        /// Why it could not be read (missing, not a regular file, too large).
+        message: String,
     },
     /// TOML syntax or an unknown/missing field.
     #[error("{path}: {message}")]
@@ -111,9 +324,17 @@ pub enum ManifestError {
 impl PluginManifest {
     /// Reads and checks `plugin.toml`.
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+        let read_err = |message| ManifestError::Read {
             path: path.to_path_buf(),
-            source,
+            message,
+        };
+        let bytes =
+            super::files::read_regular(path, super::files::MAX_MANIFEST_BYTES).map_err(read_err)?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            read_err(format!(
+                "is not UTF-8 text (byte {})",
+                e.utf8_error().valid_up_to()
+            ))
         })?;
         Self::parse(path, &text)
     }
@@ -166,18 +387,19 @@ impl PluginManifest {
                 format!("`{}` must be a file beside plugin.toml", manifest.wasm),
             ));
         }
-        let l = &manifest.limits;
-        if l.memory_mb == 0 || l.memory_mb > 4096 {
-            return Err(invalid(
-                "limits.memory-mb",
-                format!("{} is outside 1..=4096", l.memory_mb),
-            ));
-        }
-        if l.timeout_ms == 0 || l.timeout_ms > 3_600_000 {
-            return Err(invalid(
-                "limits.timeout-ms",
-                format!("{} is outside 1..=3600000", l.timeout_ms),
-            ));
+        for f in LIMIT_FIELDS {
+            let v = f.get(&manifest.limits);
+            let range = f.range();
+            if !range.contains(&v) {
+                return Err(invalid(
+                    &format!("limits.{}", f.toml),
+                    format!(
+                        "{v} is outside {}..={}, the range this orch allows",
+                        range.start(),
+                        range.end()
+                    ),
+                ));
+            }
         }
         for (i, rule) in manifest.capabilities.http.iter().enumerate() {
             crate::capabilities::grants::HttpRule::check_syntax(rule)
@@ -255,5 +477,64 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(ok.capabilities.ssh.len(), 2);
+    }
+
+    #[test]
+    fn a_limit_above_the_host_maximum_is_refused_naming_the_field() {
+        for (field, value) in [
+            ("max-writes", "18446744073709551615"),
+            ("max-log-lines", "4294967295"),
+            ("max-response-bytes", "1099511627776"),
+            ("memory-mb", "0"),
+        ] {
+            let err = parse(&format!(
+                "id = \"x\"\nversion = \"1\"\napi = \"0.1.0\"\nsha256 = \"{SHA}\"\n[limits]\n{field} = {value}\n"
+            ))
+            .unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("field `limits.{field}`"))
+                    && err.to_string().contains("the range this orch allows"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn effective_limits_are_the_smallest_and_say_who_set_them() {
+        let asked = Limits {
+            max_writes: 500,
+            timeout_ms: 10_000,
+            memory_mb: 32,
+            ..Limits::default()
+        };
+        let all = LimitCaps {
+            max_writes: Some(100),
+            memory_mb: Some(128),
+            ..LimitCaps::default()
+        };
+        let one = LimitCaps {
+            max_writes: Some(10),
+            timeout_ms: Some(5_000),
+            ..LimitCaps::default()
+        };
+        let only_all = EffectiveLimits::new("p", &asked, Some(&all), None);
+        assert_eq!(only_all.values.max_writes, 100);
+        assert_eq!(
+            only_all.origin("max-writes"),
+            "limits.maxWrites in orch.yaml"
+        );
+        let both = EffectiveLimits::new("p", &asked, Some(&all), Some(&one));
+        assert_eq!(both.values.max_writes, 10);
+        assert_eq!(both.values.timeout_ms, 5_000);
+        assert_eq!(
+            both.origin("max-writes"),
+            "grants.p.limits.maxWrites in orch.yaml"
+        );
+        // A cap above the request leaves the request.
+        assert_eq!(both.values.memory_mb, 32);
+        assert_eq!(
+            both.origin("memory-mb"),
+            "limits.memory-mb in its plugin.toml"
+        );
     }
 }

@@ -2,18 +2,24 @@
 //! plugin and a fresh `Store` with limits for every call.
 
 pub mod bindings;
+mod cache;
+pub mod files;
 mod imports;
+mod limiter;
 pub mod manifest;
 pub mod registry;
+pub mod schema;
 mod types;
 pub mod validate;
 
-pub use manifest::{Limits, PluginManifest};
-pub use registry::{PluginRegistry, ProvidedType};
+pub use manifest::{EffectiveLimits, HOST_MAXIMUMS, LimitCaps, Limits, PluginManifest};
+pub use registry::{PluginRegistry, ProvidedType, RegistrySettings};
 pub use types::{MethodInfo, ResourceSpecInfo, TypeDescription};
 
 use crate::capabilities::{DataCapability, HttpCapability, LogCapability, SshCapability};
 use bindings::{ModelPlugin, ModelPluginPre};
+use cache::{CacheRead, Caches};
+use limiter::{BudgetExceeded, CallBudget};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -21,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// How often the epoch ticker advances; deadlines are counted in these ticks.
@@ -30,9 +36,16 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// How much of a guest's stderr is kept for trap messages.
 const STDERR_CAPACITY: usize = 64 * 1024;
 
+/// Longest describe() may take, whatever the plugin's own timeout: it runs whenever a plugin's
+/// types are not cached yet, and a slow one must not stall commands for long.
+pub const DESCRIBE_TIMEOUT_MS: u64 = 2_000;
+
+/// Entries (WASI streams and the like) a call may hold in the host's resource table.
+const MAX_RESOURCE_TABLE_ENTRIES: usize = 4096;
+
 /// Why a plugin could not be loaded or a call could not complete. Plugin-level failures
 /// (`error.denied`, `error.failed`, …) are not here: they come back as values.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum RuntimeError {
     /// The manifest is unusable.
     #[error(transparent)]
@@ -77,9 +90,9 @@ pub enum RuntimeError {
         /// The trap, in words.
         message: String,
     },
-    /// The call ran past `limits.timeout-ms`.
+    /// The call ran past its time limit.
     #[error(
-        "plugin `{plugin}` {version} exceeded its time limit of {limit_ms} ms in {during} (limits.timeout-ms in its plugin.toml)"
+        "plugin `{plugin}` {version} exceeded its time limit of {limit_ms} ms in {during} ({origin})"
     )]
     Timeout {
         /// Plugin id.
@@ -90,10 +103,12 @@ pub enum RuntimeError {
         during: String,
         /// The limit.
         limit_ms: u64,
+        /// Who set the limit (plugin.toml, orch.yaml or the host).
+        origin: String,
     },
-    /// The guest tried to grow memory past `limits.memory-mb`.
+    /// The guest's memories and tables together grew past its memory limit.
     #[error(
-        "plugin `{plugin}` {version} exceeded its memory limit of {limit_mb} MiB in {during} (limits.memory-mb in its plugin.toml)"
+        "plugin `{plugin}` {version} exceeded its memory limit of {limit_mb} MiB in {during} ({origin})"
     )]
     Memory {
         /// Plugin id.
@@ -104,6 +119,26 @@ pub enum RuntimeError {
         during: String,
         /// The limit.
         limit_mb: u64,
+        /// Who set the limit.
+        origin: String,
+    },
+    /// A method returned more output than its limit.
+    #[error(
+        "plugin `{plugin}` {version} returned {bytes} bytes of output from {during}, more than its limit of {limit} ({origin}); nothing it wrote was kept"
+    )]
+    Output {
+        /// Plugin id.
+        plugin: String,
+        /// Plugin version.
+        version: String,
+        /// What was being called.
+        during: String,
+        /// The output's size.
+        bytes: usize,
+        /// The limit.
+        limit: u64,
+        /// Who set the limit.
+        origin: String,
     },
     /// describe() returned something unusable.
     #[error("plugin `{plugin}`: describe() returned {message}")]
@@ -115,11 +150,12 @@ pub enum RuntimeError {
     },
 }
 
-/// Per-call host state: WASI (locked down), limits and the capabilities granted for this call.
+/// Per-call host state: WASI (locked down), the memory budget and the capabilities granted for
+/// this call.
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    budget: CallBudget,
     stderr: wasmtime_wasi::p2::pipe::MemoryOutputPipe,
     log: LogCapability,
     data: DataCapability,
@@ -148,7 +184,19 @@ pub struct CallCapabilities {
     pub ssh: SshCapability,
 }
 
-/// A plugin ready to instantiate.
+impl CallCapabilities {
+    /// No capabilities at all (describe() gets these).
+    pub fn none() -> Self {
+        CallCapabilities {
+            log: LogCapability::to_tracing(),
+            data: DataCapability::none(),
+            http: HttpCapability::none(),
+            ssh: SshCapability::none(),
+        }
+    }
+}
+
+/// A plugin compiled and ready to instantiate.
 pub struct LoadedPlugin {
     /// Its manifest.
     pub manifest: PluginManifest,
@@ -156,11 +204,22 @@ pub struct LoadedPlugin {
     pub dir: PathBuf,
     /// SHA-256 of its wasm.
     pub sha256: String,
+    /// The limits its calls run under (its request, capped by orch.yaml).
+    pub limits: EffectiveLimits,
     /// Whether the compiled code came from the cache.
     pub cache_hit: bool,
     /// Time spent compiling or loading the compiled code.
     pub load_time: Duration,
     pre: ModelPluginPre<HostState>,
+}
+
+/// What describe() said: the types the host accepted, and those it refused with why.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Described {
+    /// Types whose description passed every check.
+    pub types: Vec<TypeDescription>,
+    /// (type name, problem) for each type refused.
+    pub rejected: Vec<(String, String)>,
 }
 
 /// The result of `execute`: the plugin's answer plus the writes it buffered.
@@ -171,15 +230,26 @@ pub struct CallOutcome {
     pub writes: Vec<crate::store::PendingWrite>,
 }
 
-/// The engine, linker and compile cache, shared by every plugin in the process.
+/// What a guarded call is, for its limits and its error messages.
+struct CallInfo<'a> {
+    plugin: &'a str,
+    version: &'a str,
+    during: String,
+    limits: &'a EffectiveLimits,
+    timeout_ms: u64,
+    timeout_origin: String,
+}
+
+/// The engine, linker and caches, shared by every plugin in the process.
 pub struct PluginRuntime {
     pub(crate) engine: Engine,
     linker: Linker<HostState>,
-    cache_dir: Option<PathBuf>,
+    caches: Option<Caches>,
 }
 
 impl PluginRuntime {
-    /// Builds the engine and linker; `cache_dir` holds precompiled plugins (None: no cache).
+    /// Builds the engine and linker; `cache_dir` (`.orch/cache`) holds precompiled plugins, with
+    /// describe() results and the cache key beside it (None: no cache).
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Arc<Self>, RuntimeError> {
         let wasm_err = |e: wasmtime::Error| RuntimeError::Wasm {
             plugin: "engine".into(),
@@ -220,17 +290,31 @@ impl PluginRuntime {
         Ok(Arc::new(PluginRuntime {
             engine,
             linker,
-            cache_dir,
+            caches: cache_dir.as_deref().and_then(Caches::open),
         }))
     }
 
-    /// Loads a bundle directory holding `plugin.toml` and its wasm.
+    /// Loads a bundle directory holding `plugin.toml` and its wasm, with the limits it asks for.
     pub fn load(&self, dir: &Path) -> Result<LoadedPlugin, RuntimeError> {
         let manifest = PluginManifest::load(&dir.join("plugin.toml"))?;
+        let limits = EffectiveLimits::as_asked(&manifest.limits);
+        self.compile(manifest, dir, limits)
+    }
+
+    /// Reads and checks the wasm of an already-read manifest, then compiles it (or loads the
+    /// compiled code from the cache).
+    pub fn compile(
+        &self,
+        manifest: PluginManifest,
+        dir: &Path,
+        limits: EffectiveLimits,
+    ) -> Result<LoadedPlugin, RuntimeError> {
         let wasm_path = dir.join(&manifest.wasm);
-        let bytes = std::fs::read(&wasm_path).map_err(|e| RuntimeError::Bundle {
-            path: wasm_path.clone(),
-            message: format!("cannot read the plugin's wasm: {e}"),
+        let bytes = files::read_regular(&wasm_path, files::MAX_WASM_BYTES).map_err(|message| {
+            RuntimeError::Bundle {
+                path: wasm_path.clone(),
+                message: format!("the plugin's wasm {message}"),
+            }
         })?;
         let sha256 = hex::encode(Sha256::digest(&bytes));
         if !sha256.eq_ignore_ascii_case(&manifest.sha256) {
@@ -242,7 +326,7 @@ impl PluginRuntime {
                 ),
             });
         }
-        self.load_component(manifest, dir, &wasm_path, &bytes, sha256)
+        self.load_component(manifest, dir, &wasm_path, &bytes, sha256, limits)
     }
 
     pub(crate) fn load_component(
@@ -252,37 +336,48 @@ impl PluginRuntime {
         wasm_path: &Path,
         bytes: &[u8],
         sha256: String,
+        limits: EffectiveLimits,
     ) -> Result<LoadedPlugin, RuntimeError> {
         let started = Instant::now();
         let wasm_err = |e: wasmtime::Error| RuntimeError::Wasm {
             plugin: manifest.id.clone(),
             message: format!("{e:#}"),
         };
-        let cache_file = self
-            .cache_dir
-            .as_ref()
-            .map(|d| d.join(format!("{sha256}-{}.cwasm", self.engine_hash())));
+        let engine_hash = self.engine_hash();
         let mut cache_hit = false;
         let mut component = None;
-        if let Some(path) = &cache_file
-            && let Ok(compiled) = std::fs::read(path)
-        {
-            // SAFETY: the cache directory only holds files this host serialized itself (written
-            // atomically below) and the name pins the engine's compatibility hash.
-            match unsafe { Component::deserialize(&self.engine, &compiled) } {
-                Ok(c) => {
-                    cache_hit = true;
-                    component = Some(c);
+        if let Some(caches) = &self.caches {
+            match caches.read_compiled(&sha256, &engine_hash) {
+                CacheRead::Missing => {}
+                CacheRead::Invalid(reason) => tracing::warn!(
+                    "plugin `{}`: not using cached compiled code: {reason}; recompiling",
+                    manifest.id
+                ),
+                CacheRead::Valid(compiled) => {
+                    // SAFETY: the bytes carry an HMAC under this repository's private key over
+                    // this wasm's digest and the engine's compatibility hash, so this host
+                    // serialized them itself from this very wasm.
+                    match unsafe { Component::deserialize(&self.engine, &compiled) } {
+                        Ok(c) => {
+                            cache_hit = true;
+                            component = Some(c);
+                        }
+                        Err(e) => tracing::warn!(
+                            "plugin `{}`: ignoring unusable compiled code: {e}",
+                            manifest.id
+                        ),
+                    }
                 }
-                Err(e) => tracing::warn!("ignoring unusable compile cache {}: {e}", path.display()),
             }
         }
         let component = match component {
             Some(c) => c,
             None => {
                 let c = Component::new(&self.engine, bytes).map_err(wasm_err)?;
-                if let Some(path) = &cache_file {
-                    write_cache(path, &c);
+                if let Some(caches) = &self.caches
+                    && let Ok(code) = c.serialize()
+                {
+                    caches.write_compiled(&sha256, &engine_hash, &code);
                 }
                 c
             }
@@ -294,6 +389,7 @@ impl PluginRuntime {
             manifest,
             dir: dir.to_path_buf(),
             sha256,
+            limits,
             cache_hit,
             load_time: started.elapsed(),
             pre,
@@ -309,15 +405,40 @@ impl PluginRuntime {
         format!("{:016x}", hasher.finish())
     }
 
-    fn new_store(&self, plugin: &LoadedPlugin, caps: CallCapabilities) -> Store<HostState> {
-        let limits = &plugin.manifest.limits;
-        let store_limits = StoreLimitsBuilder::new()
-            .memory_size(usize::try_from(limits.memory_mb * 1024 * 1024).unwrap_or(usize::MAX))
-            .trap_on_grow_failure(true)
-            .instances(64)
-            .tables(64)
-            .memories(16)
-            .build();
+    /// The key under which describe() results are cached: this host's version and the format
+    /// of its checks, so a host with other bounds re-checks every plugin.
+    fn describe_cache_key() -> String {
+        format!("{}-d1", env!("CARGO_PKG_VERSION"))
+    }
+
+    /// A describe() result cached for the wasm with digest `sha256`, if any.
+    pub(crate) fn cached_description(&self, plugin: &str, sha256: &str) -> Option<Described> {
+        let caches = self.caches.as_ref()?;
+        match caches.read_describe(sha256, &Self::describe_cache_key()) {
+            CacheRead::Missing => None,
+            CacheRead::Invalid(reason) => {
+                tracing::warn!(
+                    "plugin `{plugin}`: not using cached types: {reason}; describing again"
+                );
+                None
+            }
+            CacheRead::Valid(body) => serde_json::from_slice(&body).ok(),
+        }
+    }
+
+    /// Stores a describe() result for the wasm with digest `sha256`.
+    pub(crate) fn cache_description(&self, sha256: &str, described: &Described) {
+        if let Some(caches) = &self.caches
+            && let Ok(body) = serde_json::to_vec(described)
+        {
+            caches.write_describe(sha256, &Self::describe_cache_key(), &body);
+        }
+    }
+
+    fn new_store(&self, limits: &EffectiveLimits, caps: CallCapabilities) -> Store<HostState> {
+        let limits = &limits.values;
+        let budget =
+            usize::try_from(limits.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
         // Guest stderr is kept (bounded) so a panic's message can be shown with its trap.
         let stderr = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(STDERR_CAPACITY);
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
@@ -326,12 +447,14 @@ impl PluginRuntime {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCE_TABLE_ENTRIES);
         let mut store = Store::new(
             &self.engine,
             HostState {
                 wasi,
-                table: ResourceTable::new(),
-                limits: store_limits,
+                table,
+                budget: CallBudget::new(budget),
                 stderr,
                 log: caps.log,
                 data: caps.data,
@@ -339,44 +462,57 @@ impl PluginRuntime {
                 ssh: caps.ssh,
             },
         );
-        store.limiter(|s| &mut s.limits);
+        store.limiter(|s| &mut s.budget);
         store.set_epoch_deadline(limits.timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1);
         store
     }
 
-    /// Calls `describe()` in a fresh instance with no capabilities.
-    pub async fn describe(
-        &self,
-        plugin: &LoadedPlugin,
-    ) -> Result<Vec<TypeDescription>, RuntimeError> {
-        let caps = CallCapabilities {
-            log: LogCapability::to_tracing(),
-            data: DataCapability::none(),
-            http: HttpCapability::none(),
-            ssh: SshCapability::none(),
-        };
-        let mut store = self.new_store(plugin, caps);
-        let during = "describe()".to_string();
-        let infos = self
-            .guarded(
-                plugin,
-                &during,
-                &mut store,
-                async |store: &mut Store<HostState>| {
-                    let instance: ModelPlugin = plugin.pre.instantiate_async(&mut *store).await?;
-                    instance.call_describe(&mut *store).await
-                },
+    /// Calls `describe()` in a fresh instance with no capabilities, under the shorter of the
+    /// plugin's timeout and [`DESCRIBE_TIMEOUT_MS`]; each type is checked on its own, so one
+    /// bad type does not hide the others.
+    pub async fn describe(&self, plugin: &LoadedPlugin) -> Result<Described, RuntimeError> {
+        let mut limits = plugin.limits.clone();
+        let (timeout_ms, timeout_origin) = if limits.values.timeout_ms > DESCRIBE_TIMEOUT_MS {
+            limits.values.timeout_ms = DESCRIBE_TIMEOUT_MS;
+            (
+                DESCRIBE_TIMEOUT_MS,
+                "the host's bound for describe(), which must answer at once".to_string(),
             )
-            .await?;
-        infos
-            .into_iter()
-            .map(|info| {
-                TypeDescription::from_wit(info).map_err(|message| RuntimeError::Describe {
-                    plugin: plugin.manifest.id.clone(),
-                    message,
-                })
-            })
-            .collect()
+        } else {
+            let t = limits.values.timeout_ms;
+            (t, plugin.limits.origin("timeout-ms").to_string())
+        };
+        let mut store = self.new_store(&limits, CallCapabilities::none());
+        let info = CallInfo {
+            plugin: &plugin.manifest.id,
+            version: &plugin.manifest.version,
+            during: "describe()".to_string(),
+            limits: &plugin.limits,
+            timeout_ms,
+            timeout_origin,
+        };
+        let infos = guarded(&info, &mut store, async |store: &mut Store<HostState>| {
+            let instance: ModelPlugin = plugin.pre.instantiate_async(&mut *store).await?;
+            instance.call_describe(&mut *store).await
+        })
+        .await?;
+        let describe_err = |message| RuntimeError::Describe {
+            plugin: plugin.manifest.id.clone(),
+            message,
+        };
+        types::check_describe_size(&infos).map_err(describe_err)?;
+        let mut described = Described::default();
+        for info in infos {
+            let name = info.name.chars().take(128).collect::<String>();
+            match TypeDescription::from_wit(info) {
+                Ok(t) if described.types.iter().any(|x| x.name == t.name) => {
+                    return Err(describe_err(format!("type `{}` twice", t.name)));
+                }
+                Ok(t) => described.types.push(t),
+                Err(problem) => described.rejected.push((name, problem)),
+            }
+        }
+        Ok(described)
     }
 
     /// Calls `execute(call)` in a fresh instance with the given capabilities.
@@ -386,19 +522,33 @@ impl PluginRuntime {
         call: bindings::Call,
         caps: CallCapabilities,
     ) -> Result<CallOutcome, RuntimeError> {
-        let mut store = self.new_store(plugin, caps);
-        let during = format!("{}.{}", call.type_name, call.method);
-        let result = self
-            .guarded(
-                plugin,
-                &during,
-                &mut store,
-                async |store: &mut Store<HostState>| {
-                    let instance: ModelPlugin = plugin.pre.instantiate_async(&mut *store).await?;
-                    instance.call_execute(&mut *store, &call).await
-                },
-            )
-            .await?;
+        let mut store = self.new_store(&plugin.limits, caps);
+        let info = CallInfo {
+            plugin: &plugin.manifest.id,
+            version: &plugin.manifest.version,
+            during: format!("{}.{}", call.type_name, call.method),
+            limits: &plugin.limits,
+            timeout_ms: plugin.limits.values.timeout_ms,
+            timeout_origin: plugin.limits.origin("timeout-ms").to_string(),
+        };
+        let result = guarded(&info, &mut store, async |store: &mut Store<HostState>| {
+            let instance: ModelPlugin = plugin.pre.instantiate_async(&mut *store).await?;
+            instance.call_execute(&mut *store, &call).await
+        })
+        .await?;
+        let max_output = plugin.limits.values.max_output_bytes;
+        if let Ok(text) = &result
+            && text.len() as u64 > max_output
+        {
+            return Err(RuntimeError::Output {
+                plugin: info.plugin.to_string(),
+                version: info.version.to_string(),
+                during: info.during.clone(),
+                bytes: text.len(),
+                limit: max_output,
+                origin: plugin.limits.origin("max-output-bytes").to_string(),
+            });
+        }
         let state = store.into_data();
         let writes = match result {
             Ok(_) => state.data.into_pending(),
@@ -406,53 +556,58 @@ impl PluginRuntime {
         };
         Ok(CallOutcome { result, writes })
     }
+}
 
-    /// Runs `f` under the wall-clock timeout and turns traps into named errors.
-    async fn guarded<T>(
-        &self,
-        plugin: &LoadedPlugin,
-        during: &str,
-        store: &mut Store<HostState>,
-        f: impl AsyncFnOnce(&mut Store<HostState>) -> wasmtime::Result<T>,
-    ) -> Result<T, RuntimeError> {
-        let limits = &plugin.manifest.limits;
-        let id = plugin.manifest.id.clone();
-        let version = plugin.manifest.version.clone();
-        // Epochs stop guest code; this also stops time spent blocked in host calls.
-        let wall = Duration::from_millis(limits.timeout_ms) + Duration::from_millis(250);
-        let timeout_err = || RuntimeError::Timeout {
-            plugin: id.clone(),
-            version: version.clone(),
-            during: during.to_string(),
-            limit_ms: limits.timeout_ms,
+/// Runs `f` under the wall-clock timeout and turns traps into named errors.
+async fn guarded<T>(
+    info: &CallInfo<'_>,
+    store: &mut Store<HostState>,
+    f: impl AsyncFnOnce(&mut Store<HostState>) -> wasmtime::Result<T>,
+) -> Result<T, RuntimeError> {
+    // Epochs stop guest code; this also stops time spent blocked in host calls.
+    let wall = Duration::from_millis(info.timeout_ms) + Duration::from_millis(250);
+    let outcome = match tokio::time::timeout(wall, f(&mut *store)).await {
+        Err(_) => return Err(timeout_error(info)),
+        Ok(r) => r,
+    };
+    let stderr = String::from_utf8_lossy(&store.data().stderr.contents()).into_owned();
+    outcome.map_err(|e| classify(info, &e, &stderr))
+}
+
+fn timeout_error(info: &CallInfo<'_>) -> RuntimeError {
+    RuntimeError::Timeout {
+        plugin: info.plugin.to_string(),
+        version: info.version.to_string(),
+        during: info.during.clone(),
+        limit_ms: info.timeout_ms,
+        origin: info.timeout_origin.clone(),
+    }
+}
+
+/// A failed call in words: out of time, out of memory, or a trap.
+fn classify(info: &CallInfo<'_>, e: &wasmtime::Error, stderr: &str) -> RuntimeError {
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>()
+        && *trap == wasmtime::Trap::Interrupt
+    {
+        return timeout_error(info);
+    }
+    let over_budget = e
+        .chain()
+        .any(|c| c.downcast_ref::<BudgetExceeded>().is_some());
+    if over_budget || format!("{e:#}").contains("forcing trap when growing memory") {
+        return RuntimeError::Memory {
+            plugin: info.plugin.to_string(),
+            version: info.version.to_string(),
+            during: info.during.clone(),
+            limit_mb: info.limits.values.memory_mb,
+            origin: info.limits.origin("memory-mb").to_string(),
         };
-        let outcome = match tokio::time::timeout(wall, f(&mut *store)).await {
-            Err(_) => return Err(timeout_err()),
-            Ok(r) => r,
-        };
-        let stderr = String::from_utf8_lossy(&store.data().stderr.contents()).into_owned();
-        outcome.map_err(|e| {
-            if let Some(trap) = e.downcast_ref::<wasmtime::Trap>()
-                && *trap == wasmtime::Trap::Interrupt
-            {
-                return timeout_err();
-            }
-            let text = format!("{e:#}");
-            if text.contains("forcing trap when growing memory") || text.contains("memory.grow") {
-                return RuntimeError::Memory {
-                    plugin: id.clone(),
-                    version: version.clone(),
-                    during: during.to_string(),
-                    limit_mb: limits.memory_mb,
-                };
-            }
-            RuntimeError::Trap {
-                plugin: id.clone(),
-                version: version.clone(),
-                during: during.to_string(),
-                message: summarize_trap(&e, &stderr),
-            }
-        })
+    }
+    RuntimeError::Trap {
+        plugin: info.plugin.to_string(),
+        version: info.version.to_string(),
+        during: info.during.clone(),
+        message: summarize_trap(e, stderr),
     }
 }
 
@@ -483,21 +638,6 @@ fn summarize_trap(e: &wasmtime::Error, stderr: &str) -> String {
     }
 }
 
-fn write_cache(path: &Path, component: &Component) {
-    let Ok(bytes) = component.serialize() else {
-        return;
-    };
-    if let Some(dir) = path.parent()
-        && std::fs::create_dir_all(dir).is_err()
-    {
-        return;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    if std::fs::write(&tmp, &bytes).is_ok() && std::fs::rename(&tmp, path).is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-}
-
 fn spawn_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
     std::thread::Builder::new()
@@ -510,4 +650,69 @@ fn spawn_epoch_ticker(engine: &Engine) {
             }
         })
         .ok();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Instantiates a component (from WAT) in a call store with `memory_mb` of budget.
+    async fn instantiate(wat: &str, memory_mb: u64) -> Result<(), RuntimeError> {
+        let rt = PluginRuntime::new(None).unwrap();
+        let bytes = wat::parse_str(wat).unwrap();
+        let component = Component::new(&rt.engine, bytes).unwrap();
+        let limits = EffectiveLimits::as_asked(&Limits {
+            memory_mb,
+            timeout_ms: 5_000,
+            ..Limits::default()
+        });
+        let mut store = rt.new_store(&limits, CallCapabilities::none());
+        let info = CallInfo {
+            plugin: "wat",
+            version: "0",
+            during: "instantiation".into(),
+            limits: &limits,
+            timeout_ms: 5_000,
+            timeout_origin: "test".into(),
+        };
+        let linker = &rt.linker;
+        guarded(&info, &mut store, async |store: &mut Store<HostState>| {
+            linker
+                .instantiate_async(&mut *store, &component)
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn several_memories_share_one_limit() {
+        // Two memories of 300 pages (18.75 MiB) each: each fits 32 MiB, both together do not.
+        let two = r#"(component
+            (core module $a (memory 300))
+            (core module $b (memory 300))
+            (core instance (instantiate $a))
+            (core instance (instantiate $b)))"#;
+        let err = instantiate(two, 32).await.unwrap_err();
+        assert!(
+            matches!(&err, RuntimeError::Memory { limit_mb: 32, .. }),
+            "{err}"
+        );
+        instantiate(two, 40).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn table_growth_counts_against_the_memory_limit() {
+        let grow = r#"(component
+            (core module $m
+                (table $t 1 funcref)
+                (func $start (drop (table.grow $t (ref.null func) (i32.const 10000000))))
+                (start $start))
+            (core instance (instantiate $m)))"#;
+        let err = instantiate(grow, 32).await.unwrap_err();
+        assert!(
+            matches!(&err, RuntimeError::Memory { limit_mb: 32, .. }),
+            "{err}"
+        );
+    }
 }

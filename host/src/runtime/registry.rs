@@ -1,15 +1,51 @@
-//! Finds installed plugin bundles, loads them once and maps type names to plugins.
+//! Finds installed plugin bundles and maps type names to plugins.
+//!
+//! Loading the registry reads manifests and the cached describe() results only; a plugin is
+//! compiled when one of its types is run, or once per wasm to learn its types. A type claimed
+//! by two bundles is refused unless orch.yaml pins its provider, because the plugin that runs
+//! receives the model's global arguments, secrets included.
 
-use super::{LoadedPlugin, PluginRuntime, RuntimeError, TypeDescription};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use super::{
+    Described, EffectiveLimits, LimitCaps, LoadedPlugin, PluginManifest, PluginRuntime,
+    RuntimeError, TypeDescription,
+};
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+/// What orch.yaml says about plugins.
+#[derive(Debug, Clone, Default)]
+pub struct RegistrySettings {
+    /// Caps for every plugin (`limits:`).
+    pub limits: Option<LimitCaps>,
+    /// Caps per plugin id (`grants.<id>.limits`).
+    pub plugin_limits: BTreeMap<String, LimitCaps>,
+    /// Which plugin id provides a type that several bundles claim (`providers:`).
+    pub providers: BTreeMap<String, String>,
+}
+
+/// One installed bundle: its manifest and limits; compiled on first use.
+pub struct InstalledPlugin {
+    /// Its manifest.
+    pub manifest: PluginManifest,
+    /// Its bundle directory.
+    pub dir: PathBuf,
+    /// The limits its calls run under.
+    pub limits: EffectiveLimits,
+    compiled: OnceLock<Result<Arc<LoadedPlugin>, RuntimeError>>,
+}
+
+impl InstalledPlugin {
+    fn describe_where(&self) -> String {
+        format!("plugin `{}` ({})", self.manifest.id, self.dir.display())
+    }
+}
 
 /// One model type and the plugin that provides it.
 #[derive(Clone)]
 pub struct ProvidedType {
     /// The plugin.
-    pub plugin: Arc<LoadedPlugin>,
+    pub plugin: Arc<InstalledPlugin>,
     /// What describe() said about the type.
     pub description: Arc<TypeDescription>,
 }
@@ -18,77 +54,197 @@ pub struct ProvidedType {
 pub struct PluginRegistry {
     /// The shared runtime.
     pub runtime: Arc<PluginRuntime>,
-    plugins: Vec<Arc<LoadedPlugin>>,
+    plugins: Vec<Arc<InstalledPlugin>>,
     types: BTreeMap<String, ProvidedType>,
+    refused: BTreeMap<String, String>,
     problems: Vec<String>,
 }
 
-/// Bundle directories (holding `plugin.toml`) directly under each search directory.
+/// Bundle directories (holding `plugin.toml`) directly under each search directory. A directory
+/// reached twice (a repeated `pluginPath` entry, a symlink) is listed once.
 pub fn find_bundles(search: &[PathBuf]) -> Vec<PathBuf> {
+    let mut seen_search = HashSet::new();
+    let mut seen = HashSet::new();
     let mut found = Vec::new();
     for dir in search {
+        let canonical = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+        if !seen_search.insert(canonical) {
+            continue;
+        }
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
         };
         let mut dirs: Vec<PathBuf> = entries
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .filter(|p| p.join("plugin.toml").is_file())
+            .filter(|p| p.join("plugin.toml").symlink_metadata().is_ok())
             .collect();
         dirs.sort();
-        found.extend(dirs);
+        for d in dirs {
+            let canonical = d.canonicalize().unwrap_or_else(|_| d.clone());
+            if seen.insert(canonical) {
+                found.push(d);
+            }
+        }
     }
     found
 }
 
+/// Claims on one type name: (plugin, its description or why the host refused it).
+type Claims = Vec<(Arc<InstalledPlugin>, Result<TypeDescription, String>)>;
+
 impl PluginRegistry {
-    /// Loads and describes every bundle under `search`. A broken bundle does not stop the
-    /// others; its problem is kept and shown when one of its types is needed.
-    pub async fn load(runtime: Arc<PluginRuntime>, search: &[PathBuf]) -> Self {
+    /// Reads every bundle under `search`. A broken bundle does not stop the others; its
+    /// problem is kept and shown when one of its types is needed.
+    pub async fn load(
+        runtime: Arc<PluginRuntime>,
+        search: &[PathBuf],
+        settings: &RegistrySettings,
+    ) -> Self {
         let mut registry = PluginRegistry {
             runtime,
             plugins: Vec::new(),
             types: BTreeMap::new(),
+            refused: BTreeMap::new(),
             problems: Vec::new(),
         };
+        let mut found: Vec<Arc<InstalledPlugin>> = Vec::new();
         for dir in find_bundles(search) {
-            if let Err(e) = registry.add(&dir).await {
-                registry.problems.push(e.to_string());
+            match PluginManifest::load(&dir.join("plugin.toml")) {
+                Ok(manifest) => {
+                    let limits = EffectiveLimits::new(
+                        &manifest.id,
+                        &manifest.limits,
+                        settings.limits.as_ref(),
+                        settings.plugin_limits.get(&manifest.id),
+                    );
+                    found.push(Arc::new(InstalledPlugin {
+                        manifest,
+                        dir,
+                        limits,
+                        compiled: OnceLock::new(),
+                    }));
+                }
+                Err(e) => registry.problems.push(e.to_string()),
+            }
+        }
+        let mut by_id: BTreeMap<&str, Vec<&InstalledPlugin>> = BTreeMap::new();
+        for p in &found {
+            by_id.entry(p.manifest.id.as_str()).or_default().push(p);
+        }
+        for (id, bundles) in &by_id {
+            if bundles.len() > 1 {
+                // orch.yaml grants and limits are keyed by id: a second bundle with the same id
+                // would receive what the operator granted the first.
+                registry.problems.push(format!(
+                    "plugin id `{id}` is installed {} times ({}); none of them is loaded. Remove all but one",
+                    bundles.len(),
+                    bundles
+                        .iter()
+                        .map(|b| b.dir.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        let unique: Vec<Arc<InstalledPlugin>> = found
+            .iter()
+            .filter(|p| by_id[p.manifest.id.as_str()].len() == 1)
+            .cloned()
+            .collect();
+        registry.plugins = unique;
+        let mut claims: BTreeMap<String, Claims> = BTreeMap::new();
+        for (plugin, described) in registry.describe_all().await {
+            let described = match described {
+                Ok(d) => d,
+                Err(e) => {
+                    registry.problems.push(e.to_string());
+                    continue;
+                }
+            };
+            for t in described.types {
+                claims
+                    .entry(t.name.clone())
+                    .or_default()
+                    .push((plugin.clone(), Ok(t)));
+            }
+            for (name, problem) in described.rejected {
+                claims
+                    .entry(name)
+                    .or_default()
+                    .push((plugin.clone(), Err(problem)));
+            }
+        }
+        for (name, claims) in claims {
+            match choose(&name, claims, settings.providers.get(&name)) {
+                Ok(t) => {
+                    registry.types.insert(name, t);
+                }
+                Err(why) => {
+                    registry.problems.push(why.clone());
+                    registry.refused.insert(name, why);
+                }
+            }
+        }
+        for (name, pinned) in &settings.providers {
+            if !registry.types.contains_key(name) && !registry.refused.contains_key(name) {
+                registry.problems.push(format!(
+                    "orch.yaml providers.{name} pins plugin `{pinned}`, but no installed plugin provides type `{name}`"
+                ));
             }
         }
         registry
     }
 
-    /// Loads one bundle and registers its types.
-    pub async fn add(&mut self, dir: &Path) -> Result<Arc<LoadedPlugin>, RuntimeError> {
-        let plugin = Arc::new(self.runtime.load(dir)?);
-        let types = self.runtime.describe(&plugin).await?;
-        for t in types {
-            if let Some(existing) = self.types.get(&t.name) {
-                return Err(RuntimeError::Describe {
-                    plugin: plugin.manifest.id.clone(),
-                    message: format!(
-                        "type `{}`, which plugin `{}` already provides; remove one of the two bundles",
-                        t.name, existing.plugin.manifest.id
-                    ),
-                });
+    /// Each plugin's types: from the describe cache, or by compiling and describing it (all such
+    /// plugins at once, so slow ones cost one bound, not one each).
+    async fn describe_all(&self) -> Vec<(Arc<InstalledPlugin>, Result<Described, RuntimeError>)> {
+        let mut out = Vec::new();
+        let mut pending = tokio::task::JoinSet::new();
+        for (index, plugin) in self.plugins.iter().enumerate() {
+            if let Some(d) = self
+                .runtime
+                .cached_description(&plugin.manifest.id, &plugin.manifest.sha256)
+            {
+                out.push((index, Ok(d)));
+                continue;
             }
-            self.types.insert(
-                t.name.clone(),
-                ProvidedType {
-                    plugin: plugin.clone(),
-                    description: Arc::new(t),
-                },
-            );
+            let runtime = self.runtime.clone();
+            let plugin = plugin.clone();
+            pending.spawn(async move {
+                let result = match compiled(&runtime, &plugin) {
+                    Ok(loaded) => runtime.describe(&loaded).await.inspect(|described| {
+                        runtime.cache_description(&loaded.sha256, described);
+                    }),
+                    Err(e) => Err(e),
+                };
+                (index, result)
+            });
         }
-        self.plugins.push(plugin.clone());
-        Ok(plugin)
+        while let Some(done) = pending.join_next().await {
+            if let Ok((index, result)) = done {
+                out.push((index, result));
+            }
+        }
+        out.sort_by_key(|(i, _)| *i);
+        out.into_iter()
+            .map(|(i, r)| (self.plugins[i].clone(), r))
+            .collect()
     }
 
-    /// The type named `name`, or an error that lists what is installed and what failed to load.
+    /// The compiled form of an installed plugin (compiled on first use, then kept).
+    pub fn compiled(&self, plugin: &InstalledPlugin) -> Result<Arc<LoadedPlugin>, RuntimeError> {
+        compiled(&self.runtime, plugin)
+    }
+
+    /// The type named `name`, or an error that says why it is unusable, or lists what is
+    /// installed and what failed to load.
     pub fn get(&self, name: &str) -> Result<&ProvidedType, String> {
         if let Some(t) = self.types.get(name) {
             return Ok(t);
+        }
+        if let Some(why) = self.refused.get(name) {
+            return Err(why.clone());
         }
         let mut msg = format!("unknown model type `{name}`");
         if let Some(best) = crate::suggest::closest(name, self.types.keys().map(String::as_str)) {
@@ -108,18 +264,88 @@ impl PluginRegistry {
         Err(msg)
     }
 
-    /// All types, by name.
+    /// All usable types, by name.
     pub fn types(&self) -> impl Iterator<Item = &ProvidedType> {
         self.types.values()
     }
 
-    /// All loaded plugins.
-    pub fn plugins(&self) -> &[Arc<LoadedPlugin>] {
+    /// All installed plugins (each with a unique id).
+    pub fn plugins(&self) -> &[Arc<InstalledPlugin>] {
         &self.plugins
     }
 
-    /// Bundles that failed to load, with why.
+    /// Bundles and types that could not be loaded, with why.
     pub fn problems(&self) -> &[String] {
         &self.problems
+    }
+}
+
+fn compiled(
+    runtime: &PluginRuntime,
+    plugin: &InstalledPlugin,
+) -> Result<Arc<LoadedPlugin>, RuntimeError> {
+    plugin
+        .compiled
+        .get_or_init(|| {
+            runtime
+                .compile(plugin.manifest.clone(), &plugin.dir, plugin.limits.clone())
+                .map(Arc::new)
+        })
+        .clone()
+}
+
+/// The one provider of `name`, or why the type is refused.
+fn choose(name: &str, claims: Claims, pinned: Option<&String>) -> Result<ProvidedType, String> {
+    let listing = || {
+        claims
+            .iter()
+            .map(|(p, _)| p.describe_where())
+            .collect::<Vec<_>>()
+            .join(" and ")
+    };
+    let chosen = match pinned {
+        Some(id) => claims
+            .iter()
+            .find(|(p, _)| &p.manifest.id == id)
+            .ok_or_else(|| {
+                format!(
+                    "type `{name}`: orch.yaml providers.{name} pins plugin `{id}`, but it is provided by {}; fix the pin or install `{id}`",
+                    listing()
+                )
+            })?,
+        None if claims.len() > 1 => {
+            return Err(format!(
+                "type `{name}` is provided by {}; orch refuses it rather than hand a model's globalArguments (secrets included) to the wrong one. Remove one bundle, or pin the provider in orch.yaml: `providers: {{ {name}: <plugin id> }}`",
+                listing()
+            ));
+        }
+        None => &claims[0],
+    };
+    let (plugin, description) = chosen;
+    match description {
+        Ok(d) => Ok(ProvidedType {
+            plugin: plugin.clone(),
+            description: Arc::new(d.clone()),
+        }),
+        Err(problem) => Err(format!(
+            "{} declares type `{name}`, but its describe() output was refused: {problem}",
+            plugin.describe_where()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_reached_twice_is_listed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir_all(plugins.join("a")).unwrap();
+        std::fs::write(plugins.join("a/plugin.toml"), "").unwrap();
+        let again = dir.path().join("plugins/../plugins");
+        let found = find_bundles(&[plugins.clone(), again, plugins]);
+        assert_eq!(found.len(), 1, "{found:?}");
     }
 }

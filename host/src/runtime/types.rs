@@ -1,11 +1,11 @@
 //! Host-side view of what a plugin's `describe()` returned, with schemas parsed.
 
 use super::bindings::{MethodKind, TypeInfo};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A model type as the host understands it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TypeDescription {
     /// e.g. `proxmox/vm`.
@@ -23,7 +23,7 @@ pub struct TypeDescription {
 }
 
 /// One resource kind.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceSpecInfo {
     /// e.g. `vm`.
@@ -35,7 +35,7 @@ pub struct ResourceSpecInfo {
 }
 
 /// One method.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MethodInfo {
     /// e.g. `sync`.
@@ -43,24 +43,74 @@ pub struct MethodInfo {
     /// One line.
     pub description: String,
     /// create, read, update, delete, list or action.
-    pub kind: &'static str,
+    pub kind: String,
     /// Refused unless the caller confirms the target.
     pub destructive: bool,
     /// JSON Schema of its arguments.
     pub arguments_schema: Value,
 }
 
-fn parse_schema(what: &str, text: &str) -> Result<Value, String> {
-    let v: Value = serde_json::from_str(text)
-        .map_err(|e| format!("an invalid JSON Schema for {what}: {e}"))?;
-    if !v.is_object() && !v.is_boolean() {
+/// Most bytes of text (names, descriptions, schemas) one describe() may return in total.
+pub const MAX_DESCRIBE_BYTES: usize = 8 * 1024 * 1024;
+/// Longest name or version string.
+const MAX_NAME_BYTES: usize = 128;
+/// Longest description.
+const MAX_DESCRIPTION_BYTES: usize = 4 * 1024;
+
+/// Checks the total size of a describe() answer before anything else is done with it.
+pub fn check_describe_size(infos: &[TypeInfo]) -> Result<(), String> {
+    let total: usize = infos
+        .iter()
+        .map(|t| {
+            t.name.len()
+                + t.version.len()
+                + t.description.len()
+                + t.global_arguments_schema.len()
+                + t.resources
+                    .iter()
+                    .map(|r| r.name.len() + r.description.len() + r.schema.len())
+                    .sum::<usize>()
+                + t.methods
+                    .iter()
+                    .map(|m| m.name.len() + m.description.len() + m.arguments_schema.len())
+                    .sum::<usize>()
+        })
+        .fold(0usize, usize::saturating_add);
+    if total > MAX_DESCRIBE_BYTES {
         return Err(format!(
-            "a JSON Schema for {what} that is neither an object nor a boolean"
+            "{total} bytes of type descriptions; the limit is {MAX_DESCRIBE_BYTES}"
         ));
     }
-    jsonschema::validator_for(&v)
-        .map_err(|e| format!("a JSON Schema for {what} that does not compile: {e}"))?;
+    Ok(())
+}
+
+fn parse_schema(what: &str, text: &str) -> Result<Value, String> {
+    if text.len() > super::schema::MAX_SCHEMA_BYTES {
+        return Err(format!(
+            "{what}: the JSON Schema is {} bytes; the limit is {}",
+            text.len(),
+            super::schema::MAX_SCHEMA_BYTES
+        ));
+    }
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| format!("{what}: the JSON Schema is not valid JSON: {e}"))?;
+    if !v.is_object() && !v.is_boolean() {
+        return Err(format!(
+            "{what}: the JSON Schema is neither an object nor a boolean"
+        ));
+    }
+    super::schema::compile(&v).map_err(|e| format!("{what}: the JSON Schema {e}"))?;
     Ok(v)
+}
+
+fn check_text(what: &str, text: &str, max: usize) -> Result<(), String> {
+    if text.len() > max {
+        return Err(format!(
+            "{what} is {} bytes; the limit is {max}",
+            text.len()
+        ));
+    }
+    Ok(())
 }
 
 fn kind_name(kind: MethodKind) -> &'static str {
@@ -84,47 +134,65 @@ fn is_calver(v: &str) -> bool {
 }
 
 impl TypeDescription {
-    /// Checks and converts one `type-info`.
+    /// Checks and converts one `type-info`. Errors name the method or resource concerned
+    /// (the caller adds the plugin and type).
     pub fn from_wit(info: TypeInfo) -> Result<Self, String> {
         let name = info.name;
-        if name.is_empty() || !name.contains('/') {
+        if name.is_empty() || !name.contains('/') || name.len() > MAX_NAME_BYTES {
             return Err(format!(
-                "a type named `{name}`; type names look like `vendor/kind`"
+                "a type named `{}`; type names look like `vendor/kind` (at most {MAX_NAME_BYTES} bytes)",
+                name.chars().take(MAX_NAME_BYTES).collect::<String>()
             ));
         }
         if !is_calver(&info.version) {
             return Err(format!(
-                "version `{}` for `{name}`; versions are CalVer YYYY.MM.DD.MICRO",
+                "version `{}`; versions are CalVer YYYY.MM.DD.MICRO",
                 info.version
+                    .chars()
+                    .take(MAX_NAME_BYTES)
+                    .collect::<String>()
             ));
         }
+        check_text("the description", &info.description, MAX_DESCRIPTION_BYTES)?;
         let mut methods = Vec::new();
         for m in info.methods {
+            check_text("a method name", &m.name, MAX_NAME_BYTES)?;
             if methods.iter().any(|x: &MethodInfo| x.name == m.name) {
-                return Err(format!("method `{}` twice for `{name}`", m.name));
+                return Err(format!("method `{}` is declared twice", m.name));
             }
+            check_text(
+                &format!("method `{}`'s description", m.name),
+                &m.description,
+                MAX_DESCRIPTION_BYTES,
+            )?;
             methods.push(MethodInfo {
                 arguments_schema: parse_schema(
-                    &format!("{name}.{} arguments", m.name),
+                    &format!("method `{}` arguments", m.name),
                     &m.arguments_schema,
                 )?,
                 name: m.name,
                 description: m.description,
-                kind: kind_name(m.kind),
+                kind: kind_name(m.kind).to_string(),
                 destructive: m.destructive,
             });
         }
         let mut resources = Vec::new();
         for r in info.resources {
+            check_text("a resource name", &r.name, MAX_NAME_BYTES)?;
+            check_text(
+                &format!("resource `{}`'s description", r.name),
+                &r.description,
+                MAX_DESCRIPTION_BYTES,
+            )?;
             resources.push(ResourceSpecInfo {
-                schema: parse_schema(&format!("{name} resource `{}`", r.name), &r.schema)?,
+                schema: parse_schema(&format!("resource `{}`", r.name), &r.schema)?,
                 name: r.name,
                 description: r.description,
             });
         }
         Ok(TypeDescription {
             global_arguments_schema: parse_schema(
-                &format!("{name} globalArguments"),
+                "globalArguments",
                 &info.global_arguments_schema,
             )?,
             name,
@@ -143,12 +211,63 @@ impl TypeDescription {
 
 #[cfg(test)]
 mod tests {
-    use super::is_calver;
-
     #[test]
     fn calver_is_four_numeric_parts() {
         assert!(is_calver("2026.02.11.1"));
         assert!(!is_calver("1.0.0"));
         assert!(!is_calver("2026.02.11.x"));
+    }
+
+    use super::*;
+    use crate::runtime::bindings::orch::plugin::types::{MethodInfo as WitMethod, TypeInfo};
+
+    fn info(arguments_schema: String) -> TypeInfo {
+        TypeInfo {
+            name: "x/y".into(),
+            version: "2026.01.01.1".into(),
+            description: String::new(),
+            global_arguments_schema: "{}".into(),
+            resources: Vec::new(),
+            methods: vec![WitMethod {
+                name: "go".into(),
+                description: String::new(),
+                kind: MethodKind::Action,
+                destructive: false,
+                arguments_schema,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_ref_doubling_argument_schema_is_refused_naming_the_method() {
+        let mut defs = serde_json::Map::new();
+        defs.insert("d0".into(), serde_json::json!({"type": "object"}));
+        for i in 1..=40 {
+            let prev = format!("#/$defs/d{}", i - 1);
+            defs.insert(
+                format!("d{i}"),
+                serde_json::json!({"allOf": [{"$ref": prev}, {"$ref": prev}]}),
+            );
+        }
+        let schema = serde_json::json!({"$defs": defs, "$ref": "#/$defs/d40"});
+        let err = TypeDescription::from_wit(info(schema.to_string())).unwrap_err();
+        assert!(
+            err.starts_with("method `go` arguments: the JSON Schema expands to more than"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_oversize_describe_answer_is_refused() {
+        let big = info(format!(
+            "{{\"description\": \"{}\"}}",
+            "x".repeat(MAX_DESCRIBE_BYTES)
+        ));
+        assert!(
+            check_describe_size(&[big])
+                .unwrap_err()
+                .contains("the limit is")
+        );
+        assert!(check_describe_size(&[info("{}".into())]).is_ok());
     }
 }

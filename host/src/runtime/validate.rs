@@ -1,6 +1,9 @@
 //! `orch plugin validate`: everything the host checks at load, as a report for authors' CI.
 
-use super::{LoadedPlugin, PluginManifest, PluginRuntime, TypeDescription, imports};
+use super::{
+    EffectiveLimits, Limits, LoadedPlugin, PluginManifest, PluginRuntime, TypeDescription, files,
+    imports,
+};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -29,6 +32,8 @@ pub struct ValidationReport {
     pub plugin: Option<String>,
     /// Every import of the component.
     pub imports: Vec<String>,
+    /// The limits the plugin asks for (orch.yaml may lower them in a repository).
+    pub limits: Option<Limits>,
     /// The types describe() returned.
     pub types: Vec<TypeDescription>,
     /// The checks in order.
@@ -56,6 +61,7 @@ pub async fn validate(runtime: &PluginRuntime, path: &Path) -> ValidationReport 
         path: path.display().to_string(),
         plugin: None,
         imports: Vec::new(),
+        limits: None,
         types: Vec::new(),
         checks: Vec::new(),
     };
@@ -67,6 +73,15 @@ pub async fn validate(runtime: &PluginRuntime, path: &Path) -> ValidationReport 
                     Ok(format!("{} {} (orch:plugin {})", m.id, m.version, m.api)),
                 );
                 report.plugin = Some(m.id.clone());
+                report.limits = Some(m.limits.clone());
+                report.check(
+                    "limits",
+                    Ok(super::manifest::LIMIT_FIELDS
+                        .iter()
+                        .map(|f| format!("{} {}", f.toml, f.get(&m.limits)))
+                        .collect::<Vec<_>>()
+                        .join(", ")),
+                );
                 let wasm = path.join(&m.wasm);
                 (m, wasm)
             }
@@ -91,13 +106,10 @@ pub async fn validate(runtime: &PluginRuntime, path: &Path) -> ValidationReport 
         };
         (m, path.to_path_buf())
     };
-    let bytes = match std::fs::read(&wasm_path) {
+    let bytes = match files::read_regular(&wasm_path, files::MAX_WASM_BYTES) {
         Ok(b) => b,
         Err(e) => {
-            report.check(
-                "wasm",
-                Err(format!("{}: cannot read: {e}", wasm_path.display())),
-            );
+            report.check("wasm", Err(format!("{}: {e}", wasm_path.display())));
             return report;
         }
     };
@@ -154,25 +166,36 @@ pub async fn validate(runtime: &PluginRuntime, path: &Path) -> ValidationReport 
     if !imports_ok {
         return report;
     }
-    let plugin: LoadedPlugin = match runtime.load_component(manifest, path, &wasm_path, &bytes, sha)
-    {
-        Ok(p) => p,
-        Err(e) => {
-            report.check("link", Err(e.to_string()));
-            return report;
-        }
-    };
+    let limits = EffectiveLimits::as_asked(&manifest.limits);
+    let plugin: LoadedPlugin =
+        match runtime.load_component(manifest, path, &wasm_path, &bytes, sha, limits) {
+            Ok(p) => p,
+            Err(e) => {
+                report.check("link", Err(e.to_string()));
+                return report;
+            }
+        };
     match runtime.describe(&plugin).await {
-        Ok(types) if types.is_empty() => {
+        Ok(d) if d.types.is_empty() && d.rejected.is_empty() => {
             report.check("describe", Err("describe() returned no types".into()));
         }
-        Ok(types) => {
-            let names: Vec<String> = types
+        Ok(d) => {
+            let names: Vec<String> = d
+                .types
                 .iter()
                 .map(|t| format!("{} {}", t.name, t.version))
                 .collect();
-            report.check("describe", Ok(format!("types: {}", names.join(", "))));
-            report.types = types;
+            if d.rejected.is_empty() {
+                report.check("describe", Ok(format!("types: {}", names.join(", "))));
+            } else {
+                let refused: Vec<String> = d
+                    .rejected
+                    .iter()
+                    .map(|(name, problem)| format!("type `{name}`: {problem}"))
+                    .collect();
+                report.check("describe", Err(refused.join("; ")));
+            }
+            report.types = d.types;
         }
         Err(e) => {
             report.check("describe", Err(e.to_string()));

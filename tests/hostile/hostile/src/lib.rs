@@ -5,6 +5,7 @@ use orch_plugin_sdk::{Ctx, JsonSchema, MethodKind, ModelType, Plugin, Result, Va
 use serde::Deserialize;
 
 mod grants;
+mod limits;
 
 struct Hostile;
 
@@ -12,7 +13,7 @@ struct Hostile;
 #[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[allow(dead_code)] // only the manifest's grant template reads it
-struct Globals {
+pub struct Globals {
     /// The only origin the manifest grants.
     #[serde(default)]
     allowed_url: Option<String>,
@@ -133,7 +134,20 @@ impl Plugin for Hostile {
                     MethodKind::Action,
                     "Passes a string off as an SSH password to a denied target",
                     grants::ssh_poison,
+                )
+                .method(
+                    "writeBig",
+                    MethodKind::Create,
+                    "Buffers 2 MiB of writes",
+                    limits::write_big,
+                )
+                .method(
+                    "bigOutput",
+                    MethodKind::Read,
+                    "Returns 1 MiB of output",
+                    limits::big_output,
                 ),
+            limits::schema_bomb_type(),
         ]
     }
 }
