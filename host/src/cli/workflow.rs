@@ -116,28 +116,23 @@ pub fn validate_all(env: &RunEnv, only: Option<&Workflow>) -> Result<(), CliErro
                 .unwrap_or_default();
             problems.push(format!("{}{line}: type: {e}", def.file.display()));
         }
-        let mut templates = crate::expr::templates_in(
+        let mut bad = catalog.evaluator.check_templates(
             &serde_json::Value::Object(def.global_arguments.clone()),
             "globalArguments",
         );
         for (m, args) in &def.methods {
-            templates.extend(crate::expr::templates_in(
+            bad.extend(catalog.evaluator.check_templates(
                 &serde_json::Value::Object(args.arguments.clone()),
                 &format!("methods.{m}.arguments"),
             ));
         }
-        for (field, expr) in templates {
-            if let Err(e) = catalog
-                .evaluator
-                .check_syntax(&format!("${{{{ {expr} }}}}"))
-            {
-                let line = def
-                    .lines
-                    .line_of(&field)
-                    .map(|l| format!(":{l}"))
-                    .unwrap_or_default();
-                problems.push(format!("{}{line}: {field}: {e}", def.file.display()));
-            }
+        for e in bad {
+            let line = def
+                .lines
+                .line_of(&e.field)
+                .map(|l| format!(":{l}"))
+                .unwrap_or_default();
+            problems.push(format!("{}{line}: {e}", def.file.display()));
         }
     }
     if problems.is_empty() {
