@@ -6,6 +6,7 @@
 //! steps, each value an expression builds costs its size in bytes, and every charge checks the
 //! deadline. Whatever exceeds the budget fails with the expression and its file:line.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -20,8 +21,8 @@ use super::error::ExprErrorKind;
 pub const MAX_EVAL_STEPS: u64 = 1_000_000;
 /// Bytes of values one evaluation may build (strings, lists, maps; copies count again).
 pub const MAX_EVAL_BYTES: u64 = 64 * 1024 * 1024;
-/// Wall-clock time one evaluation may take; a backstop for costs the steps do not see (each
-/// charge checks it, so a runaway loop stops within one iteration of it).
+/// Wall-clock time one evaluation may take (from its first charge); a backstop for costs the
+/// steps do not see (each charge checks it, so a runaway loop stops within one iteration of it).
 pub const MAX_EVAL_TIME: Duration = Duration::from_secs(10);
 
 /// What one value costs on top of its contents, roughly a boxed value's header.
@@ -32,16 +33,18 @@ const VALUE_OVERHEAD: u64 = 16;
 pub(super) struct Budget {
     steps: AtomicU64,
     bytes: AtomicU64,
-    started: Instant,
+    /// When the first charge was made: an expression that charges nothing is cheap, and
+    /// reading the clock for each of them would not be.
+    started: OnceLock<Instant>,
 }
 
 impl Budget {
-    /// A full budget, starting the clock now.
+    /// A full budget; its clock starts at the first charge.
     pub fn new() -> Self {
         Budget {
             steps: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
-            started: Instant::now(),
+            started: OnceLock::new(),
         }
     }
 
@@ -62,7 +65,7 @@ impl Budget {
                 MAX_EVAL_BYTES / (1024 * 1024)
             )));
         }
-        if self.started.elapsed() > MAX_EVAL_TIME {
+        if self.started.get_or_init(Instant::now).elapsed() > MAX_EVAL_TIME {
             return Err(ExprErrorKind::Budget(format!(
                 "evaluation took longer than {} s; iterate over less data or split the work",
                 MAX_EVAL_TIME.as_secs()
