@@ -95,6 +95,43 @@ pub(super) fn check_length(src: &str) -> Result<(), ExprErrorKind> {
     Ok(())
 }
 
+/// How deeply the parser will recurse on `src`, estimated from its text: the deepest nesting
+/// of brackets plus the conditionals (`?`), outside string literals. The parser spends several
+/// KiB of stack per level, so only shallow text is parsed on the caller's stack.
+pub(super) fn parse_nesting(src: &str) -> usize {
+    let bytes = src.as_bytes();
+    let (mut depth, mut deepest, mut conditionals) = (0usize, 0usize, 0usize);
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            quote @ (b'"' | b'\'') => {
+                match super::template::skip_string(
+                    bytes,
+                    i,
+                    quote,
+                    super::template::is_raw(bytes, i),
+                ) {
+                    Some(next) => {
+                        i = next;
+                        continue;
+                    }
+                    // An unterminated string is a syntax error the parser finds at once.
+                    None => break,
+                }
+            }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b'?' => conditionals += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    deepest + conditionals
+}
+
 /// How a parsed tree is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(super) struct Shape {

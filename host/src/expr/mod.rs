@@ -87,9 +87,13 @@ struct Program {
 
 type Compiled = Result<Arc<Program>, ExprErrorKind>;
 
-/// Expressions at most this long are parsed on the caller's stack; longer ones on a thread with
-/// a stack of [`OWN_STACK_BYTES`], since the parser recurses once per operator in a chain.
+/// Expressions at most this long, and nesting at most [`INLINE_PARSE_NESTING`] brackets and
+/// conditionals deep, are parsed on the caller's stack; others on a thread with a stack of
+/// [`OWN_STACK_BYTES`]. The parser recurses once per operator in a chain (under 1 KiB each)
+/// and once per nesting level (about 8 KiB each in a debug build).
 const INLINE_PARSE_BYTES: usize = 256;
+/// See [`INLINE_PARSE_BYTES`].
+const INLINE_PARSE_NESTING: usize = 16;
 /// Trees at most this deep are evaluated on the caller's stack; deeper ones on a thread with a
 /// stack of [`OWN_STACK_BYTES`]. The interpreter recurses once per level, and its frame is
 /// about 1.6 KiB optimized but 50 KiB in a debug build (its `#[inline(always)]` evaluator is
@@ -297,7 +301,7 @@ fn compile_program(env: &Env, src: &str) -> Result<Program, ExprErrorKind> {
         let depth = bounds::eval_depth(&expr);
         Ok(Program { expr, depth })
     };
-    if src.len() <= INLINE_PARSE_BYTES {
+    if src.len() <= INLINE_PARSE_BYTES && bounds::parse_nesting(src) <= INLINE_PARSE_NESTING {
         build()
     } else {
         on_own_stack(build)?

@@ -86,7 +86,7 @@ fn opens_template(expr: &str) -> bool {
 }
 
 /// True when the quote at `i` opens a raw string (`r'…'`), i.e. follows a lone `r`.
-fn is_raw(bytes: &[u8], i: usize) -> bool {
+pub(super) fn is_raw(bytes: &[u8], i: usize) -> bool {
     i > 0
         && matches!(bytes[i - 1], b'r' | b'R')
         && !(i > 1 && (bytes[i - 2].is_ascii_alphanumeric() || bytes[i - 2] == b'_'))
@@ -129,7 +129,7 @@ fn find_close(body: &str) -> Option<usize> {
 }
 
 /// Index just past the string literal opening at `start`, or None when it never closes.
-fn skip_string(bytes: &[u8], start: usize, quote: u8, raw: bool) -> Option<usize> {
+pub(super) fn skip_string(bytes: &[u8], start: usize, quote: u8, raw: bool) -> Option<usize> {
     let triple = bytes.get(start + 1) == Some(&quote) && bytes.get(start + 2) == Some(&quote);
     let mut i = start + if triple { 3 } else { 1 };
     if !triple && bytes.get(start + 1) == Some(&quote) {

@@ -1078,3 +1078,53 @@ fn data_nested_too_deeply_is_refused_not_recursed_into() {
     let err = scope.eval_expr("inputs.vmName").unwrap_err();
     assert!(err.to_string().contains("nests more than"), "{err}");
 }
+
+#[test]
+fn expressions_parsed_and_evaluated_inline_fit_in_a_quarter_of_a_worker_stack() {
+    // The worst cases for the caller's stack: up to 256 bytes and 16 levels of nesting are
+    // parsed on it, up to 8 levels evaluated on it; deeper ones move to a stack of their own.
+    // A runtime worker has 2 MiB; these must fit in 512 KiB.
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    let parsed_inline = [
+        format!("{}1{}", "(".repeat(94), ")".repeat(94)),
+        format!("{}1{}", "[".repeat(94), "]".repeat(94)),
+        vec!["1"; 128].join("+"),
+        format!("x{}", ".a".repeat(127)),
+        format!("{}1", "-".repeat(255)),
+        (0..30).map(|i| format!("f?{i}:")).collect::<String>() + "1",
+        format!("{}1{}", "(".repeat(16), ")".repeat(16)) + &"+1".repeat(100),
+        (0..16).map(|i| format!("f?{i}:")).collect::<String>() + &"+1".repeat(80),
+    ];
+    let evaluated_inline = [
+        "-(-(-(-(-(-(-(inputs.count)))))))",
+        "!(!(!(!(!(!(inputs.count == 3))))))",
+        "model.fleet.resource.vm[inputs.vmName].attributes.tags.map(t, t + 'x')",
+    ];
+    for expr in evaluated_inline {
+        let depth = compile_program(&ENV, expr).expect("compiles").depth;
+        assert!(depth <= INLINE_EVAL_DEPTH, "{expr}: {depth}");
+    }
+    assert_eq!(
+        compile_program(&ENV, evaluated_inline[0])
+            .expect("compiles")
+            .depth,
+        INLINE_EVAL_DEPTH
+    );
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(512 * 1024)
+            .spawn_scoped(s, || {
+                for expr in &parsed_inline {
+                    assert!(expr.len() <= 256, "{expr}");
+                    let _ = ev.check_syntax(expr);
+                }
+                for expr in &evaluated_inline {
+                    assert!(scope.eval_expr(expr).is_ok(), "{expr}");
+                }
+            })
+            .expect("spawn")
+            .join()
+            .expect("no panic");
+    });
+}
