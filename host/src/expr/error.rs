@@ -160,7 +160,10 @@ impl ExprError {
         if !self.field.is_empty() {
             out.push_str(&format!("field `{}`: ", self.field));
         }
-        out.push_str(&format!("`{}`: {}", self.source_text(), self.kind));
+        if !self.expr.is_empty() {
+            out.push_str(&format!("`{}`: ", self.source_text()));
+        }
+        out.push_str(&self.kind.to_string());
         out
     }
 }

@@ -378,21 +378,25 @@ impl fmt::Debug for Scope<'_> {
 impl Scope<'_> {
     /// Resolve every template in a JSON tree; `field` is the dotted path of `value` used in errors (e.g. "globalArguments").
     pub fn resolve_value(&self, value: &Value, field: &str) -> Result<Value, ExprError> {
+        // The tree comes from user files; its depth is checked before recursing into it.
+        convert::check_depth(value)
+            .map_err(|m| expr_error(field, "", false, ExprErrorKind::TooComplex(m)))?;
+        self.resolve_tree(value, field)
+    }
+
+    fn resolve_tree(&self, value: &Value, field: &str) -> Result<Value, ExprError> {
         match value {
             Value::String(s) => self.resolve_str(s, field),
             Value::Array(items) => items
                 .iter()
                 .enumerate()
-                .map(|(i, item)| self.resolve_value(item, &index_path(field, i)))
+                .map(|(i, item)| self.resolve_tree(item, &index_path(field, i)))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Value::Array),
             Value::Object(map) => {
                 let mut out = Map::with_capacity(map.len());
                 for (key, item) in map {
-                    out.insert(
-                        key.clone(),
-                        self.resolve_value(item, &key_path(field, key))?,
-                    );
+                    out.insert(key.clone(), self.resolve_tree(item, &key_path(field, key))?);
                 }
                 Ok(Value::Object(out))
             }

@@ -180,21 +180,27 @@ pub fn templates_in(value: &Value, field: &str) -> Vec<(String, String)> {
     out
 }
 
-/// Calls `f` with every string in the tree and its field path.
+/// Calls `f` with every string in the tree and its field path, in document order, without
+/// recursing (the tree comes from user files).
 pub(super) fn walk(value: &Value, field: &str, f: &mut dyn FnMut(&str, &str)) {
-    match value {
-        Value::String(s) => f(field, s),
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                walk(item, &index_path(field, i), f);
-            }
+    let mut stack = vec![(value, field.to_string())];
+    while let Some((value, path)) = stack.pop() {
+        match value {
+            Value::String(s) => f(&path, s),
+            Value::Array(items) => stack.extend(
+                items
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .map(|(i, item)| (item, index_path(&path, i))),
+            ),
+            Value::Object(map) => stack.extend(
+                map.iter()
+                    .rev()
+                    .map(|(key, item)| (item, key_path(&path, key))),
+            ),
+            _ => {}
         }
-        Value::Object(map) => {
-            for (key, item) in map {
-                walk(item, &key_path(field, key), f);
-            }
-        }
-        _ => {}
     }
 }
 

@@ -1077,6 +1077,19 @@ fn data_nested_too_deeply_is_refused_not_recursed_into() {
     let scope = ev.scope(&data, deep_vars);
     let err = scope.eval_expr("inputs.vmName").unwrap_err();
     assert!(err.to_string().contains("nests more than"), "{err}");
+
+    let mut deep_args = json!("${{ 1 }}");
+    for _ in 0..convert::MAX_VALUE_DEPTH + 10 {
+        deep_args = json!({ "a": deep_args });
+    }
+    let scope = ev.scope(&data, vars());
+    let err = scope
+        .resolve_value(&deep_args, "globalArguments")
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "field `globalArguments`: too complex: the data nests more than 256 levels deep"
+    );
 }
 
 #[test]
