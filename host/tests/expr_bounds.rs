@@ -68,3 +68,26 @@ fn a_nested_comprehension_fails_its_step_quickly_naming_the_expression_and_line(
         "names the expression: {error}"
     );
 }
+
+#[test]
+fn broken_templates_in_a_definition_are_quoted_as_written() {
+    let repo = repo_with_step_value("plain");
+    repo.write(
+        "models/source.yaml",
+        "type: test/echo\nglobalArguments:\n  greeting: \"x ${{ env.X\"\n  other: \"${{ ${{ env.X }} }}\"\n",
+    );
+    let run = repo.orch(&["workflow", "validate", "w"]).code(2);
+    let err = run.stderr;
+    assert!(
+        err.contains("models/source.yaml:3: field `globalArguments.greeting`: `${{ env.X`: syntax error: unterminated"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("${{ x ${{"),
+        "never wrapped in a second template: {err}"
+    );
+    assert!(
+        err.contains("models/source.yaml:4: field `globalArguments.other`: `${{ ${{ env.X }} }}`: syntax error: a template cannot contain another `${{`"),
+        "{err}"
+    );
+}
