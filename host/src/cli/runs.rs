@@ -1,6 +1,21 @@
 //! `orch runs list|show`.
 
 use super::{CliError, CmdResult, Ctx};
+use crate::run::Liveness;
+use crate::store::{RunRecord, RunStatus};
+
+/// ` (on host X)` for a running run whose process this machine cannot check.
+fn elsewhere(run: &RunRecord) -> String {
+    match &run.owner {
+        Some(owner)
+            if run.status == RunStatus::Running
+                && crate::run::liveness(Some(owner)) == Liveness::Unknown =>
+        {
+            format!("  (on host {}, pid {})", owner.host, owner.pid)
+        }
+        _ => String::new(),
+    }
+}
 
 /// `orch runs` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -24,21 +39,34 @@ pub fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
     let store = ctx.store(&repo);
     match cmd {
         Cmd::List { limit } => {
-            let runs = store.list_runs(limit).map_err(CliError::failed)?;
+            let runs: Vec<RunRecord> = store
+                .list_runs(limit)
+                .map_err(CliError::failed)?
+                .into_iter()
+                .map(|r| crate::run::settle(&store, r))
+                .collect();
             let value: Vec<serde_json::Value> = runs
                 .iter()
-                .map(|r| serde_json::json!({"id": r.id, "kind": r.kind, "target": r.target, "status": r.status, "startedAt": r.started_at, "durationMs": r.duration_ms}))
+                .map(|r| {
+                    let mut row = serde_json::json!({"id": r.id, "kind": r.kind, "target": r.target, "status": r.status, "startedAt": r.started_at, "durationMs": r.duration_ms});
+                    if let Some(owner) = &r.owner {
+                        row["host"] = owner.host.clone().into();
+                        row["pid"] = owner.pid.into();
+                    }
+                    row
+                })
                 .collect();
             ctx.printer.result(&value, || {
                 runs.iter()
                     .map(|r| {
-                        let status = serde_json::to_value(r.status)
-                            .ok()
-                            .and_then(|v| v.as_str().map(String::from))
-                            .unwrap_or_default();
                         format!(
-                            "{}  {:<9} {:<8} {:<24} {}",
-                            r.id, status, r.kind, r.target, r.started_at
+                            "{}  {:<9} {:<8} {:<24} {}{}",
+                            r.id,
+                            r.status.as_str(),
+                            r.kind,
+                            r.target,
+                            r.started_at,
+                            elsewhere(r)
                         )
                     })
                     .collect::<Vec<_>>()
@@ -51,12 +79,16 @@ pub fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
                 .get_run(&id)
                 .map_err(CliError::failed)?
                 .ok_or_else(|| CliError::failed(format!("no run `{id}` (see `orch runs list`)")))?;
+            let run = crate::run::settle(&store, run);
             ctx.printer.result(&run, || {
-                let status = serde_json::to_value(run.status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default();
-                let mut out = format!("run {} — {} {} — {status}\n", run.id, run.kind, run.target);
+                let mut out = format!(
+                    "run {} — {} {} — {}{}\n",
+                    run.id,
+                    run.kind,
+                    run.target,
+                    run.status.as_str(),
+                    elsewhere(&run)
+                );
                 for s in &run.steps {
                     out.push_str(&format!(
                         "  {:<32} {:<9} {}\n",

@@ -15,7 +15,31 @@ use serde_json::{Map, Number, Value};
 /// A CEL value owning all its data.
 pub(super) type OwnedVal = Box<dyn Val + 'static>;
 
-/// Converts JSON to CEL. JSON integers become `int`, or `uint` above `i64::MAX`.
+/// Deepest nesting of a value converted between JSON and CEL; conversion recurses once per
+/// level, so deeper data is refused instead of overflowing the stack.
+pub const MAX_VALUE_DEPTH: usize = 256;
+
+/// Refuses JSON nested deeper than [`MAX_VALUE_DEPTH`], checked without recursing; data must
+/// pass this before [`json_to_val`] converts it.
+pub(super) fn check_depth(value: &Value) -> Result<(), String> {
+    let mut stack = vec![(value, 1usize)];
+    while let Some((v, depth)) = stack.pop() {
+        if depth > MAX_VALUE_DEPTH {
+            return Err(format!(
+                "the data nests more than {MAX_VALUE_DEPTH} levels deep"
+            ));
+        }
+        match v {
+            Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
+            Value::Object(map) => stack.extend(map.values().map(|i| (i, depth + 1))),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Converts JSON to CEL. JSON integers become `int`, or `uint` above `i64::MAX`. The value
+/// must have passed [`check_depth`].
 pub(super) fn json_to_val(value: &Value) -> OwnedVal {
     match value {
         Value::Null => Box::new(CelNull),
@@ -99,6 +123,15 @@ pub(super) fn map_get<'m>(map: &'m CelMap<'static>, key: &str) -> Option<&'m (dy
 /// Converts a CEL result to JSON, keeping its type. Map keys come out sorted, since CEL maps
 /// are unordered and stable output matters more than any particular order.
 pub(super) fn val_to_json(value: &dyn Val) -> Result<Value, String> {
+    val_to_json_at(value, 1)
+}
+
+fn val_to_json_at(value: &dyn Val, depth: usize) -> Result<Value, String> {
+    if depth > MAX_VALUE_DEPTH {
+        return Err(format!(
+            "the value nests more than {MAX_VALUE_DEPTH} levels deep"
+        ));
+    }
     if value.downcast_ref::<CelNull>().is_some() {
         return Ok(Value::Null);
     }
@@ -124,7 +157,7 @@ pub(super) fn val_to_json(value: &dyn Val) -> Result<Value, String> {
         return list
             .inner()
             .iter()
-            .map(|item| val_to_json(item.as_ref()))
+            .map(|item| val_to_json_at(item.as_ref(), depth + 1))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array);
     }
@@ -137,13 +170,13 @@ pub(super) fn val_to_json(value: &dyn Val) -> Result<Value, String> {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out = Map::with_capacity(entries.len());
         for (k, v) in entries {
-            out.insert(k, val_to_json(v)?);
+            out.insert(k, val_to_json_at(v, depth + 1)?);
         }
         return Ok(Value::Object(out));
     }
     if let Some(opt) = value.downcast_ref::<CelOptional>() {
         return match opt.option() {
-            Some(inner) => val_to_json(inner),
+            Some(inner) => val_to_json_at(inner, depth + 1),
             None => Ok(Value::Null),
         };
     }

@@ -5,12 +5,13 @@
 //! innermost access whose operand evaluates but whose key does not exist, and describe it
 //! by its path from the root variable.
 
-use cel::common::ast::{EntryExpr, Expr, LiteralValue, operators};
+use cel::common::ast::{Expr, LiteralValue, operators};
 use cel::common::types::{CelBool, CelString};
 use cel::common::value::CowVal;
 use cel::parser::Expression;
 use cel::{Context, ExecutionError, Value as CelValue};
 
+use super::bounds::{METER, children};
 use super::convert::{index_text, map_keys};
 use super::error::ExprErrorKind;
 use super::state::{EvalState, MODELS_TYPE, ModelState};
@@ -27,7 +28,7 @@ pub(super) fn explain(
 ) -> ExprErrorKind {
     match err {
         ExecutionError::FunctionError { ref function, .. }
-            if function == "vault.get" || function == "data.latest" =>
+            if function == "vault.get" || function == "data.latest" || function == METER =>
         {
             state
                 .take_fn_error()
@@ -228,46 +229,14 @@ fn render_path(path: &[&str]) -> String {
     out
 }
 
-/// The direct subexpressions of `e`, comprehension parts included. Parts that use a loop
-/// variable fail to evaluate on their own with an undeclared reference, never with a
-/// missing key, so the search passes over them.
-fn children(e: &Expression) -> Vec<&Expression> {
-    fn entry_parts(entries: &[cel::common::ast::IdedEntryExpr]) -> Vec<&Expression> {
-        entries
-            .iter()
-            .flat_map(|entry| match &entry.expr {
-                EntryExpr::MapEntry(me) => vec![&me.key, &me.value],
-                EntryExpr::StructField(sf) => vec![&sf.value],
-            })
-            .collect()
-    }
-    match &e.expr {
-        Expr::Call(call) => call
-            .target
-            .iter()
-            .map(|t| &**t)
-            .chain(call.args.iter())
-            .collect(),
-        Expr::Select(sel) => vec![&*sel.operand],
-        Expr::List(list) => list.elements.iter().collect(),
-        Expr::Map(map) => entry_parts(&map.entries),
-        Expr::Struct(st) => entry_parts(&st.entries),
-        Expr::Comprehension(c) => vec![
-            &c.iter_range,
-            &c.accu_init,
-            &c.loop_cond,
-            &c.loop_step,
-            &c.result,
-        ],
-        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => Vec::new(),
-    }
-}
-
 /// Calls `f` on every subexpression of `e`, `e` included.
 fn visit(e: &Expression, f: &mut dyn FnMut(&Expression)) {
-    f(e);
-    for child in children(e) {
-        visit(child, f);
+    let mut stack = vec![e];
+    while let Some(node) = stack.pop() {
+        f(node);
+        let mut kids = children(node);
+        kids.reverse();
+        stack.extend(kids);
     }
 }
 

@@ -50,6 +50,12 @@ pub enum ExprErrorKind {
     /// The data source (store or vault) failed.
     #[error("could not read data: {0}")]
     DataSource(String),
+    /// The expression is too long or nests too deeply to be evaluated safely.
+    #[error("too complex: {0}")]
+    TooComplex(String),
+    /// Evaluating the expression exceeded its budget of steps, bytes or time.
+    #[error("budget exceeded: {0}")]
+    Budget(String),
 }
 
 impl ExprErrorKind {
@@ -97,6 +103,8 @@ impl ExprErrorKind {
             Self::Type(m) => Self::Type(f(m)),
             Self::Eval(m) => Self::Eval(f(m)),
             Self::DataSource(m) => Self::DataSource(f(m)),
+            Self::TooComplex(m) => Self::TooComplex(f(m)),
+            Self::Budget(m) => Self::Budget(f(m)),
         }
     }
 }
@@ -152,7 +160,10 @@ impl ExprError {
         if !self.field.is_empty() {
             out.push_str(&format!("field `{}`: ", self.field));
         }
-        out.push_str(&format!("`{}`: {}", self.source_text(), self.kind));
+        if !self.expr.is_empty() {
+            out.push_str(&format!("`{}`: ", self.source_text()));
+        }
+        out.push_str(&self.kind.to_string());
         out
     }
 }

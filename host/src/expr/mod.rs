@@ -8,6 +8,8 @@
 //! a model only when an expression touches it, and remembers the answer for the rest of the
 //! scope. Compiled expressions are cached in the [`Evaluator`] for the whole run.
 
+mod bounds;
+mod budget;
 mod convert;
 mod diagnose;
 mod error;
@@ -24,6 +26,8 @@ use cel::parser::{Expression, ParseErrors};
 use cel::{Context, Env, Value as CelValue, extensions};
 use serde_json::{Map, Value};
 
+pub use self::bounds::{MAX_COMPREHENSION_NESTING, MAX_DEPTH, MAX_EXPR_BYTES};
+pub use self::budget::{MAX_EVAL_BYTES, MAX_EVAL_STEPS, MAX_EVAL_TIME};
 pub use self::error::{ExprError, ExprErrorKind};
 pub use self::template::{contains_template, templates_in};
 
@@ -73,7 +77,48 @@ pub struct Vars {
     pub self_: Map<String, Value>,
 }
 
-type Compiled = Result<Arc<Expression>, String>;
+/// A parsed expression that passed the bounds, with the budget's meters in it.
+#[derive(Debug)]
+struct Program {
+    expr: Expression,
+    /// Levels of the instrumented tree: how deep evaluating it recurses.
+    depth: usize,
+}
+
+type Compiled = Result<Arc<Program>, ExprErrorKind>;
+
+/// Expressions at most this long, and nesting at most [`INLINE_PARSE_NESTING`] brackets and
+/// conditionals deep, are parsed on the caller's stack; others on a thread with a stack of
+/// [`OWN_STACK_BYTES`]. The parser recurses once per operator in a chain (under 1 KiB each)
+/// and once per nesting level (about 8 KiB each in a debug build).
+const INLINE_PARSE_BYTES: usize = 256;
+/// See [`INLINE_PARSE_BYTES`].
+const INLINE_PARSE_NESTING: usize = 16;
+/// Trees at most this deep are evaluated on the caller's stack; deeper ones on a thread with a
+/// stack of [`OWN_STACK_BYTES`]. The interpreter recurses once per level, and its frame is
+/// about 1.6 KiB optimized but 50 KiB in a debug build (its `#[inline(always)]` evaluator is
+/// compiled into this crate): 8 levels then take 400 KiB of a runtime worker's 2 MiB.
+const INLINE_EVAL_DEPTH: usize = 8;
+/// The stack of a thread that parses or evaluates a large expression: enough for the largest
+/// expression the bounds admit (about 130 instrumented levels of 50 KiB in a debug build, or a
+/// 4 KiB operator chain for the parser), with room to spare; only the pages used are committed.
+const OWN_STACK_BYTES: usize = 64 * 1024 * 1024;
+
+/// Runs `f` on a thread of its own with a known, large stack, borrowing from the caller.
+fn on_own_stack<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R, ExprErrorKind> {
+    std::thread::scope(|s| {
+        let handle = std::thread::Builder::new()
+            .name("orch-expr".to_string())
+            .stack_size(OWN_STACK_BYTES)
+            .spawn_scoped(s, f)
+            .map_err(|e| {
+                ExprErrorKind::Eval(format!("could not start a thread to evaluate on: {e}"))
+            })?;
+        handle.join().map_err(|_| {
+            ExprErrorKind::Eval("the CEL interpreter failed on this expression".to_string())
+        })
+    })
+}
 
 /// The standard library plus the string, list, math and base64 extensions, built once.
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
@@ -171,20 +216,33 @@ impl Evaluator {
         first
     }
 
+    /// For validation before a run: every bad template in a JSON tree, each naming its field.
+    pub fn check_templates(&self, value: &Value, field: &str) -> Vec<ExprError> {
+        let mut problems = Vec::new();
+        template::walk(value, field, &mut |path, s| {
+            if contains_template(s)
+                && let Err(e) = self.check_str(s, path)
+            {
+                problems.push(e);
+            }
+        });
+        problems
+    }
+
     fn check_str(&self, s: &str, field: &str) -> Result<(), ExprError> {
         if !contains_template(s) {
             let expr = s.trim();
             return self
                 .compile(expr)
                 .map(|_| ())
-                .map_err(|m| syntax_error(field, expr, false, m));
+                .map_err(|kind| expr_error(field, expr, false, kind));
         }
         let segments =
-            template::parse(s).map_err(|e| syntax_error(field, &e.expr, true, e.message))?;
+            template::parse(s).map_err(|e| syntax_error(field, &e.text, false, e.message))?;
         for segment in segments {
             if let Segment::Expr(expr) = segment {
                 self.compile(expr)
-                    .map_err(|m| syntax_error(field, expr, true, m))?;
+                    .map_err(|kind| expr_error(field, expr, true, kind))?;
             }
         }
         Ok(())
@@ -200,7 +258,7 @@ impl Evaluator {
         {
             return found.clone();
         }
-        let compiled = parse_expr(&self.env, src).map(Arc::new);
+        let compiled = compile_program(&self.env, src).map(Arc::new);
         self.compiles.fetch_add(1, Ordering::Relaxed);
         let mut programs = self.programs.write().unwrap_or_else(|e| e.into_inner());
         if programs.len() >= MAX_PROGRAMS {
@@ -219,11 +277,34 @@ impl Evaluator {
 }
 
 fn syntax_error(field: &str, expr: &str, templated: bool, message: String) -> ExprError {
+    expr_error(field, expr, templated, ExprErrorKind::Syntax(message))
+}
+
+fn expr_error(field: &str, expr: &str, templated: bool, kind: ExprErrorKind) -> ExprError {
     ExprError {
         field: field.to_string(),
         expr: expr.to_string(),
         templated,
-        kind: ExprErrorKind::Syntax(message),
+        kind,
+    }
+}
+
+/// Parses one expression, checks it against the bounds and instruments it for the budget.
+/// A long expression is parsed on a stack of its own, and a tree that is too deep is dropped
+/// there too, since both recurse once per level.
+fn compile_program(env: &Env, src: &str) -> Result<Program, ExprErrorKind> {
+    bounds::check_length(src)?;
+    let build = || {
+        let expr = parse_expr(env, src).map_err(ExprErrorKind::Syntax)?;
+        bounds::check_shape(bounds::measure(&expr))?;
+        let expr = bounds::instrument(expr);
+        let depth = bounds::eval_depth(&expr);
+        Ok(Program { expr, depth })
+    };
+    if src.len() <= INLINE_PARSE_BYTES && bounds::parse_nesting(src) <= INLINE_PARSE_NESTING {
+        build()
+    } else {
+        on_own_stack(build)?
     }
 }
 
@@ -297,21 +378,25 @@ impl fmt::Debug for Scope<'_> {
 impl Scope<'_> {
     /// Resolve every template in a JSON tree; `field` is the dotted path of `value` used in errors (e.g. "globalArguments").
     pub fn resolve_value(&self, value: &Value, field: &str) -> Result<Value, ExprError> {
+        // The tree comes from user files; its depth is checked before recursing into it.
+        convert::check_depth(value)
+            .map_err(|m| expr_error(field, "", false, ExprErrorKind::TooComplex(m)))?;
+        self.resolve_tree(value, field)
+    }
+
+    fn resolve_tree(&self, value: &Value, field: &str) -> Result<Value, ExprError> {
         match value {
             Value::String(s) => self.resolve_str(s, field),
             Value::Array(items) => items
                 .iter()
                 .enumerate()
-                .map(|(i, item)| self.resolve_value(item, &index_path(field, i)))
+                .map(|(i, item)| self.resolve_tree(item, &index_path(field, i)))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Value::Array),
             Value::Object(map) => {
                 let mut out = Map::with_capacity(map.len());
                 for (key, item) in map {
-                    out.insert(
-                        key.clone(),
-                        self.resolve_value(item, &key_path(field, key))?,
-                    );
+                    out.insert(key.clone(), self.resolve_tree(item, &key_path(field, key))?);
                 }
                 Ok(Value::Object(out))
             }
@@ -325,7 +410,7 @@ impl Scope<'_> {
             return Ok(Value::String(s.to_string()));
         }
         let segments =
-            template::parse(s).map_err(|e| syntax_error(field, &e.expr, true, e.message))?;
+            template::parse(s).map_err(|e| syntax_error(field, &e.text, false, e.message))?;
         let fail = |expr: &str, kind| ExprError {
             field: field.to_string(),
             expr: expr.to_string(),
@@ -363,16 +448,34 @@ impl Scope<'_> {
     }
 
     fn eval(&self, src: &str) -> Result<Value, ExprErrorKind> {
-        let program = self.evaluator.compile(src).map_err(ExprErrorKind::Syntax)?;
+        if let Some(invalid) = &self.core.invalid {
+            return Err(invalid.clone());
+        }
+        let program = self.evaluator.compile(src)?;
+        let run = || {
+            catch_unwind(AssertUnwindSafe(|| self.eval_program(&program))).unwrap_or_else(|_| {
+                Err(ExprErrorKind::Eval(
+                    "the CEL interpreter failed on this expression".to_string(),
+                ))
+            })
+        };
+        let result = if program.depth <= INLINE_EVAL_DEPTH {
+            run()
+        } else {
+            on_own_stack(run).and_then(|r| r)
+        };
+        result.map_err(|kind| self.evaluator.scrub_kind(kind))
+    }
+
+    fn eval_program(&self, program: &Program) -> Result<Value, ExprErrorKind> {
         let state = EvalState::new(&self.core);
         let root: &Context<'_, '_> = &self.evaluator.root;
         let mut ctx = root.new_inner_scope();
         ctx.set_variable_resolver(&state);
-        let result = match CelValue::resolve_val(&program, &ctx) {
+        match CelValue::resolve_val(&program.expr, &ctx) {
             Ok(value) => convert::val_to_json(value.as_ref()).map_err(ExprErrorKind::Type),
-            Err(e) => Err(diagnose::explain(e, &program, &ctx, &state)),
-        };
-        result.map_err(|kind| self.evaluator.scrub_kind(kind))
+            Err(e) => Err(diagnose::explain(e, &program.expr, &ctx, &state)),
+        }
     }
 }
 
@@ -383,8 +486,8 @@ impl Scope<'_> {
 pub fn referenced_models(expr: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut scan = |src: &str| {
-        if let Ok(parsed) = parse_expr(&ENV, src) {
-            diagnose::models_named(&parsed, &mut out);
+        if let Ok(program) = compile_program(&ENV, src) {
+            diagnose::models_named(&program.expr, &mut out);
         }
     };
     if contains_template(expr) {

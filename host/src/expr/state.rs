@@ -12,13 +12,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use cel::common::traits::{Container, Indexer};
-use cel::common::types::{CelMap, CelString, Type};
+use cel::common::types::{CelInt, CelMap, CelNull, CelString, Type};
 use cel::common::value::{CowVal, StaticVal, Val};
 use cel::context::VariableResolver;
 use cel::{Context, ExecutionError, FunctionContext};
 
 use super::ResourceData;
-use super::convert::{OwnedVal, json_to_val, map_get, string_map, u64_to_val};
+use super::bounds::{JOIN, METER, MeterKind, REPLACE};
+use super::budget::{Budget, cost_of, replace_size};
+use super::convert::{OwnedVal, check_depth, json_to_val, map_get, string_map, u64_to_val};
 use super::error::ExprErrorKind;
 
 /// Variable the CEL functions look up to reach the evaluation; not a valid CEL identifier.
@@ -136,6 +138,8 @@ pub(super) struct ScopeCore<'a> {
     pub env: CelMap<'static>,
     pub run: CelMap<'static>,
     pub self_: CelMap<'static>,
+    /// Why the variables cannot be used, found when the scope was made.
+    pub invalid: Option<ExprErrorKind>,
     models: Mutex<HashMap<String, Arc<ModelState>>>,
     vault: Mutex<HashMap<(String, String), String>>,
 }
@@ -146,6 +150,28 @@ impl<'a> ScopeCore<'a> {
         secrets: &'a Mutex<Vec<String>>,
         vars: &super::Vars,
     ) -> Self {
+        let invalid = [("inputs", &vars.inputs), ("self", &vars.self_)]
+            .into_iter()
+            .find_map(|(name, map)| {
+                map.values()
+                    .find_map(|v| check_depth(v).err())
+                    .map(|e| ExprErrorKind::Type(format!("`{name}`: {e}")))
+            });
+        if invalid.is_some() {
+            // Too deep to convert safely: the scope offers empty variables and every
+            // evaluation fails with `invalid`.
+            return ScopeCore {
+                data,
+                secrets,
+                inputs: string_map([]),
+                env: string_map([]),
+                run: string_map([]),
+                self_: string_map([]),
+                invalid,
+                models: Mutex::new(HashMap::new()),
+                vault: Mutex::new(HashMap::new()),
+            };
+        }
         ScopeCore {
             data,
             secrets,
@@ -160,6 +186,7 @@ impl<'a> ScopeCore<'a> {
                 Box::new(CelString::from(vars.run_id.clone())) as OwnedVal,
             )]),
             self_: super::convert::object_to_map(&vars.self_),
+            invalid: None,
             models: Mutex::new(HashMap::new()),
             vault: Mutex::new(HashMap::new()),
         }
@@ -178,10 +205,17 @@ impl<'a> ScopeCore<'a> {
             match self.data.model_resources(name) {
                 Err(e) => ModelState::Failed(e),
                 Ok(resources) if resources.is_empty() => ModelState::NoData,
-                Ok(resources) => {
-                    tracing::trace!(model = name, count = resources.len(), "loaded model");
-                    ModelState::Loaded(LoadedModel::build(name, resources))
-                }
+                Ok(resources) => match resources.iter().find_map(|r| {
+                    check_depth(&r.attributes)
+                        .err()
+                        .map(|e| format!("resource {}/{}: {e}", r.spec, r.name))
+                }) {
+                    Some(too_deep) => ModelState::Failed(too_deep),
+                    None => {
+                        tracing::trace!(model = name, count = resources.len(), "loaded model");
+                        ModelState::Loaded(LoadedModel::build(name, resources))
+                    }
+                },
             }
         });
         models.insert(name.to_string(), Arc::clone(&state));
@@ -265,6 +299,7 @@ impl<'a> ScopeCore<'a> {
 enum FnCall {
     Vault { vault: String, key: String },
     Latest { model: String, name: String },
+    Charge { steps: u64, bytes: u64 },
 }
 
 impl Val for FnCall {
@@ -294,6 +329,8 @@ pub(super) struct EvalState<'s> {
     used: AtomicUsize,
     /// The precise error of a failed `vault.get` / `data.latest`, which CEL can only carry as text.
     fn_error: Mutex<Option<ExprErrorKind>>,
+    /// What this evaluation may still spend.
+    budget: Budget,
 }
 
 impl<'s> EvalState<'s> {
@@ -303,6 +340,7 @@ impl<'s> EvalState<'s> {
             slots: Default::default(),
             used: AtomicUsize::new(0),
             fn_error: Mutex::new(None),
+            budget: Budget::new(),
         }
     }
 
@@ -348,6 +386,12 @@ impl<'s> EvalState<'s> {
                     .map(|s| Box::new(CelString::from(s)) as OwnedVal),
             ),
             FnCall::Latest { model, name } => ("data.latest", self.core.latest(model, name)),
+            FnCall::Charge { steps, bytes } => (
+                METER,
+                self.budget
+                    .charge(*steps, *bytes)
+                    .map(|()| Box::new(CelNull) as OwnedVal),
+            ),
         };
         result.map_err(|kind| {
             let message = kind.to_string();
@@ -531,8 +575,83 @@ type CelFn = Box<
         + Sync,
 >;
 
-/// Adds `vault.get` and `data.latest` to the evaluator's root context.
+/// Adds `vault.get`, `data.latest` and the budget's hidden functions to the evaluator's root context.
 pub(super) fn register_functions(ctx: &mut Context<'static, 'static>) -> Result<(), String> {
+    let meter: CelFn = Box::new(|ftx| {
+        let mut args = std::mem::take(&mut ftx.args);
+        let int = |i: usize| {
+            args.get(i)
+                .and_then(|a| a.downcast_ref::<CelInt>().map(|n| *n.inner()))
+                .unwrap_or(1)
+        };
+        let (kind, cost) = (MeterKind::from_arg(int(1)), int(2));
+        args.truncate(1);
+        let value = args
+            .pop()
+            .ok_or_else(|| ExecutionError::function_error(METER, "expects a value"))?;
+        let (steps, bytes) = cost_of(kind, cost, &value);
+        charge(ftx, steps, bytes)?;
+        Ok(value)
+    });
+    let replace: CelFn = Box::new(|ftx| {
+        let this = ftx
+            .this
+            .as_ref()
+            .and_then(|t| t.downcast_ref::<CelString>());
+        let strings: Vec<&str> = ftx
+            .args
+            .iter()
+            .take(2)
+            .filter_map(|a| a.downcast_ref::<CelString>().map(|s| s.inner()))
+            .collect();
+        let n = match ftx.args.get(2) {
+            None => None,
+            Some(n) => Some(
+                *n.downcast_ref::<CelInt>()
+                    .ok_or_else(replace_usage)?
+                    .inner(),
+            ),
+        };
+        let (Some(this), [old, new], 2..=3) = (this, strings.as_slice(), ftx.args.len()) else {
+            return Err(replace_usage());
+        };
+        let (size, limit) = replace_size(this.inner(), old, new, n);
+        charge(ftx, 1, size)?;
+        Ok(CowVal::owned(CelString::from(
+            this.inner().replacen(old, new, limit),
+        )))
+    });
+    let join: CelFn = Box::new(|ftx| {
+        let usage = || {
+            ExecutionError::function_error(
+                "join",
+                "expects a list of strings and an optional string separator",
+            )
+        };
+        let sep = match ftx.args.as_slice() {
+            [] => "",
+            [sep] => sep.downcast_ref::<CelString>().ok_or_else(usage)?.inner(),
+            _ => return Err(usage()),
+        };
+        let list = ftx
+            .this
+            .as_ref()
+            .and_then(|t| t.as_iterable())
+            .ok_or_else(usage)?;
+        let mut parts: Vec<&str> = Vec::new();
+        let mut items = list.iter();
+        while let Some(item) = items.next() {
+            parts.push(item.downcast_ref::<CelString>().ok_or_else(usage)?.inner());
+        }
+        let size = parts.iter().map(|p| p.len() as u64).sum::<u64>()
+            + (parts.len().saturating_sub(1) as u64).saturating_mul(sep.len() as u64);
+        charge(ftx, 1, size)?;
+        Ok(CowVal::owned(CelString::from(parts.join(sep))))
+    });
+    for (name, f) in [(METER, meter), (REPLACE, replace), (JOIN, join)] {
+        ctx.add_function::<CelFn, CelFn>(name, f)
+            .map_err(|e| e.to_string())?;
+    }
     let vault: CelFn = Box::new(|ftx| {
         let [vault, key] = string_args(ftx, "vault.get")?;
         dispatch(ftx, FnCall::Vault { vault, key })
@@ -563,6 +682,18 @@ fn string_args(
             "expects two string arguments",
         )),
     }
+}
+
+fn replace_usage() -> ExecutionError {
+    ExecutionError::function_error(
+        "replace",
+        "expects string arguments: s.replace(old, new) or s.replace(old, new, n)",
+    )
+}
+
+/// Charges the evaluation's budget from inside a CEL function.
+fn charge(ftx: &FunctionContext<'_, '_>, steps: u64, bytes: u64) -> Result<(), ExecutionError> {
+    dispatch(ftx, FnCall::Charge { steps, bytes }).map(|_| ())
 }
 
 fn dispatch<'c, 'k>(

@@ -16,8 +16,8 @@ pub(super) enum Segment<'s> {
 /// A template string that cannot be split into segments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct TemplateError {
-    /// The text after the offending `${{`, trimmed, for the error message.
-    pub expr: String,
+    /// The offending template exactly as written, from its `${{` (to its `}}` if it has one).
+    pub text: String,
     /// What is wrong.
     pub message: String,
 }
@@ -38,15 +38,25 @@ pub(super) fn parse(s: &str) -> Result<Vec<Segment<'_>>, TemplateError> {
         let body = &rest[start + OPEN.len()..];
         let Some(end) = find_close(body) else {
             return Err(TemplateError {
-                expr: body.trim().to_string(),
-                message: "unterminated `${{`: no matching `}}`".to_string(),
+                text: rest[start..].trim_end().to_string(),
+                message: "unterminated `${{`: no matching `}}`; close it with `}}`".to_string(),
             });
         };
+        let written = &rest[start..start + OPEN.len() + end + 2];
         let expr = body[..end].trim();
         if expr.is_empty() {
             return Err(TemplateError {
-                expr: String::new(),
-                message: "empty expression in `${{ }}`".to_string(),
+                text: written.to_string(),
+                message: "empty expression in `${{ }}`; write an expression or remove it"
+                    .to_string(),
+            });
+        }
+        if opens_template(expr) {
+            return Err(TemplateError {
+                text: written.to_string(),
+                message: "a template cannot contain another `${{`; write the inner expression \
+                          directly, e.g. `${{ env.X }}` instead of `${{ ${{ env.X }} }}`"
+                    .to_string(),
             });
         }
         segments.push(Segment::Expr(expr));
@@ -56,6 +66,30 @@ pub(super) fn parse(s: &str) -> Result<Vec<Segment<'_>>, TemplateError> {
         segments.push(Segment::Text(rest));
     }
     Ok(segments)
+}
+
+/// True when `expr` has a `${{` outside its string literals.
+fn opens_template(expr: &str) -> bool {
+    let bytes = expr.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            quote @ (b'"' | b'\'') => match skip_string(bytes, i, quote, is_raw(bytes, i)) {
+                Some(next) => i = next,
+                None => return false,
+            },
+            b'$' if bytes[i..].starts_with(OPEN.as_bytes()) => return true,
+            _ => i += 1,
+        }
+    }
+    false
+}
+
+/// True when the quote at `i` opens a raw string (`r'…'`), i.e. follows a lone `r`.
+pub(super) fn is_raw(bytes: &[u8], i: usize) -> bool {
+    i > 0
+        && matches!(bytes[i - 1], b'r' | b'R')
+        && !(i > 1 && (bytes[i - 2].is_ascii_alphanumeric() || bytes[i - 2] == b'_'))
 }
 
 /// The expression when `s` is exactly one template, surrounding whitespace allowed.
@@ -81,10 +115,7 @@ fn find_close(body: &str) -> Option<usize> {
     while i < bytes.len() {
         match bytes[i] {
             quote @ (b'"' | b'\'') => {
-                let raw = i > 0
-                    && matches!(bytes[i - 1], b'r' | b'R')
-                    && !(i > 1 && (bytes[i - 2].is_ascii_alphanumeric() || bytes[i - 2] == b'_'));
-                i = skip_string(bytes, i, quote, raw)?;
+                i = skip_string(bytes, i, quote, is_raw(bytes, i))?;
                 continue;
             }
             b'{' => depth += 1,
@@ -98,7 +129,7 @@ fn find_close(body: &str) -> Option<usize> {
 }
 
 /// Index just past the string literal opening at `start`, or None when it never closes.
-fn skip_string(bytes: &[u8], start: usize, quote: u8, raw: bool) -> Option<usize> {
+pub(super) fn skip_string(bytes: &[u8], start: usize, quote: u8, raw: bool) -> Option<usize> {
     let triple = bytes.get(start + 1) == Some(&quote) && bytes.get(start + 2) == Some(&quote);
     let mut i = start + if triple { 3 } else { 1 };
     if !triple && bytes.get(start + 1) == Some(&quote) {
@@ -149,21 +180,27 @@ pub fn templates_in(value: &Value, field: &str) -> Vec<(String, String)> {
     out
 }
 
-/// Calls `f` with every string in the tree and its field path.
+/// Calls `f` with every string in the tree and its field path, in document order, without
+/// recursing (the tree comes from user files).
 pub(super) fn walk(value: &Value, field: &str, f: &mut dyn FnMut(&str, &str)) {
-    match value {
-        Value::String(s) => f(field, s),
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                walk(item, &index_path(field, i), f);
-            }
+    let mut stack = vec![(value, field.to_string())];
+    while let Some((value, path)) = stack.pop() {
+        match value {
+            Value::String(s) => f(&path, s),
+            Value::Array(items) => stack.extend(
+                items
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .map(|(i, item)| (item, index_path(&path, i))),
+            ),
+            Value::Object(map) => stack.extend(
+                map.iter()
+                    .rev()
+                    .map(|(key, item)| (item, key_path(&path, key))),
+            ),
+            _ => {}
         }
-        Value::Object(map) => {
-            for (key, item) in map {
-                walk(item, &key_path(field, key), f);
-            }
-        }
-        _ => {}
     }
 }
 
@@ -223,12 +260,32 @@ mod tests {
     #[test]
     fn unterminated_and_empty() {
         let err = parse("a ${{ model.x").unwrap_err();
-        assert_eq!(err.expr, "model.x");
+        assert_eq!(err.text, "${{ model.x", "quoted as written, not closed");
         assert!(err.message.contains("unterminated"));
         let err = parse("${{ 'abc }}").unwrap_err();
         assert!(err.message.contains("unterminated"));
-        let err = parse("${{  }}").unwrap_err();
+        let err = parse("x ${{  }} y").unwrap_err();
         assert!(err.message.contains("empty"));
+        assert_eq!(err.text, "${{  }}");
+    }
+
+    #[test]
+    fn a_template_inside_a_template_is_refused_and_quoted_as_written() {
+        let err = parse("a ${{ ${{ env.X }} }} b").unwrap_err();
+        assert_eq!(err.text, "${{ ${{ env.X }} }}");
+        assert!(
+            err.message.contains("cannot contain another `${{`"),
+            "{}",
+            err.message
+        );
+        let err = parse("${{ ${{ env.X }}").unwrap_err();
+        assert_eq!(err.text, "${{ ${{ env.X }}");
+        assert!(err.message.contains("unterminated"), "{}", err.message);
+        // Inside a string literal it is just text.
+        assert_eq!(
+            parse("${{ 'a ${{ b' }}").unwrap(),
+            vec![Segment::Expr("'a ${{ b'")]
+        );
     }
 
     #[test]

@@ -641,7 +641,12 @@ fn syntax_errors_and_unterminated_templates() {
         "{err}"
     );
     let err = resolve(&scope, "x ${{ model.fleet").unwrap_err();
-    assert_eq!(err.expr, "model.fleet");
+    assert_eq!(err.expr, "${{ model.fleet");
+    assert!(
+        err.to_string()
+            .starts_with("field `f`: `${{ model.fleet`: syntax error: unterminated"),
+        "quoted as written: {err}"
+    );
     assert!(err.to_string().contains("unterminated `${{`"), "{err}");
     assert!(ev.check_syntax("a ${{ 1 + }} b").is_err());
     assert!(ev.check_syntax("${{ oops").is_err());
@@ -868,4 +873,271 @@ fn bench_ten_thousand_resolutions() {
     eprintln!(
         "B5: 10,000 resolutions: {one_scope:?} in one scope, {hundred_scopes:?} over 100 scopes; 10,000 `inputs.count + 1`: {trivial:?}"
     );
+}
+
+/// `[1, 2, …, n]`.
+fn numbers(n: usize) -> String {
+    let items: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+    format!("[{}]", items.join(", "))
+}
+
+#[test]
+fn operator_chains_evaluate_up_to_the_depth_bound_and_are_refused_past_it() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    // 40 additions once crashed a run's worker thread; the bound admits 64 levels.
+    for n in [41, 60, MAX_DEPTH] {
+        let chain = vec!["1"; n].join(" + ");
+        assert!(
+            ev.check_syntax(&format!("${{{{ {chain} }}}}")).is_ok(),
+            "{n}"
+        );
+        assert_eq!(scope.eval_expr(&chain).unwrap(), json!(n), "{n}");
+        // A dotted name is one more level than a literal.
+        let strings = vec!["inputs.vmName"; n - 1].join(" + ");
+        assert_eq!(
+            scope.eval_expr(&strings).unwrap(),
+            json!("web2".repeat(n - 1)),
+            "{n}"
+        );
+    }
+    let chain = vec!["1"; MAX_DEPTH + 1].join(" + ");
+    let err = ev.check_syntax(&format!("${{{{ {chain} }}}}")).unwrap_err();
+    assert!(matches!(err.kind, ExprErrorKind::TooComplex(_)), "{err}");
+    assert!(err.to_string().contains("nests 65 levels deep"), "{err}");
+    let err = scope.eval_expr(&chain).unwrap_err();
+    assert!(matches!(err.kind, ExprErrorKind::TooComplex(_)), "{err}");
+}
+
+#[test]
+fn deep_and_long_expressions_are_refused_without_overflowing_any_stack() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    let cases = [
+        vec!["1"; 2000].join("+"),
+        format!("inputs{}", ".a".repeat(2000)),
+        (0..300)
+            .map(|i| format!("false ? {i} : "))
+            .collect::<String>()
+            + "1",
+        format!("{}1{}", "(".repeat(2000), ")".repeat(2000)),
+        format!("{}1{}", "[".repeat(2000), "]".repeat(2000)),
+        format!("'x'{}", ".trim()".repeat(600)),
+        vec!["1"; 20_000].join("+"),
+    ];
+    on_small_stack(|| {
+        for expr in &cases {
+            assert!(ev.check_syntax(expr).is_err(), "{}", &expr[..40]);
+            assert!(scope.eval_expr(expr).is_err(), "{}", &expr[..40]);
+        }
+        let err = scope.eval_expr(&cases[6]).unwrap_err();
+        assert!(err.to_string().contains("bytes long"), "{err}");
+    });
+}
+
+/// Runs `f` on a thread with the smallest stack orch evaluates on, a runtime worker's 2 MiB.
+fn on_small_stack(f: impl FnOnce() + Send) {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn_scoped(s, f)
+            .expect("spawn")
+            .join()
+            .expect("no panic");
+    });
+}
+
+#[test]
+fn the_deepest_admitted_expressions_evaluate_on_a_small_stack() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    let deepest = [
+        vec!["inputs.count"; MAX_DEPTH - 1].join(" + "),
+        format!(
+            "{}1{}",
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        ),
+        format!("{}true", "!".repeat(MAX_DEPTH - 1)),
+        (0..MAX_DEPTH / 2)
+            .map(|i| format!("false ? {i} : "))
+            .collect::<String>()
+            + "'end'",
+        format!("'x'{}", ".trim()".repeat(MAX_DEPTH - 1)),
+    ];
+    on_small_stack(|| {
+        for expr in &deepest {
+            assert!(scope.eval_expr(expr).is_ok(), "{expr}");
+        }
+    });
+}
+
+#[test]
+fn a_nested_comprehension_fails_fast_with_a_budget_error() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    let hundred = numbers(100);
+    let expr = format!("{hundred}.map(a, {hundred}.map(b, {hundred}.map(c, a + b + c)))");
+    assert!(ev.check_syntax(&expr).is_ok(), "within the static bounds");
+    let err = resolve(&scope, &format!("${{{{ {expr} }}}}")).unwrap_err();
+    assert!(matches!(err.kind, ExprErrorKind::Budget(_)), "{err}");
+    assert!(err.to_string().contains("steps"), "{err}");
+    assert_eq!(err.field, "f");
+    assert_eq!(err.expr, expr, "names the expression");
+
+    let expr =
+        format!("{hundred}.exists(a, {hundred}.exists(b, {hundred}.exists(c, a + b + c < 0)))");
+    let err = scope.eval_expr(&expr).unwrap_err();
+    assert!(matches!(err.kind, ExprErrorKind::Budget(_)), "{err}");
+
+    let four = "[1].map(a, [1].map(b, [1].map(c, [1].map(d, a))))";
+    let err = ev.check_syntax(four).unwrap_err();
+    assert!(matches!(err.kind, ExprErrorKind::TooComplex(_)), "{err}");
+
+    // Two levels over a hundred items each stay well within the budget.
+    let two = format!("{hundred}.map(a, {hundred}.filter(b, b == a)).size()");
+    assert_eq!(scope.eval_expr(&two).unwrap(), json!(100));
+}
+
+#[test]
+fn strings_that_keep_growing_fail_with_a_budget_error_before_they_are_built() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    // (The corpus has the doubling `.replace('x', 'xx')` chain, slow in a debug build.)
+    for expr in [
+        format!("'x'{}", ".replace('x', 'xxxxxxxxxx')".repeat(12)),
+        format!(
+            "'{}'.replace('', '{}').replace('', '{}')",
+            "y".repeat(1000),
+            "z".repeat(1000),
+            "z".repeat(1000)
+        ),
+        format!(
+            "lists.range(100000).map(i, '').join('{}')",
+            "s".repeat(1000)
+        ),
+        "lists.range(100000).distinct().size()".to_string(),
+        // Each item is 2 MB: the list outgrows the budget after 32 of them.
+        format!(
+            "lists.range(60).map(i, 'x'.replace('x', '{}').replace('y', '{}'))",
+            "y".repeat(2000),
+            "z".repeat(1000)
+        ),
+    ] {
+        let err = scope.eval_expr(&expr).unwrap_err();
+        assert!(
+            matches!(err.kind, ExprErrorKind::Budget(_)),
+            "{}: {err}",
+            &expr[..40.min(expr.len())]
+        );
+    }
+    // Ordinary use of the same functions is unaffected.
+    assert_eq!(
+        scope.eval_expr("'a-b-c'.replace('-', '+')").unwrap(),
+        json!("a+b+c")
+    );
+    assert_eq!(
+        scope.eval_expr("'aaa'.replace('a', 'b', 2)").unwrap(),
+        json!("bba")
+    );
+    assert_eq!(
+        scope
+            .eval_expr("['a', 'b'].join(', ') + [].join()")
+            .unwrap(),
+        json!("a, b")
+    );
+    assert_eq!(
+        scope.eval_expr("[1, 1, 2].distinct()").unwrap(),
+        json!([1, 2])
+    );
+    assert_eq!(
+        scope.eval_expr("size(lists.range(1000))").unwrap(),
+        json!(1000)
+    );
+    assert!(scope.eval_expr("'a'.replace(1, 'b')").is_err());
+    assert!(scope.eval_expr("[1].join()").is_err());
+}
+
+#[test]
+fn data_nested_too_deeply_is_refused_not_recursed_into() {
+    let mut deep = json!(1);
+    for _ in 0..convert::MAX_VALUE_DEPTH + 10 {
+        deep = json!([deep]);
+    }
+    let (ev, mut data) = (Evaluator::new(), fake());
+    data.models.insert(
+        "deep".to_string(),
+        Ok(vec![resource("x", "x", 1, deep.clone())]),
+    );
+    let scope = ev.scope(&data, vars());
+    let err = scope.eval_expr("model.deep.resource.x.x").unwrap_err();
+    assert!(err.to_string().contains("nests more than"), "{err}");
+    let mut deep_vars = vars();
+    deep_vars.inputs.insert("deep".to_string(), deep);
+    let scope = ev.scope(&data, deep_vars);
+    let err = scope.eval_expr("inputs.vmName").unwrap_err();
+    assert!(err.to_string().contains("nests more than"), "{err}");
+
+    let mut deep_args = json!("${{ 1 }}");
+    for _ in 0..convert::MAX_VALUE_DEPTH + 10 {
+        deep_args = json!({ "a": deep_args });
+    }
+    let scope = ev.scope(&data, vars());
+    let err = scope
+        .resolve_value(&deep_args, "globalArguments")
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "field `globalArguments`: too complex: the data nests more than 256 levels deep"
+    );
+}
+
+#[test]
+fn expressions_parsed_and_evaluated_inline_fit_in_a_quarter_of_a_worker_stack() {
+    // The worst cases for the caller's stack: up to 256 bytes and 16 levels of nesting are
+    // parsed on it, up to 8 levels evaluated on it; deeper ones move to a stack of their own.
+    // A runtime worker has 2 MiB; these must fit in 512 KiB.
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    let parsed_inline = [
+        format!("{}1{}", "(".repeat(94), ")".repeat(94)),
+        format!("{}1{}", "[".repeat(94), "]".repeat(94)),
+        vec!["1"; 128].join("+"),
+        format!("x{}", ".a".repeat(127)),
+        format!("{}1", "-".repeat(255)),
+        (0..30).map(|i| format!("f?{i}:")).collect::<String>() + "1",
+        format!("{}1{}", "(".repeat(16), ")".repeat(16)) + &"+1".repeat(100),
+        (0..16).map(|i| format!("f?{i}:")).collect::<String>() + &"+1".repeat(80),
+    ];
+    let evaluated_inline = [
+        "-(-(-(-(-(-(-(inputs.count)))))))",
+        "!(!(!(!(!(!(inputs.count == 3))))))",
+        "model.fleet.resource.vm[inputs.vmName].attributes.tags.map(t, t + 'x')",
+    ];
+    for expr in evaluated_inline {
+        let depth = compile_program(&ENV, expr).expect("compiles").depth;
+        assert!(depth <= INLINE_EVAL_DEPTH, "{expr}: {depth}");
+    }
+    assert_eq!(
+        compile_program(&ENV, evaluated_inline[0])
+            .expect("compiles")
+            .depth,
+        INLINE_EVAL_DEPTH
+    );
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(512 * 1024)
+            .spawn_scoped(s, || {
+                for expr in &parsed_inline {
+                    assert!(expr.len() <= 256, "{expr}");
+                    let _ = ev.check_syntax(expr);
+                }
+                for expr in &evaluated_inline {
+                    assert!(scope.eval_expr(expr).is_ok(), "{expr}");
+                }
+            })
+            .expect("spawn")
+            .join()
+            .expect("no panic");
+    });
 }

@@ -1,8 +1,12 @@
 //! A run: one execution of a workflow or a single method, recorded in the store with its steps,
 //! timings and events (redacted). The run record is written when the run starts and again when
-//! it ends, so a crash leaves a `running` record behind instead of nothing.
+//! it ends. It names the process running it, so a run whose process died is found (by the next
+//! run, `runs list` or `runs show`) and marked `abandoned` instead of staying `running`.
 
 mod executor;
+mod owner;
+
+pub use owner::{Liveness, current_owner, liveness, reap_abandoned, settle};
 
 use crate::capabilities::{KnownHosts, SshSessionPool};
 use crate::expr::Evaluator;
@@ -45,6 +49,10 @@ impl RunEnv {
         target: &str,
         inputs: &Map<String, Value>,
     ) -> (Arc<RunState>, RunRecord, Instant) {
+        // Runs whose process died are found here at the latest, so they never stay `running`.
+        if let Err(e) = reap_abandoned(&self.store) {
+            tracing::warn!(error = %e, "could not check for abandoned runs");
+        }
         let run_id = new_run_id();
         let redactor = Redactor::default();
         let printer = self.printer.clone();
@@ -76,6 +84,7 @@ impl RunEnv {
             steps: Vec::new(),
             events: Vec::new(),
             error: None,
+            owner: Some(current_owner()),
         };
         if let Err(e) = self.store.put_run(&record) {
             self.printer

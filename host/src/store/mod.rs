@@ -16,6 +16,6 @@ mod types;
 pub use self::access::{DEFAULT_LOCK_WAIT, ResourceStore, StoreOptions};
 pub use self::error::StoreError;
 pub use self::types::{
-    PendingWrite, Provenance, ResourceKey, ResourceSummary, ResourceVersion, RunRecord, RunStatus,
-    StepRecord, new_run_id, now_rfc3339,
+    PendingWrite, Provenance, ResourceKey, ResourceSummary, ResourceVersion, RunOwner, RunRecord,
+    RunStatus, StepRecord, new_run_id, now_rfc3339,
 };

@@ -1,8 +1,12 @@
-use redb::ReadableTable;
+use redb::{ReadableTable, TableDefinition};
 
 use super::access::{RUNS, ResourceStore};
 use super::error::StoreError;
-use super::types::RunRecord;
+use super::types::{RunOwner, RunRecord, RunStatus};
+
+/// Runs recorded as `running`, with their owner: a small index, so finding abandoned runs does
+/// not read every run record.
+const ACTIVE_RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("active_runs");
 
 /// Shorter prefixes are too likely to match by accident, so they must be exact ids.
 const MIN_PREFIX_LEN: usize = 6;
@@ -16,11 +20,84 @@ impl ResourceStore {
             record: format!("run {}", run.id),
             source,
         })?;
+        let owner =
+            match (&run.status, &run.owner) {
+                (RunStatus::Running, owner) => Some(serde_json::to_vec(owner).map_err(
+                    |source| StoreError::Encode {
+                        record: format!("owner of run {}", run.id),
+                        source,
+                    },
+                )?),
+                _ => None,
+            };
         self.write(|txn| {
             let mut runs = txn.open_table(RUNS).map_err(|e| self.database_error(e))?;
             runs.insert(run.id.as_str(), bytes.as_slice())
                 .map_err(|e| self.database_error(e))?;
+            let mut active = txn
+                .open_table(ACTIVE_RUNS)
+                .map_err(|e| self.database_error(e))?;
+            match &owner {
+                Some(owner) => active.insert(run.id.as_str(), owner.as_slice()),
+                None => active.remove(run.id.as_str()),
+            }
+            .map_err(|e| self.database_error(e))?;
             Ok(())
+        })
+    }
+
+    /// Runs recorded as `running` by a process that noted itself, with that process.
+    pub fn active_runs(&self) -> Result<Vec<(String, Option<RunOwner>)>, StoreError> {
+        self.read(Vec::new, |txn| {
+            let Some(active) = self.read_table(txn, ACTIVE_RUNS)? else {
+                return Ok(Vec::new());
+            };
+            let mut out = Vec::new();
+            for entry in active.iter().map_err(|e| self.database_error(e))? {
+                let (key, value) = entry.map_err(|e| self.database_error(e))?;
+                let id = key.value().to_string();
+                let owner = self.decode(value.value(), || format!("owner of run {id}"))?;
+                out.push((id, owner));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Marks a run `abandoned` with `reason`, but only if it is still `running` with `owner`:
+    /// a run that finished, or was taken over, in the meantime is left as it is. Returns the
+    /// record as it now stands.
+    pub fn abandon_run(
+        &self,
+        id: &str,
+        owner: Option<&RunOwner>,
+        finished_at: &str,
+        reason: &str,
+    ) -> Result<Option<RunRecord>, StoreError> {
+        self.write(|txn| {
+            let mut runs = txn.open_table(RUNS).map_err(|e| self.database_error(e))?;
+            let current = match runs.get(id).map_err(|e| self.database_error(e))? {
+                Some(bytes) => bytes.value().to_vec(),
+                None => return Ok(None),
+            };
+            let mut record: RunRecord = self.decode(&current, || format!("run {id}"))?;
+            if record.status == RunStatus::Running && record.owner.as_ref() == owner {
+                record.status = RunStatus::Abandoned;
+                record.finished_at = Some(finished_at.to_string());
+                record.error = Some(reason.to_string());
+                let bytes = serde_json::to_vec(&record).map_err(|source| StoreError::Encode {
+                    record: format!("run {id}"),
+                    source,
+                })?;
+                runs.insert(id, bytes.as_slice())
+                    .map_err(|e| self.database_error(e))?;
+            }
+            if record.status != RunStatus::Running {
+                let mut active = txn
+                    .open_table(ACTIVE_RUNS)
+                    .map_err(|e| self.database_error(e))?;
+                active.remove(id).map_err(|e| self.database_error(e))?;
+            }
+            Ok(Some(record))
         })
     }
 
@@ -123,7 +200,78 @@ mod tests {
             }],
             events: vec![json!({"type": "step_started", "step": "list-vms"})],
             error: None,
+            owner: Some(owner(4242)),
         }
+    }
+
+    fn owner(pid: u32) -> RunOwner {
+        RunOwner {
+            pid,
+            host: "box".to_string(),
+            start_ticks: Some(77),
+            boot_id: None,
+        }
+    }
+
+    #[test]
+    fn running_runs_are_indexed_until_they_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_in(&dir);
+        assert!(store.active_runs().expect("empty store").is_empty());
+        let id = new_run_id();
+        let mut record = run(&id, "sync-fleet");
+        store.put_run(&record).expect("put");
+        assert_eq!(
+            store.active_runs().expect("active"),
+            vec![(id.clone(), Some(owner(4242)))]
+        );
+        record.status = RunStatus::Failed;
+        store.put_run(&record).expect("finish");
+        assert!(store.active_runs().expect("active").is_empty());
+    }
+
+    #[test]
+    fn only_a_run_still_running_under_the_same_owner_is_abandoned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_in(&dir);
+        let id = new_run_id();
+        let mut record = run(&id, "sync-fleet");
+        store.put_run(&record).expect("put");
+
+        let other = store
+            .abandon_run(&id, Some(&owner(1)), "t", "gone")
+            .expect("abandon")
+            .expect("record");
+        assert_eq!(
+            other.status,
+            RunStatus::Running,
+            "another owner's run is left alone"
+        );
+
+        let abandoned = store
+            .abandon_run(&id, Some(&owner(4242)), "t", "process 4242 ended")
+            .expect("abandon")
+            .expect("record");
+        assert_eq!(abandoned.status, RunStatus::Abandoned);
+        assert_eq!(abandoned.error.as_deref(), Some("process 4242 ended"));
+        assert_eq!(store.get_run(&id).expect("get"), Some(abandoned));
+        assert!(store.active_runs().expect("active").is_empty());
+
+        // A run that finished in the meantime keeps its status.
+        record.id = new_run_id();
+        record.status = RunStatus::Succeeded;
+        store.put_run(&record).expect("put");
+        let kept = store
+            .abandon_run(&record.id, Some(&owner(4242)), "t", "gone")
+            .expect("abandon")
+            .expect("record");
+        assert_eq!(kept.status, RunStatus::Succeeded);
+        assert_eq!(
+            store
+                .abandon_run("missing", None, "t", "gone")
+                .expect("none"),
+            None
+        );
     }
 
     #[test]

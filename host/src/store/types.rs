@@ -103,6 +103,26 @@ pub struct RunRecord {
     pub events: Vec<Value>,
     /// Why the run failed, if it did.
     pub error: Option<String>,
+    /// The process that ran it, so a later command can tell a live run from one whose process died.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<RunOwner>,
+}
+
+/// The process running a run: enough to tell later whether it is still alive.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunOwner {
+    /// The process id.
+    pub pid: u32,
+    /// The machine's host name; a process on another host cannot be checked from here.
+    pub host: String,
+    /// The process's start time in clock ticks after boot (`/proc/<pid>/stat` field 22), which
+    /// tells a reused pid from the original process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ticks: Option<u64>,
+    /// The kernel's boot id: after a reboot no process of the old boot is alive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
 }
 
 /// Where a run stands.
@@ -115,6 +135,20 @@ pub enum RunStatus {
     Succeeded,
     /// Finished with an error.
     Failed,
+    /// Its process ended (killed, crashed, machine rebooted) before it recorded an end.
+    Abandoned,
+}
+
+impl RunStatus {
+    /// The lowercase name used in `--json` output and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Abandoned => "abandoned",
+        }
+    }
 }
 
 /// The record of one step within a run.
@@ -178,7 +212,23 @@ mod tests {
 
     #[test]
     fn run_status_is_stored_in_lowercase() {
-        let json = serde_json::to_string(&RunStatus::Succeeded).unwrap_or_default();
-        assert_eq!(json, "\"succeeded\"");
+        for status in [
+            RunStatus::Running,
+            RunStatus::Succeeded,
+            RunStatus::Failed,
+            RunStatus::Abandoned,
+        ] {
+            let json = serde_json::to_string(&status).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", status.as_str()));
+        }
+    }
+
+    #[test]
+    fn a_record_written_before_owners_were_recorded_still_reads() {
+        let old = r#"{"id":"x","kind":"workflow","target":"t","status":"running",
+            "startedAt":"2025-01-01T00:00:00.000Z","finishedAt":null,"durationMs":null,
+            "inputs":{},"steps":[],"events":[],"error":null}"#;
+        let record: RunRecord = serde_json::from_str(old).expect("old record");
+        assert_eq!(record.owner, None);
     }
 }
