@@ -79,7 +79,7 @@ fn broken_templates_in_a_definition_are_quoted_as_written() {
     let run = repo.orch(&["workflow", "validate", "w"]).code(2);
     let err = run.stderr;
     assert!(
-        err.contains("models/source.yaml:3: field `globalArguments.greeting`: `${{ env.X`: syntax error: unterminated"),
+        err.contains("models/source.yaml:3: globalArguments.greeting: `${{ env.X`: syntax error: unterminated"),
         "{err}"
     );
     assert!(
@@ -87,7 +87,7 @@ fn broken_templates_in_a_definition_are_quoted_as_written() {
         "never wrapped in a second template: {err}"
     );
     assert!(
-        err.contains("models/source.yaml:4: field `globalArguments.other`: `${{ ${{ env.X }} }}`: syntax error: a template cannot contain another `${{`"),
+        err.contains("models/source.yaml:4: globalArguments.other: `${{ ${{ env.X }} }}`: syntax error: a template cannot contain another `${{`"),
         "{err}"
     );
 }
