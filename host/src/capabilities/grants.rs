@@ -109,7 +109,7 @@ impl HttpRule {
             http_scheme(rule, parts.scheme)?;
         }
         if literal(parts.host) {
-            http_host_pattern(rule, parts.host, true)?;
+            host_pattern(rule, parts.host, true)?;
         }
         if let Some(port) = parts.port.filter(|p| literal(p)) {
             http_port_pattern(rule, port, true)?;
@@ -140,7 +140,7 @@ impl HttpRule {
             Some(p) => http_port_pattern(rule, p, wildcards[1])?,
         };
         Ok(HttpRule {
-            host: http_host_pattern(rule, parts.host, wildcards[0])?,
+            host: host_pattern(rule, parts.host, wildcards[0])?,
             scheme,
             port,
             source: rule.to_string(),
@@ -259,7 +259,9 @@ fn http_scheme(rule: &str, scheme: &str) -> Result<String, String> {
     }
 }
 
-fn http_host_pattern(rule: &str, host: &str, wildcard: bool) -> Result<HostPattern, String> {
+/// A rule's host part: `*` and `*.domain` only where the rule may hold wildcards (never in a
+/// value that came from a template), otherwise one literal host.
+fn host_pattern(rule: &str, host: &str, wildcard: bool) -> Result<HostPattern, String> {
     if wildcard {
         if host == "*" {
             return Ok(HostPattern::Any);
@@ -523,7 +525,7 @@ impl SshRule {
             ssh_user_pattern(rule, user, true)?;
         }
         if literal(parts.host) {
-            ssh_host_pattern(rule, parts.host, true)?;
+            host_pattern(rule, parts.host, true)?;
         }
         if literal(parts.port) {
             ssh_port_pattern(rule, parts.port, true)?;
@@ -554,7 +556,7 @@ impl SshRule {
         };
         Ok(SshRule {
             user,
-            host: ssh_host_pattern(rule, parts.host, wildcards[1])?,
+            host: host_pattern(rule, parts.host, wildcards[1])?,
             port: ssh_port_pattern(rule, parts.port, wildcards[2])?,
             source: rule.to_string(),
         })
@@ -712,21 +714,6 @@ fn ssh_user_pattern(rule: &str, user: &str, wildcard: bool) -> Result<Option<Str
     literal_user(user)
         .map(Some)
         .map_err(|why| format!("`{rule}`: user: {why}"))
-}
-
-fn ssh_host_pattern(rule: &str, host: &str, wildcard: bool) -> Result<HostPattern, String> {
-    if wildcard {
-        if host == "*" {
-            return Ok(HostPattern::Any);
-        }
-        if let Some(suffix) = host.strip_prefix("*.") {
-            let suffix = literal_host(suffix).map_err(|why| format!("`{rule}`: host: {why}"))?;
-            return Ok(HostPattern::Suffix(format!(".{suffix}")));
-        }
-    }
-    literal_host(host)
-        .map(HostPattern::Exact)
-        .map_err(|why| format!("`{rule}`: host: {why}"))
 }
 
 fn ssh_port_pattern(rule: &str, port: &str, wildcard: bool) -> Result<Option<u16>, String> {
