@@ -1,7 +1,6 @@
 //! The sandboxed plugin runtime: one wasmtime `Engine`, a precompile cache, an `InstancePre` per
 //! plugin and a fresh `Store` with limits for every call.
 
-pub mod bindings;
 mod cache;
 pub mod files;
 mod imports;
@@ -11,13 +10,13 @@ pub mod registry;
 pub mod schema;
 mod types;
 pub mod validate;
+pub mod wit;
 
 pub use manifest::{EffectiveLimits, HOST_MAXIMUMS, LimitCaps, Limits, PluginManifest};
 pub use registry::{PluginRegistry, ProvidedType, RegistrySettings};
 pub use types::{MethodInfo, ResourceSpecInfo, TypeDescription};
 
-use crate::capabilities::{DataCapability, HttpCapability, LogCapability, SshCapability};
-use bindings::{ModelPlugin, ModelPluginPre};
+pub use crate::capabilities::CallCapabilities;
 use cache::{CacheRead, Caches};
 use limiter::{BudgetExceeded, CallBudget};
 use sha2::{Digest, Sha256};
@@ -26,9 +25,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wit::v0_1::{ModelPlugin, ModelPluginPre};
 
 /// How often the epoch ticker advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -157,10 +157,13 @@ pub struct HostState {
     table: ResourceTable,
     budget: CallBudget,
     stderr: wasmtime_wasi::p2::pipe::MemoryOutputPipe,
-    log: LogCapability,
-    data: DataCapability,
-    http: HttpCapability,
-    ssh: SshCapability,
+    caps: CallCapabilities,
+}
+
+impl crate::capabilities::CapabilityHost for HostState {
+    fn capabilities(&mut self) -> &mut CallCapabilities {
+        &mut self.caps
+    }
 }
 
 impl WasiView for HostState {
@@ -168,30 +171,6 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
-        }
-    }
-}
-
-/// What a call is granted; built by the method runner from the manifest, orch.yaml and the call.
-pub struct CallCapabilities {
-    /// Logging.
-    pub log: LogCapability,
-    /// The calling model's resources.
-    pub data: DataCapability,
-    /// Outbound HTTP.
-    pub http: HttpCapability,
-    /// SSH sessions (from the run's pool).
-    pub ssh: SshCapability,
-}
-
-impl CallCapabilities {
-    /// No capabilities at all (describe() gets these).
-    pub fn none() -> Self {
-        CallCapabilities {
-            log: LogCapability::to_tracing(),
-            data: DataCapability::none(),
-            http: HttpCapability::none(),
-            ssh: SshCapability::none(),
         }
     }
 }
@@ -225,7 +204,7 @@ pub struct Described {
 /// The result of `execute`: the plugin's answer plus the writes it buffered.
 pub struct CallOutcome {
     /// The method's JSON output, or the plugin's typed error.
-    pub result: Result<String, bindings::PluginError>,
+    pub result: Result<String, wit::v0_1::PluginError>,
     /// Writes to commit if the method succeeded.
     pub writes: Vec<crate::store::PendingWrite>,
 }
@@ -261,31 +240,7 @@ impl PluginRuntime {
         let engine = Engine::new(&config).map_err(wasm_err)?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasm_err)?;
-        bindings::orch::plugin::types::add_to_linker::<HostState, HasSelf<DataCapability>>(
-            &mut linker,
-            |s| &mut s.data,
-        )
-        .map_err(wasm_err)?;
-        bindings::orch::plugin::log::add_to_linker::<HostState, HasSelf<LogCapability>>(
-            &mut linker,
-            |s| &mut s.log,
-        )
-        .map_err(wasm_err)?;
-        bindings::orch::plugin::data::add_to_linker::<HostState, HasSelf<DataCapability>>(
-            &mut linker,
-            |s| &mut s.data,
-        )
-        .map_err(wasm_err)?;
-        bindings::orch::plugin::http::add_to_linker::<HostState, HasSelf<HttpCapability>>(
-            &mut linker,
-            |s| &mut s.http,
-        )
-        .map_err(wasm_err)?;
-        bindings::orch::plugin::ssh::add_to_linker::<HostState, HasSelf<SshCapability>>(
-            &mut linker,
-            |s| &mut s.ssh,
-        )
-        .map_err(wasm_err)?;
+        crate::capabilities::add_to_linker(&mut linker).map_err(wasm_err)?;
         spawn_epoch_ticker(&engine);
         Ok(Arc::new(PluginRuntime {
             engine,
@@ -456,10 +411,7 @@ impl PluginRuntime {
                 table,
                 budget: CallBudget::new(budget),
                 stderr,
-                log: caps.log,
-                data: caps.data,
-                http: caps.http,
-                ssh: caps.ssh,
+                caps,
             },
         );
         store.limiter(|s| &mut s.budget);
@@ -519,7 +471,7 @@ impl PluginRuntime {
     pub async fn execute(
         &self,
         plugin: &LoadedPlugin,
-        call: bindings::Call,
+        call: wit::v0_1::Call,
         caps: CallCapabilities,
     ) -> Result<CallOutcome, RuntimeError> {
         let mut store = self.new_store(&plugin.limits, caps);
@@ -551,7 +503,7 @@ impl PluginRuntime {
         }
         let state = store.into_data();
         let writes = match result {
-            Ok(_) => state.data.into_pending(),
+            Ok(_) => state.caps.data.into_pending(),
             Err(_) => Vec::new(),
         };
         Ok(CallOutcome { result, writes })

@@ -1,6 +1,6 @@
 //! Host-side view of what a plugin's `describe()` returned, with schemas parsed.
 
-use super::bindings::{MethodKind, TypeInfo};
+use super::wit::v0_1::{MethodKind, TypeInfo};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -219,7 +219,7 @@ mod tests {
     }
 
     use super::*;
-    use crate::runtime::bindings::orch::plugin::types::{MethodInfo as WitMethod, TypeInfo};
+    use crate::runtime::wit::v0_1::orch::plugin::types::{MethodInfo as WitMethod, TypeInfo};
 
     fn info(arguments_schema: String) -> TypeInfo {
         TypeInfo {

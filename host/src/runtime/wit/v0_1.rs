@@ -1,4 +1,4 @@
-//! Host bindings for `orch:plugin@0.1.0`, generated from `wit/v0.1/`.
+//! Host bindings for `orch:plugin@0.1.0`, generated from the frozen `wit/v0.1/`.
 
 // The generated bindings mirror the WIT, whose doc comments are the documentation.
 #![allow(missing_docs)]

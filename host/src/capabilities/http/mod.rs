@@ -1,12 +1,14 @@
 //! `orch:plugin/http`: outbound HTTP through reqwest (rustls), checked against the call's grant
 //! on every request. Redirects are not followed, so a granted host cannot bounce a plugin to
 //! one that is not granted. The addresses a request connects to are checked too
-//! ([`super::egress`]): a granted name that resolves to a loopback, link-local or metadata
+//! ([`crate::capabilities::egress`]): a granted name that resolves to a loopback, link-local or metadata
 //! address is refused unless the grant names that address literally.
 
-use super::egress::{self, AddressPolicy, GuardedDns, Resolver};
-use super::grants::{HttpGrant, redact_url};
-use crate::runtime::bindings::orch::plugin::{http as wit, types::Error as WitError};
+pub mod pinning;
+
+use crate::capabilities::egress::{self, AddressPolicy, GuardedDns, Resolver};
+use crate::capabilities::grants::{HttpGrant, redact_url};
+use crate::runtime::wit::v0_1::orch::plugin::{http as wit, types::Error as WitError};
 use reqwest::{Client, Method, Url};
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -101,8 +103,9 @@ fn build_client(key: &ClientKey, resolver: Arc<dyn Resolver>) -> Result<Client, 
     let builder = match &key.tls {
         TlsMode::Verified => builder,
         TlsMode::Insecure => builder.tls_danger_accept_invalid_certs(true),
-        TlsMode::Pinned(sha) => builder
-            .tls_backend_preconfigured(super::pinning::PinnedCertVerifier::client_config(*sha)?),
+        TlsMode::Pinned(sha) => {
+            builder.tls_backend_preconfigured(pinning::PinnedCertVerifier::client_config(*sha)?)
+        }
     };
     builder
         .build()
@@ -170,7 +173,7 @@ impl HttpCapability {
         }
         let tls = match &request.pinned_cert_sha256 {
             Some(pin) => TlsMode::Pinned(
-                super::pinning::parse_fingerprint(pin).map_err(WitError::InvalidArguments)?,
+                pinning::parse_fingerprint(pin).map_err(WitError::InvalidArguments)?,
             ),
             None if request.insecure_tls => TlsMode::Insecure,
             None => TlsMode::Verified,
