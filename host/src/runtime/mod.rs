@@ -10,6 +10,7 @@ pub mod registry;
 pub mod schema;
 mod types;
 pub mod validate;
+pub mod version;
 pub mod wit;
 
 pub use manifest::{EffectiveLimits, HOST_MAXIMUMS, LimitCaps, Limits, PluginManifest};
@@ -337,6 +338,13 @@ impl PluginRuntime {
                 c
             }
         };
+        version::check(
+            &self.engine,
+            &component,
+            &manifest.api,
+            &dir.join("plugin.toml"),
+            wasm_path,
+        )?;
         imports::check(&self.engine, &component, &manifest.id, wasm_path)?;
         let pre = self.linker.instantiate_pre(&component).map_err(wasm_err)?;
         let pre = ModelPluginPre::new(pre).map_err(wasm_err)?;
