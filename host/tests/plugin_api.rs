@@ -62,3 +62,24 @@ fn a_prebuilt_0_1_bundle_passes_validate() {
     let repo = repo_with_v0_1_testplug();
     repo.orch(&["plugin", "validate", "plugins/testplug"]).ok();
 }
+
+#[test]
+fn a_manifest_api_that_disagrees_with_the_wasm_is_refused_naming_both() {
+    let repo = repo_with_v0_1_testplug();
+    let toml = repo.path().join("plugins/testplug/plugin.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, text.replace("api = \"0.1.0\"", "api = \"0.2.0\"")).unwrap();
+    let run = repo.orch(&["plugin", "validate", "plugins/testplug"]);
+    assert_ne!(run.code, 0, "{}", run.all());
+    for part in [
+        "plugins/testplug/plugin.wasm",
+        "plugins/testplug/plugin.toml",
+        "orch:plugin@0.1.0",
+        "api = \"0.2.0\"",
+    ] {
+        assert!(run.all().contains(part), "{part} missing from:\n{}", run.all());
+    }
+    let run = repo.orch(&["model", "run", "e", "echo"]);
+    assert_ne!(run.code, 0, "{}", run.all());
+    assert!(run.all().contains("orch:plugin@0.1.0"), "{}", run.all());
+}

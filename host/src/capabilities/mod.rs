@@ -3,6 +3,7 @@
 //! share one grammar ([`grants`]) and one address guard ([`egress`]). Everything is registered in
 //! [`add_to_linker`], so adding a capability is a new folder plus one line there.
 
+mod compat_v0_1;
 pub mod data;
 pub mod egress;
 pub mod grants;
@@ -16,10 +17,11 @@ pub use log::{LogCapability, LogLevel, LogSink};
 pub use ssh::{KnownHosts, SshCapability, SshSessionPool};
 
 use crate::runtime::wit::v0_1::orch::plugin as v0_1;
+use crate::runtime::wit::v0_2::orch::plugin as v0_2;
 use wasmtime::component::{HasSelf, Linker};
 
 /// The `types` interface has no functions; its host trait is empty.
-impl v0_1::types::Host for DataCapability {}
+impl v0_2::types::Host for DataCapability {}
 
 /// What a call is granted; built by the method runner from the manifest, orch.yaml and the call.
 pub struct CallCapabilities {
@@ -51,8 +53,22 @@ pub trait CapabilityHost: Send + 'static {
     fn capabilities(&mut self) -> &mut CallCapabilities;
 }
 
-/// Adds every capability's imports to `linker`: the one place capabilities are registered.
+/// Adds every capability's imports, in every contract version the host speaks, to `linker`:
+/// the one place capabilities are registered. 0.1 imports are served by the 0.2
+/// implementations through `compat_v0_1`'s mapping.
 pub fn add_to_linker<T: CapabilityHost>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    v0_2::types::add_to_linker::<T, HasSelf<DataCapability>>(linker, |s| {
+        &mut s.capabilities().data
+    })?;
+    v0_2::log::add_to_linker::<T, HasSelf<LogCapability>>(linker, |s| &mut s.capabilities().log)?;
+    v0_2::data::add_to_linker::<T, HasSelf<DataCapability>>(linker, |s| {
+        &mut s.capabilities().data
+    })?;
+    v0_2::http::add_to_linker::<T, HasSelf<HttpCapability>>(linker, |s| {
+        &mut s.capabilities().http
+    })?;
+    v0_2::ssh::add_to_linker::<T, HasSelf<SshCapability>>(linker, |s| &mut s.capabilities().ssh)?;
+
     v0_1::types::add_to_linker::<T, HasSelf<DataCapability>>(linker, |s| {
         &mut s.capabilities().data
     })?;

@@ -15,7 +15,7 @@ use crate::capabilities::{
 use crate::expr::{Evaluator, ExprError, Vars};
 use crate::output::{Event, EventSink};
 use crate::repo::{Definition, Repo};
-use crate::runtime::wit::v0_1::{Call, PluginError};
+use crate::runtime::wit::v0_2::{Call, PluginError};
 use crate::runtime::{CallCapabilities, PluginRegistry, RuntimeError};
 use crate::store::{Provenance, ResourceStore, StoreError, now_rfc3339};
 use crate::vault::LocalVault;

@@ -29,7 +29,7 @@ use thiserror::Error;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wit::v0_1::{ModelPlugin, ModelPluginPre};
+use wit::convert;
 
 /// How often the epoch ticker advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -190,7 +190,9 @@ pub struct LoadedPlugin {
     pub cache_hit: bool,
     /// Time spent compiling or loading the compiled code.
     pub load_time: Duration,
-    pre: ModelPluginPre<HostState>,
+    /// The contract version its wasm speaks (read from its imports and exports).
+    pub api_version: String,
+    pre: PluginPre,
 }
 
 /// What describe() said: the types the host accepted, and those it refused with why.
@@ -205,7 +207,7 @@ pub struct Described {
 /// The result of `execute`: the plugin's answer plus the writes it buffered.
 pub struct CallOutcome {
     /// The method's JSON output, or the plugin's typed error.
-    pub result: Result<String, wit::v0_1::PluginError>,
+    pub result: Result<String, wit::v0_2::PluginError>,
     /// Writes to commit if the method succeeded.
     pub writes: Vec<crate::store::PendingWrite>,
 }
@@ -338,7 +340,7 @@ impl PluginRuntime {
                 c
             }
         };
-        version::check(
+        let api_version = version::check(
             &self.engine,
             &component,
             &manifest.api,
@@ -347,7 +349,7 @@ impl PluginRuntime {
         )?;
         imports::check(&self.engine, &component, &manifest.id, wasm_path)?;
         let pre = self.linker.instantiate_pre(&component).map_err(wasm_err)?;
-        let pre = ModelPluginPre::new(pre).map_err(wasm_err)?;
+        let pre = PluginPre::new(&api_version, pre).map_err(wasm_err)?;
         Ok(LoadedPlugin {
             manifest,
             dir: dir.to_path_buf(),
@@ -355,6 +357,7 @@ impl PluginRuntime {
             limits,
             cache_hit,
             load_time: started.elapsed(),
+            api_version,
             pre,
         })
     }
@@ -452,8 +455,7 @@ impl PluginRuntime {
             timeout_origin,
         };
         let infos = guarded(&info, &mut store, async |store: &mut Store<HostState>| {
-            let instance: ModelPlugin = plugin.pre.instantiate_async(&mut *store).await?;
-            instance.call_describe(&mut *store).await
+            plugin.pre.describe(store).await
         })
         .await?;
         let describe_err = |message| RuntimeError::Describe {
@@ -479,7 +481,7 @@ impl PluginRuntime {
     pub async fn execute(
         &self,
         plugin: &LoadedPlugin,
-        call: wit::v0_1::Call,
+        call: wit::v0_2::Call,
         caps: CallCapabilities,
     ) -> Result<CallOutcome, RuntimeError> {
         let mut store = self.new_store(&plugin.limits, caps);
@@ -492,8 +494,7 @@ impl PluginRuntime {
             timeout_origin: plugin.limits.origin("timeout-ms").to_string(),
         };
         let result = guarded(&info, &mut store, async |store: &mut Store<HostState>| {
-            let instance: ModelPlugin = plugin.pre.instantiate_async(&mut *store).await?;
-            instance.call_execute(&mut *store, &call).await
+            plugin.pre.execute(store, &call).await
         })
         .await?;
         let max_output = plugin.limits.values.max_output_bytes;
@@ -515,6 +516,64 @@ impl PluginRuntime {
             Err(_) => Vec::new(),
         };
         Ok(CallOutcome { result, writes })
+    }
+}
+
+/// A plugin ready to instantiate, in the contract version its wasm speaks. The host works in
+/// 0.2 types; a 0.1 plugin's exports are mapped onto them.
+enum PluginPre {
+    V0_1(wit::v0_1::ModelPluginPre<HostState>),
+    V0_2(wit::v0_2::ModelPluginPre<HostState>),
+}
+
+impl PluginPre {
+    /// Typed exports for a `version` that [`version::check`] accepted.
+    fn new(
+        version: &str,
+        pre: wasmtime::component::InstancePre<HostState>,
+    ) -> wasmtime::Result<Self> {
+        Ok(match version {
+            "0.1.0" => PluginPre::V0_1(wit::v0_1::ModelPluginPre::new(pre)?),
+            _ => PluginPre::V0_2(wit::v0_2::ModelPluginPre::new(pre)?),
+        })
+    }
+
+    /// Instantiates and calls `describe()`.
+    async fn describe(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<Vec<wit::v0_2::orch::plugin::types::TypeInfo>> {
+        match self {
+            PluginPre::V0_1(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                let infos = instance.call_describe(&mut *store).await?;
+                Ok(infos.into_iter().map(convert::type_info_up).collect())
+            }
+            PluginPre::V0_2(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance.call_describe(&mut *store).await
+            }
+        }
+    }
+
+    /// Instantiates and calls `execute(call)`.
+    async fn execute(
+        &self,
+        store: &mut Store<HostState>,
+        call: &wit::v0_2::Call,
+    ) -> wasmtime::Result<Result<String, wit::v0_2::PluginError>> {
+        match self {
+            PluginPre::V0_1(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                let call = convert::call_down(call.clone());
+                let result = instance.call_execute(&mut *store, &call).await?;
+                Ok(result.map_err(convert::error_up))
+            }
+            PluginPre::V0_2(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance.call_execute(&mut *store, call).await
+            }
+        }
     }
 }
 

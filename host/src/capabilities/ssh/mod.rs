@@ -11,7 +11,7 @@ mod known_hosts;
 mod session;
 
 use crate::capabilities::grants::{SshGrant, SshTarget};
-use crate::runtime::wit::v0_1::orch::plugin::{ssh as wit, types::Error as WitError};
+use crate::runtime::wit::v0_2::orch::plugin::{ssh as wit, types::Error as WitError};
 use crate::vault::{Redactor, SecretSource};
 pub use known_hosts::{
     HostKeyStatus, KNOWN_HOSTS_FILE, KnownHosts, KnownHostsError, KnownKey, fingerprint,
