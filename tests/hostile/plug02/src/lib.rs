@@ -2,7 +2,7 @@
 //! converge method (typed confirm rule, typed plan), a volatile resource attribute, and an
 //! action that fetches URLs through `http.send-batch`.
 
-#[allow(missing_docs)]
+#[allow(missing_docs, clippy::too_many_arguments)] // generated code mirrors the WIT
 mod bindings {
     wit_bindgen::generate!({ path: "../../../wit/v0.2", world: "model-plugin" });
 }
