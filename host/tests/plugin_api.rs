@@ -164,3 +164,29 @@ fn a_typed_0_2_confirm_rule_is_enforced_by_the_host() {
     assert_ne!(run.code, 0, "{}", run.all());
     assert!(run.all().contains("expectId"), "{}", run.all());
 }
+
+#[test]
+fn the_dry_run_of_a_0_2_converge_method_is_its_typed_plan() {
+    let repo = repo_with_v0_2_plugin("http://127.0.0.1:9");
+    let out = repo
+        .orch(&["--json", "model", "run", "v", "sync", "--dry-run"])
+        .ok()
+        .json();
+    assert_eq!(
+        out["output"]["plan"],
+        json!([{
+            "action": "create",
+            "spec": "item",
+            "name": "a",
+            "summary": "create item a",
+            "changes": [{"path": "/id", "before": null, "after": 1}],
+        }]),
+        "{out}"
+    );
+    // Without --dry-run the same method executes (and writes its first version).
+    let run = repo
+        .orch(&["--json", "model", "run", "v", "sync"])
+        .ok()
+        .json();
+    assert_eq!(run["output"]["version"], 1, "{run}");
+}

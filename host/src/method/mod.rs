@@ -385,12 +385,14 @@ impl MethodRunner {
         };
         // Compiled on first use: a run compiles only the plugins its steps call.
         let compiled = self.registry.compiled(&plugin).map_err(runtime_err)?;
-        let outcome = self
-            .registry
-            .runtime
-            .execute(&compiled, wit_call, caps)
-            .await
-            .map_err(runtime_err)?;
+        // The dry run of a converge method is its typed plan.
+        let runtime = &self.registry.runtime;
+        let outcome = if call.dry_run && method.kind == "converge" {
+            runtime.plan(&compiled, wit_call, caps).await
+        } else {
+            runtime.execute(&compiled, wit_call, caps).await
+        }
+        .map_err(runtime_err)?;
         let redactor = self.events.redactor();
         let output = match outcome.result {
             Ok(text) => text,

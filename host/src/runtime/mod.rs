@@ -484,6 +484,28 @@ impl PluginRuntime {
         call: wit::v0_2::Call,
         caps: CallCapabilities,
     ) -> Result<CallOutcome, RuntimeError> {
+        self.call(plugin, call, caps, false).await
+    }
+
+    /// Calls `plan(call)` (the dry run of a converge method) in a fresh instance: the result is
+    /// the typed plan as JSON, `{"plan": [{action, spec, name, summary, changes}]}`, and nothing
+    /// the plugin wrote is kept. A 0.1 plugin has no `plan`; its `execute` runs with `dry-run`.
+    pub async fn plan(
+        &self,
+        plugin: &LoadedPlugin,
+        call: wit::v0_2::Call,
+        caps: CallCapabilities,
+    ) -> Result<CallOutcome, RuntimeError> {
+        self.call(plugin, call, caps, true).await
+    }
+
+    async fn call(
+        &self,
+        plugin: &LoadedPlugin,
+        call: wit::v0_2::Call,
+        caps: CallCapabilities,
+        plan: bool,
+    ) -> Result<CallOutcome, RuntimeError> {
         let mut store = self.new_store(&plugin.limits, caps);
         let info = CallInfo {
             plugin: &plugin.manifest.id,
@@ -494,7 +516,11 @@ impl PluginRuntime {
             timeout_origin: plugin.limits.origin("timeout-ms").to_string(),
         };
         let result = guarded(&info, &mut store, async |store: &mut Store<HostState>| {
-            plugin.pre.execute(store, &call).await
+            if plan {
+                plugin.pre.plan(store, &call).await
+            } else {
+                plugin.pre.execute(store, &call).await
+            }
         })
         .await?;
         let max_output = plugin.limits.values.max_output_bytes;
@@ -512,8 +538,8 @@ impl PluginRuntime {
         }
         let state = store.into_data();
         let writes = match result {
-            Ok(_) => state.caps.data.into_pending(),
-            Err(_) => Vec::new(),
+            Ok(_) if !plan => state.caps.data.into_pending(),
+            _ => Vec::new(),
         };
         Ok(CallOutcome { result, writes })
     }
@@ -556,6 +582,23 @@ impl PluginPre {
         }
     }
 
+    /// Instantiates and calls `plan(call)`, rendered as JSON text; a 0.1 plugin has no `plan`,
+    /// so its `execute` runs (with the call's `dry-run`).
+    async fn plan(
+        &self,
+        store: &mut Store<HostState>,
+        call: &wit::v0_2::Call,
+    ) -> wasmtime::Result<Result<String, wit::v0_2::PluginError>> {
+        match self {
+            PluginPre::V0_1(_) => self.execute(store, call).await,
+            PluginPre::V0_2(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                let plan = instance.call_plan(&mut *store, call).await?;
+                Ok(plan.map(|changes| plan_json(&changes).to_string()))
+            }
+        }
+    }
+
     /// Instantiates and calls `execute(call)`.
     async fn execute(
         &self,
@@ -575,6 +618,47 @@ impl PluginPre {
             }
         }
     }
+}
+
+/// A typed plan as JSON; `before`/`after` texts that are not JSON are kept as strings.
+pub fn plan_json(changes: &[wit::v0_2::PlannedChange]) -> serde_json::Value {
+    use wit::v0_2::PlannedAction as A;
+    let json_text = |t: &Option<String>| match t {
+        None => serde_json::Value::Null,
+        Some(t) => serde_json::from_str(t).unwrap_or_else(|_| serde_json::Value::String(t.clone())),
+    };
+    let changes: Vec<serde_json::Value> = changes
+        .iter()
+        .map(|c| {
+            let action = match c.action {
+                A::Create => "create",
+                A::Update => "update",
+                A::Delete => "delete",
+                A::Start => "start",
+                A::Stop => "stop",
+                A::None => "none",
+            };
+            let fields: Vec<serde_json::Value> = c
+                .changes
+                .iter()
+                .map(|f| {
+                    serde_json::json!({
+                        "path": f.path,
+                        "before": json_text(&f.before),
+                        "after": json_text(&f.after),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "action": action,
+                "spec": c.spec,
+                "name": c.name,
+                "summary": c.summary,
+                "changes": fields,
+            })
+        })
+        .collect();
+    serde_json::json!({ "plan": changes })
 }
 
 /// Runs `f` under the wall-clock timeout and turns traps into named errors.
@@ -732,6 +816,38 @@ mod tests {
         assert!(
             matches!(&err, RuntimeError::Memory { limit_mb: 32, .. }),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_plan_renders_its_json_texts_as_json_and_keeps_other_text_as_strings() {
+        let change = wit::v0_2::PlannedChange {
+            action: wit::v0_2::PlannedAction::Update,
+            spec: "vm".into(),
+            name: "web".into(),
+            summary: "2 -> 4 cores".into(),
+            changes: vec![
+                wit::v0_2::FieldChange {
+                    path: "/cores".into(),
+                    before: Some("2".into()),
+                    after: Some("4".into()),
+                },
+                wit::v0_2::FieldChange {
+                    path: "/note".into(),
+                    before: None,
+                    after: Some("not json".into()),
+                },
+            ],
+        };
+        assert_eq!(
+            plan_json(&[change]),
+            serde_json::json!({"plan": [{
+                "action": "update", "spec": "vm", "name": "web", "summary": "2 -> 4 cores",
+                "changes": [
+                    {"path": "/cores", "before": 2, "after": 4},
+                    {"path": "/note", "before": null, "after": "not json"},
+                ],
+            }]})
         );
     }
 }
