@@ -6,7 +6,7 @@
 use orch::capabilities::grants::HttpGrant;
 use orch::capabilities::{DataCapability, HttpCapability, LogCapability, SshCapability};
 use orch::expr::{DataSource, Evaluator, ResourceData, Vars};
-use orch::runtime::bindings::Call;
+use orch::runtime::wit::v0_2::Call;
 use orch::runtime::{CallCapabilities, PluginRuntime};
 use orch::store::{ResourceStore, StoreOptions};
 use serde_json::json;

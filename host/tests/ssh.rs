@@ -481,7 +481,7 @@ mod bench {
     use orch::capabilities::{
         DataCapability, HttpCapability, KnownHosts, LogCapability, SshCapability, SshSessionPool,
     };
-    use orch::runtime::bindings::Call;
+    use orch::runtime::wit::v0_2::Call;
     use orch::runtime::{CallCapabilities, PluginRuntime};
     use orch::store::{ResourceStore, StoreOptions};
     use orch::vault::Redactor;

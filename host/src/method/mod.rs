@@ -15,7 +15,7 @@ use crate::capabilities::{
 use crate::expr::{Evaluator, ExprError, Vars};
 use crate::output::{Event, EventSink};
 use crate::repo::{Definition, Repo};
-use crate::runtime::bindings::{Call, PluginError};
+use crate::runtime::wit::v0_2::{Call, PluginError};
 use crate::runtime::{CallCapabilities, PluginRegistry, RuntimeError};
 use crate::store::{Provenance, ResourceStore, StoreError, now_rfc3339};
 use crate::vault::LocalVault;
@@ -385,12 +385,14 @@ impl MethodRunner {
         };
         // Compiled on first use: a run compiles only the plugins its steps call.
         let compiled = self.registry.compiled(&plugin).map_err(runtime_err)?;
-        let outcome = self
-            .registry
-            .runtime
-            .execute(&compiled, wit_call, caps)
-            .await
-            .map_err(runtime_err)?;
+        // The dry run of a converge method is its typed plan.
+        let runtime = &self.registry.runtime;
+        let outcome = if call.dry_run && method.kind == "converge" {
+            runtime.plan(&compiled, wit_call, caps).await
+        } else {
+            runtime.execute(&compiled, wit_call, caps).await
+        }
+        .map_err(runtime_err)?;
         let redactor = self.events.redactor();
         let output = match outcome.result {
             Ok(text) => text,

@@ -1,7 +1,6 @@
 //! The sandboxed plugin runtime: one wasmtime `Engine`, a precompile cache, an `InstancePre` per
 //! plugin and a fresh `Store` with limits for every call.
 
-pub mod bindings;
 mod cache;
 pub mod files;
 mod imports;
@@ -11,13 +10,14 @@ pub mod registry;
 pub mod schema;
 mod types;
 pub mod validate;
+pub mod version;
+pub mod wit;
 
 pub use manifest::{EffectiveLimits, HOST_MAXIMUMS, LimitCaps, Limits, PluginManifest};
 pub use registry::{PluginRegistry, ProvidedType, RegistrySettings};
 pub use types::{MethodInfo, ResourceSpecInfo, TypeDescription};
 
-use crate::capabilities::{DataCapability, HttpCapability, LogCapability, SshCapability};
-use bindings::{ModelPlugin, ModelPluginPre};
+pub use crate::capabilities::CallCapabilities;
 use cache::{CacheRead, Caches};
 use limiter::{BudgetExceeded, CallBudget};
 use sha2::{Digest, Sha256};
@@ -26,9 +26,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wit::convert;
 
 /// How often the epoch ticker advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -157,10 +158,13 @@ pub struct HostState {
     table: ResourceTable,
     budget: CallBudget,
     stderr: wasmtime_wasi::p2::pipe::MemoryOutputPipe,
-    log: LogCapability,
-    data: DataCapability,
-    http: HttpCapability,
-    ssh: SshCapability,
+    caps: CallCapabilities,
+}
+
+impl crate::capabilities::CapabilityHost for HostState {
+    fn capabilities(&mut self) -> &mut CallCapabilities {
+        &mut self.caps
+    }
 }
 
 impl WasiView for HostState {
@@ -168,30 +172,6 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
-        }
-    }
-}
-
-/// What a call is granted; built by the method runner from the manifest, orch.yaml and the call.
-pub struct CallCapabilities {
-    /// Logging.
-    pub log: LogCapability,
-    /// The calling model's resources.
-    pub data: DataCapability,
-    /// Outbound HTTP.
-    pub http: HttpCapability,
-    /// SSH sessions (from the run's pool).
-    pub ssh: SshCapability,
-}
-
-impl CallCapabilities {
-    /// No capabilities at all (describe() gets these).
-    pub fn none() -> Self {
-        CallCapabilities {
-            log: LogCapability::to_tracing(),
-            data: DataCapability::none(),
-            http: HttpCapability::none(),
-            ssh: SshCapability::none(),
         }
     }
 }
@@ -210,7 +190,9 @@ pub struct LoadedPlugin {
     pub cache_hit: bool,
     /// Time spent compiling or loading the compiled code.
     pub load_time: Duration,
-    pre: ModelPluginPre<HostState>,
+    /// The contract version its wasm speaks (read from its imports and exports).
+    pub api_version: String,
+    pre: PluginPre,
 }
 
 /// What describe() said: the types the host accepted, and those it refused with why.
@@ -225,7 +207,7 @@ pub struct Described {
 /// The result of `execute`: the plugin's answer plus the writes it buffered.
 pub struct CallOutcome {
     /// The method's JSON output, or the plugin's typed error.
-    pub result: Result<String, bindings::PluginError>,
+    pub result: Result<String, wit::v0_2::PluginError>,
     /// Writes to commit if the method succeeded.
     pub writes: Vec<crate::store::PendingWrite>,
 }
@@ -261,31 +243,7 @@ impl PluginRuntime {
         let engine = Engine::new(&config).map_err(wasm_err)?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasm_err)?;
-        bindings::orch::plugin::types::add_to_linker::<HostState, HasSelf<DataCapability>>(
-            &mut linker,
-            |s| &mut s.data,
-        )
-        .map_err(wasm_err)?;
-        bindings::orch::plugin::log::add_to_linker::<HostState, HasSelf<LogCapability>>(
-            &mut linker,
-            |s| &mut s.log,
-        )
-        .map_err(wasm_err)?;
-        bindings::orch::plugin::data::add_to_linker::<HostState, HasSelf<DataCapability>>(
-            &mut linker,
-            |s| &mut s.data,
-        )
-        .map_err(wasm_err)?;
-        bindings::orch::plugin::http::add_to_linker::<HostState, HasSelf<HttpCapability>>(
-            &mut linker,
-            |s| &mut s.http,
-        )
-        .map_err(wasm_err)?;
-        bindings::orch::plugin::ssh::add_to_linker::<HostState, HasSelf<SshCapability>>(
-            &mut linker,
-            |s| &mut s.ssh,
-        )
-        .map_err(wasm_err)?;
+        crate::capabilities::add_to_linker(&mut linker).map_err(wasm_err)?;
         spawn_epoch_ticker(&engine);
         Ok(Arc::new(PluginRuntime {
             engine,
@@ -382,9 +340,16 @@ impl PluginRuntime {
                 c
             }
         };
+        let api_version = version::check(
+            &self.engine,
+            &component,
+            &manifest.api,
+            &dir.join("plugin.toml"),
+            wasm_path,
+        )?;
         imports::check(&self.engine, &component, &manifest.id, wasm_path)?;
         let pre = self.linker.instantiate_pre(&component).map_err(wasm_err)?;
-        let pre = ModelPluginPre::new(pre).map_err(wasm_err)?;
+        let pre = PluginPre::new(&api_version, pre).map_err(wasm_err)?;
         Ok(LoadedPlugin {
             manifest,
             dir: dir.to_path_buf(),
@@ -392,6 +357,7 @@ impl PluginRuntime {
             limits,
             cache_hit,
             load_time: started.elapsed(),
+            api_version,
             pre,
         })
     }
@@ -456,10 +422,7 @@ impl PluginRuntime {
                 table,
                 budget: CallBudget::new(budget),
                 stderr,
-                log: caps.log,
-                data: caps.data,
-                http: caps.http,
-                ssh: caps.ssh,
+                caps,
             },
         );
         store.limiter(|s| &mut s.budget);
@@ -492,8 +455,7 @@ impl PluginRuntime {
             timeout_origin,
         };
         let infos = guarded(&info, &mut store, async |store: &mut Store<HostState>| {
-            let instance: ModelPlugin = plugin.pre.instantiate_async(&mut *store).await?;
-            instance.call_describe(&mut *store).await
+            plugin.pre.describe(store).await
         })
         .await?;
         let describe_err = |message| RuntimeError::Describe {
@@ -519,8 +481,30 @@ impl PluginRuntime {
     pub async fn execute(
         &self,
         plugin: &LoadedPlugin,
-        call: bindings::Call,
+        call: wit::v0_2::Call,
         caps: CallCapabilities,
+    ) -> Result<CallOutcome, RuntimeError> {
+        self.call(plugin, call, caps, false).await
+    }
+
+    /// Calls `plan(call)` (the dry run of a converge method) in a fresh instance: the result is
+    /// the typed plan as JSON, `{"plan": [{action, spec, name, summary, changes}]}`, and nothing
+    /// the plugin wrote is kept. A 0.1 plugin has no `plan`; its `execute` runs with `dry-run`.
+    pub async fn plan(
+        &self,
+        plugin: &LoadedPlugin,
+        call: wit::v0_2::Call,
+        caps: CallCapabilities,
+    ) -> Result<CallOutcome, RuntimeError> {
+        self.call(plugin, call, caps, true).await
+    }
+
+    async fn call(
+        &self,
+        plugin: &LoadedPlugin,
+        call: wit::v0_2::Call,
+        caps: CallCapabilities,
+        plan: bool,
     ) -> Result<CallOutcome, RuntimeError> {
         let mut store = self.new_store(&plugin.limits, caps);
         let info = CallInfo {
@@ -532,8 +516,11 @@ impl PluginRuntime {
             timeout_origin: plugin.limits.origin("timeout-ms").to_string(),
         };
         let result = guarded(&info, &mut store, async |store: &mut Store<HostState>| {
-            let instance: ModelPlugin = plugin.pre.instantiate_async(&mut *store).await?;
-            instance.call_execute(&mut *store, &call).await
+            if plan {
+                plugin.pre.plan(store, &call).await
+            } else {
+                plugin.pre.execute(store, &call).await
+            }
         })
         .await?;
         let max_output = plugin.limits.values.max_output_bytes;
@@ -551,11 +538,127 @@ impl PluginRuntime {
         }
         let state = store.into_data();
         let writes = match result {
-            Ok(_) => state.data.into_pending(),
-            Err(_) => Vec::new(),
+            Ok(_) if !plan => state.caps.data.into_pending(),
+            _ => Vec::new(),
         };
         Ok(CallOutcome { result, writes })
     }
+}
+
+/// A plugin ready to instantiate, in the contract version its wasm speaks. The host works in
+/// 0.2 types; a 0.1 plugin's exports are mapped onto them.
+enum PluginPre {
+    V0_1(wit::v0_1::ModelPluginPre<HostState>),
+    V0_2(wit::v0_2::ModelPluginPre<HostState>),
+}
+
+impl PluginPre {
+    /// Typed exports for a `version` that [`version::check`] accepted.
+    fn new(
+        version: &str,
+        pre: wasmtime::component::InstancePre<HostState>,
+    ) -> wasmtime::Result<Self> {
+        Ok(match version {
+            "0.1.0" => PluginPre::V0_1(wit::v0_1::ModelPluginPre::new(pre)?),
+            _ => PluginPre::V0_2(wit::v0_2::ModelPluginPre::new(pre)?),
+        })
+    }
+
+    /// Instantiates and calls `describe()`.
+    async fn describe(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<Vec<wit::v0_2::orch::plugin::types::TypeInfo>> {
+        match self {
+            PluginPre::V0_1(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                let infos = instance.call_describe(&mut *store).await?;
+                Ok(infos.into_iter().map(convert::type_info_up).collect())
+            }
+            PluginPre::V0_2(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance.call_describe(&mut *store).await
+            }
+        }
+    }
+
+    /// Instantiates and calls `plan(call)`, rendered as JSON text; a 0.1 plugin has no `plan`,
+    /// so its `execute` runs (with the call's `dry-run`).
+    async fn plan(
+        &self,
+        store: &mut Store<HostState>,
+        call: &wit::v0_2::Call,
+    ) -> wasmtime::Result<Result<String, wit::v0_2::PluginError>> {
+        match self {
+            PluginPre::V0_1(_) => self.execute(store, call).await,
+            PluginPre::V0_2(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                let plan = instance.call_plan(&mut *store, call).await?;
+                Ok(plan.map(|changes| plan_json(&changes).to_string()))
+            }
+        }
+    }
+
+    /// Instantiates and calls `execute(call)`.
+    async fn execute(
+        &self,
+        store: &mut Store<HostState>,
+        call: &wit::v0_2::Call,
+    ) -> wasmtime::Result<Result<String, wit::v0_2::PluginError>> {
+        match self {
+            PluginPre::V0_1(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                let call = convert::call_down(call.clone());
+                let result = instance.call_execute(&mut *store, &call).await?;
+                Ok(result.map_err(convert::error_up))
+            }
+            PluginPre::V0_2(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance.call_execute(&mut *store, call).await
+            }
+        }
+    }
+}
+
+/// A typed plan as JSON; `before`/`after` texts that are not JSON are kept as strings.
+pub fn plan_json(changes: &[wit::v0_2::PlannedChange]) -> serde_json::Value {
+    use wit::v0_2::PlannedAction as A;
+    let json_text = |t: &Option<String>| match t {
+        None => serde_json::Value::Null,
+        Some(t) => serde_json::from_str(t).unwrap_or_else(|_| serde_json::Value::String(t.clone())),
+    };
+    let changes: Vec<serde_json::Value> = changes
+        .iter()
+        .map(|c| {
+            let action = match c.action {
+                A::Create => "create",
+                A::Update => "update",
+                A::Delete => "delete",
+                A::Start => "start",
+                A::Stop => "stop",
+                A::None => "none",
+            };
+            let fields: Vec<serde_json::Value> = c
+                .changes
+                .iter()
+                .map(|f| {
+                    serde_json::json!({
+                        "path": f.path,
+                        "before": json_text(&f.before),
+                        "after": json_text(&f.after),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "action": action,
+                "spec": c.spec,
+                "name": c.name,
+                "summary": c.summary,
+                "changes": fields,
+            })
+        })
+        .collect();
+    serde_json::json!({ "plan": changes })
 }
 
 /// Runs `f` under the wall-clock timeout and turns traps into named errors.
@@ -713,6 +816,38 @@ mod tests {
         assert!(
             matches!(&err, RuntimeError::Memory { limit_mb: 32, .. }),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_plan_renders_its_json_texts_as_json_and_keeps_other_text_as_strings() {
+        let change = wit::v0_2::PlannedChange {
+            action: wit::v0_2::PlannedAction::Update,
+            spec: "vm".into(),
+            name: "web".into(),
+            summary: "2 -> 4 cores".into(),
+            changes: vec![
+                wit::v0_2::FieldChange {
+                    path: "/cores".into(),
+                    before: Some("2".into()),
+                    after: Some("4".into()),
+                },
+                wit::v0_2::FieldChange {
+                    path: "/note".into(),
+                    before: None,
+                    after: Some("not json".into()),
+                },
+            ],
+        };
+        assert_eq!(
+            plan_json(&[change]),
+            serde_json::json!({"plan": [{
+                "action": "update", "spec": "vm", "name": "web", "summary": "2 -> 4 cores",
+                "changes": [
+                    {"path": "/cores", "before": 2, "after": 4},
+                    {"path": "/note", "before": null, "after": "not json"},
+                ],
+            }]})
         );
     }
 }

@@ -1,6 +1,7 @@
 //! Host-side view of what a plugin's `describe()` returned, with schemas parsed.
 
-use super::bindings::{MethodKind, TypeInfo};
+use super::wit::v0_2::MethodKind;
+use super::wit::v0_2::orch::plugin::types::TypeInfo;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -32,6 +33,9 @@ pub struct ResourceSpecInfo {
     pub description: String,
     /// JSON Schema of its attributes.
     pub schema: Value,
+    /// Top-level attributes whose changes alone are not a change (0.2 `volatile`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volatile: Vec<String>,
 }
 
 /// One method.
@@ -42,7 +46,7 @@ pub struct MethodInfo {
     pub name: String,
     /// One line.
     pub description: String,
-    /// create, read, update, delete, list or action.
+    /// create, read, update, delete, list, action or converge.
     pub kind: String,
     /// Refused unless the caller confirms the target.
     pub destructive: bool,
@@ -121,6 +125,7 @@ fn kind_name(kind: MethodKind) -> &'static str {
         MethodKind::Delete => "delete",
         MethodKind::List => "list",
         MethodKind::Action => "action",
+        MethodKind::Converge => "converge",
     }
 }
 
@@ -165,11 +170,30 @@ impl TypeDescription {
                 &m.description,
                 MAX_DESCRIPTION_BYTES,
             )?;
+            let mut arguments_schema = parse_schema(
+                &format!("method `{}` arguments", m.name),
+                &m.arguments_schema,
+            )?;
+            // A typed 0.2 confirm rule is checked by the same code as 0.1's schema extension.
+            if let Some(rule) = m.confirm {
+                let Some(schema) = arguments_schema.as_object_mut() else {
+                    return Err(format!(
+                        "method `{}` has a confirm rule but its arguments schema is not an object",
+                        m.name
+                    ));
+                };
+                schema.insert(
+                    "x-orch-confirm".into(),
+                    serde_json::json!({
+                        "input": rule.input,
+                        "spec": rule.spec,
+                        "nameArgument": rule.name_argument,
+                        "attribute": rule.attribute,
+                    }),
+                );
+            }
             methods.push(MethodInfo {
-                arguments_schema: parse_schema(
-                    &format!("method `{}` arguments", m.name),
-                    &m.arguments_schema,
-                )?,
+                arguments_schema,
                 name: m.name,
                 description: m.description,
                 kind: kind_name(m.kind).to_string(),
@@ -184,8 +208,16 @@ impl TypeDescription {
                 &r.description,
                 MAX_DESCRIPTION_BYTES,
             )?;
+            for v in &r.volatile {
+                check_text(
+                    &format!("resource `{}`'s volatile name", r.name),
+                    v,
+                    MAX_NAME_BYTES,
+                )?;
+            }
             resources.push(ResourceSpecInfo {
                 schema: parse_schema(&format!("resource `{}`", r.name), &r.schema)?,
+                volatile: r.volatile,
                 name: r.name,
                 description: r.description,
             });
@@ -219,7 +251,9 @@ mod tests {
     }
 
     use super::*;
-    use crate::runtime::bindings::orch::plugin::types::{MethodInfo as WitMethod, TypeInfo};
+    use crate::runtime::wit::v0_2::orch::plugin::types::{
+        ConfirmRule, MethodInfo as WitMethod, TypeInfo,
+    };
 
     fn info(arguments_schema: String) -> TypeInfo {
         TypeInfo {
@@ -233,6 +267,7 @@ mod tests {
                 description: String::new(),
                 kind: MethodKind::Action,
                 destructive: false,
+                confirm: None,
                 arguments_schema,
             }],
         }
@@ -269,5 +304,31 @@ mod tests {
                 .contains("the limit is")
         );
         assert!(check_describe_size(&[info("{}".into())]).is_ok());
+    }
+
+    #[test]
+    fn a_typed_confirm_rule_becomes_the_rule_the_host_checks_and_volatile_is_kept() {
+        let mut t = info("{\"type\": \"object\"}".into());
+        t.methods[0].destructive = true;
+        t.methods[0].confirm = Some(ConfirmRule {
+            input: "expectVmid".into(),
+            spec: "vm".into(),
+            name_argument: "vmName".into(),
+            attribute: "vmid".into(),
+        });
+        t.resources.push(
+            crate::runtime::wit::v0_2::orch::plugin::types::ResourceSpec {
+                name: "vm".into(),
+                description: String::new(),
+                schema: "{}".into(),
+                volatile: vec!["timestamp".into()],
+            },
+        );
+        let d = TypeDescription::from_wit(t).unwrap();
+        assert_eq!(
+            d.methods[0].arguments_schema["x-orch-confirm"],
+            serde_json::json!({"input": "expectVmid", "spec": "vm", "nameArgument": "vmName", "attribute": "vmid"})
+        );
+        assert_eq!(d.resources[0].volatile, vec!["timestamp".to_string()]);
     }
 }

@@ -28,7 +28,7 @@ pub use wit_bindgen;
 #[allow(clippy::too_many_arguments, missing_docs)] // generated code mirrors the WIT
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "../../wit/v0.1",
         world: "model-plugin",
         pub_export_macro: true,
         export_macro_name: "__export_model_plugin",

@@ -1,6 +1,6 @@
 //! `orch:plugin/log`: plugin log lines go into the run's event stream, capped per call.
 
-use crate::runtime::bindings::orch::plugin::log as wit;
+use crate::runtime::wit::v0_2::orch::plugin::log as wit;
 use std::sync::Arc;
 
 /// Severity of a plugin log line.

@@ -4,7 +4,7 @@
 //! transaction when the method succeeds, so the database is never held open across a plugin
 //! call and a failed method moves nothing.
 
-use crate::runtime::bindings::orch::plugin::{data as wit, types::Error as WitError};
+use crate::runtime::wit::v0_2::orch::plugin::{data as wit, types::Error as WitError};
 use crate::store::{PendingWrite, ResourceStore};
 use std::collections::HashMap;
 

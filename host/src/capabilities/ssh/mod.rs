@@ -7,15 +7,18 @@
 //! subsystem to enable. An upload writes a temporary file beside the destination, sets its
 //! mode and renames it into place, so readers never see half a file.
 
-use super::grants::{SshGrant, SshTarget};
-pub use super::ssh_known_hosts::{
+mod known_hosts;
+mod session;
+
+use crate::capabilities::grants::{SshGrant, SshTarget};
+use crate::runtime::wit::v0_2::orch::plugin::{ssh as wit, types::Error as WitError};
+use crate::vault::{Redactor, SecretSource};
+pub use known_hosts::{
     HostKeyStatus, KNOWN_HOSTS_FILE, KnownHosts, KnownHostsError, KnownKey, fingerprint,
 };
-pub use super::ssh_session::{
+pub use session::{
     ExecOutput, OpenRequest, SshAuth, SshConnection, SshError, SshSessionPool, probe_host_key,
 };
-use crate::runtime::bindings::orch::plugin::{ssh as wit, types::Error as WitError};
-use crate::vault::{Redactor, SecretSource};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{Resource, ResourceTable};
@@ -172,7 +175,7 @@ fn check_path(path: &str) -> Result<(), SshError> {
     if path.is_empty() || path.len() > MAX_PATH_BYTES || path.contains('\0') {
         return Err(SshError::InvalidArguments(format!(
             "remote path {:?} must be 1 to {MAX_PATH_BYTES} bytes without NUL",
-            super::ssh_session::shown_command(path)
+            session::shown_command(path)
         )));
     }
     Ok(())
@@ -257,7 +260,7 @@ async fn download(
 
 /// Messages about the upload script name the upload instead of the script.
 fn rename_command(e: SshError, command: &str, what: &str) -> SshError {
-    let shown = super::ssh_session::shown_command(command);
+    let shown = session::shown_command(command);
     let fix = |m: String| m.replace(&format!("`{shown}`"), what);
     match e {
         SshError::InvalidArguments(m) => SshError::InvalidArguments(fix(m)),

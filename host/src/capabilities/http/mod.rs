@@ -1,12 +1,14 @@
 //! `orch:plugin/http`: outbound HTTP through reqwest (rustls), checked against the call's grant
 //! on every request. Redirects are not followed, so a granted host cannot bounce a plugin to
 //! one that is not granted. The addresses a request connects to are checked too
-//! ([`super::egress`]): a granted name that resolves to a loopback, link-local or metadata
+//! ([`crate::capabilities::egress`]): a granted name that resolves to a loopback, link-local or metadata
 //! address is refused unless the grant names that address literally.
 
-use super::egress::{self, AddressPolicy, GuardedDns, Resolver};
-use super::grants::{HttpGrant, redact_url};
-use crate::runtime::bindings::orch::plugin::{http as wit, types::Error as WitError};
+pub mod pinning;
+
+use crate::capabilities::egress::{self, AddressPolicy, GuardedDns, Resolver};
+use crate::capabilities::grants::{HttpGrant, redact_url};
+use crate::runtime::wit::v0_2::orch::plugin::{http as wit, types::Error as WitError};
 use reqwest::{Client, Method, Url};
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -101,8 +103,9 @@ fn build_client(key: &ClientKey, resolver: Arc<dyn Resolver>) -> Result<Client, 
     let builder = match &key.tls {
         TlsMode::Verified => builder,
         TlsMode::Insecure => builder.tls_danger_accept_invalid_certs(true),
-        TlsMode::Pinned(sha) => builder
-            .tls_backend_preconfigured(super::pinning::PinnedCertVerifier::client_config(*sha)?),
+        TlsMode::Pinned(sha) => {
+            builder.tls_backend_preconfigured(pinning::PinnedCertVerifier::client_config(*sha)?)
+        }
     };
     builder
         .build()
@@ -170,7 +173,7 @@ impl HttpCapability {
         }
         let tls = match &request.pinned_cert_sha256 {
             Some(pin) => TlsMode::Pinned(
-                super::pinning::parse_fingerprint(pin).map_err(WitError::InvalidArguments)?,
+                pinning::parse_fingerprint(pin).map_err(WitError::InvalidArguments)?,
             ),
             None if request.insecure_tls => TlsMode::Insecure,
             None => TlsMode::Verified,
@@ -262,12 +265,42 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Most requests of one batch in flight at once, whatever the plugin asks for.
+pub const MAX_BATCH_CONCURRENCY: u32 = 16;
+
+impl HttpCapability {
+    /// Sends `requests` with at most `max_concurrency` (bounded by [`MAX_BATCH_CONCURRENCY`],
+    /// at least 1) in flight; each is checked against the grant on its own, so a denied one
+    /// fails alone. Results are in request order.
+    pub async fn send_batch(
+        &self,
+        requests: Vec<wit::Request>,
+        max_concurrency: u32,
+    ) -> Vec<Result<wit::Response, WitError>> {
+        use futures_util::StreamExt;
+        let limit = max_concurrency.clamp(1, MAX_BATCH_CONCURRENCY) as usize;
+        futures_util::stream::iter(requests)
+            .map(|request| self.send(request))
+            .buffered(limit)
+            .collect()
+            .await
+    }
+}
+
 impl wit::Host for HttpCapability {
     async fn send(
         &mut self,
         request: wit::Request,
     ) -> wasmtime::Result<Result<wit::Response, WitError>> {
         Ok(HttpCapability::send(self, request).await)
+    }
+
+    async fn send_batch(
+        &mut self,
+        requests: Vec<wit::Request>,
+        max_concurrency: u32,
+    ) -> wasmtime::Result<Vec<Result<wit::Response, WitError>>> {
+        Ok(HttpCapability::send_batch(self, requests, max_concurrency).await)
     }
 }
 
@@ -389,5 +422,43 @@ mod tests {
             let err = cap.send(get(url)).await.unwrap_err();
             assert!(matches!(err, WitError::Denied(_)), "{url}: {err:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_denied_request_in_a_batch_fails_alone_without_connecting() {
+        let (granted, granted_count) = tiny_server();
+        let (denied, denied_count) = tiny_server();
+        let cap = capability(&[format!("http://127.0.0.1:{granted}")]);
+        let ok = format!("http://127.0.0.1:{granted}/a");
+        let refused = format!("http://127.0.0.1:{denied}/b");
+        let results = cap
+            .send_batch(vec![get(&ok), get(&refused), get(&ok)], 2)
+            .await;
+        assert_eq!(results.len(), 3);
+        for i in [0, 2] {
+            let response = results[i].as_ref().unwrap_or_else(|e| panic!("{i}: {e:?}"));
+            assert_eq!(response.body, b"ok");
+        }
+        match &results[1] {
+            Err(WitError::Denied(m)) => assert!(m.contains(&denied.to_string()), "{m}"),
+            other => panic!("want denied, got {other:?}"),
+        }
+        assert_eq!(granted_count.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            denied_count.load(Ordering::SeqCst),
+            0,
+            "no connection to the denied host"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_empty_batch_and_a_zero_concurrency_are_fine() {
+        let (port, count) = tiny_server();
+        let cap = capability(&[format!("http://127.0.0.1:{port}")]);
+        assert!(cap.send_batch(Vec::new(), 0).await.is_empty());
+        let url = format!("http://127.0.0.1:{port}/");
+        let results = cap.send_batch(vec![get(&url)], 0).await;
+        assert!(results[0].is_ok(), "{results:?}");
+        assert_eq!(count.load(Ordering::SeqCst), 1);
     }
 }

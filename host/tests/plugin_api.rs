@@ -1,0 +1,192 @@
+//! Contract versions side by side: a bundle built against `orch:plugin@0.1.0` before 0.2 existed
+//! keeps loading and running, through the real `orch` binary.
+
+mod support;
+
+use serde_json::json;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use support::{TestRepo, TinyHttp};
+
+/// The prebuilt 0.1 testplug bundle kept as a fixture; never rebuilt.
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// A repo with the frozen 0.1 testplug installed as `plugins/testplug` and one echo model.
+fn repo_with_v0_1_testplug() -> TestRepo {
+    let repo = TestRepo::new(&[]);
+    let dst = repo.path().join("plugins/testplug");
+    std::fs::create_dir_all(&dst).unwrap();
+    for f in ["plugin.toml", "plugin.wasm"] {
+        std::fs::copy(fixture("testplug-0.1").join(f), dst.join(f)).unwrap();
+    }
+    repo.write(
+        "models/e.yaml",
+        "type: test/echo\nglobalArguments:\n  greeting: hello\n",
+    );
+    repo
+}
+
+#[test]
+fn a_prebuilt_0_1_bundle_loads_and_runs_its_methods() {
+    let repo = repo_with_v0_1_testplug();
+    let echo = repo
+        .orch(&["--json", "model", "run", "e", "echo"])
+        .ok()
+        .json();
+    assert_eq!(echo["output"]["greeting"], "hello");
+
+    // data.write-resource and data.read-resource through the 0.1 imports.
+    repo.orch(&[
+        "model",
+        "run",
+        "e",
+        "write",
+        "--input",
+        "name=a",
+        "--input",
+        r#"attributes={"n":1}"#,
+    ])
+    .ok();
+    let read = repo
+        .orch(&["--json", "model", "run", "e", "read", "--input", "name=a"])
+        .ok()
+        .json();
+    assert_eq!(read["output"]["attributes"], json!({"n": 1}));
+}
+
+#[test]
+fn a_prebuilt_0_1_bundle_passes_validate() {
+    let repo = repo_with_v0_1_testplug();
+    repo.orch(&["plugin", "validate", "plugins/testplug"]).ok();
+}
+
+#[test]
+fn a_manifest_api_that_disagrees_with_the_wasm_is_refused_naming_both() {
+    let repo = repo_with_v0_1_testplug();
+    let toml = repo.path().join("plugins/testplug/plugin.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, text.replace("api = \"0.1.0\"", "api = \"0.2.0\"")).unwrap();
+    let run = repo.orch(&["plugin", "validate", "plugins/testplug"]);
+    assert_ne!(run.code, 0, "{}", run.all());
+    for part in [
+        "plugins/testplug/plugin.wasm",
+        "plugins/testplug/plugin.toml",
+        "orch:plugin@0.1.0",
+        "api = \"0.2.0\"",
+    ] {
+        assert!(
+            run.all().contains(part),
+            "{part} missing from:\n{}",
+            run.all()
+        );
+    }
+    let run = repo.orch(&["model", "run", "e", "echo"]);
+    assert_ne!(run.code, 0, "{}", run.all());
+    assert!(run.all().contains("orch:plugin@0.1.0"), "{}", run.all());
+}
+
+/// A repo with the 0.2 test plugin (built by `cargo xtask build`) and one model granted
+/// `baseUrl`.
+fn repo_with_v0_2_plugin(base_url: &str) -> TestRepo {
+    let repo = TestRepo::new(&["plug02"]);
+    repo.write(
+        "models/v.yaml",
+        &format!("type: test/v2\nglobalArguments:\n  baseUrl: {base_url}\n"),
+    );
+    repo
+}
+
+#[test]
+fn a_0_2_plugin_is_described_with_its_typed_confirm_rule_converge_kind_and_volatile() {
+    let repo = repo_with_v0_2_plugin("http://127.0.0.1:9");
+    let validate = repo.orch(&["plugin", "validate", "plugins/plug02"]);
+    assert_eq!(validate.code, 0, "{}", validate.all());
+    let described = repo
+        .orch(&["--json", "type", "describe", "test/v2"])
+        .ok()
+        .json();
+    let text = described.to_string();
+    assert!(text.contains("\"converge\""), "{text}");
+    assert!(text.contains("\"x-orch-confirm\""), "{text}");
+    assert!(text.contains("seenAt"), "{text}");
+}
+
+#[test]
+fn a_0_2_plugin_runs_and_its_send_batch_is_checked_per_request() {
+    let granted = TinyHttp::start("ok");
+    let denied = TinyHttp::start("no");
+    let base = format!("http://127.0.0.1:{}", granted.port);
+    let repo = repo_with_v0_2_plugin(&base);
+    let urls = json!([
+        format!("{base}/a"),
+        format!("http://127.0.0.1:{}/b", denied.port),
+        format!("{base}/c"),
+    ]);
+    let out = repo
+        .orch(&[
+            "--json",
+            "model",
+            "run",
+            "v",
+            "batch",
+            "--input",
+            &format!("urls={urls}"),
+        ])
+        .ok()
+        .json();
+    let results = &out["output"]["results"];
+    assert_eq!(results[0]["status"], 200, "{out}");
+    assert_eq!(results[2]["status"], 200, "{out}");
+    assert!(results[1]["denied"].is_string(), "{out}");
+    assert_eq!(granted.connections.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        denied.connections.load(Ordering::SeqCst),
+        0,
+        "no connection to the denied host"
+    );
+
+    // data and log through the 0.2 imports.
+    let sync = repo
+        .orch(&["--json", "model", "run", "v", "sync"])
+        .ok()
+        .json();
+    assert_eq!(sync["output"]["version"], 1, "{sync}");
+}
+
+#[test]
+fn a_typed_0_2_confirm_rule_is_enforced_by_the_host() {
+    let repo = repo_with_v0_2_plugin("http://127.0.0.1:9");
+    let run = repo.orch(&["model", "run", "v", "retire", "--input", "name=a"]);
+    assert_ne!(run.code, 0, "{}", run.all());
+    assert!(run.all().contains("expectId"), "{}", run.all());
+}
+
+#[test]
+fn the_dry_run_of_a_0_2_converge_method_is_its_typed_plan() {
+    let repo = repo_with_v0_2_plugin("http://127.0.0.1:9");
+    let out = repo
+        .orch(&["--json", "model", "run", "v", "sync", "--dry-run"])
+        .ok()
+        .json();
+    assert_eq!(
+        out["output"]["plan"],
+        json!([{
+            "action": "create",
+            "spec": "item",
+            "name": "a",
+            "summary": "create item a",
+            "changes": [{"path": "/id", "before": null, "after": 1}],
+        }]),
+        "{out}"
+    );
+    // Without --dry-run the same method executes (and writes its first version).
+    let run = repo
+        .orch(&["--json", "model", "run", "v", "sync"])
+        .ok()
+        .json();
+    assert_eq!(run["output"]["version"], 1, "{run}");
+}
