@@ -190,3 +190,42 @@ fn the_dry_run_of_a_0_2_converge_method_is_its_typed_plan() {
         .json();
     assert_eq!(run["output"]["version"], 1, "{run}");
 }
+
+/// A bundle whose wasm is a component importing `orch:plugin/log@{version}` and nothing else.
+fn install_component_speaking(repo: &TestRepo, version: &str, api: &str) {
+    let wasm = wat::parse_str(format!(
+        r#"(component (import "orch:plugin/log@{version}" (instance)))"#
+    ))
+    .unwrap();
+    let dir = repo.path().join("plugins/future");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("plugin.wasm"), &wasm).unwrap();
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&wasm))
+    };
+    std::fs::write(
+        dir.join("plugin.toml"),
+        format!("id = \"future\"\nversion = \"1.0.0\"\napi = \"{api}\"\nsha256 = \"{sha}\"\n"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_component_of_an_unknown_api_version_is_refused_naming_the_wasm_and_the_versions() {
+    let repo = TestRepo::new(&[]);
+    install_component_speaking(&repo, "9.0.0", "0.2.0");
+    let run = repo.orch(&["plugin", "validate", "plugins/future"]);
+    assert_ne!(run.code, 0, "{}", run.all());
+    for part in [
+        "plugins/future/plugin.wasm",
+        "orch:plugin@9.0.0",
+        "0.1.0, 0.2.0",
+    ] {
+        assert!(
+            run.all().contains(part),
+            "{part} missing from:\n{}",
+            run.all()
+        );
+    }
+}
