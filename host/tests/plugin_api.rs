@@ -229,3 +229,44 @@ fn a_component_of_an_unknown_api_version_is_refused_naming_the_wasm_and_the_vers
         );
     }
 }
+
+#[test]
+fn a_retired_resource_is_a_tombstone_that_expressions_refuse_naming_who_and_when() {
+    let repo = repo_with_v0_2_plugin("http://127.0.0.1:9");
+    repo.orch(&["model", "run", "v", "sync"]).ok();
+    let forget = repo
+        .orch(&["--json", "model", "run", "v", "forget", "--input", "name=a"])
+        .ok()
+        .json();
+    assert_eq!(forget["output"]["version"], 2, "{forget}");
+    assert_eq!(forget["output"]["listed"], json!([]), "{forget}");
+    assert_eq!(forget["output"]["read"], json!(null), "{forget}");
+    // The latest version is the tombstone, and `orch data get` shows it.
+    let latest = repo.orch(&["--json", "data", "get", "v", "a"]).ok().json();
+    assert_eq!(
+        (latest["version"].clone(), latest["retired"].clone()),
+        (json!(2), json!(true)),
+        "{latest}"
+    );
+    // Retiring what is already gone is not-found.
+    let again = repo.orch(&["model", "run", "v", "forget", "--input", "name=a"]);
+    assert_ne!(again.code, 0, "{}", again.all());
+    assert!(
+        again.all().contains("not-found") || again.all().contains("no live resource"),
+        "{}",
+        again.all()
+    );
+    repo.write(
+        "models/w.yaml",
+        "type: test/v2\nglobalArguments:\n  baseUrl: ${{ model.v.resource.item.a.attributes.id }}\n",
+    );
+    let run = repo.orch(&["model", "run", "w", "sync"]);
+    assert_ne!(run.code, 0, "{}", run.all());
+    for part in ["retired by run", "step", "method `forget`"] {
+        assert!(
+            run.all().contains(part),
+            "{part} missing from:\n{}",
+            run.all()
+        );
+    }
+}
