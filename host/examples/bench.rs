@@ -45,6 +45,7 @@ impl DataSource for Fleet {
                 version: 1,
                 written_at: "2026-11-21T00:00:00Z".into(),
                 attributes: json!({"vmid": 100 + i, "ip": format!("10.0.0.{i}"), "status": "running"}),
+                retired: None,
             })
             .collect())
     }

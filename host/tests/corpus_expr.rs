@@ -28,6 +28,7 @@ impl DataSource for Data {
             version: 1,
             written_at: "2025-01-01T00:00:00Z".to_string(),
             attributes: json!({"ip": "10.0.0.1", "tags": ["a", "b"]}),
+            retired: None,
         }])
     }
 

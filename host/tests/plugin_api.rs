@@ -190,3 +190,83 @@ fn the_dry_run_of_a_0_2_converge_method_is_its_typed_plan() {
         .json();
     assert_eq!(run["output"]["version"], 1, "{run}");
 }
+
+/// A bundle whose wasm is a component importing `orch:plugin/log@{version}` and nothing else.
+fn install_component_speaking(repo: &TestRepo, version: &str, api: &str) {
+    let wasm = wat::parse_str(format!(
+        r#"(component (import "orch:plugin/log@{version}" (instance)))"#
+    ))
+    .unwrap();
+    let dir = repo.path().join("plugins/future");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("plugin.wasm"), &wasm).unwrap();
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&wasm))
+    };
+    std::fs::write(
+        dir.join("plugin.toml"),
+        format!("id = \"future\"\nversion = \"1.0.0\"\napi = \"{api}\"\nsha256 = \"{sha}\"\n"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_component_of_an_unknown_api_version_is_refused_naming_the_wasm_and_the_versions() {
+    let repo = TestRepo::new(&[]);
+    install_component_speaking(&repo, "9.0.0", "0.2.0");
+    let run = repo.orch(&["plugin", "validate", "plugins/future"]);
+    assert_ne!(run.code, 0, "{}", run.all());
+    for part in [
+        "plugins/future/plugin.wasm",
+        "orch:plugin@9.0.0",
+        "0.1.0, 0.2.0",
+    ] {
+        assert!(
+            run.all().contains(part),
+            "{part} missing from:\n{}",
+            run.all()
+        );
+    }
+}
+
+#[test]
+fn a_retired_resource_is_a_tombstone_that_expressions_refuse_naming_who_and_when() {
+    let repo = repo_with_v0_2_plugin("http://127.0.0.1:9");
+    repo.orch(&["model", "run", "v", "sync"]).ok();
+    let forget = repo
+        .orch(&["--json", "model", "run", "v", "forget", "--input", "name=a"])
+        .ok()
+        .json();
+    assert_eq!(forget["output"]["version"], 2, "{forget}");
+    assert_eq!(forget["output"]["listed"], json!([]), "{forget}");
+    assert_eq!(forget["output"]["read"], json!(null), "{forget}");
+    // The latest version is the tombstone, and `orch data get` shows it.
+    let latest = repo.orch(&["--json", "data", "get", "v", "a"]).ok().json();
+    assert_eq!(
+        (latest["version"].clone(), latest["retired"].clone()),
+        (json!(2), json!(true)),
+        "{latest}"
+    );
+    // Retiring what is already gone is not-found.
+    let again = repo.orch(&["model", "run", "v", "forget", "--input", "name=a"]);
+    assert_ne!(again.code, 0, "{}", again.all());
+    assert!(
+        again.all().contains("not-found") || again.all().contains("no live resource"),
+        "{}",
+        again.all()
+    );
+    repo.write(
+        "models/w.yaml",
+        "type: test/v2\nglobalArguments:\n  baseUrl: ${{ model.v.resource.item.a.attributes.id }}\n",
+    );
+    let run = repo.orch(&["model", "run", "w", "sync"]);
+    assert_ne!(run.code, 0, "{}", run.all());
+    for part in ["retired by run", "step", "method `forget`"] {
+        assert!(
+            run.all().contains(part),
+            "{part} missing from:\n{}",
+            run.all()
+        );
+    }
+}

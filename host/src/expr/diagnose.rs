@@ -179,9 +179,10 @@ fn describe_missing(path: &[String], key: &str, state: &EvalState<'_>) -> String
     match p.as_slice() {
         ["model", m] => format!("key `{key}` of model `{m}`"),
         ["model", m, "resource"] => format!("spec `{key}` in model `{m}`"),
-        ["model", m, "resource", spec] => {
-            format!("instance `{key}` of spec `{spec}` in model `{m}`")
-        }
+        ["model", m, "resource", spec] => match retired(state, m, spec, key) {
+            Some(why) => format!("instance `{key}` of spec `{spec}` in model `{m}` ({why})"),
+            None => format!("instance `{key}` of spec `{spec}` in model `{m}`"),
+        },
         ["model", m, "resource", spec, "attributes", rest @ ..] if shorthand(state, m, spec) => {
             format!(
                 "attribute `{}` of resource `{spec}` in model `{m}`",
@@ -200,6 +201,14 @@ fn describe_missing(path: &[String], key: &str, state: &EvalState<'_>) -> String
         ["self", rest @ ..] => format!("`self.{}`", dotted(rest)),
         ["run", rest @ ..] => format!("`run.{}`", dotted(rest)),
         _ => format!("key `{key}` in `{}`", render_path(&p)),
+    }
+}
+
+/// Who retired `model`'s `spec`/`instance` and when, if it was retired.
+fn retired(state: &EvalState<'_>, model: &str, spec: &str, instance: &str) -> Option<String> {
+    match &*state.core().model(model) {
+        ModelState::Loaded(m) => m.retired(spec, instance).map(str::to_string),
+        _ => None,
     }
 }
 

@@ -62,6 +62,9 @@ pub struct ResourceData {
     pub written_at: String,
     /// The resource's attributes document.
     pub attributes: Value,
+    /// Set when this version is a tombstone: who retired the resource and when, for the error
+    /// an expression that uses it gets.
+    pub retired: Option<String>,
 }
 
 /// Caller-supplied variables.

@@ -55,6 +55,9 @@ pub(super) struct LoadedModel {
     pub value: CelMap<'static>,
     /// spec → instance → written_at, for `data.latest` and messages.
     pub instances: BTreeMap<String, BTreeMap<String, String>>,
+    /// (spec, instance) → who retired it and when, for instances whose latest version is a
+    /// tombstone: expressions cannot see them and say why.
+    pub retired: BTreeMap<(String, String), String>,
 }
 
 impl LoadedModel {
@@ -68,6 +71,16 @@ impl LoadedModel {
             if newer {
                 instances.insert(r.name.clone(), r);
             }
+        }
+        let mut retired = BTreeMap::new();
+        for (spec, instances) in &mut by_spec {
+            instances.retain(|name, r| match &r.retired {
+                Some(why) => {
+                    retired.insert((spec.clone(), name.clone()), why.clone());
+                    false
+                }
+                None => true,
+            });
         }
         let mut instances_index = BTreeMap::new();
         let mut specs: Vec<(String, OwnedVal)> = Vec::with_capacity(by_spec.len());
@@ -96,6 +109,7 @@ impl LoadedModel {
             name: name.to_string(),
             value: string_map([("resource".to_string(), resource)]),
             instances: instances_index,
+            retired,
         }
     }
 
@@ -104,6 +118,13 @@ impl LoadedModel {
         let resource = map_get(&self.value, "resource")?.downcast_ref::<CelMap>()?;
         let instances = map_get(resource, spec)?.downcast_ref::<CelMap>()?;
         map_get(instances, instance)
+    }
+
+    /// Who retired `spec`/`instance` and when, if its latest version is a tombstone.
+    pub fn retired(&self, spec: &str, instance: &str) -> Option<&str> {
+        self.retired
+            .get(&(spec.to_string(), instance.to_string()))
+            .map(String::as_str)
     }
 
     /// True when `resource.<spec>.attributes` is the single-instance shorthand.
@@ -286,7 +307,12 @@ impl<'a> ScopeCore<'a> {
         match found.and_then(|(_, spec)| loaded.instance(spec, name)) {
             Some(instance) => Ok(instance.clone_as_boxed()),
             None => Err(ExprErrorKind::missing(
-                format!("resource `{name}` in model `{model}`"),
+                match loaded.retired.iter().find(|((_, n), _)| n == name) {
+                    Some(((spec, _), why)) => {
+                        format!("resource `{name}` in model `{model}` (spec `{spec}` {why})")
+                    }
+                    None => format!("resource `{name}` in model `{model}`"),
+                },
                 name,
                 loaded.instances.values().flat_map(|i| i.keys().cloned()),
             )),

@@ -62,6 +62,7 @@ fn resource(spec: &str, name: &str, version: u64, attributes: Value) -> Resource
         version,
         written_at: format!("2025-01-01T00:00:{version:02}Z"),
         attributes,
+        retired: None,
     }
 }
 

@@ -46,6 +46,15 @@ impl DataSource for StoreDataSource {
                 spec: v.spec,
                 name: v.name,
                 version: v.version,
+                retired: v.retired.then(|| {
+                    format!(
+                        "retired by run {} (step `{}`, method `{}`) at {}",
+                        v.provenance.run_id,
+                        v.provenance.step,
+                        v.provenance.method,
+                        v.provenance.time
+                    )
+                }),
                 written_at: v.provenance.time,
                 attributes: v.attributes,
             })

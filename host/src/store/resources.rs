@@ -20,6 +20,8 @@ struct VersionRecord<'a> {
     version: u64,
     attributes: &'a Value,
     provenance: &'a Provenance,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    retired: bool,
 }
 
 fn describe(model: &str, spec: &str, name: &str, version: u64) -> String {
@@ -60,6 +62,7 @@ impl ResourceStore {
                     version,
                     attributes: &write.attributes,
                     provenance,
+                    retired: write.retired,
                 };
                 let bytes = serde_json::to_vec(&record).map_err(|source| StoreError::Encode {
                     record: describe(model, spec, name, version),
@@ -345,7 +348,27 @@ mod tests {
             spec: spec.to_string(),
             name: name.to_string(),
             attributes,
+            retired: false,
         }
+    }
+
+    #[test]
+    fn a_retired_resource_is_a_tombstone_version_that_latest_shows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir);
+        let p = provenance("s");
+        store
+            .commit_writes("m", &p, &[write("vm", "a", json!({"id": 1}))])
+            .unwrap();
+        let tombstone = PendingWrite {
+            retired: true,
+            ..write("vm", "a", Value::Null)
+        };
+        assert_eq!(store.commit_writes("m", &p, &[tombstone]).unwrap(), vec![2]);
+        let latest = store.latest("m", "vm", "a").unwrap().unwrap();
+        assert!(latest.retired && latest.attributes.is_null() && latest.version == 2);
+        let earlier = store.latest_for_models(&["m"]).unwrap();
+        assert!(earlier["m"][0].retired);
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub struct PendingWrite {
     pub name: String,
     /// The resource document.
     pub attributes: Value,
+    /// A tombstone: the plugin saw this resource gone (`data.retire-resource`); attributes are null.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retired: bool,
 }
 
 /// One stored, immutable version of a resource.
@@ -45,6 +48,9 @@ pub struct ResourceVersion {
     pub attributes: Value,
     /// Who wrote this version.
     pub provenance: Provenance,
+    /// A tombstone: the resource was retired by this version's writer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retired: bool,
 }
 
 /// Identifies a resource and its newest version.

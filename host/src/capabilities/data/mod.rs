@@ -12,7 +12,8 @@ use std::collections::HashMap;
 const MAX_ATTRIBUTES_BYTES: usize = 4 * 1024 * 1024;
 
 /// Latest (version, attributes) of each (spec, name) of the model, loaded once per call.
-type LatestMap = HashMap<(String, String), (u64, serde_json::Value)>;
+/// (spec, name) → (latest version, its attributes; None when that version retired it).
+type LatestMap = HashMap<(String, String), (u64, Option<serde_json::Value>)>;
 
 /// Per-call data state.
 pub struct DataCapability {
@@ -111,7 +112,10 @@ impl ModelAccess {
             let map = loaded
                 .into_values()
                 .flatten()
-                .map(|v| ((v.spec, v.name), (v.version, v.attributes)))
+                .map(|v| {
+                    let attributes = (!v.retired).then_some(v.attributes);
+                    ((v.spec, v.name), (v.version, attributes))
+                })
                 .collect();
             self.latest = Some(map);
         }
@@ -151,6 +155,14 @@ impl wit::Host for DataCapability {
         spec: String,
     ) -> wasmtime::Result<Result<Vec<String>, WitError>> {
         Ok(list(self, spec))
+    }
+
+    async fn retire_resource(
+        &mut self,
+        spec: String,
+        name: String,
+    ) -> wasmtime::Result<Result<u64, WitError>> {
+        Ok(retire(self, spec, name))
     }
 }
 
@@ -197,6 +209,37 @@ fn write(
         spec,
         name,
         attributes: value,
+        retired: false,
+    });
+    Ok(version)
+}
+
+/// Records that resource `name` of kind `spec` is gone: a tombstone version, after which reads
+/// and lists no longer see it and expressions that use it fail naming who retired it and when.
+fn retire(cap: &mut DataCapability, spec: String, name: String) -> Result<u64, WitError> {
+    if read(cap, spec.clone(), name.clone())?.is_none() {
+        return Err(WitError::NotFound(format!(
+            "no live resource {spec}/{name} to retire"
+        )));
+    }
+    let access = cap.access()?;
+    if access.pending.len() as u64 >= access.max_writes {
+        return Err(WitError::Denied(format!(
+            "write limit of {} resource versions per call reached ({})",
+            access.max_writes, access.max_writes_origin
+        )));
+    }
+    let key = (spec.clone(), name.clone());
+    let version = match access.pending_versions.get(&key) {
+        Some(v) => v + 1,
+        None => access.latest()?.get(&key).map(|(v, _)| *v).unwrap_or(0) + 1,
+    };
+    access.pending_versions.insert(key, version);
+    access.pending.push(PendingWrite {
+        spec,
+        name,
+        attributes: serde_json::Value::Null,
+        retired: true,
     });
     Ok(version)
 }
@@ -210,31 +253,33 @@ fn read(cap: &mut DataCapability, spec: String, name: String) -> Result<Option<S
         .rev()
         .find(|w| w.spec == spec && w.name == name)
     {
-        return Ok(Some(w.attributes.to_string()));
+        return Ok((!w.retired).then(|| w.attributes.to_string()));
     }
     Ok(access
         .latest()?
         .get(&(spec, name))
-        .map(|(_, v)| v.to_string()))
+        .and_then(|(_, v)| v.as_ref().map(|v| v.to_string())))
 }
 
 fn list(cap: &mut DataCapability, spec: String) -> Result<Vec<String>, WitError> {
     let access = cap.access()?;
     access.check_spec(&spec)?;
-    let mut names: Vec<String> = access
+    // name → live, from the store and then this call's writes in order.
+    let mut live: std::collections::BTreeMap<String, bool> = access
         .latest()?
-        .keys()
-        .filter(|(s, _)| *s == spec)
-        .map(|(_, n)| n.clone())
+        .iter()
+        .filter(|((s, _), _)| *s == spec)
+        .map(|((_, n), (_, v))| (n.clone(), v.is_some()))
         .collect();
     for w in &access.pending {
         if w.spec == spec {
-            names.push(w.name.clone());
+            live.insert(w.name.clone(), !w.retired);
         }
     }
-    names.sort();
-    names.dedup();
-    Ok(names)
+    Ok(live
+        .into_iter()
+        .filter_map(|(n, is_live)| is_live.then_some(n))
+        .collect())
 }
 
 #[cfg(test)]
@@ -267,5 +312,32 @@ mod tests {
             "{message}"
         );
         assert_eq!(cap.into_pending().len(), 2);
+    }
+
+    #[test]
+    fn a_retired_resource_is_gone_from_reads_and_lists_within_the_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ResourceStore::new(dir.path().join("data.redb"), StoreOptions::default());
+        let mut cap = DataCapability::for_model("m", "t/x", vec!["item".into()], store, 100);
+        assert!(matches!(
+            retire(&mut cap, "item".into(), "a".into()),
+            Err(WitError::NotFound(_))
+        ));
+        write(&mut cap, "item".into(), "a".into(), "1".into()).unwrap();
+        write(&mut cap, "item".into(), "b".into(), "2".into()).unwrap();
+        assert_eq!(retire(&mut cap, "item".into(), "a".into()).unwrap(), 2);
+        assert_eq!(read(&mut cap, "item".into(), "a".into()).unwrap(), None);
+        assert_eq!(
+            list(&mut cap, "item".into()).unwrap(),
+            vec!["b".to_string()]
+        );
+        // Writing it again brings it back as a new version.
+        assert_eq!(
+            write(&mut cap, "item".into(), "a".into(), "3".into()).unwrap(),
+            3
+        );
+        assert_eq!(list(&mut cap, "item".into()).unwrap(), vec!["a", "b"]);
+        let pending = cap.into_pending();
+        assert!(pending[2].retired && pending[2].attributes.is_null());
     }
 }

@@ -67,6 +67,11 @@ impl bindings::Guest for Plugin {
                     }),
                 ),
                 method("sync", MethodKind::Converge, json!({"type": "object"})),
+                method(
+                    "forget",
+                    MethodKind::Action,
+                    json!({"type": "object", "properties": {"name": {"type": "string"}}}),
+                ),
                 retire,
             ],
         }]
@@ -107,6 +112,13 @@ impl bindings::Guest for Plugin {
                 Ok(json!({ "version": v }).to_string())
             }
             "retire" => Ok(json!({"retired": args["name"]}).to_string()),
+            "forget" => {
+                let name = args["name"].as_str().unwrap_or_default();
+                let v = data::retire_resource("item", name)?;
+                let listed = data::list_resources("item")?;
+                let read = data::read_resource("item", name)?;
+                Ok(json!({ "version": v, "listed": listed, "read": read }).to_string())
+            }
             other => Err(Error::NotFound(format!("no method {other}"))),
         }
     }
