@@ -219,8 +219,11 @@ timeout-ms = 10000
 
 const LIB_RS: &str = r#"//! `{{type}}`: greets someone and remembers how many greetings were sent.
 
-use orch_plugin_sdk::{Ctx, JsonSchema, MethodKind, ModelType, Plugin, Result};
+use orch_plugin_sdk::{Ctx, JsonSchema, MethodKind, ModelType, NoArgs, Plugin, Result};
 use serde::{Deserialize, Serialize};
+
+/// The model type this plugin provides.
+const TYPE: &str = "{{type}}";
 
 /// Global arguments of every `{{type}}` model (its definition's `globalArguments`).
 #[derive(Deserialize, JsonSchema)]
@@ -238,11 +241,6 @@ struct Greeting {
     /// Greetings sent so far.
     count: u64,
 }
-
-/// Arguments of `show` (none).
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct NoArgs {}
 
 /// Arguments of `greet`.
 #[derive(Deserialize, JsonSchema)]
@@ -282,7 +280,7 @@ struct ThisPlugin;
 impl Plugin for ThisPlugin {
     fn types() -> Vec<ModelType> {
         vec![
-            ModelType::new::<Globals>("{{type}}", "2026.1.1.1", "Greets someone")
+            ModelType::new::<Globals>(TYPE, "2026.1.1.1", "Greets someone")
                 .resource::<Greeting>("greeting", "The last greeting and how many were sent")
                 .method("show", MethodKind::Read, "Show the last greeting", show)
                 .method("greet", MethodKind::Action, "Greet and count", greet),
@@ -295,16 +293,29 @@ orch_plugin_sdk::export_plugin!(ThisPlugin);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use orch_plugin_sdk::json;
+    use orch_plugin_sdk::testing::FakeHost;
 
     #[test]
     fn the_greeting_names_who_is_greeted() {
         assert_eq!(message("Ada", "!"), "Hello, Ada!");
     }
 
+    /// Runs the real methods against the SDK's fake host: no wasm, no orch needed.
     #[test]
-    fn the_type_declares_its_methods() {
-        let types = ThisPlugin::types();
-        assert_eq!(types[0].name(), "{{type}}");
+    fn greet_counts_and_records_each_greeting() {
+        let host = FakeHost::new();
+        let globals = json!({"name": "Ada"});
+        host.call::<ThisPlugin>(TYPE, "greet", globals.clone(), json!({}))
+            .unwrap();
+        let args = json!({"punctuation": "?"});
+        let out = host.call::<ThisPlugin>(TYPE, "greet", globals.clone(), args);
+        let out = out.unwrap();
+        assert_eq!(out, json!({"message": "Hello, Ada?", "count": 2}));
+        assert_eq!(host.versions("greeting", "greeting").len(), 2);
+        assert_eq!(host.logs()[0], "info: Hello, Ada!");
+        let shown = host.call::<ThisPlugin>(TYPE, "show", globals, json!({}));
+        assert_eq!(shown.unwrap()["count"], 2);
     }
 }
 "#;
@@ -378,7 +389,7 @@ mod tests {
         .unwrap();
         assert_eq!(made.id, "hello");
         let lib = std::fs::read_to_string(dir.path().join("hello/src/lib.rs")).unwrap();
-        assert!(lib.contains("\"acme/hello\""));
+        assert!(lib.contains("const TYPE: &str = \"acme/hello\";"));
         assert!(!lib.contains("{{"), "unfilled placeholder in lib.rs");
         let cargo = std::fs::read_to_string(dir.path().join("hello/Cargo.toml")).unwrap();
         assert!(cargo.contains(&made.sdk.display().to_string()));
