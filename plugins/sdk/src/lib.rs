@@ -73,6 +73,7 @@ mod context;
 mod host;
 mod http;
 mod model;
+pub mod remote;
 pub mod ssh;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
