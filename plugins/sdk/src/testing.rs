@@ -358,3 +358,92 @@ fn level_name(level: Level) -> &'static str {
         Level::Error => "error",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ssh::{Auth, Session, Target};
+    use crate::{Ctx, MethodKind, ModelType, NoArgs, json};
+
+    #[derive(serde::Deserialize, crate::JsonSchema)]
+    struct Globals {
+        host: String,
+    }
+
+    fn uptime(ctx: &Ctx<Globals>, _: NoArgs) -> Result<String> {
+        let session = Session::open(&Target {
+            host: ctx.globals.host.clone(),
+            port: 22,
+            user: "root".into(),
+            auth: Auth::Password("pw".into()),
+            trust_on_first_use: false,
+            connect_timeout_ms: None,
+        })?;
+        session.upload("/tmp/marker", b"x", 0o644)?;
+        let out = session.exec_ok("uptime")?;
+        ctx.warn("checked");
+        Ok(out.trim().to_string())
+    }
+
+    fn fetch(ctx: &Ctx<Globals>, _: NoArgs) -> Result<crate::Value> {
+        ctx.http()
+            .get_json(&format!("http://{}/n", ctx.globals.host))
+    }
+
+    struct P;
+    impl Plugin for P {
+        fn types() -> Vec<ModelType> {
+            vec![
+                ModelType::new::<Globals>("t/x", "1", "x")
+                    .method("uptime", MethodKind::Read, "u", uptime)
+                    .method("fetch", MethodKind::Read, "f", fetch),
+            ]
+        }
+    }
+
+    #[test]
+    fn scripted_ssh_answers_reach_the_method_and_commands_and_uploads_are_recorded() {
+        let host = FakeHost::new().with_ssh("uptime", 0, " up 3 days \n");
+        let out = host.call::<P>("t/x", "uptime", json!({"host": "h"}), json!({}));
+        assert_eq!(out.unwrap(), json!("up 3 days"));
+        assert_eq!(host.ssh_commands(), vec!["uptime"]);
+        assert_eq!(host.file("/tmp/marker").as_deref(), Some(&b"x"[..]));
+        assert_eq!(host.logs(), vec!["warn: checked"]);
+    }
+
+    #[test]
+    fn an_unscripted_ssh_command_fails_and_names_the_command() {
+        let host = FakeHost::new();
+        let err = host
+            .call::<P>("t/x", "uptime", json!({"host": "h"}), json!({}))
+            .unwrap_err();
+        assert!(format!("{err:?}").contains("`uptime`"), "{err:?}");
+    }
+
+    #[test]
+    fn http_answers_are_given_in_order_and_the_last_repeats() {
+        let host = FakeHost::new()
+            .with_http("GET", "http://h/n", 200, json!(1))
+            .with_http("GET", "http://h/n", 200, json!(2));
+        let call = || host.call::<P>("t/x", "fetch", json!({"host": "h"}), json!({}));
+        assert_eq!(call().unwrap(), json!(1));
+        assert_eq!(call().unwrap(), json!(2));
+        assert_eq!(call().unwrap(), json!(2));
+        assert_eq!(host.requests().len(), 3);
+    }
+
+    #[test]
+    fn an_unscripted_request_is_denied_like_an_ungranted_host() {
+        let host = FakeHost::new();
+        let err = host
+            .call::<P>("t/x", "fetch", json!({"host": "h"}), json!({}))
+            .unwrap_err();
+        assert!(matches!(err, Error::Denied(_)), "{err:?}");
+    }
+
+    #[test]
+    #[should_panic(expected = "FakeHost::call")]
+    fn calling_the_host_outside_a_fake_call_says_how_to_test() {
+        let _ = crate::host::list_resources("x");
+    }
+}
