@@ -109,6 +109,34 @@ fn install_takes_a_tar_and_list_shows_version_api_and_types() {
 }
 
 #[test]
+fn install_refuses_an_archive_with_a_link_and_leaves_nothing_behind() {
+    let repo = TestRepo::new(&[]);
+    let src = tempfile::tempdir().unwrap();
+    let archive = src.path().join("evil.tar");
+    let mut builder = tar::Builder::new(std::fs::File::create(&archive).unwrap());
+    builder
+        .append_dir_all("testplug", support::dist().join("testplug"))
+        .unwrap();
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Symlink);
+    header.set_size(0);
+    builder
+        .append_link(&mut header, "testplug/extra", "/etc/passwd")
+        .unwrap();
+    builder.finish().unwrap();
+    drop(builder);
+    let run = repo
+        .orch(&["plugin", "install", archive.to_str().unwrap()])
+        .code(2);
+    assert!(run.stderr.contains("not a regular file"), "{}", run.all());
+    assert!(
+        plugin_entries(&repo).is_empty(),
+        "{:?}",
+        plugin_entries(&repo)
+    );
+}
+
+#[test]
 fn install_refuses_a_directory_that_is_not_a_bundle() {
     let repo = TestRepo::new(&[]);
     let empty = tempfile::tempdir().unwrap();
