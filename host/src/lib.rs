@@ -10,6 +10,7 @@ pub mod excerpt;
 pub mod expr;
 pub mod method;
 pub mod output;
+pub mod plugin_dev;
 pub mod repo;
 pub mod run;
 pub mod runtime;

@@ -62,10 +62,8 @@ pub const PULL: &[&str] = &["pull"];
 /// `ps --all --format json`: `--all` so a crashed (exited) service shows up rather than vanishing.
 pub const PS: &[&str] = &["ps", "--all", "--format", "json"];
 
-/// No arguments.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NoArgs {}
+/// No arguments (the SDK's).
+pub use orch_plugin_sdk::NoArgs;
 
 /// What `start`, `stop` and `update` return.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]

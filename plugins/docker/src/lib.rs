@@ -9,8 +9,7 @@ mod compose;
 use orch_plugin_sdk::clock;
 // Public because each SSH plugin uses a different part of the shared module (and of its test
 // fake); private, the unused parts would trip the dead-code lint.
-#[path = "../../ssh/src/remote.rs"]
-pub mod remote;
+pub use orch_plugin_sdk::remote;
 
 use compose::{ActionOutput, ComposeGlobals, NoArgs, StatusResource};
 use orch_plugin_sdk::{Ctx, MethodKind, ModelType, Plugin, Result, Value, json};

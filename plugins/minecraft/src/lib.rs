@@ -11,8 +11,7 @@ mod server;
 use orch_plugin_sdk::clock;
 // Public because each SSH plugin uses a different part of the shared module (and of its test
 // fake); private, the unused parts would trip the dead-code lint.
-#[path = "../../ssh/src/remote.rs"]
-pub mod remote;
+pub use orch_plugin_sdk::remote;
 
 use orch_plugin_sdk::{Ctx, MethodKind, ModelType, Plugin, Result, Value, json};
 use remote::HostSsh;

@@ -72,10 +72,8 @@ impl ServerGlobals {
     }
 }
 
-/// No arguments.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NoArgs {}
+/// No arguments (the SDK's).
+pub use orch_plugin_sdk::NoArgs;
 
 fn default_stop_timeout() -> u32 {
     120

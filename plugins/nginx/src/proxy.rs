@@ -89,10 +89,8 @@ impl StreamGlobals {
     }
 }
 
-/// No arguments.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NoArgs {}
+/// No arguments (the SDK's).
+pub use orch_plugin_sdk::NoArgs;
 
 /// Arguments of `configure`.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]

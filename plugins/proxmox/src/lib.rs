@@ -338,3 +338,70 @@ mod schema_tests {
         assert!(http(true, None).insecure_tls);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orch_plugin_sdk::testing::FakeHost;
+
+    /// The node's login, run whole through the SDK's fake host: the method's real HTTP call,
+    /// resource write and log line, without wasmtime.
+    #[test]
+    fn node_auth_posts_the_login_form_and_records_the_ticket() {
+        let host = FakeHost::new().with_http(
+            "POST",
+            "https://10.0.0.4:8006/api2/json/access/ticket",
+            200,
+            json!({"data": {
+                "ticket": "PVE:root@pam:6819A3C2::sig",
+                "CSRFPreventionToken": "6819A3C2:tok",
+                "username": "root@pam"
+            }}),
+        );
+        let globals = json!({
+            "apiUrl": "https://10.0.0.4:8006",
+            "username": "root",
+            "password": "p@ss word&=",
+            "node": "keeb-dev-02",
+            "insecureTls": true
+        });
+        let out = host
+            .call::<ProxmoxPlugin>("proxmox/node", "auth", globals, json!({}))
+            .unwrap();
+        assert_eq!(out["username"], "root@pam");
+        assert!(
+            out.get("ticket").is_none(),
+            "the output must not carry the ticket"
+        );
+        let node = host.latest("node", "node").expect("node/node written");
+        assert_eq!(node["ticket"], "PVE:root@pam:6819A3C2::sig");
+        assert_eq!(node["csrfToken"], "6819A3C2:tok");
+        let requests = host.requests();
+        assert_eq!(requests.len(), 1);
+        let body = String::from_utf8(requests[0].body.clone().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            format!(
+                "username=root@pam&password={}",
+                encode::form_component("p@ss word&=")
+            )
+        );
+        assert_eq!(
+            host.logs(),
+            vec!["info: authenticated as root@pam on keeb-dev-02"]
+        );
+    }
+
+    #[test]
+    fn node_auth_reports_a_denied_host_as_denied() {
+        let host = FakeHost::new();
+        let globals = json!({
+            "apiUrl": "https://10.0.0.4:8006", "username": "root", "password": "x", "node": "n"
+        });
+        let err = host
+            .call::<ProxmoxPlugin>("proxmox/node", "auth", globals, json!({}))
+            .unwrap_err();
+        assert!(matches!(err, orch_plugin_sdk::Error::Denied(_)), "{err:?}");
+        assert!(host.latest("node", "node").is_none());
+    }
+}

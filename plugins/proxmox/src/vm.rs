@@ -57,10 +57,8 @@ pub struct VmResource {
     pub config: Option<Map<String, Value>>,
 }
 
-/// No arguments.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NoArgs {}
+/// No arguments (the SDK's).
+pub use orch_plugin_sdk::NoArgs;
 
 /// Arguments naming one VM.
 #[derive(Debug, Deserialize, JsonSchema)]

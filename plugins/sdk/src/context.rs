@@ -1,6 +1,7 @@
 //! What a method sees of its call and of the host: globals, logging and its own resources.
 
-use crate::bindings::orch::plugin::{data, log, types as wit};
+use crate::bindings::orch::plugin::{log::Level, types as wit};
+use crate::host;
 use crate::{Http, Result, error};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -26,17 +27,17 @@ impl<G> Ctx<G> {
 
     /// Logs at info level into the run's event stream.
     pub fn info(&self, message: impl AsRef<str>) {
-        log::log(log::Level::Info, message.as_ref());
+        host::log(Level::Info, message.as_ref());
     }
 
     /// Logs at warn level.
     pub fn warn(&self, message: impl AsRef<str>) {
-        log::log(log::Level::Warn, message.as_ref());
+        host::log(Level::Warn, message.as_ref());
     }
 
     /// Logs at debug level.
     pub fn debug(&self, message: impl AsRef<str>) {
-        log::log(log::Level::Debug, message.as_ref());
+        host::log(Level::Debug, message.as_ref());
     }
 
     /// Writes a new version of resource `name` of kind `spec`; returns its version number.
@@ -48,12 +49,12 @@ impl<G> Ctx<G> {
     ) -> Result<u64> {
         let json = serde_json::to_string(attributes)
             .map_err(|e| error::failed(format!("cannot serialize resource {spec}/{name}: {e}")))?;
-        data::write_resource(spec, name, &json)
+        host::write_resource(spec, name, &json)
     }
 
     /// Reads the latest version of one of this model's resources.
     pub fn read_resource<T: DeserializeOwned>(&self, spec: &str, name: &str) -> Result<Option<T>> {
-        match data::read_resource(spec, name)? {
+        match host::read_resource(spec, name)? {
             None => Ok(None),
             Some(json) => serde_json::from_str(&json).map(Some).map_err(|e| {
                 error::failed(format!(
@@ -65,7 +66,7 @@ impl<G> Ctx<G> {
 
     /// Names of this model's resources of kind `spec`.
     pub fn list_resources(&self, spec: &str) -> Result<Vec<String>> {
-        data::list_resources(spec)
+        host::list_resources(spec)
     }
 
     /// The host's HTTP client (every request is checked against the plugin's grants).

@@ -72,7 +72,7 @@ impl Http {
     pub fn send(&self, request: HttpRequest) -> Result<HttpResponse> {
         let mut headers = self.headers.clone();
         headers.extend(request.headers);
-        let response = wit::send(&wit::Request {
+        let response = crate::host::http_send(&wit::Request {
             method: request.method,
             url: request.url,
             headers,

@@ -5,16 +5,47 @@
 //! model's typed global arguments (through [`Ctx`]) and its own typed arguments, both
 //! deserialized with serde. JSON Schemas come from `schemars`, never by hand.
 //!
-//! ```ignore
+//! ```
+//! use orch_plugin_sdk::serde::{Deserialize, Serialize};
+//! use orch_plugin_sdk::{Ctx, JsonSchema, MethodKind, ModelType, NoArgs, Plugin, Result, json};
+//!
+//! /// Global arguments of every `demo/thing` model.
+//! #[derive(Deserialize, JsonSchema)]
+//! #[serde(crate = "orch_plugin_sdk::serde")]
+//! #[schemars(crate = "orch_plugin_sdk::schemars")]
+//! struct Globals {
+//!     label: String,
+//! }
+//!
+//! /// The `thing` resource.
+//! #[derive(Serialize, JsonSchema)]
+//! #[serde(crate = "orch_plugin_sdk::serde")]
+//! #[schemars(crate = "orch_plugin_sdk::schemars")]
+//! struct Thing {
+//!     label: String,
+//! }
+//!
+//! fn touch(ctx: &Ctx<Globals>, _: NoArgs) -> Result<Thing> {
+//!     let thing = Thing { label: ctx.globals.label.clone() };
+//!     ctx.write_resource("thing", "thing", &thing)?;
+//!     Ok(thing)
+//! }
+//!
 //! struct MyPlugin;
-//! impl orch_plugin_sdk::Plugin for MyPlugin {
-//!     fn types() -> Vec<orch_plugin_sdk::ModelType> {
+//! impl Plugin for MyPlugin {
+//!     fn types() -> Vec<ModelType> {
 //!         vec![ModelType::new::<Globals>("demo/thing", "2026.11.21.1", "A thing")
 //!             .resource::<Thing>("thing", "One thing")
 //!             .method("touch", MethodKind::Action, "Touch it", touch)]
 //!     }
 //! }
 //! orch_plugin_sdk::export_plugin!(MyPlugin);
+//!
+//! // In native unit tests the same method runs against a fake host (see [`testing`]).
+//! let host = orch_plugin_sdk::testing::FakeHost::new();
+//! let out = host.call::<MyPlugin>("demo/thing", "touch", json!({"label": "a"}), json!({}));
+//! assert_eq!(out.unwrap(), json!({"label": "a"}));
+//! assert_eq!(host.latest("thing", "thing"), Some(json!({"label": "a"})));
 //! ```
 
 // Lets the generated bindings name this crate by its public path, so the export macro also
@@ -39,15 +70,25 @@ pub mod bindings {
 
 pub mod clock;
 mod context;
+mod host;
 mod http;
 mod model;
+pub mod remote;
 pub mod ssh;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 
 pub use context::Ctx;
 pub use http::{Http, HttpRequest, HttpResponse};
 pub use model::{MethodKind, ModelType, Plugin};
 pub use schemars::{self, JsonSchema};
+pub use serde;
 pub use serde_json::{self, Value, json};
+
+/// Arguments of a method that takes none (`{}`; unknown fields are refused).
+#[derive(Debug, Default, serde::Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
 
 /// The typed error every method returns; the host shows its variant and message.
 pub type Error = bindings::orch::plugin::types::Error;

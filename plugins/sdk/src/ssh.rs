@@ -6,17 +6,17 @@ use crate::{Result, error};
 pub use wit::{Auth, ExecResult, PrivateKey, Target};
 
 /// An SSH session to one target; the host reuses connections per target within a run.
-pub struct Session(wit::Session);
+pub struct Session(crate::host::SessionHandle);
 
 impl Session {
     /// Connects to `target` (the host checks the plugin's grant and the host key first).
     pub fn open(target: &Target) -> Result<Session> {
-        wit::Session::open(target).map(Session)
+        crate::host::ssh_open(target).map(Session)
     }
 
     /// Runs a command; a non-zero exit code is returned, not an error.
     pub fn exec(&self, command: &str) -> Result<ExecResult> {
-        self.0.exec(command, None, None)
+        crate::host::ssh_exec(&self.0, command, None, None)
     }
 
     /// Runs a command with stdin and an optional timeout.
@@ -26,7 +26,7 @@ impl Session {
         stdin: Option<&[u8]>,
         timeout_ms: Option<u32>,
     ) -> Result<ExecResult> {
-        self.0.exec(command, stdin, timeout_ms)
+        crate::host::ssh_exec(&self.0, command, stdin, timeout_ms)
     }
 
     /// Runs a command and returns its stdout, failing with its stderr on a non-zero exit.
@@ -46,12 +46,12 @@ impl Session {
 
     /// Writes a file with the given permission bits.
     pub fn upload(&self, path: &str, contents: &[u8], mode: u32) -> Result<()> {
-        self.0.upload(path, contents, mode)
+        crate::host::ssh_upload(&self.0, path, contents, mode)
     }
 
     /// Reads a file.
     pub fn download(&self, path: &str) -> Result<Vec<u8>> {
-        self.0.download(path)
+        crate::host::ssh_download(&self.0, path)
     }
 }
 

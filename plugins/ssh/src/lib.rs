@@ -2,14 +2,14 @@
 //!
 //! The method logic lives in [`host`] and talks through [`remote::Connector`], so it is
 //! unit-tested natively with a fake session; this file only wires it to the host (SSH import,
-//! resources, logs). `remote.rs` is shared with the minecraft, nginx and docker
+//! resources, logs). `remote` is the SDK's, shared with the minecraft, nginx and docker
 //! plugins.
 
 mod base64;
 use orch_plugin_sdk::clock;
 mod host;
 // Public because the other SSH plugins include this module and each uses a different part.
-pub mod remote;
+pub use orch_plugin_sdk::remote;
 
 #[cfg(test)]
 mod remote_tests;

@@ -2,9 +2,8 @@
 //! global arguments, the target they describe, and small traits over the host's SSH session so
 //! method logic runs in native unit tests against a fake.
 //!
-//! The other plugin crates include this file with `#[path]` as module `remote`, because a plugin
-//! is a `cdylib` and cannot be a dependency. It belongs in `orch-plugin-sdk` once the host's SSH
-//! capability has settled.
+//! Plugin crates re-export it at their root (`pub use orch_plugin_sdk::remote;`) so that
+//! `crate::remote::…` names it; [`ssh_globals!`] expands to paths through the SDK.
 
 use orch_plugin_sdk::ssh::{Auth, ExecResult, PrivateKey, Session, Target};
 use orch_plugin_sdk::{Result, error};
@@ -22,9 +21,12 @@ pub fn default_ssh_user() -> String {
 /// Declares a model type's global arguments: the common SSH fields, then the type's own.
 ///
 /// Every SSH model type takes the same connection fields, so they are written once here; the
-/// macro also adds `fn ssh(&self) -> SshSettings`. The including crate must name this module
-/// `remote` (serde's `default = "…"` paths are plain strings and cannot use `$crate`).
-macro_rules! ssh_globals {
+/// macro also adds `fn ssh(&self) -> SshSettings`. The serde defaults name the SDK by its crate
+/// name `orch_plugin_sdk` (serde's `default = "…"` paths are plain strings and cannot use
+/// `$crate`), so a plugin must depend on the SDK under that name.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __ssh_globals {
     (
         $(#[$meta:meta])*
         pub struct $name:ident {
@@ -45,11 +47,11 @@ macro_rules! ssh_globals {
             pub ssh_host: Option<String>,
             /// SSH port (default 22). Write it in the definition anyway: the plugin's grant
             /// `{{ globalArguments.sshHost }}:{{ globalArguments.sshPort }}` is dropped when it is absent.
-            #[serde(default = "crate::remote::default_ssh_port")]
+            #[serde(default = "orch_plugin_sdk::remote::default_ssh_port")]
             #[schemars(range(min = 1))]
             pub ssh_port: u16,
             /// Login user (default `root`).
-            #[serde(default = "crate::remote::default_ssh_user")]
+            #[serde(default = "orch_plugin_sdk::remote::default_ssh_user")]
             pub ssh_user: String,
             /// OpenSSH private key text, usually `${{ vault.get("vault", "key") }}`; used before sshPassword.
             #[serde(default)]
@@ -68,8 +70,8 @@ macro_rules! ssh_globals {
 
         impl $name {
             /// The connection settings of this definition.
-            pub fn ssh(&self) -> crate::remote::SshSettings {
-                crate::remote::SshSettings {
+            pub fn ssh(&self) -> $crate::remote::SshSettings {
+                $crate::remote::SshSettings {
                     host: self.ssh_host.clone(),
                     port: self.ssh_port,
                     user: self.ssh_user.clone(),
@@ -81,7 +83,7 @@ macro_rules! ssh_globals {
         }
     };
 }
-pub(crate) use ssh_globals;
+pub use crate::__ssh_globals as ssh_globals;
 
 /// Where and how to connect, as the definition's globals say.
 #[derive(Clone, Default)]
@@ -311,7 +313,7 @@ pub fn connect<'c, C: Connector>(
 }
 
 /// A fake remote for unit tests: scripted replies, recorded commands and uploads.
-#[cfg(test)]
+#[cfg(not(target_arch = "wasm32"))]
 pub mod fake {
     use super::{Connector, Remote};
     use orch_plugin_sdk::ssh::{ExecResult, Target};
