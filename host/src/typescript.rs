@@ -335,6 +335,15 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_node_is_named_with_what_to_install() {
+        let err = check_tool("orch-test-no-such-node")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("orch-test-no-such-node"), "{err}");
+        assert!(err.contains("install"), "{err}");
+    }
+
+    #[test]
     fn a_directory_without_package_json_is_not_a_plugin() {
         let dir = tempfile::tempdir().unwrap();
         let err = build_typescript_in(dir.path(), dir.path()).unwrap_err();

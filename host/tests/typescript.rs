@@ -43,7 +43,7 @@ fn install(repo: &TestRepo, bundle: &Path, id: &str) {
 }
 
 #[test]
-fn hello_world_in_typescript_greets_and_writes_a_resource() {
+fn hello_world_in_typescript_greets_writes_a_resource_and_checks_its_schema() {
     let repo = TestRepo::new(&[]);
     install(&repo, bundle(&HELLO, "plugins/hello-ts"), "hello-ts");
     repo.write("models/hi.yaml", "type: hello/world\n");
@@ -62,16 +62,31 @@ fn hello_world_in_typescript_greets_and_writes_a_resource() {
         .orch(&["--json", "data", "get", "hi", "ada", "--spec", "greeting"])
         .ok();
     assert!(data.all().contains("hello, ada"), "{}", data.all());
+    // The host validates arguments against the schema the TypeScript definition declared.
+    let missing = repo.orch(&["--json", "model", "run", "hi", "greet"]);
+    assert_ne!(missing.code, 0, "{}", missing.all());
+    assert!(missing.all().contains("who"), "{}", missing.all());
 }
 
 #[test]
-fn arguments_are_checked_against_the_typescript_schema() {
-    let repo = TestRepo::new(&[]);
-    install(&repo, bundle(&HELLO, "plugins/hello-ts"), "hello-ts");
-    repo.write("models/hi.yaml", "type: hello/world\n");
-    let run = repo.orch(&["--json", "model", "run", "hi", "greet"]);
-    assert_ne!(run.code, 0, "{}", run.all());
-    assert!(run.all().contains("who"), "{}", run.all());
+fn a_typescript_syntax_error_fails_the_build_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("package.json"),
+        r#"{"name":"broken","type":"module","main":"src/plugin.ts"}"#,
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    std::fs::write(
+        dir.path().join("src/plugin.ts"),
+        "export const describe = () => [;\n",
+    )
+    .unwrap();
+    let err = orch::typescript::build_typescript(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("TypeScript build failed"), "{err}");
+    assert!(err.contains("plugin.ts"), "{err}");
 }
 
 #[test]
