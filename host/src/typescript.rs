@@ -13,8 +13,9 @@ use std::process::Command;
 /// The WIT the component is built against: the one place to change when it moves.
 const WIT: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/plugin.wit"));
 
-/// The SDK files written into the toolchain directory (path relative to it, contents).
-const SDK_FILES: &[(&str, &str)] = &[
+/// What `npm ci` installs from: the SDK's pinned dependencies. A toolchain directory is keyed by
+/// these alone, so editing the SDK's sources does not reinstall it.
+const TOOLCHAIN_FILES: &[(&str, &str)] = &[
     (
         "package.json",
         include_str!("../../plugins/sdk-ts/package.json"),
@@ -23,6 +24,10 @@ const SDK_FILES: &[(&str, &str)] = &[
         "package-lock.json",
         include_str!("../../plugins/sdk-ts/package-lock.json"),
     ),
+];
+
+/// The SDK's sources and the WIT, written beside a link to the toolchain's node_modules.
+const SDK_FILES: &[(&str, &str)] = &[
     (
         "scripts/build.mjs",
         include_str!("../../plugins/sdk-ts/scripts/build.mjs"),
@@ -116,15 +121,35 @@ pub fn cache_root() -> PathBuf {
     PathBuf::from(home).join(".cache/orch-ts")
 }
 
-fn sdk_hash() -> String {
+fn files_hash(sets: &[&[(&str, &str)]]) -> String {
     let mut h = Sha256::new();
-    for (path, text) in SDK_FILES {
+    for (path, text) in sets.iter().flat_map(|set| set.iter()) {
         h.update(path.as_bytes());
         h.update([0]);
         h.update(text.as_bytes());
         h.update([0]);
     }
     hex::encode(h.finalize())[..16].to_string()
+}
+
+fn sdk_hash() -> String {
+    files_hash(&[TOOLCHAIN_FILES, SDK_FILES])
+}
+
+/// A directory name unique to this process and call, for writing beside the final place.
+fn scratch(root: &Path, name: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    root.join(format!("{name}.tmp-{}-{n}", std::process::id()))
+}
+
+fn write_files(dir: &Path, files: &[(&str, &str)]) -> Result<(), TsBuildError> {
+    for (rel, text) in files {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap_or(dir)).map_err(io(&path))?;
+        std::fs::write(&path, text).map_err(io(&path))?;
+    }
+    Ok(())
 }
 
 fn check_tool(tool: &'static str) -> Result<(), TsBuildError> {
@@ -141,51 +166,56 @@ fn check_tool(tool: &'static str) -> Result<(), TsBuildError> {
     }
 }
 
-/// Installs the pinned toolchain and SDK under `root` unless already there; returns its directory.
+/// Installs the pinned toolchain (npm ci) and writes the SDK under `root` unless already there;
+/// returns the SDK directory (its `node_modules` links to the toolchain's).
 pub fn ensure_toolchain(root: &Path) -> Result<PathBuf, TsBuildError> {
     // One install at a time in this process (tests build several plugins in parallel).
     static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = root.join(format!("toolchain-{}", sdk_hash()));
-    if dir.join(".complete").is_file() {
-        return Ok(dir);
+    let sdk = root.join(format!("sdk-{}", sdk_hash()));
+    if sdk.join(".complete").is_file() {
+        return Ok(sdk);
     }
-    check_tool("node")?;
-    check_tool("npm")?;
-    // Installed beside the final place and renamed into it, so a half install is never used.
-    let tmp = root.join(format!(
-        "toolchain-{}.tmp-{}",
-        sdk_hash(),
-        std::process::id()
-    ));
+    let toolchain = root.join(format!("toolchain-{}", files_hash(&[TOOLCHAIN_FILES])));
+    if !toolchain.join(".complete").is_file() {
+        check_tool("node")?;
+        check_tool("npm")?;
+        // Installed beside the final place and renamed into it, so a half install is never used.
+        let tmp = scratch(root, "toolchain");
+        let _ = std::fs::remove_dir_all(&tmp);
+        write_files(&tmp, TOOLCHAIN_FILES)?;
+        let out = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&tmp)
+            .output()
+            .map_err(io(&tmp))?;
+        if !out.status.success() {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(TsBuildError::Install {
+                dir: toolchain,
+                output: format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            });
+        }
+        std::fs::write(tmp.join(".complete"), b"").map_err(io(&tmp))?;
+        if std::fs::rename(&tmp, &toolchain).is_err() {
+            // Another process finished first; its copy is identical.
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+    }
+    let tmp = scratch(root, "sdk");
     let _ = std::fs::remove_dir_all(&tmp);
-    for (rel, text) in SDK_FILES {
-        let path = tmp.join(rel);
-        std::fs::create_dir_all(path.parent().unwrap_or(&tmp)).map_err(io(&path))?;
-        std::fs::write(&path, text).map_err(io(&path))?;
-    }
-    let out = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-        .current_dir(&tmp)
-        .output()
-        .map_err(io(&tmp))?;
-    if !out.status.success() {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(TsBuildError::Install {
-            dir,
-            output: format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        });
-    }
+    write_files(&tmp, SDK_FILES)?;
+    let link = tmp.join("node_modules");
+    std::os::unix::fs::symlink(toolchain.join("node_modules"), &link).map_err(io(&link))?;
     std::fs::write(tmp.join(".complete"), b"").map_err(io(&tmp))?;
-    if std::fs::rename(&tmp, &dir).is_err() {
-        // Another process finished first; its copy is identical.
+    if std::fs::rename(&tmp, &sdk).is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
-    Ok(dir)
+    Ok(sdk)
 }
 
 /// The hash of a plugin's sources (every file outside node_modules, dist, .git), its toolchain
@@ -248,12 +278,13 @@ pub fn build_typescript_in(plugin_dir: &Path, cache: &Path) -> Result<Vec<u8>, T
         return Ok(bytes);
     }
     let toolchain = ensure_toolchain(cache)?;
+    // node runs in the toolchain directory: the plugin's path must not be relative.
+    let plugin_dir = &std::fs::canonicalize(plugin_dir).map_err(io(plugin_dir))?;
     std::fs::create_dir_all(&built).map_err(io(&built))?;
-    let tmp = built.join(format!(
-        "{}.tmp-{}",
-        wasm.file_stem().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp = scratch(
+        &built,
+        &wasm.file_stem().unwrap_or_default().to_string_lossy(),
+    );
     let out = Command::new("node")
         .arg(toolchain.join("scripts/build.mjs"))
         .arg(plugin_dir)
