@@ -1,7 +1,7 @@
 //! Builds a TypeScript plugin (a directory with `package.json`) into a wasm component with
 //! componentize-js, using the SDK in `plugins/sdk-ts` (embedded in this binary).
 //!
-//! The toolchain (componentize-js and rolldown at the versions pinned by the SDK's
+//! The toolchain (typescript, rolldown and componentize-js at the versions pinned by the SDK's
 //! `package-lock.json`) is installed once per SDK content hash with `npm ci` under the cache
 //! directory, and each built component is kept there by the hash of its sources, the SDK and the
 //! WIT, so an unchanged plugin is never rebuilt.

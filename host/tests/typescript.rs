@@ -68,6 +68,31 @@ fn hello_world_in_typescript_greets_writes_a_resource_and_checks_its_schema() {
     assert!(missing.all().contains("who"), "{}", missing.all());
 }
 
+/// A plugin directory holding `source` as src/plugin.ts.
+fn plugin_with(source: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("package.json"),
+        r#"{"name":"broken","type":"module","main":"src/plugin.ts"}"#,
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    std::fs::write(dir.path().join("src/plugin.ts"), source).unwrap();
+    dir
+}
+
+#[test]
+fn a_type_error_fails_the_build_naming_file_and_line() {
+    let dir = plugin_with(
+        "import { definePlugin } from '@orch/plugin-sdk';\nexport const { describe, execute } = definePlugin({ types: { 'a/b': { version: 1, description: 'x', methods: {} } } });\n",
+    );
+    let err = orch::typescript::build_typescript(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("type errors"), "{err}");
+    assert!(err.contains("src/plugin.ts(2,"), "{err}");
+}
+
 #[test]
 fn a_typescript_syntax_error_fails_the_build_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();

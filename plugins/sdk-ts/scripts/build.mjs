@@ -1,12 +1,15 @@
 #!/usr/bin/env node
-// Builds one TypeScript plugin into a wasm component: rolldown bundles the plugin and this SDK
+// Builds one TypeScript plugin into a wasm component: tsc type-checks it (strict), rolldown bundles the plugin and this SDK
 // into one ES module (orch:plugin/* stay imports), componentize-js turns it into a component of
 // the `model-plugin` world. The orch host runs this (see host/src/typescript.rs); it caches
 // the toolchain and the output by content hash.
 //
 // usage: node build.mjs <plugin-dir> <wit-file> <sdk-entry.ts> <out.wasm>
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { rolldown } from 'rolldown';
 import { componentize } from '@bytecodealliance/componentize-js';
 
@@ -20,6 +23,35 @@ const pkg = JSON.parse(readFileSync(pkgPath, 'utf8'));
 const entry = join(pluginDir, pkg.main ?? 'src/plugin.ts');
 if (!existsSync(entry)) {
   console.error(`${pkgPath}: field "main" points at ${entry}, which does not exist: create it or fix "main"`);
+  process.exit(1);
+}
+// Type-check first (strict): rolldown only strips types, so a type error would otherwise ship.
+const sdkRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const tsconfig = out + '.tsconfig.json';
+writeFileSync(
+  tsconfig,
+  JSON.stringify({
+    compilerOptions: {
+      strict: true,
+      noEmit: true,
+      target: 'es2022',
+      module: 'esnext',
+      moduleResolution: 'bundler',
+      skipLibCheck: true,
+      lib: ['es2022', 'dom'],
+      types: [],
+      paths: { '@orch/plugin-sdk': [sdkEntry] },
+    },
+    files: [join(sdkRoot, 'src/wit.d.ts'), entry],
+  }),
+);
+const tsc = spawnSync(process.execPath, [join(sdkRoot, 'node_modules/typescript/bin/tsc'), '-p', tsconfig], {
+  cwd: pluginDir,
+  encoding: 'utf8',
+});
+rmSync(tsconfig, { force: true });
+if (tsc.status !== 0) {
+  console.error(`type errors (fix them in ${pluginDir}):\n${tsc.stdout}${tsc.stderr}`.trim());
   process.exit(1);
 }
 const bundled = out + '.bundle.js';
