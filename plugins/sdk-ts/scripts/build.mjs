@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// Builds one TypeScript plugin into a wasm component: tsc type-checks it (strict), rolldown bundles the plugin and this SDK
-// into one ES module (orch:plugin/* stay imports), componentize-js turns it into a component of
-// the `model-plugin` world. The orch host runs this (see host/src/typescript.rs); it caches
+// Builds one TypeScript plugin into a wasm component: tsc type-checks it (strict), rolldown
+// bundles the plugin and this SDK into one ES module (orch:plugin/* stay imports),
+// componentize-js turns it into a component of the `model-plugin` world. The orch host runs this (see host/src/typescript.rs); it caches
 // the toolchain and the output by content hash.
 //
 // usage: node build.mjs <plugin-dir> <wit-file> <sdk-entry.ts> <out.wasm>
