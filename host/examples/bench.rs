@@ -80,6 +80,57 @@ fn noop_call() -> Call {
     }
 }
 
+/// B6 and B1 for a TypeScript plugin (componentize-js, SpiderMonkey inside, about 12 MB).
+async fn typescript_rows(cache: &Path, tmp: &Path, store: &ResourceStore) {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ts/sandbox");
+    let bundle = tmp.join("ts-sandbox");
+    if let Err(e) = orch::typescript::pack_bundle(&source, &bundle) {
+        row("TS plugin rows", format!("not built: {e}"), "-");
+        return;
+    }
+    let rt = PluginRuntime::new(Some(cache.to_path_buf())).unwrap();
+    let cold = rt.load(&bundle).unwrap();
+    let rt2 = PluginRuntime::new(Some(cache.to_path_buf())).unwrap();
+    let mut hits = Duration::ZERO;
+    for _ in 0..5 {
+        let warm = rt2.load(&bundle).unwrap();
+        assert!(warm.cache_hit);
+        hits += warm.load_time;
+    }
+    row(
+        "B6 TS plugin compile (Cranelift, no cache)",
+        per_op(cold.load_time, 1),
+        "-",
+    );
+    row("B6 TS plugin load, cache hit", per_op(hits, 5), "-");
+    let call = || Call {
+        type_name: "ts/sandbox".into(),
+        global_arguments: "{\"url\":\"http://127.0.0.1:1\"}".into(),
+        ..noop_call()
+    };
+    for _ in 0..5 {
+        rt.execute(&cold, call(), caps(store))
+            .await
+            .unwrap()
+            .result
+            .unwrap();
+    }
+    let n = 200;
+    let started = Instant::now();
+    for _ in 0..n {
+        rt.execute(&cold, call(), caps(store))
+            .await
+            .unwrap()
+            .result
+            .unwrap();
+    }
+    row(
+        "B1 TS instantiate + no-op call (warm)",
+        per_op(started.elapsed(), n),
+        "-",
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let dist = PathBuf::from(
@@ -147,6 +198,8 @@ async fn main() {
         per_op(started.elapsed(), n),
         "≤ 50 µs",
     );
+
+    typescript_rows(&cache, tmp.path(), &store).await;
 
     // B5: CEL resolutions.
     let evaluator = Evaluator::new();

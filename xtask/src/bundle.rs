@@ -20,7 +20,8 @@ fn plugin_crates() -> Result<Vec<PathBuf>> {
             continue;
         };
         for e in entries.flatten() {
-            if e.path().join("bundle.toml").is_file() {
+            // TypeScript plugins have a bundle.toml too, but no Cargo.toml.
+            if e.path().join("bundle.toml").is_file() && e.path().join("Cargo.toml").is_file() {
                 found.push(e.path());
             }
         }

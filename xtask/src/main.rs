@@ -123,6 +123,10 @@ fn ensure_system_packages() -> Result<()> {
             "libnginx-mod-stream",
         ),
         ("/usr/bin/tmux", "tmux"),
+        // TypeScript plugins (host/tests/typescript.rs): the host runs `npm ci` of the SDK's
+        // pinned toolchain into ~/.cache/orch-ts itself, so nothing is installed globally.
+        ("/usr/bin/node", "nodejs"),
+        ("/usr/bin/npm", "npm"),
     ];
     let missing: Vec<&str> = wanted
         .iter()
@@ -168,7 +172,42 @@ fn is_root() -> bool {
 fn build() -> Result<Vec<PathBuf>> {
     ensure_wasm_target()?;
     run(cargo().args(["build", "-p", "orch"]))?;
-    bundle::build_all()
+    let bundles = bundle::build_all()?;
+    build_typescript_examples()?;
+    Ok(bundles)
+}
+
+/// Builds each example repository's TypeScript plugin (`workflows/<repo>/plugin/`, with
+/// package.json and bundle.toml) and installs its bundle into `workflows/<repo>/plugins/<id>/`.
+/// This also installs the pinned TypeScript toolchain the tests use (npm ci into a cache).
+fn build_typescript_examples() -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(root().join("workflows")) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let plugin = e.path().join("plugin");
+        if !plugin.join("package.json").is_file() || !plugin.join("bundle.toml").is_file() {
+            continue;
+        }
+        if !have("node") || !have("npm") {
+            eprintln!(
+                "xtask: warning: node/npm missing, {} not built (cargo xtask test installs them)",
+                plugin.display()
+            );
+            continue;
+        }
+        let template = std::fs::read_to_string(plugin.join("bundle.toml"))?;
+        let manifest: toml::Table = template.parse()?;
+        let Some(id) = manifest.get("id").and_then(|v| v.as_str()) else {
+            bail!("{}/bundle.toml has no id", plugin.display());
+        };
+        let out = e.path().join("plugins").join(id);
+        run(cargo()
+            .args(["run", "-q", "-p", "orch", "--example", "ts_bundle", "--"])
+            .arg(&plugin)
+            .arg(&out))?;
+    }
+    Ok(())
 }
 
 fn test(extra: &[String]) -> Result<()> {
