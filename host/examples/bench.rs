@@ -84,7 +84,7 @@ fn noop_call() -> Call {
 async fn typescript_rows(cache: &Path, tmp: &Path, store: &ResourceStore) {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ts/sandbox");
     let bundle = tmp.join("ts-sandbox");
-    if let Err(e) = orch::typescript::pack_bundle(&source, &bundle) {
+    if let Err(e) = orch::plugin_dev::typescript::pack_bundle(&source, &bundle) {
         row("TS plugin rows", format!("not built: {e}"), "-");
         return;
     }

@@ -8,7 +8,7 @@ fn main() {
         std::process::exit(2);
     };
     let started = std::time::Instant::now();
-    if let Err(e) = orch::typescript::pack_bundle(plugin.as_ref(), out.as_ref()) {
+    if let Err(e) = orch::plugin_dev::typescript::pack_bundle(plugin.as_ref(), out.as_ref()) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

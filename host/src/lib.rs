@@ -16,6 +16,5 @@ pub mod run;
 pub mod runtime;
 pub mod store;
 pub mod suggest;
-pub mod typescript;
 pub mod vault;
 pub mod workflow;

@@ -157,13 +157,14 @@ fn new_refuses_a_non_empty_directory() {
 }
 
 #[test]
-fn a_typescript_package_is_refused_clearly_by_this_build() {
+fn a_typescript_package_without_a_bundle_template_is_refused_naming_it() {
     let repo = TestRepo::new(&[]);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("package.json"), "{}").unwrap();
     let run = repo.orch(&["plugin", "build", dir.path().to_str().unwrap()]);
-    assert_ne!(run.code, 0);
-    assert!(run.stderr.contains("TypeScript"), "{}", run.all());
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains("bundle.toml"), "{}", run.all());
+    assert!(!dir.path().join("dist").exists(), "nothing half-built");
 }
 
 /// The whole loop: a generated plugin builds, installs, runs, and its own unit tests pass.

@@ -23,14 +23,13 @@ fn bundle(cell: &'static OnceLock<PathBuf>, dir: &str) -> &'static Path {
         let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join("ts-bundles")
             .join(Path::new(dir).file_name().expect("a plugin directory name"));
-        if let Err(e) = orch::typescript::pack_bundle(&root().join(dir), &out) {
+        if let Err(e) = orch::plugin_dev::typescript::pack_bundle(&root().join(dir), &out) {
             panic!("building the TypeScript plugin {dir} failed: {e}");
         }
         out
     })
 }
 
-static HELLO: OnceLock<PathBuf> = OnceLock::new();
 static SANDBOX: OnceLock<PathBuf> = OnceLock::new();
 static COMPOSE: OnceLock<PathBuf> = OnceLock::new();
 
@@ -44,8 +43,20 @@ fn install(repo: &TestRepo, bundle: &Path, id: &str) {
 
 #[test]
 fn hello_world_in_typescript_greets_writes_a_resource_and_checks_its_schema() {
+    // The author's loop through the real CLI: `orch plugin build` on a copy of the example
+    // (the component comes from the build cache when its sources are unchanged), then install.
     let repo = TestRepo::new(&[]);
-    install(&repo, bundle(&HELLO, "plugins/hello-ts"), "hello-ts");
+    let work = tempfile::tempdir().unwrap();
+    let src = root().join("plugins/hello-ts");
+    std::fs::create_dir_all(work.path().join("src")).unwrap();
+    for f in ["bundle.toml", "package.json", "src/plugin.ts"] {
+        std::fs::copy(src.join(f), work.path().join(f)).unwrap();
+    }
+    let dir = work.path().to_str().unwrap();
+    repo.orch(&["plugin", "build", dir]).ok();
+    let built = work.path().join("dist/hello-ts");
+    repo.orch(&["plugin", "install", built.to_str().unwrap()])
+        .ok();
     repo.write("models/hi.yaml", "type: hello/world\n");
     let listed = repo
         .orch(&["--json", "type", "describe", "hello/world"])
@@ -86,7 +97,7 @@ fn a_type_error_fails_the_build_naming_file_and_line() {
     let dir = plugin_with(
         "import { definePlugin } from '@orch/plugin-sdk';\nexport const { describe, execute } = definePlugin({ types: { 'a/b': { version: 1, description: 'x', methods: {} } } });\n",
     );
-    let err = orch::typescript::build_typescript(dir.path())
+    let err = orch::plugin_dev::typescript::build_typescript(dir.path())
         .unwrap_err()
         .to_string();
     assert!(err.contains("type errors"), "{err}");
@@ -107,7 +118,7 @@ fn a_typescript_syntax_error_fails_the_build_naming_the_file() {
         "export const describe = () => [;\n",
     )
     .unwrap();
-    let err = orch::typescript::build_typescript(dir.path())
+    let err = orch::plugin_dev::typescript::build_typescript(dir.path())
         .unwrap_err()
         .to_string();
     assert!(err.contains("TypeScript build failed"), "{err}");

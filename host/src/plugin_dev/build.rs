@@ -39,14 +39,9 @@ pub enum BuildError {
         /// The crate directory.
         dir: PathBuf,
     },
-    /// This build of orch cannot build TypeScript plugins.
-    #[error(
-        "{dir}/package.json: TypeScript plugins are not supported by this build of orch; build the component with componentize-js and pack it by hand, or use a Rust plugin"
-    )]
-    TypeScriptUnsupported {
-        /// The package directory.
-        dir: PathBuf,
-    },
+    /// A TypeScript plugin did not build.
+    #[error(transparent)]
+    TypeScript(Box<super::typescript::TsBuildError>),
     /// cargo could not be started.
     #[error(
         "cannot start cargo: {0}; install Rust (https://rustup.rs) and `rustup target add {WASM_TARGET}`"
@@ -77,7 +72,7 @@ pub enum BuildError {
 pub fn build_plugin(options: &BuildOptions) -> Result<PathBuf, BuildError> {
     let dir = &options.dir;
     if dir.join("package.json").is_file() {
-        return super::typescript::build_typescript(dir);
+        return super::typescript::build_bundle(dir);
     }
     if !dir.join("Cargo.toml").is_file() {
         return Err(BuildError::NotAPlugin { dir: dir.clone() });

@@ -95,15 +95,29 @@ pub fn pack_bundle(
     out_root: &Path,
     made_by: &str,
 ) -> Result<PathBuf, PackError> {
-    let template_path = crate_dir.join(BUNDLE_TEMPLATE);
-    let (mut manifest, id) = read_template(&template_path)?;
+    let id = bundle_id(crate_dir)?;
     let bytes = std::fs::read(wasm).map_err(io(wasm, "cannot read the compiled component"))?;
-    manifest.insert("wasm".into(), "plugin.wasm".into());
-    manifest.insert("sha256".into(), sha256_hex(&bytes).into());
     let out = out_root.join(&id);
-    std::fs::create_dir_all(&out).map_err(io(&out, "cannot create directory"))?;
+    write_bundle(crate_dir, &bytes, &out, made_by)?;
+    Ok(out)
+}
+
+/// Writes `out/plugin.wasm` (the component `bytes`) and `out/plugin.toml` (the template in
+/// `<plugin_dir>/bundle.toml` with `wasm` and `sha256` filled in). The one packer behind Rust and
+/// TypeScript bundles alike.
+pub fn write_bundle(
+    plugin_dir: &Path,
+    bytes: &[u8],
+    out: &Path,
+    made_by: &str,
+) -> Result<(), PackError> {
+    let template_path = plugin_dir.join(BUNDLE_TEMPLATE);
+    let (mut manifest, _id) = read_template(&template_path)?;
+    manifest.insert("wasm".into(), "plugin.wasm".into());
+    manifest.insert("sha256".into(), sha256_hex(bytes).into());
+    std::fs::create_dir_all(out).map_err(io(out, "cannot create directory"))?;
     let wasm_out = out.join("plugin.wasm");
-    std::fs::write(&wasm_out, &bytes).map_err(io(&wasm_out, "cannot write file"))?;
+    std::fs::write(&wasm_out, bytes).map_err(io(&wasm_out, "cannot write file"))?;
     // Relative to where the command runs, so the header does not embed a home directory.
     let cwd = std::env::current_dir().unwrap_or_default();
     let shown = template_path.strip_prefix(&cwd).unwrap_or(&template_path);
@@ -117,7 +131,7 @@ pub fn pack_bundle(
     })?;
     let toml_out = out.join("plugin.toml");
     std::fs::write(&toml_out, header + &body).map_err(io(&toml_out, "cannot write file"))?;
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
