@@ -3,7 +3,7 @@
 //!
 //! Usage: bench <plugins/dist dir>
 
-use orch::capabilities::grants::HttpGrant;
+use orch::capabilities::http::grant::HttpGrant;
 use orch::capabilities::{DataCapability, HttpCapability, LogCapability, SshCapability};
 use orch::expr::{DataSource, Evaluator, ResourceData, Vars};
 use orch::runtime::wit::v0_2::Call;

@@ -248,6 +248,21 @@ fn a_retired_resource_is_a_tombstone_that_expressions_refuse_naming_who_and_when
         (json!(2), json!(true)),
         "{latest}"
     );
+    // `orch data list` marks it retired, in JSON and in the table.
+    let listed = repo.orch(&["--json", "data", "list", "v"]).ok().json();
+    let a = listed
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["name"] == "a"))
+        .unwrap_or_else(|| panic!("no resource a in {listed}"));
+    assert_eq!(a["retired"], json!(true), "{listed}");
+    let table = repo.orch(&["data", "list", "v"]).ok();
+    let row = table
+        .all()
+        .lines()
+        .find(|l| l.split_whitespace().nth(2) == Some("a"))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no row for a in:\n{}", table.all()));
+    assert!(row.ends_with("retired"), "{row}");
     // Retiring what is already gone is not-found.
     let again = repo.orch(&["model", "run", "v", "forget", "--input", "name=a"]);
     assert_ne!(again.code, 0, "{}", again.all());

@@ -477,7 +477,8 @@ fn bench_ssh_exec_overhead_against_plain_russh() {
 
 mod bench {
     use super::*;
-    use orch::capabilities::grants::{HttpGrant, SshGrant};
+    use orch::capabilities::http::grant::HttpGrant;
+    use orch::capabilities::ssh::grant::SshGrant;
     use orch::capabilities::{
         DataCapability, HttpCapability, KnownHosts, LogCapability, SshCapability, SshSessionPool,
     };

@@ -1,12 +1,12 @@
 //! The host side of each WIT import, one folder per capability (`http/`, `ssh/`, `data/`,
 //! `log/`). Each folder owns its per-call state and its host-trait implementation; grant rules
-//! share one grammar ([`grants`]) and one address guard ([`egress`]). Everything is registered in
+//! share one module ([`grant_rules`]) and one address guard ([`egress`]). Everything is registered in
 //! [`add_to_linker`], so adding a capability is a new folder plus one line there.
 
 mod compat_v0_1;
 pub mod data;
 pub mod egress;
-pub mod grants;
+pub mod grant_rules;
 pub mod http;
 pub mod log;
 pub mod ssh;

@@ -73,15 +73,20 @@ pub fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             let list = store.list(model.as_deref()).map_err(CliError::failed)?;
             let value: Vec<serde_json::Value> = list
                 .iter()
-                .map(|r| serde_json::json!({"model": r.model, "spec": r.spec, "name": r.name, "latest": r.latest, "writtenAt": r.written_at}))
+                .map(|r| serde_json::json!({"model": r.model, "spec": r.spec, "name": r.name, "latest": r.latest, "writtenAt": r.written_at, "retired": r.retired}))
                 .collect();
             ctx.printer.result(&value, || {
                 list.iter()
                     .map(|r| {
-                        format!(
+                        let line = format!(
                             "{:<16} {:<10} {:<24} v{:<4} {}",
                             r.model, r.spec, r.name, r.latest, r.written_at
-                        )
+                        );
+                        if r.retired {
+                            format!("{line}  retired")
+                        } else {
+                            line
+                        }
                     })
                     .collect::<Vec<_>>()
                     .join("\n")

@@ -1,7 +1,7 @@
 //! `orch ssh trust`: record a host's key in the repository's known-hosts store.
 
 use super::{CliError, CmdResult, Ctx};
-use crate::capabilities::grants::SshTarget;
+use crate::capabilities::ssh::grant::SshTarget;
 use crate::capabilities::ssh::{HostKeyStatus, KnownHosts, fingerprint, probe_host_key};
 use crate::repo::STATE_DIR;
 use serde_json::json;
@@ -92,7 +92,7 @@ fn same_fingerprint(expected: &str, actual: &str) -> bool {
 
 async fn trust(args: TrustArgs, ctx: &Ctx) -> CmdResult {
     let (host, port) = parse_host_port(&args.target).map_err(CliError::usage)?;
-    let shown = crate::capabilities::grants::host_port(&host, port);
+    let shown = crate::capabilities::ssh::grant::host_port(&host, port);
     let root = ctx.repo_root()?;
     let store = KnownHosts::in_dir(&root.join(STATE_DIR));
     let file = format!("{STATE_DIR}/{}", crate::capabilities::ssh::KNOWN_HOSTS_FILE);

@@ -8,7 +8,8 @@ mod validate;
 
 pub use data_source::StoreDataSource;
 
-use crate::capabilities::grants::{HttpGrant, SshGrant};
+use crate::capabilities::http::grant::HttpGrant;
+use crate::capabilities::ssh::grant::SshGrant;
 use crate::capabilities::{
     DataCapability, HttpCapability, LogCapability, LogLevel, SshCapability, SshSessionPool,
 };

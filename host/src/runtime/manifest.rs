@@ -402,11 +402,11 @@ impl PluginManifest {
             }
         }
         for (i, rule) in manifest.capabilities.http.iter().enumerate() {
-            crate::capabilities::grants::HttpRule::check_syntax(rule)
+            crate::capabilities::http::grant::HttpRule::check_syntax(rule)
                 .map_err(|m| invalid(&format!("capabilities.http[{i}]"), m))?;
         }
         for (i, rule) in manifest.capabilities.ssh.iter().enumerate() {
-            crate::capabilities::grants::SshRule::check_syntax(rule)
+            crate::capabilities::ssh::grant::SshRule::check_syntax(rule)
                 .map_err(|m| invalid(&format!("capabilities.ssh[{i}]"), m))?;
         }
         Ok(manifest)

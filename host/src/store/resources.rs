@@ -218,9 +218,9 @@ impl ResourceStore {
             };
             let mut out = Vec::with_capacity(keys.len());
             for key in keys {
-                let written_at = self
+                let (written_at, retired) = self
                     .version_in(&resources, &key.model, &key.spec, &key.name, key.latest)?
-                    .map(|v| v.provenance.time)
+                    .map(|v| (v.provenance.time, v.retired))
                     .unwrap_or_default();
                 out.push(ResourceSummary {
                     model: key.model,
@@ -228,6 +228,7 @@ impl ResourceStore {
                     name: key.name,
                     latest: key.latest,
                     written_at,
+                    retired,
                 });
             }
             Ok(out)
@@ -369,6 +370,19 @@ mod tests {
         assert!(latest.retired && latest.attributes.is_null() && latest.version == 2);
         let earlier = store.latest_for_models(&["m"]).unwrap();
         assert!(earlier["m"][0].retired);
+        store
+            .commit_writes("m", &p, &[write("vm", "b", json!({"id": 2}))])
+            .unwrap();
+        let listed: Vec<(String, bool)> = store
+            .list(Some("m"))
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.name, r.retired))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![("a".to_string(), true), ("b".to_string(), false)]
+        );
     }
 
     #[test]

@@ -67,7 +67,8 @@ pub struct ResourceKey {
     pub latest: u64,
 }
 
-/// One line of `orch data list`: a resource, its newest version and when that was written.
+/// One line of `orch data list`: a resource, its newest version, when that was written and
+/// whether it retired the resource.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceSummary {
@@ -81,6 +82,9 @@ pub struct ResourceSummary {
     pub latest: u64,
     /// When the newest version was written, RFC 3339 in UTC.
     pub written_at: String,
+    /// Whether the newest version is a tombstone (`data.retire-resource`).
+    #[serde(default)]
+    pub retired: bool,
 }
 
 /// The record of one workflow or method run.

@@ -4,10 +4,11 @@
 //! ([`crate::capabilities::egress`]): a granted name that resolves to a loopback, link-local or metadata
 //! address is refused unless the grant names that address literally.
 
+pub mod grant;
 pub mod pinning;
 
 use crate::capabilities::egress::{self, AddressPolicy, GuardedDns, Resolver};
-use crate::capabilities::grants::{HttpGrant, redact_url};
+use crate::capabilities::http::grant::{HttpGrant, redact_url};
 use crate::runtime::wit::v0_2::orch::plugin::{http as wit, types::Error as WitError};
 use reqwest::{Client, Method, Url};
 use std::collections::VecDeque;

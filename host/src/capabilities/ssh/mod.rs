@@ -7,10 +7,11 @@
 //! subsystem to enable. An upload writes a temporary file beside the destination, sets its
 //! mode and renames it into place, so readers never see half a file.
 
+pub mod grant;
 mod known_hosts;
 mod session;
 
-use crate::capabilities::grants::{SshGrant, SshTarget};
+use crate::capabilities::ssh::grant::{SshGrant, SshTarget};
 use crate::runtime::wit::v0_2::orch::plugin::{ssh as wit, types::Error as WitError};
 use crate::vault::{Redactor, SecretSource};
 pub use known_hosts::{

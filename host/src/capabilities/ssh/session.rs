@@ -4,7 +4,7 @@
 
 use super::known_hosts::{HostKeyStatus, KnownHosts, KnownKey, fingerprint};
 use crate::capabilities::egress::{self, AddressPolicy, ResolveError, Resolver};
-use crate::capabilities::grants::SshTarget;
+use crate::capabilities::ssh::grant::SshTarget;
 use russh::client::{self, Handle};
 use russh::keys::{Algorithm, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use russh::{ChannelMsg, Sig};
@@ -328,7 +328,7 @@ async fn handshake(
     route: &Route<'_>,
 ) -> Result<Handshake, SshError> {
     let (deadline, limit) = (route.deadline, route.limit);
-    let shown = crate::capabilities::grants::host_port(host, port);
+    let shown = crate::capabilities::ssh::grant::host_port(host, port);
     let recorded = known_hosts.keys_for(host, port).unwrap_or_default();
     let verdict = Arc::new(Mutex::new(None));
     let handler = HostKeyCheck {
@@ -381,7 +381,7 @@ pub async fn probe_host_key(
     known_hosts: &KnownHosts,
     limit: Duration,
 ) -> Result<PublicKey, SshError> {
-    let shown = crate::capabilities::grants::host_port(host, port);
+    let shown = crate::capabilities::ssh::grant::host_port(host, port);
     // The operator names this host on the command line; no plugin is involved.
     let route = Route {
         resolver: &egress::SystemResolver,
