@@ -171,12 +171,15 @@ mod tests {
     fn a_typescript_package_goes_to_the_typescript_builder() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("package.json"), "{}").unwrap();
-        let result = build_plugin(&BuildOptions {
+        // No Cargo.toml, yet not "not a plugin directory": the TypeScript path asks for the
+        // bundle template before it starts any npm work.
+        let err = build_plugin(&BuildOptions {
             dir: dir.path().to_path_buf(),
-        });
-        if let Err(e) = result {
-            assert!(e.to_string().contains("package.json"), "{e}");
-        }
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("bundle.toml"), "{err}");
+        assert!(!err.contains("not a plugin directory"), "{err}");
     }
 
     #[test]
