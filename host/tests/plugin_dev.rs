@@ -162,7 +162,7 @@ fn a_typescript_package_without_a_bundle_template_is_refused_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("package.json"), "{}").unwrap();
     let run = repo.orch(&["plugin", "build", dir.path().to_str().unwrap()]);
-    assert_eq!(run.code, 1, "{}", run.all());
+    assert_eq!(run.code, 2, "{}", run.all());
     assert!(run.stderr.contains("bundle.toml"), "{}", run.all());
     assert!(!dir.path().join("dist").exists(), "nothing half-built");
 }

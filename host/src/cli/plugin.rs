@@ -113,7 +113,18 @@ fn build(dir: Option<PathBuf>, ctx: &Ctx) -> CmdResult {
             .map_err(|e| CliError::failed(format!("cannot read the current directory: {e}")))?,
     };
     let bundle = plugin_dev::build_plugin(&BuildOptions { dir }).map_err(|e| match e {
+        // The compiler failed (or is missing): exit 1, like a failed run; a bad plugin
+        // directory or template is a validation error: exit 2.
         plugin_dev::BuildError::CargoFailed { .. } | plugin_dev::BuildError::NoCargo(_) => {
+            CliError::failed(e)
+        }
+        plugin_dev::BuildError::TypeScript(ref ts)
+            if !matches!(
+                **ts,
+                plugin_dev::typescript::TsBuildError::Pack(_)
+                    | plugin_dev::typescript::TsBuildError::NotAPlugin { .. }
+            ) =>
+        {
             CliError::failed(e)
         }
         _ => CliError::usage(e),

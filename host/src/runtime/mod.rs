@@ -340,6 +340,9 @@ impl PluginRuntime {
                 c
             }
         };
+        // Forbidden imports first: a component that asks for the network or the filesystem is
+        // refused naming that import, whatever else is wrong with it.
+        imports::check(&self.engine, &component, &manifest.id, wasm_path)?;
         let api_version = version::check(
             &self.engine,
             &component,
@@ -347,7 +350,6 @@ impl PluginRuntime {
             &dir.join("plugin.toml"),
             wasm_path,
         )?;
-        imports::check(&self.engine, &component, &manifest.id, wasm_path)?;
         let pre = self.linker.instantiate_pre(&component).map_err(wasm_err)?;
         let pre = PluginPre::new(&api_version, pre).map_err(wasm_err)?;
         Ok(LoadedPlugin {
