@@ -59,9 +59,24 @@ fn a_prebuilt_0_1_bundle_loads_and_runs_its_methods() {
 }
 
 #[test]
-fn a_prebuilt_0_1_bundle_passes_validate() {
+fn a_prebuilt_0_1_bundle_passes_validate_reporting_the_version_read_from_its_wasm() {
     let repo = repo_with_v0_1_testplug();
-    repo.orch(&["plugin", "validate", "plugins/testplug"]).ok();
+    let report = repo
+        .orch(&["--json", "plugin", "validate", "plugins/testplug"])
+        .ok()
+        .json();
+    assert_eq!(report["apiVersion"], "0.1.0", "{report}");
+    // The bare wasm has no manifest to say so: the version still comes from the component.
+    let bare = repo
+        .orch(&[
+            "--json",
+            "plugin",
+            "validate",
+            "plugins/testplug/plugin.wasm",
+        ])
+        .ok()
+        .json();
+    assert_eq!(bare["apiVersion"], "0.1.0", "{bare}");
 }
 
 #[test]
@@ -103,8 +118,17 @@ fn repo_with_v0_2_plugin(base_url: &str) -> TestRepo {
 #[test]
 fn a_0_2_plugin_is_described_with_its_typed_confirm_rule_converge_kind_and_volatile() {
     let repo = repo_with_v0_2_plugin("http://127.0.0.1:9");
-    let validate = repo.orch(&["plugin", "validate", "plugins/plug02"]);
+    let validate = repo.orch(&["--json", "plugin", "validate", "plugins/plug02"]);
     assert_eq!(validate.code, 0, "{}", validate.all());
+    assert_eq!(validate.json()["apiVersion"], "0.2.0", "{}", validate.all());
+    let bare = repo
+        .orch(&["--json", "plugin", "validate", "plugins/plug02/plugin.wasm"])
+        .ok()
+        .json();
+    assert_eq!(
+        bare["apiVersion"], "0.2.0",
+        "a bare 0.2 wasm validates as 0.2: {bare}"
+    );
     let described = repo
         .orch(&["--json", "type", "describe", "test/v2"])
         .ok()

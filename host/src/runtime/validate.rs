@@ -30,6 +30,8 @@ pub struct ValidationReport {
     pub path: String,
     /// Plugin id, when a manifest was read.
     pub plugin: Option<String>,
+    /// The orch:plugin version the component speaks, read from its own imports and exports.
+    pub api_version: Option<String>,
     /// Every import of the component.
     pub imports: Vec<String>,
     /// The limits the plugin asks for (orch.yaml may lower them in a repository).
@@ -60,12 +62,14 @@ pub async fn validate(runtime: &PluginRuntime, path: &Path) -> ValidationReport 
         ok: true,
         path: path.display().to_string(),
         plugin: None,
+        api_version: None,
         imports: Vec::new(),
         limits: None,
         types: Vec::new(),
         checks: Vec::new(),
     };
-    let (manifest, wasm_path) = if path.is_dir() {
+    let bare = !path.is_dir();
+    let (mut manifest, wasm_path) = if path.is_dir() {
         match PluginManifest::load(&path.join("plugin.toml")) {
             Ok(m) => {
                 report.check(
@@ -165,6 +169,56 @@ pub async fn validate(runtime: &PluginRuntime, path: &Path) -> ValidationReport 
     );
     if !imports_ok {
         return report;
+    }
+    let ty = component.component_type();
+    let names: Vec<String> = ty
+        .imports(&runtime.engine)
+        .map(|(name, _)| name.to_string())
+        .chain(
+            ty.exports(&runtime.engine)
+                .map(|(name, _)| name.to_string()),
+        )
+        .collect();
+    let supported = super::manifest::SUPPORTED_API_VERSIONS;
+    let spoken = if bare {
+        super::version::detect(names.iter().map(String::as_str)).and_then(|v| {
+            if supported.contains(&v.as_str()) {
+                Ok(v)
+            } else {
+                Err(format!(
+                    "{}: it speaks orch:plugin@{v}, which this orch does not support (supported: {})",
+                    wasm_path.display(),
+                    supported.join(", ")
+                ))
+            }
+        })
+    } else {
+        super::version::check_names(
+            names.iter().map(String::as_str),
+            &manifest.api,
+            supported,
+            &path.join("plugin.toml"),
+            &wasm_path,
+        )
+        .map_err(|e| e.to_string())
+    };
+    match spoken {
+        Ok(version) => {
+            report.api_version = Some(version.clone());
+            report.check(
+                "api",
+                Ok(format!(
+                    "orch:plugin@{version} (read from the component's imports and exports)"
+                )),
+            );
+            if bare {
+                manifest.api = version;
+            }
+        }
+        Err(e) => {
+            report.check("api", Err(e));
+            return report;
+        }
     }
     let limits = EffectiveLimits::as_asked(&manifest.limits);
     let plugin: LoadedPlugin =
