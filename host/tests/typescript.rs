@@ -79,6 +79,53 @@ fn hello_world_in_typescript_greets_writes_a_resource_and_checks_its_schema() {
     assert!(missing.all().contains("who"), "{}", missing.all());
 }
 
+#[test]
+fn a_new_typescript_plugin_builds_installs_and_runs_both_methods() {
+    // `orch plugin new --lang ts` → `orch plugin build` → `orch plugin install` → run.
+    let repo = TestRepo::new(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("hello");
+    let dir_s = dir.to_str().unwrap();
+    repo.orch(&[
+        "plugin",
+        "new",
+        dir_s,
+        "--lang",
+        "ts",
+        "--type",
+        "acme/hello",
+    ])
+    .ok();
+    repo.orch(&["plugin", "build", dir_s]).ok();
+    let built = dir.join("dist/hello");
+    repo.orch(&["plugin", "install", built.to_str().unwrap()])
+        .ok();
+    repo.write(
+        "models/hi.yaml",
+        "type: acme/hello\nglobalArguments:\n  name: ada\n",
+    );
+    let greeted = repo
+        .orch(&[
+            "--json",
+            "model",
+            "run",
+            "hi",
+            "greet",
+            "--input",
+            "punctuation=?",
+        ])
+        .ok()
+        .json();
+    assert_eq!(greeted["output"]["message"], "Hello, ada?", "{greeted}");
+    assert_eq!(greeted["output"]["count"], 1, "{greeted}");
+    let shown = repo
+        .orch(&["--json", "model", "run", "hi", "show"])
+        .ok()
+        .json();
+    assert_eq!(shown["output"]["count"], 1, "{shown}");
+    assert_eq!(shown["output"]["message"], "Hello, ada?", "{shown}");
+}
+
 /// A plugin directory holding `source` as src/plugin.ts.
 fn plugin_with(source: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

@@ -21,7 +21,8 @@ pub enum Cmd {
         #[arg(long = "type")]
         type_name: Option<String>,
         /// The orch-plugin-sdk directory to depend on (default: $ORCH_SDK_PATH, else the
-        /// plugins/sdk of the checkout orch was built from).
+        /// plugins/sdk of the checkout orch was built from). Rust only: the TypeScript SDK is
+        /// built into orch.
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
@@ -95,11 +96,16 @@ fn new(
         }),
         || {
             format!(
-                "Created plugin `{}` providing {} in {}\n  next: cd {} && cargo test && orch plugin build",
+                "Created plugin `{}` providing {} in {}\n  next: cd {} && {}orch plugin build",
                 made.id,
                 made.type_name,
                 dir.display(),
-                dir.display()
+                dir.display(),
+                if made.sdk.is_some() {
+                    "cargo test && "
+                } else {
+                    ""
+                }
             )
         },
     );

@@ -45,11 +45,6 @@ pub enum ScaffoldError {
         "cannot find the Rust plugin SDK (orch-plugin-sdk): {0}; pass --sdk PATH or set {SDK_ENV} to the plugins/sdk directory of an orch checkout"
     )]
     NoSdk(String),
-    /// This build of orch cannot generate TypeScript plugins.
-    #[error(
-        "--lang ts: TypeScript plugins are not supported by this build of orch; use --lang rust"
-    )]
-    TypeScriptUnsupported,
     /// A file could not be written.
     #[error("{path}: {message}")]
     Io {
@@ -67,8 +62,8 @@ pub struct GeneratedPlugin {
     pub id: String,
     /// The model type it provides.
     pub type_name: String,
-    /// The SDK it depends on.
-    pub sdk: PathBuf,
+    /// The SDK it depends on by path (Rust); none when the SDK is built into orch (TypeScript).
+    pub sdk: Option<PathBuf>,
     /// Files written.
     pub files: Vec<PathBuf>,
 }
@@ -108,8 +103,9 @@ pub fn find_sdk(flag: Option<&Path>) -> Result<PathBuf, ScaffoldError> {
     })
 }
 
-/// Writes a new Rust plugin crate into `options.dir`.
-pub fn scaffold_rust_plugin(options: &ScaffoldOptions) -> Result<GeneratedPlugin, ScaffoldError> {
+/// Checks `options` before anything is written: the directory is empty or absent, its name can
+/// be a plugin id, and the model type is `namespace/name`. Returns the id and the type.
+pub(crate) fn check_options(options: &ScaffoldOptions) -> Result<(String, String), ScaffoldError> {
     let dir = &options.dir;
     if let Ok(mut entries) = std::fs::read_dir(dir)
         && entries.next().is_some()
@@ -137,20 +133,14 @@ pub fn scaffold_rust_plugin(options: &ScaffoldOptions) -> Result<GeneratedPlugin
     if !valid_type(&type_name) {
         return Err(ScaffoldError::BadType(type_name));
     }
-    let sdk = find_sdk(options.sdk.as_deref())?;
-    let fill = |template: &str| {
-        template
-            .replace("{{id}}", &id)
-            .replace("{{type}}", &type_name)
-            .replace("{{sdk}}", &sdk.display().to_string().replace('\\', "/"))
-    };
-    let files = [
-        ("Cargo.toml", fill(CARGO_TOML)),
-        ("bundle.toml", fill(BUNDLE_TOML)),
-        ("src/lib.rs", fill(LIB_RS)),
-        ("README.md", fill(README)),
-        (".gitignore", "/target\n/dist\n".to_string()),
-    ];
+    Ok((id, type_name))
+}
+
+/// Writes `files` (paths relative to `dir`), creating directories; returns the paths written.
+pub(crate) fn write_files(
+    dir: &Path,
+    files: Vec<(&str, String)>,
+) -> Result<Vec<PathBuf>, ScaffoldError> {
     let mut written = Vec::new();
     for (name, text) in files {
         let path = dir.join(name);
@@ -166,10 +156,31 @@ pub fn scaffold_rust_plugin(options: &ScaffoldOptions) -> Result<GeneratedPlugin
         })?;
         written.push(path);
     }
+    Ok(written)
+}
+
+/// Writes a new Rust plugin crate into `options.dir`.
+pub fn scaffold_rust_plugin(options: &ScaffoldOptions) -> Result<GeneratedPlugin, ScaffoldError> {
+    let (id, type_name) = check_options(options)?;
+    let sdk = find_sdk(options.sdk.as_deref())?;
+    let fill = |template: &str| {
+        template
+            .replace("{{id}}", &id)
+            .replace("{{type}}", &type_name)
+            .replace("{{sdk}}", &sdk.display().to_string().replace('\\', "/"))
+    };
+    let files = vec![
+        ("Cargo.toml", fill(CARGO_TOML)),
+        ("bundle.toml", fill(BUNDLE_TOML)),
+        ("src/lib.rs", fill(LIB_RS)),
+        ("README.md", fill(README)),
+        (".gitignore", "/target\n/dist\n".to_string()),
+    ];
+    let written = write_files(&options.dir, files)?;
     Ok(GeneratedPlugin {
         id,
         type_name,
-        sdk,
+        sdk: Some(sdk),
         files: written,
     })
 }
@@ -392,6 +403,6 @@ mod tests {
         assert!(lib.contains("const TYPE: &str = \"acme/hello\";"));
         assert!(!lib.contains("{{"), "unfilled placeholder in lib.rs");
         let cargo = std::fs::read_to_string(dir.path().join("hello/Cargo.toml")).unwrap();
-        assert!(cargo.contains(&made.sdk.display().to_string()));
+        assert!(cargo.contains(&made.sdk.unwrap().display().to_string()));
     }
 }
