@@ -168,6 +168,7 @@ pub fn scaffold_rust_plugin(options: &ScaffoldOptions) -> Result<GeneratedPlugin
             .replace("{{id}}", &id)
             .replace("{{type}}", &type_name)
             .replace("{{sdk}}", &sdk.display().to_string().replace('\\', "/"))
+            .replace("{{limits}}", "memory-mb = 64\n")
     };
     let files = vec![
         ("Cargo.toml", fill(CARGO_TOML)),
@@ -212,7 +213,8 @@ strip = true
 opt-level = "s"
 "#;
 
-const BUNDLE_TOML: &str = r#"# Bundle manifest template: `orch plugin build` adds wasm and sha256 and writes dist/{{id}}/.
+/// The bundle template both scaffolds write; `{{limits}}` is the language's memory line(s).
+pub(super) const BUNDLE_TOML: &str = r#"# Bundle manifest template: `orch plugin build` adds wasm and sha256 and writes dist/{{id}}/.
 id = "{{id}}"
 version = "0.1.0"
 api = "0.1.0"
@@ -224,8 +226,7 @@ description = "Provides {{type}}"
 # ssh = ["root@{{ globalArguments.host }}:22"]
 
 [limits]
-memory-mb = 64
-timeout-ms = 10000
+{{limits}}timeout-ms = 10000
 "#;
 
 const LIB_RS: &str = r#"//! `{{type}}`: greets someone and remembers how many greetings were sent.

@@ -340,10 +340,14 @@ pub fn scaffold_typescript_plugin(
         template
             .replace("{{id}}", &id)
             .replace("{{type}}", &type_name)
+            .replace(
+                "{{limits}}",
+                "# The JavaScript engine (SpiderMonkey) needs more than a Rust plugin's 64 MB.\nmemory-mb = 256\n",
+            )
     };
     let files = vec![
         ("package.json", fill(TS_PACKAGE_JSON)),
-        ("bundle.toml", fill(TS_BUNDLE_TOML)),
+        ("bundle.toml", fill(super::scaffold::BUNDLE_TOML)),
         ("src/plugin.ts", fill(TS_PLUGIN_TS)),
         ("README.md", fill(TS_README)),
         (".gitignore", "/node_modules\n/dist\n".to_string()),
@@ -364,23 +368,6 @@ const TS_PACKAGE_JSON: &str = r#"{
   "type": "module",
   "main": "src/plugin.ts"
 }
-"#;
-
-const TS_BUNDLE_TOML: &str = r#"# Bundle manifest template: `orch plugin build` adds wasm and sha256 and writes dist/{{id}}/.
-id = "{{id}}"
-version = "0.1.0"
-api = "0.1.0"
-description = "Provides {{type}}"
-
-# What the plugin may reach. The operator can narrow it further in orch.yaml `grants:`.
-[capabilities]
-# http = ["https://api.example.com:443", "{{ globalArguments.baseUrl }}"]
-# ssh = ["root@{{ globalArguments.host }}:22"]
-
-[limits]
-# The JavaScript engine (SpiderMonkey) needs more than a Rust plugin's 64 MB.
-memory-mb = 256
-timeout-ms = 10000
 "#;
 
 const TS_PLUGIN_TS: &str = r#"// `{{type}}`: greets someone and remembers how many greetings were sent.
