@@ -121,6 +121,27 @@ fn a_0_2_plugin_is_described_with_its_typed_confirm_rule_converge_kind_and_volat
     let validate = repo.orch(&["--json", "plugin", "validate", "plugins/plug02"]);
     assert_eq!(validate.code, 0, "{}", validate.all());
     assert_eq!(validate.json()["apiVersion"], "0.2.0", "{}", validate.all());
+    // The schema lint is advice: plug02 leaves its fields undocumented, which is reported
+    // per field without making the bundle invalid.
+    let lints = validate.json()["lints"].clone();
+    let places: Vec<&str> = lints
+        .as_array()
+        .unwrap_or_else(|| panic!("no lints in {}", validate.all()))
+        .iter()
+        .filter_map(|l| l["place"].as_str())
+        .collect();
+    assert!(
+        places.contains(&"global argument `baseUrl`")
+            && places.contains(&"method `retire`, argument `expectId`"),
+        "{lints}"
+    );
+    let text = repo.orch(&["plugin", "validate", "plugins/plug02"]).ok();
+    assert!(
+        text.all()
+            .contains("! lint       test/v2 global argument `baseUrl`: has no description"),
+        "{}",
+        text.all()
+    );
     let bare = repo
         .orch(&["--json", "plugin", "validate", "plugins/plug02/plugin.wasm"])
         .ok()
@@ -287,6 +308,33 @@ fn a_retired_resource_is_a_tombstone_that_expressions_refuse_naming_who_and_when
         .map(str::to_string)
         .unwrap_or_else(|| panic!("no row for a in:\n{}", table.all()));
     assert!(row.ends_with("retired"), "{row}");
+    // `orch data versions` shows the retirement as the newest version, in JSON and in text.
+    let versions = repo
+        .orch(&["--json", "data", "versions", "v", "a"])
+        .ok()
+        .json();
+    let flags: Vec<_> = versions
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {versions}"))
+        .iter()
+        .map(|v| (v["version"].clone(), v["retired"] == json!(true)))
+        .collect();
+    assert_eq!(
+        flags,
+        vec![(json!(1), false), (json!(2), true)],
+        "{versions}"
+    );
+    let text = repo.orch(&["data", "versions", "v", "a"]).ok();
+    let all = text.all();
+    let last = all
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    assert!(
+        last.starts_with("v2") && last.contains("retired"),
+        "{}",
+        text.all()
+    );
     // Retiring what is already gone is not-found.
     let again = repo.orch(&["model", "run", "v", "forget", "--input", "name=a"]);
     assert_ne!(again.code, 0, "{}", again.all());

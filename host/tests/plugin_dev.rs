@@ -157,6 +157,27 @@ fn new_refuses_a_non_empty_directory() {
 }
 
 #[test]
+fn new_refuses_sdk_with_a_typescript_plugin_and_writes_nothing() {
+    let repo = TestRepo::new(&[]);
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("hello");
+    let run = repo
+        .orch(&[
+            "plugin",
+            "new",
+            dir.to_str().unwrap(),
+            "--lang",
+            "ts",
+            "--sdk",
+            "/nowhere",
+        ])
+        .code(2);
+    assert!(run.stderr.contains("--sdk"), "{}", run.all());
+    assert!(run.stderr.contains("--lang ts"), "{}", run.all());
+    assert!(!dir.exists(), "nothing written");
+}
+
+#[test]
 fn a_typescript_package_without_a_bundle_template_is_refused_naming_it() {
     let repo = TestRepo::new(&[]);
     let dir = tempfile::tempdir().unwrap();

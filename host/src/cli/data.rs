@@ -125,13 +125,14 @@ pub fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
                 versions
                     .iter()
                     .map(|v| {
+                        let what = if v.retired {
+                            "retired (the plugin saw it gone)".to_string()
+                        } else {
+                            v.attributes.to_string()
+                        };
                         format!(
-                            "v{:<4} {}  run {}  step {}  {}",
-                            v.version,
-                            v.provenance.time,
-                            v.provenance.run_id,
-                            v.provenance.step,
-                            v.attributes
+                            "v{:<4} {}  run {}  step {}  {what}",
+                            v.version, v.provenance.time, v.provenance.run_id, v.provenance.step,
                         )
                     })
                     .collect::<Vec<_>>()

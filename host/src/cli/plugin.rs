@@ -21,8 +21,8 @@ pub enum Cmd {
         #[arg(long = "type")]
         type_name: Option<String>,
         /// The orch-plugin-sdk directory to depend on (default: $ORCH_SDK_PATH, else the
-        /// plugins/sdk of the checkout orch was built from). Rust only: the TypeScript SDK is
-        /// built into orch.
+        /// plugins/sdk of the checkout orch was built from). Rust only (refused with --lang ts:
+        /// the TypeScript SDK is built into orch).
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
@@ -31,7 +31,8 @@ pub enum Cmd {
         /// The plugin's directory (Cargo.toml + bundle.toml).
         dir: Option<PathBuf>,
     },
-    /// Check a bundle directory or a .wasm: manifest, hash, imports and describe() schemas.
+    /// Check a bundle directory or a .wasm: manifest, hash, imports and describe() schemas, plus
+    /// a lint of the schemas (advice, printed as `! lint`; it does not change the exit code).
     /// Exits 0 when valid, 2 when not; `--json` prints the full report.
     Validate {
         /// A bundle directory (plugin.toml + wasm) or a component .wasm file.
@@ -73,6 +74,13 @@ fn new(
     sdk: Option<PathBuf>,
     ctx: &Ctx,
 ) -> CmdResult {
+    let is_ts = matches!(lang, "ts" | "typescript");
+    if is_ts && sdk.is_some() {
+        return Err(CliError::usage(
+            "--sdk names the Rust SDK and does not apply to --lang ts (the TypeScript SDK is \
+             built into orch); drop --sdk",
+        ));
+    }
     let options = ScaffoldOptions {
         dir,
         type_name,
@@ -160,6 +168,12 @@ async fn validate(path: PathBuf, ctx: &Ctx) -> CmdResult {
         for c in &report.checks {
             let mark = if c.ok { "✓" } else { "✗" };
             out.push_str(&format!("{mark} {:<10} {}\n", c.name, c.message));
+        }
+        for l in &report.lints {
+            out.push_str(&format!(
+                "! lint       {} {}: {}\n",
+                l.type_name, l.place, l.message
+            ));
         }
         out.push_str(if report.ok { "valid\n" } else { "invalid\n" });
         out

@@ -5,6 +5,7 @@ mod cache;
 pub mod files;
 mod imports;
 mod limiter;
+pub mod lint;
 pub mod manifest;
 pub mod registry;
 pub mod schema;

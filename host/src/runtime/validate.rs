@@ -40,6 +40,8 @@ pub struct ValidationReport {
     pub types: Vec<TypeDescription>,
     /// The checks in order.
     pub checks: Vec<Check>,
+    /// The describe() schema lint: advice that does not make the bundle invalid.
+    pub lints: Vec<super::lint::Lint>,
 }
 
 impl ValidationReport {
@@ -67,6 +69,7 @@ pub async fn validate(runtime: &PluginRuntime, path: &Path) -> ValidationReport 
         limits: None,
         types: Vec::new(),
         checks: Vec::new(),
+        lints: Vec::new(),
     };
     let bare = !path.is_dir();
     let (mut manifest, wasm_path) = if path.is_dir() {
@@ -249,6 +252,7 @@ pub async fn validate(runtime: &PluginRuntime, path: &Path) -> ValidationReport 
                     .collect();
                 report.check("describe", Err(refused.join("; ")));
             }
+            report.lints = super::lint::lint(&d.types);
             report.types = d.types;
         }
         Err(e) => {
