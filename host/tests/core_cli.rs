@@ -702,3 +702,17 @@ fn a_definition_with_a_missing_plugin_does_not_block_unrelated_workflows() {
         run.stderr
     );
 }
+
+/// AWS-LC's CPU-jitter entropy collector cost ~30 ms of every networked process; the build turns
+/// it off (`.cargo/config.toml`), so the generator is seeded from the OS alone. Its code is then
+/// not compiled at all, which is what this checks in the binary users run.
+#[test]
+fn the_binary_seeds_tls_randomness_from_the_os_without_the_cpu_jitter_collector() {
+    let binary = std::fs::read(env!("CARGO_BIN_EXE_orch")).unwrap();
+    let linked = memchr::memmem::find(&binary, b"jent_entropy_init").is_some();
+    assert!(
+        !linked,
+        "the orch binary links AWS-LC's jitter entropy collector; is AWS_LC_SYS_NO_JITTER_ENTROPY=1 \
+         still set in .cargo/config.toml?"
+    );
+}
