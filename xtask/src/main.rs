@@ -15,7 +15,9 @@ const USAGE: &str = "usage: cargo xtask <build | test | demo | bench>
           plugins, check formatting and run every test
   demo    build everything, start the Proxmox VE simulator with the reference fleet, then run
           sync-fleet and start-vm in workflows/homelab and print the fleet
-  bench   build release and print the benchmark table (B1, B2, B3, B5, B6, one-step process)";
+  bench   build release and print the benchmark table (B1-B6, start-up, history);
+          `bench --peers` also runs the same sync with Python requests and Ansible
+          (bench/peers/setup.sh makes their virtualenv first)";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,7 +25,7 @@ fn main() {
         Some("build") => build().map(|_| ()),
         Some("test") => test(&args[1..]),
         Some("demo") => demo(),
-        Some("bench") => bench(),
+        Some("bench") => bench(args[1..].iter().any(|a| a == "--peers")),
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);
@@ -113,21 +115,23 @@ fn ensure_wasm_target() -> Result<()> {
 }
 
 /// Debian packages the end-to-end tests drive for real.
-fn ensure_system_packages() -> Result<()> {
-    let wanted = [
-        ("/usr/sbin/sshd", "openssh-server"),
-        ("/usr/bin/ssh-keygen", "openssh-client"),
-        ("/usr/sbin/nginx", "nginx"),
-        (
-            "/usr/lib/nginx/modules/ngx_stream_module.so",
-            "libnginx-mod-stream",
-        ),
-        ("/usr/bin/tmux", "tmux"),
-        // TypeScript plugins (host/tests/typescript.rs): the host runs `npm ci` of the SDK's
-        // pinned toolchain into ~/.cache/orch-ts itself, so nothing is installed globally.
-        ("/usr/bin/node", "nodejs"),
-        ("/usr/bin/npm", "npm"),
-    ];
+const TEST_PACKAGES: &[(&str, &str)] = &[
+    ("/usr/sbin/sshd", "openssh-server"),
+    ("/usr/bin/ssh-keygen", "openssh-client"),
+    ("/usr/sbin/nginx", "nginx"),
+    (
+        "/usr/lib/nginx/modules/ngx_stream_module.so",
+        "libnginx-mod-stream",
+    ),
+    ("/usr/bin/tmux", "tmux"),
+    // TypeScript plugins (host/tests/typescript.rs): the host runs `npm ci` of the SDK's
+    // pinned toolchain into ~/.cache/orch-ts itself, so nothing is installed globally.
+    ("/usr/bin/node", "nodejs"),
+    ("/usr/bin/npm", "npm"),
+];
+
+/// Installs the Debian packages of `wanted` (file that proves it is there, package) not there yet.
+fn ensure_system_packages(wanted: &[(&str, &str)]) -> Result<()> {
     let missing: Vec<&str> = wanted
         .iter()
         .filter(|(path, _)| !Path::new(path).exists())
@@ -212,7 +216,7 @@ fn build_typescript_examples() -> Result<()> {
 
 fn test(extra: &[String]) -> Result<()> {
     ensure_wasm_target()?;
-    ensure_system_packages()?;
+    ensure_system_packages(TEST_PACKAGES)?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
     build()?;
     let mut cmd = cargo();
@@ -230,12 +234,24 @@ fn demo() -> Result<()> {
     demo::run_demo(&target_dir().join("debug"))
 }
 
-fn bench() -> Result<()> {
+fn bench(peers: bool) -> Result<()> {
     // Numbers mean something only for an optimised build: the first run builds release (long).
+    // GNU time measures a child's peak RSS without the bench process's own (see proxmox.rs).
+    ensure_system_packages(&[("/usr/bin/time", "time")])?;
     build()?;
+    run(cargo().args(["build", "--release", "-p", "orch", "--example", "bare_sync"]))?;
     run(cargo().args(["build", "--release", "-p", "orch"]))?;
-    run(cargo()
-        .args(["run", "--release", "-p", "orch", "--example", "bench", "--"])
+    if peers {
+        run(Command::new("bash").arg(root().join("bench/peers/setup.sh")))?;
+    }
+    let release = target_dir().join("release");
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "-p", "orch", "--example", "bench", "--"])
         .arg(bundle::dist_dir())
-        .env("ORCH_BIN", target_dir().join("release").join("orch")))
+        .env("ORCH_BIN", release.join("orch"))
+        .env("BARE_SYNC_BIN", release.join("examples/bare_sync"));
+    if peers {
+        cmd.arg("--peers");
+    }
+    run(&mut cmd)
 }

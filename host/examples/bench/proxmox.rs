@@ -1,0 +1,242 @@
+//! Rows against the Proxmox simulator: B2 (orch vs a bare program vs peers, interleaved),
+//! B3 (10,000 VMs) and history independence (the 100th 1,000-VM sync vs the first).
+
+use super::{median, per_op, row, scaled};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "bench-password";
+const NODE: &str = "keeb-dev-02";
+
+/// A copy of the homelab example wired to a simulator, with the password in its vault.
+fn homelab(bin: &Path, dist: &Path, dir: &Path) -> PathBuf {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/homelab");
+    Command::new(bin).arg("init").arg(dir).output().unwrap();
+    for sub in ["models", "workflows"] {
+        for e in std::fs::read_dir(example.join(sub)).unwrap().flatten() {
+            std::fs::copy(e.path(), dir.join(sub).join(e.file_name())).unwrap();
+        }
+    }
+    std::fs::copy(example.join("orch.yaml"), dir.join("orch.yaml")).unwrap();
+    let dst = dir.join("plugins/proxmox");
+    std::fs::create_dir_all(&dst).unwrap();
+    for f in ["plugin.toml", "plugin.wasm"] {
+        std::fs::copy(dist.join("proxmox").join(f), dst.join(f)).unwrap();
+    }
+    let mut put = Command::new(bin)
+        .args(["vault", "put", "proxmox-vault", "password"])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    put.stdin
+        .take()
+        .unwrap()
+        .write_all(PASSWORD.as_bytes())
+        .unwrap();
+    assert!(put.wait().unwrap().success());
+    dir.to_path_buf()
+}
+
+/// Runs `cmd` to completion; returns wall time and the child's peak RSS in KiB (0 when GNU
+/// time is missing).
+///
+/// The RSS comes from `/usr/bin/time`, not from our own `wait4`: Linux charges a child's
+/// `ru_maxrss` with its parent's peak at the moment of `exec`, and this bench process is large
+/// after compiling the TypeScript component, which once made orch look 4x its real size.
+fn timed(cmd: Command, stdin: Option<&str>) -> (Duration, i64) {
+    const GNU_TIME: &str = "/usr/bin/time";
+    let rss_file = tempfile::NamedTempFile::new().unwrap();
+    let mut run = if Path::new(GNU_TIME).is_file() {
+        let mut run = Command::new(GNU_TIME);
+        run.args(["-f", "%M", "-o"])
+            .arg(rss_file.path())
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        run
+    } else {
+        let mut run = Command::new(cmd.get_program());
+        run.args(cmd.get_args());
+        run
+    };
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(v) => run.env(key, v),
+            None => run.env_remove(key),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        run.current_dir(dir);
+    }
+    let started = Instant::now();
+    let mut child = run
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let status = child.wait().unwrap();
+    let wall = started.elapsed();
+    assert!(status.success(), "{cmd:?} failed");
+    let rss = std::fs::read_to_string(rss_file.path())
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0);
+    (wall, rss)
+}
+
+fn sync_fleet(bin: &Path, repo: &Path, url: &str) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.args(["run", "sync-fleet"])
+        .current_dir(repo)
+        .env("PROXMOX_API_URL", url);
+    cmd
+}
+
+/// Builds the command for one peer sync against a URL, writing into a directory.
+pub type PeerCommand = Box<dyn Fn(&str, &Path) -> Command>;
+
+/// A peer of `orch run sync-fleet` that `--peers` compares with.
+pub struct Peer {
+    /// The row's name.
+    pub name: &'static str,
+    /// Builds the command for one sync against `url`, writing into `out`.
+    pub command: PeerCommand,
+    /// What the peer reads on stdin (the password), if anything.
+    pub stdin: Option<String>,
+}
+
+/// B2: orch, the bare program and any peers, each a process of its own, run in turn.
+pub fn b2_rows(bin: &Path, dist: &Path, bare: Option<&Path>, peers: &[Peer], tmp: &Path) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sim = runtime
+        .block_on(pve_sim::Simulator::start(pve_sim::SimConfig {
+            password: PASSWORD.into(),
+            ..Default::default()
+        }))
+        .unwrap();
+    let url = sim.url();
+    let repo = homelab(bin, dist, &tmp.join("lab10"));
+    timed(sync_fleet(bin, &repo, &url), None);
+    let n = 11;
+    let mut orch_times = Vec::new();
+    let mut bare_times = Vec::new();
+    let mut peer_times: Vec<Vec<Duration>> = peers.iter().map(|_| Vec::new()).collect();
+    for i in 0..n {
+        orch_times.push(timed(sync_fleet(bin, &repo, &url), None).0);
+        if let Some(bare) = bare {
+            let mut cmd = Command::new(bare);
+            cmd.args([url.as_str(), NODE]);
+            bare_times.push(timed(cmd, Some(PASSWORD)).0);
+        }
+        for (peer, times) in peers.iter().zip(&mut peer_times) {
+            let out = tmp.join(format!("peer-out-{i}"));
+            let _ = std::fs::remove_dir_all(&out);
+            std::fs::create_dir_all(&out).unwrap();
+            times.push(timed((peer.command)(&url, &out), peer.stdin.as_deref()).0);
+        }
+    }
+    let o = median(orch_times);
+    row(
+        "B2 `orch run sync-fleet`, 10 VMs (median)",
+        per_op(o, 1),
+        "-",
+    );
+    match bare {
+        Some(_) => {
+            let b = median(bare_times);
+            row("B2 bare reqwest process (median)", per_op(b, 1), "-");
+            row(
+                "B2 ratio orch / bare",
+                format!("{:.1}x", o.as_secs_f64() / b.as_secs_f64()),
+                "≤ 4x",
+            );
+        }
+        None => row(
+            "B2 bare reqwest process",
+            "skipped (set BARE_SYNC_BIN)".into(),
+            "-",
+        ),
+    }
+    for (peer, times) in peers.iter().zip(peer_times) {
+        let p = median(times);
+        row(&format!("peer: {} (median)", peer.name), per_op(p, 1), "-");
+        row(
+            &format!("peer: {} / orch", peer.name),
+            format!("{:.1}x", p.as_secs_f64() / o.as_secs_f64()),
+            "-",
+        );
+    }
+}
+
+/// B3 (10,000 VMs once) and history: 100 syncs of 1,000 VMs, the last three against the first three.
+pub fn fleet_rows(bin: &Path, dist: &Path, tmp: &Path) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let start = |count| {
+        runtime
+            .block_on(pve_sim::Simulator::start(pve_sim::SimConfig {
+                password: PASSWORD.into(),
+                fleet: pve_sim::Fleet::generated(count),
+                ..Default::default()
+            }))
+            .unwrap()
+    };
+    let big = start(scaled(10_000));
+    let repo = homelab(bin, dist, &tmp.join("lab10k"));
+    let (wall, rss_kib) = timed(sync_fleet(bin, &repo, &big.url()), None);
+    row("B3 sync of 10,000 VMs: wall", per_op(wall, 1), "≤ 0.7 s");
+    row(
+        "B3 sync of 10,000 VMs: peak RSS",
+        if rss_kib > 0 {
+            format!("{} MiB", rss_kib / 1024)
+        } else {
+            "no /usr/bin/time".into()
+        },
+        "≤ 150 MB",
+    );
+    drop(big);
+
+    let sim = start(scaled(1_000));
+    let repo = homelab(bin, dist, &tmp.join("lab1k"));
+    let syncs = scaled(100);
+    let times: Vec<Duration> = (0..syncs)
+        .map(|_| timed(sync_fleet(bin, &repo, &sim.url()), None).0)
+        .collect();
+    let (first, last) = (
+        median(times[..3].to_vec()),
+        median(times[syncs - 3..].to_vec()),
+    );
+    row(
+        "history: 1,000-VM sync, syncs 1-3 (median)",
+        per_op(first, 1),
+        "-",
+    );
+    row("history: syncs 98-100 (median)", per_op(last, 1), "-");
+    row(
+        "history: last / first",
+        format!("{:.2}x", last.as_secs_f64() / first.as_secs_f64()),
+        "≤ 1.1x",
+    );
+    let size = std::fs::metadata(repo.join(".orch/data.redb"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    row(
+        "history: data.redb after 100 syncs",
+        format!("{:.1} MiB", size as f64 / 1048576.0),
+        "-",
+    );
+}
