@@ -118,6 +118,8 @@ pub struct Peer {
     pub command: PeerCommand,
     /// What the peer reads on stdin (the password), if anything.
     pub stdin: Option<String>,
+    /// In how many of B2's rounds it runs (the slow ones run in the first few only).
+    pub rounds: usize,
 }
 
 /// B2: orch, the bare program and any peers, each a process of its own, run in turn.
@@ -144,6 +146,9 @@ pub fn b2_rows(bin: &Path, dist: &Path, bare: Option<&Path>, peers: &[Peer], tmp
             bare_times.push(timed(cmd, Some(PASSWORD)).0);
         }
         for (peer, times) in peers.iter().zip(&mut peer_times) {
+            if i >= peer.rounds {
+                continue;
+            }
             let out = tmp.join(format!("peer-out-{i}"));
             let _ = std::fs::remove_dir_all(&out);
             std::fs::create_dir_all(&out).unwrap();
