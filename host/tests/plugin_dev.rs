@@ -94,7 +94,7 @@ fn install_takes_a_tar_and_list_shows_version_api_and_types() {
     let list = repo.orch(&["--json", "plugin", "list"]).ok().json();
     let plugin = &list[0];
     assert_eq!(plugin["id"], "testplug");
-    assert_eq!(plugin["api"], "0.1.0");
+    assert_eq!(plugin["api"], "0.2.0");
     assert!(plugin["version"].is_string());
     assert!(
         plugin["types"]

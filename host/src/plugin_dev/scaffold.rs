@@ -169,6 +169,8 @@ pub fn scaffold_rust_plugin(options: &ScaffoldOptions) -> Result<GeneratedPlugin
             .replace("{{type}}", &type_name)
             .replace("{{sdk}}", &sdk.display().to_string().replace('\\', "/"))
             .replace("{{limits}}", "memory-mb = 64\n")
+            // The Rust SDK builds `orch:plugin@0.2.0` components.
+            .replace("{{api}}", "0.2.0")
     };
     let files = vec![
         ("Cargo.toml", fill(CARGO_TOML)),
@@ -213,11 +215,12 @@ strip = true
 opt-level = "s"
 "#;
 
-/// The bundle template both scaffolds write; `{{limits}}` is the language's memory line(s).
+/// The bundle template both scaffolds write; `{{limits}}` is the language's memory line(s) and
+/// `{{api}}` the `orch:plugin` version its SDK builds against.
 pub(super) const BUNDLE_TOML: &str = r#"# Bundle manifest template: `orch plugin build` adds wasm and sha256 and writes dist/{{id}}/.
 id = "{{id}}"
 version = "0.1.0"
-api = "0.1.0"
+api = "{{api}}"
 description = "Provides {{type}}"
 
 # What the plugin may reach. The operator can narrow it further in orch.yaml `grants:`.

@@ -340,6 +340,8 @@ pub fn scaffold_typescript_plugin(
         template
             .replace("{{id}}", &id)
             .replace("{{type}}", &type_name)
+            // The TypeScript SDK builds `orch:plugin@0.1.0` components.
+            .replace("{{api}}", "0.1.0")
             .replace(
                 "{{limits}}",
                 "# The JavaScript engine (SpiderMonkey) needs more than a Rust plugin's 64 MB.\nmemory-mb = 256\n",

@@ -181,6 +181,8 @@ impl Plugin for ProxmoxPlugin {
                 "vm",
                 "One VM, named by its Proxmox name: vmid, vmName, status, ip, node, timestamp",
             )
+            // Every sync stamps every VM; a new timestamp alone is not a change.
+            .volatile(&["timestamp"])
             .method(
                 "sync",
                 MethodKind::List,
@@ -211,12 +213,14 @@ impl Plugin for ProxmoxPlugin {
                 "Hard-stop a VM by name; expectVmid must match the recorded and the live vmid",
                 vm_stop,
             )
+            .confirm(vm::confirm_rule())
             .destructive_method(
                 "delete",
                 MethodKind::Delete,
                 "Delete a stopped VM by name; expectVmid must match the recorded and the live vmid",
                 vm_delete,
             )
+            .confirm(vm::confirm_rule())
             .method(
                 "setConfig",
                 MethodKind::Update,
@@ -277,16 +281,23 @@ mod schema_tests {
     }
 
     #[test]
-    fn destructive_methods_carry_the_confirm_rule() {
+    fn destructive_methods_carry_the_typed_confirm_rule() {
         let types = describe();
         for method in types[1].methods.iter().filter(|m| m.destructive) {
-            let s = schema(&method.arguments_schema);
+            let rule = method.confirm.as_ref().expect("a typed confirm rule");
             assert_eq!(
-                s["x-orch-confirm"],
-                json!({"input": "expectVmid", "spec": "vm", "nameArgument": "vmName", "attribute": "vmid"}),
+                (
+                    rule.input.as_str(),
+                    rule.spec.as_str(),
+                    rule.name_argument.as_str(),
+                    rule.attribute.as_str()
+                ),
+                ("expectVmid", "vm", "vmName", "vmid"),
                 "{}",
                 method.name
             );
+            let s = schema(&method.arguments_schema);
+            assert!(s.get("x-orch-confirm").is_none(), "{}", method.name);
             assert_eq!(s["required"], json!(["vmName"]));
             assert!(s["properties"]["expectVmid"].is_object());
             assert_eq!(s["additionalProperties"], json!(false));
@@ -403,5 +414,139 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, orch_plugin_sdk::Error::Denied(_)), "{err:?}");
         assert!(host.latest("node", "node").is_none());
+    }
+}
+
+#[cfg(test)]
+mod sync_tests {
+    use super::*;
+    use orch_plugin_sdk::testing::FakeHost;
+
+    const API: &str = "https://10.0.0.4:8006/api2/json/nodes/n1";
+
+    fn globals() -> Value {
+        json!({"apiUrl": "https://10.0.0.4:8006", "node": "n1", "ticket": "PVE:t", "insecureTls": true})
+    }
+
+    fn agent(vmid: u64) -> String {
+        format!("{API}/qemu/{vmid}/agent/network-get-interfaces")
+    }
+
+    fn interfaces(ip: &str) -> Value {
+        json!({"data": {"result": [
+            {"name": "lo", "ip-addresses": [{"ip-address": "127.0.0.1"}]},
+            {"name": "eth0", "ip-addresses": [{"ip-address": ip}]}
+        ]}})
+    }
+
+    /// Four running VMs whose agents answer in every way sync tolerates, and one stopped VM.
+    fn fleet() -> FakeHost {
+        FakeHost::new()
+            .with_http(
+                "GET",
+                &format!("{API}/qemu"),
+                200,
+                json!({"data": [
+                    {"vmid": 100, "name": "web", "status": "running"},
+                    {"vmid": 101, "name": "off", "status": "stopped"},
+                    {"vmid": 102, "name": "noagent", "status": "running"},
+                    {"vmid": 103, "name": "odd", "status": "running"},
+                    {"vmid": 104, "name": "db", "status": "running"}
+                ]}),
+            )
+            .with_http("GET", &agent(100), 200, interfaces("10.0.0.10"))
+            .with_http(
+                "GET",
+                &agent(102),
+                500,
+                json!({"data": null, "message": "No QEMU guest agent configured\n"}),
+            )
+            .with_http(
+                "GET",
+                &agent(103),
+                404,
+                json!({"data": null, "message": "gone"}),
+            )
+            .with_http("GET", &agent(104), 200, interfaces("10.0.0.11"))
+    }
+
+    #[test]
+    fn sync_asks_every_running_vms_agent_in_one_batch_and_keeps_the_tolerant_parsing() {
+        let host = fleet();
+        let out = host
+            .call::<ProxmoxPlugin>("proxmox/vm", "sync", globals(), json!({}))
+            .unwrap();
+        assert_eq!(
+            (out["count"].clone(), out["running"].clone()),
+            (json!(5), json!(4))
+        );
+        assert_eq!(
+            host.batch_sizes(),
+            vec![4],
+            "one batch for the four running VMs"
+        );
+        let ip = |name: &str| host.latest("vm", name).unwrap()["ip"].clone();
+        assert_eq!(
+            [ip("web"), ip("off"), ip("noagent"), ip("odd"), ip("db")],
+            [
+                json!("10.0.0.10"),
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                json!("10.0.0.11")
+            ]
+        );
+        // Only the unexpected 404 is worth a warning; "no agent configured" is not.
+        let warnings: Vec<_> = host
+            .logs()
+            .into_iter()
+            .filter(|l| l.starts_with("warn"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("odd"), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_forbidden_agent_call_fails_the_sync_and_writes_nothing() {
+        let host = FakeHost::new()
+            .with_http(
+                "GET",
+                &format!("{API}/qemu"),
+                200,
+                json!({"data": [
+                    {"vmid": 100, "name": "web", "status": "running"},
+                    {"vmid": 102, "name": "locked", "status": "running"}
+                ]}),
+            )
+            .with_http("GET", &agent(100), 200, interfaces("10.0.0.10"))
+            .with_http(
+                "GET",
+                &agent(102),
+                403,
+                json!({"data": null, "message": "Permission check failed (/vms/102, VM.Monitor)"}),
+            );
+        let err = host
+            .call::<ProxmoxPlugin>("proxmox/vm", "sync", globals(), json!({}))
+            .unwrap_err();
+        assert!(matches!(err, orch_plugin_sdk::Error::Denied(_)), "{err:?}");
+        assert_eq!(host.batch_sizes(), vec![2]);
+        assert_eq!(host.list("vm"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_transport_error_of_one_agent_call_fails_the_sync_like_a_single_call_did() {
+        let host = fleet().with_http_error(
+            "GET",
+            &agent(100),
+            orch_plugin_sdk::Error::Transient("connection reset".into()),
+        );
+        // 100's first answer is the scripted 200, its second the error: the second sync fails.
+        let sync = || host.call::<ProxmoxPlugin>("proxmox/vm", "sync", globals(), json!({}));
+        assert!(sync().is_ok());
+        let err = sync().unwrap_err();
+        assert!(
+            matches!(err, orch_plugin_sdk::Error::Transient(ref m) if m.contains("reset")),
+            "{err:?}"
+        );
     }
 }

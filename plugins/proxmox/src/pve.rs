@@ -13,11 +13,29 @@ use std::time::Duration;
 pub trait Transport {
     /// Sends `request` and returns the response, whatever its status.
     fn send(&self, request: HttpRequest) -> Result<HttpResponse>;
+
+    /// Sends `requests` with at most `max_concurrency` in flight; results in request order.
+    /// By default one after another.
+    fn send_batch(
+        &self,
+        requests: Vec<HttpRequest>,
+        _max_concurrency: u32,
+    ) -> Vec<Result<HttpResponse>> {
+        requests.into_iter().map(|r| self.send(r)).collect()
+    }
 }
 
 impl Transport for Http {
     fn send(&self, request: HttpRequest) -> Result<HttpResponse> {
         Http::send(self, request)
+    }
+
+    fn send_batch(
+        &self,
+        requests: Vec<HttpRequest>,
+        max_concurrency: u32,
+    ) -> Vec<Result<HttpResponse>> {
+        Http::send_batch(self, requests, max_concurrency)
     }
 }
 
@@ -263,6 +281,15 @@ impl<'a> Pve<'a> {
     ) -> Result<HttpResponse> {
         let request = self.request(method, path, form)?;
         self.transport.send(request)
+    }
+
+    /// Sends requests built with [`Pve::request`] concurrently; results in request order.
+    pub fn send_batch(
+        &self,
+        requests: Vec<HttpRequest>,
+        max_concurrency: u32,
+    ) -> Vec<Result<HttpResponse>> {
+        self.transport.send_batch(requests, max_concurrency)
     }
 
     /// The typed error for a non-2xx response to `what`.

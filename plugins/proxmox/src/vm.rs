@@ -5,7 +5,7 @@ use crate::agent::{self, AgentInterfaces};
 use crate::encode;
 use crate::names;
 use crate::pve::{self, Auth, Pve, Transport};
-use orch_plugin_sdk::{Error, JsonSchema, Result, Value, error, json};
+use orch_plugin_sdk::{Error, HttpResponse, JsonSchema, Result, Value, error, json};
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
 use std::collections::HashSet;
@@ -104,21 +104,21 @@ pub struct StartArgs {
 }
 
 /// Arguments of the destructive `stop` and `delete`: the host refuses the call unless
-/// `expectVmid` equals the `vmid` stored in this model's `vm` resource named `vmName`.
+/// `expectVmid` equals the `vmid` stored in this model's `vm` resource named `vmName`. The rule
+/// itself is [`confirm_rule`], given to the host typed in `describe()`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schemars(extend("x-orch-confirm" = {
-    "input": "expectVmid",
-    "spec": "vm",
-    "nameArgument": "vmName",
-    "attribute": "vmid"
-}))]
 pub struct ConfirmedArgs {
     /// The VM's name.
     pub vm_name: String,
     /// The vmid you checked (`orch data get <model> "<vmName>"`); must match the node's.
     #[serde(default)]
     pub expect_vmid: Option<u64>,
+}
+
+/// How `stop` and `delete` are confirmed: `expectVmid` must equal `vm[vmName].vmid`.
+pub fn confirm_rule() -> orch_plugin_sdk::ConfirmRule {
+    orch_plugin_sdk::ConfirmRule::new("expectVmid", "vm", "vmName", "vmid")
 }
 
 /// Arguments of `setConfig`.
@@ -456,6 +456,12 @@ pub fn fleet_auth(globals: &VmGlobals) -> Result<Auth> {
     }
 }
 
+/// Guest-agent requests of one sync in flight at once (the host caps it at 16 too).
+const AGENT_CONCURRENCY: u32 = 16;
+
+/// VMs whose agent answers are fetched as one batch, which bounds a sync's memory.
+const AGENT_CHUNK: usize = 512;
+
 /// The fleet of one node: every operation of `proxmox/vm`, over any [`Transport`].
 pub struct Fleet<'a> {
     pve: Pve<'a>,
@@ -532,10 +538,18 @@ impl<'a> Fleet<'a> {
         })
     }
 
+    fn agent_path(&self, vm: &Vm) -> String {
+        format!("{}/agent/network-get-interfaces", self.vm_path(vm.vmid))
+    }
+
     fn agent_reply(&self, vm: &Vm) -> Result<AgentReply> {
-        let path = format!("{}/agent/network-get-interfaces", self.vm_path(vm.vmid));
-        let what = format!("GET {path}");
-        let response = self.pve.send("GET", &path, None)?;
+        let response = self.pve.send("GET", &self.agent_path(vm), None)?;
+        self.read_agent_reply(vm, response)
+    }
+
+    /// Interprets the guest agent's answer about `vm`, tolerating agents that cannot say.
+    fn read_agent_reply(&self, vm: &Vm, response: HttpResponse) -> Result<AgentReply> {
+        let what = format!("GET {}", self.agent_path(vm));
         match response.status {
             200..=299 => match pve::parse_data::<AgentInterfaces>(&what, &response.body) {
                 Ok(interfaces) => Ok(AgentReply::Address(agent::pick_ip(&interfaces))),
@@ -581,7 +595,29 @@ impl<'a> Fleet<'a> {
         Ok(self.resource(vm, &vm.status, ip))
     }
 
+    /// Asks the guest agents of the running VMs among `vms` in one concurrent batch; the
+    /// answers come back in the order of the running VMs.
+    fn agent_ips(&self, vms: &[Vm]) -> Result<Vec<Result<HttpResponse>>> {
+        let requests = vms
+            .iter()
+            .filter(|vm| vm.is_running())
+            .map(|vm| self.pve.request("GET", &self.agent_path(vm), None))
+            .collect::<Result<Vec<_>>>()?;
+        let expected = requests.len();
+        let mut replies = self.pve.send_batch(requests, AGENT_CONCURRENCY);
+        if replies.len() != expected {
+            return Err(error::failed(format!(
+                "the host answered {} of {expected} guest-agent requests",
+                replies.len()
+            )));
+        }
+        replies.reverse();
+        Ok(replies)
+    }
+
     /// Lists the node and observes every VM: one agent call per running VM, nothing quadratic.
+    /// The agent calls go out in concurrent batches; their answers are read in VM order, so
+    /// warnings and the first error are the same as one call after another.
     pub fn sync(&self) -> Result<Synced> {
         let vms = self.list()?;
         let mut seen: HashSet<&str> = HashSet::with_capacity(vms.len());
@@ -590,11 +626,26 @@ impl<'a> Fleet<'a> {
         let mut resources = Vec::with_capacity(vms.len());
         let mut briefs = Vec::with_capacity(vms.len());
         let mut running = 0;
-        for vm in &vms {
-            let resource = self.observe(vm)?;
-            if vm.is_running() {
-                running += 1;
+        // Bounded chunks keep at most AGENT_CHUNK answers in memory on a 10,000-VM node.
+        let mut replies = Vec::new();
+        for (i, vm) in vms.iter().enumerate() {
+            if i % AGENT_CHUNK == 0 {
+                let end = (i + AGENT_CHUNK).min(vms.len());
+                replies = self.agent_ips(&vms[i..end])?;
             }
+            let ip = if vm.is_running() {
+                running += 1;
+                let reply = replies.pop().ok_or_else(|| {
+                    error::failed("the host answered fewer guest-agent requests than sent")
+                })??;
+                match self.read_agent_reply(vm, reply)? {
+                    AgentReply::Address(ip) => ip,
+                    AgentReply::NotConfigured => None,
+                }
+            } else {
+                None
+            };
+            let resource = self.resource(vm, &vm.status, ip);
             briefs.push(VmBrief {
                 vm_name: vm.name.clone(),
                 vmid: vm.vmid,

@@ -64,6 +64,12 @@ impl<G> Ctx<G> {
         }
     }
 
+    /// Records that resource `name` of kind `spec` is gone (a tombstone version, returned like a
+    /// write's); reads and lists no longer show it. `not-found` when it is not live.
+    pub fn retire_resource(&self, spec: &str, name: &str) -> Result<u64> {
+        host::retire_resource(spec, name)
+    }
+
     /// Names of this model's resources of kind `spec`.
     pub fn list_resources(&self, spec: &str) -> Result<Vec<String>> {
         host::list_resources(spec)

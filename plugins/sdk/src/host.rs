@@ -25,8 +25,17 @@ mod imp {
     pub fn list_resources(spec: &str) -> Result<Vec<String>> {
         data::list_resources(spec)
     }
+    pub fn retire_resource(spec: &str, name: &str) -> Result<u64> {
+        data::retire_resource(spec, name)
+    }
     pub fn http_send(request: &http::Request) -> Result<http::Response> {
         http::send(request)
+    }
+    pub fn http_send_batch(
+        requests: &[http::Request],
+        max_concurrency: u32,
+    ) -> Vec<Result<http::Response>> {
+        http::send_batch(requests, max_concurrency)
     }
     pub fn ssh_open(target: &ssh::Target) -> Result<SessionHandle> {
         ssh::Session::open(target)
@@ -72,8 +81,17 @@ mod imp {
     pub fn list_resources(spec: &str) -> Result<Vec<String>> {
         with_fake(|f| f.list_resources(spec))
     }
+    pub fn retire_resource(spec: &str, name: &str) -> Result<u64> {
+        with_fake(|f| f.retire_resource(spec, name))
+    }
     pub fn http_send(request: &http::Request) -> Result<http::Response> {
         with_fake(|f| f.http_send(request))
+    }
+    pub fn http_send_batch(
+        requests: &[http::Request],
+        _max_concurrency: u32,
+    ) -> Vec<Result<http::Response>> {
+        with_fake(|f| f.http_send_batch(requests))
     }
     pub fn ssh_open(target: &ssh::Target) -> Result<SessionHandle> {
         with_fake(|f| f.ssh_open(target))

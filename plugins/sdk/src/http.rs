@@ -42,6 +42,16 @@ pub struct HttpResponse {
     pub body: Vec<u8>,
 }
 
+impl From<wit::Response> for HttpResponse {
+    fn from(response: wit::Response) -> Self {
+        HttpResponse {
+            status: response.status,
+            headers: response.headers,
+            body: response.body,
+        }
+    }
+}
+
 impl HttpResponse {
     /// The body as UTF-8 text (lossy).
     pub fn text(&self) -> String {
@@ -68,11 +78,10 @@ impl HttpResponse {
 }
 
 impl Http {
-    /// Sends a request; any status is a response, only transport failures are errors.
-    pub fn send(&self, request: HttpRequest) -> Result<HttpResponse> {
+    fn wit_request(&self, request: HttpRequest) -> wit::Request {
         let mut headers = self.headers.clone();
         headers.extend(request.headers);
-        let response = crate::host::http_send(&wit::Request {
+        wit::Request {
             method: request.method,
             url: request.url,
             headers,
@@ -80,12 +89,28 @@ impl Http {
             timeout_ms: self.timeout_ms,
             insecure_tls: self.insecure_tls,
             pinned_cert_sha256: self.pinned_cert_sha256.clone(),
-        })?;
-        Ok(HttpResponse {
-            status: response.status,
-            headers: response.headers,
-            body: response.body,
-        })
+        }
+    }
+
+    /// Sends a request; any status is a response, only transport failures are errors.
+    pub fn send(&self, request: HttpRequest) -> Result<HttpResponse> {
+        let response = crate::host::http_send(&self.wit_request(request))?;
+        Ok(response.into())
+    }
+
+    /// Sends `requests` with at most `max_concurrency` in flight (the host bounds it too); each
+    /// is checked against the grants on its own. Results are in request order.
+    pub fn send_batch(
+        &self,
+        requests: Vec<HttpRequest>,
+        max_concurrency: u32,
+    ) -> Vec<Result<HttpResponse>> {
+        let requests: Vec<wit::Request> =
+            requests.into_iter().map(|r| self.wit_request(r)).collect();
+        crate::host::http_send_batch(&requests, max_concurrency)
+            .into_iter()
+            .map(|r| r.map(HttpResponse::from))
+            .collect()
     }
 
     /// GET a URL.

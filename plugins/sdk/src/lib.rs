@@ -55,11 +55,11 @@ extern crate self as orch_plugin_sdk;
 #[doc(hidden)]
 pub use wit_bindgen;
 
-/// Generated bindings for the `orch:plugin@0.1.0` world.
+/// Generated bindings for the `orch:plugin@0.2.0` world.
 #[allow(clippy::too_many_arguments, missing_docs)] // generated code mirrors the WIT
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit/v0.1",
+        path: "../../wit/v0.2",
         world: "model-plugin",
         pub_export_macro: true,
         export_macro_name: "__export_model_plugin",
@@ -80,7 +80,9 @@ pub mod testing;
 
 pub use context::Ctx;
 pub use http::{Http, HttpRequest, HttpResponse};
-pub use model::{MethodKind, ModelType, Plugin};
+pub use model::{
+    ConfirmRule, FieldChange, MethodKind, ModelType, PlannedAction, PlannedChange, Plugin,
+};
 pub use schemars::{self, JsonSchema};
 pub use serde;
 pub use serde_json::{self, Value, json};
@@ -122,7 +124,7 @@ pub mod error {
     }
 }
 
-/// Exports a [`Plugin`] implementation as the component's `describe`/`execute`.
+/// Exports a [`Plugin`] implementation as the component's `describe`, `execute` and `plan`.
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
@@ -137,6 +139,14 @@ macro_rules! export_plugin {
                 call: $crate::bindings::orch::plugin::types::Call,
             ) -> ::std::result::Result<::std::string::String, $crate::Error> {
                 $crate::__execute::<$plugin>(call)
+            }
+            fn plan(
+                call: $crate::bindings::orch::plugin::types::Call,
+            ) -> ::std::result::Result<
+                ::std::vec::Vec<$crate::bindings::orch::plugin::types::PlannedChange>,
+                $crate::Error,
+            > {
+                $crate::__plan::<$plugin>(call)
             }
         }
 
@@ -162,4 +172,22 @@ pub fn __execute<P: Plugin>(call: bindings::orch::plugin::types::Call) -> Result
             ))
         })?;
     model_type.execute(&call)
+}
+
+#[doc(hidden)]
+pub fn __plan<P: Plugin>(
+    call: bindings::orch::plugin::types::Call,
+) -> Result<Vec<bindings::orch::plugin::types::PlannedChange>> {
+    let types = P::types();
+    match types.iter().find(|t| t.name() == call.type_name) {
+        Some(model_type) => Ok(model_type
+            .plan(&call)?
+            .into_iter()
+            .map(Into::into)
+            .collect()),
+        None => Err(error::not_found(format!(
+            "this plugin has no model type `{}`",
+            call.type_name
+        ))),
+    }
 }

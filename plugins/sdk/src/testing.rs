@@ -33,7 +33,7 @@
 //! ```
 
 use crate::bindings::orch::plugin::{http, log::Level, ssh, types as wit};
-use crate::{Error, Plugin, Result, Value};
+use crate::{Error, PlannedChange, Plugin, Result, Value};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
@@ -81,9 +81,11 @@ type Answers<T> = VecDeque<Result<T>>;
 /// Everything the fake host holds.
 #[derive(Default)]
 pub(crate) struct State {
-    resources: BTreeMap<(String, String), Vec<String>>,
+    /// Versions of each resource, oldest first; `None` is a tombstone (retired).
+    resources: BTreeMap<(String, String), Vec<Option<String>>>,
     http: Vec<((String, String), Answers<http::Response>)>,
     requests: Vec<RecordedRequest>,
+    batches: Vec<usize>,
     ssh: Vec<(String, Answers<ssh::ExecResult>)>,
     commands: Vec<String>,
     files: BTreeMap<String, Vec<u8>>,
@@ -113,22 +115,36 @@ impl State {
             .resources
             .entry((spec.to_string(), name.to_string()))
             .or_default();
-        versions.push(attributes.to_string());
+        versions.push(Some(attributes.to_string()));
         Ok(versions.len() as u64)
     }
     pub(crate) fn read_resource(&mut self, spec: &str, name: &str) -> Result<Option<String>> {
         Ok(self
             .resources
             .get(&(spec.to_string(), name.to_string()))
-            .and_then(|v| v.last().cloned()))
+            .and_then(|v| v.last().cloned().flatten()))
     }
     pub(crate) fn list_resources(&mut self, spec: &str) -> Result<Vec<String>> {
         Ok(self
             .resources
-            .keys()
-            .filter(|(s, _)| s == spec)
-            .map(|(_, n)| n.clone())
+            .iter()
+            .filter(|((s, _), versions)| s == spec && matches!(versions.last(), Some(Some(_))))
+            .map(|((_, n), _)| n.clone())
             .collect())
+    }
+    pub(crate) fn retire_resource(&mut self, spec: &str, name: &str) -> Result<u64> {
+        match self
+            .resources
+            .get_mut(&(spec.to_string(), name.to_string()))
+        {
+            Some(versions) if matches!(versions.last(), Some(Some(_))) => {
+                versions.push(None);
+                Ok(versions.len() as u64)
+            }
+            _ => Err(Error::NotFound(format!(
+                "FakeHost: no live resource {spec}/{name} to retire"
+            ))),
+        }
     }
     pub(crate) fn http_send(&mut self, request: &http::Request) -> Result<http::Response> {
         self.requests.push(RecordedRequest {
@@ -145,6 +161,13 @@ impl State {
                 key.0, key.1
             ))),
         }
+    }
+    pub(crate) fn http_send_batch(
+        &mut self,
+        requests: &[http::Request],
+    ) -> Vec<Result<http::Response>> {
+        self.batches.push(requests.len());
+        requests.iter().map(|r| self.http_send(r)).collect()
     }
     pub(crate) fn ssh_open(&mut self, target: &ssh::Target) -> Result<String> {
         Ok(format!("{}@{}:{}", target.user, target.host, target.port))
@@ -282,34 +305,47 @@ impl FakeHost {
         arguments: Value,
         dry_run: bool,
     ) -> Result<Value> {
-        struct Restore(Option<Rc<RefCell<State>>>);
-        impl Drop for Restore {
-            fn drop(&mut self) {
-                let previous = self.0.take();
-                CURRENT.with(|c| *c.borrow_mut() = previous);
-            }
-        }
-        let previous = CURRENT.with(|c| c.borrow_mut().replace(self.state.clone()));
-        let _restore = Restore(previous);
-        let call = wit::Call {
-            type_name: type_name.to_string(),
-            method: method.to_string(),
-            model_name: "test".to_string(),
-            global_arguments: globals.to_string(),
-            arguments: arguments.to_string(),
-            dry_run,
-        };
+        let _current = Current::enter(self);
+        let call = test_call(type_name, method, globals, arguments, dry_run);
         let out = crate::__execute::<P>(call)?;
         serde_json::from_str(&out)
             .map_err(|e| Error::Failed(format!("the method's result is not JSON: {e}")))
     }
 
-    /// The latest version of a resource, if any was written or seeded.
-    pub fn latest(&self, spec: &str, name: &str) -> Option<Value> {
-        self.versions(spec, name).pop()
+    /// Runs the `plan` export for `method` (a dry run, as the host does for a converge method);
+    /// empty for a method without a plan.
+    pub fn plan<P: Plugin>(
+        &self,
+        type_name: &str,
+        method: &str,
+        globals: Value,
+        arguments: Value,
+    ) -> Result<Vec<PlannedChange>> {
+        let _current = Current::enter(self);
+        let call = test_call(type_name, method, globals, arguments, true);
+        let types = P::types();
+        let model_type = types
+            .iter()
+            .find(|t| t.name() == type_name)
+            .ok_or_else(|| {
+                Error::NotFound(format!("this plugin has no model type `{type_name}`"))
+            })?;
+        model_type.plan(&call)
     }
 
-    /// Every version of a resource, oldest first.
+    /// The latest version of a resource; `None` if none was written or seeded, or if it was
+    /// retired since.
+    pub fn latest(&self, spec: &str, name: &str) -> Option<Value> {
+        let state = self.state.borrow();
+        let latest = state
+            .resources
+            .get(&(spec.to_string(), name.to_string()))?
+            .last()?
+            .as_deref()?;
+        Some(serde_json::from_str(latest).unwrap_or(Value::Null))
+    }
+
+    /// Every version of a resource, oldest first; a retirement (tombstone) shows as `null`.
     pub fn versions(&self, spec: &str, name: &str) -> Vec<Value> {
         self.state
             .borrow()
@@ -317,15 +353,33 @@ impl FakeHost {
             .get(&(spec.to_string(), name.to_string()))
             .map(|v| {
                 v.iter()
-                    .map(|s| serde_json::from_str(s).unwrap_or(Value::Null))
+                    .map(|s| {
+                        s.as_deref()
+                            .and_then(|s| serde_json::from_str(s).ok())
+                            .unwrap_or(Value::Null)
+                    })
                     .collect()
             })
+            .unwrap_or_default()
+    }
+
+    /// Names of the live resources of kind `spec` (retired ones are not listed).
+    pub fn list(&self, spec: &str) -> Vec<String> {
+        self.state
+            .borrow_mut()
+            .list_resources(spec)
             .unwrap_or_default()
     }
 
     /// The HTTP requests sent so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.borrow().requests.clone()
+    }
+
+    /// The sizes of the `send_batch` calls so far, in order (their requests are in
+    /// [`FakeHost::requests`] too).
+    pub fn batch_sizes(&self) -> Vec<usize> {
+        self.state.borrow().batches.clone()
     }
 
     /// The SSH commands run so far, in order.
@@ -346,6 +400,39 @@ impl FakeHost {
             .iter()
             .map(|(level, m)| format!("{}: {m}", level_name(*level)))
             .collect()
+    }
+}
+
+/// Makes a [`FakeHost`] the current host of this thread until dropped.
+struct Current(Option<Rc<RefCell<State>>>);
+
+impl Current {
+    fn enter(host: &FakeHost) -> Self {
+        Current(CURRENT.with(|c| c.borrow_mut().replace(host.state.clone())))
+    }
+}
+
+impl Drop for Current {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        CURRENT.with(|c| *c.borrow_mut() = previous);
+    }
+}
+
+fn test_call(
+    type_name: &str,
+    method: &str,
+    globals: Value,
+    arguments: Value,
+    dry_run: bool,
+) -> wit::Call {
+    wit::Call {
+        type_name: type_name.to_string(),
+        method: method.to_string(),
+        model_name: "test".to_string(),
+        global_arguments: globals.to_string(),
+        arguments: arguments.to_string(),
+        dry_run,
     }
 }
 
@@ -439,6 +526,179 @@ mod tests {
             .call::<P>("t/x", "fetch", json!({"host": "h"}), json!({}))
             .unwrap_err();
         assert!(matches!(err, Error::Denied(_)), "{err:?}");
+    }
+
+    #[derive(serde::Deserialize, crate::JsonSchema)]
+    #[serde(rename_all = "camelCase")]
+    struct NameArgs {
+        name: String,
+        #[serde(default)]
+        #[allow(dead_code)] // checked by the host's confirm rule, not by the method
+        expect_id: Option<u64>,
+    }
+
+    #[derive(serde::Deserialize, crate::JsonSchema)]
+    struct Sizes {
+        cores: u64,
+    }
+
+    fn forget(ctx: &Ctx<Globals>, args: NameArgs) -> Result<u64> {
+        ctx.retire_resource("item", &args.name)
+    }
+
+    fn resize(ctx: &Ctx<Globals>, args: Sizes) -> Result<u64> {
+        ctx.write_resource("item", &ctx.globals.host, &json!({"cores": args.cores}))
+    }
+
+    fn plan_resize(ctx: &Ctx<Globals>, args: Sizes) -> Result<Vec<PlannedChange>> {
+        let before: Option<Value> = ctx.read_resource("item", &ctx.globals.host)?;
+        let action = if ctx.dry_run {
+            crate::PlannedAction::Update
+        } else {
+            crate::PlannedAction::None
+        };
+        Ok(vec![
+            PlannedChange::new(action, "item", &ctx.globals.host, "resize").field(
+                "/cores",
+                before.map(|b| b["cores"].clone()),
+                Some(json!(args.cores)),
+            ),
+        ])
+    }
+
+    fn batch(ctx: &Ctx<Globals>, _: NoArgs) -> Result<Vec<Value>> {
+        let get = |path: &str| crate::HttpRequest {
+            method: "GET".into(),
+            url: format!("http://{}/{path}", ctx.globals.host),
+            headers: Vec::new(),
+            body: None,
+        };
+        let results = ctx
+            .http()
+            .send_batch(vec![get("a"), get("b"), get("a"), get("c")], 16);
+        Ok(results
+            .into_iter()
+            .map(|r| match r {
+                Ok(response) => response.json().unwrap_or(Value::Null),
+                Err(e) => json!(format!("{e:?}")),
+            })
+            .collect())
+    }
+
+    struct V2;
+    impl Plugin for V2 {
+        fn types() -> Vec<ModelType> {
+            vec![
+                ModelType::new::<Globals>("t/v2", "1", "x")
+                    .resource::<Value>("item", "an item")
+                    .volatile(&["seenAt"])
+                    .method("forget", MethodKind::Delete, "f", forget)
+                    .confirm(crate::ConfirmRule::new("expectId", "item", "name", "id"))
+                    .converge_method("resize", "r", resize, plan_resize)
+                    .method("batch", MethodKind::Read, "b", batch),
+            ]
+        }
+    }
+
+    fn v2_method(name: &str) -> wit::MethodInfo {
+        let mut info = crate::__describe::<V2>().remove(0);
+        let at = info.methods.iter().position(|m| m.name == name).unwrap();
+        info.methods.remove(at)
+    }
+
+    #[test]
+    fn a_typed_confirm_rule_is_described_and_makes_the_method_destructive() {
+        let forget = v2_method("forget");
+        assert!(forget.destructive);
+        let rule = forget.confirm.expect("confirm rule");
+        assert_eq!(
+            (rule.input, rule.spec, rule.name_argument, rule.attribute),
+            ("expectId".into(), "item".into(), "name".into(), "id".into())
+        );
+        assert!(v2_method("batch").confirm.is_none());
+        // The host checks the rule; the method itself still runs in the fake host.
+        let host = FakeHost::new().with_resource("item", "a", json!({"id": 7}));
+        let args = json!({"name": "a", "expectId": 7});
+        assert_eq!(
+            host.call::<V2>("t/v2", "forget", json!({"host": "h"}), args)
+                .unwrap(),
+            json!(2)
+        );
+    }
+
+    #[test]
+    fn volatile_attributes_are_described_on_their_resource() {
+        let info = crate::__describe::<V2>().remove(0);
+        assert_eq!(info.resources[0].volatile, vec!["seenAt".to_string()]);
+    }
+
+    #[test]
+    fn a_converge_method_plans_without_writing_and_applies_through_call() {
+        assert!(matches!(
+            v2_method("resize").kind,
+            wit::MethodKind::Converge
+        ));
+        let host = FakeHost::new().with_resource("item", "h", json!({"cores": 1}));
+        let plan = host
+            .plan::<V2>("t/v2", "resize", json!({"host": "h"}), json!({"cores": 4}))
+            .unwrap();
+        assert_eq!(
+            plan,
+            vec![
+                PlannedChange::new(crate::PlannedAction::Update, "item", "h", "resize").field(
+                    "/cores",
+                    Some(json!(1)),
+                    Some(json!(4))
+                )
+            ]
+        );
+        assert_eq!(host.versions("item", "h").len(), 1, "a plan writes nothing");
+        let applied = host.call::<V2>("t/v2", "resize", json!({"host": "h"}), json!({"cores": 4}));
+        assert_eq!(applied.unwrap(), json!(2));
+        assert_eq!(host.latest("item", "h"), Some(json!({"cores": 4})));
+        // A method without a plan plans nothing; the WIT form carries JSON texts.
+        let none = host.plan::<V2>("t/v2", "batch", json!({"host": "h"}), json!({}));
+        assert_eq!(none.unwrap(), vec![]);
+        let wit_plan: wit::PlannedChange = plan[0].clone().into();
+        assert_eq!(wit_plan.changes[0].before.as_deref(), Some("1"));
+        assert_eq!(wit_plan.changes[0].after.as_deref(), Some("4"));
+    }
+
+    #[test]
+    fn a_retired_resource_is_no_longer_read_or_listed_and_cannot_be_retired_twice() {
+        let host = FakeHost::new()
+            .with_resource("item", "a", json!({"id": 1}))
+            .with_resource("item", "b", json!({"id": 2}));
+        let forget =
+            || host.call::<V2>("t/v2", "forget", json!({"host": "h"}), json!({"name": "a"}));
+        assert_eq!(forget().unwrap(), json!(2), "the tombstone is version 2");
+        assert_eq!(host.latest("item", "a"), None);
+        assert_eq!(host.list("item"), vec!["b".to_string()]);
+        assert_eq!(
+            host.versions("item", "a"),
+            vec![json!({"id": 1}), Value::Null]
+        );
+        assert!(matches!(forget().unwrap_err(), Error::NotFound(_)));
+    }
+
+    #[test]
+    fn send_batch_answers_each_request_in_order_from_the_scripted_answers() {
+        let host = FakeHost::new()
+            .with_http("GET", "http://h/a", 200, json!("a1"))
+            .with_http("GET", "http://h/a", 200, json!("a2"))
+            .with_http("GET", "http://h/b", 200, json!("b"));
+        let out = host
+            .call::<V2>("t/v2", "batch", json!({"host": "h"}), json!({}))
+            .unwrap();
+        let out = out.as_array().expect("a list").clone();
+        assert_eq!(out[0..3], [json!("a1"), json!("b"), json!("a2")]);
+        assert!(out[3].as_str().unwrap().contains("Denied"), "{out:?}");
+        assert_eq!(host.batch_sizes(), vec![4]);
+        let urls: Vec<_> = host.requests().into_iter().map(|r| r.url).collect();
+        assert_eq!(
+            urls,
+            ["http://h/a", "http://h/b", "http://h/a", "http://h/c"]
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! `test/echo`: a plugin that exercises every import of `orch:plugin@0.1.0`. The host's tests
-//! drive it through the real `orch` binary.
+//! `test/echo`: a plugin that exercises every import of `orch:plugin` (0.2.0, through the SDK).
+//! The host's tests drive it through the real `orch` binary.
 
 use orch_plugin_sdk::{
-    Ctx, Error, JsonSchema, MethodKind, ModelType, Plugin, Result, Value, error, json, ssh,
+    ConfirmRule, Ctx, Error, JsonSchema, MethodKind, ModelType, Plugin, Result, Value, error, json,
+    ssh,
 };
 use serde::{Deserialize, Serialize};
 
@@ -105,7 +106,6 @@ struct FailArgs {
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[schemars(extend("x-orch-confirm" = {"input": "expectId", "spec": "item", "nameArgument": "name", "attribute": "id"}))]
 struct RemoveArgs {
     /// Resource name.
     name: String,
@@ -371,7 +371,8 @@ impl Plugin for TestPlugin {
                     MethodKind::Delete,
                     "Marks an item removed",
                     remove,
-                ),
+                )
+                .confirm(ConfirmRule::new("expectId", "item", "name", "id")),
         ]
     }
 }
