@@ -2,13 +2,13 @@
 
 use super::{CliError, CmdResult, Ctx};
 use crate::run::Liveness;
-use crate::store::{RunRecord, RunStatus};
+use crate::store::{RunOwner, RunStatus, RunSummary};
 
 /// ` (on host X)` for a running run whose process this machine cannot check.
-fn elsewhere(run: &RunRecord) -> String {
-    match &run.owner {
+fn elsewhere(status: RunStatus, owner: Option<&RunOwner>) -> String {
+    match owner {
         Some(owner)
-            if run.status == RunStatus::Running
+            if status == RunStatus::Running
                 && crate::run::liveness(Some(owner)) == Liveness::Unknown =>
         {
             format!("  (on host {}, pid {})", owner.host, owner.pid)
@@ -39,11 +39,19 @@ pub fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
     let store = ctx.store(&repo);
     match cmd {
         Cmd::List { limit } => {
-            let runs: Vec<RunRecord> = store
-                .list_runs(limit)
+            // Summaries only: a run still marked running is read in full to settle whether its
+            // process is alive.
+            let runs: Vec<RunSummary> = store
+                .list_run_summaries(limit)
                 .map_err(CliError::failed)?
                 .into_iter()
-                .map(|r| crate::run::settle(&store, r))
+                .map(|s| match s.status {
+                    RunStatus::Running => match store.get_run(&s.id) {
+                        Ok(Some(record)) => RunSummary::of(&crate::run::settle(&store, record)),
+                        _ => s,
+                    },
+                    _ => s,
+                })
                 .collect();
             let value: Vec<serde_json::Value> = runs
                 .iter()
@@ -66,7 +74,7 @@ pub fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
                             r.kind,
                             r.target,
                             r.started_at,
-                            elsewhere(r)
+                            elsewhere(r.status, r.owner.as_ref())
                         )
                     })
                     .collect::<Vec<_>>()
@@ -87,7 +95,7 @@ pub fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
                     run.kind,
                     run.target,
                     run.status.as_str(),
-                    elsewhere(&run)
+                    elsewhere(run.status, run.owner.as_ref())
                 );
                 for s in &run.steps {
                     out.push_str(&format!(

@@ -1,12 +1,14 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use redb::{
-    Builder, Database, DatabaseError, ReadOnlyDatabase, ReadOnlyTable, ReadTransaction,
-    ReadableDatabase, ReadableTable, StorageError, TableDefinition, TableError, WriteTransaction,
+    Builder, ConcurrencyMode, Database, DatabaseError, ReadOnlyTable, ReadTransaction,
+    ReadableDatabase, ReadableTable, TableDefinition, TableError, TableHandle, TransactionError,
+    WriteTransaction,
 };
 
 use super::error::StoreError;
@@ -19,11 +21,12 @@ pub(super) const LATEST: TableDefinition<(&str, &str, &str), u64> = TableDefinit
 /// Run records: run id → JSON of a `RunRecord`.
 pub(super) const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
 /// Bookkeeping such as the layout version.
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-const LAYOUT_KEY: &str = "layout_version";
-/// Bumped whenever the tables or record shapes change incompatibly.
-const LAYOUT_VERSION: u64 = 1;
+pub(super) const LAYOUT_KEY: &str = "layout_version";
+/// Bumped whenever the tables or record shapes change. 1: resources, latest, runs, active_runs.
+/// 2: adds `run_summaries`, which an open of a layout-1 file fills from `runs` in place.
+pub(super) const LAYOUT_VERSION: u64 = 2;
 
 /// How long an operation waits for another process by default.
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(30);
@@ -31,8 +34,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(2);
 const MAX_BACKOFF: Duration = Duration::from_millis(50);
 // Short waits are normal when two runs overlap; only a long one deserves the user's attention.
 const WARN_AFTER: Duration = Duration::from_secs(1);
-// redb's default 1 GiB cache suits a long-lived handle; ours lives for one transaction.
-const CACHE_BYTES: usize = 16 * 1024 * 1024;
+// The handle lives for the whole process now, but one command touches a few MiB at most.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Tunables for a [`ResourceStore`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,25 +52,44 @@ impl Default for StoreOptions {
     }
 }
 
-/// Handle to the data store file; cheap to clone, and opens the file only for the length of one operation.
+/// Handle to the data store file; cheap to clone, and opens the file once per process, on the first operation.
 #[derive(Clone, Debug)]
 pub struct ResourceStore {
     path: PathBuf,
     options: StoreOptions,
-    // Shared by every store on the same path in this process, so threads queue here instead of
-    // spinning against each other's file locks; reads can share because read-only handles do.
-    in_process: Arc<RwLock<()>>,
+    // Shared by every store on the same path in this process: one open database, and one queue
+    // of writers so threads wait here instead of spinning against the writer lock.
+    shared: Arc<Shared>,
+}
+
+/// What every store on one path in this process shares.
+#[derive(Default)]
+struct Shared {
+    /// The open database, once an operation has opened it; dropped with the last store.
+    handle: Mutex<Option<Arc<Database>>>,
+    /// Writers of this process queue here.
+    writers: Mutex<()>,
+    /// How many times this process opened the file (for tests: it must not grow with use).
+    opens: AtomicU64,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("opens", &self.opens.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
 }
 
 impl ResourceStore {
     /// A store for the database at `path`; nothing is opened or created until the first operation.
     pub fn new(path: impl Into<PathBuf>, options: StoreOptions) -> Self {
         let path = path.into();
-        let in_process = in_process_lock(&path);
+        let shared = shared_for(&path);
         Self {
             path,
             options,
-            in_process,
+            shared,
         }
     }
 
@@ -81,29 +103,23 @@ impl ResourceStore {
         self.options
     }
 
+    /// How many times this process has opened the database file (shared by every store on the path).
+    pub fn opens(&self) -> u64 {
+        self.shared.opens.load(Ordering::Relaxed)
+    }
+
     /// Runs `body` in one read transaction, or returns `empty()` when the file does not exist yet.
     pub(super) fn read<T>(
         &self,
         empty: impl FnOnce() -> T,
         body: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let started = Instant::now();
-        let _queue = self
-            .in_process
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        let Some(handle) = self.open_for_read(started)? else {
+        let mut wait = Wait::new(self);
+        let Some(db) = self.handle(&mut wait, false)? else {
             return Ok(empty());
         };
-        let txn = handle.begin_read().map_err(|e| self.database_error(e))?;
-        let out = body(&txn)?;
-        drop(txn);
-        if let Err(error) = handle.close() {
-            // The data is already read; a failed close only matters to the next open, which
-            // reports its own error.
-            tracing::warn!(path = %self.path.display(), %error, "closing the data store after a read failed");
-        }
-        Ok(out)
+        let txn = db.begin_read().map_err(|e| self.database_error(e))?;
+        body(&txn)
     }
 
     /// Runs `body` in one write transaction and commits it, creating the file if needed.
@@ -111,29 +127,18 @@ impl ResourceStore {
         &self,
         body: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let started = Instant::now();
-        let _queue = self
-            .in_process
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
-                path: parent.to_path_buf(),
-                source,
-            })?;
-        }
-        let builder = builder();
-        let db = self.open_with_retry(started, || builder.create(&self.path))?;
-        // Durability stays at redb's default, Immediate: the data is an audit trail, and a commit
-        // that returned must survive a crash.
-        let txn = db.begin_write().map_err(|e| self.database_error(e))?;
+        let mut wait = Wait::new(self);
+        let _queue = lock(&self.shared.writers);
+        let db = self
+            .handle(&mut wait, true)?
+            .expect("a writing open creates the file");
+        // Durability stays at redb's default, Immediate (the multi-writer mode has no other):
+        // the data is an audit trail, and a commit that returned must survive a crash.
+        let txn = self.begin_write(&db, &mut wait)?;
         self.check_layout(&txn)?;
-        // An error here drops `txn` before `db`, which aborts the transaction and then closes.
+        // An error here drops `txn`, which aborts the transaction.
         let out = body(&txn)?;
-        txn.commit().map_err(|e| self.database_error(e))?;
-        if let Err(error) = db.close() {
-            tracing::warn!(path = %self.path.display(), %error, "closing the data store after a commit failed");
-        }
+        txn.commit().map_err(|e| self.failed(&db, e))?;
         Ok(out)
     }
 
@@ -171,66 +176,47 @@ impl ResourceStore {
         })
     }
 
-    fn open_for_read(&self, started: Instant) -> Result<Option<ReadHandle>, StoreError> {
-        match std::fs::metadata(&self.path) {
-            // An empty file is what a creator leaves if it dies before writing the header.
-            Ok(meta) if meta.len() == 0 => return Ok(None),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(StoreError::Io {
-                    path: self.path.clone(),
+    /// The process's open database, opening it first if needed. `None` when reading a file
+    /// that does not exist yet; a writer creates it.
+    fn handle(&self, wait: &mut Wait, create: bool) -> Result<Option<Arc<Database>>, StoreError> {
+        let mut slot = lock(&self.shared.handle);
+        if let Some(db) = slot.as_ref() {
+            return Ok(Some(db.clone()));
+        }
+        if create {
+            if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                    path: parent.to_path_buf(),
                     source,
-                });
+                })?;
+            }
+        } else {
+            match std::fs::metadata(&self.path) {
+                // An empty file is what a creator leaves if it dies before writing the header.
+                Ok(meta) if meta.len() == 0 => return Ok(None),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(source) => {
+                    return Err(StoreError::Io {
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
             }
         }
         let builder = builder();
-        match self.open_with_retry(started, || builder.open_read_only(&self.path)) {
-            Ok(db) => Ok(Some(ReadHandle::ReadOnly(db))),
-            // A writer crashed mid-transaction; a read-only handle may not repair, a writable
-            // open does.
-            Err(StoreError::Open {
-                source: DatabaseError::RepairAborted,
-                ..
-            }) => {
-                let db = self.open_with_retry(started, || builder.open(&self.path))?;
-                Ok(Some(ReadHandle::Writable(db)))
-            }
-            Err(StoreError::Open {
-                source: DatabaseError::Storage(StorageError::Io(e)),
-                ..
-            }) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn open_with_retry<D>(
-        &self,
-        started: Instant,
-        mut open: impl FnMut() -> Result<D, DatabaseError>,
-    ) -> Result<D, StoreError> {
-        let mut backoff = FIRST_BACKOFF;
-        let mut warned = false;
-        loop {
-            match open() {
-                Ok(db) => return Ok(db),
+        let db = loop {
+            let opened = if create {
+                builder.create(&self.path)
+            } else {
+                builder.open(&self.path)
+            };
+            match opened {
+                Ok(db) => break db,
+                // Another process holds the whole file: an orch from before the multi-writer
+                // mode, or any redb handle in the exclusive mode.
                 Err(DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch) => {
-                    let waited = started.elapsed();
-                    if waited >= self.options.lock_wait {
-                        return Err(StoreError::Busy {
-                            path: self.path.clone(),
-                            waited,
-                        });
-                    }
-                    if !warned && waited >= WARN_AFTER {
-                        warned = true;
-                        tracing::warn!(
-                            "waiting for another orch process to release {}",
-                            self.path.display()
-                        );
-                    }
-                    std::thread::sleep(backoff.min(self.options.lock_wait - waited));
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    wait.sleep()?
                 }
                 Err(source) => {
                     return Err(StoreError::Open {
@@ -239,7 +225,101 @@ impl ResourceStore {
                     });
                 }
             }
+        };
+        self.shared.opens.fetch_add(1, Ordering::Relaxed);
+        let db = Arc::new(db);
+        self.upgrade(&db, wait)?;
+        *slot = Some(db.clone());
+        Ok(Some(db))
+    }
+
+    /// Begins a write transaction, waiting for another process's to end.
+    fn begin_write(
+        &self,
+        db: &Arc<Database>,
+        wait: &mut Wait,
+    ) -> Result<WriteTransaction, StoreError> {
+        loop {
+            match db.try_begin_write() {
+                Ok(txn) => return Ok(txn),
+                Err(TransactionError::WouldBlock) => wait.sleep()?,
+                Err(e) => return Err(self.failed(db, e)),
+            }
         }
+    }
+
+    /// Reports a failed transaction and forgets the handle, so the next operation opens the
+    /// file afresh (and repairs it if needed) instead of reusing a handle redb may have poisoned.
+    fn failed(&self, db: &Arc<Database>, source: impl Into<redb::Error>) -> StoreError {
+        let mut slot = lock(&self.shared.handle);
+        if slot.as_ref().is_some_and(|held| Arc::ptr_eq(held, db)) {
+            *slot = None;
+        }
+        self.database_error(source)
+    }
+
+    /// Brings a file written by an older layout up to this one, in place and in one transaction.
+    fn upgrade(&self, db: &Database, wait: &mut Wait) -> Result<(), StoreError> {
+        if self.layout_of(db)? >= LAYOUT_VERSION {
+            return Ok(());
+        }
+        let txn = loop {
+            match db.try_begin_write() {
+                Ok(txn) => break txn,
+                Err(TransactionError::WouldBlock) => wait.sleep()?,
+                Err(e) => return Err(self.database_error(e)),
+            }
+        };
+        // Another process may have upgraded it meanwhile; the check below sees that.
+        let found = txn
+            .open_table(META)
+            .map_err(|e| self.database_error(e))?
+            .get(LAYOUT_KEY)
+            .map_err(|e| self.database_error(e))?
+            .map(|v| v.value());
+        match found {
+            Some(found) if found >= LAYOUT_VERSION => return Ok(()),
+            // A file that was created but never written has nothing to upgrade.
+            None if !self.has_table(&txn, RUNS)? => return Ok(()),
+            _ => {}
+        }
+        self.rebuild_run_summaries(&txn)?;
+        txn.open_table(META)
+            .map_err(|e| self.database_error(e))?
+            .insert(LAYOUT_KEY, LAYOUT_VERSION)
+            .map_err(|e| self.database_error(e))?;
+        txn.commit().map_err(|e| self.database_error(e))?;
+        tracing::info!(path = %self.path.display(), "upgraded the data store to layout {LAYOUT_VERSION}");
+        Ok(())
+    }
+
+    /// The layout version recorded in the file; a file with none has the current one if it has
+    /// no tables at all (nothing written yet), and layout 1 otherwise.
+    fn layout_of(&self, db: &Database) -> Result<u64, StoreError> {
+        let txn = db.begin_read().map_err(|e| self.database_error(e))?;
+        let recorded = match self.read_table(&txn, META)? {
+            Some(meta) => meta
+                .get(LAYOUT_KEY)
+                .map_err(|e| self.database_error(e))?
+                .map(|v| v.value()),
+            None => None,
+        };
+        Ok(match recorded {
+            Some(found) => found,
+            None if self.read_table(&txn, RUNS)?.is_none() => LAYOUT_VERSION,
+            None => 1,
+        })
+    }
+
+    fn has_table(
+        &self,
+        txn: &WriteTransaction,
+        table: TableDefinition<&str, &[u8]>,
+    ) -> Result<bool, StoreError> {
+        Ok(txn
+            .list_tables()
+            .map_err(|e| self.database_error(e))?
+            .any(|t| t.name() == table.name()))
     }
 
     fn check_layout(&self, txn: &WriteTransaction) -> Result<(), StoreError> {
@@ -264,52 +344,74 @@ impl ResourceStore {
     }
 }
 
-/// A database opened for one read: read-only normally, writable when it needed a repair.
-enum ReadHandle {
-    ReadOnly(ReadOnlyDatabase),
-    Writable(Database),
+/// The lock wait of one operation: backs off while another process holds the file or its
+/// writer lock, and gives up with [`StoreError::Busy`] after [`StoreOptions::lock_wait`].
+struct Wait {
+    path: PathBuf,
+    started: Instant,
+    lock_wait: Duration,
+    backoff: Duration,
+    warned: bool,
 }
 
-impl ReadHandle {
-    fn begin_read(&self) -> Result<ReadTransaction, redb::TransactionError> {
-        match self {
-            Self::ReadOnly(db) => db.begin_read(),
-            Self::Writable(db) => db.begin_read(),
+impl Wait {
+    fn new(store: &ResourceStore) -> Self {
+        Self {
+            path: store.path.clone(),
+            started: Instant::now(),
+            lock_wait: store.options.lock_wait,
+            backoff: FIRST_BACKOFF,
+            warned: false,
         }
     }
 
-    fn close(self) -> Result<(), DatabaseError> {
-        match self {
-            Self::ReadOnly(db) => db.close(),
-            Self::Writable(db) => db.close(),
+    fn sleep(&mut self) -> Result<(), StoreError> {
+        let waited = self.started.elapsed();
+        if waited >= self.lock_wait {
+            return Err(StoreError::Busy {
+                path: self.path.clone(),
+                waited,
+            });
         }
+        if !self.warned && waited >= WARN_AFTER {
+            self.warned = true;
+            tracing::warn!(
+                "waiting for another orch process to release {}",
+                self.path.display()
+            );
+        }
+        std::thread::sleep(self.backoff.min(self.lock_wait - waited));
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        Ok(())
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn builder() -> Builder {
     let mut builder = Builder::new();
     builder.set_cache_size(CACHE_BYTES);
+    builder.set_concurrency_mode(ConcurrencyMode::MultiWriter);
     builder
 }
 
-/// The in-process queue for one database path, shared by every store opened on it.
-fn in_process_lock(path: &Path) -> Arc<RwLock<()>> {
-    type Registry = Mutex<HashMap<PathBuf, Weak<RwLock<()>>>>;
+/// What every store on one database path in this process shares.
+fn shared_for(path: &Path) -> Arc<Shared> {
+    type Registry = Mutex<HashMap<PathBuf, Weak<Shared>>>;
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    // Two spellings of one file would get two queues; the file lock still keeps them correct,
-    // they merely spin instead of queueing.
+    // Two spellings of one file would get two handles; the multi-writer locks keep them
+    // correct, they merely wait for each other like two processes.
     let key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut registry = REGISTRY
-        .get_or_init(Registry::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if let Some(lock) = registry.get(&key).and_then(Weak::upgrade) {
-        return lock;
+    let mut registry = lock(REGISTRY.get_or_init(Registry::default));
+    if let Some(shared) = registry.get(&key).and_then(Weak::upgrade) {
+        return shared;
     }
-    registry.retain(|_, lock| lock.strong_count() > 0);
-    let lock = Arc::new(RwLock::new(()));
-    registry.insert(key, Arc::downgrade(&lock));
-    lock
+    registry.retain(|_, shared| shared.strong_count() > 0);
+    let shared = Arc::new(Shared::default());
+    registry.insert(key, Arc::downgrade(&shared));
+    shared
 }
 
 #[cfg(test)]
@@ -321,6 +423,11 @@ mod tests {
             dir.path().join(".orch/data.redb"),
             StoreOptions { lock_wait },
         )
+    }
+
+    /// A second handle as another orch process of this version holds it.
+    fn peer(path: &Path) -> Database {
+        builder().create(path).expect("open a peer handle")
     }
 
     #[test]
@@ -344,7 +451,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = store_in(&dir, Duration::from_millis(60));
         store.write(|_| Ok(())).expect("first write");
-        let held = Database::open(store.path()).expect("hold the database");
+        // The last store on the path closes the file.
+        drop(store);
+        // An orch from before the multi-writer mode holds the whole file while it is open.
+        let held = Database::open(dir.path().join(".orch/data.redb")).expect("hold the database");
+        let store = store_in(&dir, Duration::from_millis(60));
 
         let started = Instant::now();
         let err = store
@@ -375,11 +486,40 @@ mod tests {
     }
 
     #[test]
+    fn a_writer_waits_for_another_process_write_and_reports_busy_past_the_wait() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_in(&dir, Duration::from_millis(60));
+        store.write(|_| Ok(())).expect("first write");
+        // Both handles stay open, as two orch processes do; only one may write at a time.
+        let other = peer(store.path());
+        let writing = other.begin_write().expect("the other process writes");
+
+        let err = store.write(|_| Ok(())).expect_err("write must time out");
+        let StoreError::Busy { waited, .. } = &err else {
+            panic!("expected Busy, got {err:?}");
+        };
+        assert!(*waited >= Duration::from_millis(60));
+        assert!(err.to_string().contains("lockWaitSeconds"), "{err}");
+        // Readers are not held up by a writer.
+        store
+            .read(|| (), |_| Ok(()))
+            .expect("read during the write");
+
+        writing.commit().expect("the other commit");
+        store
+            .write(|_| Ok(()))
+            .expect("write after the other commit");
+        assert_eq!(store.opens(), 1, "the handle survives a Busy");
+    }
+
+    #[test]
     fn a_waiting_operation_succeeds_once_the_other_handle_closes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = store_in(&dir, Duration::from_secs(10));
         store.write(|_| Ok(())).expect("first write");
-        let held = Database::open(store.path()).expect("hold the database");
+        drop(store);
+        let held = Database::open(dir.path().join(".orch/data.redb")).expect("hold the database");
+        let store = store_in(&dir, Duration::from_secs(10));
         let releaser = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(100));
             drop(held);
@@ -391,14 +531,36 @@ mod tests {
     }
 
     #[test]
-    fn stores_on_one_path_share_the_in_process_queue() {
+    fn stores_on_one_path_share_one_handle() {
         let dir = tempfile::tempdir().expect("tempdir");
         let a = store_in(&dir, DEFAULT_LOCK_WAIT);
         let b = store_in(&dir, DEFAULT_LOCK_WAIT);
-        assert!(Arc::ptr_eq(&a.in_process, &b.in_process));
+        assert!(Arc::ptr_eq(&a.shared, &b.shared));
         let other = tempfile::tempdir().expect("tempdir");
         let c = store_in(&other, DEFAULT_LOCK_WAIT);
-        assert!(!Arc::ptr_eq(&a.in_process, &c.in_process));
+        assert!(!Arc::ptr_eq(&a.shared, &c.shared));
+    }
+
+    #[test]
+    fn the_file_is_opened_once_however_many_operations_run() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_in(&dir, DEFAULT_LOCK_WAIT);
+        assert_eq!(store.read(|| 0, |_| Ok(1)).expect("read"), 0, "no file yet");
+        assert_eq!(store.opens(), 0, "a read does not create the file");
+        for i in 0..200u64 {
+            store
+                .write(|txn| {
+                    let mut meta = txn.open_table(META).map_err(|e| store.database_error(e))?;
+                    meta.insert("counter", i)
+                        .map_err(|e| store.database_error(e))?;
+                    Ok(())
+                })
+                .expect("write");
+            store.read(|| (), |_| Ok(())).expect("read");
+        }
+        let clone = store_in(&dir, DEFAULT_LOCK_WAIT);
+        clone.read(|| (), |_| Ok(())).expect("read");
+        assert_eq!(store.opens(), 1);
     }
 
     #[test]
@@ -406,9 +568,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = store_in(&dir, DEFAULT_LOCK_WAIT);
         store.write(|_| Ok(())).expect("first write");
-        // Force the newer layout in with a raw handle, as a newer orch would have written it.
+        // Force the newer layout in with another handle, as a newer orch would have written it.
         {
-            let db = Database::create(store.path()).expect("open");
+            let db = peer(store.path());
             let txn = db.begin_write().expect("txn");
             txn.open_table(META)
                 .expect("meta")
@@ -418,9 +580,29 @@ mod tests {
         }
         let err = store.write(|_| Ok(())).expect_err("newer layout");
         assert!(
-            matches!(err, StoreError::NewerLayout { found: 2, .. }),
+            matches!(err, StoreError::NewerLayout { found, .. } if found == LAYOUT_VERSION + 1),
             "{err:?}"
         );
         assert!(err.to_string().contains("upgrade orch"));
+    }
+
+    #[test]
+    fn a_new_file_records_the_current_layout() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_in(&dir, DEFAULT_LOCK_WAIT);
+        store.write(|_| Ok(())).expect("write");
+        let layout = store
+            .read(
+                || None,
+                |txn| {
+                    let meta = store.read_table(txn, META)?.expect("meta table");
+                    Ok(meta
+                        .get(LAYOUT_KEY)
+                        .map_err(|e| store.database_error(e))?
+                        .map(|v| v.value()))
+                },
+            )
+            .expect("read");
+        assert_eq!(layout, Some(LAYOUT_VERSION));
     }
 }

@@ -1,11 +1,26 @@
 //! Versioned, immutable resources and run records in one redb file (`.orch/data.redb`).
 //!
-//! This is the only module that touches the database file. redb holds an exclusive OS lock on
-//! the file for as long as a `Database` is open, and two `orch` processes on one repository must
-//! both succeed, so no handle is kept: every public operation opens the file, runs one short
-//! transaction and closes it again. An open that finds the file held by another process retries
-//! with a short backoff up to [`StoreOptions::lock_wait`] and then fails with
-//! [`StoreError::Busy`].
+//! This is the only module that touches the database file. How it is held:
+//!
+//! - **One open per process.** The first operation on a path opens the file and every store on
+//!   that path in the process shares the handle until the last store is dropped. An open is
+//!   the expensive part (the header is written and synced, the allocator state loaded, and in
+//!   the exclusive mode the close writes that state back with two more syncs), so opening per
+//!   operation made a run's cost grow with the number of operations and the size of the file.
+//! - **Two processes both succeed.** The file is opened in redb's `ConcurrencyMode::MultiWriter`:
+//!   any number of `orch` processes keep it open at once, reads never wait, and one write
+//!   transaction runs at a time across them (a byte-range lock). A write that finds another
+//!   process's transaction running retries with a short backoff up to
+//!   [`StoreOptions::lock_wait`] and then fails with [`StoreError::Busy`]; so does an open that
+//!   finds the whole file locked by an `orch` from before this mode.
+//! - **All or nothing, and durable.** Each method's writes are one transaction; every commit is
+//!   `Durability::Immediate` with two-phase commit and quick repair (the only kind the
+//!   multi-writer mode allows), so a commit that returned survives `kill -9` and a killed
+//!   writer leaves the last commit intact for the next transaction, which reloads the
+//!   allocator state the commit recorded. Intermediate run records are not made non-durable:
+//!   redb keeps such commits in one process's memory, which other processes cannot see.
+//! - **Layout.** The `meta` table records the layout version; an open of an older file
+//!   upgrades it in place in one transaction (layout 2 added the run summaries).
 
 mod access;
 mod error;
@@ -17,5 +32,5 @@ pub use self::access::{DEFAULT_LOCK_WAIT, ResourceStore, StoreOptions};
 pub use self::error::StoreError;
 pub use self::types::{
     PendingWrite, Provenance, ResourceKey, ResourceSummary, ResourceVersion, RunOwner, RunRecord,
-    RunStatus, StepRecord, new_run_id, now_rfc3339,
+    RunStatus, RunSummary, StepRecord, new_run_id, now_rfc3339,
 };

@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use redb::{ReadOnlyTable, ReadableTable};
 use serde::Serialize;
@@ -147,6 +147,24 @@ impl ResourceStore {
                 }
             }
             Ok(out)
+        })
+    }
+
+    /// The newest version number of every resource of `model`, keyed by (spec, name), read from
+    /// the index alone: no version record is read or decoded.
+    pub fn latest_versions_of(
+        &self,
+        model: &str,
+    ) -> Result<HashMap<(String, String), u64>, StoreError> {
+        self.read(HashMap::new, |txn| {
+            let Some(latest) = self.read_table(txn, LATEST)? else {
+                return Ok(HashMap::new());
+            };
+            Ok(self
+                .keys_of_model(&latest, model)?
+                .into_iter()
+                .map(|k| ((k.spec, k.name), k.latest))
+                .collect())
         })
     }
 
@@ -323,6 +341,8 @@ fn validate_writes(model: &str, writes: &[PendingWrite]) -> Result<(), StoreErro
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+    use std::path::PathBuf;
     use std::time::Duration;
 
     use serde_json::json;
@@ -632,7 +652,146 @@ mod tests {
         );
     }
 
-    /// Prints what one operation costs now that every call opens and closes the file.
+    #[test]
+    fn version_numbers_come_from_the_index_without_decoding_versions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_in(&dir);
+        let p = provenance("sync");
+        store
+            .commit_writes(
+                "fleet",
+                &p,
+                &[write("vm", "a", json!(1)), write("vm", "b", json!(2))],
+            )
+            .expect("seed");
+        store
+            .commit_writes("fleet", &p, &[write("vm", "a", json!(3))])
+            .expect("second");
+        store
+            .commit_writes("other", &p, &[write("vm", "a", json!(4))])
+            .expect("other model");
+        // Damage the newest record of a: a decode of it would fail.
+        store
+            .write(|txn| {
+                let mut resources = txn
+                    .open_table(RESOURCES)
+                    .map_err(|e| store.database_error(e))?;
+                resources
+                    .insert(("fleet", "vm", "a", 2), b"not json".as_slice())
+                    .map_err(|e| store.database_error(e))?;
+                Ok(())
+            })
+            .expect("damage");
+        assert!(
+            store.latest("fleet", "vm", "a").is_err(),
+            "the record is damaged"
+        );
+        let numbers = store.latest_versions_of("fleet").expect("numbers");
+        let expected: HashMap<(String, String), u64> = [
+            (("vm".to_string(), "a".to_string()), 2),
+            (("vm".to_string(), "b".to_string()), 1),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(numbers, expected);
+        assert!(store.latest_versions_of("none").expect("empty").is_empty());
+    }
+
+    /// The child side of `a_commit_that_returned_survives_kill_9`: commits batches of five
+    /// writes until it is killed, printing each batch number once its commit returned.
+    #[test]
+    #[ignore = "run by a_commit_that_returned_survives_kill_9 in a child process"]
+    fn kill_9_child_writer() {
+        let Some(path) = std::env::var_os("ORCH_KILL_TEST_DB") else {
+            return;
+        };
+        let store = ResourceStore::new(PathBuf::from(path), StoreOptions::default());
+        let p = provenance("kill");
+        let mut stdout = std::io::stdout();
+        for batch in 0u64.. {
+            let writes: Vec<PendingWrite> = (0..5)
+                .map(|i| {
+                    write(
+                        "vm",
+                        &format!("r{i}"),
+                        json!({"batch": batch, "pad": "x".repeat(500)}),
+                    )
+                })
+                .collect();
+            store.commit_writes("fleet", &p, &writes).expect("commit");
+            writeln!(stdout, "committed {batch}").expect("stdout");
+            stdout.flush().expect("flush");
+        }
+    }
+
+    #[test]
+    fn a_commit_that_returned_survives_kill_9_and_no_batch_is_partial() {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("data.redb");
+        let exe = std::env::current_exe().expect("test binary");
+        let mut returned = 0u64;
+        for round in 0..25u64 {
+            let mut child = std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "store::resources::tests::kill_9_child_writer",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("ORCH_KILL_TEST_DB", &path)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn the child writer");
+            let stdout = child.stdout.take().expect("child stdout");
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            // Kill it after a varying number of returned commits, mid-way through the next.
+            let mut seen = 0;
+            while seen < 1 + round % 4 {
+                let line = lines.next().expect("the child ended early").expect("line");
+                if line.starts_with("committed ") {
+                    seen += 1;
+                }
+            }
+            // SAFETY: kill(2) on the child this test spawned; no memory is involved.
+            assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
+            child.wait().expect("reap the child");
+            returned += seen;
+        }
+        let store = ResourceStore::new(&path, StoreOptions::default());
+        let numbers = store
+            .latest_versions_of("fleet")
+            .expect("numbers after the kills");
+        let versions: Vec<u64> = (0..5)
+            .map(|i| numbers[&("vm".to_string(), format!("r{i}"))])
+            .collect();
+        assert!(
+            versions.iter().all(|v| *v == versions[0]),
+            "a batch was committed in part: {versions:?}"
+        );
+        assert!(
+            versions[0] >= returned,
+            "{returned} commits returned but only {} survived",
+            versions[0]
+        );
+        for i in 0..5 {
+            let all = store
+                .versions("fleet", "vm", &format!("r{i}"))
+                .expect("versions");
+            assert_eq!(all.len() as u64, versions[0]);
+        }
+        store
+            .commit_writes(
+                "fleet",
+                &provenance("after"),
+                &[write("vm", "r0", json!(0))],
+            )
+            .expect("a write after the kills");
+    }
+
+    /// Prints what one operation costs on the process-wide handle.
     #[test]
     #[ignore = "measurement, run with --ignored --nocapture"]
     fn measure_open_read_close_cost() {

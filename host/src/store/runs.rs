@@ -1,8 +1,12 @@
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::access::{RUNS, ResourceStore};
 use super::error::StoreError;
-use super::types::{RunOwner, RunRecord, RunStatus};
+use super::types::{RunOwner, RunRecord, RunStatus, RunSummary};
+
+/// Run id → JSON of a `RunSummary`, written with every run record, so listing runs decodes a
+/// few hundred bytes per run instead of the whole record with its steps and events.
+const RUN_SUMMARIES: TableDefinition<&str, &[u8]> = TableDefinition::new("run_summaries");
 
 /// Runs recorded as `running`, with their owner: a small index, so finding abandoned runs does
 /// not read every run record.
@@ -30,10 +34,12 @@ impl ResourceStore {
                 )?),
                 _ => None,
             };
+        let summary = self.encode_summary(run)?;
         self.write(|txn| {
             let mut runs = txn.open_table(RUNS).map_err(|e| self.database_error(e))?;
             runs.insert(run.id.as_str(), bytes.as_slice())
                 .map_err(|e| self.database_error(e))?;
+            self.put_summary(txn, &run.id, &summary)?;
             let mut active = txn
                 .open_table(ACTIVE_RUNS)
                 .map_err(|e| self.database_error(e))?;
@@ -90,6 +96,7 @@ impl ResourceStore {
                 })?;
                 runs.insert(id, bytes.as_slice())
                     .map_err(|e| self.database_error(e))?;
+                self.put_summary(txn, id, &self.encode_summary(&record)?)?;
             }
             if record.status != RunStatus::Running {
                 let mut active = txn
@@ -144,6 +151,71 @@ impl ResourceStore {
         )
     }
 
+    /// Up to `limit` run summaries, newest first, without reading the run records themselves.
+    pub fn list_run_summaries(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
+        self.read(Vec::new, |txn| {
+            let Some(summaries) = self.read_table(txn, RUN_SUMMARIES)? else {
+                return Ok(Vec::new());
+            };
+            let mut out = Vec::new();
+            for entry in summaries
+                .iter()
+                .map_err(|e| self.database_error(e))?
+                .rev()
+                .take(limit)
+            {
+                let (key, value) = entry.map_err(|e| self.database_error(e))?;
+                out.push(self.decode(value.value(), || format!("summary of run {}", key.value()))?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Writes the summary of every run record again, from the records (the upgrade to layout 2).
+    /// A record that does not decode keeps its place in `runs` and gets no summary.
+    pub(super) fn rebuild_run_summaries(&self, txn: &WriteTransaction) -> Result<(), StoreError> {
+        let runs = txn.open_table(RUNS).map_err(|e| self.database_error(e))?;
+        let mut summaries = txn
+            .open_table(RUN_SUMMARIES)
+            .map_err(|e| self.database_error(e))?;
+        for entry in runs.iter().map_err(|e| self.database_error(e))? {
+            let (key, value) = entry.map_err(|e| self.database_error(e))?;
+            let id = key.value();
+            match self.decode::<RunRecord>(value.value(), || format!("run {id}")) {
+                Ok(record) => {
+                    let summary = self.encode_summary(&record)?;
+                    summaries
+                        .insert(id, summary.as_slice())
+                        .map_err(|e| self.database_error(e))?;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "run {id} is left out of `orch runs list`");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn encode_summary(&self, run: &RunRecord) -> Result<Vec<u8>, StoreError> {
+        serde_json::to_vec(&RunSummary::of(run)).map_err(|source| StoreError::Encode {
+            record: format!("summary of run {}", run.id),
+            source,
+        })
+    }
+
+    fn put_summary(
+        &self,
+        txn: &WriteTransaction,
+        id: &str,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        txn.open_table(RUN_SUMMARIES)
+            .map_err(|e| self.database_error(e))?
+            .insert(id, bytes)
+            .map_err(|e| self.database_error(e))?;
+        Ok(())
+    }
+
     /// Up to `limit` runs, newest first (run ids are uuid v7, so key order is start order).
     pub fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
         self.read(Vec::new, |txn| {
@@ -170,7 +242,7 @@ mod tests {
     use serde_json::json;
 
     use super::super::access::StoreOptions;
-    use super::super::types::{RunStatus, StepRecord, new_run_id, now_rfc3339};
+    use super::super::types::{RunStatus, RunSummary, StepRecord, new_run_id, now_rfc3339};
     use super::*;
 
     fn store_in(dir: &tempfile::TempDir) -> ResourceStore {
@@ -346,6 +418,130 @@ mod tests {
         assert_eq!(listed, vec!["run-4", "run-3", "run-2"]);
         assert_eq!(store.list_runs(100).expect("list").len(), 5);
         assert!(store.list_runs(0).expect("list").is_empty());
+    }
+
+    #[test]
+    fn summaries_are_written_with_the_record_and_listed_newest_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_in(&dir);
+        assert!(store.list_run_summaries(10).expect("empty").is_empty());
+        let first = run(&new_run_id(), "first");
+        let mut second = run(&new_run_id(), "second");
+        second.steps[0].status = "failed".to_string();
+        store.put_run(&first).expect("put");
+        store.put_run(&second).expect("put");
+        let listed = store.list_run_summaries(10).expect("list");
+        assert_eq!(
+            listed,
+            vec![RunSummary::of(&second), RunSummary::of(&first)]
+        );
+        assert_eq!((listed[0].steps, listed[0].failed_steps), (1, 1));
+        assert_eq!(listed[0].owner, Some(owner(4242)));
+        assert_eq!(store.list_run_summaries(1).expect("limit").len(), 1);
+
+        // Abandoning a run updates its summary too.
+        store
+            .abandon_run(&first.id, Some(&owner(4242)), "t", "gone")
+            .expect("abandon");
+        let listed = store.list_run_summaries(10).expect("list");
+        assert_eq!(listed[1].status, RunStatus::Abandoned);
+        assert_eq!(listed[1].finished_at.as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn a_layout_1_file_is_upgraded_in_place_and_keeps_every_record() {
+        use redb::{Database, ReadableDatabase, ReadableTableMetadata};
+
+        use super::super::access::{LATEST, LAYOUT_KEY, LAYOUT_VERSION, META, RESOURCES};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(".orch/data.redb");
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        let records: Vec<RunRecord> = (0..3)
+            .map(|i| run(&new_run_id(), &format!("old-{i}")))
+            .collect();
+        // Written the way layout 1 wrote it: records, the active index, resources, no summaries.
+        {
+            let db = Database::create(&path).expect("create with the old layout");
+            let txn = db.begin_write().expect("txn");
+            {
+                let mut runs = txn.open_table(RUNS).expect("runs");
+                for r in &records {
+                    let bytes = serde_json::to_vec(r).expect("json");
+                    runs.insert(r.id.as_str(), bytes.as_slice())
+                        .expect("insert");
+                }
+                runs.insert("0000-damaged", b"not json".as_slice())
+                    .expect("insert");
+                let mut active = txn.open_table(ACTIVE_RUNS).expect("active");
+                let owner = serde_json::to_vec(&records[0].owner).expect("json");
+                active
+                    .insert(records[0].id.as_str(), owner.as_slice())
+                    .expect("insert");
+                txn.open_table(RESOURCES)
+                    .expect("resources")
+                    .insert(("fleet", "vm", "a", 1), b"{}".as_slice())
+                    .expect("insert");
+                txn.open_table(LATEST)
+                    .expect("latest")
+                    .insert(("fleet", "vm", "a"), 1)
+                    .expect("insert");
+                txn.open_table(META)
+                    .expect("meta")
+                    .insert(LAYOUT_KEY, 1)
+                    .expect("insert");
+            }
+            txn.commit().expect("commit");
+        }
+
+        let store = store_in(&dir);
+        let listed = store
+            .list_run_summaries(10)
+            .expect("list after the upgrade");
+        let expected: Vec<RunSummary> = records.iter().rev().map(RunSummary::of).collect();
+        assert_eq!(
+            listed, expected,
+            "the damaged record is left out, the rest listed"
+        );
+        for r in &records {
+            assert_eq!(store.get_run(&r.id).expect("get").as_ref(), Some(r));
+        }
+        assert!(
+            store.get_run("0000-damaged").is_err(),
+            "still there, still damaged"
+        );
+        assert_eq!(store.active_runs().expect("active").len(), 1);
+        assert_eq!(
+            store.latest_versions_of("fleet").expect("numbers").len(),
+            1,
+            "resources are untouched"
+        );
+        let layout = store
+            .read(
+                || None,
+                |txn| {
+                    let meta = store.read_table(txn, META)?.expect("meta");
+                    Ok(meta
+                        .get(LAYOUT_KEY)
+                        .map_err(|e| store.database_error(e))?
+                        .map(|v| v.value()))
+                },
+            )
+            .expect("layout");
+        assert_eq!(layout, Some(LAYOUT_VERSION));
+        store.put_run(&run(&new_run_id(), "new")).expect("put");
+        assert_eq!(store.list_run_summaries(10).expect("list").len(), 4);
+        drop(store);
+        // A second open finds nothing left to upgrade.
+        let db = Database::open(&path).expect("reopen");
+        let txn = db.begin_read().expect("read");
+        assert_eq!(
+            txn.open_table(RUN_SUMMARIES)
+                .expect("summaries")
+                .len()
+                .expect("len"),
+            4
+        );
     }
 
     #[test]

@@ -118,6 +118,52 @@ pub struct RunRecord {
     pub owner: Option<RunOwner>,
 }
 
+/// What `orch runs list` shows of a run: stored beside the record, so listing does not decode
+/// steps and events.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    /// The run id (uuid v7).
+    pub id: String,
+    /// `workflow` or `method`.
+    pub kind: String,
+    /// The workflow name, or `model.method`.
+    pub target: String,
+    /// Where the run stands.
+    pub status: RunStatus,
+    /// RFC 3339 start time in UTC.
+    pub started_at: String,
+    /// RFC 3339 end time in UTC, once finished.
+    pub finished_at: Option<String>,
+    /// Wall time in milliseconds, once finished.
+    pub duration_ms: Option<u64>,
+    /// How many steps the record holds.
+    pub steps: u64,
+    /// How many of them failed.
+    pub failed_steps: u64,
+    /// The process that ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<RunOwner>,
+}
+
+impl RunSummary {
+    /// The summary of a full record.
+    pub fn of(run: &RunRecord) -> Self {
+        Self {
+            id: run.id.clone(),
+            kind: run.kind.clone(),
+            target: run.target.clone(),
+            status: run.status,
+            started_at: run.started_at.clone(),
+            finished_at: run.finished_at.clone(),
+            duration_ms: run.duration_ms,
+            steps: run.steps.len() as u64,
+            failed_steps: run.steps.iter().filter(|s| s.status == "failed").count() as u64,
+            owner: run.owner.clone(),
+        }
+    }
+}
+
 /// The process running a run: enough to tell later whether it is still alive.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

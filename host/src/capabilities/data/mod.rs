@@ -31,6 +31,9 @@ struct ModelAccess {
     max_write_bytes_origin: String,
     pending_bytes: u64,
     latest: Option<LatestMap>,
+    /// (spec, name) → newest stored version, from the store's index alone: numbering a write
+    /// needs no attributes, so it does not load and decode every resource of the model.
+    numbers: Option<HashMap<(String, String), u64>>,
     pending: Vec<PendingWrite>,
     pending_versions: HashMap<(String, String), u64>,
 }
@@ -56,6 +59,7 @@ impl DataCapability {
                 max_write_bytes_origin: "limits.max-write-bytes".into(),
                 pending_bytes: 0,
                 latest: None,
+                numbers: None,
                 pending: Vec::new(),
                 pending_versions: HashMap::new(),
             }),
@@ -101,6 +105,25 @@ impl ModelAccess {
                 self.specs.join(", ")
             )))
         }
+    }
+
+    /// The newest stored version of `key`, 0 if it has none: what a new version is numbered after.
+    fn stored_version(&mut self, key: &(String, String)) -> Result<u64, WitError> {
+        if let Some(latest) = &self.latest {
+            return Ok(latest.get(key).map_or(0, |(v, _)| *v));
+        }
+        if self.numbers.is_none() {
+            let numbers = self
+                .store
+                .latest_versions_of(&self.model)
+                .map_err(|e| WitError::Transient(format!("data store: {e}")))?;
+            self.numbers = Some(numbers);
+        }
+        Ok(self
+            .numbers
+            .as_ref()
+            .and_then(|n| n.get(key).copied())
+            .unwrap_or(0))
     }
 
     fn latest(&mut self) -> Result<&LatestMap, WitError> {
@@ -201,7 +224,7 @@ fn write(
     let key = (spec.clone(), name.clone());
     let version = match access.pending_versions.get(&key) {
         Some(v) => v + 1,
-        None => access.latest()?.get(&key).map(|(v, _)| *v).unwrap_or(0) + 1,
+        None => access.stored_version(&key)? + 1,
     };
     access.pending_versions.insert(key, version);
     access.pending_bytes += bytes;
@@ -232,7 +255,7 @@ fn retire(cap: &mut DataCapability, spec: String, name: String) -> Result<u64, W
     let key = (spec.clone(), name.clone());
     let version = match access.pending_versions.get(&key) {
         Some(v) => v + 1,
-        None => access.latest()?.get(&key).map(|(v, _)| *v).unwrap_or(0) + 1,
+        None => access.stored_version(&key)? + 1,
     };
     access.pending_versions.insert(key, version);
     access.pending.push(PendingWrite {
@@ -312,6 +335,61 @@ mod tests {
             "{message}"
         );
         assert_eq!(cap.into_pending().len(), 2);
+    }
+
+    #[test]
+    fn writes_are_numbered_from_the_index_without_loading_the_resources() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ResourceStore::new(dir.path().join("data.redb"), StoreOptions::default());
+        let provenance = crate::store::Provenance {
+            run_id: "r".into(),
+            step: "s".into(),
+            method: "m".into(),
+            time: crate::store::now_rfc3339(),
+        };
+        let seed = |name: &str| PendingWrite {
+            spec: "item".into(),
+            name: name.into(),
+            attributes: serde_json::json!({"big": "x".repeat(100)}),
+            retired: false,
+        };
+        store
+            .commit_writes("m", &provenance, &[seed("a"), seed("a"), seed("b")])
+            .unwrap();
+        let mut cap =
+            DataCapability::for_model("m", "t/x", vec!["item".into()], store.clone(), 100);
+        assert_eq!(
+            write(&mut cap, "item".into(), "a".into(), "1".into()).unwrap(),
+            3
+        );
+        assert_eq!(
+            write(&mut cap, "item".into(), "b".into(), "1".into()).unwrap(),
+            2
+        );
+        assert_eq!(
+            write(&mut cap, "item".into(), "c".into(), "1".into()).unwrap(),
+            1
+        );
+        assert_eq!(
+            write(&mut cap, "item".into(), "a".into(), "2".into()).unwrap(),
+            4
+        );
+        let access = cap.access.as_ref().unwrap();
+        assert!(
+            access.latest.is_none(),
+            "no resource was loaded to number the writes"
+        );
+        // A read of a stored resource loads them, and numbering then uses what it loaded.
+        assert_eq!(read(&mut cap, "item".into(), "zz".into()).unwrap(), None);
+        assert!(cap.access.as_ref().unwrap().latest.is_some());
+        assert_eq!(
+            write(&mut cap, "item".into(), "d".into(), "1".into()).unwrap(),
+            1
+        );
+        let versions = store
+            .commit_writes("m", &provenance, &cap.into_pending())
+            .unwrap();
+        assert_eq!(versions, vec![3, 2, 1, 4, 1]);
     }
 
     #[test]
