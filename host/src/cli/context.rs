@@ -81,8 +81,24 @@ impl Ctx {
     /// Reads every installed plugin's manifest and types (describe() results are cached in
     /// `.orch/describe`); a plugin is compiled only when it is run, or to learn its types once.
     pub async fn registry(&self, repo: &Repo) -> Result<Arc<PluginRegistry>, CliError> {
+        self.load_registry(repo, false).await
+    }
+
+    /// Like [`Ctx::registry`]; with `notices`, a plugin compiled for lack of cached code is
+    /// announced on stderr ("compiling plugin X (first run)"), so a slow first run says why.
+    async fn load_registry(
+        &self,
+        repo: &Repo,
+        notices: bool,
+    ) -> Result<Arc<PluginRegistry>, CliError> {
         let runtime =
             PluginRuntime::new(Some(repo.orch_dir().join("cache"))).map_err(CliError::failed)?;
+        if notices {
+            let printer = self.printer.clone();
+            runtime.on_compile(Box::new(move |id| {
+                printer.note(&format!("compiling plugin {id} (first run)"));
+            }));
+        }
         let settings = RegistrySettings {
             limits: repo.config.limits.clone(),
             plugin_limits: repo
@@ -101,7 +117,27 @@ impl Ctx {
     /// uses.
     pub async fn run_env(&self) -> Result<RunEnv, CliError> {
         let repo = self.load_repo()?;
-        let registry = self.registry(&repo).await?;
+        self.env_of(repo, false).await
+    }
+
+    /// Everything running workflow `name` needs: of the workflows, only `name` and those it
+    /// nests are read (see [`Repo::load_for_workflow`]); first compiles are announced.
+    pub async fn run_env_for_workflow(&self, name: &str) -> Result<RunEnv, CliError> {
+        let root = self.repo_root()?;
+        let repo = Repo::load_for_workflow(&root, name)
+            .map(Arc::new)
+            .map_err(CliError::usage)?;
+        self.env_of(repo, true).await
+    }
+
+    /// Everything running a method needs; first compiles are announced.
+    pub async fn run_env_for_method(&self) -> Result<RunEnv, CliError> {
+        let repo = self.load_repo()?;
+        self.env_of(repo, true).await
+    }
+
+    async fn env_of(&self, repo: Arc<Repo>, notices: bool) -> Result<RunEnv, CliError> {
+        let registry = self.load_registry(&repo, notices).await?;
         for p in registry.problems() {
             self.printer.warn(p);
         }

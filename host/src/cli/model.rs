@@ -69,7 +69,7 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             inputs,
             dry_run,
         } => {
-            let env = ctx.run_env().await?;
+            let env = ctx.run_env_for_method().await?;
             let inputs = inputs.collect()?;
             let usage = crate::workflow::check_model(&env.repo, &model).map_err(CliError::usage)?;
             ctx.warn_skipped(&env.repo.problems_outside(&usage));

@@ -16,9 +16,9 @@ pub struct Args {
 
 /// Validates the workflow and its inputs, runs it, and prints the run.
 pub async fn exec(args: Args, ctx: &Ctx) -> CmdResult {
-    let env = ctx.run_env().await?;
+    let env = ctx.run_env_for_workflow(&args.workflow).await?;
     let mut inputs = args.inputs.collect()?;
-    check_before_run(ctx, &env, &args.workflow)?;
+    let usage = check_before_run(ctx, &env, &args.workflow)?;
     let wf = env.repo.workflow(&args.workflow).map_err(CliError::usage)?;
     crate::workflow::apply_input_defaults(wf, &mut inputs);
     crate::workflow::validate_inputs(wf, &serde_json::Value::Object(inputs.clone())).map_err(
@@ -30,6 +30,7 @@ pub async fn exec(args: Args, ctx: &Ctx) -> CmdResult {
             ))
         },
     )?;
+    env.precompile(&usage.called).await;
     let record = env.run_workflow(&args.workflow, inputs).await;
     print_record(ctx, &record);
     Ok(if record.status == RunStatus::Succeeded {

@@ -72,12 +72,16 @@ impl Catalog for RegistryCatalog<'_> {
 
 /// Before running workflow `name`: fails on any problem in what the run uses; broken files it
 /// does not use are shown as warnings.
-pub fn check_before_run(ctx: &Ctx, env: &RunEnv, name: &str) -> Result<(), CliError> {
+pub fn check_before_run(
+    ctx: &Ctx,
+    env: &RunEnv,
+    name: &str,
+) -> Result<crate::repo::Usage, CliError> {
     let catalog = RegistryCatalog::new(&env.repo, &env.registry);
     let usage =
         crate::workflow::check_workflow(&env.repo, &catalog, name).map_err(CliError::usage)?;
     ctx.warn_skipped(&env.repo.problems_outside(&usage));
-    Ok(())
+    Ok(usage)
 }
 
 /// Runs an `orch workflow` subcommand.

@@ -20,8 +20,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, RwLock};
 
+use cel::common::types::CelMap;
 use cel::parser::{Expression, ParseErrors};
 use cel::{Context, Env, Value as CelValue, extensions};
 use serde_json::{Map, Value};
@@ -78,6 +79,54 @@ pub struct Vars {
     pub run_id: String,
     /// `self.<x>`: the current definition or forEach item.
     pub self_: Map<String, Value>,
+}
+
+/// Inputs shared by many scopes (a workflow's inputs, seen by every step and forEach item):
+/// checked once, converted for CEL at most once, and cloned by reference.
+#[derive(Clone, Default)]
+pub struct SharedInputs(Arc<SharedInputsData>);
+
+#[derive(Default)]
+struct SharedInputsData {
+    json: Map<String, Value>,
+    too_deep: Option<String>,
+    cel: OnceLock<CelMap<'static>>,
+}
+
+impl fmt::Debug for SharedInputs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SharedInputs").field(&self.0.json).finish()
+    }
+}
+
+impl SharedInputs {
+    /// Shares `json`; its depth is checked here, once.
+    pub fn new(json: Map<String, Value>) -> SharedInputs {
+        let too_deep = json.values().find_map(|v| convert::check_depth(v).err());
+        SharedInputs(Arc::new(SharedInputsData {
+            json,
+            too_deep,
+            cel: OnceLock::new(),
+        }))
+    }
+
+    /// The inputs as JSON.
+    pub fn json(&self) -> &Map<String, Value> {
+        &self.0.json
+    }
+
+    /// Why the inputs cannot be converted, if they nest too deep.
+    fn too_deep(&self) -> Option<&str> {
+        self.0.too_deep.as_deref()
+    }
+
+    /// The inputs as a CEL map, converted on first use (empty when too deep).
+    fn cel(&self) -> &CelMap<'static> {
+        self.0.cel.get_or_init(|| match self.0.too_deep {
+            Some(_) => convert::string_map([]),
+            None => convert::object_to_map(&self.0.json),
+        })
+    }
 }
 
 /// A parsed expression that passed the bounds, with the budget's meters in it.
@@ -183,7 +232,21 @@ impl Evaluator {
     pub fn scope<'a>(&'a self, data: &'a dyn DataSource, vars: Vars) -> Scope<'a> {
         Scope {
             evaluator: self,
-            core: ScopeCore::new(data, &self.secrets, &vars),
+            core: ScopeCore::new(data, &self.secrets, &vars, None),
+        }
+    }
+
+    /// Starts a scope whose `inputs` are `base` with `vars.inputs` laid over it. `base` is
+    /// converted for CEL at most once however many scopes share it.
+    pub fn scope_over<'a>(
+        &'a self,
+        data: &'a dyn DataSource,
+        base: &SharedInputs,
+        vars: Vars,
+    ) -> Scope<'a> {
+        Scope {
+            evaluator: self,
+            core: ScopeCore::new(data, &self.secrets, &vars, Some(base)),
         }
     }
 

@@ -151,11 +151,47 @@ fn instance_map(r: &ResourceData) -> CelMap<'static> {
     ])
 }
 
+/// A scope's `inputs`: its own, converted when the scope is made; or a run's shared inputs,
+/// converted at most once for all its scopes; or a call's inputs over the shared ones, merged
+/// only when an expression reads `inputs`. Sharing keeps a forEach over N items from
+/// converting the workflow's inputs N times.
+pub(super) enum Inputs {
+    Own(CelMap<'static>),
+    Shared(super::SharedInputs),
+    Over {
+        base: super::SharedInputs,
+        over: serde_json::Map<String, serde_json::Value>,
+        merged: OnceLock<CelMap<'static>>,
+    },
+}
+
+impl Inputs {
+    /// The `inputs` map as expressions see it.
+    pub fn get(&self) -> &CelMap<'static> {
+        match self {
+            Inputs::Own(map) => map,
+            Inputs::Shared(base) => base.cel(),
+            Inputs::Over { base, over, merged } => merged.get_or_init(|| {
+                let under = base
+                    .cel()
+                    .inner()
+                    .iter()
+                    .filter(|(k, _)| !over.contains_key(&super::convert::key_text(k)))
+                    .map(|(k, v)| (super::convert::key_text(k), v.as_ref().clone_as_boxed()));
+                let mine = over
+                    .iter()
+                    .map(|(k, v)| (k.clone(), super::convert::json_to_val(v)));
+                string_map(under.chain(mine))
+            }),
+        }
+    }
+}
+
 /// Everything one scope knows: variables converted once, and memoized loads.
 pub(super) struct ScopeCore<'a> {
     pub data: &'a dyn super::DataSource,
     pub secrets: &'a Mutex<Vec<String>>,
-    pub inputs: CelMap<'static>,
+    pub inputs: Inputs,
     pub env: CelMap<'static>,
     pub run: CelMap<'static>,
     pub self_: CelMap<'static>,
@@ -166,25 +202,32 @@ pub(super) struct ScopeCore<'a> {
 }
 
 impl<'a> ScopeCore<'a> {
+    /// A scope's variables; `base` (shared inputs) lies under `vars.inputs` when given.
     pub fn new(
         data: &'a dyn super::DataSource,
         secrets: &'a Mutex<Vec<String>>,
         vars: &super::Vars,
+        base: Option<&super::SharedInputs>,
     ) -> Self {
-        let invalid = [("inputs", &vars.inputs), ("self", &vars.self_)]
-            .into_iter()
-            .find_map(|(name, map)| {
-                map.values()
-                    .find_map(|v| check_depth(v).err())
-                    .map(|e| ExprErrorKind::Type(format!("`{name}`: {e}")))
-            });
+        let base_too_deep = base
+            .and_then(|b| b.too_deep())
+            .map(|e| ExprErrorKind::Type(format!("`inputs`: {e}")));
+        let invalid = base_too_deep.or_else(|| {
+            [("inputs", &vars.inputs), ("self", &vars.self_)]
+                .into_iter()
+                .find_map(|(name, map)| {
+                    map.values()
+                        .find_map(|v| check_depth(v).err())
+                        .map(|e| ExprErrorKind::Type(format!("`{name}`: {e}")))
+                })
+        });
         if invalid.is_some() {
             // Too deep to convert safely: the scope offers empty variables and every
             // evaluation fails with `invalid`.
             return ScopeCore {
                 data,
                 secrets,
-                inputs: string_map([]),
+                inputs: Inputs::Own(string_map([])),
                 env: string_map([]),
                 run: string_map([]),
                 self_: string_map([]),
@@ -196,7 +239,15 @@ impl<'a> ScopeCore<'a> {
         ScopeCore {
             data,
             secrets,
-            inputs: super::convert::object_to_map(&vars.inputs),
+            inputs: match base {
+                None => Inputs::Own(super::convert::object_to_map(&vars.inputs)),
+                Some(base) if vars.inputs.is_empty() => Inputs::Shared(base.clone()),
+                Some(base) => Inputs::Over {
+                    base: base.clone(),
+                    over: vars.inputs.clone(),
+                    merged: OnceLock::new(),
+                },
+            },
             env: string_map(
                 vars.env
                     .iter()
@@ -444,7 +495,7 @@ impl fmt::Debug for EvalState<'_> {
 impl VariableResolver for EvalState<'_> {
     fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
         match variable {
-            "inputs" => Some(CowVal::Borrowed(&self.core.inputs)),
+            "inputs" => Some(CowVal::Borrowed(self.core.inputs.get())),
             "env" => Some(CowVal::Borrowed(&self.core.env)),
             "run" => Some(CowVal::Borrowed(&self.core.run)),
             "self" => Some(CowVal::Borrowed(&self.core.self_)),

@@ -1142,3 +1142,80 @@ fn expressions_parsed_and_evaluated_inline_fit_in_a_quarter_of_a_worker_stack() 
             .expect("no panic");
     });
 }
+
+fn shared_base() -> SharedInputs {
+    SharedInputs::new(
+        json!({"a": 1, "b": 2, "list": [1, 2, 3]})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    )
+}
+
+#[test]
+fn shared_inputs_are_converted_once_for_all_scopes_that_share_them() {
+    let ev = Evaluator::new();
+    let data = fake();
+    let base = shared_base();
+    let plain = Vars {
+        inputs: Map::new(),
+        ..vars()
+    };
+    let first = ev.scope_over(&data, &base, plain.clone());
+    let second = ev.scope_over(&data, &base, plain);
+    assert_eq!(first.eval_expr("size(inputs.list)").unwrap(), json!(3));
+    assert_eq!(second.eval_expr("inputs.a + inputs.b").unwrap(), json!(3));
+    assert!(std::ptr::eq(
+        first.core.inputs.get(),
+        second.core.inputs.get()
+    ));
+}
+
+#[test]
+fn a_calls_own_inputs_override_the_shared_inputs_of_the_same_name() {
+    let ev = Evaluator::new();
+    let data = fake();
+    let base = shared_base();
+    let over = Vars {
+        inputs: json!({"b": 40, "c": "x"}).as_object().cloned().unwrap(),
+        ..vars()
+    };
+    let scope = ev.scope_over(&data, &base, over);
+    assert_eq!(scope.eval_expr("inputs.a + inputs.b").unwrap(), json!(41));
+    assert_eq!(scope.eval_expr("size(inputs)").unwrap(), json!(4));
+    assert_eq!(scope.eval_expr("inputs.c").unwrap(), json!("x"));
+    assert!(!std::ptr::eq(scope.core.inputs.get(), base.cel()));
+}
+
+#[test]
+fn shared_inputs_nested_too_deep_fail_every_evaluation_as_own_inputs_do() {
+    let mut deep = json!(1);
+    for _ in 0..(super::convert::MAX_VALUE_DEPTH + 2) {
+        deep = json!([deep]);
+    }
+    let base = SharedInputs::new(Map::from_iter([("deep".to_string(), deep.clone())]));
+    let ev = Evaluator::new();
+    let data = fake();
+    let shared = ev
+        .scope_over(
+            &data,
+            &base,
+            Vars {
+                inputs: Map::new(),
+                ..vars()
+            },
+        )
+        .eval_expr("1 + 1")
+        .unwrap_err();
+    let own = ev
+        .scope(
+            &data,
+            Vars {
+                inputs: Map::from_iter([("deep".to_string(), deep)]),
+                ..vars()
+            },
+        )
+        .eval_expr("1 + 1")
+        .unwrap_err();
+    assert_eq!(shared.to_string(), own.to_string());
+}

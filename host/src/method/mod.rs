@@ -13,7 +13,7 @@ use crate::capabilities::ssh::grant::SshGrant;
 use crate::capabilities::{
     DataCapability, HttpCapability, LogCapability, LogLevel, SshCapability, SshSessionPool,
 };
-use crate::expr::{Evaluator, ExprError, Vars};
+use crate::expr::{Evaluator, ExprError, SharedInputs, Vars};
 use crate::output::{Event, EventSink};
 use crate::repo::{Definition, Repo};
 use crate::runtime::wit::v0_2::{Call, PluginError};
@@ -105,8 +105,8 @@ pub struct MethodCall {
     /// Step inputs (already resolved): they override method arguments of the same name and are
     /// visible to the definition's expressions as `inputs.*`, over the workflow's inputs.
     pub inputs: Map<String, Value>,
-    /// The workflow's inputs.
-    pub workflow_inputs: Map<String, Value>,
+    /// The workflow's inputs, shared by its steps (`inputs` are laid over them).
+    pub workflow_inputs: SharedInputs,
     /// `self.*` variables (forEach items).
     pub self_vars: Map<String, Value>,
     /// Ask the plugin not to change anything.
@@ -191,12 +191,10 @@ pub fn locate(
 }
 
 impl MethodRunner {
-    /// The variables a definition's expressions see for this call.
+    /// The variables a definition's expressions see for this call, over the workflow's
+    /// inputs (`call.workflow_inputs`, see `Evaluator::scope_over`).
     pub fn vars(&self, call: &MethodCall) -> Vars {
-        let mut inputs = call.workflow_inputs.clone();
-        for (k, v) in &call.inputs {
-            inputs.insert(k.clone(), v.clone());
-        }
+        let inputs = call.inputs.clone();
         let mut self_ = call.self_vars.clone();
         self_.insert("name".into(), Value::String(call.model.clone()));
         Vars {
@@ -251,7 +249,9 @@ impl MethodRunner {
         // Resolve lazily: now, against the data as it is at this step's start.
         let data = StoreDataSource::new(self.store.clone(), self.vault.clone(), &self.repo);
         let vars = self.vars(call);
-        let scope = self.evaluator.scope(&data, vars);
+        let scope = self
+            .evaluator
+            .scope_over(&data, &call.workflow_inputs, vars);
         let globals = Value::Object(def.global_arguments.clone());
         let globals = scope
             .resolve_value(&globals, "globalArguments")

@@ -93,6 +93,11 @@ impl Printer {
         );
     }
 
+    /// Prints a progress note to stderr (in `--json` mode too: stdout stays the result).
+    pub fn note(&self, message: &str) {
+        let _ = writeln!(std::io::stderr().lock(), "{}", escape_text(message));
+    }
+
     /// Shows one live event (human mode only; `--json` prints the record at the end).
     pub fn event(&self, event: &Event) {
         if self.json && self.verbose == 0 {

@@ -17,7 +17,7 @@ mod source;
 mod usage;
 mod yaml;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -190,6 +190,108 @@ impl Repo {
     /// Loads `orch.yaml`, every definition and every workflow under `root`. Broken
     /// definitions and workflows are kept in [`Repo::broken`]; only a broken `orch.yaml` fails.
     pub fn load(root: &Path) -> Result<Repo, RepoError> {
+        let mut repo = Repo::load_models(root)?;
+        repo.workflows = load_dir(
+            &repo.root,
+            WORKFLOWS_DIR,
+            Workflow::parse,
+            &mut repo.broken.workflows,
+            &mut repo.broken.other,
+        );
+        Ok(repo)
+    }
+
+    /// Like [`Repo::load`] for running workflow `name`: every definition, and of the
+    /// workflows `name` and those it nests, at any depth. Other workflow files are only
+    /// checked for problems (to warn about them), and a file whose exact content parsed
+    /// cleanly before is not parsed again (see [`PARSED_WORKFLOWS`]), so a large unrelated
+    /// workflow costs a run one read and one hash. When a needed workflow has no file,
+    /// everything is loaded, so the error names and suggests exactly what [`Repo::load`] would.
+    pub fn load_for_workflow(root: &Path, name: &str) -> Result<Repo, RepoError> {
+        let mut repo = Repo::load_models(root)?;
+        let files: BTreeMap<String, Vec<PathBuf>> =
+            yaml_files(&repo.root, WORKFLOWS_DIR, &mut repo.broken.other)
+                .into_iter()
+                .collect();
+        let mut queue = vec![name.to_string()];
+        while let Some(current) = queue.pop() {
+            if repo.workflows.contains_key(&current) || repo.broken.workflows.contains_key(&current)
+            {
+                continue;
+            }
+            let Some(group) = files.get(&current) else {
+                return Repo::load(root);
+            };
+            match load_one(&repo.root, &current, group, Workflow::parse) {
+                Ok(wf) => {
+                    queue.extend(wf.nested_workflows().map(String::from));
+                    repo.workflows.insert(current, wf);
+                }
+                Err(diags) => {
+                    repo.broken.workflows.insert(current, diags);
+                }
+            }
+        }
+        repo.check_unused_workflows(&files);
+        Ok(repo)
+    }
+
+    /// Finds the problems of workflow files not loaded, for warnings, without keeping them.
+    /// Files known to parse (by path and content, for this orch version) are skipped.
+    fn check_unused_workflows(&mut self, files: &BTreeMap<String, Vec<PathBuf>>) {
+        let list = self.orch_dir().join(PARSED_WORKFLOWS);
+        let known: BTreeSet<String> = fs::read_to_string(&list)
+            .map(|text| text.lines().map(str::to_string).collect())
+            .unwrap_or_default();
+        let mut parsed = BTreeSet::new();
+        for (name, group) in files {
+            if self.workflows.contains_key(name) || self.broken.workflows.contains_key(name) {
+                continue;
+            }
+            let [file] = group.as_slice() else {
+                if let Err(diags) = load_one(&self.root, name, group, Workflow::parse) {
+                    self.broken.workflows.insert(name.clone(), diags);
+                }
+                continue;
+            };
+            let text = match read_text(&self.root, &self.root.join(file)) {
+                Ok(text) => text,
+                Err(d) => {
+                    self.broken.workflows.insert(name.clone(), vec![d]);
+                    continue;
+                }
+            };
+            let key = parsed_key(file, &text);
+            if known.contains(&key) {
+                parsed.insert(key);
+                continue;
+            }
+            match Workflow::parse(&text, file) {
+                Ok(_) => {
+                    parsed.insert(key);
+                }
+                Err(mut diags) => {
+                    sort_diagnostics(&mut diags);
+                    self.broken.workflows.insert(name.clone(), diags);
+                }
+            }
+        }
+        if parsed != known && self.orch_dir().is_dir() {
+            // Written whole and renamed into place, so a concurrent run reads the old list or
+            // the new one; a lost update only costs a later run one parse.
+            let text: String = parsed.iter().map(|k| format!("{k}\n")).collect();
+            let tmp = list.with_extension(format!("tmp{}", std::process::id()));
+            if fs::write(&tmp, text)
+                .and_then(|()| fs::rename(&tmp, &list))
+                .is_err()
+            {
+                let _ = fs::remove_file(&tmp);
+            }
+        }
+    }
+
+    /// `orch.yaml` and every definition; no workflows yet.
+    fn load_models(root: &Path) -> Result<Repo, RepoError> {
         let root = absolute(root);
         let config_path = root.join(CONFIG_FILE);
         if fs::symlink_metadata(&config_path).is_err() {
@@ -210,18 +312,11 @@ impl Repo {
             &mut broken.models,
             &mut broken.other,
         );
-        let workflows = load_dir(
-            &root,
-            WORKFLOWS_DIR,
-            Workflow::parse,
-            &mut broken.workflows,
-            &mut broken.other,
-        );
         Ok(Repo {
             root,
             config,
             models,
-            workflows,
+            workflows: BTreeMap::new(),
             broken,
         })
     }
@@ -304,6 +399,23 @@ impl Repo {
     }
 }
 
+/// In `.orch/`: one line per workflow file known to parse cleanly, a digest of this orch
+/// version, the file's path and its content. It only lets `orch run` skip parsing workflow
+/// files it does not use; a wrong line can at most hide a warning that `orch check` still gives.
+pub const PARSED_WORKFLOWS: &str = "parsed-workflows";
+
+/// The line for `file` with content `text` in [`PARSED_WORKFLOWS`].
+fn parsed_key(file: &Path, text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(env!("CARGO_PKG_VERSION").as_bytes());
+    hasher.update([0]);
+    hasher.update(file.to_string_lossy().as_bytes());
+    hasher.update([0]);
+    hasher.update(text.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
@@ -319,41 +431,52 @@ fn load_dir<T>(
 ) -> BTreeMap<String, T> {
     let mut loaded = BTreeMap::new();
     for (name, files) in yaml_files(root, dir, other) {
-        if let [first, rest @ ..] = files.as_slice()
-            && !rest.is_empty()
-        {
-            // Which one is meant cannot be known: the name is broken until one is removed.
-            let diags = rest
-                .iter()
-                .map(|file| {
-                    Diagnostic::file(
-                        file,
-                        format!(
-                            "`{name}` is also defined by {}; names must be unique, remove or \
-                             rename one",
-                            first.display()
-                        ),
-                    )
-                })
-                .collect();
-            broken.insert(name, diags);
-            continue;
-        }
-        let file = &files[0];
-        let parsed = read_text(root, &root.join(file))
-            .map_err(|d| vec![d])
-            .and_then(|text| parse(&text, file));
-        match parsed {
+        match load_one(root, &name, &files, parse) {
             Ok(value) => {
                 loaded.insert(name, value);
             }
-            Err(mut diags) => {
-                sort_diagnostics(&mut diags);
+            Err(diags) => {
                 broken.insert(name, diags);
             }
         }
     }
     loaded
+}
+
+/// Parses the one file named `name` (`files` are every file with that stem), or gives its
+/// problems, sorted.
+fn load_one<T>(
+    root: &Path,
+    name: &str,
+    files: &[PathBuf],
+    parse: fn(&str, &Path) -> Result<T, Vec<Diagnostic>>,
+) -> Result<T, Vec<Diagnostic>> {
+    let [file, rest @ ..] = files else {
+        return Err(Vec::new());
+    };
+    if !rest.is_empty() {
+        // Which one is meant cannot be known: the name is broken until one is removed.
+        return Err(rest
+            .iter()
+            .map(|other| {
+                Diagnostic::file(
+                    other,
+                    format!(
+                        "`{name}` is also defined by {}; names must be unique, remove or \
+                         rename one",
+                        file.display()
+                    ),
+                )
+            })
+            .collect());
+    }
+    read_text(root, &root.join(file))
+        .map_err(|d| vec![d])
+        .and_then(|text| parse(&text, file))
+        .map_err(|mut diags| {
+            sort_diagnostics(&mut diags);
+            diags
+        })
 }
 
 /// Every `.yaml`/`.yml` entry directly in `root/dir`, relative to `root`, grouped by name

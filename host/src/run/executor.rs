@@ -1,11 +1,13 @@
 //! Runs workflow steps for the scheduler: guard, forEach, model methods and nested workflows.
 
 use super::RunState;
-use crate::expr::{ExprError, Vars};
+use crate::expr::{ExprError, SharedInputs, Vars};
 use crate::method::{MethodCall, StoreDataSource};
 use crate::output::Event;
 use crate::store::{StepRecord, now_rfc3339};
-use crate::workflow::{self, Job, Step, StepExecutor, StepOutcome, StepStatus, Task, Workflow};
+use crate::workflow::{
+    self, Job, Step, StepExecutor, StepOutcome, StepRef, StepStatus, Task, Workflow,
+};
 use serde_json::{Map, Value};
 use std::future::Future;
 use std::pin::Pin;
@@ -19,7 +21,8 @@ const MAX_DEPTH: usize = 16;
 pub(crate) struct Executor {
     state: Arc<RunState>,
     workflow: Arc<Workflow>,
-    inputs: Map<String, Value>,
+    /// The workflow's inputs, converted for CEL at most once for all its steps and items.
+    inputs: SharedInputs,
     prefix: String,
     depth: usize,
 }
@@ -98,7 +101,7 @@ impl Executor {
         Arc::new(Executor {
             state,
             workflow,
-            inputs,
+            inputs: SharedInputs::new(inputs),
             prefix,
             depth,
         })
@@ -130,9 +133,10 @@ impl Executor {
         ))
     }
 
+    /// Variables for a scope over the shared workflow inputs (see `Evaluator::scope_over`).
     fn vars(&self, self_vars: &Map<String, Value>) -> Vars {
         Vars {
-            inputs: self.inputs.clone(),
+            inputs: Map::new(),
             env: self.state.runner.repo.env_values(),
             run_id: self.state.runner.run_id.clone(),
             self_: self_vars.clone(),
@@ -152,11 +156,11 @@ impl Executor {
         self_vars: &Map<String, Value>,
     ) -> Result<Value, String> {
         let data = self.data();
-        let scope = self
-            .state
-            .runner
-            .evaluator
-            .scope(&data, self.vars(self_vars));
+        let scope =
+            self.state
+                .runner
+                .evaluator
+                .scope_over(&data, &self.inputs, self.vars(self_vars));
         let r = scope
             .resolve_value(value, "")
             .map_err(|e| locate(&self.workflow, &e, field));
@@ -173,11 +177,11 @@ impl Executor {
         self_vars: &Map<String, Value>,
     ) -> Result<bool, String> {
         let data = self.data();
-        let scope = self
-            .state
-            .runner
-            .evaluator
-            .scope(&data, self.vars(self_vars));
+        let scope =
+            self.state
+                .runner
+                .evaluator
+                .scope_over(&data, &self.inputs, self.vars(self_vars));
         match scope.eval_expr(guard) {
             Ok(Value::Bool(b)) => Ok(b),
             Ok(other) => Err(format!(
@@ -188,19 +192,9 @@ impl Executor {
         }
     }
 
-    fn step_path(&self, job: &Job, step: &Step) -> Option<String> {
-        let (ji, j) = self
-            .workflow
-            .jobs
-            .iter()
-            .enumerate()
-            .find(|(_, j)| j.name == job.name)?;
-        let si = j.steps.iter().position(|s| s.name == step.name)?;
-        Some(format!("jobs[{ji}].steps[{si}]"))
-    }
-
-    async fn run_one(&self, job: &Job, step: &Step) -> StepOutcome {
-        let field = self.step_path(job, step).unwrap_or_default();
+    async fn run_one(&self, at: StepRef) -> StepOutcome {
+        let (job, step) = (at.job(), at.step());
+        let field = at.path();
         // forEach: one instance per item, visible as self.<item>.
         let items: Vec<Map<String, Value>> = match &step.for_each {
             None => vec![Map::new()],
@@ -415,14 +409,8 @@ impl Executor {
 }
 
 impl StepExecutor for Executor {
-    fn run_step(
-        &self,
-        job: &Job,
-        step: &Step,
-    ) -> Pin<Box<dyn Future<Output = StepOutcome> + Send + '_>> {
-        let job = job.clone();
-        let step = step.clone();
-        Box::pin(async move { self.run_one(&job, &step).await })
+    fn run_step(&self, step: StepRef) -> Pin<Box<dyn Future<Output = StepOutcome> + Send + '_>> {
+        Box::pin(self.run_one(step))
     }
 
     fn step_skipped(&self, job: &Job, step: &Step, reason: &str) {

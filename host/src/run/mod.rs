@@ -18,6 +18,7 @@ use crate::store::{ResourceStore, RunRecord, RunStatus, StepRecord, new_run_id, 
 use crate::vault::{LocalVault, Redactor};
 use executor::Executor;
 use serde_json::{Map, Value};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -146,6 +147,30 @@ impl RunEnv {
         record
     }
 
+    /// Compiles the plugins of these models' types that have no compiled form yet, all at
+    /// once, so a first run waits for the slowest compile rather than for their sum. A plugin
+    /// that fails is left for the step that needs it to report.
+    pub async fn precompile(&self, models: &BTreeSet<String>) {
+        let mut ids = BTreeSet::new();
+        let mut compiles = tokio::task::JoinSet::new();
+        for model in models {
+            let Ok(def) = self.repo.model(model) else {
+                continue;
+            };
+            let Ok(provided) = self.registry.get(&def.type_name) else {
+                continue;
+            };
+            if !ids.insert(provided.plugin.manifest.id.clone()) {
+                continue;
+            }
+            let (registry, plugin) = (self.registry.clone(), provided.plugin.clone());
+            compiles.spawn_blocking(move || {
+                let _ = registry.compiled(&plugin);
+            });
+        }
+        while compiles.join_next().await.is_some() {}
+    }
+
     /// Runs a workflow by name with validated inputs.
     pub async fn run_workflow(&self, name: &str, inputs: Map<String, Value>) -> RunRecord {
         let (state, record, started) = self.start("workflow", name, &inputs);
@@ -181,7 +206,7 @@ impl RunEnv {
             method: method.to_string(),
             step: target.clone(),
             inputs: inputs.clone(),
-            workflow_inputs: Map::new(),
+            workflow_inputs: Default::default(),
             self_vars: Map::new(),
             dry_run,
         };

@@ -24,7 +24,7 @@ use limiter::{BudgetExceeded, CallBudget};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -228,7 +228,12 @@ pub struct PluginRuntime {
     pub(crate) engine: Engine,
     linker: Linker<HostState>,
     caches: Option<Caches>,
+    /// Told the plugin id before a plugin is compiled for lack of cached code.
+    compile_notice: OnceLock<CompileNotice>,
 }
+
+/// Called with a plugin's id before it is compiled for lack of cached code.
+pub type CompileNotice = Box<dyn Fn(&str) + Send + Sync>;
 
 impl PluginRuntime {
     /// Builds the engine and linker; `cache_dir` (`.orch/cache`) holds precompiled plugins, with
@@ -250,7 +255,14 @@ impl PluginRuntime {
             engine,
             linker,
             caches: cache_dir.as_deref().and_then(Caches::open),
+            compile_notice: OnceLock::new(),
         }))
+    }
+
+    /// Sets what to call before a plugin is compiled because no cached code is usable (a
+    /// first run takes seconds; the user should know why). Only the first setting counts.
+    pub fn on_compile(&self, notice: CompileNotice) {
+        let _ = self.compile_notice.set(notice);
     }
 
     /// Loads a bundle directory holding `plugin.toml` and its wasm, with the limits it asks for.
@@ -332,6 +344,9 @@ impl PluginRuntime {
         let component = match component {
             Some(c) => c,
             None => {
+                if let Some(notice) = self.compile_notice.get() {
+                    notice(&manifest.id);
+                }
                 let c = Component::new(&self.engine, bytes).map_err(wasm_err)?;
                 if let Some(caches) = &self.caches
                     && let Ok(code) = c.serialize()

@@ -13,6 +13,8 @@ pub use check::{check_model, check_repository, check_workflow};
 pub use condition::{Condition, DEFAULT_CONDITION, StepStatus};
 pub use graph::find_cycles;
 pub use inputs::{apply_input_defaults, validate_inputs};
-pub use scheduler::{JobOutcome, StepExecutor, StepOutcome, WorkflowOutcome, run_workflow};
+pub use scheduler::{
+    JobOutcome, StepExecutor, StepOutcome, StepRef, WorkflowOutcome, run_workflow,
+};
 pub use schema::{ForEach, Job, JobDependency, Step, StepDependency, Task, Workflow};
 pub use validate::{Catalog, validate};

@@ -54,14 +54,41 @@ impl StepOutcome {
     }
 }
 
+/// One step of a shared workflow, by position: moving it into a step's task copies two
+/// indices and an `Arc`, never the job's steps (which made a run quadratic in its steps).
+#[derive(Clone, Debug)]
+pub struct StepRef {
+    workflow: Arc<Workflow>,
+    job: usize,
+    step: usize,
+}
+
+impl StepRef {
+    /// The workflow the step belongs to.
+    pub fn workflow(&self) -> &Arc<Workflow> {
+        &self.workflow
+    }
+
+    /// The step's job.
+    pub fn job(&self) -> &Job {
+        &self.workflow.jobs[self.job]
+    }
+
+    /// The step itself.
+    pub fn step(&self) -> &Step {
+        &self.job().steps[self.step]
+    }
+
+    /// Where the step is in the workflow file, e.g. `jobs[0].steps[2]`.
+    pub fn path(&self) -> String {
+        format!("jobs[{}].steps[{}]", self.job, self.step)
+    }
+}
+
 /// Runs steps for the scheduler; it owns guards, forEach, nested workflows and events.
 pub trait StepExecutor: Send + Sync + 'static {
     /// Runs one step (the executor handles guard, forEach expansion, nested workflows and events).
-    fn run_step(
-        &self,
-        job: &Job,
-        step: &Step,
-    ) -> Pin<Box<dyn Future<Output = StepOutcome> + Send + '_>>;
+    fn run_step(&self, step: StepRef) -> Pin<Box<dyn Future<Output = StepOutcome> + Send + '_>>;
     /// Called when a step is skipped because its conditions were not met (so the executor can record it).
     fn step_skipped(&self, job: &Job, step: &Step, reason: &str);
 }
@@ -103,12 +130,13 @@ pub async fn run_workflow(
             let Some(Reverse((_, _, j, s))) = state.ready.pop() else {
                 break;
             };
-            let wf = Arc::clone(&wf);
+            let step = StepRef {
+                workflow: Arc::clone(&wf),
+                job: j,
+                step: s,
+            };
             let exec = Arc::clone(&exec);
-            let handle = running.spawn(async move {
-                let job = &wf.jobs[j];
-                exec.run_step(job, &job.steps[s]).await
-            });
+            let handle = running.spawn(async move { exec.run_step(step).await });
             in_flight.insert(handle.id(), (j, s));
         }
         if running.is_empty() {

@@ -68,12 +68,8 @@ impl Fake {
 }
 
 impl StepExecutor for Fake {
-    fn run_step(
-        &self,
-        _job: &Job,
-        step: &Step,
-    ) -> Pin<Box<dyn Future<Output = StepOutcome> + Send + '_>> {
-        let name = step.name.clone();
+    fn run_step(&self, step: StepRef) -> Pin<Box<dyn Future<Output = StepOutcome> + Send + '_>> {
+        let name = step.step().name.clone();
         Box::pin(async move {
             self.log.lock().unwrap().push(Event::Started(name.clone()));
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -569,5 +565,55 @@ fn outcome_serializes_with_lowercase_statuses() {
     assert_eq!(
         serde_json::to_string(&out).unwrap(),
         r#"{"status":"failed","jobs":[{"name":"j","status":"failed","steps":[["a",{"status":"failed","error":"boom"}]]}]}"#
+    );
+}
+
+/// Checks that every step it is handed lies inside the workflow the run was started with.
+struct SharedCheck {
+    wf: Arc<Workflow>,
+    copies: AtomicUsize,
+    paths: Mutex<Vec<String>>,
+}
+
+impl StepExecutor for SharedCheck {
+    fn run_step(&self, step: StepRef) -> Pin<Box<dyn Future<Output = StepOutcome> + Send + '_>> {
+        let shared = Arc::ptr_eq(step.workflow(), &self.wf)
+            && self
+                .wf
+                .jobs
+                .iter()
+                .flat_map(|j| &j.steps)
+                .any(|s| std::ptr::eq(s, step.step()));
+        if !shared {
+            self.copies.fetch_add(1, Ordering::SeqCst);
+        }
+        self.paths.lock().unwrap().push(step.path());
+        Box::pin(async { StepOutcome::succeeded() })
+    }
+
+    fn step_skipped(&self, _job: &Job, _step: &Step, _reason: &str) {}
+}
+
+#[tokio::test]
+async fn steps_are_handed_out_by_position_in_the_shared_workflow_never_copied() {
+    let wf = jobs(&[job("j", "", &["a", "b", "c<-a"]), job("k", "j", &["d"])]);
+    let check = Arc::new(SharedCheck {
+        wf: Arc::clone(&wf),
+        copies: AtomicUsize::new(0),
+        paths: Mutex::new(Vec::new()),
+    });
+    let out = run_workflow(wf, check.clone() as Arc<dyn StepExecutor>, 2).await;
+    assert_eq!(out.status, StepStatus::Succeeded);
+    assert_eq!(check.copies.load(Ordering::SeqCst), 0);
+    let mut paths = check.paths.lock().unwrap().clone();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "jobs[0].steps[0]",
+            "jobs[0].steps[1]",
+            "jobs[0].steps[2]",
+            "jobs[1].steps[0]"
+        ]
     );
 }
