@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use redb::{
-    Builder, ConcurrencyMode, Database, DatabaseError, ReadOnlyTable, ReadTransaction,
-    ReadableDatabase, ReadableTable, TableDefinition, TableError, TableHandle, TransactionError,
-    WriteTransaction,
+    Builder, ConcurrencyMode, Database, DatabaseError, ReadOnlyDatabase, ReadOnlyTable,
+    ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, TableError, TableHandle,
+    TransactionError, WriteTransaction,
 };
 
 use super::error::StoreError;
@@ -67,6 +67,9 @@ pub struct ResourceStore {
 struct Shared {
     /// The open database, once an operation has opened it; dropped with the last store.
     handle: Mutex<Option<Arc<Database>>>,
+    /// A read-only handle, for a process that only reads: it neither syncs the header nor loads
+    /// the allocator state, so `orch runs list` costs no more than before.
+    reader: Mutex<Option<Arc<ReadOnlyDatabase>>>,
     /// Writers of this process queue here.
     writers: Mutex<()>,
     /// How many times this process opened the file (for tests: it must not grow with use).
@@ -115,11 +118,74 @@ impl ResourceStore {
         body: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut wait = Wait::new(self);
-        let Some(db) = self.handle(&mut wait, false)? else {
-            return Ok(empty());
-        };
-        let txn = db.begin_read().map_err(|e| self.database_error(e))?;
+        // A writable handle, if this process has one, serves reads too.
+        let writable = lock(&self.shared.handle).clone();
+        let txn = match writable {
+            Some(db) => db.begin_read(),
+            None => match self.read_only(&mut wait)? {
+                ReadVia::Nothing => return Ok(empty()),
+                ReadVia::ReadOnly(db) => db.begin_read(),
+                ReadVia::Writable(db) => db.begin_read(),
+            },
+        }
+        .map_err(|e| self.database_error(e))?;
         body(&txn)
+    }
+
+    /// The handle a read uses when this process has not written: read-only, unless the file
+    /// needs a repair or a layout upgrade, which only a writable open does.
+    fn read_only(&self, wait: &mut Wait) -> Result<ReadVia, StoreError> {
+        let mut slot = lock(&self.shared.reader);
+        if let Some(db) = slot.as_ref() {
+            return Ok(ReadVia::ReadOnly(db.clone()));
+        }
+        match std::fs::metadata(&self.path) {
+            // An empty file is what a creator leaves if it dies before writing the header.
+            Ok(meta) if meta.len() == 0 => return Ok(ReadVia::Nothing),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ReadVia::Nothing),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        }
+        let builder = builder();
+        let db = loop {
+            match builder.open_read_only(&self.path) {
+                Ok(db) => break db,
+                Err(DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch) => {
+                    wait.sleep()?
+                }
+                // A writer crashed mid-transaction; a read-only handle may not repair.
+                Err(DatabaseError::RepairAborted) => return self.writable_for_read(wait),
+                Err(source) => {
+                    return Err(StoreError::Open {
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
+            }
+        };
+        self.shared.opens.fetch_add(1, Ordering::Relaxed);
+        let txn = db.begin_read().map_err(|e| self.database_error(e))?;
+        if self.layout_in(&txn)? < LAYOUT_VERSION {
+            drop(txn);
+            drop(db);
+            return self.writable_for_read(wait);
+        }
+        drop(txn);
+        let db = Arc::new(db);
+        *slot = Some(db.clone());
+        Ok(ReadVia::ReadOnly(db))
+    }
+
+    fn writable_for_read(&self, wait: &mut Wait) -> Result<ReadVia, StoreError> {
+        Ok(match self.handle(wait, false)? {
+            Some(db) => ReadVia::Writable(db),
+            None => ReadVia::Nothing,
+        })
     }
 
     /// Runs `body` in one write transaction and commits it, creating the file if needed.
@@ -297,7 +363,11 @@ impl ResourceStore {
     /// no tables at all (nothing written yet), and layout 1 otherwise.
     fn layout_of(&self, db: &Database) -> Result<u64, StoreError> {
         let txn = db.begin_read().map_err(|e| self.database_error(e))?;
-        let recorded = match self.read_table(&txn, META)? {
+        self.layout_in(&txn)
+    }
+
+    fn layout_in(&self, txn: &ReadTransaction) -> Result<u64, StoreError> {
+        let recorded = match self.read_table(txn, META)? {
             Some(meta) => meta
                 .get(LAYOUT_KEY)
                 .map_err(|e| self.database_error(e))?
@@ -306,7 +376,7 @@ impl ResourceStore {
         };
         Ok(match recorded {
             Some(found) => found,
-            None if self.read_table(&txn, RUNS)?.is_none() => LAYOUT_VERSION,
+            None if self.read_table(txn, RUNS)?.is_none() => LAYOUT_VERSION,
             None => 1,
         })
     }
@@ -342,6 +412,14 @@ impl ResourceStore {
             }
         }
     }
+}
+
+/// Which handle a read runs on.
+enum ReadVia {
+    /// The file does not exist yet.
+    Nothing,
+    ReadOnly(Arc<ReadOnlyDatabase>),
+    Writable(Arc<Database>),
 }
 
 /// The lock wait of one operation: backs off while another process holds the file or its
