@@ -9,11 +9,11 @@ use wasmtime::ResourceLimiter;
 const TABLE_ELEMENT_BYTES: usize = 2 * std::mem::size_of::<usize>();
 
 /// Instances a plugin's component may create (a std Rust component needs a handful).
-const MAX_INSTANCES: usize = 64;
+pub(super) const MAX_INSTANCES: usize = 64;
 /// Tables a plugin's component may create.
-const MAX_TABLES: usize = 64;
+pub(super) const MAX_TABLES: usize = 64;
 /// Linear memories a plugin's component may create.
-const MAX_MEMORIES: usize = 16;
+pub(super) const MAX_MEMORIES: usize = 16;
 
 /// The error a refused growth traps with; the runtime turns it into a memory-limit error.
 #[derive(Debug, thiserror::Error)]

@@ -28,7 +28,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wit::convert;
 
@@ -223,6 +223,40 @@ struct CallInfo<'a> {
     timeout_origin: String,
 }
 
+/// Plugin calls that can be in flight at once in one process (each holds one component
+/// instance from the pool; a workflow runs `concurrency` steps at once, 8 by default, and each
+/// nested workflow as many again). A call beyond it fails to instantiate, naming the pool.
+pub const MAX_CONCURRENT_CALLS: u32 = 256;
+
+/// The pooling allocator: a call takes its instance, memories, tables and fiber stack from
+/// slots reserved once per process and gives them back reset, instead of mapping and unmapping
+/// fresh memory per call (3 `mmap`, 2 `munmap`, 2 `mprotect` each, and a TLB shootdown on the
+/// other cores per unmap). Its per-instance limits are the [`limiter`]'s, and a memory may
+/// reach the host maximum, so the per-call budget (a `ResourceLimiter`, consulted before the
+/// pool) still decides every growth and names the limit as before.
+fn pool() -> PoolingAllocationConfig {
+    let calls = MAX_CONCURRENT_CALLS;
+    let max_memory_bytes =
+        usize::try_from(HOST_MAXIMUMS.memory_mb * 1024 * 1024).unwrap_or(usize::MAX);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(calls)
+        .max_core_instances_per_component(limiter::MAX_INSTANCES as u32)
+        .max_memories_per_component(limiter::MAX_MEMORIES as u32)
+        .max_tables_per_component(limiter::MAX_TABLES as u32)
+        .max_memories_per_module(limiter::MAX_MEMORIES as u32)
+        .max_tables_per_module(limiter::MAX_TABLES as u32)
+        // A std component instantiates a handful of core instances with one or two memories
+        // and tables between them; these totals leave room for 4x that per call.
+        .total_core_instances(calls * 16)
+        .total_memories(calls * 4)
+        .total_tables(calls * 8)
+        .total_stacks(calls)
+        .max_memory_size(max_memory_bytes)
+        // Funcref tables of large guests (a JS engine) run to tens of thousands of entries.
+        .table_elements(1 << 20);
+    pool
+}
+
 /// The engine, linker and caches, shared by every plugin in the process.
 pub struct PluginRuntime {
     pub(crate) engine: Engine,
@@ -246,6 +280,7 @@ impl PluginRuntime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool()));
         let engine = Engine::new(&config).map_err(wasm_err)?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasm_err)?;
