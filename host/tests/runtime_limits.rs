@@ -325,3 +325,38 @@ fn special_files_in_a_bundle_are_refused_before_they_are_read() {
         run.stderr
     );
 }
+
+/// The instance pool reserves terabytes of address space up front. Under an address-space limit
+/// (`ulimit -v`) orch maps memory per call instead of failing every command.
+#[test]
+fn plugins_still_run_under_an_address_space_limit() {
+    use std::os::unix::process::CommandExt;
+    let repo = TestRepo::new(&["testplug"]);
+    echo_model(&repo);
+    let mut cmd = repo.command(&["--json", "model", "run", "e", "noop"]);
+    // SAFETY: setrlimit is async-signal-safe and touches only the child about to exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 8 << 30,
+                rlim_max: 8 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot reserve the plugin instance pool"),
+        "the fallback was not taken (is the pool smaller than 8 GiB now?): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -281,7 +281,16 @@ impl PluginRuntime {
         config.epoch_interruption(true);
         config.wasm_component_model(true);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool()));
-        let engine = Engine::new(&config).map_err(wasm_err)?;
+        let engine = match Engine::new(&config) {
+            Ok(engine) => engine,
+            // The pool reserves terabytes of address space (no memory) up front; a process
+            // under an address-space limit (`ulimit -v`) cannot, and maps per call instead.
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "cannot reserve the plugin instance pool; mapping memory per call instead");
+                config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+                Engine::new(&config).map_err(wasm_err)?
+            }
+        };
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasm_err)?;
         crate::capabilities::add_to_linker(&mut linker).map_err(wasm_err)?;
