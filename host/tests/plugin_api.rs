@@ -357,3 +357,16 @@ fn a_retired_resource_is_a_tombstone_that_expressions_refuse_naming_who_and_when
         );
     }
 }
+
+#[test]
+fn every_rust_plugin_of_this_repository_is_built_against_0_2() {
+    let plugins = ["docker", "minecraft", "nginx", "proxmox", "ssh", "testplug"];
+    let repo = TestRepo::new(&plugins);
+    for id in plugins {
+        let report = repo
+            .orch(&["--json", "plugin", "validate", &format!("plugins/{id}")])
+            .ok()
+            .json();
+        assert_eq!(report["apiVersion"], "0.2.0", "{id}: {report}");
+    }
+}
