@@ -132,6 +132,19 @@ impl ResourceStore {
         body(&txn)
     }
 
+    /// Whether the file holds anything to read: a missing file does not, and neither does an
+    /// empty one, which is what a creator leaves if it dies before writing the header.
+    fn has_data(&self) -> Result<bool, StoreError> {
+        match std::fs::metadata(&self.path) {
+            Ok(meta) => Ok(meta.len() > 0),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(StoreError::Io {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
     /// The handle a read uses when this process has not written: read-only, unless the file
     /// needs a repair or a layout upgrade, which only a writable open does.
     fn read_only(&self, wait: &mut Wait) -> Result<ReadVia, StoreError> {
@@ -139,17 +152,8 @@ impl ResourceStore {
         if let Some(db) = slot.as_ref() {
             return Ok(ReadVia::ReadOnly(db.clone()));
         }
-        match std::fs::metadata(&self.path) {
-            // An empty file is what a creator leaves if it dies before writing the header.
-            Ok(meta) if meta.len() == 0 => return Ok(ReadVia::Nothing),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ReadVia::Nothing),
-            Err(source) => {
-                return Err(StoreError::Io {
-                    path: self.path.clone(),
-                    source,
-                });
-            }
+        if !self.has_data()? {
+            return Ok(ReadVia::Nothing);
         }
         let builder = builder();
         let db = loop {
@@ -257,17 +261,8 @@ impl ResourceStore {
                 })?;
             }
         } else {
-            match std::fs::metadata(&self.path) {
-                // An empty file is what a creator leaves if it dies before writing the header.
-                Ok(meta) if meta.len() == 0 => return Ok(None),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                Err(source) => {
-                    return Err(StoreError::Io {
-                        path: self.path.clone(),
-                        source,
-                    });
-                }
+            if !self.has_data()? {
+                return Ok(None);
             }
         }
         let builder = builder();

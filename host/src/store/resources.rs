@@ -731,7 +731,7 @@ mod tests {
         let path = dir.path().join("data.redb");
         let exe = std::env::current_exe().expect("test binary");
         let mut returned = 0u64;
-        for round in 0..25u64 {
+        for round in 0..100u64 {
             let mut child = std::process::Command::new(&exe)
                 .args([
                     "--exact",

@@ -418,35 +418,24 @@ impl ModelType {
         }
     }
 
+    fn method_named(&self, name: &str) -> Result<&Method> {
+        self.methods
+            .iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| error::not_found(format!("type `{}` has no method `{name}`", self.name)))
+    }
+
     /// Runs the method named in `call`.
     pub fn execute(&self, call: &wit::Call) -> std::result::Result<String, Error> {
         (self.parse_globals)(&call.global_arguments)?;
-        let method = self
-            .methods
-            .iter()
-            .find(|m| m.name == call.method)
-            .ok_or_else(|| {
-                error::not_found(format!(
-                    "type `{}` has no method `{}`",
-                    self.name, call.method
-                ))
-            })?;
+        let method = self.method_named(&call.method)?;
         (method.handler)(call)
     }
 
     /// The plan of the converge method named in `call`; empty for a method without a plan.
     pub fn plan(&self, call: &wit::Call) -> Result<Vec<PlannedChange>> {
         (self.parse_globals)(&call.global_arguments)?;
-        let method = self
-            .methods
-            .iter()
-            .find(|m| m.name == call.method)
-            .ok_or_else(|| {
-                error::not_found(format!(
-                    "type `{}` has no method `{}`",
-                    self.name, call.method
-                ))
-            })?;
+        let method = self.method_named(&call.method)?;
         match &method.planner {
             Some(planner) => planner(call),
             None => Ok(Vec::new()),
