@@ -357,6 +357,12 @@ impl MethodRunner {
                 self.store.clone(),
                 limits.values.max_writes,
             )
+            .with_volatile(
+                description
+                    .resources
+                    .iter()
+                    .map(|r| (r.name.as_str(), r.volatile.as_slice())),
+            )
             .limited_by(limits),
             http: HttpCapability::new(
                 grant,

@@ -3,6 +3,12 @@
 //! Writes are buffered for the call and committed by the method runner in one short
 //! transaction when the method succeeds, so the database is never held open across a plugin
 //! call and a failed method moves nothing.
+//!
+//! A write that differs from the resource's latest version only in the spec's `volatile`
+//! attributes (0.2 `resource-spec.volatile`, e.g. a sync's `timestamp`) is not a change: no new
+//! version is stored and the write returns the latest version's number. So a sync of an
+//! unchanged fleet adds nothing to the store, and the latest version keeps the volatile values
+//! of the last real change.
 
 use crate::runtime::wit::v0_2::orch::plugin::{data as wit, types::Error as WitError};
 use crate::store::{PendingWrite, ResourceStore};
@@ -36,6 +42,8 @@ struct ModelAccess {
     numbers: Option<HashMap<(String, String), u64>>,
     pending: Vec<PendingWrite>,
     pending_versions: HashMap<(String, String), u64>,
+    /// spec → its volatile attribute names (only specs that declare some).
+    volatile: HashMap<String, Vec<String>>,
 }
 
 impl DataCapability {
@@ -62,8 +70,25 @@ impl DataCapability {
                 numbers: None,
                 pending: Vec::new(),
                 pending_versions: HashMap::new(),
+                volatile: HashMap::new(),
             }),
         }
+    }
+
+    /// Declares the volatile attributes of each spec: a write that changes only those stores
+    /// no new version.
+    pub fn with_volatile<'a>(
+        mut self,
+        specs: impl IntoIterator<Item = (&'a str, &'a [String])>,
+    ) -> Self {
+        if let Some(access) = self.access.as_mut() {
+            access.volatile = specs
+                .into_iter()
+                .filter(|(_, names)| !names.is_empty())
+                .map(|(spec, names)| (spec.to_string(), names.to_vec()))
+                .collect();
+        }
+        self
     }
 
     /// Applies a call's limits (count and bytes of buffered writes), naming where each came from.
@@ -124,6 +149,22 @@ impl ModelAccess {
             .as_ref()
             .and_then(|n| n.get(key).copied())
             .unwrap_or(0))
+    }
+
+    /// The latest version's number when `value` differs from it only in volatile attributes
+    /// of the spec; `None` when the write is a change (or the spec has no volatile attributes).
+    fn unchanged_but_volatile(
+        &mut self,
+        key: &(String, String),
+        value: &serde_json::Value,
+    ) -> Result<Option<u64>, WitError> {
+        let Some(ignored) = self.volatile.get(&key.0).cloned() else {
+            return Ok(None);
+        };
+        Ok(match self.latest()?.get(key) {
+            Some((version, Some(stored))) if same_but(stored, value, &ignored) => Some(*version),
+            _ => None,
+        })
     }
 
     fn latest(&mut self) -> Result<&LatestMap, WitError> {
@@ -222,6 +263,11 @@ fn write(
         WitError::InvalidArguments(format!("attributes of {spec}/{name} are not JSON: {e}"))
     })?;
     let key = (spec.clone(), name.clone());
+    if !access.pending_versions.contains_key(&key)
+        && let Some(unchanged) = access.unchanged_but_volatile(&key, &value)?
+    {
+        return Ok(unchanged);
+    }
     let version = match access.pending_versions.get(&key) {
         Some(v) => v + 1,
         None => access.stored_version(&key)? + 1,
@@ -235,6 +281,20 @@ fn write(
         retired: false,
     });
     Ok(version)
+}
+
+/// Whether `a` and `b` are equal once the top-level attributes `ignored` are left out of both.
+fn same_but(a: &serde_json::Value, b: &serde_json::Value, ignored: &[String]) -> bool {
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => {
+            let kept = |k: &String| !ignored.contains(k);
+            a.keys().filter(|k| kept(k)).count() == b.keys().filter(|k| kept(k)).count()
+                && a.iter()
+                    .filter(|(k, _)| kept(k))
+                    .all(|(k, v)| b.get(k) == Some(v))
+        }
+        _ => a == b,
+    }
 }
 
 /// Records that resource `name` of kind `spec` is gone: a tombstone version, after which reads
@@ -390,6 +450,87 @@ mod tests {
             .commit_writes("m", &provenance, &cap.into_pending())
             .unwrap();
         assert_eq!(versions, vec![3, 2, 1, 4, 1]);
+    }
+
+    #[test]
+    fn a_write_that_changes_only_volatile_attributes_stores_no_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ResourceStore::new(dir.path().join("data.redb"), StoreOptions::default());
+        let volatile = vec!["timestamp".to_string()];
+        let call = || {
+            DataCapability::for_model(
+                "m",
+                "t/x",
+                vec!["vm".into(), "log".into()],
+                store.clone(),
+                100,
+            )
+            .with_volatile([("vm", volatile.as_slice()), ("log", &[][..])])
+        };
+        let provenance = crate::store::Provenance {
+            run_id: "r".into(),
+            step: "s".into(),
+            method: "sync".into(),
+            time: "2026-11-30T00:00:00Z".into(),
+        };
+        let doc = |status: &str, at: u32| format!(r#"{{"status":"{status}","timestamp":{at}}}"#);
+        let mut first = call();
+        assert_eq!(
+            write(&mut first, "vm".into(), "a".into(), doc("up", 1)).unwrap(),
+            1
+        );
+        assert_eq!(
+            write(&mut first, "log".into(), "a".into(), doc("up", 1)).unwrap(),
+            1
+        );
+        store
+            .commit_writes("m", &provenance, &first.into_pending())
+            .unwrap();
+
+        let mut second = call();
+        // Only the timestamp moved: the latest version stands, nothing is buffered.
+        assert_eq!(
+            write(&mut second, "vm".into(), "a".into(), doc("up", 2)).unwrap(),
+            1
+        );
+        // A spec without volatile attributes versions every write.
+        assert_eq!(
+            write(&mut second, "log".into(), "a".into(), doc("up", 2)).unwrap(),
+            2
+        );
+        // A real change is a new version, volatile attributes included.
+        assert_eq!(
+            write(&mut second, "vm".into(), "b".into(), doc("up", 2)).unwrap(),
+            1
+        );
+        let pending = second.into_pending();
+        assert_eq!(
+            pending
+                .iter()
+                .map(|w| (w.spec.as_str(), w.name.as_str()))
+                .collect::<Vec<_>>(),
+            vec![("log", "a"), ("vm", "b")]
+        );
+        store.commit_writes("m", &provenance, &pending).unwrap();
+
+        let mut third = call();
+        assert_eq!(
+            write(&mut third, "vm".into(), "a".into(), doc("down", 3)).unwrap(),
+            2
+        );
+        // Within one call, a second write of the same resource is always a version.
+        assert_eq!(
+            write(&mut third, "vm".into(), "a".into(), doc("down", 4)).unwrap(),
+            3
+        );
+        store
+            .commit_writes("m", &provenance, &third.into_pending())
+            .unwrap();
+        let latest = store.latest("m", "vm", "a").unwrap().unwrap();
+        assert_eq!(
+            (latest.version, latest.attributes["timestamp"].clone()),
+            (3, 4.into())
+        );
     }
 
     #[test]
