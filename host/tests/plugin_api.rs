@@ -293,14 +293,23 @@ fn a_retired_resource_is_a_tombstone_that_expressions_refuse_naming_who_and_when
         (json!(2), json!(true)),
         "{latest}"
     );
-    // `orch data list` marks it retired, in JSON and in the table.
-    let listed = repo.orch(&["--json", "data", "list", "v"]).ok().json();
+    // `orch data list` hides it; `--all` shows it marked retired, in JSON and in the table.
+    let live = repo.orch(&["--json", "data", "list", "v"]).ok().json();
+    assert!(
+        live.as_array()
+            .is_some_and(|rows| rows.iter().all(|r| r["name"] != "a")),
+        "{live}"
+    );
+    let listed = repo
+        .orch(&["--json", "data", "list", "v", "--all"])
+        .ok()
+        .json();
     let a = listed
         .as_array()
         .and_then(|rows| rows.iter().find(|r| r["name"] == "a"))
         .unwrap_or_else(|| panic!("no resource a in {listed}"));
     assert_eq!(a["retired"], json!(true), "{listed}");
-    let table = repo.orch(&["data", "list", "v"]).ok();
+    let table = repo.orch(&["data", "list", "v", "--all"]).ok();
     let row = table
         .all()
         .lines()
@@ -356,6 +365,17 @@ fn a_retired_resource_is_a_tombstone_that_expressions_refuse_naming_who_and_when
             run.all()
         );
     }
+    // A resource that comes back gets a new live version, listed again without --all.
+    repo.orch(&["model", "run", "v", "sync"]).ok();
+    let back = repo.orch(&["--json", "data", "get", "v", "a"]).ok().json();
+    assert_eq!(back["version"], 3, "{back}");
+    assert_ne!(back["retired"], json!(true), "{back}");
+    let live = repo.orch(&["--json", "data", "list", "v"]).ok().json();
+    assert!(
+        live.as_array()
+            .is_some_and(|rows| rows.iter().any(|r| r["name"] == "a")),
+        "{live}"
+    );
 }
 
 #[test]

@@ -6,10 +6,13 @@ use crate::store::{ResourceKey, ResourceStore};
 /// `orch data` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum Cmd {
-    /// List resources (of one model, or all).
+    /// List resources (of one model, or all); retired ones only with --all.
     List {
         /// Model name.
         model: Option<String>,
+        /// Also list resources whose latest version retired them (marked `retired`).
+        #[arg(long)]
+        all: bool,
     },
     /// Show a resource's latest version (or --version N).
     Get {
@@ -66,11 +69,14 @@ pub fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
     let repo = ctx.repo()?;
     let store = ctx.store(&repo);
     match cmd {
-        Cmd::List { model } => {
+        Cmd::List { model, all } => {
             if let Some(m) = &model {
                 repo.model(m).map_err(CliError::usage)?;
             }
-            let list = store.list(model.as_deref()).map_err(CliError::failed)?;
+            let mut list = store.list(model.as_deref()).map_err(CliError::failed)?;
+            if !all {
+                list.retain(|r| !r.retired);
+            }
             let value: Vec<serde_json::Value> = list
                 .iter()
                 .map(|r| serde_json::json!({"model": r.model, "spec": r.spec, "name": r.name, "latest": r.latest, "writtenAt": r.written_at, "retired": r.retired}))
