@@ -152,6 +152,17 @@ pub(crate) fn split_host_port(authority: &str) -> Option<(&str, Option<&str>)> {
 /// Stands for a template while a rule's structure is checked; rules never hold control characters.
 pub(crate) const HOLE: char = '\u{1}';
 
+/// The text of a literal rule (an operator's, in orch.yaml): templates are refused, since only
+/// a plugin's manifest may hold them.
+pub(crate) fn literal_rule_text(rule: &str) -> Result<String, String> {
+    if rule.contains(TEMPLATE_OPEN) {
+        return Err(format!(
+            "`{rule}`: templates are only allowed in a plugin's manifest"
+        ));
+    }
+    Ok(punch_holes(rule)?.0)
+}
+
 /// The rule with each template replaced by [`HOLE`], and the fields the templates name.
 pub(crate) fn punch_holes(rule: &str) -> Result<(String, Vec<&str>), String> {
     if rule.chars().any(char::is_control) {

@@ -42,8 +42,9 @@ struct ModelAccess {
     numbers: Option<HashMap<(String, String), u64>>,
     pending: Vec<PendingWrite>,
     pending_versions: HashMap<(String, String), u64>,
-    /// spec → its volatile attribute names (only specs that declare some).
-    volatile: HashMap<String, Vec<String>>,
+    /// spec → its volatile attribute names (only specs that declare some); shared, so a write
+    /// can hold them while it looks up the latest version.
+    volatile: HashMap<String, std::sync::Arc<[String]>>,
 }
 
 impl DataCapability {
@@ -85,7 +86,7 @@ impl DataCapability {
             access.volatile = specs
                 .into_iter()
                 .filter(|(_, names)| !names.is_empty())
-                .map(|(spec, names)| (spec.to_string(), names.to_vec()))
+                .map(|(spec, names)| (spec.to_string(), names.into()))
                 .collect();
         }
         self

@@ -8,7 +8,7 @@
 //! literal host or port.
 
 use crate::capabilities::grant_rules::{
-    Grant, HOLE, HostPattern, Rule, TEMPLATE_OPEN, host_pattern, punch_holes, shown_value,
+    Grant, HOLE, HostPattern, Rule, host_pattern, literal_rule_text, punch_holes, shown_value,
     split_host_port, template_values,
 };
 use reqwest::Url;
@@ -86,12 +86,7 @@ impl HttpRule {
 
     /// Parses a literal rule (no templates).
     pub fn parse(rule: &str) -> Result<HttpRule, String> {
-        if rule.contains(TEMPLATE_OPEN) {
-            return Err(format!(
-                "`{rule}`: templates are only allowed in a plugin's manifest"
-            ));
-        }
-        let (text, _) = punch_holes(rule)?;
+        let text = literal_rule_text(rule)?;
         let parts = split_http_rule(rule, &text)?;
         Self::from_parts(rule, &parts, [true; 2])
     }

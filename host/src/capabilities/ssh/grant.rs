@@ -1,7 +1,7 @@
 //! The SSH allow-list grammar and the target sessions are keyed by.
 
 use crate::capabilities::grant_rules::{
-    Grant, HOLE, HostPattern, Rule, TEMPLATE_OPEN, host_pattern, literal_host, punch_holes,
+    Grant, HOLE, HostPattern, Rule, host_pattern, literal_host, literal_rule_text, punch_holes,
     split_host_port,
 };
 use serde_json::{Map, Value};
@@ -103,12 +103,7 @@ impl SshRule {
 
     /// Parses a literal rule (no templates).
     pub fn parse(rule: &str) -> Result<SshRule, String> {
-        if rule.contains(TEMPLATE_OPEN) {
-            return Err(format!(
-                "`{rule}`: templates are only allowed in a plugin's manifest"
-            ));
-        }
-        let (text, _) = punch_holes(rule)?;
+        let text = literal_rule_text(rule)?;
         let parts = split_ssh_rule(rule, &text)?;
         Self::from_parts(rule, &parts, [true; 3])
     }
