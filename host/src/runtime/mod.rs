@@ -228,6 +228,9 @@ struct CallInfo<'a> {
 /// nested workflow as many again). A call beyond it fails to instantiate, naming the pool.
 pub const MAX_CONCURRENT_CALLS: u32 = 256;
 
+/// Bytes of each pooled memory and table reset in place (memset) rather than decommitted.
+const KEEP_RESIDENT_BYTES: usize = 1 << 20;
+
 /// The pooling allocator: a call takes its instance, memories, tables and fiber stack from
 /// slots reserved once per process and gives them back reset, instead of mapping and unmapping
 /// fresh memory per call (3 `mmap`, 2 `munmap`, 2 `mprotect` each, and a TLB shootdown on the
@@ -253,7 +256,12 @@ fn pool() -> PoolingAllocationConfig {
         .total_stacks(calls)
         .max_memory_size(max_memory_bytes)
         // Funcref tables of large guests (a JS engine) run to tens of thousands of entries.
-        .table_elements(1 << 20);
+        .table_elements(1 << 20)
+        // A returned slot's first pages are zeroed with memset and stay mapped instead of being
+        // decommitted with `madvise`, which flushes every core's TLB (an IPI per call: a third
+        // of the CPU at 10,000 steps). The next call still sees zeroed memory.
+        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        .table_keep_resident(KEEP_RESIDENT_BYTES);
     pool
 }
 
