@@ -140,6 +140,8 @@ pub struct MethodRunner {
     pub run_id: String,
     /// The run's SSH connections, reused by its steps.
     pub ssh: SshSessionPool,
+    /// The run's start record; resource writes wait until it is committed.
+    pub started: crate::run::StartRecord,
 }
 
 fn plugin_error_kind(e: &PluginError) -> (&'static str, String) {
@@ -452,7 +454,10 @@ impl MethodRunner {
         let versions = if writes.is_empty() {
             Vec::new()
         } else {
+            let started = self.started.clone();
             tokio::task::spawn_blocking(move || {
+                // A version must never name a run the store has no record of.
+                started.wait();
                 store.commit_writes(&model, &provenance, &to_commit)
             })
             .await

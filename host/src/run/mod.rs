@@ -5,8 +5,10 @@
 
 mod executor;
 mod owner;
+mod start;
 
 pub use owner::{Liveness, current_owner, liveness, reap_abandoned, settle};
+pub use start::StartRecord;
 
 use crate::capabilities::{KnownHosts, SshSessionPool};
 use crate::expr::Evaluator;
@@ -50,15 +52,27 @@ impl RunEnv {
         target: &str,
         inputs: &Map<String, Value>,
     ) -> (Arc<RunState>, RunRecord, Instant) {
-        // Runs whose process died are found here at the latest, so they never stay `running`.
-        if let Err(e) = reap_abandoned(&self.store) {
-            tracing::warn!(error = %e, "could not check for abandoned runs");
-        }
         let run_id = new_run_id();
         let redactor = Redactor::default();
         let printer = self.printer.clone();
         let events = EventSink::new(redactor, Arc::new(move |e: &Event| printer.event(e)));
+        let record = RunRecord {
+            id: run_id.clone(),
+            kind: kind.to_string(),
+            target: target.to_string(),
+            status: RunStatus::Running,
+            started_at: now_rfc3339(),
+            finished_at: None,
+            duration_ms: None,
+            inputs: Value::Object(inputs.clone()),
+            steps: Vec::new(),
+            events: Vec::new(),
+            error: None,
+            owner: Some(current_owner()),
+        };
+        let started = StartRecord::spawn(self.store.clone(), record.clone());
         let runner = MethodRunner {
+            started,
             repo: self.repo.clone(),
             registry: self.registry.clone(),
             store: self.store.clone(),
@@ -73,24 +87,6 @@ impl RunEnv {
             kind: kind.to_string(),
             target: target.to_string(),
         });
-        let record = RunRecord {
-            id: run_id,
-            kind: kind.to_string(),
-            target: target.to_string(),
-            status: RunStatus::Running,
-            started_at: now_rfc3339(),
-            finished_at: None,
-            duration_ms: None,
-            inputs: Value::Object(inputs.clone()),
-            steps: Vec::new(),
-            events: Vec::new(),
-            error: None,
-            owner: Some(current_owner()),
-        };
-        if let Err(e) = self.store.put_run(&record) {
-            self.printer
-                .warn(&format!("cannot record the run's start: {e}"));
-        }
         (
             Arc::new(RunState {
                 runner,
@@ -139,6 +135,10 @@ impl RunEnv {
             if let Some(e) = &mut step.error {
                 *e = redactor.redact(e);
             }
+        }
+        // The end record replaces the start record, so it must not be committed before it.
+        if let Some(e) = state.runner.started.wait() {
+            self.printer.warn(&e);
         }
         if let Err(e) = self.store.put_run(&record) {
             self.printer

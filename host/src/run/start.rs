@@ -1,0 +1,120 @@
+//! The run's start record, committed on its own thread: opening the store for writing and
+//! committing costs several `fdatasync`s (milliseconds on an SSD, tens on an SD card), which
+//! the first step should not wait for. Every later write of the run waits for it first, so the
+//! store never holds a version, or an end record, of a run whose start is not recorded.
+
+use super::reap_abandoned;
+use crate::store::{ResourceStore, RunRecord};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Where the start record's commit stands.
+enum State {
+    /// Still committing on its thread.
+    Pending(JoinHandle<Result<(), String>>),
+    /// Committed, or failed with this error.
+    Finished(Option<String>),
+}
+
+/// A handle on the start record's commit, shared by everything in the run that writes.
+#[derive(Clone)]
+pub struct StartRecord(Arc<Mutex<State>>);
+
+impl StartRecord {
+    /// Reaps abandoned runs and commits `record` on a new thread (inline if no thread can be
+    /// started).
+    pub(crate) fn spawn(store: ResourceStore, record: RunRecord) -> StartRecord {
+        let work = move || {
+            // Runs whose process died are found here at the latest, so they never stay `running`.
+            if let Err(e) = reap_abandoned(&store) {
+                tracing::warn!(error = %e, "could not check for abandoned runs");
+            }
+            store
+                .put_run(&record)
+                .map_err(|e| format!("cannot record the run's start: {e}"))
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() -> Result<(), String> + Send>>();
+        let state = match std::thread::Builder::new()
+            .name("orch-run-start".into())
+            .spawn(move || rx.recv().map_or(Ok(()), |work| work()))
+        {
+            Ok(handle) => {
+                let _ = tx.send(Box::new(work));
+                State::Pending(handle)
+            }
+            Err(_) => State::Finished(work().err()),
+        };
+        StartRecord(Arc::new(Mutex::new(state)))
+    }
+
+    /// Blocks until the start record is committed; returns why it could not be, if so.
+    pub fn wait(&self) -> Option<String> {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let State::Pending(_) = &*state {
+            let State::Pending(handle) = std::mem::replace(&mut *state, State::Finished(None))
+            else {
+                unreachable!("matched above")
+            };
+            let error = match handle.join() {
+                Ok(result) => result.err(),
+                Err(_) => Some("cannot record the run's start: its thread panicked".into()),
+            };
+            *state = State::Finished(error);
+        }
+        match &*state {
+            State::Finished(error) => error.clone(),
+            State::Pending(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{RunStatus, StoreOptions, new_run_id, now_rfc3339};
+
+    fn record(id: &str) -> RunRecord {
+        RunRecord {
+            id: id.to_string(),
+            kind: "workflow".into(),
+            target: "w".into(),
+            status: RunStatus::Running,
+            started_at: now_rfc3339(),
+            finished_at: None,
+            duration_ms: None,
+            inputs: serde_json::json!({}),
+            steps: Vec::new(),
+            events: Vec::new(),
+            error: None,
+            owner: None,
+        }
+    }
+
+    #[test]
+    fn after_wait_the_start_record_is_in_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ResourceStore::new(dir.path().join("data.redb"), StoreOptions::default());
+        let id = new_run_id();
+        let started = StartRecord::spawn(store.clone(), record(&id));
+        assert_eq!(started.clone().wait(), None);
+        assert_eq!(started.wait(), None, "a second wait returns at once");
+        let stored = store.get_run(&id).unwrap().expect("recorded");
+        assert_eq!(stored.status, RunStatus::Running);
+    }
+
+    #[test]
+    fn a_start_record_that_cannot_be_written_is_reported_to_every_waiter() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the store file should be: no open can succeed.
+        let path = dir.path().join("data.redb");
+        std::fs::create_dir(&path).unwrap();
+        let store = ResourceStore::new(path, StoreOptions::default());
+        let started = StartRecord::spawn(store, record(&new_run_id()));
+        let first = started.wait().expect("an error");
+        assert!(
+            first.starts_with("cannot record the run's start"),
+            "{first}"
+        );
+        assert_eq!(started.wait(), Some(first));
+    }
+}
