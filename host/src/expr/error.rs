@@ -33,6 +33,21 @@ pub enum ExprErrorKind {
         /// The keys that do exist there (only filled when there is no suggestion).
         available: Box<[String]>,
     },
+    /// The resource's latest version is a tombstone: something saw it gone.
+    #[error(
+        "{spec}/{instance} of model {model} was removed {by}; its history stays in \
+         `orch data versions {model} {instance}`"
+    )]
+    Retired {
+        /// The model's name.
+        model: String,
+        /// The resource spec.
+        spec: String,
+        /// The instance name.
+        instance: String,
+        /// Who removed it and when: `by run R at T (step `s`, method `m`)`.
+        by: String,
+    },
     /// `vault.get` found no such vault or no such key in it.
     #[error("vault `{vault}` has no secret `{key}`; add it with `orch vault put {vault} {key}`")]
     Vault {
@@ -95,6 +110,17 @@ impl ExprErrorKind {
                 missing: f(missing),
                 suggestion: suggestion.map(&f),
                 available: available.into_iter().map(&f).collect(),
+            },
+            Self::Retired {
+                model,
+                spec,
+                instance,
+                by,
+            } => Self::Retired {
+                model: f(model),
+                spec: f(spec),
+                instance: f(instance),
+                by: f(by),
             },
             Self::Vault { vault, key } => Self::Vault {
                 vault: f(vault),

@@ -42,5 +42,5 @@ pub use self::error::StoreError;
 pub use self::types::{
     ChangeKind, ChangeWindow, LastSeen, PendingWrite, Provenance, ResourceChange, ResourceKey,
     ResourceSummary, ResourceVersion, RunOwner, RunRecord, RunStatus, RunSummary, StepRecord,
-    new_run_id, now_rfc3339,
+    new_run_id, now_rfc3339, rfc3339,
 };

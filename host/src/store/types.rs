@@ -328,12 +328,17 @@ pub struct StepRecord {
 
 /// The current time as RFC 3339 in UTC with millisecond precision, e.g. `2025-01-31T09:15:02.041Z`.
 pub fn now_rfc3339() -> String {
-    // Fixed width, so stored times also sort as text.
+    rfc3339(OffsetDateTime::now_utc())
+}
+
+/// `at` in UTC as the store writes times: RFC 3339 with milliseconds, fixed width, so stored
+/// times sort as text and a bound made here compares with them.
+pub fn rfc3339(at: OffsetDateTime) -> String {
     let format =
         format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-    let now = OffsetDateTime::now_utc();
-    now.format(format)
-        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+    let at = at.to_offset(time::UtcOffset::UTC);
+    at.format(format)
+        .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }
 
 /// A new run id: a uuid v7 string, which sorts by creation time.
