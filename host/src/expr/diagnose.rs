@@ -167,11 +167,10 @@ fn describe(found: Found, state: &EvalState<'_>) -> ExprErrorKind {
         && resource == "resource"
         && let Some(by) = retired(state, m, spec, &found.key)
     {
+        let key = &found.key;
         return ExprErrorKind::Retired {
-            model: m.clone(),
-            spec: spec.clone(),
-            instance: found.key,
-            by,
+            resource: format!("{spec}/{key} of model {m}"),
+            by: format!("{by}; its history stays in `orch data versions {m} {key}`"),
         };
     }
     let missing = match &found.base_path {

@@ -34,18 +34,11 @@ pub enum ExprErrorKind {
         available: Box<[String]>,
     },
     /// The resource's latest version is a tombstone: something saw it gone.
-    #[error(
-        "{spec}/{instance} of model {model} was removed {by}; its history stays in \
-         `orch data versions {model} {instance}`"
-    )]
+    #[error("{resource} was removed {by}")]
     Retired {
-        /// The model's name.
-        model: String,
-        /// The resource spec.
-        spec: String,
-        /// The instance name.
-        instance: String,
-        /// Who removed it and when: `by run R at T (step `s`, method `m`)`.
+        /// Which resource, e.g. "vm/atm10 of model fleet".
+        resource: String,
+        /// Who removed it and when, and where its history is: "by run R at T (…); …".
         by: String,
     },
     /// `vault.get` found no such vault or no such key in it.
@@ -111,15 +104,8 @@ impl ExprErrorKind {
                 suggestion: suggestion.map(&f),
                 available: available.into_iter().map(&f).collect(),
             },
-            Self::Retired {
-                model,
-                spec,
-                instance,
-                by,
-            } => Self::Retired {
-                model: f(model),
-                spec: f(spec),
-                instance: f(instance),
+            Self::Retired { resource, by } => Self::Retired {
+                resource: f(resource),
                 by: f(by),
             },
             Self::Vault { vault, key } => Self::Vault {

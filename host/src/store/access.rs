@@ -23,12 +23,18 @@ pub(super) const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs
 /// When each resource was last seen: `(model, spec, name)` → `(run id, step, time, version)`,
 /// overwritten by every write of it, including those that change only volatile attributes and
 /// store no version.
-pub(super) const LAST_SEEN: TableDefinition<(&str, &str, &str), (&str, &str, &str, u64)> =
+pub(super) const LAST_SEEN: TableDefinition<ResourceName, Sighting> =
     TableDefinition::new("last_seen");
+/// `(model, spec, name)`.
+pub(super) type ResourceName = (&'static str, &'static str, &'static str);
+/// `(run id, step, time, version)` of the write that last saw a resource.
+pub(super) type Sighting = (&'static str, &'static str, &'static str, u64);
 /// Every stored version by commit time: `(time, model, spec, name, version)` → run id, so
 /// `orch data changes` reads only the versions of its window.
-pub(super) const VERSIONS_BY_TIME: TableDefinition<(&str, &str, &str, &str, u64), &str> =
+pub(super) const VERSIONS_BY_TIME: TableDefinition<TimeKey, &str> =
     TableDefinition::new("versions_by_time");
+/// `(commit time, model, spec, name, version)`.
+pub(super) type TimeKey = (&'static str, &'static str, &'static str, &'static str, u64);
 /// Bookkeeping such as the layout version.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
