@@ -362,4 +362,88 @@ mod tests {
             .expect("changes");
         assert_eq!(kinds(&after), vec![("c".into(), 1, "appeared")]);
     }
+
+    /// Prints what last-seen costs a sync and what `changes` costs over a long history:
+    /// 100 syncs of 1,000 resources, 10 of which change each time.
+    #[test]
+    #[ignore = "measurement, run with --ignored --nocapture"]
+    fn measure_changes_over_a_hundred_syncs_of_a_thousand() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_in(&dir);
+        let doc = |i: usize, sync: usize| {
+            json!({"vmid": i, "status": if i % 100 == sync % 100 { "stopped" } else { "running" },
+                   "sync": if i % 100 == sync % 100 { sync } else { 0 }, "pad": "x".repeat(200)})
+        };
+        let seed: Vec<PendingWrite> = (0..1000)
+            .map(|i| write(&format!("vm-{i}"), doc(i, 1000)))
+            .collect();
+        let run_id = |n: usize| format!("01900000-0000-7000-8000-{n:012}");
+        store
+            .commit_writes(
+                "fleet",
+                &provenance(&run_id(0), "sync", &now_rfc3339()),
+                &seed,
+            )
+            .expect("seed");
+        let mut sync_time = std::time::Duration::ZERO;
+        let mut versions_only = std::time::Duration::ZERO;
+        for sync in 1..=100usize {
+            let writes: Vec<PendingWrite> = (0..1000)
+                .map(|i| {
+                    if i % 100 == sync % 100 || i % 100 == (sync + 99) % 100 {
+                        write(&format!("vm-{i}"), doc(i, sync))
+                    } else {
+                        PendingWrite::seen("vm", format!("vm-{i}"), 1)
+                    }
+                })
+                .collect();
+            let p = provenance(&run_id(sync), "sync", &now_rfc3339());
+            let started = std::time::Instant::now();
+            store.commit_writes("fleet", &p, &writes).expect("sync");
+            sync_time += started.elapsed();
+            // The same sync's versions alone, as a store without sightings committed them.
+            let changed: Vec<PendingWrite> = writes
+                .into_iter()
+                .filter(|w| w.unchanged.is_none())
+                .collect();
+            let started = std::time::Instant::now();
+            store
+                .commit_writes("other", &p, &changed)
+                .expect("versions only");
+            versions_only += started.elapsed();
+        }
+        eprintln!(
+            "commit of the same sync's ~20 versions alone: {:?}",
+            versions_only / 100
+        );
+        let started = std::time::Instant::now();
+        let last = store
+            .changes(&ChangeWindow {
+                since: String::new(),
+                after_run: Some(run_id(99)),
+                model: Some("fleet".into()),
+            })
+            .expect("changes");
+        let last_run = started.elapsed();
+        let started = std::time::Instant::now();
+        let all = store
+            .changes(&ChangeWindow {
+                model: Some("fleet".into()),
+                ..ChangeWindow::default()
+            })
+            .expect("changes");
+        let whole = started.elapsed();
+        eprintln!(
+            "commit of one sync (about 20 versions + 980 sightings): {:?}",
+            sync_time / 100
+        );
+        eprintln!(
+            "changes after run 99 (time bound from start): {} versions in {last_run:?}",
+            last.len()
+        );
+        eprintln!(
+            "changes over the whole history: {} versions in {whole:?}",
+            all.len()
+        );
+    }
 }
