@@ -307,6 +307,12 @@ fn since_takes_a_time_or_a_duration_and_refuses_what_it_cannot_read() {
     assert_eq!(kinds(&changes(&repo, &t)), appeared);
     assert_eq!(kinds(&changes(&repo, "1h")), appeared);
     assert_eq!(kinds(&changes(&repo, "2999-01-01T00:00:00Z")), vec![]);
+    assert_eq!(kinds(&changes(&repo, "2999-01-01")), vec![]);
+    assert_eq!(
+        kinds(&changes(&repo, &t[..10])),
+        appeared,
+        "a date is midnight UTC"
+    );
     // Without --since: the last 24 hours.
     let default = repo.orch(&["--json", "data", "changes"]).ok().json();
     assert_eq!(kinds(&default), appeared);

@@ -87,8 +87,9 @@ pub enum Cmd {
         /// Only this model.
         model: Option<String>,
         /// The window: a run id (or a prefix of 6+ characters) for the changes written by runs
-        /// started after that run; an RFC 3339 time (2026-11-30T09:00:00Z) for those committed
-        /// since then; or a duration back from now (90s, 30m, 24h, 7d, 2w). Default: 24h.
+        /// started after that run; an RFC 3339 time (2026-11-30T09:00:00Z) or a date
+        /// (2026-11-30, midnight UTC) for those committed since then; or a duration back from
+        /// now (90s, 30m, 24h, 7d, 2w). Default: 24h.
         #[arg(long, value_name = "RUN|TIME|DURATION")]
         since: Option<String>,
     },
@@ -516,6 +517,18 @@ fn parse_since(store: &ResourceStore, text: &str) -> Result<(ChangeWindow, Strin
     }
     if let Ok(at) = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
         let since = rfc3339(at);
+        return Ok((
+            ChangeWindow {
+                since: since.clone(),
+                ..ChangeWindow::default()
+            },
+            format!("since {since}"),
+        ));
+    }
+    // A bare date is midnight UTC.
+    let day = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(date) = time::Date::parse(text, &day) {
+        let since = rfc3339(date.midnight().assume_utc());
         return Ok((
             ChangeWindow {
                 since: since.clone(),

@@ -738,8 +738,15 @@ mod tests {
         let store = ResourceStore::new(PathBuf::from(path), StoreOptions::default());
         let p = provenance("kill");
         let mut stdout = std::io::stdout();
+        // Where the earlier, killed children left the versions.
+        let base = store
+            .latest_versions_of("fleet")
+            .expect("numbers")
+            .get(&("vm".to_string(), "r0".to_string()))
+            .copied()
+            .unwrap_or(0);
         for batch in 0u64.. {
-            let writes: Vec<PendingWrite> = (0..5)
+            let mut writes: Vec<PendingWrite> = (0..5)
                 .map(|i| {
                     write(
                         "vm",
@@ -748,6 +755,8 @@ mod tests {
                     )
                 })
                 .collect();
+            // A sighting rides in the same transaction: it must never land without the versions.
+            writes.push(PendingWrite::seen("vm", "s", base + batch));
             store.commit_writes("fleet", &p, &writes).expect("commit");
             writeln!(stdout, "committed {batch}").expect("stdout");
             stdout.flush().expect("flush");
@@ -811,7 +820,18 @@ mod tests {
                 .versions("fleet", "vm", &format!("r{i}"))
                 .expect("versions");
             assert_eq!(all.len() as u64, versions[0]);
+            let seen = store
+                .last_seen("fleet", "vm", &format!("r{i}"))
+                .expect("last seen")
+                .map(|s| s.version);
+            assert_eq!(seen, Some(versions[0]), "last seen moved apart from r{i}");
         }
+        // Each batch stores version n + 1 of every r and sights `s` at n.
+        let sighted = store
+            .last_seen("fleet", "vm", "s")
+            .expect("last seen")
+            .map(|s| s.version + 1);
+        assert_eq!(sighted, Some(versions[0]), "a sighting committed in part");
         store
             .commit_writes(
                 "fleet",
