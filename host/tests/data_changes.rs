@@ -156,6 +156,20 @@ fn a_sync_that_finds_a_change_a_removal_and_a_return_is_what_changes_shows() {
     let text = repo.orch(&["data", "diff", "fleet", "b"]).ok().stdout;
     assert!(text.contains(&format!("retired by run {r3}")), "{text}");
     assert!(!text.contains("- status"), "{text}");
+    // An expression that reads b now fails its step, naming who removed it and when.
+    repo.write(
+        "models/reader.yaml",
+        "type: test/echo\nglobalArguments:\n  extra: ${{ model.fleet.resource.host.b.attributes.status }}\n",
+    );
+    let read = repo.orch(&["model", "run", "reader", "noop"]);
+    assert_ne!(read.code, 0, "{}", read.all());
+    assert!(
+        read.all().contains(&format!(
+            "host/b of model fleet was removed by run {r3} at {t}"
+        )),
+        "{}",
+        read.all()
+    );
     // Retiring is not a sighting: b was last seen by r2.
     let got = repo
         .orch(&["--json", "data", "get", "fleet", "b"])
