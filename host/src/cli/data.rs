@@ -26,7 +26,7 @@ pub enum Cmd {
         #[arg(long)]
         all: bool,
     },
-    /// Show a resource's latest version (or --version N).
+    /// Show a resource's latest version (or --version N), with when it was last seen (`lastSeen`).
     Get {
         /// Model name.
         model: String,
