@@ -43,8 +43,10 @@ struct ModelAccess {
     /// needs no attributes, so it does not load and decode every resource of the model.
     numbers: Option<HashMap<(String, String), u64>>,
     pending: Vec<PendingWrite>,
-    /// Sightings of resources whose write changed only volatile attributes.
-    seen: Vec<PendingWrite>,
+    /// Sightings of resources whose write changed only volatile attributes: (spec, name) →
+    /// the version that stands. One per resource however often it is written, so a plugin
+    /// that repeats such writes holds no more than the model's stored resources.
+    seen: std::collections::BTreeMap<(String, String), u64>,
     pending_versions: HashMap<(String, String), u64>,
     /// spec → its volatile attribute names (only specs that declare some); shared, so a write
     /// can hold them while it looks up the latest version.
@@ -74,7 +76,7 @@ impl DataCapability {
                 latest: None,
                 numbers: None,
                 pending: Vec::new(),
-                seen: Vec::new(),
+                seen: std::collections::BTreeMap::new(),
                 pending_versions: HashMap::new(),
                 volatile: HashMap::new(),
             }),
@@ -118,7 +120,11 @@ impl DataCapability {
     pub fn into_pending(self) -> Vec<PendingWrite> {
         self.access
             .map(|mut a| {
-                a.pending.append(&mut a.seen);
+                let seen = std::mem::take(&mut a.seen);
+                a.pending.extend(
+                    seen.into_iter()
+                        .map(|((spec, name), version)| PendingWrite::seen(spec, name, version)),
+                );
                 a.pending
             })
             .unwrap_or_default()
@@ -278,7 +284,7 @@ fn write(
     if !access.pending_versions.contains_key(&key)
         && let Some(unchanged) = access.unchanged_but_volatile(&key, &value)?
     {
-        access.seen.push(PendingWrite::seen(spec, name, unchanged));
+        access.seen.insert(key, unchanged);
         return Ok(unchanged);
     }
     let version = match access.pending_versions.get(&key) {
@@ -543,6 +549,36 @@ mod tests {
             (latest.version, latest.attributes["timestamp"].clone()),
             (3, 4.into())
         );
+    }
+
+    #[test]
+    fn repeated_unchanged_writes_hand_on_one_sighting() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ResourceStore::new(dir.path().join("data.redb"), StoreOptions::default());
+        let volatile = vec!["at".to_string()];
+        let call = || {
+            DataCapability::for_model("m", "t/x", vec!["vm".into()], store.clone(), 10)
+                .with_volatile([("vm", volatile.as_slice())])
+        };
+        let provenance = crate::store::Provenance {
+            run_id: "r".into(),
+            step: "s".into(),
+            method: "sync".into(),
+            time: "2026-11-30T00:00:00Z".into(),
+        };
+        let mut first = call();
+        write(&mut first, "vm".into(), "a".into(), r#"{"at":0}"#.into()).unwrap();
+        store
+            .commit_writes("m", &provenance, &first.into_pending())
+            .unwrap();
+        let mut second = call();
+        // Far past the write limit of 10: none of these is a version.
+        for at in 1..1000 {
+            let doc = format!(r#"{{"at":{at}}}"#);
+            assert_eq!(write(&mut second, "vm".into(), "a".into(), doc).unwrap(), 1);
+        }
+        let pending = second.into_pending();
+        assert_eq!(pending, vec![PendingWrite::seen("vm", "a", 1)]);
     }
 
     #[test]
