@@ -109,6 +109,8 @@ fn a_sync_that_finds_a_change_a_removal_and_a_return_is_what_changes_shows() {
         "status": {"from": "running", "to": "stopped"},
     }))]}]);
     assert_eq!(changes(&repo, &r1), expected);
+    // A unique prefix of the run id names the same window.
+    assert_eq!(changes(&repo, &r1[..23]), expected);
 
     // b stored no version, but it was seen by r2: versions and get say so.
     let versions = repo
