@@ -1,7 +1,19 @@
-//! `orch data list|get|versions`.
+//! `orch data list|get|versions|diff|changes`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
 
 use super::{CliError, CmdResult, Ctx};
-use crate::store::{ResourceKey, ResourceStore};
+use crate::repo::Repo;
+use crate::store::{
+    ChangeKind, ChangeWindow, ResourceKey, ResourceStore, ResourceVersion, StoreError,
+    diff_attributes, rfc3339,
+};
+
+/// The window `orch data changes` shows without `--since`.
+const DEFAULT_SINCE: &str = "24h";
 
 /// `orch data` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -14,7 +26,7 @@ pub enum Cmd {
         #[arg(long)]
         all: bool,
     },
-    /// Show a resource's latest version (or --version N).
+    /// Show a resource's latest version (or --version N), with when it was last seen (`lastSeen`).
     Get {
         /// Model name.
         model: String,
@@ -27,7 +39,11 @@ pub enum Cmd {
         #[arg(long)]
         spec: Option<String>,
     },
-    /// List every version of a resource.
+    /// List every version of a resource, and when it was last seen.
+    ///
+    /// A write that changes only volatile attributes stores no version, so the last line
+    /// (`last seen <time> by run <id> (step <s>)`; `lastSeen` on the newest entry in --json)
+    /// tells when a sync last saw the resource. A retirement is not a sighting.
     Versions {
         /// Model name.
         model: String,
@@ -36,6 +52,46 @@ pub enum Cmd {
         /// The resource spec, when the name exists under several.
         #[arg(long)]
         spec: Option<String>,
+    },
+    /// Field-level differences between two versions of a resource (default: the last two).
+    ///
+    /// Attributes the resource spec declares volatile are ignored. Nested objects compare by
+    /// dotted path (`config.net0`), arrays as whole values. A line per field:
+    /// `~ path: old → new`, `+ path: new`, `- path: old`; a tombstone compared with a live
+    /// version says `retired`. --json: {"model","spec","name","from","to","added":{path:value},
+    /// "removed":{path:value},"changed":{path:{"from","to"}}}, plus "retired": true.
+    Diff {
+        /// Model name.
+        model: String,
+        /// Resource (instance) name.
+        name: String,
+        /// The older version (default: the one before --to).
+        #[arg(long)]
+        from: Option<u64>,
+        /// The newer version (default: the latest).
+        #[arg(long)]
+        to: Option<u64>,
+        /// The resource spec, when the name exists under several.
+        #[arg(long)]
+        spec: Option<String>,
+    },
+    /// Resources that appeared, changed or were retired in a window, newest first, by model.
+    ///
+    /// `appeared` is a first version or the first live one after a retirement; `changed` lists
+    /// the changed fields (volatile attributes ignored; a version that changed only those is
+    /// not shown); `retired` is a tombstone. --json: [{"model", "changes": [{"spec", "name",
+    /// "kind": "appeared|changed|retired", "version", "run", "step", "time", "fields":
+    /// {path: {"from", "to"}}}]}], where an added field has only "to", a removed one only
+    /// "from", and `fields` is empty unless the kind is `changed`.
+    Changes {
+        /// Only this model.
+        model: Option<String>,
+        /// The window: a run id (or a prefix of 6+ characters) for the changes written by runs
+        /// started after that run; an RFC 3339 time (2026-11-30T09:00:00Z) or a date
+        /// (2026-11-30, midnight UTC) for those committed since then; or a duration back from
+        /// now (90s, 30m, 24h, 7d, 2w). Default: 24h.
+        #[arg(long, value_name = "RUN|TIME|DURATION")]
+        since: Option<String>,
     },
 }
 
@@ -65,7 +121,7 @@ fn find_spec(
 }
 
 /// Runs an `orch data` subcommand.
-pub fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
+pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
     let repo = ctx.repo()?;
     let store = ctx.store(&repo);
     match cmd {
@@ -117,8 +173,15 @@ pub fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
                     version.map(|v| v.to_string()).unwrap_or_default()
                 )));
             };
-            ctx.printer.result(&rv, || {
-                serde_json::to_string_pretty(&rv).unwrap_or_default()
+            let seen = store
+                .last_seen(&model, &spec, &name)
+                .map_err(CliError::failed)?;
+            let mut value = serde_json::to_value(&rv).map_err(CliError::failed)?;
+            if let (Some(seen), Some(fields)) = (seen, value.as_object_mut()) {
+                fields.insert("lastSeen".into(), json!(seen));
+            }
+            ctx.printer.result(&value, || {
+                serde_json::to_string_pretty(&value).unwrap_or_default()
             });
             Ok(0)
         }
@@ -127,8 +190,21 @@ pub fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             let versions = store
                 .versions(&model, &spec, &name)
                 .map_err(CliError::failed)?;
-            ctx.printer.result(&versions, || {
-                versions
+            let seen = store
+                .last_seen(&model, &spec, &name)
+                .map_err(CliError::failed)?;
+            let mut value = serde_json::to_value(&versions).map_err(CliError::failed)?;
+            if let (Some(seen), Some(newest)) = (
+                &seen,
+                value
+                    .as_array_mut()
+                    .and_then(|a| a.last_mut())
+                    .and_then(Value::as_object_mut),
+            ) {
+                newest.insert("lastSeen".into(), json!(seen));
+            }
+            ctx.printer.result(&value, || {
+                let mut lines: Vec<String> = versions
                     .iter()
                     .map(|v| {
                         let what = if v.retired {
@@ -141,10 +217,392 @@ pub fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
                             v.version, v.provenance.time, v.provenance.run_id, v.provenance.step,
                         )
                     })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                    .collect();
+                if let Some(seen) = &seen {
+                    lines.push(format!(
+                        "last seen {} by run {} (step {})",
+                        seen.time, seen.run_id, seen.step
+                    ));
+                }
+                lines.join("\n")
             });
             Ok(0)
+        }
+        Cmd::Diff {
+            model,
+            name,
+            from,
+            to,
+            spec,
+        } => diff(ctx, &repo, &store, &model, &name, from, to, spec).await,
+        Cmd::Changes { model, since } => changes(ctx, &repo, &store, model, since).await,
+    }
+}
+
+/// Refuses a model that is neither defined nor in the store, suggesting the closest defined
+/// one (a model whose file was removed keeps its history, so its data can still be read).
+fn check_model(repo: &Repo, store: &ResourceStore, model: &str) -> Result<(), CliError> {
+    match repo.model(model) {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            let stored = store.latest_versions_of(model).map_err(CliError::failed)?;
+            if stored.is_empty() {
+                Err(CliError::usage(err))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// model → spec → volatile attribute names, from the types' resource specs (describe() is
+/// cached, so no plugin is compiled unless its types were never described). A model whose
+/// type cannot be found compares every attribute, with a warning.
+async fn volatile_of(
+    ctx: &Ctx,
+    repo: &Repo,
+    models: &BTreeSet<String>,
+) -> HashMap<String, HashMap<String, Vec<String>>> {
+    let mut out = HashMap::new();
+    if models.is_empty() {
+        return out;
+    }
+    let registry = match ctx.registry(repo).await {
+        Ok(r) => Some(r),
+        Err(e) => {
+            ctx.printer.warn(&format!(
+                "cannot load the plugins to learn which attributes are volatile ({}); every attribute is compared",
+                e.message
+            ));
+            None
+        }
+    };
+    for model in models {
+        let Ok(def) = repo.model(model) else {
+            continue;
+        };
+        let Some(registry) = &registry else {
+            continue;
+        };
+        match registry.get(&def.type_name) {
+            Ok(t) => {
+                let specs = t
+                    .description
+                    .resources
+                    .iter()
+                    .filter(|r| !r.volatile.is_empty())
+                    .map(|r| (r.name.clone(), r.volatile.clone()))
+                    .collect();
+                out.insert(model.clone(), specs);
+            }
+            Err(why) => ctx.printer.warn(&format!(
+                "model `{model}`: {why}; its volatile attributes are unknown, so every attribute is compared"
+            )),
+        }
+    }
+    out
+}
+
+fn volatile_for<'a>(
+    volatile: &'a HashMap<String, HashMap<String, Vec<String>>>,
+    model: &str,
+    spec: &str,
+) -> &'a [String] {
+    volatile
+        .get(model)
+        .and_then(|specs| specs.get(spec))
+        .map_or(&[], Vec::as_slice)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn diff(
+    ctx: &Ctx,
+    repo: &Repo,
+    store: &ResourceStore,
+    model: &str,
+    name: &str,
+    from: Option<u64>,
+    to: Option<u64>,
+    spec: Option<String>,
+) -> CmdResult {
+    check_model(repo, store, model)?;
+    let spec = find_spec(store, model, name, spec)?;
+    let latest = store
+        .latest_versions_of(model)
+        .map_err(CliError::failed)?
+        .get(&(spec.clone(), name.to_string()))
+        .copied()
+        .ok_or_else(|| {
+            CliError::failed(format!(
+                "model `{model}` has no resource `{spec}/{name}` (see `orch data list {model}`)"
+            ))
+        })?;
+    let what = format!("{model}/{spec}/{name}");
+    let exists = |v: u64, flag: &str| {
+        if v == 0 || v > latest {
+            Err(CliError::usage(format!(
+                "{flag} {v}: {what} has versions 1..{latest}"
+            )))
+        } else {
+            Ok(v)
+        }
+    };
+    let to = exists(to.unwrap_or(latest), "--to")?;
+    let from = match from {
+        Some(v) => exists(v, "--from")?,
+        None if to > 1 => to - 1,
+        None => {
+            return Err(CliError::failed(format!(
+                "{what} has only version 1; there is nothing to compare it with"
+            )));
+        }
+    };
+    if from >= to {
+        return Err(CliError::usage(format!(
+            "--from {from} must be older than --to {to} ({what} has versions 1..{latest})"
+        )));
+    }
+    let load = |v: u64| -> Result<ResourceVersion, CliError> {
+        store
+            .version(model, &spec, name, v)
+            .map_err(CliError::failed)?
+            .ok_or_else(|| CliError::failed(format!("{what} has no version {v}")))
+    };
+    let (older, newer) = (load(from)?, load(to)?);
+    let models = BTreeSet::from([model.to_string()]);
+    let volatile = volatile_of(ctx, repo, &models).await;
+    let ignored = volatile_for(&volatile, model, &spec);
+    let retired = newer.retired && !older.retired;
+    let diff = if retired || (newer.retired && older.retired) {
+        Default::default()
+    } else if older.retired {
+        // Back after a retirement: everything it has is new.
+        diff_attributes(&json!({}), &newer.attributes, ignored)
+    } else {
+        diff_attributes(&older.attributes, &newer.attributes, ignored)
+    };
+    let mut value = serde_json::Map::new();
+    value.insert("model".into(), json!(model));
+    value.insert("spec".into(), json!(spec));
+    value.insert("name".into(), json!(name));
+    value.insert("from".into(), json!(from));
+    value.insert("to".into(), json!(to));
+    value.extend(diff.to_json());
+    if retired {
+        value.insert("retired".into(), json!(true));
+    }
+    ctx.printer.result(&value, || {
+        let mut lines = vec![format!("{what} v{from} → v{to}")];
+        if retired {
+            lines.push(format!(
+                "retired by run {} (step {}) at {}",
+                newer.provenance.run_id, newer.provenance.step, newer.provenance.time
+            ));
+        } else if diff.is_empty() {
+            lines.push("no differences".to_string());
+        } else {
+            lines.extend(diff.lines());
+        }
+        if !ignored.is_empty() {
+            lines.push(format!("(volatile, not compared: {})", ignored.join(", ")));
+        }
+        lines.join("\n")
+    });
+    Ok(0)
+}
+
+async fn changes(
+    ctx: &Ctx,
+    repo: &Repo,
+    store: &ResourceStore,
+    model: Option<String>,
+    since: Option<String>,
+) -> CmdResult {
+    if let Some(m) = &model {
+        check_model(repo, store, m)?;
+    }
+    let (mut window, described) = parse_since(store, since.as_deref().unwrap_or(DEFAULT_SINCE))?;
+    window.model = model;
+    let found = store.changes(&window).map_err(CliError::failed)?;
+    let changed_models: BTreeSet<String> = found
+        .iter()
+        .filter(|c| c.kind == ChangeKind::Changed)
+        .map(|c| c.version.model.clone())
+        .collect();
+    let volatile = volatile_of(ctx, repo, &changed_models).await;
+    // model → entries, newest first (the store's order).
+    let mut by_model: BTreeMap<String, Vec<(Value, String)>> = BTreeMap::new();
+    for change in found {
+        let v = &change.version;
+        let fields = match &change.previous {
+            Some(previous) => {
+                let ignored = volatile_for(&volatile, &v.model, &v.spec);
+                let diff = diff_attributes(previous, &v.attributes, ignored);
+                if diff.is_empty() {
+                    continue;
+                }
+                diff
+            }
+            None => Default::default(),
+        };
+        let kind = change.kind.as_str();
+        let entry = json!({
+            "spec": v.spec,
+            "name": v.name,
+            "kind": kind,
+            "version": v.version,
+            "run": v.provenance.run_id,
+            "step": v.provenance.step,
+            "time": v.provenance.time,
+            "fields": fields.fields_json(),
+        });
+        let mark = match change.kind {
+            ChangeKind::Appeared => "+",
+            ChangeKind::Changed => "~",
+            ChangeKind::Retired => "-",
+        };
+        let mut text = format!(
+            "  {mark} {}/{} v{}  {kind}  {}  run {} (step {})",
+            v.spec, v.name, v.version, v.provenance.time, v.provenance.run_id, v.provenance.step
+        );
+        for line in fields.lines() {
+            text.push_str(&format!("\n      {line}"));
+        }
+        by_model
+            .entry(v.model.clone())
+            .or_default()
+            .push((entry, text));
+    }
+    let value: Vec<Value> = by_model
+        .iter()
+        .map(|(model, entries)| {
+            json!({
+                "model": model,
+                "changes": entries.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    ctx.printer.result(&value, || {
+        if by_model.is_empty() {
+            return format!("no changes {described}");
+        }
+        let mut out = vec![format!("changes {described}")];
+        for (model, entries) in &by_model {
+            out.push(model.clone());
+            out.extend(entries.iter().map(|(_, t)| t.clone()));
+        }
+        out.join("\n")
+    });
+    Ok(0)
+}
+
+/// The window `--since` names, and how to say it ("since run …", "since <time>").
+fn parse_since(store: &ResourceStore, text: &str) -> Result<(ChangeWindow, String), CliError> {
+    let text = text.trim();
+    let explain = "give a run id (see `orch runs list`), an RFC 3339 time such as \
+                   2026-11-30T09:00:00Z, or a duration such as 30m, 24h or 7d";
+    if let Some(back) = parse_duration(text) {
+        let since = back
+            .and_then(|d| OffsetDateTime::now_utc().checked_sub(d))
+            .map(rfc3339)
+            // Longer than the clock goes back: the whole history.
+            .unwrap_or_default();
+        return Ok((
+            ChangeWindow {
+                since,
+                ..ChangeWindow::default()
+            },
+            format!("in the last {text}"),
+        ));
+    }
+    if let Ok(at) = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+        let since = rfc3339(at);
+        return Ok((
+            ChangeWindow {
+                since: since.clone(),
+                ..ChangeWindow::default()
+            },
+            format!("since {since}"),
+        ));
+    }
+    // A bare date is midnight UTC.
+    let day = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(date) = time::Date::parse(text, &day) {
+        let since = rfc3339(date.midnight().assume_utc());
+        return Ok((
+            ChangeWindow {
+                since: since.clone(),
+                ..ChangeWindow::default()
+            },
+            format!("since {since}"),
+        ));
+    }
+    let looks_like_id = text.len() >= 6
+        && text.len() <= 64
+        && text.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+    if looks_like_id {
+        return match store.run_start(text) {
+            Ok(Some((id, started))) => Ok((
+                ChangeWindow {
+                    since: started,
+                    after_run: Some(id.clone()),
+                    ..ChangeWindow::default()
+                },
+                format!("by runs started after run {id}"),
+            )),
+            Ok(None) => Err(CliError::usage(format!(
+                "--since {text}: no run has that id in this repository (see `orch runs list`)"
+            ))),
+            Err(e @ StoreError::AmbiguousRunId { .. }) => Err(CliError::usage(e)),
+            Err(e) => Err(CliError::failed(e)),
+        };
+    }
+    let shown: String = text.chars().take(80).collect();
+    Err(CliError::usage(format!(
+        "--since {shown:?} is not a run id, a time or a duration; {explain}"
+    )))
+}
+
+/// `90s`, `30m`, `24h`, `7d`, `2w`: `Some(None)` when it is a duration too long to represent
+/// (it then reaches back past every record), `None` when the text is not a duration.
+fn parse_duration(text: &str) -> Option<Option<time::Duration>> {
+    let unit = text.chars().last()?;
+    let seconds: u64 = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 604_800,
+        _ => return None,
+    };
+    let digits = &text[..text.len() - 1];
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    Some(
+        digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(seconds))
+            .and_then(|s| i64::try_from(s).ok())
+            .map(time::Duration::seconds),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_huge_ones_reach_back_past_everything() {
+        assert_eq!(
+            parse_duration("30m"),
+            Some(Some(time::Duration::minutes(30)))
+        );
+        assert_eq!(parse_duration("7d"), Some(Some(time::Duration::days(7))));
+        assert_eq!(parse_duration("99999999999999999999999d"), Some(None));
+        for not in ["", "h", "24", "1.5h", "-3h", "24 h", "2026-11-30T00:00:00Z"] {
+            assert_eq!(parse_duration(not), None, "{not}");
         }
     }
 }

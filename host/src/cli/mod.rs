@@ -153,7 +153,7 @@ async fn dispatch(command: Command, ctx: &Ctx) -> CmdResult {
         Command::Workflow(c) => workflow::exec(c, ctx).await,
         Command::Model(c) => model::exec(c, ctx).await,
         Command::Type(c) => type_::exec(c, ctx).await,
-        Command::Data(c) => data::exec(c, ctx),
+        Command::Data(c) => data::exec(c, ctx).await,
         Command::Runs(c) => runs::exec(c, ctx),
         Command::Eval(a) => eval::exec(a, ctx),
         Command::Vault(c) => vault::exec(c, ctx),

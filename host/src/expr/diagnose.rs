@@ -162,6 +162,17 @@ fn describe(found: Found, state: &EvalState<'_>) -> ExprErrorKind {
             return kind;
         }
     }
+    if let Some([root, m, resource, spec]) = found.base_path.as_deref()
+        && root == "model"
+        && resource == "resource"
+        && let Some(by) = retired(state, m, spec, &found.key)
+    {
+        let key = &found.key;
+        return ExprErrorKind::Retired {
+            resource: format!("{spec}/{key} of model {m}"),
+            by: format!("{by}; its history stays in `orch data versions {m} {key}`"),
+        };
+    }
     let missing = match &found.base_path {
         Some(path) => describe_missing(path, &found.key, state),
         None => format!("key `{}`", found.key),
@@ -179,10 +190,9 @@ fn describe_missing(path: &[String], key: &str, state: &EvalState<'_>) -> String
     match p.as_slice() {
         ["model", m] => format!("key `{key}` of model `{m}`"),
         ["model", m, "resource"] => format!("spec `{key}` in model `{m}`"),
-        ["model", m, "resource", spec] => match retired(state, m, spec, key) {
-            Some(why) => format!("instance `{key}` of spec `{spec}` in model `{m}` ({why})"),
-            None => format!("instance `{key}` of spec `{spec}` in model `{m}`"),
-        },
+        ["model", m, "resource", spec] => {
+            format!("instance `{key}` of spec `{spec}` in model `{m}`")
+        }
         ["model", m, "resource", spec, "attributes", rest @ ..] if shorthand(state, m, spec) => {
             format!(
                 "attribute `{}` of resource `{spec}` in model `{m}`",
@@ -204,7 +214,7 @@ fn describe_missing(path: &[String], key: &str, state: &EvalState<'_>) -> String
     }
 }
 
-/// Who retired `model`'s `spec`/`instance` and when, if it was retired.
+/// Who removed `model`'s `spec`/`instance` and when (`by run R at T …`), if it was retired.
 fn retired(state: &EvalState<'_>, model: &str, spec: &str, instance: &str) -> Option<String> {
     match &*state.core().model(model) {
         ModelState::Loaded(m) => m.retired(spec, instance).map(str::to_string),

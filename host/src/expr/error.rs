@@ -33,6 +33,14 @@ pub enum ExprErrorKind {
         /// The keys that do exist there (only filled when there is no suggestion).
         available: Box<[String]>,
     },
+    /// The resource's latest version is a tombstone: something saw it gone.
+    #[error("{resource} was removed {by}")]
+    Retired {
+        /// Which resource, e.g. "vm/atm10 of model fleet".
+        resource: String,
+        /// Who removed it and when, and where its history is: "by run R at T (…); …".
+        by: String,
+    },
     /// `vault.get` found no such vault or no such key in it.
     #[error("vault `{vault}` has no secret `{key}`; add it with `orch vault put {vault} {key}`")]
     Vault {
@@ -95,6 +103,10 @@ impl ExprErrorKind {
                 missing: f(missing),
                 suggestion: suggestion.map(&f),
                 available: available.into_iter().map(&f).collect(),
+            },
+            Self::Retired { resource, by } => Self::Retired {
+                resource: f(resource),
+                by: f(by),
             },
             Self::Vault { vault, key } => Self::Vault {
                 vault: f(vault),

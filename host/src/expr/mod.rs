@@ -63,7 +63,7 @@ pub struct ResourceData {
     pub written_at: String,
     /// The resource's attributes document.
     pub attributes: Value,
-    /// Set when this version is a tombstone: who retired the resource and when, for the error
+    /// Set when this version is a tombstone: who removed the resource and when (`by run R at T …`), for the error
     /// an expression that uses it gets.
     pub retired: Option<String>,
 }

@@ -48,11 +48,11 @@ impl DataSource for StoreDataSource {
                 version: v.version,
                 retired: v.retired.then(|| {
                     format!(
-                        "retired by run {} (step `{}`, method `{}`) at {}",
+                        "by run {} at {} (step `{}`, method `{}`)",
                         v.provenance.run_id,
+                        v.provenance.time,
                         v.provenance.step,
-                        v.provenance.method,
-                        v.provenance.time
+                        v.provenance.method
                     )
                 }),
                 written_at: v.provenance.time,

@@ -465,6 +465,10 @@ impl MethodRunner {
         };
         let mut resources = Vec::new();
         for (w, v) in writes.iter().zip(versions) {
+            // A sighting of an unchanged resource stored no version: nothing was written.
+            if w.unchanged.is_some() {
+                continue;
+            }
             self.events.emit(Event::ResourceWritten {
                 step: call.step.clone(),
                 model: call.model.clone(),

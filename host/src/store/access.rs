@@ -20,13 +20,30 @@ pub(super) const RESOURCES: TableDefinition<(&str, &str, &str, u64), &[u8]> =
 pub(super) const LATEST: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("latest");
 /// Run records: run id → JSON of a `RunRecord`.
 pub(super) const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
+/// When each resource was last seen: `(model, spec, name)` → `(run id, step, time, version)`,
+/// overwritten by every write of it, including those that change only volatile attributes and
+/// store no version.
+pub(super) const LAST_SEEN: TableDefinition<ResourceName, Sighting> =
+    TableDefinition::new("last_seen");
+/// `(model, spec, name)`.
+pub(super) type ResourceName = (&'static str, &'static str, &'static str);
+/// `(run id, step, time, version)` of the write that last saw a resource.
+pub(super) type Sighting = (&'static str, &'static str, &'static str, u64);
+/// Every stored version by commit time: `(time, model, spec, name, version)` → run id, so
+/// `orch data changes` reads only the versions of its window.
+pub(super) const VERSIONS_BY_TIME: TableDefinition<TimeKey, &str> =
+    TableDefinition::new("versions_by_time");
+/// `(commit time, model, spec, name, version)`.
+pub(super) type TimeKey = (&'static str, &'static str, &'static str, &'static str, u64);
 /// Bookkeeping such as the layout version.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 pub(super) const LAYOUT_KEY: &str = "layout_version";
 /// Bumped whenever the tables or record shapes change. 1: resources, latest, runs, active_runs.
 /// 2: adds `run_summaries`, which an open of a layout-1 file fills from `runs` in place.
-pub(super) const LAYOUT_VERSION: u64 = 2;
+/// 3: adds `last_seen` and `versions_by_time`, which an open of an older file fills from
+/// `resources` in place.
+pub(super) const LAYOUT_VERSION: u64 = 3;
 
 /// How long an operation waits for another process by default.
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(30);
@@ -338,19 +355,25 @@ impl ResourceStore {
             .get(LAYOUT_KEY)
             .map_err(|e| self.database_error(e))?
             .map(|v| v.value());
-        match found {
+        let from = match found {
             Some(found) if found >= LAYOUT_VERSION => return Ok(()),
             // A file that was created but never written has nothing to upgrade.
             None if !self.has_table(&txn, RUNS)? => return Ok(()),
-            _ => {}
+            Some(found) => found,
+            None => 1,
+        };
+        if from < 2 {
+            self.rebuild_run_summaries(&txn)?;
         }
-        self.rebuild_run_summaries(&txn)?;
+        if from < 3 {
+            self.rebuild_change_index(&txn)?;
+        }
         txn.open_table(META)
             .map_err(|e| self.database_error(e))?
             .insert(LAYOUT_KEY, LAYOUT_VERSION)
             .map_err(|e| self.database_error(e))?;
         txn.commit().map_err(|e| self.database_error(e))?;
-        tracing::info!(path = %self.path.display(), "upgraded the data store to layout {LAYOUT_VERSION}");
+        tracing::info!(path = %self.path.display(), "upgraded the data store from layout {from} to {LAYOUT_VERSION}");
         Ok(())
     }
 

@@ -25,17 +25,22 @@
 //!   allocator state the commit recorded. Intermediate run records are not made non-durable:
 //!   redb keeps such commits in one process's memory, which other processes cannot see.
 //! - **Layout.** The `meta` table records the layout version; an open of an older file
-//!   upgrades it in place in one transaction (layout 2 added the run summaries).
+//!   upgrades it in place in one transaction (layout 2 added the run summaries, layout 3 the
+//!   last-seen table and the commit-time index of versions that `orch data changes` reads).
 
 mod access;
+mod changes;
+mod diff;
 mod error;
 mod resources;
 mod runs;
 mod types;
 
 pub use self::access::{DEFAULT_LOCK_WAIT, ResourceStore, StoreOptions};
+pub use self::diff::{FieldDiff, diff_attributes};
 pub use self::error::StoreError;
 pub use self::types::{
-    PendingWrite, Provenance, ResourceKey, ResourceSummary, ResourceVersion, RunOwner, RunRecord,
-    RunStatus, RunSummary, StepRecord, new_run_id, now_rfc3339,
+    ChangeKind, ChangeWindow, LastSeen, PendingWrite, Provenance, ResourceChange, ResourceKey,
+    ResourceSummary, ResourceVersion, RunOwner, RunRecord, RunStatus, RunSummary, StepRecord,
+    new_run_id, now_rfc3339, rfc3339,
 };

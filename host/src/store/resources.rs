@@ -4,11 +4,12 @@ use redb::{ReadOnlyTable, ReadableTable};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::access::{LATEST, RESOURCES, ResourceStore};
+use super::access::{LAST_SEEN, LATEST, RESOURCES, ResourceStore, VERSIONS_BY_TIME};
 use super::error::StoreError;
 use super::types::{PendingWrite, Provenance, ResourceKey, ResourceSummary, ResourceVersion};
 
-type ResourcesTable = ReadOnlyTable<(&'static str, &'static str, &'static str, u64), &'static [u8]>;
+pub(super) type ResourcesTable =
+    ReadOnlyTable<(&'static str, &'static str, &'static str, u64), &'static [u8]>;
 type LatestTable = ReadOnlyTable<(&'static str, &'static str, &'static str), u64>;
 
 /// The stored shape of a `ResourceVersion`, borrowed so large attribute documents are not cloned to encode them.
@@ -24,12 +25,17 @@ struct VersionRecord<'a> {
     retired: bool,
 }
 
-fn describe(model: &str, spec: &str, name: &str, version: u64) -> String {
+pub(super) fn describe(model: &str, spec: &str, name: &str, version: u64) -> String {
     format!("resource {model}/{spec}/{name}@v{version}")
 }
 
 impl ResourceStore {
     /// Commit a method's writes in one transaction; returns the versions assigned, in order. Several writes to the same (spec,name) in one batch get consecutive versions.
+    ///
+    /// Every write also records when its resource was last seen, in the same transaction, and
+    /// a stored version is indexed by its commit time for `orch data changes`. A sighting
+    /// ([`PendingWrite::seen`], a write that changed only volatile attributes) stores no
+    /// version and returns the version it matched; a tombstone is not a sighting.
     pub fn commit_writes(
         &self,
         model: &str,
@@ -40,13 +46,38 @@ impl ResourceStore {
             return Ok(Vec::new());
         }
         validate_writes(model, writes)?;
+        let (run, step, time) = (
+            provenance.run_id.as_str(),
+            provenance.step.as_str(),
+            provenance.time.as_str(),
+        );
         self.write(|txn| {
             let mut latest = txn.open_table(LATEST).map_err(|e| self.database_error(e))?;
             let mut resources = txn
                 .open_table(RESOURCES)
                 .map_err(|e| self.database_error(e))?;
-            let mut assigned = Vec::with_capacity(writes.len());
-            for write in writes {
+            let mut seen = txn
+                .open_table(LAST_SEEN)
+                .map_err(|e| self.database_error(e))?;
+            let mut by_time = txn
+                .open_table(VERSIONS_BY_TIME)
+                .map_err(|e| self.database_error(e))?;
+            let mut assigned = vec![0; writes.len()];
+            // Sightings first, so a stored version of the same resource in this batch wins.
+            for (slot, write) in assigned.iter_mut().zip(writes) {
+                if let Some(version) = write.unchanged {
+                    seen.insert(
+                        (model, write.spec.as_str(), write.name.as_str()),
+                        (run, step, time, version),
+                    )
+                    .map_err(|e| self.database_error(e))?;
+                    *slot = version;
+                }
+            }
+            for (slot, write) in assigned.iter_mut().zip(writes) {
+                if write.unchanged.is_some() {
+                    continue;
+                }
                 let (spec, name) = (write.spec.as_str(), write.name.as_str());
                 let current = latest
                     .get((model, spec, name))
@@ -82,7 +113,14 @@ impl ResourceStore {
                 latest
                     .insert((model, spec, name), version)
                     .map_err(|e| self.database_error(e))?;
-                assigned.push(version);
+                by_time
+                    .insert((time, model, spec, name, version), run)
+                    .map_err(|e| self.database_error(e))?;
+                if !write.retired {
+                    seen.insert((model, spec, name), (run, step, time, version))
+                        .map_err(|e| self.database_error(e))?;
+                }
+                *slot = version;
             }
             Ok(assigned)
         })
@@ -253,7 +291,7 @@ impl ResourceStore {
         })
     }
 
-    fn version_in(
+    pub(super) fn version_in(
         &self,
         resources: &ResourcesTable,
         model: &str,
@@ -365,12 +403,7 @@ mod tests {
     }
 
     fn write(spec: &str, name: &str, attributes: Value) -> PendingWrite {
-        PendingWrite {
-            spec: spec.to_string(),
-            name: name.to_string(),
-            attributes,
-            retired: false,
-        }
+        PendingWrite::new(spec, name, attributes)
     }
 
     #[test]
@@ -381,10 +414,7 @@ mod tests {
         store
             .commit_writes("m", &p, &[write("vm", "a", json!({"id": 1}))])
             .unwrap();
-        let tombstone = PendingWrite {
-            retired: true,
-            ..write("vm", "a", Value::Null)
-        };
+        let tombstone = PendingWrite::retire("vm", "a");
         assert_eq!(store.commit_writes("m", &p, &[tombstone]).unwrap(), vec![2]);
         let latest = store.latest("m", "vm", "a").unwrap().unwrap();
         assert!(latest.retired && latest.attributes.is_null() && latest.version == 2);
@@ -708,8 +738,15 @@ mod tests {
         let store = ResourceStore::new(PathBuf::from(path), StoreOptions::default());
         let p = provenance("kill");
         let mut stdout = std::io::stdout();
+        // Where the earlier, killed children left the versions.
+        let base = store
+            .latest_versions_of("fleet")
+            .expect("numbers")
+            .get(&("vm".to_string(), "r0".to_string()))
+            .copied()
+            .unwrap_or(0);
         for batch in 0u64.. {
-            let writes: Vec<PendingWrite> = (0..5)
+            let mut writes: Vec<PendingWrite> = (0..5)
                 .map(|i| {
                     write(
                         "vm",
@@ -718,6 +755,8 @@ mod tests {
                     )
                 })
                 .collect();
+            // A sighting rides in the same transaction: it must never land without the versions.
+            writes.push(PendingWrite::seen("vm", "s", base + batch));
             store.commit_writes("fleet", &p, &writes).expect("commit");
             writeln!(stdout, "committed {batch}").expect("stdout");
             stdout.flush().expect("flush");
@@ -781,7 +820,18 @@ mod tests {
                 .versions("fleet", "vm", &format!("r{i}"))
                 .expect("versions");
             assert_eq!(all.len() as u64, versions[0]);
+            let seen = store
+                .last_seen("fleet", "vm", &format!("r{i}"))
+                .expect("last seen")
+                .map(|s| s.version);
+            assert_eq!(seen, Some(versions[0]), "last seen moved apart from r{i}");
         }
+        // Each batch stores version n + 1 of every r and sights `s` at n.
+        let sighted = store
+            .last_seen("fleet", "vm", "s")
+            .expect("last seen")
+            .map(|s| s.version + 1);
+        assert_eq!(sighted, Some(versions[0]), "a sighting committed in part");
         store
             .commit_writes(
                 "fleet",

@@ -151,6 +151,51 @@ impl ResourceStore {
         )
     }
 
+    /// The full id and start time of a run given by its id or a prefix of at least 6
+    /// characters, read from the run summaries (not the records).
+    pub fn run_start(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
+        self.read(
+            || None,
+            |txn| {
+                let Some(summaries) = self.read_table(txn, RUN_SUMMARIES)? else {
+                    return Ok(None);
+                };
+                let started = |key: &str, bytes: &[u8]| -> Result<_, StoreError> {
+                    let summary: RunSummary =
+                        self.decode(bytes, || format!("summary of run {key}"))?;
+                    Ok(Some((summary.id, summary.started_at)))
+                };
+                if let Some(value) = summaries.get(id).map_err(|e| self.database_error(e))? {
+                    return started(id, value.value());
+                }
+                if id.len() < MIN_PREFIX_LEN {
+                    return Ok(None);
+                }
+                let mut matches = Vec::new();
+                for entry in summaries.range(id..).map_err(|e| self.database_error(e))? {
+                    let (key, value) = entry.map_err(|e| self.database_error(e))?;
+                    if !key.value().starts_with(id) || matches.len() > AMBIGUOUS_SHOWN {
+                        break;
+                    }
+                    matches.push((key.value().to_string(), value.value().to_vec()));
+                }
+                match matches.as_slice() {
+                    [] => Ok(None),
+                    [(key, bytes)] => started(key, bytes),
+                    _ => Err(StoreError::AmbiguousRunId {
+                        path: self.path().to_path_buf(),
+                        prefix: id.to_string(),
+                        matches: matches
+                            .into_iter()
+                            .take(AMBIGUOUS_SHOWN)
+                            .map(|(key, _)| key)
+                            .collect(),
+                    }),
+                }
+            },
+        )
+    }
+
     /// Up to `limit` run summaries, newest first, without reading the run records themselves.
     pub fn list_run_summaries(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
         self.read(Vec::new, |txn| {

@@ -30,6 +30,101 @@ pub struct PendingWrite {
     /// A tombstone: the plugin saw this resource gone (`data.retire-resource`); attributes are null.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub retired: bool,
+    /// Set to the stored version a write matched except for the spec's volatile attributes: no
+    /// version is stored, the commit only records that the resource was seen (attributes are null).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unchanged: Option<u64>,
+}
+
+impl PendingWrite {
+    /// A write of `attributes` to `spec`/`name`.
+    pub fn new(spec: impl Into<String>, name: impl Into<String>, attributes: Value) -> Self {
+        Self {
+            spec: spec.into(),
+            name: name.into(),
+            attributes,
+            retired: false,
+            unchanged: None,
+        }
+    }
+
+    /// A tombstone for `spec`/`name`.
+    pub fn retire(spec: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            retired: true,
+            ..Self::new(spec, name, Value::Null)
+        }
+    }
+
+    /// A sighting of `spec`/`name` whose stored `version` still stands.
+    pub fn seen(spec: impl Into<String>, name: impl Into<String>, version: u64) -> Self {
+        Self {
+            unchanged: Some(version),
+            ..Self::new(spec, name, Value::Null)
+        }
+    }
+}
+
+/// When a resource was last seen by a write (one that stored a version, or one that changed
+/// only volatile attributes and stored none). A tombstone does not count as a sighting.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LastSeen {
+    /// The run whose write saw it.
+    pub run_id: String,
+    /// The step (or method, for a method run) of that write.
+    pub step: String,
+    /// When that write was committed, RFC 3339 in UTC.
+    pub time: String,
+    /// The version that stood after the write.
+    pub version: u64,
+}
+
+/// What one stored version did to its resource, for `orch data changes`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// The first version, or the first live one after a tombstone.
+    Appeared,
+    /// A live version after a live one.
+    Changed,
+    /// A tombstone.
+    Retired,
+}
+
+impl ChangeKind {
+    /// The lowercase name used in `--json` output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Appeared => "appeared",
+            ChangeKind::Changed => "changed",
+            ChangeKind::Retired => "retired",
+        }
+    }
+}
+
+/// One version written in a window, with the attributes of the version before it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResourceChange {
+    /// The version.
+    pub version: ResourceVersion,
+    /// What it did.
+    pub kind: ChangeKind,
+    /// The attributes of the version before it, for a change.
+    pub previous: Option<Value>,
+}
+
+/// Which versions `orch data changes` looks at: those committed at or after `since` (RFC 3339,
+/// UTC, millisecond width), and, when `after_run` is set, only those written by runs started
+/// after that run (run ids are uuid v7, so they sort by start).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ChangeWindow {
+    /// The earliest commit time, as stored (`2026-11-30T09:15:02.041Z`); empty for all history.
+    pub since: String,
+    /// Leave out the writes of this run and of runs started before it.
+    pub after_run: Option<String>,
+    /// Only this model's resources.
+    pub model: Option<String>,
 }
 
 /// One stored, immutable version of a resource.
@@ -233,12 +328,17 @@ pub struct StepRecord {
 
 /// The current time as RFC 3339 in UTC with millisecond precision, e.g. `2025-01-31T09:15:02.041Z`.
 pub fn now_rfc3339() -> String {
-    // Fixed width, so stored times also sort as text.
+    rfc3339(OffsetDateTime::now_utc())
+}
+
+/// `at` in UTC as the store writes times: RFC 3339 with milliseconds, fixed width, so stored
+/// times sort as text and a bound made here compares with them.
+pub fn rfc3339(at: OffsetDateTime) -> String {
     let format =
         format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-    let now = OffsetDateTime::now_utc();
-    now.format(format)
-        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+    let at = at.to_offset(time::UtcOffset::UTC);
+    at.format(format)
+        .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }
 
 /// A new run id: a uuid v7 string, which sorts by creation time.

@@ -158,6 +158,15 @@ struct SshDownloadArgs {
     path: String,
 }
 
+/// Arguments of `syncHosts`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct SyncHostsArgs {
+    /// Host name → attributes: each is written as a `host` resource; stored hosts not named
+    /// here are retired, as a discovery sync does.
+    hosts: serde_json::Map<String, Value>,
+}
+
 /// The attributes of an `item` resource (free-form).
 #[derive(Serialize, Deserialize, JsonSchema)]
 struct Item(Value);
@@ -185,6 +194,22 @@ fn write(ctx: &Ctx<Globals>, args: WriteArgs) -> Result<Value> {
         return Err(error::failed("failing after the write, as asked"));
     }
     Ok(json!({ "version": version }))
+}
+
+fn sync_hosts(ctx: &Ctx<Globals>, args: SyncHostsArgs) -> Result<Value> {
+    let mut versions = serde_json::Map::new();
+    for (name, attributes) in &args.hosts {
+        let version = ctx.write_resource("host", name, attributes)?;
+        versions.insert(name.clone(), json!(version));
+    }
+    let mut retired = Vec::new();
+    for name in ctx.list_resources("host")? {
+        if !args.hosts.contains_key(&name) {
+            ctx.retire_resource("host", &name)?;
+            retired.push(name);
+        }
+    }
+    Ok(json!({ "versions": versions, "retired": retired }))
 }
 
 fn read(ctx: &Ctx<Globals>, args: NameArgs) -> Result<Value> {
@@ -320,6 +345,8 @@ impl Plugin for TestPlugin {
             ModelType::new::<Globals>("test/echo", "2026.11.21.1", "Exercises every host import")
                 .resource::<Item>("item", "A free-form item")
                 .resource::<Item>("response", "The last HTTP response")
+                .resource::<Item>("host", "A discovered host; `seenAt` is volatile")
+                .volatile(&["seenAt"])
                 .method("noop", MethodKind::Action, "Does nothing", noop)
                 .method(
                     "echo",
@@ -329,6 +356,12 @@ impl Plugin for TestPlugin {
                 )
                 .method("write", MethodKind::Create, "Writes an item", write)
                 .method("read", MethodKind::Read, "Reads an item", read)
+                .method(
+                    "syncHosts",
+                    MethodKind::Action,
+                    "Writes the given hosts and retires the others",
+                    sync_hosts,
+                )
                 .method("list", MethodKind::List, "Lists item names", list)
                 .method(
                     "fetch",

@@ -8,7 +8,9 @@
 //! attributes (0.2 `resource-spec.volatile`, e.g. a sync's `timestamp`) is not a change: no new
 //! version is stored and the write returns the latest version's number. So a sync of an
 //! unchanged fleet adds nothing to the store, and the latest version keeps the volatile values
-//! of the last real change.
+//! of the last real change. Such a write is still a sighting: the call hands it on as a
+//! [`PendingWrite::seen`] and the commit records when the resource was last seen, in the same
+//! transaction as the call's versions.
 
 use crate::runtime::wit::v0_2::orch::plugin::{data as wit, types::Error as WitError};
 use crate::store::{PendingWrite, ResourceStore};
@@ -41,6 +43,10 @@ struct ModelAccess {
     /// needs no attributes, so it does not load and decode every resource of the model.
     numbers: Option<HashMap<(String, String), u64>>,
     pending: Vec<PendingWrite>,
+    /// Sightings of resources whose write changed only volatile attributes: (spec, name) →
+    /// the version that stands. One per resource however often it is written, so a plugin
+    /// that repeats such writes holds no more than the model's stored resources.
+    seen: std::collections::BTreeMap<(String, String), u64>,
     pending_versions: HashMap<(String, String), u64>,
     /// spec → its volatile attribute names (only specs that declare some); shared, so a write
     /// can hold them while it looks up the latest version.
@@ -70,6 +76,7 @@ impl DataCapability {
                 latest: None,
                 numbers: None,
                 pending: Vec::new(),
+                seen: std::collections::BTreeMap::new(),
                 pending_versions: HashMap::new(),
                 volatile: HashMap::new(),
             }),
@@ -108,9 +115,19 @@ impl DataCapability {
         DataCapability { access: None }
     }
 
-    /// The writes buffered during the call, in order.
+    /// The writes buffered during the call, in order, followed by the sightings of resources
+    /// whose writes stored no version ([`PendingWrite::unchanged`] is set on those).
     pub fn into_pending(self) -> Vec<PendingWrite> {
-        self.access.map(|a| a.pending).unwrap_or_default()
+        self.access
+            .map(|mut a| {
+                let seen = std::mem::take(&mut a.seen);
+                a.pending.extend(
+                    seen.into_iter()
+                        .map(|((spec, name), version)| PendingWrite::seen(spec, name, version)),
+                );
+                a.pending
+            })
+            .unwrap_or_default()
     }
 
     fn access(&mut self) -> Result<&mut ModelAccess, WitError> {
@@ -267,6 +284,7 @@ fn write(
     if !access.pending_versions.contains_key(&key)
         && let Some(unchanged) = access.unchanged_but_volatile(&key, &value)?
     {
+        access.seen.insert(key, unchanged);
         return Ok(unchanged);
     }
     let version = match access.pending_versions.get(&key) {
@@ -275,12 +293,7 @@ fn write(
     };
     access.pending_versions.insert(key, version);
     access.pending_bytes += bytes;
-    access.pending.push(PendingWrite {
-        spec,
-        name,
-        attributes: value,
-        retired: false,
-    });
+    access.pending.push(PendingWrite::new(spec, name, value));
     Ok(version)
 }
 
@@ -319,12 +332,7 @@ fn retire(cap: &mut DataCapability, spec: String, name: String) -> Result<u64, W
         None => access.stored_version(&key)? + 1,
     };
     access.pending_versions.insert(key, version);
-    access.pending.push(PendingWrite {
-        spec,
-        name,
-        attributes: serde_json::Value::Null,
-        retired: true,
-    });
+    access.pending.push(PendingWrite::retire(spec, name));
     Ok(version)
 }
 
@@ -408,11 +416,8 @@ mod tests {
             method: "m".into(),
             time: crate::store::now_rfc3339(),
         };
-        let seed = |name: &str| PendingWrite {
-            spec: "item".into(),
-            name: name.into(),
-            attributes: serde_json::json!({"big": "x".repeat(100)}),
-            retired: false,
+        let seed = |name: &str| {
+            PendingWrite::new("item", name, serde_json::json!({"big": "x".repeat(100)}))
         };
         store
             .commit_writes("m", &provenance, &[seed("a"), seed("a"), seed("b")])
@@ -505,14 +510,26 @@ mod tests {
             1
         );
         let pending = second.into_pending();
+        // The unchanged vm/a is handed on last, as a sighting of version 1 that stores nothing.
         assert_eq!(
             pending
                 .iter()
-                .map(|w| (w.spec.as_str(), w.name.as_str()))
+                .map(|w| (w.spec.as_str(), w.name.as_str(), w.unchanged))
                 .collect::<Vec<_>>(),
-            vec![("log", "a"), ("vm", "b")]
+            vec![("log", "a", None), ("vm", "b", None), ("vm", "a", Some(1))]
         );
-        store.commit_writes("m", &provenance, &pending).unwrap();
+        let second_time = crate::store::Provenance {
+            run_id: "r2".into(),
+            time: "2026-11-30T01:00:00Z".into(),
+            ..provenance.clone()
+        };
+        assert_eq!(
+            store.commit_writes("m", &second_time, &pending).unwrap(),
+            vec![2, 1, 1]
+        );
+        assert_eq!(store.versions("m", "vm", "a").unwrap().len(), 1);
+        let seen = store.last_seen("m", "vm", "a").unwrap().unwrap();
+        assert_eq!((seen.run_id.as_str(), seen.version), ("r2", 1));
 
         let mut third = call();
         assert_eq!(
@@ -532,6 +549,36 @@ mod tests {
             (latest.version, latest.attributes["timestamp"].clone()),
             (3, 4.into())
         );
+    }
+
+    #[test]
+    fn repeated_unchanged_writes_hand_on_one_sighting() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ResourceStore::new(dir.path().join("data.redb"), StoreOptions::default());
+        let volatile = vec!["at".to_string()];
+        let call = || {
+            DataCapability::for_model("m", "t/x", vec!["vm".into()], store.clone(), 10)
+                .with_volatile([("vm", volatile.as_slice())])
+        };
+        let provenance = crate::store::Provenance {
+            run_id: "r".into(),
+            step: "s".into(),
+            method: "sync".into(),
+            time: "2026-11-30T00:00:00Z".into(),
+        };
+        let mut first = call();
+        write(&mut first, "vm".into(), "a".into(), r#"{"at":0}"#.into()).unwrap();
+        store
+            .commit_writes("m", &provenance, &first.into_pending())
+            .unwrap();
+        let mut second = call();
+        // Far past the write limit of 10: none of these is a version.
+        for at in 1..1000 {
+            let doc = format!(r#"{{"at":{at}}}"#);
+            assert_eq!(write(&mut second, "vm".into(), "a".into(), doc).unwrap(), 1);
+        }
+        let pending = second.into_pending();
+        assert_eq!(pending, vec![PendingWrite::seen("vm", "a", 1)]);
     }
 
     #[test]
