@@ -525,6 +525,12 @@ fn fault(node: &mut Node, method: Option<&str>, path: &str, fault: Fault) {
 
 /// Status, content type and raw body of a GET.
 fn raw(node: &mut Node, path: &str) -> (u16, &'static str, String) {
+    let (status, _, content_type, body) = raw_with_reason(node, path);
+    (status, content_type, body)
+}
+
+/// Status, reason phrase, content type and raw body of a GET.
+fn raw_with_reason(node: &mut Node, path: &str) -> (u16, String, &'static str, String) {
     let mut call = node.call("GET", "");
     call.path = path;
     let (path, query) = match call.path.split_once('?') {
@@ -544,6 +550,7 @@ fn raw(node: &mut Node, path: &str) -> (u16, &'static str, String) {
     });
     (
         reply.status,
+        reply.reason,
         reply.content_type,
         String::from_utf8(reply.body).unwrap(),
     )
@@ -609,6 +616,8 @@ fn faults_spoil_matching_answers_until_cleared() {
     let (status, body) = node.send(&call);
     assert_eq!(status, 596);
     assert!(body["data"].is_null());
+    let (_, reason, _, _) = raw_with_reason(&mut node, &path);
+    assert_eq!(reason, "Connection timed out");
 
     // A faulted write changes nothing.
     fault(
