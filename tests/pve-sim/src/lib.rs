@@ -1,10 +1,13 @@
 //! A Proxmox VE API simulator: real `/api2/json` paths and shapes over HTTPS, state in memory.
 //!
-//! It issues tickets and CSRF tokens, checks them (or API tokens) on every call, lists and
-//! changes VMs, and runs tasks whose status is `running` on the first poll and `stopped` from
-//! the second on — deterministic, never time-based. A task's change (VM started, created,
-//! deleted, reconfigured) becomes visible when the task is first reported stopped. This is the
-//! Proxmox part of "Testing with real parts" in `DESIGN.md`.
+//! It simulates a cluster of one or more nodes. It issues tickets and CSRF tokens, checks them
+//! (or API tokens) on every call, lists and changes VMs and containers, lists storage pools and
+//! their content and task histories, and runs tasks whose status is `running` on the first poll
+//! and `stopped` from the second on — deterministic, never time-based. A task's change (guest
+//! started, created, deleted, reconfigured) becomes visible when the task is first reported
+//! stopped. Tests change the world between two syncs, or inject malformed answers, with
+//! `Simulator::change` (or `POST /_sim/change`). This is the Proxmox part of "Testing with real
+//! parts" in `DESIGN.md`.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
