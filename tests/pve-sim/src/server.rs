@@ -359,8 +359,9 @@ async fn respond(
     to_response(reply)
 }
 
-/// `POST /_sim/change` with a JSON `WorldChange`: 200 `{"data":null}`, or an error whose
-/// message says what is wrong. Loopback peers only; not logged in `requests()`.
+/// `POST /_sim/change` with a JSON `WorldChange` or a list of them (applied in order, stopping
+/// at the first that fails): 200 `{"data":null}`, or an error whose message says what is wrong.
+/// Loopback peers only; not logged in `requests()`.
 fn admin_change(shared: &Shared, peer: SocketAddr, method: &str, body: &[u8]) -> Reply {
     if !peer.ip().is_loopback() {
         return ApiError::new(403, "the admin API answers loopback clients only").into_reply();
@@ -372,8 +373,14 @@ fn admin_change(shared: &Shared, peer: SocketAddr, method: &str, body: &[u8]) ->
         )
         .into_reply();
     }
-    let change: WorldChange = match serde_json::from_slice(body) {
-        Ok(change) => change,
+    let is_list = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let parsed = if is_list {
+        serde_json::from_slice::<Vec<WorldChange>>(body)
+    } else {
+        serde_json::from_slice::<WorldChange>(body).map(|change| vec![change])
+    };
+    let changes = match parsed {
+        Ok(changes) => changes,
         Err(error) => {
             return ApiError::new(
                 400,
@@ -382,7 +389,21 @@ fn admin_change(shared: &Shared, peer: SocketAddr, method: &str, body: &[u8]) ->
             .into_reply();
         }
     };
-    match shared.api().change(change) {
+    let mut api = shared.api();
+    let outcome = changes
+        .into_iter()
+        .enumerate()
+        .try_for_each(|(index, change)| {
+            api.change(change).map_err(|message| {
+                if is_list {
+                    format!("change {index} of the list: {message}")
+                } else {
+                    message
+                }
+            })
+        });
+    drop(api);
+    match outcome {
         Ok(()) => Reply {
             status: 200,
             reason: "OK".to_string(),

@@ -175,6 +175,14 @@ async fn binary_generates_a_world_and_takes_changes_over_http() {
     );
     let (status, _) = common::read(change(r#"{"change": "nonsense"}"#).await.unwrap()).await;
     assert_eq!(status, 400);
+    let list =
+        r#"[{"change": "stop_guest", "vmid": 1002}, {"change": "delete_guest", "vmid": 1001}]"#;
+    assert_eq!(change(list).await.unwrap().status().as_u16(), 200);
+    let (_, guests) = common::read(get("/cluster/resources?type=vm").await.unwrap()).await;
+    let guests = guests["data"].as_array().unwrap();
+    assert_eq!(guests.len(), 28);
+    let stopped = guests.iter().find(|g| g["vmid"] == 1002).unwrap();
+    assert_eq!(stopped["status"], "stopped");
     let fault = r#"{"change": "fault", "path": "/nodes", "fault": {"kind": "timeout"}}"#;
     assert_eq!(change(fault).await.unwrap().status().as_u16(), 200);
     let timed_out = get("/nodes").await.unwrap();
