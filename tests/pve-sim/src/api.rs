@@ -1,11 +1,11 @@
-//! The Proxmox VE API behaviour: routing, authentication, VMs and tasks, with no I/O.
+//! The Proxmox VE API behaviour: routing, authentication, guests and tasks, with no I/O.
 //!
 //! The order of checks follows pveproxy: unknown method/path (501), authentication (401),
 //! CSRF on writes (401), the node in the path (500), parameter verification (400), then the
 //! handler's own errors (500).
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -13,8 +13,30 @@ use serde_json::{Value, json};
 
 use crate::SimConfig;
 use crate::auth::{Auth, Principal, unix_now};
-use crate::tasks::{Task, TaskAction, Upid};
-use crate::vm::{self, ConfigChange, Vm};
+use crate::change::Fault;
+use crate::guest::{self, ConfigChange, Guest, GuestKind};
+use crate::storage::Storage;
+use crate::tasks::{Task, TaskAction, TaskList, Upid};
+
+#[path = "world.rs"]
+mod world;
+
+/// Parameters of the container create call that are not config keys.
+const LXC_CREATE_NON_CONFIG: &[&str] = &[
+    "bwlimit",
+    "force",
+    "ignore-unpack-errors",
+    "node",
+    "ostemplate",
+    "password",
+    "pool",
+    "restore",
+    "ssh-public-keys",
+    "start",
+    "storage",
+    "unique",
+    "vmid",
+];
 
 /// Parameters of the create call that are not VM config keys.
 const CREATE_NON_CONFIG: &[&str] = &[
@@ -70,11 +92,16 @@ pub(crate) struct Reply {
     pub status: u16,
     /// HTTP reason phrase; pveproxy puts the error message there.
     pub reason: String,
-    /// JSON body.
+    /// The body (JSON unless `content_type` says otherwise).
     pub body: Vec<u8>,
     /// A `Set-Cookie` header value, for logins.
     pub set_cookie: Option<String>,
+    /// The `Content-Type` header.
+    pub content_type: &'static str,
 }
+
+/// The JSON content type pveproxy sends.
+pub(crate) const JSON: &str = "application/json;charset=UTF-8";
 
 /// An error in PVE's shape: `{"data":null,"message":"…\n"}`, plus `errors` for bad parameters.
 #[derive(Debug)]
@@ -136,6 +163,7 @@ impl ApiError {
             reason: self.message.lines().next().unwrap_or_default().to_string(),
             body,
             set_cookie: None,
+            content_type: JSON,
         }
     }
 }
@@ -153,6 +181,7 @@ fn data<T: Serialize + ?Sized>(value: &T) -> Result<Reply, ApiError> {
         reason: "OK".to_string(),
         body,
         set_cookie: None,
+        content_type: JSON,
     })
 }
 
@@ -280,6 +309,7 @@ fn parse_count(params: &Params, field: &str, default: usize) -> Result<usize, Ap
 
 /// Collects the config keys among `params`, rejecting unknown keys and bad values.
 fn config_settings(
+    kind: GuestKind,
     params: &Params,
     non_config: &[&str],
 ) -> Result<Vec<(String, String)>, ApiError> {
@@ -289,13 +319,13 @@ fn config_settings(
         if non_config.contains(&key.as_str()) {
             continue;
         }
-        if !vm::is_config_key(key) {
+        if !guest::is_config_key(kind, key) {
             errors.insert(
                 key.clone(),
                 "property is not defined in schema and the schema does not allow additional properties"
                     .to_string(),
             );
-        } else if let Err(problem) = vm::validate_config_value(key, value) {
+        } else if let Err(problem) = guest::validate_config_value(kind, key, value) {
             errors.insert(key.clone(), problem);
         } else {
             settings.push((key.clone(), value.clone()));
@@ -309,8 +339,8 @@ fn config_settings(
 }
 
 /// The `set` and `delete` parts of a config update.
-fn config_change(params: &Params) -> Result<ConfigChange, ApiError> {
-    let set = config_settings(params, UPDATE_NON_CONFIG)?;
+fn config_change(kind: GuestKind, params: &Params) -> Result<ConfigChange, ApiError> {
+    let set = config_settings(kind, params, UPDATE_NON_CONFIG)?;
     let mut delete = Vec::new();
     for key in params
         .get("delete")
@@ -318,7 +348,7 @@ fn config_change(params: &Params) -> Result<ConfigChange, ApiError> {
         .split([',', ';', ' '])
         .filter(|key| !key.is_empty())
     {
-        if !vm::is_config_key(key) {
+        if !guest::is_config_key(kind, key) {
             return Err(ApiError::parameter(
                 "delete",
                 format!("invalid format - invalid configuration ID '{key}'"),
@@ -359,7 +389,7 @@ impl Power {
     }
 }
 
-/// The API methods the simulator implements; node and vmid are still raw path segments.
+/// The API methods the simulator implements; node, vmid, storage and UPID are raw segments.
 #[derive(Debug)]
 enum Route<'a> {
     Index,
@@ -367,68 +397,81 @@ enum Route<'a> {
     Login,
     LoginForm,
     ClusterResources,
+    ClusterTasks,
+    StorageConfig,
     Nodes,
     NodeIndex(&'a str),
-    QemuList(&'a str),
-    QemuCreate(&'a str),
-    VmIndex(&'a str, &'a str),
-    VmDestroy(&'a str, &'a str),
-    ConfigGet(&'a str, &'a str),
-    ConfigSet(&'a str, &'a str),
+    NodeStorage(&'a str),
+    StorageContent(&'a str, &'a str),
+    GuestList(GuestKind, &'a str),
+    GuestCreate(GuestKind, &'a str),
+    GuestIndex(GuestKind, &'a str, &'a str),
+    GuestDestroy(GuestKind, &'a str, &'a str),
+    ConfigGet(GuestKind, &'a str, &'a str),
+    ConfigSet(GuestKind, &'a str, &'a str),
     ConfigSetAsync(&'a str, &'a str),
-    StatusIndex(&'a str, &'a str),
-    StatusCurrent(&'a str, &'a str),
-    Power(&'a str, &'a str, Power),
+    StatusIndex(GuestKind, &'a str, &'a str),
+    StatusCurrent(GuestKind, &'a str, &'a str),
+    Power(GuestKind, &'a str, &'a str, Power),
+    LxcInterfaces(&'a str, &'a str),
     AgentInterfaces(&'a str, &'a str),
     AgentHostName(&'a str, &'a str),
     AgentPing(&'a str, &'a str),
+    TaskList(&'a str),
     TaskStatus(&'a str, &'a str),
     TaskLog(&'a str, &'a str),
 }
 
 impl<'a> Route<'a> {
     fn parse(method: &str, segments: &[&'a str]) -> Option<Route<'a>> {
+        if let ["nodes", node, kind, rest @ ..] = segments
+            && let Some(kind) = GuestKind::from_segment(kind)
+        {
+            return Route::guest(method, kind, node, rest);
+        }
         Some(match (method, segments) {
             ("GET", []) => Route::Index,
             ("GET", ["version"]) => Route::Version,
             ("POST", ["access", "ticket"]) => Route::Login,
             ("GET", ["access", "ticket"]) => Route::LoginForm,
             ("GET", ["cluster", "resources"]) => Route::ClusterResources,
+            ("GET", ["cluster", "tasks"]) => Route::ClusterTasks,
+            ("GET", ["storage"]) => Route::StorageConfig,
             ("GET", ["nodes"]) => Route::Nodes,
             ("GET", ["nodes", node]) => Route::NodeIndex(node),
-            ("GET", ["nodes", node, "qemu"]) => Route::QemuList(node),
-            ("POST", ["nodes", node, "qemu"]) => Route::QemuCreate(node),
-            ("GET", ["nodes", node, "qemu", vmid]) => Route::VmIndex(node, vmid),
-            ("DELETE", ["nodes", node, "qemu", vmid]) => Route::VmDestroy(node, vmid),
-            ("GET", ["nodes", node, "qemu", vmid, "config"]) => Route::ConfigGet(node, vmid),
-            ("PUT", ["nodes", node, "qemu", vmid, "config"]) => Route::ConfigSet(node, vmid),
-            ("POST", ["nodes", node, "qemu", vmid, "config"]) => Route::ConfigSetAsync(node, vmid),
-            ("GET", ["nodes", node, "qemu", vmid, "status"]) => Route::StatusIndex(node, vmid),
-            ("GET", ["nodes", node, "qemu", vmid, "status", "current"]) => {
-                Route::StatusCurrent(node, vmid)
+            ("GET", ["nodes", node, "storage"]) => Route::NodeStorage(node),
+            ("GET", ["nodes", node, "storage", storage, "content"]) => {
+                Route::StorageContent(node, storage)
             }
-            ("POST", ["nodes", node, "qemu", vmid, "status", action]) => {
-                Route::Power(node, vmid, Power::parse(action)?)
-            }
-            (
-                "GET",
-                [
-                    "nodes",
-                    node,
-                    "qemu",
-                    vmid,
-                    "agent",
-                    "network-get-interfaces",
-                ],
-            ) => Route::AgentInterfaces(node, vmid),
-            ("GET", ["nodes", node, "qemu", vmid, "agent", "get-host-name"]) => {
-                Route::AgentHostName(node, vmid)
-            }
-            ("POST", ["nodes", node, "qemu", vmid, "agent", "ping"]) => {
-                Route::AgentPing(node, vmid)
-            }
+            ("GET", ["nodes", node, "tasks"]) => Route::TaskList(node),
             ("GET", ["nodes", node, "tasks", upid, "status"]) => Route::TaskStatus(node, upid),
             ("GET", ["nodes", node, "tasks", upid, "log"]) => Route::TaskLog(node, upid),
+            _ => return None,
+        })
+    }
+
+    /// Routes under `/nodes/{node}/qemu` and `/nodes/{node}/lxc`.
+    fn guest(method: &str, kind: GuestKind, node: &'a str, rest: &[&'a str]) -> Option<Route<'a>> {
+        let qemu = kind == GuestKind::Qemu;
+        Some(match (method, rest) {
+            ("GET", []) => Route::GuestList(kind, node),
+            ("POST", []) => Route::GuestCreate(kind, node),
+            ("GET", [vmid]) => Route::GuestIndex(kind, node, vmid),
+            ("DELETE", [vmid]) => Route::GuestDestroy(kind, node, vmid),
+            ("GET", [vmid, "config"]) => Route::ConfigGet(kind, node, vmid),
+            ("PUT", [vmid, "config"]) => Route::ConfigSet(kind, node, vmid),
+            ("POST", [vmid, "config"]) if qemu => Route::ConfigSetAsync(node, vmid),
+            ("GET", [vmid, "status"]) => Route::StatusIndex(kind, node, vmid),
+            ("GET", [vmid, "status", "current"]) => Route::StatusCurrent(kind, node, vmid),
+            ("POST", [vmid, "status", action]) => {
+                Route::Power(kind, node, vmid, Power::parse(action)?)
+            }
+            ("GET", [vmid, "interfaces"]) if !qemu => Route::LxcInterfaces(node, vmid),
+            ("GET", [vmid, "agent", "network-get-interfaces"]) if qemu => {
+                Route::AgentInterfaces(node, vmid)
+            }
+            ("GET", [vmid, "agent", "get-host-name"]) if qemu => Route::AgentHostName(node, vmid),
+            ("POST", [vmid, "agent", "ping"]) if qemu => Route::AgentPing(node, vmid),
             _ => return None,
         })
     }
@@ -446,6 +489,10 @@ struct QemuListEntry<'a> {
     uptime: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lock: Option<&'a str>,
     cpu: f64,
     maxdisk: u64,
     disk: u64,
@@ -464,10 +511,7 @@ struct Usage {
     diskwrite: u64,
 }
 
-/// Every VM disk in the simulator is 32 GiB.
-const MAXDISK: u64 = 32 * 1024 * 1024 * 1024;
-
-fn usage(vm: &Vm) -> Usage {
+fn usage(vm: &Guest) -> Usage {
     if !vm.is_running() {
         return Usage {
             cpu: 0.0,
@@ -487,7 +531,7 @@ fn usage(vm: &Vm) -> Usage {
     }
 }
 
-fn list_entry(vm: &Vm) -> QemuListEntry<'_> {
+fn list_entry(vm: &Guest) -> QemuListEntry<'_> {
     let usage = usage(vm);
     QemuListEntry {
         vmid: vm.vmid,
@@ -498,8 +542,10 @@ fn list_entry(vm: &Vm) -> QemuListEntry<'_> {
         mem: vm.mem(),
         uptime: vm.uptime(),
         pid: vm.pid(),
+        tags: vm.tags(),
+        lock: vm.lock(),
         cpu: usage.cpu,
-        maxdisk: MAXDISK,
+        maxdisk: vm.maxdisk(),
         disk: 0,
         netin: usage.netin,
         netout: usage.netout,
@@ -530,17 +576,42 @@ struct ClusterVmEntry<'a> {
     diskread: u64,
     diskwrite: u64,
     uptime: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<&'a str>,
 }
 
-/// The simulated node: its VMs, tasks, credentials and request log.
+/// One node of the simulated cluster.
+#[derive(Debug)]
+struct NodeState {
+    /// Its name.
+    name: String,
+    /// Its tasks, oldest first.
+    tasks: TaskList,
+}
+
+/// A fault injected for requests matching a method and path.
+#[derive(Debug)]
+struct FaultRule {
+    /// The method, or `None` for all.
+    method: Option<String>,
+    /// Path segments below `/api2/json`; `*` matches any one.
+    segments: Vec<String>,
+    /// The answer to give.
+    fault: Fault,
+}
+
+/// The simulated cluster: its nodes, guests, pools, tasks, credentials and request log.
 #[derive(Debug)]
 pub(crate) struct Api {
-    node: String,
     auth: Auth,
-    vms: BTreeMap<u32, Vm>,
-    /// vmids of VMs whose create task has not finished, so a second create fails at once.
-    reserved: BTreeSet<u32>,
-    tasks: HashMap<String, Task>,
+    nodes: Vec<NodeState>,
+    /// Every guest of the cluster by vmid (vmids are unique cluster-wide).
+    guests: BTreeMap<u32, Guest>,
+    /// vmids of guests whose create task has not finished, with their node, so a second
+    /// create fails at once.
+    reserved: BTreeMap<u32, usize>,
+    storages: Vec<Storage>,
+    faults: Vec<FaultRule>,
     next_pid: u32,
     booted: Instant,
     ssl_fingerprint: String,
@@ -548,15 +619,29 @@ pub(crate) struct Api {
 }
 
 impl Api {
-    /// A node with `config`'s fleet, serving the certificate whose SHA-256 is `cert_sha256`.
+    /// The cluster `config` describes, serving the certificate whose SHA-256 is `cert_sha256`.
     pub(crate) fn new(config: &SimConfig, cert_sha256: &str) -> Api {
         let now = Instant::now();
+        let names: Vec<String> = std::iter::once(config.node.clone())
+            .chain(config.nodes.iter().map(|node| node.name.clone()))
+            .collect();
         let mut api = Api {
-            node: config.node.clone(),
             auth: Auth::new(&config.username, &config.password, &config.api_tokens),
-            vms: BTreeMap::new(),
-            reserved: BTreeSet::new(),
-            tasks: HashMap::new(),
+            nodes: names
+                .iter()
+                .map(|name| NodeState {
+                    name: name.clone(),
+                    tasks: TaskList::default(),
+                })
+                .collect(),
+            guests: BTreeMap::new(),
+            reserved: BTreeMap::new(),
+            storages: config
+                .storage
+                .iter()
+                .map(|seed| Storage::new(seed.clone(), names.len()))
+                .collect(),
+            faults: Vec::new(),
             next_pid: 1_200,
             booted: now,
             ssl_fingerprint: cert_sha256
@@ -567,10 +652,27 @@ impl Api {
                 .join(":"),
             requests: Vec::new(),
         };
-        for seed in config.fleet.vms() {
-            let pid = api.next_pid();
-            api.vms.insert(seed.vmid, Vm::from_seed(seed, pid, now));
+        // VMs first, node by node, so the reference VMs get the pids they always had.
+        let fleets = std::iter::once(&config.fleet).chain(config.nodes.iter().map(|n| &n.fleet));
+        for (node, fleet) in fleets.enumerate() {
+            for seed in fleet.vms() {
+                let pid = api.next_pid();
+                api.guests
+                    .insert(seed.vmid, Guest::from_seed(seed, node, pid, now));
+            }
         }
+        let containers =
+            std::iter::once(&config.containers).chain(config.nodes.iter().map(|n| &n.containers));
+        for (node, containers) in containers.enumerate() {
+            for seed in containers {
+                let pid = api.next_pid();
+                // A VM seed with the same vmid wins.
+                api.guests
+                    .entry(seed.vmid)
+                    .or_insert_with(|| seed.guest(node, pid, now));
+            }
+        }
+        api.seed_tasks(config.tasks);
         api
     }
 
@@ -594,8 +696,10 @@ impl Api {
         self.auth.expire_all();
     }
 
-    fn by_name(&self, name: &str) -> Option<&Vm> {
-        self.vms.values().find(|vm| vm.name() == name)
+    fn by_name(&self, name: &str) -> Option<&Guest> {
+        self.guests
+            .values()
+            .find(|vm| vm.kind == GuestKind::Qemu && vm.name() == name)
     }
 
     /// `running`/`stopped` of the VM PVE lists under `name`.
@@ -606,8 +710,8 @@ impl Api {
     /// The IPv4 address the guest agent of VM `name` reports, if any.
     pub(crate) fn vm_ip(&self, name: &str) -> Option<String> {
         self.by_name(name)
-            .and_then(Vm::reported_ip)
-            .map(|ip| ip.to_string())
+            .and_then(Guest::reported_ip)
+            .map(|(ip, _)| ip.to_string())
     }
 
     /// Adds `METHOD /path` to the request log (decoded, so UPIDs read the same however sent).
@@ -616,10 +720,18 @@ impl Api {
             .push(format!("{method} {}", percent_decode(path)));
     }
 
-    /// Answers one request, logging it first.
+    /// Answers one request, logging it first; an injected fault may replace or spoil the answer.
     pub(crate) fn handle(&mut self, request: &ApiRequest<'_>) -> Reply {
         self.record(request.method, request.path);
-        self.dispatch(request).unwrap_or_else(ApiError::into_reply)
+        let fault = self.fault_for(request.method, request.path);
+        if let Some(reply) = fault.as_ref().and_then(world::fault_reply) {
+            return reply;
+        }
+        let reply = self.dispatch(request).unwrap_or_else(ApiError::into_reply);
+        match fault {
+            Some(fault) => world::spoil(reply, &fault),
+            None => reply,
+        }
     }
 
     fn dispatch(&mut self, request: &ApiRequest<'_>) -> Result<Reply, ApiError> {
@@ -686,80 +798,117 @@ impl Api {
                 "version": "8.3.2", "release": "8.3", "repoid": "3e76eec21c4a14a7"
             })),
             Route::ClusterResources => self.cluster_resources(params),
-            Route::Nodes => data(&[self.node_entry()]),
+            Route::ClusterTasks => self.cluster_tasks(),
+            Route::StorageConfig => {
+                let rows: Vec<Value> = self.storages.iter().map(Storage::config_entry).collect();
+                data(&rows)
+            }
+            Route::Nodes => {
+                let rows: Vec<Value> = (0..self.nodes.len()).map(|n| self.node_entry(n)).collect();
+                data(&rows)
+            }
             Route::NodeIndex(node) => {
                 self.check_node(node)?;
                 data(&json!([
-                    {"name": "qemu"}, {"name": "status"}, {"name": "tasks"}, {"name": "version"}
+                    {"name": "lxc"}, {"name": "qemu"}, {"name": "status"}, {"name": "storage"},
+                    {"name": "tasks"}, {"name": "version"}
                 ]))
             }
-            Route::QemuList(node) => {
-                self.check_node(node)?;
-                let rows: Vec<QemuListEntry<'_>> = self.vms.values().map(list_entry).collect();
+            Route::NodeStorage(node) => {
+                let node = self.check_node(node)?;
+                let rows: Vec<_> = self.storages.iter().map(|s| s.node_entry(node)).collect();
                 data(&rows)
             }
-            Route::QemuCreate(node) => {
-                self.check_node(node)?;
-                self.create(who, params)
+            Route::StorageContent(node, storage) => {
+                let node = self.check_node(node)?;
+                self.storage_content(node, storage, params)
             }
-            Route::VmIndex(node, vmid) => {
-                self.vm_path(node, vmid)?;
+            Route::GuestList(kind, node) => {
+                let node = self.check_node(node)?;
+                let guests = self
+                    .guests
+                    .values()
+                    .filter(|g| g.node == node && g.kind == kind);
+                match kind {
+                    GuestKind::Qemu => data(&guests.map(list_entry).collect::<Vec<_>>()),
+                    GuestKind::Lxc => data(&guests.map(lxc_entry).collect::<Vec<_>>()),
+                }
+            }
+            Route::GuestCreate(kind, node) => {
+                let node = self.check_node(node)?;
+                self.create(who, kind, node, params)
+            }
+            Route::GuestIndex(kind, node, vmid) => {
+                self.guest_path(kind, node, vmid)?;
                 data(&json!([
-                    {"subdir": "config"}, {"subdir": "status"}, {"subdir": "agent"}
+                    {"subdir": "config"}, {"subdir": "status"},
+                    {"subdir": if kind == GuestKind::Qemu { "agent" } else { "interfaces" }}
                 ]))
             }
-            Route::VmDestroy(node, vmid) => {
-                let vmid = self.vm_path(node, vmid)?;
-                self.destroy(who, vmid)
+            Route::GuestDestroy(kind, node, vmid) => {
+                let (node, vmid) = self.guest_path(kind, node, vmid)?;
+                self.destroy(who, node, vmid)
             }
-            Route::ConfigGet(node, vmid) => {
-                let vmid = self.vm_path(node, vmid)?;
+            Route::ConfigGet(kind, node, vmid) => {
+                let (_, vmid) = self.guest_path(kind, node, vmid)?;
                 data(&self.vm(vmid)?.config_json())
             }
-            Route::ConfigSet(node, vmid) => {
-                let vmid = self.vm_path(node, vmid)?;
-                self.update_config(who, vmid, params, false)
+            Route::ConfigSet(kind, node, vmid) => {
+                let (node, vmid) = self.guest_path(kind, node, vmid)?;
+                self.update_config(who, node, vmid, params, false)
             }
             Route::ConfigSetAsync(node, vmid) => {
-                let vmid = self.vm_path(node, vmid)?;
-                self.update_config(who, vmid, params, true)
+                let (node, vmid) = self.guest_path(GuestKind::Qemu, node, vmid)?;
+                self.update_config(who, node, vmid, params, true)
             }
-            Route::StatusIndex(node, vmid) => {
-                self.vm_path(node, vmid)?;
+            Route::StatusIndex(kind, node, vmid) => {
+                self.guest_path(kind, node, vmid)?;
                 data(
                     &json!([{"subdir": "current"}, {"subdir": "start"}, {"subdir": "stop"},
                     {"subdir": "shutdown"}, {"subdir": "reboot"}]),
                 )
             }
-            Route::StatusCurrent(node, vmid) => {
-                let vmid = self.vm_path(node, vmid)?;
+            Route::StatusCurrent(kind, node, vmid) => {
+                let (_, vmid) = self.guest_path(kind, node, vmid)?;
                 data(&self.status_current(self.vm(vmid)?))
             }
-            Route::Power(node, vmid, power) => {
-                let vmid = self.vm_path(node, vmid)?;
-                self.power(who, vmid, power)
+            Route::Power(kind, node, vmid, power) => {
+                let (node, vmid) = self.guest_path(kind, node, vmid)?;
+                self.power(who, node, vmid, power)
+            }
+            Route::LxcInterfaces(node, vmid) => {
+                let (_, vmid) = self.guest_path(GuestKind::Lxc, node, vmid)?;
+                let ct = self.vm(vmid)?;
+                if !ct.is_running() {
+                    return Err(ApiError::server(format!("CT {vmid} not running")));
+                }
+                data(&lxc_interfaces(ct))
             }
             Route::AgentInterfaces(node, vmid) => {
-                let vmid = self.vm_path(node, vmid)?;
+                let (_, vmid) = self.guest_path(GuestKind::Qemu, node, vmid)?;
                 data(&interfaces(self.agent(vmid)?))
             }
             Route::AgentHostName(node, vmid) => {
-                let vmid = self.vm_path(node, vmid)?;
+                let (_, vmid) = self.guest_path(GuestKind::Qemu, node, vmid)?;
                 let name = self.agent(vmid)?.name().into_owned();
                 data(&json!({ "result": { "host-name": name } }))
             }
             Route::AgentPing(node, vmid) => {
-                let vmid = self.vm_path(node, vmid)?;
+                let (_, vmid) = self.guest_path(GuestKind::Qemu, node, vmid)?;
                 self.agent(vmid)?;
                 data(&json!({ "result": {} }))
             }
+            Route::TaskList(node) => {
+                let node = self.check_node(node)?;
+                self.task_list(node, params)
+            }
             Route::TaskStatus(node, upid) => {
-                self.check_node(node)?;
-                self.task_status(upid)
+                let node = self.check_node(node)?;
+                self.task_status(node, upid)
             }
             Route::TaskLog(node, upid) => {
-                self.check_node(node)?;
-                self.task_log(upid, params)
+                let node = self.check_node(node)?;
+                self.task_log(node, upid, params)
             }
         }
     }
@@ -795,141 +944,123 @@ impl Api {
         Ok(reply)
     }
 
-    /// A node other than ours fails as pveproxy's attempt to proxy to it would.
-    fn check_node(&self, node: &str) -> Result<(), ApiError> {
-        if node == self.node || node == "localhost" {
-            Ok(())
-        } else {
-            Err(ApiError::server(format!(
-                "hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"
-            )))
+    /// The index of `node`; `localhost` is the first node. An unknown node fails as pveproxy's
+    /// attempt to proxy to it would.
+    fn check_node(&self, node: &str) -> Result<usize, ApiError> {
+        if node == "localhost" {
+            return Ok(0);
         }
+        self.node_index(node).ok_or_else(|| {
+            ApiError::server(format!(
+                "hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"
+            ))
+        })
     }
 
-    fn missing_vm(&self, vmid: u32) -> String {
+    fn node_index(&self, node: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == node)
+    }
+
+    fn missing_guest(&self, kind: GuestKind, node: usize, vmid: u32) -> String {
         format!(
-            "Configuration file 'nodes/{}/qemu-server/{vmid}.conf' does not exist",
-            self.node
+            "Configuration file 'nodes/{}/{}/{vmid}.conf' does not exist",
+            self.nodes[node].name,
+            kind.config_dir()
         )
     }
 
-    fn vm(&self, vmid: u32) -> Result<&Vm, ApiError> {
-        self.vms
+    fn vm(&self, vmid: u32) -> Result<&Guest, ApiError> {
+        self.guests
             .get(&vmid)
-            .ok_or_else(|| ApiError::server(self.missing_vm(vmid)))
+            .ok_or_else(|| ApiError::server(self.missing_guest(GuestKind::Qemu, 0, vmid)))
     }
 
-    /// Checks the node, the vmid's format and that the VM exists.
-    fn vm_path(&self, node: &str, vmid: &str) -> Result<u32, ApiError> {
-        self.check_node(node)?;
+    /// Checks the node, the vmid's format and that a guest of `kind` exists there.
+    fn guest_path(
+        &self,
+        kind: GuestKind,
+        node: &str,
+        vmid: &str,
+    ) -> Result<(usize, u32), ApiError> {
+        let node = self.check_node(node)?;
         let vmid = parse_vmid(vmid)?;
-        self.vm(vmid)?;
-        Ok(vmid)
+        match self.guests.get(&vmid) {
+            Some(guest) if guest.kind == kind && guest.node == node => Ok((node, vmid)),
+            _ => Err(ApiError::server(self.missing_guest(kind, node, vmid))),
+        }
     }
 
-    fn node_entry(&self) -> Value {
+    fn node_entry(&self, node: usize) -> Value {
+        let name = &self.nodes[node].name;
+        let n = node as u64;
         json!({
-            "node": self.node,
+            "node": name,
             "status": "online",
             "type": "node",
-            "id": format!("node/{}", self.node),
-            "cpu": 0.031,
+            "id": format!("node/{name}"),
+            "cpu": 0.031 + 0.01 * n as f64,
             "maxcpu": 16,
-            "mem": 27_487_790_694u64,
+            "mem": 27_487_790_694u64 + n * 1_073_741_824,
             "maxmem": 68_719_476_736u64,
-            "disk": 21_474_836_480u64,
+            "disk": 21_474_836_480u64 + n * 2_147_483_648,
             "maxdisk": 100_861_726_720u64,
-            "uptime": 1_209_600 + self.booted.elapsed().as_secs(),
+            "uptime": 1_209_600 + n * 86_400 + self.booted.elapsed().as_secs(),
             "level": "",
             "ssl_fingerprint": self.ssl_fingerprint,
         })
     }
 
-    fn cluster_resources(&self, params: &Params) -> Result<Reply, ApiError> {
-        let (nodes, vms) = match params.get("type") {
-            None => (true, true),
-            Some("vm") => (false, true),
-            Some("node") => (true, false),
-            Some("storage" | "sdn" | "pool") => (false, false),
-            Some(other) => {
-                return Err(ApiError::parameter(
-                    "type",
-                    format!(
-                        "value '{other}' does not have a value in the enumeration 'vm, storage, node, sdn, pool'"
-                    ),
-                ));
-            }
-        };
-        let mut rows: Vec<Value> = Vec::new();
-        if nodes {
-            rows.push(self.node_entry());
-        }
-        if vms {
-            for vm in self.vms.values() {
-                let usage = usage(vm);
-                let row = ClusterVmEntry {
-                    id: format!("qemu/{}", vm.vmid),
-                    kind: "qemu",
-                    node: &self.node,
-                    vmid: vm.vmid,
-                    name: vm.name(),
-                    status: vm.status(),
-                    template: 0,
-                    maxcpu: vm.cpus(),
-                    cpu: usage.cpu,
-                    maxmem: vm.maxmem(),
-                    mem: vm.mem(),
-                    maxdisk: MAXDISK,
-                    disk: 0,
-                    netin: usage.netin,
-                    netout: usage.netout,
-                    diskread: usage.diskread,
-                    diskwrite: usage.diskwrite,
-                    uptime: vm.uptime(),
-                };
-                rows.push(
-                    serde_json::to_value(&row)
-                        .map_err(|e| ApiError::server(format!("internal error: {e}")))?,
-                );
-            }
-        }
-        data(&rows)
-    }
-
-    fn status_current(&self, vm: &Vm) -> Value {
+    fn status_current(&self, vm: &Guest) -> Value {
         let usage = usage(vm);
         let mut status = json!({
             "vmid": vm.vmid,
             "name": vm.name(),
             "status": vm.status(),
-            "qmpstatus": vm.status(),
-            "agent": u8::from(vm.agent_enabled()),
-            "uptime": vm.uptime(),
-            "cpus": vm.cpus(),
-            "cpu": usage.cpu,
-            "maxmem": vm.maxmem(),
-            "mem": vm.mem(),
-            "maxdisk": MAXDISK,
-            "disk": 0,
-            "netin": usage.netin,
-            "netout": usage.netout,
-            "diskread": usage.diskread,
-            "diskwrite": usage.diskwrite,
-            "ha": {"managed": 0},
         });
-        if let (Some(pid), Value::Object(map)) = (vm.pid(), &mut status) {
-            map.insert("pid".to_string(), Value::from(pid));
-            map.insert(
-                "running-machine".to_string(),
-                Value::from("pc-i440fx-9.0+pve0"),
-            );
-            map.insert("running-qemu".to_string(), Value::from("9.0.2"));
+        let Value::Object(map) = &mut status else {
+            return status;
+        };
+        let mut put = |key: &str, value: Value| {
+            map.insert(key.to_string(), value);
+        };
+        match vm.kind {
+            GuestKind::Qemu => {
+                put("qmpstatus", vm.status().into());
+                put("agent", u8::from(vm.agent_enabled()).into());
+            }
+            GuestKind::Lxc => {
+                put("type", "lxc".into());
+                put("maxswap", vm.maxswap().into());
+                put("swap", 0.into());
+            }
+        }
+        put("uptime", vm.uptime().into());
+        put("cpus", vm.cpus().into());
+        put("cpu", usage.cpu.into());
+        put("maxmem", vm.maxmem().into());
+        put("mem", vm.mem().into());
+        put("maxdisk", vm.maxdisk().into());
+        put("disk", lxc_disk(vm).into());
+        put("netin", usage.netin.into());
+        put("netout", usage.netout.into());
+        put("diskread", usage.diskread.into());
+        put("diskwrite", usage.diskwrite.into());
+        put("ha", json!({"managed": 0}));
+        if let Some(tags) = vm.tags() {
+            put("tags", tags.into());
+        }
+        if let Some(pid) = vm.pid() {
+            put("pid", pid.into());
+            if vm.kind == GuestKind::Qemu {
+                put("running-machine", "pc-i440fx-9.0+pve0".into());
+                put("running-qemu", "9.0.2".into());
+            }
         }
         status
     }
 
     /// The VM, if its guest agent can answer; the errors come in PVE's order.
-    fn agent(&self, vmid: u32) -> Result<&Vm, ApiError> {
+    fn agent(&self, vmid: u32) -> Result<&Guest, ApiError> {
         let vm = self.vm(vmid)?;
         if !vm.agent_enabled() {
             return Err(ApiError::server("No QEMU guest agent configured"));
@@ -943,54 +1074,80 @@ impl Api {
         Ok(vm)
     }
 
+    /// Clock ticks (100 Hz) since the simulated node booted, for `pstart`.
+    fn pstart(&self) -> u32 {
+        120_000 + u32::try_from(self.booted.elapsed().as_millis() / 10).unwrap_or(u32::MAX / 2)
+    }
+
     fn spawn_task(
         &mut self,
         who: &Principal,
+        node: usize,
         vmid: u32,
+        kind: GuestKind,
         action: TaskAction,
     ) -> Result<Reply, ApiError> {
         let upid = Upid {
-            node: self.node.clone(),
+            node: self.nodes[node].name.clone(),
             pid: self.next_pid(),
-            // Process start in clock ticks (100 Hz) since the simulated node booted.
-            pstart: 120_000
-                + u32::try_from(self.booted.elapsed().as_millis() / 10).unwrap_or(u32::MAX / 2),
+            pstart: self.pstart(),
             starttime: unix_now(),
-            kind: action.kind().to_string(),
+            kind: action.kind(kind).to_string(),
             id: vmid.to_string(),
             user: who.user().to_string(),
         };
-        let text = upid.to_string();
-        self.tasks.insert(
-            text.clone(),
-            Task {
-                upid,
-                vmid,
-                action: Some(action),
-                polls: 0,
-                exitstatus: None,
-            },
-        );
+        let text = self.nodes[node].tasks.push(Task {
+            upid,
+            vmid,
+            action: Some(action),
+            polls: 0,
+            exitstatus: None,
+            endtime: None,
+        });
         data(&text)
     }
 
-    fn create(&mut self, who: &Principal, params: &Params) -> Result<Reply, ApiError> {
+    fn create(
+        &mut self,
+        who: &Principal,
+        kind: GuestKind,
+        node: usize,
+        params: &Params,
+    ) -> Result<Reply, ApiError> {
         let vmid = parse_vmid(params.require("vmid")?)?;
         let start = params
             .get("start")
             .map_or(Ok(false), |v| parse_bool("start", v))?;
-        let settings = config_settings(params, CREATE_NON_CONFIG)?;
-        if self.vms.contains_key(&vmid) || self.reserved.contains(&vmid) {
+        let mut settings = match kind {
+            GuestKind::Qemu => config_settings(kind, params, CREATE_NON_CONFIG)?,
+            GuestKind::Lxc => {
+                let template = params.require("ostemplate")?;
+                lxc_create_settings(
+                    template,
+                    vmid,
+                    config_settings(kind, params, LXC_CREATE_NON_CONFIG)?,
+                )
+            }
+        };
+        settings.sort();
+        let existing = self
+            .guests
+            .get(&vmid)
+            .map(|g| (g.kind.label(), g.node))
+            .or_else(|| self.reserved.get(&vmid).map(|node| (kind.label(), *node)));
+        if let Some((label, owner)) = existing {
             return Err(ApiError::server(format!(
-                "VM {vmid} already exists on node '{}'",
-                self.node
+                "{label} {vmid} already exists on node '{}'",
+                self.nodes[owner].name
             )));
         }
-        self.reserved.insert(vmid);
-        let vm = Vm::created(vmid, &settings);
+        self.reserved.insert(vmid, node);
+        let vm = Guest::created(kind, node, vmid, &settings);
         self.spawn_task(
             who,
+            node,
             vmid,
+            kind,
             TaskAction::Create {
                 vm: Box::new(vm),
                 start,
@@ -998,30 +1155,33 @@ impl Api {
         )
     }
 
-    fn destroy(&mut self, who: &Principal, vmid: u32) -> Result<Reply, ApiError> {
+    fn destroy(&mut self, who: &Principal, node: usize, vmid: u32) -> Result<Reply, ApiError> {
         let vm = self.vm(vmid)?;
+        let (kind, label) = (vm.kind, vm.kind.label());
         if vm.config.get("protection").is_some_and(|v| v == "1") {
             return Err(ApiError::server(format!(
-                "can't remove VM {vmid} - protection mode enabled"
+                "can't remove {label} {vmid} - protection mode enabled"
             )));
         }
         // PVE checks this before forking the worker (and again inside it).
         if vm.is_running() {
             return Err(ApiError::server(format!(
-                "VM {vmid} is running - destroy failed"
+                "{label} {vmid} is running - destroy failed"
             )));
         }
-        self.spawn_task(who, vmid, TaskAction::Destroy)
+        self.spawn_task(who, node, vmid, kind, TaskAction::Destroy)
     }
 
     fn update_config(
         &mut self,
         who: &Principal,
+        node: usize,
         vmid: u32,
         params: &Params,
         asynchronous: bool,
     ) -> Result<Reply, ApiError> {
-        let change = config_change(params)?;
+        let kind = self.vm(vmid)?.kind;
+        let change = config_change(kind, params)?;
         if change.set.is_empty() && change.delete.is_empty() {
             return Err(ApiError::server("no options specified"));
         }
@@ -1032,38 +1192,48 @@ impl Api {
             ));
         }
         if asynchronous {
-            return self.spawn_task(who, vmid, TaskAction::Configure(change));
+            return self.spawn_task(who, node, vmid, kind, TaskAction::Configure(change));
         }
-        if let Some(vm) = self.vms.get_mut(&vmid) {
+        if let Some(vm) = self.guests.get_mut(&vmid) {
             vm.apply(&change);
         }
         data(&Value::Null)
     }
 
-    fn power(&mut self, who: &Principal, vmid: u32, power: Power) -> Result<Reply, ApiError> {
-        // PVE refuses to reboot a stopped VM before starting a task; the rest fail inside it.
-        if power == Power::Reboot && !self.vm(vmid)?.is_running() {
-            return Err(ApiError::server(format!("VM {vmid} not running")));
+    fn power(
+        &mut self,
+        who: &Principal,
+        node: usize,
+        vmid: u32,
+        power: Power,
+    ) -> Result<Reply, ApiError> {
+        let vm = self.vm(vmid)?;
+        let kind = vm.kind;
+        // PVE refuses to reboot a stopped guest before starting a task; the rest fail inside it.
+        if power == Power::Reboot && !vm.is_running() {
+            return Err(ApiError::server(format!(
+                "{} {vmid} not running",
+                kind.label()
+            )));
         }
-        self.spawn_task(who, vmid, power.action())
+        self.spawn_task(who, node, vmid, kind, power.action())
     }
 
-    fn find_task(&self, text: &str) -> Result<String, ApiError> {
+    /// The position of task `text` in `node`'s list.
+    fn find_task(&self, node: usize, text: &str) -> Result<usize, ApiError> {
         let upid = Upid::parse(text)
             .ok_or_else(|| ApiError::server(format!("unable to parse worker upid '{text}'")))?;
         let key = upid.to_string();
-        if self.tasks.contains_key(&key) {
-            Ok(key)
-        } else {
-            Err(ApiError::server(format!(
+        self.nodes[node].tasks.position(&key).ok_or_else(|| {
+            ApiError::server(format!(
                 "unable to open file '/var/log/pve/tasks/{:X}/{key}' - No such file or directory",
                 upid.starttime & 0xF
-            )))
-        }
+            ))
+        })
     }
 
     /// First poll: running. Second poll: the change is made and the task reports stopped.
-    fn task_status(&mut self, text: &str) -> Result<Reply, ApiError> {
+    fn task_status(&mut self, node: usize, text: &str) -> Result<Reply, ApiError> {
         #[derive(Serialize)]
         struct TaskStatus<'a> {
             upid: String,
@@ -1079,8 +1249,8 @@ impl Api {
             #[serde(skip_serializing_if = "Option::is_none")]
             exitstatus: Option<&'a str>,
         }
-        let key = self.find_task(text)?;
-        let pending = self.tasks.get_mut(&key).and_then(|task| {
+        let position = self.find_task(node, text)?;
+        let pending = self.nodes[node].tasks.get_mut(position).and_then(|task| {
             task.polls = task.polls.saturating_add(1);
             (task.polls >= 2 && task.exitstatus.is_none()).then(|| (task.vmid, task.action.take()))
         });
@@ -1089,14 +1259,15 @@ impl Api {
                 Some(action) => self.finish(vmid, action),
                 None => Ok(()),
             };
-            if let Some(task) = self.tasks.get_mut(&key) {
+            if let Some(task) = self.nodes[node].tasks.get_mut(position) {
                 task.exitstatus = Some(outcome.err().unwrap_or_else(|| "OK".to_string()));
+                task.endtime = Some(unix_now());
             }
         }
-        let task = self
+        let task = self.nodes[node]
             .tasks
-            .get(&key)
-            .ok_or_else(|| ApiError::server(format!("task '{key}' vanished")))?;
+            .get(position)
+            .ok_or_else(|| ApiError::server(format!("task '{text}' vanished")))?;
         data(&TaskStatus {
             upid: task.upid.to_string(),
             node: &task.upid.node,
@@ -1115,11 +1286,11 @@ impl Api {
         })
     }
 
-    fn task_log(&self, text: &str, params: &Params) -> Result<Reply, ApiError> {
-        let key = self.find_task(text)?;
-        let lines = self
+    fn task_log(&self, node: usize, text: &str, params: &Params) -> Result<Reply, ApiError> {
+        let position = self.find_task(node, text)?;
+        let lines = self.nodes[node]
             .tasks
-            .get(&key)
+            .get(position)
             .map(Task::log_lines)
             .unwrap_or_default();
         let start = parse_count(params, "start", 0)?;
@@ -1131,15 +1302,8 @@ impl Api {
             .take(limit)
             .map(|(index, line)| json!({"n": index + 1, "t": line}))
             .collect();
-        // The task log is the one PVE call with a field beside `data`.
-        let body = serde_json::to_vec(&json!({"data": rows, "total": lines.len()}))
-            .map_err(|e| ApiError::server(format!("internal error: {e}")))?;
-        Ok(Reply {
-            status: 200,
-            reason: "OK".to_string(),
-            body,
-            set_cookie: None,
-        })
+        // The task log and list are the PVE calls with a field beside `data`.
+        with_total(&rows, lines.len())
     }
 
     /// Makes a finished task's change; the error text becomes the task's exitstatus.
@@ -1152,33 +1316,34 @@ impl Api {
             if start {
                 vm.boot(pid, now, 0);
             }
-            self.vms.insert(vmid, vm);
+            self.guests.insert(vmid, vm);
             return Ok(());
         }
-        let missing = self.missing_vm(vmid);
-        let vm = self.vms.get_mut(&vmid).ok_or(missing)?;
+        let missing = self.missing_guest(GuestKind::Qemu, 0, vmid);
+        let vm = self.guests.get_mut(&vmid).ok_or(missing)?;
+        let label = vm.kind.label();
         match action {
-            TaskAction::Start if vm.is_running() => Err(format!("VM {vmid} already running")),
+            TaskAction::Start if vm.is_running() => Err(format!("{label} {vmid} already running")),
             TaskAction::Start => {
                 vm.boot(pid, now, 0);
                 Ok(())
             }
-            // Stopping a stopped VM succeeds in PVE, so these never fail.
+            // Stopping a stopped guest succeeds in PVE, so these never fail.
             TaskAction::Stop | TaskAction::Shutdown => {
                 vm.halt();
                 Ok(())
             }
-            TaskAction::Reboot if !vm.is_running() => Err(format!("VM {vmid} not running")),
+            TaskAction::Reboot if !vm.is_running() => Err(format!("{label} {vmid} not running")),
             // A reboot restarts the QEMU process, so config changes (agent) take effect.
             TaskAction::Reboot => {
                 vm.boot(pid, now, 0);
                 Ok(())
             }
             TaskAction::Destroy if vm.is_running() => {
-                Err(format!("VM {vmid} is running - destroy failed"))
+                Err(format!("{label} {vmid} is running - destroy failed"))
             }
             TaskAction::Destroy => {
-                self.vms.remove(&vmid);
+                self.guests.remove(&vmid);
                 Ok(())
             }
             TaskAction::Configure(change) => {
@@ -1188,6 +1353,167 @@ impl Api {
             TaskAction::Create { .. } => Ok(()),
         }
     }
+}
+
+/// A 200 reply `{"data": rows, "total": total}`.
+fn with_total<T: Serialize>(rows: &[T], total: usize) -> Result<Reply, ApiError> {
+    #[derive(Serialize)]
+    struct Envelope<'a, T> {
+        data: &'a [T],
+        total: usize,
+    }
+    let body = serde_json::to_vec(&Envelope { data: rows, total })
+        .map_err(|e| ApiError::server(format!("internal error: {e}")))?;
+    Ok(Reply {
+        status: 200,
+        reason: "OK".to_string(),
+        body,
+        set_cookie: None,
+        content_type: JSON,
+    })
+}
+
+/// Disk bytes in use: a stable share of a running container's root disk, else 0 (as for VMs).
+fn lxc_disk(guest: &Guest) -> u64 {
+    if guest.kind == GuestKind::Lxc && guest.is_running() {
+        guest.maxdisk() / 100 * (20 + u64::from(guest.vmid % 50))
+    } else {
+        0
+    }
+}
+
+/// One row of `GET /nodes/{node}/lxc`.
+#[derive(Serialize)]
+struct LxcListEntry<'a> {
+    vmid: u32,
+    name: Cow<'a, str>,
+    status: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    cpus: u64,
+    cpu: f64,
+    maxmem: u64,
+    mem: u64,
+    maxdisk: u64,
+    disk: u64,
+    maxswap: u64,
+    swap: u64,
+    uptime: u64,
+    netin: u64,
+    netout: u64,
+    diskread: u64,
+    diskwrite: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lock: Option<&'a str>,
+}
+
+fn lxc_entry(ct: &Guest) -> LxcListEntry<'_> {
+    let usage = usage(ct);
+    LxcListEntry {
+        vmid: ct.vmid,
+        name: ct.name(),
+        status: ct.status(),
+        kind: "lxc",
+        cpus: ct.cpus(),
+        cpu: usage.cpu,
+        maxmem: ct.maxmem(),
+        mem: ct.mem(),
+        maxdisk: ct.maxdisk(),
+        disk: lxc_disk(ct),
+        maxswap: ct.maxswap(),
+        swap: 0,
+        uptime: ct.uptime(),
+        netin: usage.netin,
+        netout: usage.netout,
+        diskread: usage.diskread,
+        diskwrite: usage.diskwrite,
+        pid: ct.pid(),
+        tags: ct.tags(),
+        lock: ct.lock(),
+    }
+}
+
+/// The config of a new container: what was sent, plus `arch`, `ostype` from the template name
+/// and `rootfs` `STORAGE:GiB` allocated as `STORAGE:vm-{vmid}-disk-0,size=NG`, as PVE does.
+fn lxc_create_settings(
+    template: &str,
+    vmid: u32,
+    mut settings: Vec<(String, String)>,
+) -> Vec<(String, String)> {
+    let has = |settings: &[(String, String)], key: &str| settings.iter().any(|(k, _)| k == key);
+    if !has(&settings, "arch") {
+        settings.push(("arch".to_string(), "amd64".to_string()));
+    }
+    if !has(&settings, "ostype") {
+        let name = template.rsplit('/').next().unwrap_or(template);
+        let ostype = [
+            "debian",
+            "ubuntu",
+            "alpine",
+            "centos",
+            "fedora",
+            "archlinux",
+        ]
+        .into_iter()
+        .find(|os| name.starts_with(os))
+        .unwrap_or("unmanaged");
+        settings.push(("ostype".to_string(), ostype.to_string()));
+    }
+    for (key, value) in &mut settings {
+        if key != "rootfs" {
+            continue;
+        }
+        let (storage, rest) = value
+            .split_once(',')
+            .map_or((value.as_str(), ""), |(s, r)| (s, r));
+        if let Some((pool, size)) = storage.split_once(':')
+            && !size.is_empty()
+            && size.bytes().all(|b| b.is_ascii_digit())
+        {
+            let mut allocated = format!("{pool}:vm-{vmid}-disk-0,size={size}G");
+            if !rest.is_empty() {
+                allocated = format!("{allocated},{rest}");
+            }
+            *value = allocated;
+        }
+    }
+    settings
+}
+
+/// One interface of `GET …/lxc/{vmid}/interfaces`.
+#[derive(Serialize)]
+struct LxcInterface {
+    name: &'static str,
+    hwaddr: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inet: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inet6: Option<String>,
+}
+
+/// `lo`, then `eth0` if the container has a `net0`, with `inet` only when it has an IPv4.
+fn lxc_interfaces(ct: &Guest) -> Vec<LxcInterface> {
+    let mut rows = vec![LxcInterface {
+        name: "lo",
+        hwaddr: "00:00:00:00:00:00".to_string(),
+        inet: Some("127.0.0.1/8".to_string()),
+        inet6: Some("::1/128".to_string()),
+    }];
+    if let Some(mac) = ct.net0_mac() {
+        rows.push(LxcInterface {
+            name: "eth0",
+            hwaddr: crate::network::format_mac_lower(mac),
+            inet: ct
+                .reported_ip()
+                .map(|(ip, prefix)| format!("{ip}/{prefix}")),
+            inet6: Some(format!("{}/64", crate::network::link_local(mac))),
+        });
+    }
+    rows
 }
 
 /// One interface in `network-get-interfaces`, as qemu-guest-agent reports it.
@@ -1231,7 +1557,7 @@ struct AgentReply<T> {
 
 /// What `network-get-interfaces` returns: `lo` first, then `eth0` with link-local IPv6 before
 /// IPv4. Built from structs because a 10,000-VM sync calls this 5,000 times.
-fn interfaces(vm: &Vm) -> AgentReply<Vec<GuestInterface>> {
+fn interfaces(vm: &Guest) -> AgentReply<Vec<GuestInterface>> {
     let address = |ip_address_type, ip_address: String, prefix| GuestAddress {
         ip_address_type,
         ip_address,
@@ -1261,7 +1587,7 @@ fn interfaces(vm: &Vm) -> AgentReply<Vec<GuestInterface>> {
             crate::network::link_local(mac).to_string(),
             64,
         )];
-        if let Some(ip) = vm.reported_ip() {
+        if let Some((ip, _)) = vm.reported_ip() {
             ip_addresses.push(address("ipv4", ip.to_string(), 24));
         }
         result.push(GuestInterface {
@@ -1286,3 +1612,7 @@ fn interfaces(vm: &Vm) -> AgentReply<Vec<GuestInterface>> {
 #[cfg(test)]
 #[path = "api_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "world_tests.rs"]
+mod world_tests;

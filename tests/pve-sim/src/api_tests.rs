@@ -3,27 +3,27 @@
 use super::*;
 use crate::{Fleet, VmSeed};
 
-const NODE: &str = "/api2/json/nodes/keeb-dev-02";
+pub(crate) const NODE: &str = "/api2/json/nodes/keeb-dev-02";
 
 /// An `Api` plus a logged-in ticket, calling it the way the server would.
-struct Node {
-    api: Api,
+pub(crate) struct Node {
+    pub(crate) api: Api,
     ticket: String,
     csrf: String,
 }
 
-struct Call<'a> {
-    method: &'a str,
-    path: &'a str,
-    body: &'a str,
-    json: bool,
-    cookie: Option<String>,
-    csrf: Option<String>,
-    authorization: Option<&'a str>,
+pub(crate) struct Call<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) body: &'a str,
+    pub(crate) json: bool,
+    pub(crate) cookie: Option<String>,
+    pub(crate) csrf: Option<String>,
+    pub(crate) authorization: Option<&'a str>,
 }
 
 impl Node {
-    fn with(config: SimConfig) -> Node {
+    pub(crate) fn with(config: SimConfig) -> Node {
         let mut api = Api::new(&config, "ab01");
         let body = format!("username={}&password={}", config.username, config.password);
         let reply = api.handle(&ApiRequest {
@@ -48,11 +48,11 @@ impl Node {
         }
     }
 
-    fn new() -> Node {
+    pub(crate) fn new() -> Node {
         Node::with(SimConfig::default())
     }
 
-    fn call(&self, method: &'static str, path: &'static str) -> Call<'static> {
+    pub(crate) fn call(&self, method: &'static str, path: &'static str) -> Call<'static> {
         Call {
             method,
             path,
@@ -64,7 +64,7 @@ impl Node {
         }
     }
 
-    fn send(&mut self, call: &Call<'_>) -> (u16, Value) {
+    pub(crate) fn send(&mut self, call: &Call<'_>) -> (u16, Value) {
         let (path, query) = match call.path.split_once('?') {
             Some((path, query)) => (path, Some(query)),
             None => (call.path, None),
@@ -87,13 +87,13 @@ impl Node {
         (reply.status, value)
     }
 
-    fn get(&mut self, path: &str) -> (u16, Value) {
+    pub(crate) fn get(&mut self, path: &str) -> (u16, Value) {
         let mut call = self.call("GET", "");
         call.path = path;
         self.send(&call)
     }
 
-    fn write(&mut self, method: &'static str, path: &str, body: &str) -> (u16, Value) {
+    pub(crate) fn write(&mut self, method: &'static str, path: &str, body: &str) -> (u16, Value) {
         let mut call = self.call(method, "");
         call.path = path;
         call.body = body;
@@ -101,7 +101,7 @@ impl Node {
     }
 
     /// Polls a task until it stops, returning its exitstatus and how many polls it took.
-    fn finish(&mut self, upid: &Value) -> (String, usize) {
+    pub(crate) fn finish(&mut self, upid: &Value) -> (String, usize) {
         let path = format!("{NODE}/tasks/{}/status", upid.as_str().unwrap());
         for polls in 1..=5 {
             let (status, body) = self.get(&path);
@@ -117,7 +117,7 @@ impl Node {
     }
 }
 
-fn message(body: &Value) -> &str {
+pub(crate) fn message(body: &Value) -> &str {
     body["message"].as_str().unwrap_or_default()
 }
 
@@ -175,13 +175,13 @@ fn login_reply_sets_the_auth_cookie() {
 #[test]
 fn unknown_paths_are_not_implemented_even_without_a_ticket() {
     let mut node = Node::new();
-    let mut call = node.call("GET", "/api2/json/nodes/keeb-dev-02/lxc/100/status");
+    let mut call = node.call("GET", "/api2/json/nodes/keeb-dev-02/ceph/status");
     call.cookie = None;
     let (status, body) = node.send(&call);
     assert_eq!(status, 501);
     assert_eq!(
         message(&body),
-        "Method 'GET /nodes/keeb-dev-02/lxc/100/status' not implemented\n"
+        "Method 'GET /nodes/keeb-dev-02/ceph/status' not implemented\n"
     );
     let (status, body) = node.get("/index.html");
     assert_eq!(status, 404);
@@ -659,13 +659,17 @@ fn task_log_before_the_end_has_no_content() {
 #[test]
 fn cluster_resources_filter_by_type() {
     let mut node = Node::new();
+    // 1 node, 10 VMs, 2 containers, 3 pools.
     let (_, all) = node.get("/api2/json/cluster/resources");
-    assert_eq!(all["data"].as_array().unwrap().len(), 11);
+    assert_eq!(all["data"].as_array().unwrap().len(), 16);
     let (_, vms) = node.get("/api2/json/cluster/resources?type=vm");
     let vms = vms["data"].as_array().unwrap();
-    assert_eq!(vms.len(), 10);
+    assert_eq!(vms.len(), 12);
     assert_eq!(vms[0]["id"], "qemu/100");
     assert_eq!(vms[0]["node"], "keeb-dev-02");
+    assert_eq!(vms[10]["id"], "lxc/110");
+    assert_eq!(vms[10]["type"], "lxc");
+    assert_eq!(vms[10]["tags"], "dns;infra");
     let (_, nodes) = node.get("/api2/json/cluster/resources?type=node");
     assert_eq!(nodes["data"][0]["ssl_fingerprint"], "AB:01");
     assert_eq!(node.get("/api2/json/cluster/resources?type=bogus").0, 400);

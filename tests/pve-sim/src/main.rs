@@ -23,6 +23,19 @@ struct Cli {
     /// `reference` for the 10-VM keeb-dev-02 fleet, or a number of generated VMs.
     #[arg(long, default_value = "reference", value_parser = parse_fleet)]
     fleet: Fleet,
+    /// The 3-node test cluster (keeb-dev-02, -03, -04) instead of the single reference node.
+    #[arg(long, conflicts_with_all = ["fleet", "guests", "nodes"])]
+    cluster: bool,
+    /// A generated world of this many nodes (with `--guests`).
+    #[arg(long, requires = "guests", value_parser = clap::value_parser!(u16).range(1..=999))]
+    nodes: Option<u16>,
+    /// A generated world with this many guests (VMs and containers) spread over `--nodes`.
+    #[arg(long, conflicts_with = "fleet")]
+    guests: Option<usize>,
+    /// How many finished tasks to seed, spread over the nodes (default: 60 for the reference
+    /// node, 90 for the cluster, 0 for a generated world).
+    #[arg(long)]
+    tasks: Option<usize>,
     /// Password of the login user.
     #[arg(long)]
     password: Option<String>,
@@ -56,12 +69,21 @@ fn parse_token(text: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let defaults = SimConfig::default();
+    let defaults = if cli.cluster {
+        SimConfig::test_cluster()
+    } else if let Some(guests) = cli.guests {
+        SimConfig::generated(usize::from(cli.nodes.unwrap_or(1)), guests, 0)
+    } else {
+        SimConfig {
+            fleet: cli.fleet,
+            ..SimConfig::default()
+        }
+    };
     let config = SimConfig {
-        node: cli.node.unwrap_or(defaults.node),
-        password: cli.password.unwrap_or(defaults.password),
+        node: cli.node.unwrap_or(defaults.node.clone()),
+        password: cli.password.unwrap_or(defaults.password.clone()),
         api_tokens: cli.tokens,
-        fleet: cli.fleet,
+        tasks: cli.tasks.unwrap_or(defaults.tasks),
         port: cli.port,
         ..defaults
     };

@@ -22,8 +22,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
-use crate::SimConfig;
-use crate::api::{Api, ApiError, ApiRequest, Reply};
+use crate::api::{Api, ApiError, ApiRequest, JSON, Reply};
+use crate::{SimConfig, WorldChange};
+
+/// The admin path for world changes, outside `/api2/json`.
+pub(crate) const CHANGE_PATH: &str = "/_sim/change";
 
 /// Request bodies above this are refused; PVE's own limit is in the same range.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -217,6 +220,17 @@ impl Simulator {
         self.shared.api().vm_ip(name)
     }
 
+    /// `running` or `stopped` for guest `vmid` (VM or container), `None` if there is none.
+    pub fn guest_status(&self, vmid: u32) -> Option<String> {
+        self.shared.api().guest_status(vmid)
+    }
+
+    /// Changes the simulated world at once, as `POST /_sim/change` does; the error says why
+    /// the change cannot be made.
+    pub fn change(&self, change: WorldChange) -> Result<(), String> {
+        self.shared.api().change(change)
+    }
+
     /// Writes one line per request to stderr while `on` (the binary's `-v`).
     pub fn log_requests(&self, on: bool) {
         self.shared.log_requests.store(on, Ordering::Relaxed);
@@ -259,8 +273,8 @@ async fn serve(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared>
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(connection(stream, acceptor.clone(), Arc::clone(&shared)));
+                Ok((stream, peer)) => {
+                    connections.spawn(connection(stream, peer, acceptor.clone(), Arc::clone(&shared)));
                 }
                 // Out of file descriptors and the like: back off instead of spinning.
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -270,14 +284,19 @@ async fn serve(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared>
     }
 }
 
-async fn connection(stream: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+) {
     let _ = stream.set_nodelay(true);
     let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await else {
         return;
     };
     let service = service_fn(move |request| {
         let shared = Arc::clone(&shared);
-        async move { Ok::<_, Infallible>(respond(&shared, request).await) }
+        async move { Ok::<_, Infallible>(respond(&shared, peer, request).await) }
     });
     let _ = http1::Builder::new()
         .keep_alive(true)
@@ -285,7 +304,11 @@ async fn connection(stream: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared
         .await;
 }
 
-async fn respond(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn respond(
+    shared: &Shared,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -296,6 +319,9 @@ async fn respond(shared: &Shared, request: Request<Incoming>) -> Response<Full<B
             );
         }
     };
+    if parts.uri.path() == CHANGE_PATH {
+        return to_response(admin_change(shared, peer, parts.method.as_str(), &body));
+    }
     let header = |name: header::HeaderName| {
         parts
             .headers
@@ -333,6 +359,62 @@ async fn respond(shared: &Shared, request: Request<Incoming>) -> Response<Full<B
     to_response(reply)
 }
 
+/// `POST /_sim/change` with a JSON `WorldChange` or a list of them (applied in order, stopping
+/// at the first that fails): 200 `{"data":null}`, or an error whose message says what is wrong.
+/// Loopback peers only; not logged in `requests()`.
+fn admin_change(shared: &Shared, peer: SocketAddr, method: &str, body: &[u8]) -> Reply {
+    if !peer.ip().is_loopback() {
+        return ApiError::new(403, "the admin API answers loopback clients only").into_reply();
+    }
+    if method != "POST" {
+        return ApiError::new(
+            405,
+            format!("{CHANGE_PATH} takes POST with a JSON world change, not {method}"),
+        )
+        .into_reply();
+    }
+    let is_list = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let parsed = if is_list {
+        serde_json::from_slice::<Vec<WorldChange>>(body)
+    } else {
+        serde_json::from_slice::<WorldChange>(body).map(|change| vec![change])
+    };
+    let changes = match parsed {
+        Ok(changes) => changes,
+        Err(error) => {
+            return ApiError::new(
+                400,
+                format!("{CHANGE_PATH}: the body is not a world change ({error}); see tests/pve-sim/README.md"),
+            )
+            .into_reply();
+        }
+    };
+    let mut api = shared.api();
+    let outcome = changes
+        .into_iter()
+        .enumerate()
+        .try_for_each(|(index, change)| {
+            api.change(change).map_err(|message| {
+                if is_list {
+                    format!("change {index} of the list: {message}")
+                } else {
+                    message
+                }
+            })
+        });
+    drop(api);
+    match outcome {
+        Ok(()) => Reply {
+            status: 200,
+            reason: "OK".to_string(),
+            body: b"{\"data\":null}".to_vec(),
+            set_cookie: None,
+            content_type: JSON,
+        },
+        Err(message) => ApiError::new(400, format!("{CHANGE_PATH}: {message}")).into_reply(),
+    }
+}
+
 fn to_response(reply: Reply) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(reply.body)));
     *response.status_mut() =
@@ -344,7 +426,7 @@ fn to_response(reply: Reply) -> Response<Full<Bytes>> {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json;charset=UTF-8"),
+        HeaderValue::from_static(reply.content_type),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=0"));
     headers.insert(

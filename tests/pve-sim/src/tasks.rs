@@ -1,8 +1,9 @@
 //! PVE worker tasks: UPID strings and the deterministic running → stopped life of a task.
 
+use std::collections::HashMap;
 use std::fmt;
 
-use crate::vm::{ConfigChange, Vm};
+use crate::guest::{ConfigChange, Guest, GuestKind};
 
 /// A parsed UPID: `UPID:{node}:{pid}:{pstart}:{starttime}:{type}:{id}:{user}:`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,7 +76,7 @@ pub(crate) enum TaskAction {
     /// `qmcreate`, optionally starting the new VM afterwards.
     Create {
         /// The VM to add.
-        vm: Box<Vm>,
+        vm: Box<Guest>,
         /// Whether `start=1` was given.
         start: bool,
     },
@@ -86,16 +87,23 @@ pub(crate) enum TaskAction {
 }
 
 impl TaskAction {
-    /// The PVE task type this action runs as.
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            TaskAction::Start => "qmstart",
-            TaskAction::Stop => "qmstop",
-            TaskAction::Shutdown => "qmshutdown",
-            TaskAction::Reboot => "qmreboot",
-            TaskAction::Create { .. } => "qmcreate",
-            TaskAction::Destroy => "qmdestroy",
-            TaskAction::Configure(_) => "qmconfig",
+    /// The PVE task type this action runs as on a guest of `guest` kind.
+    pub(crate) fn kind(&self, guest: GuestKind) -> &'static str {
+        match (guest, self) {
+            (GuestKind::Qemu, TaskAction::Start) => "qmstart",
+            (GuestKind::Qemu, TaskAction::Stop) => "qmstop",
+            (GuestKind::Qemu, TaskAction::Shutdown) => "qmshutdown",
+            (GuestKind::Qemu, TaskAction::Reboot) => "qmreboot",
+            (GuestKind::Qemu, TaskAction::Create { .. }) => "qmcreate",
+            (GuestKind::Qemu, TaskAction::Destroy) => "qmdestroy",
+            (GuestKind::Qemu, TaskAction::Configure(_)) => "qmconfig",
+            (GuestKind::Lxc, TaskAction::Start) => "vzstart",
+            (GuestKind::Lxc, TaskAction::Stop) => "vzstop",
+            (GuestKind::Lxc, TaskAction::Shutdown) => "vzshutdown",
+            (GuestKind::Lxc, TaskAction::Reboot) => "vzreboot",
+            (GuestKind::Lxc, TaskAction::Create { .. }) => "vzcreate",
+            (GuestKind::Lxc, TaskAction::Destroy) => "vzdestroy",
+            (GuestKind::Lxc, TaskAction::Configure(_)) => "vzconfig",
         }
     }
 }
@@ -105,25 +113,144 @@ impl TaskAction {
 pub(crate) struct Task {
     /// The task's identity.
     pub upid: Upid,
-    /// The VM it works on.
+    /// The guest it works on (0 for tasks on no guest).
     pub vmid: u32,
     /// The change still to make; `None` once made.
     pub action: Option<TaskAction>,
     /// How many times `…/status` was asked for.
     pub polls: u32,
-    /// `OK` or the error text, once the task has stopped.
+    /// `OK`, `WARNINGS: N` or the error text, once the task has stopped.
     pub exitstatus: Option<String>,
+    /// When it stopped, seconds since the Unix epoch.
+    pub endtime: Option<u32>,
 }
 
 impl Task {
+    /// A task that already finished with `exitstatus`.
+    pub(crate) fn finished(upid: Upid, exitstatus: String, endtime: u32) -> Task {
+        Task {
+            upid,
+            vmid: 0,
+            action: None,
+            polls: 0,
+            exitstatus: Some(exitstatus),
+            endtime: Some(endtime),
+        }
+    }
+
     /// The task log lines PVE would show at this point.
     pub(crate) fn log_lines(&self) -> Vec<String> {
         match &self.exitstatus {
             None => vec!["no content".to_string()],
             Some(status) if status == "OK" => vec!["TASK OK".to_string()],
+            Some(status) if status.starts_with("WARNINGS: ") => {
+                let count: usize = status["WARNINGS: ".len()..].parse().unwrap_or(1);
+                let mut lines: Vec<String> = (1..=count)
+                    .map(|n| format!("WARN: simulated warning {n}"))
+                    .collect();
+                lines.push(format!("TASK {status}"));
+                lines
+            }
             Some(error) => vec![error.clone(), format!("TASK ERROR: {error}")],
         }
     }
+}
+
+/// One node's tasks, oldest first, with an index by UPID text.
+#[derive(Debug, Default)]
+pub(crate) struct TaskList {
+    tasks: Vec<Task>,
+    index: HashMap<String, usize>,
+}
+
+impl TaskList {
+    /// Appends a task (tasks arrive in start order); returns its UPID text.
+    pub(crate) fn push(&mut self, task: Task) -> String {
+        let key = task.upid.to_string();
+        self.index.insert(key.clone(), self.tasks.len());
+        self.tasks.push(task);
+        key
+    }
+
+    /// The position of the task whose UPID is `key`.
+    pub(crate) fn position(&self, key: &str) -> Option<usize> {
+        self.index.get(key).copied()
+    }
+
+    /// The task at `position`.
+    pub(crate) fn get(&self, position: usize) -> Option<&Task> {
+        self.tasks.get(position)
+    }
+
+    /// The task at `position`, to change.
+    pub(crate) fn get_mut(&mut self, position: usize) -> Option<&mut Task> {
+        self.tasks.get_mut(position)
+    }
+
+    /// Newest first.
+    pub(crate) fn newest_first(&self) -> impl Iterator<Item = &Task> {
+        self.tasks.iter().rev()
+    }
+}
+
+/// Task types the seeded history cycles through, with whether they work on a guest.
+const SEEDED_KINDS: &[(&str, bool)] = &[
+    ("qmstart", true),
+    ("vzdump", true),
+    ("qmshutdown", true),
+    ("vzstart", true),
+    ("aptupdate", false),
+    ("qmsnapshot", true),
+    ("vzstop", true),
+    ("srvreload", false),
+];
+
+/// The exit status of seeded task `index`: mostly `OK`, one in ten `WARNINGS: 1..3`, one in
+/// thirteen an error naming the command.
+pub(crate) fn seeded_status(index: usize, kind: &str, id: &str) -> String {
+    if index % 13 == 7 {
+        match kind {
+            "vzdump" => format!("job errors: backup of {id} failed"),
+            "aptupdate" => "command 'apt-get update' failed: exit code 100".to_string(),
+            _ => format!("command '{kind} {id}' failed: exit code 1"),
+        }
+    } else if index % 10 == 3 {
+        format!("WARNINGS: {}", index % 3 + 1)
+    } else {
+        "OK".to_string()
+    }
+}
+
+/// Seeded task `index` of `count` on `node`: started `count - index` minutes before
+/// `newest_start`, on guest `vmid` if its type works on one (and `vmid` is given).
+pub(crate) fn seeded_task(
+    node: &str,
+    index: usize,
+    count: usize,
+    newest_start: u32,
+    vmid: Option<u32>,
+) -> Task {
+    let (kind, on_guest) = SEEDED_KINDS[index % SEEDED_KINDS.len()];
+    let id = match (on_guest, vmid) {
+        (true, Some(vmid)) => vmid.to_string(),
+        _ => String::new(),
+    };
+    let minutes_ago = u32::try_from(count - index).unwrap_or(u32::MAX / 60);
+    let starttime = newest_start.saturating_sub(minutes_ago.saturating_mul(60));
+    let small = u32::try_from(index % 1_000_000).unwrap_or(0);
+    let upid = Upid {
+        node: node.to_string(),
+        pid: 100_000 + small,
+        pstart: 90_000 + small * 7,
+        starttime,
+        kind: kind.to_string(),
+        id: id.clone(),
+        user: "root@pam".to_string(),
+    };
+    let status = seeded_status(index, kind, &id);
+    let mut task = Task::finished(upid, status, starttime + 3 + small % 50);
+    task.vmid = vmid.filter(|_| on_guest).unwrap_or(0);
+    task
 }
 
 #[cfg(test)]

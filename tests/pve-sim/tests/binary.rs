@@ -115,12 +115,109 @@ async fn binary_is_quiet_on_stderr_without_verbose() {
     running.0 = None;
 }
 
+#[tokio::test]
+async fn binary_generates_a_world_and_takes_changes_over_http() {
+    let mut running = Running(Some(
+        Command::new(BINARY)
+            .args(["--nodes", "3", "--guests", "30", "--tasks", "90"])
+            .args(["--token", "root@pam!ci=s3cret"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    let child = running.0.as_mut().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim_end().to_string();
+    let client = common::client();
+    let get = |path: &str| {
+        client
+            .get(format!("{url}/api2/json{path}"))
+            .header("Authorization", "PVEAPIToken=root@pam!ci=s3cret")
+            .send()
+    };
+    let (_, nodes) = common::read(get("/nodes").await.unwrap()).await;
+    assert_eq!(nodes["data"].as_array().unwrap().len(), 3);
+    let (_, tasks) = common::read(get("/nodes/keeb-dev-04/tasks").await.unwrap()).await;
+    assert_eq!(tasks["total"], 30);
+    let (_, guests) = common::read(get("/cluster/resources?type=vm").await.unwrap()).await;
+    assert_eq!(guests["data"].as_array().unwrap().len(), 30);
+
+    let change = |body: &'static str| {
+        client
+            .post(format!("{url}/_sim/change"))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+    };
+    let (status, body) = common::read(
+        change(r#"{"change": "delete_guest", "vmid": 1000}"#)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, &body["data"]), (200, &Value::Null));
+    let (_, guests) = common::read(get("/cluster/resources?type=vm").await.unwrap()).await;
+    assert_eq!(guests["data"].as_array().unwrap().len(), 29);
+    let (status, body) = common::read(
+        change(r#"{"change": "delete_guest", "vmid": 1000}"#)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["message"].as_str().unwrap().contains("vmid 1000"),
+        "{body}"
+    );
+    let (status, _) = common::read(change(r#"{"change": "nonsense"}"#).await.unwrap()).await;
+    assert_eq!(status, 400);
+    let list =
+        r#"[{"change": "stop_guest", "vmid": 1002}, {"change": "delete_guest", "vmid": 1001}]"#;
+    assert_eq!(change(list).await.unwrap().status().as_u16(), 200);
+    let (_, guests) = common::read(get("/cluster/resources?type=vm").await.unwrap()).await;
+    let guests = guests["data"].as_array().unwrap();
+    assert_eq!(guests.len(), 28);
+    let stopped = guests.iter().find(|g| g["vmid"] == 1002).unwrap();
+    assert_eq!(stopped["status"], "stopped");
+    let fault = r#"{"change": "fault", "path": "/nodes", "fault": {"kind": "timeout"}}"#;
+    assert_eq!(change(fault).await.unwrap().status().as_u16(), 200);
+    let timed_out = get("/nodes").await.unwrap();
+    assert_eq!(timed_out.status().as_u16(), 596);
+    assert_eq!(
+        change(r#"{"change": "clear_faults"}"#)
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(get("/nodes").await.unwrap().status().as_u16(), 200);
+    let wrong_method = client
+        .get(format!("{url}/_sim/change"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status().as_u16(), 405);
+
+    terminate(child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    running.0 = None;
+}
+
 #[test]
 fn bad_arguments_exit_with_usage_code_two() {
     for args in [
         &["--fleet", "lots"][..],
         &["--token", "no-secret"][..],
         &["--port", "http"][..],
+        &["--nodes", "3"][..],
+        &["--cluster", "--fleet", "3"][..],
+        &["--guests", "10", "--fleet", "3"][..],
+        &["--nodes", "0", "--guests", "10"][..],
     ] {
         let output = Command::new(BINARY).args(args).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{args:?}");

@@ -1,4 +1,6 @@
-//! A simulated VM: its config file, its power state and what its guest agent reports.
+//! A simulated guest (QEMU VM or LXC container): its config file, its power state and the
+//! addresses it reports. The two kinds share this structure; only their config schema, names
+//! and address sources differ.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -10,6 +12,104 @@ use sha2::{Digest, Sha256};
 
 use crate::fleet::VmSeed;
 use crate::network;
+
+/// Whether a guest is a QEMU VM or an LXC container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum GuestKind {
+    /// A QEMU virtual machine (`/nodes/{node}/qemu`).
+    Qemu,
+    /// An LXC container (`/nodes/{node}/lxc`).
+    Lxc,
+}
+
+impl GuestKind {
+    /// The kind a path segment (`qemu` or `lxc`) names.
+    pub(crate) fn from_segment(segment: &str) -> Option<GuestKind> {
+        match segment {
+            "qemu" => Some(GuestKind::Qemu),
+            "lxc" => Some(GuestKind::Lxc),
+            _ => None,
+        }
+    }
+
+    /// `qemu` or `lxc`, as in paths, resource ids and the `type` field.
+    pub(crate) fn segment(self) -> &'static str {
+        match self {
+            GuestKind::Qemu => "qemu",
+            GuestKind::Lxc => "lxc",
+        }
+    }
+
+    /// `VM` or `CT`, as PVE's messages call them.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            GuestKind::Qemu => "VM",
+            GuestKind::Lxc => "CT",
+        }
+    }
+
+    /// The directory of the config file under `nodes/{node}/`.
+    pub(crate) fn config_dir(self) -> &'static str {
+        match self {
+            GuestKind::Qemu => "qemu-server",
+            GuestKind::Lxc => "lxc",
+        }
+    }
+
+    fn integer_keys(self) -> &'static [&'static str] {
+        match self {
+            GuestKind::Qemu => INTEGER_KEYS,
+            GuestKind::Lxc => LXC_INTEGER_KEYS,
+        }
+    }
+}
+
+/// LXC config keys PVE types as integers.
+const LXC_INTEGER_KEYS: &[&str] = &[
+    "console",
+    "cores",
+    "cpuunits",
+    "memory",
+    "onboot",
+    "protection",
+    "swap",
+    "template",
+    "tty",
+    "unprivileged",
+];
+
+/// Plain LXC config keys the simulator accepts (a subset of pve-container's schema).
+const LXC_PLAIN_KEYS: &[&str] = &[
+    "arch",
+    "cmode",
+    "console",
+    "cores",
+    "cpulimit",
+    "cpuunits",
+    "debug",
+    "description",
+    "features",
+    "hookscript",
+    "hostname",
+    "lock",
+    "memory",
+    "nameserver",
+    "onboot",
+    "ostype",
+    "protection",
+    "rootfs",
+    "searchdomain",
+    "startup",
+    "swap",
+    "tags",
+    "template",
+    "timezone",
+    "tty",
+    "unprivileged",
+];
+
+/// Numbered LXC config keys and the highest index PVE allows for each.
+const LXC_INDEXED_KEYS: &[(&str, u32)] = &[("dev", 255), ("mp", 255), ("net", 31), ("unused", 255)];
 
 /// Config keys PVE types as integers (or booleans, which PVE's JSON also writes as 0/1).
 const INTEGER_KEYS: &[&str] = &[
@@ -109,12 +209,16 @@ const INDEXED_KEYS: &[(&str, u32)] = &[
 /// NIC models PVE accepts as the first element of a `netN` value.
 const NIC_MODELS: &[&str] = &["e1000", "e1000e", "rtl8139", "virtio", "vmxnet3"];
 
-/// Whether `key` is a config option the simulator knows.
-pub(crate) fn is_config_key(key: &str) -> bool {
-    if PLAIN_KEYS.contains(&key) {
+/// Whether `key` is a config option the simulator knows for guests of `kind`.
+pub(crate) fn is_config_key(kind: GuestKind, key: &str) -> bool {
+    let (plain, indexed) = match kind {
+        GuestKind::Qemu => (PLAIN_KEYS, INDEXED_KEYS),
+        GuestKind::Lxc => (LXC_PLAIN_KEYS, LXC_INDEXED_KEYS),
+    };
+    if plain.contains(&key) {
         return true;
     }
-    INDEXED_KEYS.iter().any(|(prefix, max)| {
+    indexed.iter().any(|(prefix, max)| {
         key.strip_prefix(prefix)
             .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|digits| digits.parse::<u32>().ok())
@@ -123,8 +227,8 @@ pub(crate) fn is_config_key(key: &str) -> bool {
 }
 
 /// Checks one config value the way PVE's schema would; the error is the per-field message.
-pub(crate) fn validate_config_value(key: &str, value: &str) -> Result<(), String> {
-    if key == "name" {
+pub(crate) fn validate_config_value(kind: GuestKind, key: &str, value: &str) -> Result<(), String> {
+    if key == "name" || key == "hostname" {
         return if is_dns_name(value) {
             Ok(())
         } else {
@@ -139,7 +243,7 @@ pub(crate) fn validate_config_value(key: &str, value: &str) -> Result<(), String
             Err(_) => Err(format!("type check ('integer') failed - got '{value}'")),
         };
     }
-    if INTEGER_KEYS.contains(&key) {
+    if kind.integer_keys().contains(&key) {
         let number = value
             .parse::<i64>()
             .map_err(|_| format!("type check ('integer') failed - got '{value}'"))?;
@@ -194,14 +298,19 @@ pub(crate) struct Running {
     pub agent_running: bool,
 }
 
-/// One simulated VM.
+/// One simulated guest.
 #[derive(Clone, Debug)]
-pub(crate) struct Vm {
-    /// The Proxmox vmid.
+pub(crate) struct Guest {
+    /// The Proxmox vmid, unique in the cluster.
     pub vmid: u32,
+    /// VM or container.
+    pub kind: GuestKind,
+    /// Index of the node it lives on.
+    pub node: usize,
     /// The config file, key by key, as PVE stores it.
     pub config: BTreeMap<String, String>,
-    /// The IPv4 address the guest takes on its first NIC when it boots.
+    /// The IPv4 address the guest takes on its first NIC when it boots (by DHCP for a
+    /// container).
     pub guest_ip: Ipv4Addr,
     /// Whether qemu-guest-agent is installed in the guest.
     pub guest_agent_installed: bool,
@@ -209,9 +318,9 @@ pub(crate) struct Vm {
     pub power: Option<Running>,
 }
 
-impl Vm {
+impl Guest {
     /// Builds the VM a fleet seed describes; `pid` is used if the seed is running.
-    pub(crate) fn from_seed(seed: &VmSeed, pid: u32, now: Instant) -> Vm {
+    pub(crate) fn from_seed(seed: &VmSeed, node: usize, pid: u32, now: Instant) -> Guest {
         let mut config = BTreeMap::new();
         if let Some(name) = &seed.name {
             config.insert("name".to_string(), name.clone());
@@ -237,25 +346,38 @@ impl Vm {
         ] {
             config.insert(key.to_string(), value);
         }
-        let mut vm = Vm {
+        let mut vm = Guest {
             vmid,
+            kind: GuestKind::Qemu,
+            node,
             config,
             guest_ip: seed.ip.unwrap_or_else(|| network::default_ipv4(vmid)),
             guest_agent_installed: seed.guest_agent_installed,
             power: None,
         };
         if seed.running {
-            // Seeded VMs look as if they booted a while ago; the offset varies per VM.
-            let offset = 86_400 + u64::from(vmid % 97) * 3_601;
-            vm.boot(pid, now, offset);
+            vm.boot_seeded(pid, now);
         }
         vm
     }
 
-    /// Builds a VM created through the API, from already validated config values.
-    pub(crate) fn created(vmid: u32, settings: &[(String, String)]) -> Vm {
-        let mut vm = Vm {
+    /// Boots a seeded guest, which looks as if it booted a while ago (the offset varies).
+    pub(crate) fn boot_seeded(&mut self, pid: u32, now: Instant) {
+        let offset = 86_400 + u64::from(self.vmid % 97) * 3_601;
+        self.boot(pid, now, offset);
+    }
+
+    /// Builds a guest created through the API, from already validated config values.
+    pub(crate) fn created(
+        kind: GuestKind,
+        node: usize,
+        vmid: u32,
+        settings: &[(String, String)],
+    ) -> Guest {
+        let mut vm = Guest {
             vmid,
+            kind,
+            node,
             config: BTreeMap::new(),
             guest_ip: network::default_ipv4(vmid),
             guest_agent_installed: true,
@@ -268,12 +390,53 @@ impl Vm {
         vm
     }
 
-    /// The name PVE lists: the configured name, or `VM <vmid>` for an unnamed VM.
+    /// The name PVE lists: the configured name (`hostname` for a container), or
+    /// `VM <vmid>` / `CT <vmid>` for an unnamed guest.
     pub(crate) fn name(&self) -> Cow<'_, str> {
-        match self.config.get("name") {
+        let key = match self.kind {
+            GuestKind::Qemu => "name",
+            GuestKind::Lxc => "hostname",
+        };
+        match self.config.get(key) {
             Some(name) => Cow::Borrowed(name),
-            None => Cow::Owned(format!("VM {}", self.vmid)),
+            None => Cow::Owned(format!("{} {}", self.kind.label(), self.vmid)),
         }
+    }
+
+    /// Sets the name PVE lists (`name` or `hostname`).
+    pub(crate) fn rename(&mut self, name: &str) {
+        let key = match self.kind {
+            GuestKind::Qemu => "name",
+            GuestKind::Lxc => "hostname",
+        };
+        self.config.insert(key.to_string(), name.to_string());
+    }
+
+    /// Disk size in bytes: 32 GiB for every VM, the `rootfs` size for a container.
+    pub(crate) fn maxdisk(&self) -> u64 {
+        match self.kind {
+            GuestKind::Qemu => 32 * 1024 * 1024 * 1024,
+            GuestKind::Lxc => self
+                .config
+                .get("rootfs")
+                .and_then(|rootfs| size_option(rootfs))
+                .unwrap_or(8 * 1024 * 1024 * 1024),
+        }
+    }
+
+    /// Configured swap in bytes (containers; PVE's default is 512 MiB).
+    pub(crate) fn maxswap(&self) -> u64 {
+        self.integer("swap").unwrap_or(512) * 1024 * 1024
+    }
+
+    /// The `tags` config value, if any.
+    pub(crate) fn tags(&self) -> Option<&str> {
+        self.config.get("tags").map(String::as_str)
+    }
+
+    /// The `lock` config value, if any.
+    pub(crate) fn lock(&self) -> Option<&str> {
+        self.config.get("lock").map(String::as_str)
     }
 
     /// Whether the VM's process is running.
@@ -358,15 +521,33 @@ impl Vm {
         let value = self.config.get("net0")?;
         value.split(',').find_map(|part| {
             let (key, mac) = part.split_once('=')?;
-            (NIC_MODELS.contains(&key) || key == "macaddr")
+            (NIC_MODELS.contains(&key) || key == "macaddr" || key == "hwaddr")
                 .then(|| network::parse_mac(mac))
                 .flatten()
         })
     }
 
     /// The IPv4 address the guest agent reports, if it reports one.
-    pub(crate) fn reported_ip(&self) -> Option<Ipv4Addr> {
-        (self.agent_running() && self.net0_mac().is_some()).then_some(self.guest_ip)
+    /// A VM reports it through its guest agent; a running container reports the `ip=` of its
+    /// `net0` (its `guest_ip` for `ip=dhcp`, nothing for `ip=manual` or no `ip=`).
+    pub(crate) fn reported_ip(&self) -> Option<(Ipv4Addr, u8)> {
+        match self.kind {
+            GuestKind::Qemu => {
+                (self.agent_running() && self.net0_mac().is_some()).then_some((self.guest_ip, 24))
+            }
+            GuestKind::Lxc => {
+                if !self.is_running() {
+                    return None;
+                }
+                let net0 = self.config.get("net0")?;
+                let ip = net0.split(',').find_map(|part| part.strip_prefix("ip="))?;
+                if ip == "dhcp" {
+                    return Some((self.guest_ip, 24));
+                }
+                let (address, prefix) = ip.split_once('/')?;
+                Some((address.parse().ok()?, prefix.parse().ok()?))
+            }
+        }
     }
 
     /// Boots the VM: a new process, uptime from `offset`, agent up if configured and installed.
@@ -402,7 +583,7 @@ impl Vm {
     pub(crate) fn config_json(&self) -> Map<String, Value> {
         let mut out = Map::new();
         for (key, value) in &self.config {
-            let typed = if INTEGER_KEYS.contains(&key.as_str()) {
+            let typed = if self.kind.integer_keys().contains(&key.as_str()) {
                 value
                     .parse::<i64>()
                     .map_or_else(|_| Value::from(value.as_str()), Value::from)
@@ -418,9 +599,15 @@ impl Vm {
     /// Applies validated changes, giving new NICs a MAC as PVE does.
     pub(crate) fn apply(&mut self, change: &ConfigChange) {
         for (key, value) in &change.set {
-            let value = match key.strip_prefix("net").and_then(|i| i.parse::<u8>().ok()) {
-                Some(index) => with_mac(value, network::default_mac(self.vmid, index)),
-                None => value.clone(),
+            let index = key.strip_prefix("net").and_then(|i| i.parse::<u8>().ok());
+            let value = match (index, self.kind) {
+                (Some(index), GuestKind::Qemu) => {
+                    with_mac(value, network::default_mac(self.vmid, index))
+                }
+                (Some(index), GuestKind::Lxc) => {
+                    with_hwaddr(value, network::default_mac(self.vmid, index))
+                }
+                (None, _) => value.clone(),
             };
             self.config.insert(key.clone(), value);
         }
@@ -428,6 +615,39 @@ impl Vm {
             self.config.remove(key);
         }
     }
+}
+
+/// The `size=` of a volume property string in bytes (`local-lvm:vm-101-disk-0,size=8G`).
+pub(crate) fn size_option(value: &str) -> Option<u64> {
+    let size = value
+        .split(',')
+        .find_map(|part| part.strip_prefix("size="))?;
+    let (digits, unit) = size.split_at(size.find(|c: char| !c.is_ascii_digit())?);
+    let factor: u64 = match unit {
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(factor)
+}
+
+/// Adds `hwaddr=MAC` (after `bridge=`, as PVE orders it) to a container NIC without one.
+fn with_hwaddr(value: &str, mac: [u8; 6]) -> String {
+    let mut parts: Vec<String> = value.split(',').map(str::to_string).collect();
+    if parts.iter().any(|part| part.starts_with("hwaddr=")) {
+        return value.to_string();
+    }
+    let at = parts
+        .iter()
+        .position(|part| part.starts_with("bridge="))
+        .map_or(parts.len(), |index| index + 1);
+    parts.insert(at, format!("hwaddr={}", network::format_mac_upper(mac)));
+    if !parts.iter().any(|part| part.starts_with("type=")) {
+        parts.push("type=veth".to_string());
+    }
+    parts.join(",")
 }
 
 /// Rewrites a `netN` value without a MAC (`virtio,bridge=vmbr0`) to `virtio=MAC,bridge=vmbr0`.
@@ -455,8 +675,8 @@ fn with_mac(value: &str, mac: [u8; 6]) -> String {
 mod tests {
     use super::*;
 
-    fn seeded(seed: VmSeed) -> Vm {
-        Vm::from_seed(&seed, 4242, Instant::now())
+    fn seeded(seed: VmSeed) -> Guest {
+        Guest::from_seed(&seed, 0, 4242, Instant::now())
     }
 
     #[test]
@@ -464,22 +684,22 @@ mod tests {
         for key in [
             "name", "cores", "net0", "net31", "scsi30", "agent", "unused0",
         ] {
-            assert!(is_config_key(key), "{key}");
+            assert!(is_config_key(GuestKind::Qemu, key), "{key}");
         }
         for key in ["net", "net32", "netx", "scsi31", "colour", "vmid", "node"] {
-            assert!(!is_config_key(key), "{key}");
+            assert!(!is_config_key(GuestKind::Qemu, key), "{key}");
         }
     }
 
     #[test]
     fn values_are_checked_like_pve() {
-        assert!(validate_config_value("name", "gold-image").is_ok());
-        assert!(validate_config_value("name", "VM 102").is_err());
-        assert!(validate_config_value("name", "-bad").is_err());
-        assert!(validate_config_value("cores", "four").is_err());
-        assert!(validate_config_value("cores", "0").is_err());
-        assert!(validate_config_value("memory", "current=4096").is_ok());
-        assert!(validate_config_value("memory", "8").is_err());
+        assert!(validate_config_value(GuestKind::Qemu, "name", "gold-image").is_ok());
+        assert!(validate_config_value(GuestKind::Qemu, "name", "VM 102").is_err());
+        assert!(validate_config_value(GuestKind::Qemu, "name", "-bad").is_err());
+        assert!(validate_config_value(GuestKind::Qemu, "cores", "four").is_err());
+        assert!(validate_config_value(GuestKind::Qemu, "cores", "0").is_err());
+        assert!(validate_config_value(GuestKind::Qemu, "memory", "current=4096").is_ok());
+        assert!(validate_config_value(GuestKind::Qemu, "memory", "8").is_err());
     }
 
     #[test]
@@ -509,13 +729,17 @@ mod tests {
 
     #[test]
     fn new_nic_without_mac_gets_one() {
-        let vm = Vm::created(
+        let vm = Guest::created(
+            GuestKind::Qemu,
+            0,
             300,
             &[("net0".to_string(), "virtio,bridge=vmbr0".to_string())],
         );
         assert_eq!(vm.config["net0"], "virtio=BC:24:11:00:01:2C,bridge=vmbr0");
         assert_eq!(vm.net0_mac(), Some(network::default_mac(300, 0)));
-        let vm = Vm::created(
+        let vm = Guest::created(
+            GuestKind::Qemu,
+            0,
             300,
             &[("net1".to_string(), "model=e1000,bridge=vmbr1".to_string())],
         );
@@ -541,5 +765,36 @@ mod tests {
         });
         assert!(vm.is_running() && vm.agent_enabled() && !vm.agent_running());
         assert_eq!(vm.reported_ip(), None);
+    }
+
+    #[test]
+    fn container_reports_the_ip_of_its_net0_while_running() {
+        let net = |ip: &str| {
+            vec![
+                ("hostname".to_string(), "pihole".to_string()),
+                ("net0".to_string(), format!("name=eth0,bridge=vmbr0,{ip}")),
+                (
+                    "rootfs".to_string(),
+                    "local-lvm:vm-120-disk-0,size=8G".to_string(),
+                ),
+            ]
+        };
+        let mut ct = Guest::created(GuestKind::Lxc, 0, 120, &net("ip=10.0.0.53/24,gw=10.0.0.1"));
+        assert_eq!(
+            ct.config["net0"],
+            "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:78,ip=10.0.0.53/24,gw=10.0.0.1,type=veth"
+        );
+        assert_eq!(ct.name(), "pihole");
+        assert_eq!(ct.maxdisk(), 8 * 1024 * 1024 * 1024);
+        assert_eq!(ct.reported_ip(), None, "stopped");
+        ct.boot(1, Instant::now(), 0);
+        assert_eq!(ct.reported_ip(), Some((Ipv4Addr::new(10, 0, 0, 53), 24)));
+        let mut manual = Guest::created(GuestKind::Lxc, 0, 121, &net("ip=manual"));
+        manual.boot(2, Instant::now(), 0);
+        assert_eq!(manual.reported_ip(), None);
+        let mut dhcp = Guest::created(GuestKind::Lxc, 0, 122, &net("ip=dhcp"));
+        dhcp.boot(3, Instant::now(), 0);
+        assert_eq!(dhcp.reported_ip(), Some((network::default_ipv4(122), 24)));
+        assert!(is_config_key(GuestKind::Lxc, "rootfs") && !is_config_key(GuestKind::Lxc, "scsi0"));
     }
 }
