@@ -16,6 +16,7 @@ mod pve;
 mod retire;
 mod storage;
 mod task;
+mod tasks;
 mod vm;
 
 use node::{NodeGlobals, NodeResource};
@@ -440,6 +441,101 @@ fn storage_type() -> ModelType {
     )
 }
 
+/// Builds the task client for one call and runs `f` with it.
+fn with_tasks<T>(ctx: &Ctx<VmGlobals>, f: impl FnOnce(&tasks::Tasks) -> Result<T>) -> Result<T> {
+    let globals = &ctx.globals;
+    let transport = http(globals.insecure_tls, globals.fingerprint.as_deref());
+    let warn = |m: &str| ctx.warn(m);
+    let client = tasks::Tasks::new(&transport, globals, &warn, std::thread::sleep)?;
+    f(&client)
+}
+
+fn task_sync(ctx: &Ctx<VmGlobals>, args: tasks::TaskSyncArgs) -> Result<tasks::TaskSyncSummary> {
+    let limit = args.limit.unwrap_or(tasks::DEFAULT_LIMIT).max(1);
+    let listing = with_tasks(ctx, |t| t.list(limit))?;
+    let mut summary = tasks::TaskSyncSummary {
+        count: 0,
+        by_status: Default::default(),
+        unreachable_nodes: listing.unreachable.iter().map(|(n, _)| n.clone()).collect(),
+        retired: Vec::new(),
+    };
+    let all = listing.nodes.iter().flat_map(|n| n.tasks.iter());
+    for task in all.clone() {
+        summary.count += 1;
+        *summary.by_status.entry(task.status.clone()).or_default() += 1;
+    }
+    if !ctx.dry_run {
+        let before = ctx.list_resources("task")?;
+        let mut seen = HashSet::with_capacity(summary.count);
+        for task in all {
+            ctx.write_resource("task", &task.upid, task)?;
+            seen.insert(task.upid.clone());
+        }
+        // Only tasks newer than each node's oldest listed one can be known gone; older ones
+        // fell out of the window, and unreachable nodes were not seen at all.
+        let windows = listing.windows();
+        summary.retired = retire_unseen(ctx, "task", &before, &seen, |name| {
+            tasks::TaskListing::covers(&windows, name)
+        })?;
+    }
+    ctx.info(format!(
+        "synced {} tasks of {} node(s)",
+        summary.count,
+        listing.nodes.len()
+    ));
+    Ok(summary)
+}
+
+fn task_status(ctx: &Ctx<VmGlobals>, args: tasks::UpidArgs) -> Result<tasks::TaskResource> {
+    let mut resource = with_tasks(ctx, |t| t.status(&args.upid))?;
+    if !ctx.dry_run {
+        // The status endpoint has no end time; keep the one a sync recorded.
+        if let Some(stored) = ctx.read_resource::<tasks::TaskResource>("task", &resource.upid)?
+            && resource.status != "running"
+        {
+            resource.endtime = resource.endtime.or(stored.endtime);
+        }
+        ctx.write_resource("task", &resource.upid, &resource)?;
+    }
+    Ok(resource)
+}
+
+fn task_log(ctx: &Ctx<VmGlobals>, args: tasks::LogArgs) -> Result<Value> {
+    with_tasks(ctx, |t| t.log(&args))
+}
+
+/// The `proxmox/task` model type.
+fn task_type() -> ModelType {
+    ModelType::new::<VmGlobals>(
+        "proxmox/task",
+        VERSION,
+        "Proxmox tasks of one node (or every node with node \"*\"): one `task` resource per UPID",
+    )
+    // No volatile attributes: a finished task never changes, a running one changes for real.
+    .resource::<tasks::TaskResource>(
+        "task",
+        "One task, named by its UPID: node, type, id, user, status (running/ok/warning/error), exitstatus, starttime, endtime",
+    )
+    .method(
+        "sync",
+        MethodKind::List,
+        "Record the newest tasks of each node (limit per node, default 500); retire recorded tasks inside that window that are gone",
+        task_sync,
+    )
+    .method(
+        "status",
+        MethodKind::Read,
+        "Record and return the status of one task by UPID",
+        task_status,
+    )
+    .method(
+        "log",
+        MethodKind::Read,
+        "Return lines of one task's log (start, limit; default the first 500)",
+        task_log,
+    )
+}
+
 /// The plugin: both Proxmox model types.
 struct ProxmoxPlugin;
 
@@ -525,6 +621,7 @@ impl Plugin for ProxmoxPlugin {
             ),
             lxc_type(),
             storage_type(),
+            task_type(),
         ]
     }
 }
@@ -553,7 +650,8 @@ mod schema_tests {
                 "proxmox/node",
                 "proxmox/vm",
                 "proxmox/lxc",
-                "proxmox/storage"
+                "proxmox/storage",
+                "proxmox/task"
             ]
         );
         assert!(types.iter().all(|t| t.version == VERSION));
@@ -1153,5 +1251,130 @@ mod storage_retire_tests {
             host.list("volume")
                 .contains(&"local-lvm:vm-100-disk-0".to_string())
         );
+    }
+}
+
+#[cfg(test)]
+mod task_retire_tests {
+    use super::*;
+    use orch_plugin_sdk::testing::FakeHost;
+
+    const API: &str = "https://10.0.0.4:8006/api2/json";
+
+    fn globals(node: &str) -> Value {
+        json!({"apiUrl": "https://10.0.0.4:8006", "node": node, "ticket": "PVE:t"})
+    }
+
+    fn upid(node: &str, start: u64) -> String {
+        format!("UPID:{node}:00000001:00000002:{start:08X}:vzdump:101:root@pam:")
+    }
+
+    fn task(node: &str, start: u64) -> Value {
+        json!({"upid": upid(node, start), "node": node, "starttime": start, "endtime": start + 1,
+               "type": "vzdump", "id": "101", "user": "root@pam", "status": "OK"})
+    }
+
+    #[test]
+    fn only_tasks_inside_the_listed_window_are_retired() {
+        let host = FakeHost::new()
+            .with_resource("task", &upid("pve1", 50), json!({}))
+            .with_resource("task", &upid("pve1", 150), json!({}))
+            .with_resource("task", &upid("pve2", 150), json!({}))
+            .with_http(
+                "GET",
+                &format!("{API}/nodes"),
+                200,
+                json!({"data": [{"node": "pve1", "status": "online"}, {"node": "pve2", "status": "online"}]}),
+            )
+            .with_http(
+                "GET",
+                &format!("{API}/nodes/pve1/tasks?start=0&limit=2"),
+                200,
+                json!({"data": [task("pve1", 200), task("pve1", 100)], "total": 2}),
+            )
+            .with_http(
+                "GET",
+                &format!("{API}/nodes/pve2/tasks?start=0&limit=2"),
+                596,
+                json!({"data": null, "message": "Connection timed out"}),
+            );
+        let out = host
+            .call::<ProxmoxPlugin>("proxmox/task", "sync", globals("*"), json!({"limit": 2}))
+            .unwrap();
+        assert_eq!(out["count"], 2);
+        assert_eq!(out["byStatus"], json!({"ok": 2}));
+        assert_eq!(out["unreachableNodes"], json!(["pve2"]));
+        // 150 on pve1 was inside the window and is gone; 50 fell out of it; pve2 was not read.
+        assert_eq!(out["retired"], json!([upid("pve1", 150)]));
+        let mut live = host.list("task");
+        live.sort();
+        let mut expected = vec![
+            upid("pve1", 50),
+            upid("pve1", 100),
+            upid("pve1", 200),
+            upid("pve2", 150),
+        ];
+        expected.sort();
+        assert_eq!(live, expected);
+        assert_eq!(
+            host.latest("task", &upid("pve1", 200)).unwrap()["status"],
+            "ok"
+        );
+    }
+
+    #[test]
+    fn a_failed_task_listing_retires_nothing() {
+        let host = FakeHost::new()
+            .with_resource("task", &upid("pve1", 150), json!({}))
+            .with_http(
+                "GET",
+                &format!("{API}/nodes/pve1/tasks?start=0&limit=500"),
+                200,
+                json!({"data": [task("pve1", 200), {"upid": "garbage"}]}),
+            );
+        let err = host
+            .call::<ProxmoxPlugin>("proxmox/task", "sync", globals("pve1"), json!({}))
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Failed(ref m) if m.contains("field `upid` of entry 1")),
+            "{err:?}"
+        );
+        assert_eq!(host.list("task"), [upid("pve1", 150)]);
+    }
+
+    #[test]
+    fn status_keeps_the_end_time_a_sync_recorded() {
+        let id = upid("pve1", 100);
+        let host = FakeHost::new()
+            .with_http(
+                "GET",
+                &format!("{API}/nodes/pve1/tasks?start=0&limit=500"),
+                200,
+                json!({"data": [task("pve1", 100)]}),
+            )
+            .with_http(
+                "GET",
+                &format!(
+                    "{API}/nodes/pve1/tasks/{}/status",
+                    encode::path_segment(&id)
+                ),
+                200,
+                json!({"data": {"upid": id, "node": "pve1", "status": "stopped", "exitstatus": "OK",
+                    "type": "vzdump", "id": "101", "user": "root@pam", "starttime": 100}}),
+            );
+        host.call::<ProxmoxPlugin>("proxmox/task", "sync", globals("pve1"), json!({}))
+            .unwrap();
+        let out = host
+            .call::<ProxmoxPlugin>(
+                "proxmox/task",
+                "status",
+                globals("pve1"),
+                json!({"upid": id}),
+            )
+            .unwrap();
+        assert_eq!(out["endtime"], 101);
+        let versions = host.versions("task", &id);
+        assert_eq!(versions.len(), 2, "both writes reach the fake host");
+        assert_eq!(versions[0], versions[1], "and they are identical");
     }
 }
