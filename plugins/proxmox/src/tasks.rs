@@ -125,6 +125,9 @@ pub fn parse_tasks(what: &str, data: &Value, node: &str) -> Result<Vec<TaskResou
         .collect()
 }
 
+/// Nodes that could not be read, with why.
+pub type Unreachable = Vec<(String, String)>;
+
 /// One node's listing.
 #[derive(Debug)]
 pub struct NodeTasks {
@@ -140,7 +143,7 @@ pub struct TaskListing {
     /// Nodes that answered.
     pub nodes: Vec<NodeTasks>,
     /// Nodes that did not (offline or unreachable), with why; nothing of theirs is retired.
-    pub unreachable: Vec<(String, String)>,
+    pub unreachable: Unreachable,
 }
 
 impl TaskListing {
@@ -204,7 +207,7 @@ impl<'a> Tasks<'a> {
 
     /// The nodes to read: the model's node, or every online node of `GET /nodes` for `*`
     /// (offline ones are returned as unreachable).
-    fn nodes(&self) -> Result<(Vec<String>, Vec<(String, String)>)> {
+    fn nodes(&self) -> Result<(Vec<String>, Unreachable)> {
         if self.node != ALL_NODES {
             return Ok((vec![self.node.clone()], Vec::new()));
         }
