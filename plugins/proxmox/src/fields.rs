@@ -149,7 +149,6 @@ impl<'v> Entry<'v> {
     }
 
     /// A number (integer or fraction, or a string of one).
-    #[allow(dead_code)] // TEMP: used by proxmox/cluster
     pub fn f64(&self, field: &str) -> Result<Option<f64>> {
         let Some(value) = self.raw(field) else {
             return Ok(None);

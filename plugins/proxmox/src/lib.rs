@@ -6,6 +6,7 @@
 //! host (HTTP, resources, logs).
 
 mod agent;
+mod cluster;
 use orch_plugin_sdk::clock;
 mod encode;
 mod fields;
@@ -536,6 +537,92 @@ fn task_type() -> ModelType {
     )
 }
 
+/// Writes `items` as resources of `spec` and retires the ones the complete listing no longer
+/// has; returns the retired names as `spec/name`.
+fn write_and_retire<G, R: serde::Serialize>(
+    ctx: &Ctx<G>,
+    spec: &str,
+    items: &[(String, R)],
+) -> Result<Vec<String>> {
+    let before = ctx.list_resources(spec)?;
+    let mut seen = HashSet::with_capacity(items.len());
+    for (name, item) in items {
+        ctx.write_resource(spec, name, item)?;
+        seen.insert(name.clone());
+    }
+    let gone = retire_unseen(ctx, spec, &before, &seen, |_| true)?;
+    Ok(gone.into_iter().map(|n| format!("{spec}/{n}")).collect())
+}
+
+fn cluster_sync(ctx: &Ctx<cluster::ClusterGlobals>, _: NoArgs) -> Result<cluster::ClusterSummary> {
+    let globals = &ctx.globals;
+    let transport = http(globals.insecure_tls, globals.fingerprint.as_deref());
+    let warn = |m: &str| ctx.warn(m);
+    let view = cluster::read(
+        &transport,
+        globals,
+        &warn,
+        std::thread::sleep,
+        &clock::now_rfc3339(),
+    )?;
+    let mut retired = Vec::new();
+    if !ctx.dry_run {
+        // One answer lists the whole cluster (offline nodes' guests included, as `unknown`),
+        // so a guest, node or storage it lacks is gone.
+        retired.extend(write_and_retire(ctx, "guest", &view.guests)?);
+        retired.extend(write_and_retire(ctx, "node", &view.nodes)?);
+        retired.extend(write_and_retire(ctx, "storage", &view.storages)?);
+    }
+    let summary = cluster::ClusterSummary {
+        guests: view.guests.len(),
+        nodes: view.nodes.len(),
+        online_nodes: view
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.status == "online")
+            .count(),
+        storages: view.storages.len(),
+        retired,
+    };
+    ctx.info(format!(
+        "synced {} guests, {} nodes ({} online) and {} storages",
+        summary.guests, summary.nodes, summary.online_nodes, summary.storages
+    ));
+    Ok(summary)
+}
+
+/// The `proxmox/cluster` model type.
+fn cluster_type() -> ModelType {
+    ModelType::new::<cluster::ClusterGlobals>(
+        "proxmox/cluster",
+        VERSION,
+        "A whole Proxmox cluster from /cluster/resources: `guest` (qemu/100, lxc/101), `node` and `storage` (node/storage) resources",
+    )
+    .resource::<cluster::GuestResource>(
+        "guest",
+        "One VM or container, named by its cluster id (qemu/100, lxc/101): type, vmid, name, node, status, template, tags, limits, usage",
+    )
+    // Live counters change every sync; a change in them alone is not a change of the guest.
+    .volatile(&["cpu", "mem", "disk", "uptime", "timestamp"])
+    .resource::<cluster::NodeInfo>(
+        "node",
+        "One cluster node, named by the node: status, maxcpu, maxmem, maxdisk, level, usage",
+    )
+    .volatile(&["cpu", "mem", "disk", "uptime", "timestamp"])
+    .resource::<cluster::ClusterStorage>(
+        "storage",
+        "One storage as one node sees it, named node/storage: plugintype, content, shared, status, total, used",
+    )
+    // `used` is kept: a filling pool is a real change.
+    .volatile(&["timestamp"])
+    .method(
+        "sync",
+        MethodKind::List,
+        "Record every guest, node and storage of the cluster; retire those that are gone",
+        cluster_sync,
+    )
+}
+
 /// The plugin: both Proxmox model types.
 struct ProxmoxPlugin;
 
@@ -622,6 +709,7 @@ impl Plugin for ProxmoxPlugin {
             lxc_type(),
             storage_type(),
             task_type(),
+            cluster_type(),
         ]
     }
 }
@@ -651,7 +739,8 @@ mod schema_tests {
                 "proxmox/vm",
                 "proxmox/lxc",
                 "proxmox/storage",
-                "proxmox/task"
+                "proxmox/task",
+                "proxmox/cluster"
             ]
         );
         assert!(types.iter().all(|t| t.version == VERSION));
@@ -1376,5 +1465,99 @@ mod task_retire_tests {
         let versions = host.versions("task", &id);
         assert_eq!(versions.len(), 2, "both writes reach the fake host");
         assert_eq!(versions[0], versions[1], "and they are identical");
+    }
+}
+
+#[cfg(test)]
+mod cluster_retire_tests {
+    use super::*;
+    use orch_plugin_sdk::testing::FakeHost;
+
+    const URL: &str = "https://10.0.0.4:8006/api2/json/cluster/resources";
+
+    fn globals() -> Value {
+        json!({"apiUrl": "https://10.0.0.4:8006", "ticket": "PVE:t"})
+    }
+
+    fn answer(with_db: bool, used: u64, cpu: f64) -> Value {
+        let mut data = vec![
+            json!({"id": "qemu/100", "type": "qemu", "node": "pve1", "vmid": 100, "name": "web", "status": "running", "cpu": cpu, "uptime": 10}),
+            json!({"id": "node/pve1", "type": "node", "node": "pve1", "status": "online", "cpu": cpu}),
+            json!({"id": "storage/pve1/local", "type": "storage", "node": "pve1", "storage": "local", "disk": used, "maxdisk": 100}),
+        ];
+        if with_db {
+            data.push(json!({"id": "lxc/200", "type": "lxc", "node": "pve2", "vmid": 200, "name": "db", "status": "running"}));
+            data.push(
+                json!({"id": "node/pve2", "type": "node", "node": "pve2", "status": "online"}),
+            );
+        }
+        json!({ "data": data })
+    }
+
+    #[test]
+    fn a_cluster_sync_records_and_retires_guests_nodes_and_storages() {
+        let host = FakeHost::new()
+            .with_http("GET", URL, 200, answer(true, 40, 0.1))
+            .with_http("GET", URL, 200, answer(false, 60, 0.9));
+        let sync = || host.call::<ProxmoxPlugin>("proxmox/cluster", "sync", globals(), json!({}));
+        let first = sync().unwrap();
+        assert_eq!(
+            (first["guests"].clone(), first["nodes"].clone()),
+            (json!(2), json!(2))
+        );
+        assert_eq!(host.latest("guest", "lxc/200").unwrap()["node"], "pve2");
+        assert_eq!(host.latest("storage", "pve1/local").unwrap()["used"], 40);
+        let second = sync().unwrap();
+        assert_eq!(second["retired"], json!(["guest/lxc/200", "node/pve2"]));
+        assert_eq!(host.list("guest"), ["qemu/100"]);
+        assert_eq!(host.latest("storage", "pve1/local").unwrap()["used"], 60);
+    }
+
+    #[test]
+    fn a_failed_cluster_listing_retires_nothing() {
+        let host = FakeHost::new()
+            .with_resource("guest", "qemu/100", json!({}))
+            .with_http(
+                "GET",
+                URL,
+                200,
+                json!({"data": [{"type": "qemu", "node": "x", "vmid": "one"}]}),
+            );
+        let err = host
+            .call::<ProxmoxPlugin>("proxmox/cluster", "sync", globals(), json!({}))
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Failed(ref m) if m.contains("field `vmid` of entry 0")),
+            "{err:?}"
+        );
+        assert_eq!(host.list("guest"), ["qemu/100"]);
+    }
+
+    #[test]
+    fn cluster_volatile_fields_are_live_counters_but_not_storage_usage() {
+        let types = ProxmoxPlugin::types();
+        let info = types
+            .iter()
+            .find(|t| t.name() == "proxmox/cluster")
+            .unwrap()
+            .info();
+        let volatile: Vec<(&str, Vec<&str>)> = info
+            .resources
+            .iter()
+            .map(|r| {
+                (
+                    r.name.as_str(),
+                    r.volatile.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            volatile,
+            [
+                ("guest", vec!["cpu", "mem", "disk", "uptime", "timestamp"]),
+                ("node", vec!["cpu", "mem", "disk", "uptime", "timestamp"]),
+                ("storage", vec!["timestamp"]),
+            ]
+        );
     }
 }
