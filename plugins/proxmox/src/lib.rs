@@ -1,7 +1,9 @@
-//! `proxmox/node` and `proxmox/vm`: Proxmox VE as orch models.
+//! `proxmox/node`, `proxmox/vm`, `proxmox/lxc`, `proxmox/storage`, `proxmox/task` and
+//! `proxmox/cluster`: Proxmox VE as orch models.
 //!
-//! `proxmox/node.auth` logs in and records the ticket; `proxmox/vm` (the fleet) reads it through
-//! CEL and keeps one named `vm` resource per VM. The API logic lives in plain modules that talk
+//! `proxmox/node.auth` logs in and records the ticket; the other types read it through CEL and
+//! keep one named resource per thing they list. Every sync retires, after a complete listing,
+//! the resources it wrote before and no longer sees. The API logic lives in plain modules that talk
 //! through [`pve::Transport`], so it is unit-tested natively; this file only wires it to the
 //! host (HTTP, resources, logs).
 
@@ -28,8 +30,8 @@ use vm::{
     StartArgs, SyncSummary, VmGlobals, VmResource,
 };
 
-/// CalVer of both model types.
-const VERSION: &str = "2026.11.21.1";
+/// CalVer of every model type of the plugin.
+const VERSION: &str = "2026.11.30.1";
 
 /// The host HTTP client with the node's TLS settings.
 fn http(insecure_tls: bool, fingerprint: Option<&str>) -> Http {
@@ -623,7 +625,7 @@ fn cluster_type() -> ModelType {
     )
 }
 
-/// The plugin: both Proxmox model types.
+/// The plugin: every Proxmox model type.
 struct ProxmoxPlugin;
 
 impl Plugin for ProxmoxPlugin {
