@@ -55,7 +55,8 @@ fn is_virtual(name: &str) -> bool {
     VIRTUAL_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
-fn usable_v4(ip: Ipv4Addr) -> bool {
+/// An IPv4 address other machines can use (not loopback, link-local, unspecified, broadcast or multicast).
+pub fn usable_v4(ip: Ipv4Addr) -> bool {
     !(ip.is_loopback()
         || ip.is_link_local()
         || ip.is_unspecified()
@@ -63,7 +64,8 @@ fn usable_v4(ip: Ipv4Addr) -> bool {
         || ip.is_multicast())
 }
 
-fn usable_v6(ip: Ipv6Addr) -> bool {
+/// An IPv6 address other machines can use (not loopback, unspecified, multicast or link-local).
+pub fn usable_v6(ip: Ipv6Addr) -> bool {
     let link_local = ip.segments()[0] & 0xffc0 == 0xfe80;
     !(ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() || link_local)
 }

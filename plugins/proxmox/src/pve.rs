@@ -313,6 +313,14 @@ impl<'a> Pve<'a> {
         parse_data(&what, &response.body)
     }
 
+    /// `GET path` and return its `data`, with typed errors for HTML pages, non-JSON bodies and
+    /// answers without `data` (see [`crate::fields`]).
+    pub fn get_data(&self, path: &str) -> Result<Value> {
+        let what = format!("GET {path}");
+        let response = self.check(&what, self.send("GET", path, None)?)?;
+        crate::fields::data(&what, &response)
+    }
+
     /// A write (`POST`/`PUT`/`DELETE`); returns the answer's `data` (a UPID or null).
     pub fn write(
         &self,

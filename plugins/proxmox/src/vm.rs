@@ -8,7 +8,8 @@ use crate::pve::{self, Auth, Pve, Transport};
 use orch_plugin_sdk::{Error, HttpResponse, JsonSchema, Result, Value, error, json};
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// Global arguments of `proxmox/vm`.
@@ -17,7 +18,7 @@ use std::time::Duration;
 pub struct VmGlobals {
     /// Base URL of the node's API, e.g. `https://10.0.0.4:8006`.
     pub api_url: String,
-    /// The node the VMs live on, e.g. `keeb-dev-02`.
+    /// The node the VMs live on, e.g. `keeb-dev-02`; `*` means every node of the cluster.
     pub node: String,
     /// Login ticket: `${{ model.keebDev02.resource.node.node.attributes.ticket }}`.
     #[serde(default)]
@@ -209,12 +210,17 @@ pub fn parse_vm_list(what: &str, body: &[u8]) -> Result<Vec<Vm>> {
 
 /// The one VM called `name`; NotFound (with close names) or Conflict (duplicate names).
 pub fn find<'v>(vms: &'v [Vm], name: &str, node: &str) -> Result<&'v Vm> {
+    find_kind(vms, name, node, "VM")
+}
+
+/// [`find`] for guests of any kind: `noun` is `VM` or `container` in the messages.
+pub fn find_kind<'v>(vms: &'v [Vm], name: &str, node: &str, noun: &str) -> Result<&'v Vm> {
     let mut matches = vms.iter().filter(|v| v.name == name);
     let Some(first) = matches.next() else {
         let close = names::close_names(name, vms.iter().map(|v| v.name.as_str()), 5);
         let hint = if close.is_empty() {
             format!(
-                "the node has {} VMs; `sync` records them all with their names",
+                "the node has {} {noun}s; `sync` records them all with their names",
                 vms.len()
             )
         } else {
@@ -222,7 +228,7 @@ pub fn find<'v>(vms: &'v [Vm], name: &str, node: &str) -> Result<&'v Vm> {
             format!("close names: {}", quoted.join(", "))
         };
         return Err(Error::NotFound(format!(
-            "no VM named {name:?} on node {node}; {hint}"
+            "no {noun} named {name:?} on node {node}; {hint}"
         )));
     };
     let others: Vec<u64> = matches.map(|v| v.vmid).collect();
@@ -232,7 +238,7 @@ pub fn find<'v>(vms: &'v [Vm], name: &str, node: &str) -> Result<&'v Vm> {
             .map(|id| id.to_string())
             .collect();
         return Err(Error::Conflict(format!(
-            "{} VMs on node {node} are named {name:?} (vmids {}); rename all but one in Proxmox so the name identifies one VM",
+            "{} {noun}s on node {node} are named {name:?} (vmids {}); rename all but one in Proxmox so the name identifies one {noun}",
             ids.len(),
             ids.join(", ")
         )));
@@ -340,6 +346,9 @@ pub struct SyncSummary {
     /// Names used by more than one VM; only the lowest vmid is recorded under such a name.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub duplicate_names: Vec<String>,
+    /// `vm` resources retired because their VM is gone (filled in by the plugin's sync).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<String>,
 }
 
 /// One line of the sync summary.
@@ -456,6 +465,57 @@ pub fn fleet_auth(globals: &VmGlobals) -> Result<Auth> {
     }
 }
 
+/// The `node` value that means every node of the cluster.
+pub const ALL_NODES: &str = "*";
+
+/// The API client for these globals and the trimmed node name (checked non-empty).
+pub fn client<'a>(
+    transport: &'a dyn Transport,
+    globals: &VmGlobals,
+    warn: &'a dyn Fn(&str),
+    sleep: fn(Duration),
+) -> Result<(Pve<'a>, String)> {
+    let api_url = pve::normalize_api_url(&globals.api_url)?;
+    let auth = fleet_auth(globals)?;
+    let hint = denied_hint(matches!(auth, Auth::Token(_)));
+    let node = globals.node.trim().to_string();
+    if node.is_empty() {
+        return Err(error::invalid(
+            "globalArguments.node is empty; name the node (e.g. keeb-dev-02) or use \"*\" for every node",
+        ));
+    }
+    Ok((Pve::new(transport, &api_url, auth, hint, sleep, warn), node))
+}
+
+/// Every VM of the cluster from `GET /cluster/resources?type=vm` (containers are skipped),
+/// by vmid, with the node each lives on.
+pub fn cluster_vms(pve: &Pve) -> Result<(Vec<Vm>, HashMap<u64, String>)> {
+    let path = "/cluster/resources?type=vm";
+    let what = format!("GET {path}");
+    let data = pve.get_data(path)?;
+    let mut vms = Vec::new();
+    let mut homes = HashMap::new();
+    for entry in crate::fields::entries(&what, &data)? {
+        if entry.str("type")?.as_deref() != Some("qemu") {
+            continue;
+        }
+        let vmid = entry.req_u64("vmid")?;
+        let node = entry.req_str("node")?;
+        let name = match entry.str("name")? {
+            Some(n) if !n.trim().is_empty() => n,
+            _ => format!("VM {vmid}"),
+        };
+        vms.push(Vm {
+            vmid,
+            name,
+            status: entry.str("status")?.unwrap_or_else(|| "unknown".into()),
+        });
+        homes.insert(vmid, node);
+    }
+    vms.sort_unstable_by_key(|v| v.vmid);
+    Ok((vms, homes))
+}
+
 /// Guest-agent requests of one sync in flight at once (the host caps it at 16 too).
 const AGENT_CONCURRENCY: u32 = 16;
 
@@ -467,6 +527,10 @@ pub struct Fleet<'a> {
     pve: Pve<'a>,
     node: String,
     node_path: String,
+    /// True for `node: "*"`: the fleet is every node's VMs.
+    all_nodes: bool,
+    /// vmid → node, learnt from the cluster-wide list when `all_nodes`.
+    homes: RefCell<HashMap<u64, String>>,
     timestamp: String,
     dry_run: bool,
 }
@@ -481,24 +545,32 @@ impl<'a> Fleet<'a> {
         timestamp: String,
         dry_run: bool,
     ) -> Result<Self> {
-        let api_url = pve::normalize_api_url(&globals.api_url)?;
-        let auth = fleet_auth(globals)?;
-        let hint = denied_hint(matches!(auth, Auth::Token(_)));
-        let node = globals.node.trim().to_string();
-        if node.is_empty() {
-            return Err(error::invalid("globalArguments.node is empty"));
-        }
+        let (pve, node) = client(transport, globals, warn, sleep)?;
         Ok(Fleet {
-            pve: Pve::new(transport, &api_url, auth, hint, sleep, warn),
+            pve,
             node_path: format!("/nodes/{}", encode::path_segment(&node)),
+            all_nodes: node == ALL_NODES,
             node,
+            homes: RefCell::new(HashMap::new()),
             timestamp,
             dry_run,
         })
     }
 
+    /// The node VM `vmid` lives on: its listed node with `node: "*"`, else the model's node.
+    fn node_of(&self, vmid: u64) -> String {
+        self.homes
+            .borrow()
+            .get(&vmid)
+            .cloned()
+            .unwrap_or_else(|| self.node.clone())
+    }
+
     fn vm_path(&self, vmid: u64) -> String {
-        format!("{}/qemu/{vmid}", self.node_path)
+        format!(
+            "/nodes/{}/qemu/{vmid}",
+            encode::path_segment(&self.node_of(vmid))
+        )
     }
 
     fn resource(&self, vm: &Vm, status: &str, ip: Option<String>) -> VmResource {
@@ -507,7 +579,7 @@ impl<'a> Fleet<'a> {
             vm_name: vm.name.clone(),
             status: status.to_string(),
             ip,
-            node: self.node.clone(),
+            node: self.node_of(vm.vmid),
             timestamp: self.timestamp.clone(),
             config: None,
         }
@@ -522,8 +594,13 @@ impl<'a> Fleet<'a> {
         }
     }
 
-    /// Every VM on the node, by vmid.
+    /// Every VM on the node (or of the cluster with `node: "*"`), by vmid.
     pub fn list(&self) -> Result<Vec<Vm>> {
+        if self.all_nodes {
+            let (vms, homes) = cluster_vms(&self.pve)?;
+            *self.homes.borrow_mut() = homes;
+            return Ok(vms);
+        }
         let path = format!("{}/qemu", self.node_path);
         let what = format!("GET {path}");
         let response = self.pve.check(&what, self.pve.send("GET", &path, None)?)?;
@@ -672,6 +749,7 @@ impl<'a> Fleet<'a> {
                 running,
                 vms: briefs,
                 duplicate_names: duplicates,
+                retired: Vec::new(),
             },
         })
     }
@@ -706,6 +784,11 @@ impl<'a> Fleet<'a> {
         let name = args.vm_name.trim();
         if name.is_empty() {
             return Err(error::invalid("vmName is empty"));
+        }
+        if self.all_nodes {
+            return Err(error::invalid(
+                "create needs one node, but globalArguments.node is \"*\" (every node); use a model whose node names the node the VM should live on",
+            ));
         }
         let extra = match &args.config {
             Some(config) => config_form(config)?,
@@ -811,7 +894,7 @@ impl<'a> Fleet<'a> {
             return Ok(self.planned("POST", &path, vm));
         }
         self.pve
-            .write_and_wait(&self.node, "POST", &path, Some(&[]))?;
+            .write_and_wait(&self.node_of(vm.vmid), "POST", &path, Some(&[]))?;
         let ip = self.wait_for_ip(vm, args.wait_for_ip_seconds.unwrap_or(30).min(110))?;
         Ok(Outcome::Done {
             resource: self.resource(vm, "running", ip),
@@ -835,7 +918,7 @@ impl<'a> Fleet<'a> {
             return Ok(self.planned("POST", &path, vm));
         }
         self.pve
-            .write_and_wait(&self.node, "POST", &path, Some(&[]))?;
+            .write_and_wait(&self.node_of(vm.vmid), "POST", &path, Some(&[]))?;
         Ok(Outcome::Done {
             resource: self.resource(vm, "stopped", None),
             changed: true,
@@ -851,7 +934,8 @@ impl<'a> Fleet<'a> {
         if self.dry_run {
             return Ok(self.planned("DELETE", &path, vm));
         }
-        self.pve.write_and_wait(&self.node, "DELETE", &path, None)?;
+        self.pve
+            .write_and_wait(&self.node_of(vm.vmid), "DELETE", &path, None)?;
         Ok(Outcome::Done {
             resource: self.resource(vm, "deleted", None),
             changed: true,
@@ -872,7 +956,7 @@ impl<'a> Fleet<'a> {
             return Ok(self.planned("PUT", &path, vm));
         }
         self.pve
-            .write_and_wait(&self.node, "PUT", &path, Some(form))?;
+            .write_and_wait(&self.node_of(vm.vmid), "PUT", &path, Some(form))?;
         let config: Map<String, Value> = self.pve.get(&path)?;
         let mut resource = self.observe(vm)?;
         resource.config = Some(config);
@@ -891,7 +975,8 @@ enum AgentReply {
     NotConfigured,
 }
 
-fn message_of(e: &Error) -> &str {
+/// The text of any SDK error.
+pub fn message_of(e: &Error) -> &str {
     match e {
         Error::InvalidArguments(m)
         | Error::Denied(m)
