@@ -667,7 +667,7 @@ fn cluster_resources_filter_by_type() {
     assert_eq!(vms.len(), 12);
     assert_eq!(vms[0]["id"], "qemu/100");
     assert_eq!(vms[0]["node"], "keeb-dev-02");
-    assert_eq!(vms[10]["id"], "lxc/110");
+    assert_eq!(vms[10]["id"], "lxc/900");
     assert_eq!(vms[10]["type"], "lxc");
     assert_eq!(vms[10]["tags"], "dns;infra");
     let (_, nodes) = node.get("/api2/json/cluster/resources?type=node");

@@ -91,7 +91,7 @@ impl std::fmt::Debug for SimConfig {
 
 impl Default for SimConfig {
     /// The reference home lab: node keeb-dev-02 with the 10 reference VMs, containers pihole
-    /// (110, running, 10.0.0.53) and wiki (111, stopped), pools `local`, `local-lvm` and
+    /// (900, running, 10.0.0.53) and wiki (901, stopped), pools `local`, `local-lvm` and
     /// `nfs-backup`, and 60 finished tasks.
     fn default() -> SimConfig {
         SimConfig {

@@ -272,7 +272,7 @@ pub(crate) fn reference_storage() -> Vec<StorageSeed> {
             volumes: vec![
                 VolumeSeed::backup(108, "qemu", t - 86_400 * 2, 9_663_676_416),
                 VolumeSeed::backup(108, "qemu", t - 86_400, 9_771_050_598),
-                VolumeSeed::backup(110, "lxc", t - 86_400, 412_090_368),
+                VolumeSeed::backup(900, "lxc", t - 86_400, 412_090_368),
             ],
         },
     ]
@@ -282,12 +282,12 @@ pub(crate) fn reference_storage() -> Vec<StorageSeed> {
 /// (stopped).
 pub(crate) fn reference_containers() -> Vec<CtSeed> {
     vec![
-        CtSeed::new(110, "pihole")
+        CtSeed::new(900, "pihole")
             .with_ip(Ipv4Addr::new(10, 0, 0, 53))
             .running()
             .sized(2, 1024)
             .tagged("dns;infra"),
-        CtSeed::new(111, "wiki")
+        CtSeed::new(901, "wiki")
             .with_ip(Ipv4Addr::new(10, 0, 0, 54))
             .sized(1, 2048),
     ]

@@ -69,7 +69,7 @@ fn lxc_list_status_and_config_have_pve_shapes() {
     let mut node = Node::new();
     let (status, list) = node.get(&format!("{NODE}/lxc"));
     assert_eq!(status, 200);
-    assert_eq!(vmids(&list), [110, 111]);
+    assert_eq!(vmids(&list), [900, 901]);
     let pihole = &rows(&list)[0];
     assert_eq!(pihole["name"], "pihole");
     assert_eq!(pihole["status"], "running");
@@ -84,14 +84,14 @@ fn lxc_list_status_and_config_have_pve_shapes() {
     assert_eq!(wiki["status"], "stopped");
     assert!(wiki.get("tags").is_none() && wiki.get("lock").is_none());
 
-    let (_, current) = node.get(&format!("{NODE}/lxc/110/status/current"));
+    let (_, current) = node.get(&format!("{NODE}/lxc/900/status/current"));
     let current = &current["data"];
     assert_eq!(current["type"], "lxc");
     assert_eq!(current["status"], "running");
     assert_eq!(current["ha"], json!({"managed": 0}));
     assert_eq!(current["maxmem"], 1_073_741_824_u64);
 
-    let (_, config) = node.get(&format!("{NODE}/lxc/110/config"));
+    let (_, config) = node.get(&format!("{NODE}/lxc/900/config"));
     let config = &config["data"];
     assert_eq!(config["hostname"], "pihole");
     assert_eq!(config["memory"], 1024);
@@ -100,10 +100,10 @@ fn lxc_list_status_and_config_have_pve_shapes() {
     assert_eq!(config["unprivileged"], 1);
     assert_eq!(config["onboot"], 1);
     assert_eq!(config["arch"], "amd64");
-    assert_eq!(config["rootfs"], "local-lvm:vm-110-disk-0,size=8G");
+    assert_eq!(config["rootfs"], "local-lvm:vm-900-disk-0,size=8G");
     assert_eq!(
         config["net0"],
-        "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:6E,ip=10.0.0.53/24,gw=10.0.0.1,type=veth"
+        "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:03:84,ip=10.0.0.53/24,gw=10.0.0.1,type=veth"
     );
     assert_eq!(config["digest"].as_str().unwrap().len(), 40);
 
@@ -118,18 +118,18 @@ fn lxc_list_status_and_config_have_pve_shapes() {
 #[test]
 fn lxc_interfaces_list_ipv4_only_when_the_container_has_one() {
     let mut node = cluster();
-    let (_, body) = node.get(&format!("{NODE}/lxc/110/interfaces"));
+    let (_, body) = node.get(&format!("{NODE}/lxc/900/interfaces"));
     assert_eq!(
         body["data"],
         json!([
             {"name": "lo", "hwaddr": "00:00:00:00:00:00", "inet": "127.0.0.1/8", "inet6": "::1/128"},
-            {"name": "eth0", "hwaddr": "bc:24:11:00:00:6e", "inet": "10.0.0.53/24",
-             "inet6": "fe80::be24:11ff:fe00:6e/64"}
+            {"name": "eth0", "hwaddr": "bc:24:11:00:03:84", "inet": "10.0.0.53/24",
+             "inet6": "fe80::be24:11ff:fe00:384/64"}
         ])
     );
-    let (status, body) = node.get(&format!("{NODE}/lxc/111/interfaces"));
+    let (status, body) = node.get(&format!("{NODE}/lxc/901/interfaces"));
     assert_eq!(status, 500);
-    assert_eq!(message(&body), "CT 111 not running\n");
+    assert_eq!(message(&body), "CT 901 not running\n");
     let (_, body) = node.get(&format!("{N3}/lxc/301/interfaces"));
     let eth0 = &rows(&body)[1];
     assert_eq!(eth0["name"], "eth0");
@@ -140,23 +140,23 @@ fn lxc_interfaces_list_ipv4_only_when_the_container_has_one() {
 #[test]
 fn lxc_power_is_a_task_whose_change_shows_when_first_seen_stopped() {
     let mut node = Node::new();
-    let (status, upid) = node.write("POST", &format!("{NODE}/lxc/110/status/shutdown"), "");
+    let (status, upid) = node.write("POST", &format!("{NODE}/lxc/900/status/shutdown"), "");
     assert_eq!(status, 200);
-    assert!(upid["data"].as_str().unwrap().contains(":vzshutdown:110:"));
-    assert_eq!(node.api.guest_status(110).as_deref(), Some("running"));
+    assert!(upid["data"].as_str().unwrap().contains(":vzshutdown:900:"));
+    assert_eq!(node.api.guest_status(900).as_deref(), Some("running"));
     assert_eq!(node.finish(&upid["data"]), ("OK".to_string(), 2));
-    assert_eq!(node.api.guest_status(110).as_deref(), Some("stopped"));
-    let (status, body) = node.write("POST", &format!("{NODE}/lxc/110/status/reboot"), "");
-    assert_eq!((status, message(&body)), (500, "CT 110 not running\n"));
-    let (_, upid) = node.write("POST", &format!("{NODE}/lxc/110/status/start"), "");
-    assert!(upid["data"].as_str().unwrap().contains(":vzstart:110:"));
+    assert_eq!(node.api.guest_status(900).as_deref(), Some("stopped"));
+    let (status, body) = node.write("POST", &format!("{NODE}/lxc/900/status/reboot"), "");
+    assert_eq!((status, message(&body)), (500, "CT 900 not running\n"));
+    let (_, upid) = node.write("POST", &format!("{NODE}/lxc/900/status/start"), "");
+    assert!(upid["data"].as_str().unwrap().contains(":vzstart:900:"));
     node.finish(&upid["data"]);
-    let (_, upid) = node.write("POST", &format!("{NODE}/lxc/110/status/start"), "");
-    assert_eq!(node.finish(&upid["data"]).0, "CT 110 already running");
-    let (_, upid) = node.write("POST", &format!("{NODE}/lxc/110/status/stop"), "");
-    assert!(upid["data"].as_str().unwrap().contains(":vzstop:110:"));
+    let (_, upid) = node.write("POST", &format!("{NODE}/lxc/900/status/start"), "");
+    assert_eq!(node.finish(&upid["data"]).0, "CT 900 already running");
+    let (_, upid) = node.write("POST", &format!("{NODE}/lxc/900/status/stop"), "");
+    assert!(upid["data"].as_str().unwrap().contains(":vzstop:900:"));
     node.finish(&upid["data"]);
-    assert_eq!(node.api.guest_status(110).as_deref(), Some("stopped"));
+    assert_eq!(node.api.guest_status(900).as_deref(), Some("stopped"));
 }
 
 #[test]
@@ -268,7 +268,7 @@ fn storage_config_node_usage_and_content() {
     assert!(
         rows(&lvm)
             .iter()
-            .any(|v| v["volid"] == "local-lvm:vm-110-disk-0" && v["content"] == "rootdir")
+            .any(|v| v["volid"] == "local-lvm:vm-900-disk-0" && v["content"] == "rootdir")
     );
     let (_, lvm3) = node.get(&format!("{N3}/storage/local-lvm/content"));
     let vmids = vmids(&lvm3);
@@ -429,7 +429,7 @@ fn world_changes_apply_at_once() {
     assert_eq!(api.change(rename), Ok(()));
     assert_eq!(api.guest_name(106).as_deref(), Some("factorio-2"));
     let moved = WorldChange::MoveGuest {
-        vmid: 111,
+        vmid: 901,
         node: "keeb-dev-04".to_string(),
     };
     assert_eq!(api.change(moved), Ok(()));
@@ -447,7 +447,7 @@ fn world_changes_apply_at_once() {
         status: "job errors".to_string(),
     };
     assert_eq!(api.change(task), Ok(()));
-    assert!(api.guest_kind(111).is_some());
+    assert!(api.guest_kind(901).is_some());
 
     let (_, list) = node.get(&format!("{NODE}/qemu"));
     assert!(!vmids(&list).contains(&105));
@@ -455,7 +455,7 @@ fn world_changes_apply_at_once() {
     assert_eq!(factorio["data"]["name"], "factorio-2");
     assert_eq!(
         vmids(&node.get("/api2/json/nodes/keeb-dev-04/lxc").1),
-        [111, 310]
+        [310, 901]
     );
     let (_, pools) = node.get(&format!("{N3}/storage"));
     assert!((rows(&pools)[1]["used_fraction"].as_f64().unwrap() - 0.95).abs() < 1e-6);
@@ -581,7 +581,7 @@ fn faults_spoil_matching_answers_until_cleared() {
     );
     let (_, body) = node.get(&lxc);
     assert_eq!(rows(&body)[0]["maxmem"], "lots");
-    assert_eq!(rows(&body)[0]["vmid"], 110);
+    assert_eq!(rows(&body)[0]["vmid"], 900);
 
     fault(
         &mut node,
@@ -594,10 +594,10 @@ fn faults_spoil_matching_answers_until_cleared() {
     fault(
         &mut node,
         None,
-        "/nodes/keeb-dev-02/lxc/110/config",
+        "/nodes/keeb-dev-02/lxc/900/config",
         Fault::WrongDataType,
     );
-    assert!(node.get(&format!("{NODE}/lxc/110/config")).1["data"].is_array());
+    assert!(node.get(&format!("{NODE}/lxc/900/config")).1["data"].is_array());
 
     fault(
         &mut node,
@@ -635,7 +635,7 @@ fn faults_spoil_matching_answers_until_cleared() {
     assert_eq!(node.get(&format!("{NODE}/tasks?limit=1")).0, 596);
 
     node.api.change(WorldChange::ClearFaults).unwrap();
-    assert_eq!(vmids(&node.get(&lxc).1), [110, 111]);
+    assert_eq!(vmids(&node.get(&lxc).1), [900, 901]);
     assert_eq!(node.get(&format!("{NODE}/tasks")).0, 200);
     let error = node
         .api
