@@ -3,60 +3,23 @@
 
 mod support;
 
-use pve_sim::{Fleet, SimConfig, Simulator};
-use serde_json::Value;
-use std::path::Path;
-use support::{Run, TestRepo};
+use pve_sim::{Fleet, SimConfig};
+use support::lab::{Lab, PASSWORD};
 
-const PASSWORD: &str = "s3cret-pve-password";
-
-struct Lab {
-    repo: TestRepo,
-    sim: Simulator,
+fn lab() -> Lab {
+    Lab::with_config(SimConfig::default())
 }
 
-impl Lab {
-    fn new() -> Self {
-        Self::with_fleet(Fleet::reference())
-    }
-
-    fn with_fleet(fleet: Fleet) -> Self {
-        let sim = Simulator::start_blocking(SimConfig {
-            password: PASSWORD.into(),
-            fleet,
-            ..SimConfig::default()
-        })
-        .expect("simulator");
-        let repo = TestRepo::new(&["proxmox"]);
-        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/homelab");
-        for dir in ["models", "workflows"] {
-            for e in std::fs::read_dir(example.join(dir)).unwrap().flatten() {
-                std::fs::copy(e.path(), repo.path().join(dir).join(e.file_name())).unwrap();
-            }
-        }
-        std::fs::copy(example.join("orch.yaml"), repo.path().join("orch.yaml")).unwrap();
-        repo.orch_stdin(&["vault", "put", "proxmox-vault", "password"], PASSWORD)
-            .ok();
-        Lab { repo, sim }
-    }
-
-    fn orch(&self, args: &[&str]) -> Run {
-        let mut cmd = self.repo.command(args);
-        cmd.env("PROXMOX_API_URL", self.sim.url());
-        Run::from_output(cmd.output().unwrap())
-    }
-
-    fn vm(&self, name: &str) -> Value {
-        self.orch(&["--json", "data", "get", "fleet", name])
-            .ok()
-            .json()["attributes"]
-            .clone()
-    }
+fn lab_with_fleet(fleet: Fleet) -> Lab {
+    Lab::with_config(SimConfig {
+        fleet,
+        ..SimConfig::default()
+    })
 }
 
 #[test]
 fn sync_fleet_writes_one_resource_per_vm_and_wires_cel() {
-    let lab = Lab::new();
+    let lab = lab();
     let record = lab.orch(&["--json", "run", "sync-fleet"]).ok().json();
     assert_eq!(record["status"], "succeeded");
     let list = lab.orch(&["--json", "data", "list", "fleet"]).ok().json();
@@ -70,11 +33,11 @@ fn sync_fleet_writes_one_resource_per_vm_and_wires_cel() {
         .ok()
         .json();
     assert_eq!(ip, "10.0.0.143");
-    let gold = lab.vm("gold-image");
+    let gold = lab.resource("fleet", "gold-image");
     assert_eq!(gold["vmid"], 109);
     assert_eq!(gold["status"], "running");
     assert_eq!(
-        lab.vm("VM 102")["vmid"],
+        lab.resource("fleet", "VM 102")["vmid"],
         102,
         "names with spaces are identities too"
     );
@@ -91,16 +54,16 @@ fn sync_fleet_writes_one_resource_per_vm_and_wires_cel() {
 
 #[test]
 fn stopped_vms_and_vms_without_an_agent_have_a_null_ip() {
-    let lab = Lab::new();
+    let lab = lab();
     lab.orch(&["run", "sync-fleet"]).ok();
-    assert!(lab.vm("atm10")["ip"].is_null());
-    assert_eq!(lab.vm("atm10")["status"], "stopped");
+    assert!(lab.resource("fleet", "atm10")["ip"].is_null());
+    assert_eq!(lab.resource("fleet", "atm10")["status"], "stopped");
     assert!(
-        lab.vm("tftp-server")["ip"].is_null(),
+        lab.resource("fleet", "tftp-server")["ip"].is_null(),
         "running, but the guest agent is not"
     );
     assert_eq!(
-        lab.vm("allthemons")["ip"],
+        lab.resource("fleet", "allthemons")["ip"],
         "10.0.0.96",
         "lo and link-local are skipped"
     );
@@ -108,7 +71,7 @@ fn stopped_vms_and_vms_without_an_agent_have_a_null_ip() {
 
 #[test]
 fn a_second_sync_versions_what_changed_and_keeps_version_one() {
-    let lab = Lab::new();
+    let lab = lab();
     lab.orch(&["run", "sync-fleet"]).ok();
     lab.orch(&["run", "start-vm", "--input", "vmName=atm10"])
         .ok();
@@ -147,7 +110,7 @@ fn a_second_sync_versions_what_changed_and_keeps_version_one() {
 
 #[test]
 fn the_lifecycle_workflow_creates_starts_stops_and_deletes() {
-    let lab = Lab::new();
+    let lab = lab();
     let record = lab
         .orch(&[
             "--json",
@@ -179,7 +142,7 @@ fn the_lifecycle_workflow_creates_starts_stops_and_deletes() {
 
 #[test]
 fn a_wrong_password_is_a_clear_error_and_writes_nothing() {
-    let lab = Lab::new();
+    let lab = lab();
     lab.repo
         .orch_stdin(&["vault", "put", "proxmox-vault", "password"], "wrong")
         .ok();
@@ -196,7 +159,7 @@ fn a_wrong_password_is_a_clear_error_and_writes_nothing() {
 
 #[test]
 fn an_expired_ticket_fails_the_sync_with_a_hint_to_authenticate() {
-    let lab = Lab::new();
+    let lab = lab();
     lab.orch(&["run", "sync-fleet"]).ok();
     lab.sim.expire_tickets();
     let run = lab.orch(&["model", "run", "fleet", "sync"]).code(1);
@@ -210,7 +173,7 @@ fn an_expired_ticket_fails_the_sync_with_a_hint_to_authenticate() {
 
 #[test]
 fn destructive_calls_without_or_with_a_wrong_vmid_are_refused_before_the_api_sees_them() {
-    let lab = Lab::new();
+    let lab = lab();
     lab.orch(&["run", "sync-fleet"]).ok();
     lab.orch(&["model", "run", "keebDev02", "auth"]).ok();
     let before = lab.sim.requests().len();
@@ -274,7 +237,7 @@ fn destructive_calls_without_or_with_a_wrong_vmid_are_refused_before_the_api_see
 
 #[test]
 fn a_pinned_certificate_is_accepted_and_a_wrong_pin_is_refused() {
-    let lab = Lab::new();
+    let lab = lab();
     let pinned = format!(
         "type: proxmox/node\nglobalArguments:\n  apiUrl: ${{{{ env.PROXMOX_API_URL }}}}\n  username: root\n  password: ${{{{ vault.get(\"proxmox-vault\", \"password\") }}}}\n  node: keeb-dev-02\n  fingerprint: \"{}\"\n",
         lab.sim.cert_sha256()
@@ -304,7 +267,7 @@ fn a_pinned_certificate_is_accepted_and_a_wrong_pin_is_refused() {
 
 #[test]
 fn the_vault_password_never_reaches_output_data_or_runs() {
-    let lab = Lab::new();
+    let lab = lab();
     let run = lab.orch(&["-vv", "--json", "run", "sync-fleet"]).ok();
     assert!(!run.all().contains(PASSWORD));
     assert!(!support::contains_bytes(

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod docker;
+pub mod lab;
 pub mod sshd;
 
 use serde_json::Value;
