@@ -344,6 +344,57 @@ fn task_list_pages_newest_first_with_total_and_filters() {
 }
 
 #[test]
+fn task_list_source_and_user_filters_and_guest_indexes() {
+    let mut node = Node::new();
+    let (_, upid) = node.write("POST", &format!("{NODE}/lxc/901/status/start"), "");
+    let (_, active) = node.get(&format!("{NODE}/tasks?source=active"));
+    assert_eq!(active["total"], 1);
+    assert_eq!(rows(&active)[0]["upid"], upid["data"]);
+    let (_, archive) = node.get(&format!("{NODE}/tasks?source=archive"));
+    assert_eq!(archive["total"], 60);
+    let (_, nobody) = node.get(&format!("{NODE}/tasks?userfilter=alice"));
+    assert_eq!(nobody["total"], 0);
+    assert_eq!(node.get(&format!("{NODE}/tasks?source=old")).0, 400);
+    let (_, index) = node.get(&format!("{NODE}/lxc/901"));
+    assert!(rows(&index).iter().any(|r| r["subdir"] == "interfaces"));
+    let (_, index) = node.get(&format!("{NODE}/lxc/901/status"));
+    assert!(rows(&index).iter().any(|r| r["subdir"] == "current"));
+    let (_, index) = node.get(NODE);
+    assert!(rows(&index).iter().any(|r| r["name"] == "lxc"));
+    assert!(rows(&index).iter().any(|r| r["name"] == "storage"));
+}
+
+#[test]
+fn filling_a_shared_pool_shows_on_every_node() {
+    let mut node = cluster();
+    let fill = WorldChange::FillStorage {
+        storage: "nfs-backup".to_string(),
+        node: None,
+        used: Some(u64::MAX),
+        used_fraction: None,
+    };
+    node.api.change(fill).unwrap();
+    for name in ["keeb-dev-02", "keeb-dev-04"] {
+        let (_, pools) = node.get(&format!("/api2/json/nodes/{name}/storage"));
+        let nfs = &rows(&pools)[2];
+        assert_eq!(nfs["storage"], "nfs-backup");
+        assert_eq!(
+            nfs["used"], nfs["total"],
+            "capped at the capacity on {name}"
+        );
+        assert_eq!(nfs["avail"], 0);
+        assert_eq!(nfs["used_fraction"], 1.0);
+    }
+    let unknown = WorldChange::FillStorage {
+        storage: "ceph".to_string(),
+        node: None,
+        used: Some(1),
+        used_fraction: None,
+    };
+    assert!(node.api.change(unknown).unwrap_err().contains("'ceph'"));
+}
+
+#[test]
 fn seeded_task_logs_end_like_pve() {
     let mut node = Node::new();
     let (_, body) = node.get(&format!("{NODE}/tasks?limit=100"));

@@ -187,6 +187,13 @@ async fn binary_generates_a_world_and_takes_changes_over_http() {
     assert_eq!(change(fault).await.unwrap().status().as_u16(), 200);
     let timed_out = get("/nodes").await.unwrap();
     assert_eq!(timed_out.status().as_u16(), 596);
+    let html =
+        r#"{"change": "fault", "path": "/storage", "fault": {"kind": "html", "status": 500}}"#;
+    assert_eq!(change(html).await.unwrap().status().as_u16(), 200);
+    let page = get("/storage").await.unwrap();
+    assert_eq!(page.status().as_u16(), 500);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(page.text().await.unwrap().contains("<html>"));
     assert_eq!(
         change(r#"{"change": "clear_faults"}"#)
             .await
