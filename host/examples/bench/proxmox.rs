@@ -1,5 +1,6 @@
 //! Rows against the Proxmox simulator: B2 (orch vs a bare program vs peers, interleaved),
-//! B3 (10,000 VMs) and history independence (the 100th 1,000-VM sync vs the first).
+//! B3 (10,000 VMs), history independence (the 100th 1,000-VM sync vs the first) with
+//! `data changes` over that history, and discovery of a generated 3-node cluster.
 
 use super::{median, per_op, row, scaled};
 use std::io::Write;
@@ -218,8 +219,18 @@ pub fn fleet_rows(bin: &Path, dist: &Path, tmp: &Path) {
     let sim = start(scaled(1_000));
     let repo = homelab(bin, dist, &tmp.join("lab1k"));
     let syncs = scaled(100);
+    // Between two syncs one VM stops and another starts, so the history holds real changes.
     let times: Vec<Duration> = (0..syncs)
-        .map(|_| timed(sync_fleet(bin, &repo, &sim.url()), None).0)
+        .map(|i| {
+            let vmid = 1 + (i as u32 % 1_000);
+            let toggle = if i % 2 == 0 {
+                pve_sim::WorldChange::StopGuest { vmid }
+            } else {
+                pve_sim::WorldChange::StartGuest { vmid }
+            };
+            sim.change(toggle).unwrap();
+            timed(sync_fleet(bin, &repo, &sim.url()), None).0
+        })
         .collect();
     let (first, last) = (
         median(times[..5].to_vec()),
@@ -242,6 +253,86 @@ pub fn fleet_rows(bin: &Path, dist: &Path, tmp: &Path) {
     row(
         "history: data.redb after 100 syncs",
         format!("{:.1} MiB", size as f64 / 1048576.0),
+        "-",
+    );
+    let runs: serde_json::Value =
+        serde_json::from_slice(&super::process::orch(bin, &repo, &["--json", "runs", "list"]))
+            .unwrap();
+    let oldest = runs.as_array().unwrap().last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let changes = |since: &str| {
+        let mut cmd = Command::new(bin);
+        cmd.args(["--json", "data", "changes", "--since", since])
+            .current_dir(&repo);
+        timed(cmd, None).0
+    };
+    row(
+        "data changes: the whole 100-sync history",
+        per_op(changes(&oldest), 1),
+        "-",
+    );
+    row(
+        "data changes: the last 24h (same history)",
+        per_op(changes("24h"), 1),
+        "-",
+    );
+}
+
+/// Discovery of a generated 3-node cluster: 10,000 guests and 100,000 tasks in one `sync-all`
+/// with VMs, containers and tasks read from every node.
+pub fn discovery_rows(bin: &Path, dist: &Path, tmp: &Path) {
+    let (guests, tasks) = (scaled(10_000), scaled(100_000));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sim = runtime
+        .block_on(pve_sim::Simulator::start(pve_sim::SimConfig {
+            password: PASSWORD.into(),
+            ..pve_sim::SimConfig::generated(3, guests, tasks)
+        }))
+        .unwrap();
+    let repo = homelab(bin, dist, &tmp.join("cluster"));
+    for model in ["fleet", "containers", "tasks"] {
+        let path = repo.join(format!("models/{model}.yaml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            text.replace("node: ${{ env.PROXMOX_NODE }}", "node: \"*\""),
+        )
+        .unwrap();
+    }
+    // Every task of every node: the per-node window covers a third of them and more.
+    let all_tasks = tasks.div_ceil(3).max(1).to_string();
+    let workflow = std::fs::read_to_string(repo.join("workflows/sync-all.yaml"))
+        .unwrap()
+        .replace(
+            "modelIdOrName: tasks, methodName: sync }",
+            &format!("modelIdOrName: tasks, methodName: sync, inputs: {{ limit: {all_tasks} }} }}"),
+        );
+    std::fs::write(repo.join("workflows/sync-all.yaml"), workflow).unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.args(["run", "sync-all"])
+        .current_dir(&repo)
+        .env("PROXMOX_API_URL", sim.url());
+    let (wall, rss_kib) = timed(cmd, None);
+    let versions = guests + tasks + 3 + 1;
+    row(
+        "discovery: 3 nodes, 10,000 guests, 100,000 tasks: wall",
+        per_op(wall, 1),
+        "-",
+    );
+    row(
+        "discovery: peak RSS",
+        if rss_kib > 0 {
+            format!("{} MiB", rss_kib / 1024)
+        } else {
+            "no /usr/bin/time".into()
+        },
+        "-",
+    );
+    row(
+        "discovery: versions written per second",
+        format!("{:.0}/s", versions as f64 / wall.as_secs_f64()),
         "-",
     );
 }
