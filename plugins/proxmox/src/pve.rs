@@ -120,17 +120,31 @@ pub fn pve_message(body: &[u8]) -> String {
                 message.push_str(&format!("({})", details.join("; ")));
             }
         }
-        if !message.is_empty() {
-            return message;
-        }
+        // A JSON answer without a message (`{"data":null}`) says nothing more than its status.
+        return message;
     }
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
+    if text.starts_with('<') && text.to_ascii_lowercase().contains("<html") {
+        return match html_title(text) {
+            Some(title) => format!("an HTML page titled {title:?} instead of PVE's JSON"),
+            None => "an HTML page instead of PVE's JSON".to_string(),
+        };
+    }
     let cut = (0..=text.len().min(300))
         .rev()
         .find(|&i| text.is_char_boundary(i))
         .unwrap_or(0);
     text[..cut].to_string()
+}
+
+/// The text of an HTML page's `<title>`, trimmed and at most 100 characters.
+fn html_title(page: &str) -> Option<String> {
+    let lower = page.to_ascii_lowercase();
+    let start = lower.find("<title>")? + "<title>".len();
+    let end = start + lower[start..].find("</title>")?;
+    let title: String = page[start..end].trim().chars().take(100).collect();
+    (!title.is_empty()).then_some(title)
 }
 
 /// Maps a non-2xx PVE answer to a typed error. `what` names the request (`POST /nodes/…`);
@@ -140,6 +154,11 @@ pub fn api_error(what: &str, status: u16, body: &[u8], denied_hint: &str) -> Err
     if message.is_empty() {
         message = match status {
             401 => "authentication failure".into(),
+            // pveproxy's own status when the cluster node that holds the resource does not
+            // answer it (its reason phrase is `Connection timed out`).
+            596 => "a cluster node did not answer the proxy (connection timed out); check that \
+                    every node is up, then retry"
+                .into(),
             _ => "no message".into(),
         };
     }
@@ -185,7 +204,11 @@ pub fn parse_data<T: DeserializeOwned>(what: &str, body: &[u8]) -> Result<T> {
         .map_err(|e| {
             error::failed(format!(
                 "{what}: Proxmox's answer is not the expected JSON ({e}); it starts {:?}",
-                pve_message(body).chars().take(120).collect::<String>()
+                String::from_utf8_lossy(body)
+                    .trim()
+                    .chars()
+                    .take(120)
+                    .collect::<String>()
             ))
         })
 }
@@ -560,6 +583,18 @@ mod tests {
     }
 
     #[test]
+    fn a_596_says_a_cluster_node_did_not_answer_and_is_transient() {
+        let e = api_error("GET /nodes/pve2/qemu", 596, br#"{"data":null}"#, "");
+        let Error::Transient(text) = e else {
+            panic!("not transient: {e:?}")
+        };
+        assert_eq!(
+            text,
+            "GET /nodes/pve2/qemu: a cluster node did not answer the proxy (connection timed out); check that every node is up, then retry (HTTP 596)"
+        );
+    }
+
+    #[test]
     fn a_401_without_message_says_authentication_failure_and_the_hint() {
         let e = api_error("GET /nodes/pve/qemu", 401, b"", "run keebDev02.auth");
         let Error::Denied(text) = e else {
@@ -572,8 +607,16 @@ mod tests {
     fn non_json_bodies_are_shown_not_parsed() {
         assert_eq!(
             pve_message(b"  <html>bad gateway</html>\n"),
-            "<html>bad gateway</html>"
+            "an HTML page instead of PVE's JSON"
         );
+        assert_eq!(
+            pve_message(
+                b"<!DOCTYPE html>\n<html><head><TITLE> 502 Bad Gateway </TITLE></head></html>"
+            ),
+            "an HTML page titled \"502 Bad Gateway\" instead of PVE's JSON"
+        );
+        assert_eq!(pve_message(b"proxy says no"), "proxy says no");
+        assert_eq!(pve_message(br#"{"data":null}"#), "");
         let long = "é".repeat(400);
         assert!(pve_message(long.as_bytes()).len() <= 300);
     }

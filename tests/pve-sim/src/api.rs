@@ -398,6 +398,7 @@ enum Route<'a> {
     LoginForm,
     ClusterResources,
     ClusterTasks,
+    NextId,
     StorageConfig,
     Nodes,
     NodeIndex(&'a str),
@@ -436,6 +437,7 @@ impl<'a> Route<'a> {
             ("GET", ["access", "ticket"]) => Route::LoginForm,
             ("GET", ["cluster", "resources"]) => Route::ClusterResources,
             ("GET", ["cluster", "tasks"]) => Route::ClusterTasks,
+            ("GET", ["cluster", "nextid"]) => Route::NextId,
             ("GET", ["storage"]) => Route::StorageConfig,
             ("GET", ["nodes"]) => Route::Nodes,
             ("GET", ["nodes", node]) => Route::NodeIndex(node),
@@ -799,6 +801,7 @@ impl Api {
             })),
             Route::ClusterResources => self.cluster_resources(params),
             Route::ClusterTasks => self.cluster_tasks(),
+            Route::NextId => data(&self.next_id()),
             Route::StorageConfig => {
                 let rows: Vec<Value> = self.storages.iter().map(Storage::config_entry).collect();
                 data(&rows)

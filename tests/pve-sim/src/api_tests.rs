@@ -689,3 +689,19 @@ fn request_log_keeps_method_and_path_only() {
     );
     assert_eq!(node.api.request_count(), 2);
 }
+
+#[test]
+fn next_id_skips_vms_containers_and_reserved_ids() {
+    let mut node = Node::new();
+    // Reference VMs are 100-109, so 110 is free; containers live at 900 and 901.
+    let (status, next) = node.get("/api2/json/cluster/nextid");
+    assert_eq!((status, next["data"].clone()), (200, json!("110")));
+    // A create reserves its vmid at once, before its task ends.
+    let (status, _) = node.write(
+        "POST",
+        &format!("{NODE}/lxc"),
+        "vmid=110&ostemplate=local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst&hostname=ct110",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(node.get("/api2/json/cluster/nextid").1["data"], "111");
+}

@@ -161,6 +161,15 @@ pub(super) fn spoil(mut reply: Reply, fault: &Fault) -> Reply {
 }
 
 impl Api {
+    /// `GET /cluster/nextid`: the lowest vmid from 100 up that no VM or container holds or
+    /// has reserved, as a string (as PVE sends it).
+    pub(super) fn next_id(&self) -> String {
+        (100u32..)
+            .find(|id| !self.guests.contains_key(id) && !self.reserved.contains_key(id))
+            .unwrap_or(u32::MAX)
+            .to_string()
+    }
+
     /// Seeds `count` finished tasks round-robin over the nodes, each on one of its node's
     /// guests when its type works on a guest.
     pub(super) fn seed_tasks(&mut self, count: usize) {

@@ -239,7 +239,7 @@ fn html_missing_data_and_596_are_typed_errors() {
     });
     let m = failed(run(&fake, "pve1", false, |c| c.sync()).0);
     assert!(
-        m.starts_with("GET /nodes/pve1/lxc: <html>") && m.contains("HTTP 500"),
+        m == "GET /nodes/pve1/lxc: an HTML page instead of PVE's JSON (HTTP 500)",
         "{m}"
     );
     let m = failed(run(&fake, "pve1", false, |c| c.sync()).0);
