@@ -253,13 +253,13 @@ fn malformed_answers_are_typed_errors_naming_endpoint_and_field_and_retire_nothi
             "tasks",
             "/nodes/*/tasks",
             Fault::Html { status: 500 },
-            "GET /nodes/keeb-dev-02/tasks",
+            "/tasks?start=0&limit=500: an HTML page titled \"500 Internal Server Error\" instead of PVE's JSON (HTTP 500)",
         ),
         (
             "fleet",
             "/cluster/resources",
             Fault::Timeout,
-            "GET /cluster/resources?type=vm",
+            "GET /cluster/resources?type=vm: a cluster node did not answer the proxy",
         ),
     ];
     for (model, path, fault, expected) in cases {

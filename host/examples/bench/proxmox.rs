@@ -255,9 +255,12 @@ pub fn fleet_rows(bin: &Path, dist: &Path, tmp: &Path) {
         format!("{:.1} MiB", size as f64 / 1048576.0),
         "-",
     );
-    let runs: serde_json::Value =
-        serde_json::from_slice(&super::process::orch(bin, &repo, &["--json", "runs", "list"]))
-            .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&super::process::orch(
+        bin,
+        &repo,
+        &["--json", "runs", "list"],
+    ))
+    .unwrap();
     let oldest = runs.as_array().unwrap().last().unwrap()["id"]
         .as_str()
         .unwrap()
