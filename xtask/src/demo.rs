@@ -114,8 +114,44 @@ pub fn run_demo(bin_dir: &Path) -> Result<()> {
             entry["latest"]
         );
     }
+
+    // Discovery: VMs, containers, storage pools and tasks in one run; then what changed.
+    let first: serde_json::Value = serde_json::from_str(&orch(
+        &orch_bin,
+        &repo,
+        &url,
+        &["--json", "run", "sync-all"],
+    )?)?;
+    let first_id = first["id"]
+        .as_str()
+        .context("sync-all printed no run id")?
+        .to_string();
+    orch(
+        &orch_bin,
+        &repo,
+        &url,
+        &[
+            "run",
+            "stop-vm",
+            "--input",
+            "vmName=atm10",
+            "--input",
+            "expectVmid=101",
+        ],
+    )?;
+    orch(&orch_bin, &repo, &url, &["run", "sync-all"])?;
+    print!(
+        "{}",
+        orch(
+            &orch_bin,
+            &repo,
+            &url,
+            &["data", "changes", "--since", &first_id]
+        )?
+    );
     println!(
-        "\nThe data stays in workflows/homelab/.orch: try `orch data versions fleet atm10` there."
+        "\nThe data stays in workflows/homelab/.orch: try `orch data versions fleet atm10` or \
+         `orch data diff fleet atm10` there."
     );
     drop(sim);
     Ok(())

@@ -14,7 +14,8 @@ const USAGE: &str = "usage: cargo xtask <build | test | demo | bench>
   test    install what the tests need (wasm32-wasip2, openssh-server, nginx), build the
           plugins, check formatting and run every test
   demo    build everything, start the Proxmox VE simulator with the reference fleet, then run
-          sync-fleet and start-vm in workflows/homelab and print the fleet
+          sync-fleet and start-vm in workflows/homelab, print the fleet, then sync-all twice
+          around a stop-vm and show `orch data changes`
   bench   build release and print the benchmark table (B1-B6, start-up, history);
           `bench --peers` also runs the same sync with Python requests and Ansible
           (bench/peers/setup.sh makes their virtualenv first)";

@@ -216,13 +216,15 @@ pub fn fleet_rows(bin: &Path, dist: &Path, tmp: &Path) {
     );
     drop(big);
 
-    let sim = start(scaled(1_000));
+    let vms = scaled(1_000);
+    let sim = start(vms);
     let repo = homelab(bin, dist, &tmp.join("lab1k"));
     let syncs = scaled(100);
     // Between two syncs one VM stops and another starts, so the history holds real changes.
     let times: Vec<Duration> = (0..syncs)
         .map(|i| {
-            let vmid = 1 + (i as u32 % 1_000);
+            // Generated fleets number their VMs from 1000.
+            let vmid = 1_000 + (i % vms) as u32;
             let toggle = if i % 2 == 0 {
                 pve_sim::WorldChange::StopGuest { vmid }
             } else {
