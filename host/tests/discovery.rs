@@ -140,6 +140,45 @@ fn a_cluster_is_discovered_in_one_run_and_its_changes_are_reported_exactly() {
         "only the login ticket changed"
     );
 
+    // The login ticket changed, and `data` says so without printing it.
+    let report = lab
+        .orch(&["--json", "data", "changes", "--since", &first_id])
+        .ok()
+        .json();
+    let node = &report[0]["changes"][0];
+    assert_eq!(
+        (&report[0]["model"], &node["fields"]["ticket"]),
+        (
+            &json!("keebDev02"),
+            &json!({"from": "(sensitive)", "to": "(sensitive)"})
+        ),
+        "{report}"
+    );
+    let ticket = lab
+        .orch(&[
+            "--json",
+            "eval",
+            "model.keebDev02.resource.node.node.attributes.ticket",
+        ])
+        .ok()
+        .json();
+    let ticket = ticket.as_str().unwrap();
+    assert!(ticket.starts_with("PVE:root@pam:"), "expressions read it");
+    for args in [
+        &["data", "changes", "--since", first_id.as_str()][..],
+        &["data", "get", "keebDev02", "node"],
+        &["--json", "data", "get", "keebDev02", "node"],
+        &["data", "versions", "keebDev02", "node"],
+        &["--json", "data", "diff", "keebDev02", "node"],
+    ] {
+        let out = lab.orch(args).ok().all();
+        assert!(
+            !out.contains(ticket),
+            "orch {args:?} printed the ticket: {out}"
+        );
+        assert!(out.contains("(sensitive)"), "orch {args:?}: {out}");
+    }
+
     // The world changes between two syncs.
     for c in [
         WorldChange::DeleteGuest { vmid: 200 },

@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 use super::{CliError, CmdResult, Ctx};
 use crate::repo::Repo;
 use crate::store::{
-    ChangeKind, ChangeWindow, ResourceKey, ResourceStore, ResourceVersion, StoreError,
-    diff_attributes, rfc3339,
+    ChangeKind, ChangeWindow, FieldDiff, ResourceKey, ResourceStore, ResourceVersion, StoreError,
+    diff_attributes, mask_sensitive, rfc3339,
 };
 
 /// The window `orch data changes` shows without `--since`.
@@ -167,12 +167,17 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
                 None => store.latest(&model, &spec, &name),
             }
             .map_err(CliError::failed)?;
-            let Some(rv) = found else {
+            let Some(mut rv) = found else {
                 return Err(CliError::failed(format!(
                     "{model}/{spec}/{name} has no version {}",
                     version.map(|v| v.to_string()).unwrap_or_default()
                 )));
             };
+            let traits = traits_of(ctx, &repo, &BTreeSet::from([model.clone()])).await;
+            mask_sensitive(
+                &mut rv.attributes,
+                &traits_for(&traits, &model, &spec).sensitive,
+            );
             let seen = store
                 .last_seen(&model, &spec, &name)
                 .map_err(CliError::failed)?;
@@ -187,9 +192,14 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
         }
         Cmd::Versions { model, name, spec } => {
             let spec = find_spec(&store, &model, &name, spec)?;
-            let versions = store
+            let mut versions = store
                 .versions(&model, &spec, &name)
                 .map_err(CliError::failed)?;
+            let traits = traits_of(ctx, &repo, &BTreeSet::from([model.clone()])).await;
+            let sensitive = &traits_for(&traits, &model, &spec).sensitive;
+            for v in &mut versions {
+                mask_sensitive(&mut v.attributes, sensitive);
+            }
             let seen = store
                 .last_seen(&model, &spec, &name)
                 .map_err(CliError::failed)?;
@@ -255,14 +265,22 @@ fn check_model(repo: &Repo, store: &ResourceStore, model: &str) -> Result<(), Cl
     }
 }
 
-/// model → spec → volatile attribute names, from the types' resource specs (describe() is
-/// cached, so no plugin is compiled unless its types were never described). A model whose
-/// type cannot be found compares every attribute, with a warning.
-async fn volatile_of(
-    ctx: &Ctx,
-    repo: &Repo,
-    models: &BTreeSet<String>,
-) -> HashMap<String, HashMap<String, Vec<String>>> {
+/// What the types say about one resource spec's attributes.
+#[derive(Default)]
+struct SpecTraits {
+    /// Left out of comparisons (`resource-spec.volatile`).
+    volatile: Vec<String>,
+    /// Shown as [`crate::store::SENSITIVE`], never with their values (`"writeOnly": true` in the schema).
+    sensitive: Vec<String>,
+}
+
+/// model → spec → its [`SpecTraits`].
+type TraitsMap = HashMap<String, HashMap<String, SpecTraits>>;
+
+/// The [`SpecTraits`] of these models' resource specs, from the types' resource specs
+/// (describe() is cached, so no plugin is compiled unless its types were never described). A
+/// model whose type cannot be found compares every attribute and masks none, with a warning.
+async fn traits_of(ctx: &Ctx, repo: &Repo, models: &BTreeSet<String>) -> TraitsMap {
     let mut out = HashMap::new();
     if models.is_empty() {
         return out;
@@ -271,7 +289,7 @@ async fn volatile_of(
         Ok(r) => Some(r),
         Err(e) => {
             ctx.printer.warn(&format!(
-                "cannot load the plugins to learn which attributes are volatile ({}); every attribute is compared",
+                "cannot load the plugins to learn which attributes are volatile or sensitive ({}); every attribute is compared and shown",
                 e.message
             ));
             None
@@ -290,28 +308,33 @@ async fn volatile_of(
                     .description
                     .resources
                     .iter()
-                    .filter(|r| !r.volatile.is_empty())
-                    .map(|r| (r.name.clone(), r.volatile.clone()))
+                    .map(|r| {
+                        let traits = SpecTraits {
+                            volatile: r.volatile.clone(),
+                            sensitive: r.sensitive(),
+                        };
+                        (r.name.clone(), traits)
+                    })
                     .collect();
                 out.insert(model.clone(), specs);
             }
             Err(why) => ctx.printer.warn(&format!(
-                "model `{model}`: {why}; its volatile attributes are unknown, so every attribute is compared"
+                "model `{model}`: {why}; its volatile and sensitive attributes are unknown, so every attribute is compared and shown"
             )),
         }
     }
     out
 }
 
-fn volatile_for<'a>(
-    volatile: &'a HashMap<String, HashMap<String, Vec<String>>>,
-    model: &str,
-    spec: &str,
-) -> &'a [String] {
-    volatile
+fn traits_for<'a>(traits: &'a TraitsMap, model: &str, spec: &str) -> &'a SpecTraits {
+    static NONE: SpecTraits = SpecTraits {
+        volatile: Vec::new(),
+        sensitive: Vec::new(),
+    };
+    traits
         .get(model)
         .and_then(|specs| specs.get(spec))
-        .map_or(&[], Vec::as_slice)
+        .unwrap_or(&NONE)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -370,17 +393,21 @@ async fn diff(
     };
     let (older, newer) = (load(from)?, load(to)?);
     let models = BTreeSet::from([model.to_string()]);
-    let volatile = volatile_of(ctx, repo, &models).await;
-    let ignored = volatile_for(&volatile, model, &spec);
+    let traits = traits_of(ctx, repo, &models).await;
+    let SpecTraits {
+        volatile: ignored,
+        sensitive,
+    } = traits_for(&traits, model, &spec);
     let retired = newer.retired && !older.retired;
-    let diff = if retired || (newer.retired && older.retired) {
-        Default::default()
+    let mut diff = if retired || (newer.retired && older.retired) {
+        FieldDiff::default()
     } else if older.retired {
         // Back after a retirement: everything it has is new.
         diff_attributes(&json!({}), &newer.attributes, ignored)
     } else {
         diff_attributes(&older.attributes, &newer.attributes, ignored)
     };
+    diff.mask(sensitive);
     let mut value = serde_json::Map::new();
     value.insert("model".into(), json!(model));
     value.insert("spec".into(), json!(spec));
@@ -429,18 +456,19 @@ async fn changes(
         .filter(|c| c.kind == ChangeKind::Changed)
         .map(|c| c.version.model.clone())
         .collect();
-    let volatile = volatile_of(ctx, repo, &changed_models).await;
+    let traits = traits_of(ctx, repo, &changed_models).await;
     // model → entries, newest first (the store's order).
     let mut by_model: BTreeMap<String, Vec<(Value, String)>> = BTreeMap::new();
     for change in found {
         let v = &change.version;
         let fields = match &change.previous {
             Some(previous) => {
-                let ignored = volatile_for(&volatile, &v.model, &v.spec);
-                let diff = diff_attributes(previous, &v.attributes, ignored);
+                let traits = traits_for(&traits, &v.model, &v.spec);
+                let mut diff = diff_attributes(previous, &v.attributes, &traits.volatile);
                 if diff.is_empty() {
                     continue;
                 }
+                diff.mask(&traits.sensitive);
                 diff
             }
             None => Default::default(),

@@ -38,6 +38,25 @@ pub struct ResourceSpecInfo {
     pub volatile: Vec<String>,
 }
 
+impl ResourceSpecInfo {
+    /// Top-level attributes the schema marks `"writeOnly": true` (a session ticket, a token):
+    /// `orch data` commands show that they are there and whether they changed, never their
+    /// values. Expressions still read them.
+    pub fn sensitive(&self) -> Vec<String> {
+        self.schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .map(|props| {
+                props
+                    .iter()
+                    .filter(|(_, p)| p.get("writeOnly") == Some(&Value::Bool(true)))
+                    .map(|(name, _)| name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 /// One method.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -243,6 +262,21 @@ impl TypeDescription {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn write_only_properties_are_sensitive() {
+        let spec = super::ResourceSpecInfo {
+            name: "node".into(),
+            description: String::new(),
+            schema: serde_json::json!({"properties": {
+                "ticket": {"type": "string", "writeOnly": true},
+                "username": {"type": "string"},
+                "csrf": {"writeOnly": "yes"},
+            }}),
+            volatile: Vec::new(),
+        };
+        assert_eq!(spec.sensitive(), ["ticket"]);
+    }
+
     #[test]
     fn calver_is_four_numeric_parts() {
         assert!(is_calver("2026.02.11.1"));

@@ -14,6 +14,29 @@ use serde_json::Value;
 /// The path under which a document that is not an object is compared as a whole.
 const WHOLE: &str = "(value)";
 
+/// What `orch data` shows instead of a sensitive attribute's value.
+pub const SENSITIVE: &str = "(sensitive)";
+
+/// Whether `path` (dotted) is a sensitive top-level attribute or lies under one.
+fn is_sensitive(path: &str, sensitive: &[String]) -> bool {
+    sensitive.iter().any(|s| {
+        path.strip_prefix(s.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    })
+}
+
+/// Replaces the values of the `sensitive` top-level attributes of `attributes` with
+/// [`SENSITIVE`], keeping the keys, so output shows that they are there but not what they hold.
+pub fn mask_sensitive(attributes: &mut Value, sensitive: &[String]) {
+    if let Some(fields) = attributes.as_object_mut() {
+        for name in sensitive {
+            if let Some(v) = fields.get_mut(name) {
+                *v = Value::String(SENSITIVE.into());
+            }
+        }
+    }
+}
+
 /// What differs between two versions' attributes, by dotted path.
 #[derive(Serialize, Clone, Debug, Default, PartialEq)]
 pub struct FieldDiff {
@@ -59,6 +82,22 @@ impl FieldDiff {
             out.insert(k.clone(), serde_json::json!({"from": from, "to": to}));
         }
         Value::Object(out)
+    }
+
+    /// The same differences with the values of sensitive attributes (and of paths under them)
+    /// replaced by [`SENSITIVE`]: a changed ticket still shows as changed.
+    pub fn mask(&mut self, sensitive: &[String]) {
+        let hide = Value::String(SENSITIVE.into());
+        for (path, v) in self.added.iter_mut().chain(self.removed.iter_mut()) {
+            if is_sensitive(path, sensitive) {
+                *v = hide.clone();
+            }
+        }
+        for (path, (from, to)) in self.changed.iter_mut() {
+            if is_sensitive(path, sensitive) {
+                (*from, *to) = (hide.clone(), hide.clone());
+            }
+        }
     }
 
     /// One line per path, sorted: `~ path: old → new`, `+ path: new`, `- path: old`.
@@ -221,5 +260,32 @@ mod tests {
             diff.fields_json(),
             json!({"a": {"from": 1, "to": 3}, "b": {"from": 2}, "c": {"to": 4}})
         );
+    }
+
+    #[test]
+    fn sensitive_values_are_masked_but_their_changes_still_show() {
+        let sensitive = vec!["ticket".to_string()];
+        let mut d = diff_attributes(
+            &json!({"ticket": "PVE:a", "tickets": 1, "user": "root"}),
+            &json!({"ticket": "PVE:b", "tickets": 2, "user": "root", "auth": {"x": 1}}),
+            &[],
+        );
+        d.mask(&sensitive);
+        assert_eq!(
+            d.changed["ticket"],
+            (json!(SENSITIVE), json!(SENSITIVE)),
+            "changed, value hidden"
+        );
+        assert_eq!(
+            d.changed["tickets"],
+            (json!(1), json!(2)),
+            "a prefix is not a match"
+        );
+        let mut nested = diff_attributes(&json!({}), &json!({"ticket": {"id": "s"}}), &[]);
+        nested.mask(&sensitive);
+        assert_eq!(nested.added["ticket.id"], json!(SENSITIVE));
+        let mut doc = json!({"ticket": "PVE:a", "user": "root"});
+        mask_sensitive(&mut doc, &sensitive);
+        assert_eq!(doc, json!({"ticket": SENSITIVE, "user": "root"}));
     }
 }

@@ -37,7 +37,7 @@ mod runs;
 mod types;
 
 pub use self::access::{DEFAULT_LOCK_WAIT, ResourceStore, StoreOptions};
-pub use self::diff::{FieldDiff, diff_attributes};
+pub use self::diff::{FieldDiff, SENSITIVE, diff_attributes, mask_sensitive};
 pub use self::error::StoreError;
 pub use self::types::{
     ChangeKind, ChangeWindow, LastSeen, PendingWrite, Provenance, ResourceChange, ResourceKey,

@@ -40,8 +40,11 @@ pub struct NodeGlobals {
 #[serde(rename_all = "camelCase")]
 pub struct NodeResource {
     /// The `PVEAuthCookie` ticket; null when an API token is used (the token is never stored).
+    /// `writeOnly`: `orch data` shows that it changed, never its value.
+    #[schemars(extend("writeOnly" = true))]
     pub ticket: Option<String>,
     /// The `CSRFPreventionToken` for writes; null with an API token.
+    #[schemars(extend("writeOnly" = true))]
     pub csrf_token: Option<String>,
     /// `user@realm` the ticket or token belongs to.
     pub username: String,
