@@ -3,18 +3,11 @@
 
 mod support;
 
-use pve_sim::{Fleet, SimConfig};
+use pve_sim::SimConfig;
 use support::lab::{Lab, PASSWORD};
 
 fn lab() -> Lab {
     Lab::with_config(SimConfig::default())
-}
-
-fn lab_with_fleet(fleet: Fleet) -> Lab {
-    Lab::with_config(SimConfig {
-        fleet,
-        ..SimConfig::default()
-    })
 }
 
 #[test]
