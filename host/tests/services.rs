@@ -293,6 +293,100 @@ fn nginx_configure_proxies_to_a_backend_and_a_bad_config_keeps_the_old_one_servi
 }
 
 #[test]
+fn nginx_converge_serves_the_declared_proxies_and_a_second_converge_touches_nothing() {
+    let sshd = Sshd::start();
+    let repo = repo_for(&sshd, &["nginx"]);
+    let dir = tempfile::tempdir().unwrap();
+    let _nginx = start_nginx(dir.path());
+    let conf = dir.path().join("nginx.conf");
+    repo.write(
+        "models/gateway.yaml",
+        &format!(
+            "type: nginx/stream\nglobalArguments:\n{}  includeDir: {d}/stream.d\n  nginxConf: {c}\n  reloadCommand: nginx -p {d} -c {c} -s reload\n",
+            ssh_globals(&sshd),
+            d = dir.path().display(),
+            c = conf.display()
+        ),
+    );
+    run(&repo, "gateway", "init", &[]).ok();
+    let (backend, a, b) = (echo_server(), free_port(), free_port());
+    let proxies = format!(
+        "proxies=[{{\"name\":\"a\",\"targetIp\":\"127.0.0.1\",\"portMap\":{{\"{a}\":{backend}}}}},\
+         {{\"name\":\"b\",\"targetIp\":\"127.0.0.1\",\"portMap\":{{\"{b}\":{backend}}}}}]"
+    );
+    let plan = |repo: &TestRepo| -> Vec<(String, String)> {
+        let out = repo
+            .orch(&[
+                "--json",
+                "model",
+                "run",
+                "gateway",
+                "converge",
+                "--dry-run",
+                "--input",
+                &proxies,
+            ])
+            .ok()
+            .json();
+        out["output"]["plan"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["action"].as_str().unwrap().to_string(),
+                    c["name"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let first = plan(&repo);
+    assert_eq!(
+        first,
+        [("create".into(), "a".into()), ("create".into(), "b".into())]
+    );
+    assert!(
+        !dir.path().join("stream.d/a.conf").exists(),
+        "a plan writes nothing"
+    );
+
+    let out = run(&repo, "gateway", "converge", &[&proxies]).ok().json();
+    assert_eq!(out["output"]["changed"], serde_json::json!(["a", "b"]));
+    assert!(
+        round_trip(a) && round_trip(b),
+        "both declared proxies serve"
+    );
+
+    let written = std::fs::metadata(dir.path().join("stream.d/a.conf"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(
+        plan(&repo),
+        [("none".into(), "a".into()), ("none".into(), "b".into())]
+    );
+    let again = run(&repo, "gateway", "converge", &[&proxies]).ok().json();
+    assert_eq!(again["output"]["changed"], serde_json::json!([]));
+    assert_eq!(
+        std::fs::metadata(dir.path().join("stream.d/a.conf"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        written,
+        "an unchanged file is not rewritten"
+    );
+    let versions = repo
+        .orch(&["--json", "data", "versions", "gateway", "a"])
+        .ok()
+        .json();
+    assert_eq!(
+        versions.as_array().unwrap().len(),
+        1,
+        "an unchanged proxy stores no new version: {versions}"
+    );
+}
+
+#[test]
 fn docker_compose_sends_the_right_commands_and_parses_ps() {
     let sshd = Sshd::start();
     let repo = repo_for(&sshd, &["docker"]);

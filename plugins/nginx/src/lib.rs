@@ -12,12 +12,12 @@ use orch_plugin_sdk::clock;
 // fake); private, the unused parts would trip the dead-code lint.
 pub use orch_plugin_sdk::remote;
 
-use orch_plugin_sdk::{Ctx, MethodKind, ModelType, Plugin, Result, Value, json};
-use proxy::{ConfigureArgs, NoArgs, ProxyResource, StreamGlobals};
+use orch_plugin_sdk::{Ctx, MethodKind, ModelType, PlannedChange, Plugin, Result, Value, json};
+use proxy::{ConfigureArgs, ConvergeArgs, NoArgs, ProxyResource, StreamGlobals};
 use remote::HostSsh;
 
 /// CalVer of the model type.
-const VERSION: &str = "2026.11.21.1";
+const VERSION: &str = "2026.11.30.1";
 
 fn to_value(output: impl serde::Serialize) -> Result<Value> {
     serde_json::to_value(output)
@@ -83,6 +83,35 @@ fn configure(ctx: &Ctx<StreamGlobals>, args: ConfigureArgs) -> Result<Value> {
     to_value(resource)
 }
 
+fn converge(ctx: &Ctx<StreamGlobals>, args: ConvergeArgs) -> Result<Value> {
+    let resources = proxy::converge(
+        &HostSsh,
+        &ctx.globals,
+        &ctx.model_name,
+        &args,
+        &clock::now_rfc3339(),
+    )?;
+    let (mut changed, mut unchanged) = (Vec::new(), Vec::new());
+    for resource in &resources {
+        ctx.write_resource("proxy", &resource.name, resource)?;
+        if resource.changed {
+            changed.push(resource.name.clone());
+        } else {
+            unchanged.push(resource.name.clone());
+        }
+    }
+    ctx.info(format!(
+        "{} proxy file(s) written and nginx reloaded, {} already matched",
+        changed.len(),
+        unchanged.len()
+    ));
+    Ok(json!({ "changed": changed, "unchanged": unchanged }))
+}
+
+fn plan_converge(ctx: &Ctx<StreamGlobals>, args: ConvergeArgs) -> Result<Vec<PlannedChange>> {
+    proxy::plan_converge(&HostSsh, &ctx.globals, &ctx.model_name, &args)
+}
+
 /// The plugin: the `nginx/stream` model type.
 struct NginxPlugin;
 
@@ -98,6 +127,9 @@ impl Plugin for NginxPlugin {
                 "proxy",
                 "One configured proxy, named like it: targetIp, ports, path, changed",
             )
+            // Whether the last call rewrote the file, and when it ran, are not a change of
+            // the proxy itself.
+            .volatile(&["changed", "timestamp"])
             .method(
                 "init",
                 MethodKind::Create,
@@ -111,6 +143,14 @@ impl Plugin for NginxPlugin {
                 "Write <includeDir>/<name>.conf forwarding portMap to targetIp, run nginx -t, then \
                  reload; a rejected file is restored (or removed) and nginx's error returned",
                 configure,
+            )
+            .converge_method(
+                "converge",
+                "Make includeDir hold exactly the declared proxies' files (each as `configure` \
+                 writes it: nginx -t, then reload, or the old file back); files already right are \
+                 neither tested nor reloaded. Its plan lists create/update/unchanged per proxy",
+                converge,
+                plan_converge,
             ),
         ]
     }
@@ -128,7 +168,7 @@ mod schema_tests {
         assert_eq!(types[0].name, "nginx/stream");
         assert_eq!(types[0].version, VERSION);
         let methods: Vec<_> = types[0].methods.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(methods, ["init", "configure"]);
+        assert_eq!(methods, ["init", "configure", "converge"]);
         let g: Value = serde_json::from_str(&types[0].global_arguments_schema).unwrap();
         for key in [
             "sshHost",

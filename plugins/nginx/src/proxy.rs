@@ -6,7 +6,7 @@
 use crate::conf::{self, AfterTest, PortMap, PortRule};
 use crate::remote::{self, Connector, Remote};
 use orch_plugin_sdk::ssh::shell_quote;
-use orch_plugin_sdk::{JsonSchema, Result, error};
+use orch_plugin_sdk::{JsonSchema, PlannedAction, PlannedChange, Result, error};
 use serde::{Deserialize, Serialize};
 
 fn default_include_dir() -> String {
@@ -103,6 +103,15 @@ pub struct ConfigureArgs {
     /// Ports: `{"25565": 25565}` (listen → backend, TCP; a key may end in `/udp`) or
     /// `[{"listen": 19132, "backend": 19132, "protocol": "udp"}]`.
     pub port_map: PortMap,
+}
+
+/// Arguments of `converge`: every proxy this model should serve, declared at once (for example
+/// a CEL comprehension over declared guests).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConvergeArgs {
+    /// The proxies, each as `configure` takes it; names must be unique.
+    pub proxies: Vec<ConfigureArgs>,
 }
 
 /// What `init` returns.
@@ -326,6 +335,97 @@ pub fn configure<C: Connector>(
     }
     resource.changed = true;
     Ok(resource)
+}
+
+/// Checks every declared proxy and refuses a name declared twice.
+fn plan_all(globals: &StreamGlobals, args: &ConvergeArgs) -> Result<Vec<ProxyPlan>> {
+    let mut seen = std::collections::HashSet::new();
+    args.proxies
+        .iter()
+        .enumerate()
+        .map(|(i, proxy)| {
+            let plan = plan_configure(globals, proxy)
+                .map_err(|e| error::invalid(format!("proxies[{i}]: {}", error_text(&e))))?;
+            if !seen.insert(plan.name.clone()) {
+                return Err(error::invalid(format!(
+                    "proxies[{i}].name: `{}` is declared twice",
+                    plan.name
+                )));
+            }
+            Ok(plan)
+        })
+        .collect()
+}
+
+fn error_text(e: &orch_plugin_sdk::Error) -> String {
+    use orch_plugin_sdk::Error as E;
+    match e {
+        E::InvalidArguments(m)
+        | E::Denied(m)
+        | E::NotFound(m)
+        | E::Conflict(m)
+        | E::Transient(m)
+        | E::Failed(m) => m.clone(),
+    }
+}
+
+/// `converge`'s plan: per declared proxy, `create` (no file yet), `update` (its file differs:
+/// the old and new text as `/config`) or `none`. Reads the files; writes nothing.
+pub fn plan_converge<C: Connector>(
+    connector: &C,
+    globals: &StreamGlobals,
+    model: &str,
+    args: &ConvergeArgs,
+) -> Result<Vec<PlannedChange>> {
+    let plans = plan_all(globals, args)?;
+    let remote = remote::connect(connector, &globals.ssh(), model)?;
+    let mut changes = Vec::with_capacity(plans.len());
+    for plan in plans {
+        let ports = plan.rules.len();
+        let change = match read_file(&remote, &plan.path)? {
+            None => PlannedChange::new(
+                PlannedAction::Create,
+                "proxy",
+                &plan.name,
+                format!(
+                    "write {} forwarding {ports} port(s) to {}, test, reload",
+                    plan.path, plan.backend
+                ),
+            ),
+            Some(old) if old == plan.content => {
+                PlannedChange::new(PlannedAction::None, "proxy", &plan.name, "unchanged")
+            }
+            Some(old) => PlannedChange::new(
+                PlannedAction::Update,
+                "proxy",
+                &plan.name,
+                format!("rewrite {}, test, reload", plan.path),
+            )
+            .field(
+                "/config",
+                Some(serde_json::Value::String(old)),
+                Some(serde_json::Value::String(plan.content.clone())),
+            ),
+        };
+        changes.push(change);
+    }
+    Ok(changes)
+}
+
+/// `converge`: `configure` for every declared proxy, in order; an unchanged file is neither
+/// tested nor reloaded. Stops at the first failure (earlier proxies stay configured).
+pub fn converge<C: Connector>(
+    connector: &C,
+    globals: &StreamGlobals,
+    model: &str,
+    args: &ConvergeArgs,
+    now: &str,
+) -> Result<Vec<ProxyResource>> {
+    plan_all(globals, args)?;
+    args.proxies
+        .iter()
+        .map(|proxy| configure(connector, globals, model, proxy, now))
+        .collect()
 }
 
 #[cfg(test)]

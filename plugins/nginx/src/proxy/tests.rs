@@ -317,3 +317,92 @@ fn odd_globals_are_refused() {
     g.reload_command = " ".into();
     assert!(g.reload().is_err());
 }
+
+fn declared(proxies: serde_json::Value) -> ConvergeArgs {
+    serde_json::from_value(json!({ "proxies": proxies })).unwrap()
+}
+
+const READ_DNS: &str =
+    "[ -e '/etc/nginx/stream.d/dns.conf' ] || exit 3; cat '/etc/nginx/stream.d/dns.conf'";
+
+#[test]
+fn converge_plans_create_update_and_unchanged_without_writing() {
+    let g = treehouse();
+    let current = plan_configure(&g, &args(json!({"25565": 25565}))).unwrap();
+    let current: &'static str = Box::leak(current.content.into_boxed_str());
+    let connector = FakeConnector::new(FakeRemote::new(move |c| match c {
+        READ_PROXY => fake::ok(current),
+        READ_DNS => fake::exit(3, "", ""),
+        _ => fake::ok(""),
+    }));
+    let unchanged = declared(json!([
+        {"name": "allthemons", "targetIp": "10.0.0.96", "portMap": {"25565": 25565}},
+        {"name": "dns", "targetIp": "10.0.0.53", "portMap": {"53/udp": 53}},
+    ]));
+    let plan = plan_converge(&connector, &g, "gateway", &unchanged).unwrap();
+    let actions: Vec<(PlannedAction, &str)> =
+        plan.iter().map(|c| (c.action, c.name.as_str())).collect();
+    assert_eq!(
+        actions,
+        [
+            (PlannedAction::None, "allthemons"),
+            (PlannedAction::Create, "dns")
+        ]
+    );
+    assert!(
+        connector.remote.uploads().is_empty(),
+        "a plan writes nothing"
+    );
+    let moved = declared(json!([
+        {"name": "allthemons", "targetIp": "10.0.0.97", "portMap": {"25565": 25565}},
+    ]));
+    let plan = plan_converge(&connector, &g, "gateway", &moved).unwrap();
+    assert_eq!(plan[0].action, PlannedAction::Update);
+    assert_eq!(plan[0].changes[0].path, "/config");
+    assert!(
+        plan[0].changes[0]
+            .after
+            .as_ref()
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .contains("10.0.0.97:25565")
+    );
+    assert_eq!(
+        connector.remote.commands(),
+        [READ_PROXY, READ_DNS, READ_PROXY]
+    );
+}
+
+#[test]
+fn converge_configures_each_declared_proxy_and_refuses_duplicates_before_connecting() {
+    let connector = host(Some(INCLUDED), None, TEST_OK);
+    let out = converge(
+        &connector,
+        &treehouse(),
+        "gateway",
+        &declared(json!([
+            {"name": "allthemons", "targetIp": "10.0.0.96", "portMap": {"25565": 25565}},
+        ])),
+        NOW,
+    )
+    .unwrap();
+    assert!(out[0].changed);
+    assert_eq!(connector.remote.uploads().len(), 1);
+
+    let fresh = host(Some(INCLUDED), None, TEST_OK);
+    let twice = declared(json!([
+        {"name": "a", "targetIp": "10.0.0.1", "portMap": {"1": 1}},
+        {"name": "a", "targetIp": "10.0.0.2", "portMap": {"2": 2}},
+    ]));
+    let Err(Error::InvalidArguments(m)) = converge(&fresh, &treehouse(), "g", &twice, NOW) else {
+        panic!("duplicates must be refused")
+    };
+    assert_eq!(m, "proxies[1].name: `a` is declared twice");
+    let bad = declared(json!([{"name": "a", "targetIp": "not an ip", "portMap": {"1": 1}}]));
+    let Err(Error::InvalidArguments(m)) = plan_converge(&fresh, &treehouse(), "g", &bad) else {
+        panic!("a bad entry must be refused")
+    };
+    assert!(m.starts_with("proxies[0]: "), "{m}");
+    assert!(fresh.remote.commands().is_empty(), "nothing was run");
+}
