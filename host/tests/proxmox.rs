@@ -268,3 +268,42 @@ fn the_vault_password_never_reaches_output_data_or_runs() {
         PASSWORD
     ));
 }
+
+#[test]
+fn a_dry_run_reads_but_calls_nothing_that_changes_the_node() {
+    let lab = lab();
+    lab.orch(&["run", "sync-fleet"]).ok();
+    let before = lab.sim.requests().len();
+    let record = lab
+        .orch(&[
+            "--json",
+            "run",
+            "start-vm",
+            "--input",
+            "vmName=atm10",
+            "--dry-run",
+        ])
+        .ok()
+        .json();
+    assert_eq!(record["status"], "succeeded", "{record}");
+    let events = record["events"].to_string();
+    assert!(
+        events.contains(r#"dry run: would call fleet.start({\"vmName\":\"atm10\"})"#),
+        "{events}"
+    );
+    assert_eq!(lab.sim.vm_status("atm10").as_deref(), Some("stopped"));
+    assert_eq!(
+        lab.sim.requests()[before..].len(),
+        0,
+        "auth and start are actions: neither is sent"
+    );
+
+    // A list step (the sync) runs: it only reads the node.
+    lab.orch(&["run", "sync-fleet", "--dry-run"]).ok();
+    let sent: Vec<String> = lab.sim.requests()[before..].to_vec();
+    assert!(!sent.is_empty());
+    assert!(
+        sent.iter().all(|r| r.starts_with("GET ")),
+        "only reads: {sent:?}"
+    );
+}

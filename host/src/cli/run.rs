@@ -12,6 +12,10 @@ pub struct Args {
     workflow: String,
     #[command(flatten)]
     inputs: InputArgs,
+    /// Change nothing: converge steps print their plan, read and list steps run, every other
+    /// step only says what it would call.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// Validates the workflow and its inputs, runs it, and prints the run.
@@ -31,7 +35,9 @@ pub async fn exec(args: Args, ctx: &Ctx) -> CmdResult {
         },
     )?;
     env.precompile(&usage.called).await;
-    let record = env.run_workflow(&args.workflow, inputs).await;
+    let record = env
+        .run_workflow_with(&args.workflow, inputs, args.dry_run)
+        .await;
     print_record(ctx, &record);
     Ok(if record.status == RunStatus::Succeeded {
         0

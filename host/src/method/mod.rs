@@ -213,6 +213,14 @@ impl MethodRunner {
         }
     }
 
+    /// The kind (`read`, `list`, `converge`, `create`, …) of `model`'s method `method`, when
+    /// both are known.
+    pub fn kind_of(&self, model: &str, method: &str) -> Option<String> {
+        let def = self.repo.model(model).ok()?;
+        let provided = self.registry.get(&def.type_name).ok()?;
+        provided.description.method(method).map(|m| m.kind.clone())
+    }
+
     /// Runs one method to completion and commits its writes.
     pub async fn run(&self, call: &MethodCall) -> Result<MethodOutput, MethodError> {
         let def: &Definition = self

@@ -301,6 +301,20 @@ impl Executor {
                     async || {
                         let inputs =
                             self.resolve(inputs, &format!("{field}.task.inputs"), self_vars)?;
+                        let kind = state
+                            .dry_run
+                            .then(|| state.runner.kind_of(model_id_or_name, method_name))
+                            .flatten();
+                        if let Some(kind) = kind.as_deref()
+                            && !matches!(kind, "read" | "list" | "converge")
+                        {
+                            return Ok(self.would_call(
+                                label,
+                                model_id_or_name,
+                                method_name,
+                                inputs,
+                            ));
+                        }
                         let call = MethodCall {
                             model: model_id_or_name.clone(),
                             method: method_name.clone(),
@@ -308,7 +322,8 @@ impl Executor {
                             inputs: inputs.as_object().cloned().unwrap_or_default(),
                             workflow_inputs: self.inputs.clone(),
                             self_vars: self_vars.clone(),
-                            dry_run: false,
+                            // A converge step of a dry run returns its plan.
+                            dry_run: kind.as_deref() == Some("converge"),
                         };
                         state.runner.run(&call).await.map_err(|e| e.to_string())
                     },
@@ -362,6 +377,32 @@ impl Executor {
                 .await;
                 error.map_or(Ok(()), Err)
             }
+        }
+    }
+
+    /// A dry run's stand-in for a step that would change something: it says what it would
+    /// call, with its (redacted) arguments, and calls nothing.
+    fn would_call(
+        &self,
+        label: &str,
+        model: &str,
+        method: &str,
+        mut arguments: Value,
+    ) -> crate::method::MethodOutput {
+        let events = &self.state.runner.events;
+        events.redactor().redact_json(&mut arguments);
+        events.emit(crate::output::Event::Log {
+            step: label.to_string(),
+            level: crate::capabilities::LogLevel::Info,
+            message: format!("dry run: would call {model}.{method}({arguments})"),
+        });
+        crate::method::MethodOutput {
+            output: serde_json::json!({
+                "dryRun": true,
+                "wouldCall": format!("{model}.{method}"),
+                "arguments": arguments,
+            }),
+            resources: Vec::new(),
         }
     }
 

@@ -43,6 +43,9 @@ pub struct RunEnv {
 pub(crate) struct RunState {
     pub runner: MethodRunner,
     pub steps: Mutex<Vec<StepRecord>>,
+    /// `orch run --dry-run`: converge steps plan, read steps run, other steps only say what
+    /// they would call.
+    pub dry_run: bool,
 }
 
 impl RunEnv {
@@ -51,6 +54,7 @@ impl RunEnv {
         kind: &str,
         target: &str,
         inputs: &Map<String, Value>,
+        dry_run: bool,
     ) -> (Arc<RunState>, RunRecord, Instant) {
         let run_id = new_run_id();
         let redactor = Redactor::default();
@@ -91,6 +95,7 @@ impl RunEnv {
             Arc::new(RunState {
                 runner,
                 steps: Mutex::new(Vec::new()),
+                dry_run,
             }),
             record,
             Instant::now(),
@@ -173,7 +178,18 @@ impl RunEnv {
 
     /// Runs a workflow by name with validated inputs.
     pub async fn run_workflow(&self, name: &str, inputs: Map<String, Value>) -> RunRecord {
-        let (state, record, started) = self.start("workflow", name, &inputs);
+        self.run_workflow_with(name, inputs, false).await
+    }
+
+    /// Runs a workflow; with `dry_run`, converge steps only plan, read and list steps run, and
+    /// every other step is recorded as what it would call, without calling it.
+    pub async fn run_workflow_with(
+        &self,
+        name: &str,
+        inputs: Map<String, Value>,
+        dry_run: bool,
+    ) -> RunRecord {
+        let (state, record, started) = self.start("workflow", name, &inputs, dry_run);
         let error = match self.repo.workflow(name) {
             Err(e) => Some(e.to_string()),
             Ok(wf) => {
@@ -200,7 +216,7 @@ impl RunEnv {
         dry_run: bool,
     ) -> (RunRecord, Option<Value>) {
         let target = format!("{model}.{method}");
-        let (state, record, started) = self.start("method", &target, &inputs);
+        let (state, record, started) = self.start("method", &target, &inputs, false);
         let call = MethodCall {
             model: model.to_string(),
             method: method.to_string(),
