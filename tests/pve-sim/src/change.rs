@@ -79,6 +79,11 @@ pub enum WorldChange {
     },
     /// Removes every fault.
     ClearFaults,
+    /// Sets `SimConfig::agent_warmup` for guests that boot from now on.
+    AgentWarmup {
+        /// Address requests a freshly booted guest answers without an address.
+        calls: u32,
+    },
 }
 
 /// A malformed or failed answer, for the plugin's error tests.

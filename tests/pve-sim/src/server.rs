@@ -210,6 +210,12 @@ impl Simulator {
         self.shared.api().requests()
     }
 
+    /// The requests that may change something, in arrival order: `requests()` without `GET`
+    /// and without logins (`POST /api2/json/access/ticket`). Empty after a no-op apply.
+    pub fn writes(&self) -> Vec<String> {
+        self.shared.api().writes()
+    }
+
     /// `running` or `stopped` for the VM PVE lists under `name`.
     pub fn vm_status(&self, name: &str) -> Option<String> {
         self.shared.api().vm_status(name)

@@ -174,7 +174,9 @@ impl Api {
     /// guests when its type works on a guest.
     pub(super) fn seed_tasks(&mut self, count: usize) {
         let mut vmids: Vec<Vec<u32>> = vec![Vec::new(); self.nodes.len()];
-        for guest in self.guests.values() {
+        // Templates never ran anything, and leaving them out keeps the seeded history the
+        // same with or without `SimConfig::with_templates`.
+        for guest in self.guests.values().filter(|g| !g.is_template()) {
             vmids[guest.node].push(guest.vmid);
         }
         let newest_start = unix_now().saturating_sub(600);
@@ -246,7 +248,7 @@ impl Api {
                     vmid: vm.vmid,
                     name: vm.name(),
                     status: vm.status(),
-                    template: 0,
+                    template: u8::from(vm.is_template()),
                     maxcpu: vm.cpus(),
                     cpu: usage.cpu,
                     maxmem: vm.maxmem(),
@@ -380,9 +382,16 @@ impl Api {
             }
             WorldChange::StartGuest { vmid } => {
                 let pid = self.next_pid();
+                let warmup = self.agent_warmup;
                 let guest = self.guests.get_mut(&vmid).ok_or_else(|| missing(vmid))?;
+                if guest.is_template() {
+                    return Err(format!(
+                        "start_guest: {vmid} is a template, which cannot run"
+                    ));
+                }
                 if !guest.is_running() {
                     guest.boot(pid, Instant::now(), 0);
+                    guest.set_warmup(warmup);
                 }
             }
             WorldChange::RenameGuest { vmid, name } => {
@@ -476,6 +485,7 @@ impl Api {
                 });
             }
             WorldChange::ClearFaults => self.faults.clear(),
+            WorldChange::AgentWarmup { calls } => self.agent_warmup = calls,
         }
         Ok(())
     }
