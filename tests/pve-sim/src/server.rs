@@ -231,6 +231,12 @@ impl Simulator {
         self.shared.api().guest_status(vmid)
     }
 
+    /// The config of guest `vmid` (VM or container) key by key as PVE stores it, without
+    /// `digest`; `None` if there is none (a clone or create appears once its task stops).
+    pub fn guest_config(&self, vmid: u32) -> Option<std::collections::BTreeMap<String, String>> {
+        self.shared.api().guest_config(vmid)
+    }
+
     /// Changes the simulated world at once, as `POST /_sim/change` does; the error says why
     /// the change cannot be made.
     pub fn change(&self, change: WorldChange) -> Result<(), String> {

@@ -190,6 +190,14 @@ impl Api {
         }
     }
 
+    /// The config file of guest `vmid`, key by key, as PVE stores it (no `digest`).
+    pub(crate) fn guest_config(
+        &self,
+        vmid: u32,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        self.guests.get(&vmid).map(|g| g.config.clone())
+    }
+
     /// `running`/`stopped` of guest `vmid`.
     pub(crate) fn guest_status(&self, vmid: u32) -> Option<String> {
         self.guests.get(&vmid).map(|g| g.status().to_string())
