@@ -620,3 +620,31 @@ fn writes_list_every_change_in_order_without_reads_or_logins() {
     assert!(node.api.requests()[0].ends_with("/access/ticket"));
     assert!(node.api.requests().len() > node.api.writes().len() + 1);
 }
+
+#[test]
+fn set_config_edits_a_guest_behind_the_api_and_moves_its_digest() {
+    let mut node = Node::new();
+    let path = format!("{NODE}/qemu/106/config");
+    let before = node.get(&path).1["data"].clone();
+    let change: WorldChange = serde_json::from_str(
+        r#"{"change": "set_config", "vmid": 106, "key": "memory", "value": "8192"}"#,
+    )
+    .unwrap();
+    node.api.change(change).unwrap();
+    let after = node.get(&path).1["data"].clone();
+    assert_eq!(after["memory"], "8192");
+    assert_ne!(after["digest"], before["digest"]);
+    let remove: WorldChange =
+        serde_json::from_str(r#"{"change": "set_config", "vmid": 106, "key": "agent"}"#).unwrap();
+    node.api.change(remove).unwrap();
+    assert!(node.get(&path).1["data"].get("agent").is_none());
+    assert!(
+        node.api
+            .change(WorldChange::SetConfig {
+                vmid: 555,
+                key: "memory".to_string(),
+                value: None
+            })
+            .is_err()
+    );
+}

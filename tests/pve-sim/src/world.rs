@@ -408,6 +408,20 @@ impl Api {
                     .ok_or_else(|| missing(vmid))?
                     .rename(&name);
             }
+            WorldChange::SetConfig { vmid, key, value } => {
+                if key.is_empty() || key == "digest" {
+                    return Err(format!("set_config: `{key}` is not a config key"));
+                }
+                let config = &mut self
+                    .guests
+                    .get_mut(&vmid)
+                    .ok_or_else(|| missing(vmid))?
+                    .config;
+                match value {
+                    Some(value) => config.insert(key, value),
+                    None => config.remove(&key),
+                };
+            }
             WorldChange::MoveGuest { vmid, node } => {
                 let index = self.node_named(&node)?;
                 self.guests
