@@ -21,6 +21,9 @@ use crate::tasks::{Task, TaskAction, TaskList, Upid};
 #[path = "world.rs"]
 mod world;
 
+#[path = "lifecycle.rs"]
+mod lifecycle;
+
 /// Parameters of the container create call that are not config keys.
 const LXC_CREATE_NON_CONFIG: &[&str] = &[
     "bwlimit",
@@ -265,22 +268,27 @@ impl Params {
 
 /// Parses a vmid the way PVE's `pve-vmid` format does.
 fn parse_vmid(text: &str) -> Result<u32, ApiError> {
+    parse_id("vmid", text)
+}
+
+/// Parses parameter `field` as a `pve-vmid` (`vmid`, `newid`).
+fn parse_id(field: &str, text: &str) -> Result<u32, ApiError> {
     let number: u64 = text.parse().map_err(|_| {
         ApiError::parameter(
-            "vmid",
+            field,
             format!("type check ('integer') failed - got '{text}'"),
         )
     })?;
     if number < 100 {
         return Err(ApiError::parameter(
-            "vmid",
+            field,
             "value must have a minimum value of 100",
         ));
     }
     u32::try_from(number)
         .ok()
         .filter(|n| *n <= 999_999_999)
-        .ok_or_else(|| ApiError::parameter("vmid", "value may have a maximum value of 999999999"))
+        .ok_or_else(|| ApiError::parameter(field, "value may have a maximum value of 999999999"))
 }
 
 /// Parses a PVE boolean parameter.
@@ -415,6 +423,12 @@ enum Route<'a> {
     StatusCurrent(GuestKind, &'a str, &'a str),
     Power(GuestKind, &'a str, &'a str, Power),
     LxcInterfaces(&'a str, &'a str),
+    Template(GuestKind, &'a str, &'a str),
+    Clone(GuestKind, &'a str, &'a str),
+    SnapshotList(GuestKind, &'a str, &'a str),
+    SnapshotCreate(GuestKind, &'a str, &'a str),
+    SnapshotIndex(GuestKind, &'a str, &'a str, &'a str),
+    SnapshotDelete(GuestKind, &'a str, &'a str, &'a str),
     AgentInterfaces(&'a str, &'a str),
     AgentHostName(&'a str, &'a str),
     AgentPing(&'a str, &'a str),
@@ -469,6 +483,12 @@ impl<'a> Route<'a> {
                 Route::Power(kind, node, vmid, Power::parse(action)?)
             }
             ("GET", [vmid, "interfaces"]) if !qemu => Route::LxcInterfaces(node, vmid),
+            ("POST", [vmid, "template"]) => Route::Template(kind, node, vmid),
+            ("POST", [vmid, "clone"]) => Route::Clone(kind, node, vmid),
+            ("GET", [vmid, "snapshot"]) => Route::SnapshotList(kind, node, vmid),
+            ("POST", [vmid, "snapshot"]) => Route::SnapshotCreate(kind, node, vmid),
+            ("GET", [vmid, "snapshot", name]) => Route::SnapshotIndex(kind, node, vmid, name),
+            ("DELETE", [vmid, "snapshot", name]) => Route::SnapshotDelete(kind, node, vmid, name),
             ("GET", [vmid, "agent", "network-get-interfaces"]) if qemu => {
                 Route::AgentInterfaces(node, vmid)
             }
@@ -495,6 +515,8 @@ struct QemuListEntry<'a> {
     tags: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     lock: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    template: Option<u8>,
     cpu: f64,
     maxdisk: u64,
     disk: u64,
@@ -546,6 +568,7 @@ fn list_entry(vm: &Guest) -> QemuListEntry<'_> {
         pid: vm.pid(),
         tags: vm.tags(),
         lock: vm.lock(),
+        template: vm.is_template().then_some(1),
         cpu: usage.cpu,
         maxdisk: vm.maxdisk(),
         disk: 0,
@@ -618,6 +641,8 @@ pub(crate) struct Api {
     booted: Instant,
     ssl_fingerprint: String,
     requests: Vec<String>,
+    /// `SimConfig::agent_warmup`: address requests a freshly booted guest answers without one.
+    agent_warmup: u32,
 }
 
 impl Api {
@@ -653,6 +678,7 @@ impl Api {
                 .collect::<Vec<_>>()
                 .join(":"),
             requests: Vec::new(),
+            agent_warmup: config.agent_warmup,
         };
         // VMs first, node by node, so the reference VMs get the pids they always had.
         let fleets = std::iter::once(&config.fleet).chain(config.nodes.iter().map(|n| &n.fleet));
@@ -691,6 +717,15 @@ impl Api {
     /// `METHOD /path` of every request, in order.
     pub(crate) fn requests(&self) -> Vec<String> {
         self.requests.clone()
+    }
+
+    /// The requests that may change something: every method but `GET`, logins excluded.
+    pub(crate) fn writes(&self) -> Vec<String> {
+        self.requests
+            .iter()
+            .filter(|r| !r.starts_with("GET ") && !r.ends_with("/access/ticket"))
+            .cloned()
+            .collect()
     }
 
     /// Invalidates every issued ticket.
@@ -885,7 +920,49 @@ impl Api {
                 if !ct.is_running() {
                     return Err(ApiError::server(format!("CT {vmid} not running")));
                 }
-                data(&lxc_interfaces(ct))
+                let reply = data(&lxc_interfaces(ct));
+                if let Some(ct) = self.guests.get_mut(&vmid) {
+                    ct.spend_warmup_call();
+                }
+                reply
+            }
+            Route::Template(kind, node, vmid) => {
+                let (node, vmid) = self.guest_path(kind, node, vmid)?;
+                self.template(who, node, vmid)
+            }
+            Route::Clone(kind, node, vmid) => {
+                let (node, vmid) = self.guest_path(kind, node, vmid)?;
+                self.clone_guest(who, node, vmid, params)
+            }
+            Route::SnapshotList(kind, node, vmid) => {
+                let (_, vmid) = self.guest_path(kind, node, vmid)?;
+                self.snapshot_list(vmid)
+            }
+            Route::SnapshotCreate(kind, node, vmid) => {
+                let (node, vmid) = self.guest_path(kind, node, vmid)?;
+                self.snapshot_create(who, node, vmid, params)
+            }
+            Route::SnapshotIndex(kind, node, vmid, name) => {
+                let (_, vmid) = self.guest_path(kind, node, vmid)?;
+                lifecycle::check_snapname(name)?;
+                if self.vm(vmid)?.snapshot(name).is_none() {
+                    return Err(ApiError::server(format!(
+                        "snapshot '{name}' does not exist"
+                    )));
+                }
+                data(&json!([{"cmd": "rollback"}, {"cmd": "config"}]))
+            }
+            Route::SnapshotDelete(kind, node, vmid, name) => {
+                let (node, vmid) = self.guest_path(kind, node, vmid)?;
+                lifecycle::check_snapname(name)?;
+                let kind = self.vm(vmid)?.kind;
+                self.spawn_task(
+                    who,
+                    node,
+                    vmid,
+                    kind,
+                    TaskAction::DeleteSnapshot(name.to_string()),
+                )
             }
             Route::AgentInterfaces(node, vmid) => {
                 let (_, vmid) = self.guest_path(GuestKind::Qemu, node, vmid)?;
@@ -1052,6 +1129,9 @@ impl Api {
         if let Some(tags) = vm.tags() {
             put("tags", tags.into());
         }
+        if vm.is_template() {
+            put("template", 1.into());
+        }
         if let Some(pid) = vm.pid() {
             put("pid", pid.into());
             if vm.kind == GuestKind::Qemu {
@@ -1062,19 +1142,31 @@ impl Api {
         status
     }
 
-    /// The VM, if its guest agent can answer; the errors come in PVE's order.
-    fn agent(&self, vmid: u32) -> Result<&Guest, ApiError> {
-        let vm = self.vm(vmid)?;
-        if !vm.agent_enabled() {
+    /// The VM, if its guest agent can answer; the errors come in PVE's order. A call while
+    /// the VM is still booting (`SimConfig::agent_warmup`) counts against the warm-up.
+    fn agent(&mut self, vmid: u32) -> Result<&Guest, ApiError> {
+        let (enabled, running, answering, warming) = {
+            let vm = self.vm(vmid)?;
+            (
+                vm.agent_enabled(),
+                vm.is_running(),
+                vm.agent_running(),
+                vm.warming_up(),
+            )
+        };
+        if !enabled {
             return Err(ApiError::server("No QEMU guest agent configured"));
         }
-        if !vm.is_running() {
+        if !running {
             return Err(ApiError::server(format!("VM {vmid} is not running")));
         }
-        if !vm.agent_running() {
+        if !answering {
+            if warming && let Some(vm) = self.guests.get_mut(&vmid) {
+                vm.spend_warmup_call();
+            }
             return Err(ApiError::server("QEMU guest agent is not running"));
         }
-        Ok(vm)
+        self.vm(vmid)
     }
 
     /// Clock ticks (100 Hz) since the simulated node booted, for `pstart`.
@@ -1313,13 +1405,20 @@ impl Api {
     fn finish(&mut self, vmid: u32, action: TaskAction) -> Result<(), String> {
         let now = Instant::now();
         let pid = self.next_pid();
+        let warmup = self.agent_warmup;
         if let TaskAction::Create { vm, start } = action {
             self.reserved.remove(&vmid);
             let mut vm = *vm;
             if start {
                 vm.boot(pid, now, 0);
+                vm.set_warmup(warmup);
             }
             self.guests.insert(vmid, vm);
+            return Ok(());
+        }
+        if let TaskAction::Clone(copy) = action {
+            self.reserved.remove(&copy.vmid);
+            self.guests.insert(copy.vmid, *copy);
             return Ok(());
         }
         let missing = self.missing_guest(GuestKind::Qemu, 0, vmid);
@@ -1327,8 +1426,17 @@ impl Api {
         let label = vm.kind.label();
         match action {
             TaskAction::Start if vm.is_running() => Err(format!("{label} {vmid} already running")),
+            TaskAction::Start if vm.is_template() => Err(format!(
+                "you can't start a {} if it's a template",
+                if vm.kind == GuestKind::Qemu {
+                    "vm"
+                } else {
+                    "CT"
+                }
+            )),
             TaskAction::Start => {
                 vm.boot(pid, now, 0);
+                vm.set_warmup(warmup);
                 Ok(())
             }
             // Stopping a stopped guest succeeds in PVE, so these never fail.
@@ -1340,6 +1448,7 @@ impl Api {
             // A reboot restarts the QEMU process, so config changes (agent) take effect.
             TaskAction::Reboot => {
                 vm.boot(pid, now, 0);
+                vm.set_warmup(warmup);
                 Ok(())
             }
             TaskAction::Destroy if vm.is_running() => {
@@ -1353,7 +1462,20 @@ impl Api {
                 vm.apply(&change);
                 Ok(())
             }
-            TaskAction::Create { .. } => Ok(()),
+            TaskAction::Template => lifecycle::check_template(vm).map(|()| vm.make_template()),
+            TaskAction::Snapshot {
+                name,
+                description,
+                vmstate,
+            } => {
+                if vm.snapshot(&name).is_some() {
+                    return Err(format!("snapshot name '{name}' already used"));
+                }
+                vm.take_snapshot(&name, &description, vmstate, unix_now());
+                Ok(())
+            }
+            TaskAction::DeleteSnapshot(name) => vm.delete_snapshot(&name),
+            TaskAction::Create { .. } | TaskAction::Clone(_) => Ok(()),
         }
     }
 }
@@ -1412,6 +1534,8 @@ struct LxcListEntry<'a> {
     tags: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     lock: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    template: Option<u8>,
 }
 
 fn lxc_entry(ct: &Guest) -> LxcListEntry<'_> {
@@ -1437,6 +1561,7 @@ fn lxc_entry(ct: &Guest) -> LxcListEntry<'_> {
         pid: ct.pid(),
         tags: ct.tags(),
         lock: ct.lock(),
+        template: ct.is_template().then_some(1),
     }
 }
 
@@ -1619,3 +1744,7 @@ mod tests;
 #[cfg(test)]
 #[path = "world_tests.rs"]
 mod world_tests;
+
+#[cfg(test)]
+#[path = "lifecycle_tests.rs"]
+mod lifecycle_tests;

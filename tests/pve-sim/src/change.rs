@@ -31,6 +31,17 @@ pub enum WorldChange {
         /// The new name; any text is accepted.
         name: String,
     },
+    /// Sets (or, with `value` null or absent, removes) one key of a guest's config, as an
+    /// edit behind orch's back would; the config digest changes with it.
+    SetConfig {
+        /// The guest's vmid.
+        vmid: u32,
+        /// The config key, e.g. `memory`; any non-empty key is accepted.
+        key: String,
+        /// The new value, as PVE stores it (`"4096"`); `None` removes the key.
+        #[serde(default)]
+        value: Option<String>,
+    },
     /// Moves a guest to another node, keeping its state.
     MoveGuest {
         /// The guest's vmid.
@@ -79,6 +90,11 @@ pub enum WorldChange {
     },
     /// Removes every fault.
     ClearFaults,
+    /// Sets `SimConfig::agent_warmup` for guests that boot from now on.
+    AgentWarmup {
+        /// Address requests a freshly booted guest answers without an address.
+        calls: u32,
+    },
 }
 
 /// A malformed or failed answer, for the plugin's error tests.

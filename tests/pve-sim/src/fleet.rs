@@ -21,6 +21,8 @@ pub struct VmSeed {
     pub cores: u32,
     /// Memory in MiB.
     pub memory_mib: u64,
+    /// Whether the VM is a template (`template: 1`, disks as base images, never running).
+    pub template: bool,
 }
 
 impl VmSeed {
@@ -35,7 +37,15 @@ impl VmSeed {
             guest_agent_installed: true,
             cores: 2,
             memory_mib: 2048,
+            template: false,
         }
+    }
+
+    /// This seed as a template (stopped: a template never runs).
+    pub fn as_template(mut self) -> VmSeed {
+        self.template = true;
+        self.running = false;
+        self
     }
 
     /// This seed, running, reporting `ip` through its guest agent.

@@ -296,6 +296,24 @@ pub(crate) struct Running {
     pub uptime_offset: u64,
     /// Whether qemu-guest-agent answers inside the guest.
     pub agent_running: bool,
+    /// How many more address requests (agent calls of a VM, `/interfaces` of a container)
+    /// answer as if the guest were still booting.
+    pub warmup: u32,
+}
+
+/// One snapshot of a guest, as `GET …/snapshot` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    /// Its name (`snapname`).
+    pub name: String,
+    /// Its description (empty if none was given).
+    pub description: String,
+    /// When it was taken, seconds since the Unix epoch.
+    pub snaptime: u32,
+    /// Whether the VM's RAM was saved (qemu, running VMs only).
+    pub vmstate: bool,
+    /// The snapshot it was taken on top of.
+    pub parent: Option<String>,
 }
 
 /// One simulated guest.
@@ -316,6 +334,8 @@ pub(crate) struct Guest {
     pub guest_agent_installed: bool,
     /// The running process, or `None` when stopped.
     pub power: Option<Running>,
+    /// Its snapshots, oldest first.
+    pub snapshots: Vec<Snapshot>,
 }
 
 impl Guest {
@@ -354,8 +374,11 @@ impl Guest {
             guest_ip: seed.ip.unwrap_or_else(|| network::default_ipv4(vmid)),
             guest_agent_installed: seed.guest_agent_installed,
             power: None,
+            snapshots: Vec::new(),
         };
-        if seed.running {
+        if seed.template {
+            vm.make_template();
+        } else if seed.running {
             vm.boot_seeded(pid, now);
         }
         vm
@@ -382,6 +405,7 @@ impl Guest {
             guest_ip: network::default_ipv4(vmid),
             guest_agent_installed: true,
             power: None,
+            snapshots: Vec::new(),
         };
         vm.apply(&ConfigChange {
             set: settings.to_vec(),
@@ -511,9 +535,150 @@ impl Guest {
         false
     }
 
-    /// Whether the guest agent answers right now.
+    /// Whether the guest agent answers right now (not while the guest is still booting).
     pub(crate) fn agent_running(&self) -> bool {
-        self.power.as_ref().is_some_and(|run| run.agent_running)
+        self.power
+            .as_ref()
+            .is_some_and(|run| run.agent_running && run.warmup == 0)
+    }
+
+    /// Whether the guest is still booting: its next address request answers without one.
+    pub(crate) fn warming_up(&self) -> bool {
+        self.power.as_ref().is_some_and(|run| run.warmup > 0)
+    }
+
+    /// Counts one address request against the boot warm-up.
+    pub(crate) fn spend_warmup_call(&mut self) {
+        if let Some(run) = self.power.as_mut() {
+            run.warmup = run.warmup.saturating_sub(1);
+        }
+    }
+
+    /// Makes the next `calls` address requests answer as if the guest were still booting.
+    pub(crate) fn set_warmup(&mut self, calls: u32) {
+        if let Some(run) = self.power.as_mut() {
+            run.warmup = calls;
+        }
+    }
+
+    /// Whether the config says `template: 1`.
+    pub(crate) fn is_template(&self) -> bool {
+        self.config.get("template").is_some_and(|v| truthy(v))
+    }
+
+    /// Turns the guest into a template: `template: 1`, and its disks renamed to base images
+    /// (`local-lvm:vm-9000-disk-0` → `local-lvm:base-9000-disk-0`), as PVE does on LVM-thin.
+    pub(crate) fn make_template(&mut self) {
+        let from = format!(":vm-{}-disk-", self.vmid);
+        let to = format!(":base-{}-disk-", self.vmid);
+        for value in self.config.values_mut() {
+            if value.contains(&from) {
+                *value = value.replace(&from, &to);
+            }
+        }
+        self.config.insert("template".to_string(), "1".to_string());
+    }
+
+    /// The snapshot called `name`.
+    pub(crate) fn snapshot(&self, name: &str) -> Option<&Snapshot> {
+        self.snapshots.iter().find(|s| s.name == name)
+    }
+
+    /// Takes snapshot `name` on top of the current one (`parent` in the config).
+    pub(crate) fn take_snapshot(&mut self, name: &str, description: &str, vmstate: bool, now: u32) {
+        let parent = self.config.get("parent").cloned();
+        self.snapshots.push(Snapshot {
+            name: name.to_string(),
+            description: description.to_string(),
+            snaptime: now,
+            vmstate: vmstate && self.is_running() && self.kind == GuestKind::Qemu,
+            parent,
+        });
+        self.config.insert("parent".to_string(), name.to_string());
+    }
+
+    /// Removes snapshot `name`; its children (and the current state) move to its parent.
+    pub(crate) fn delete_snapshot(&mut self, name: &str) -> Result<(), String> {
+        let index = self
+            .snapshots
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| format!("snapshot '{name}' does not exist"))?;
+        let removed = self.snapshots.remove(index);
+        for child in &mut self.snapshots {
+            if child.parent.as_deref() == Some(name) {
+                child.parent.clone_from(&removed.parent);
+            }
+        }
+        if self.config.get("parent").map(String::as_str) == Some(name) {
+            match removed.parent {
+                Some(parent) => self.config.insert("parent".to_string(), parent),
+                None => self.config.remove("parent"),
+            };
+        }
+        Ok(())
+    }
+
+    /// The guest `newid` a clone of this one becomes, on node `node`: the config without
+    /// snapshot data, `template` or `unusedN`, every NIC with a new MAC, and the disks copied
+    /// (`full`) or linked to this template's base images.
+    pub(crate) fn clone_as(
+        &self,
+        newid: u32,
+        node: usize,
+        full: bool,
+        storage: Option<&str>,
+    ) -> Guest {
+        let mut config = BTreeMap::new();
+        let vm_disk = format!("vm-{}-disk-", self.vmid);
+        let base_disk = format!("base-{}-disk-", self.vmid);
+        let new_disk = format!("vm-{newid}-disk-");
+        for (key, value) in &self.config {
+            let skip = matches!(key.as_str(), "parent" | "template" | "lock" | "vmstate")
+                || key.starts_with("unused");
+            if skip {
+                continue;
+            }
+            let nic = key.strip_prefix("net").and_then(|i| i.parse::<u8>().ok());
+            let value = if let Some(index) = nic {
+                replace_mac(self.kind, value, network::default_mac(newid, index))
+            } else if let Some((volume, options)) = disk_volume(value, &vm_disk, &base_disk) {
+                let (pool, name) = volume.split_once(':').unwrap_or(("", volume));
+                let index = name.rsplit('-').next().unwrap_or("0");
+                let pool = storage.filter(|_| full).unwrap_or(pool);
+                let target = if full || !name.starts_with("base-") {
+                    format!("{pool}:{new_disk}{index}")
+                } else {
+                    format!("{pool}:{name}/{new_disk}{index}")
+                };
+                format!("{target}{options}")
+            } else {
+                value.clone()
+            };
+            config.insert(key.clone(), value);
+        }
+        Guest {
+            vmid: newid,
+            kind: self.kind,
+            node,
+            config,
+            guest_ip: network::default_ipv4(newid),
+            guest_agent_installed: self.guest_agent_installed,
+            power: None,
+            snapshots: Vec::new(),
+        }
+    }
+
+    /// The disk volumes of this guest (`local-lvm:vm-101-disk-0`), by config key.
+    pub(crate) fn disk_volumes(&self) -> Vec<(&str, &str)> {
+        let vm_disk = format!("vm-{}-disk-", self.vmid);
+        let base_disk = format!("base-{}-disk-", self.vmid);
+        self.config
+            .iter()
+            .filter_map(|(key, value)| {
+                disk_volume(value, &vm_disk, &base_disk).map(|(volume, _)| (key.as_str(), volume))
+            })
+            .collect()
     }
 
     /// The MAC of `net0`, if the VM has a first NIC.
@@ -536,7 +701,7 @@ impl Guest {
                 (self.agent_running() && self.net0_mac().is_some()).then_some((self.guest_ip, 24))
             }
             GuestKind::Lxc => {
-                if !self.is_running() {
+                if !self.is_running() || self.warming_up() {
                     return None;
                 }
                 let net0 = self.config.get("net0")?;
@@ -557,6 +722,7 @@ impl Guest {
             since: now,
             uptime_offset: offset,
             agent_running: self.agent_enabled() && self.guest_agent_installed,
+            warmup: 0,
         });
     }
 
@@ -631,6 +797,47 @@ pub(crate) fn size_option(value: &str) -> Option<u64> {
         _ => return None,
     };
     digits.parse::<u64>().ok()?.checked_mul(factor)
+}
+
+/// The volume (`local-lvm:vm-101-disk-0`) and the options after it (`,size=32G`) of a disk
+/// value that names one of this guest's own disks (`vm_disk` or `base_disk` prefix).
+fn disk_volume<'a>(value: &'a str, vm_disk: &str, base_disk: &str) -> Option<(&'a str, &'a str)> {
+    let end = value.find(',').unwrap_or(value.len());
+    let (volume, options) = value.split_at(end);
+    let (volume, options) = match volume.split_once('=') {
+        // `volume=local-lvm:…` (a container `mpN`/`rootfs` may name it so).
+        Some(("volume", rest)) => (rest, options),
+        _ => (volume, options),
+    };
+    let name = volume.split_once(':')?.1;
+    let name = name.rsplit('/').next().unwrap_or(name);
+    (name.starts_with(vm_disk) || name.starts_with(base_disk)).then_some((volume, options))
+}
+
+/// A NIC value with its MAC replaced by `mac` (`virtio=…`/`macaddr=` for a VM, `hwaddr=` for a
+/// container); a NIC without one gets one as on create.
+fn replace_mac(kind: GuestKind, value: &str, mac: [u8; 6]) -> String {
+    let text = network::format_mac_upper(mac);
+    let mut replaced = false;
+    let parts: Vec<String> = value
+        .split(',')
+        .map(|part| match part.split_once('=') {
+            Some((key, _))
+                if (kind == GuestKind::Qemu && (NIC_MODELS.contains(&key) || key == "macaddr"))
+                    || (kind == GuestKind::Lxc && key == "hwaddr") =>
+            {
+                replaced = true;
+                format!("{key}={text}")
+            }
+            _ => part.to_string(),
+        })
+        .collect();
+    let joined = parts.join(",");
+    match (replaced, kind) {
+        (true, _) => joined,
+        (false, GuestKind::Qemu) => with_mac(&joined, mac),
+        (false, GuestKind::Lxc) => with_hwaddr(&joined, mac),
+    }
 }
 
 /// Adds `hwaddr=MAC` (after `bridge=`, as PVE orders it) to a container NIC without one.

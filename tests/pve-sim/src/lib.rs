@@ -62,6 +62,11 @@ pub struct SimConfig {
     pub tasks: usize,
     /// The port to bind on 127.0.0.1; 0 picks a free one.
     pub port: u16,
+    /// How many address requests after a guest boots (by a start, reboot or `create
+    /// start=1` task, or a `start_guest` change) answer as if it were still booting: a VM's
+    /// guest-agent calls fail with `QEMU guest agent is not running`, a container's
+    /// `/interfaces` list `eth0` without `inet`. 0 (the default): the address is there at once.
+    pub agent_warmup: u32,
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -85,6 +90,7 @@ impl std::fmt::Debug for SimConfig {
             .field("storage", &self.storage.len())
             .field("tasks", &self.tasks)
             .field("port", &self.port)
+            .field("agent_warmup", &self.agent_warmup)
             .finish()
     }
 }
@@ -105,11 +111,23 @@ impl Default for SimConfig {
             storage: seed::reference_storage(),
             tasks: 60,
             port: 0,
+            agent_warmup: 0,
         }
     }
 }
 
 impl SimConfig {
+    /// This config plus two templates on the first node: VM 9000 `debian-12-template`
+    /// (`agent: 1`, `net0`, 2 cores, 2048 MiB, disk `local-lvm:base-9000-disk-0`) and
+    /// container 9001 `debian-12-ct-template` (`ip=dhcp`, 1 core, 512 MiB). Not part of
+    /// `default()`, whose 10 VMs and 2 containers tests count.
+    pub fn with_templates(mut self) -> SimConfig {
+        let (vm, ct) = seed::reference_templates();
+        self.fleet = self.fleet.with(vm);
+        self.containers.push(ct);
+        self
+    }
+
     /// A 3-node cluster: keeb-dev-02 as in `default()`, plus keeb-dev-03 (VMs 200–202,
     /// containers mqtt 300 with 10.0.0.80 and scratch 301 running without IPv4) and keeb-dev-04
     /// (VMs 210–211, container grafana 310 with 10.0.0.91); the same 3 pools; 90 tasks.

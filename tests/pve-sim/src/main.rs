@@ -45,6 +45,13 @@ struct Cli {
     /// An API token, `USER@REALM!TOKENID=SECRET`; repeatable.
     #[arg(long = "token", value_parser = parse_token)]
     tokens: Vec<(String, String)>,
+    /// Add the templates VM 9000 `debian-12-template` and CT 9001 `debian-12-ct-template` to
+    /// the first node.
+    #[arg(long)]
+    templates: bool,
+    /// Address requests a freshly booted guest answers without an address (default 0).
+    #[arg(long, default_value_t = 0)]
+    agent_warmup: u32,
     /// Log one line per request to stderr.
     #[arg(short, long)]
     verbose: bool,
@@ -79,8 +86,14 @@ fn main() -> ExitCode {
             ..SimConfig::default()
         }
     };
+    let defaults = if cli.templates {
+        defaults.with_templates()
+    } else {
+        defaults
+    };
     let config = SimConfig {
         node: cli.node.unwrap_or(defaults.node.clone()),
+        agent_warmup: cli.agent_warmup,
         password: cli.password.unwrap_or(defaults.password.clone()),
         api_tokens: cli.tokens,
         tasks: cli.tasks.unwrap_or(defaults.tasks),

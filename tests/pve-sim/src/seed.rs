@@ -30,6 +30,11 @@ pub struct CtSeed {
     pub disk_gib: u64,
     /// `tags` (`a;b`), or `None` for none.
     pub tags: Option<String>,
+    /// `ip=dhcp` on `net0` (it then reports the address derived from its vmid); wins over `ip`.
+    pub dhcp: bool,
+    /// Whether the container is a template (`template: 1`, root disk a base image, never
+    /// running).
+    pub template: bool,
 }
 
 impl CtSeed {
@@ -45,7 +50,22 @@ impl CtSeed {
             swap_mib: 512,
             disk_gib: 8,
             tags: None,
+            dhcp: false,
+            template: false,
         }
+    }
+
+    /// This seed with `ip=dhcp` on `net0`.
+    pub fn with_dhcp(mut self) -> CtSeed {
+        self.dhcp = true;
+        self
+    }
+
+    /// This seed as a template (stopped: a template never runs).
+    pub fn as_template(mut self) -> CtSeed {
+        self.template = true;
+        self.running = false;
+        self
     }
 
     /// This seed with a static IPv4 address.
@@ -78,6 +98,7 @@ impl CtSeed {
         let vmid = self.vmid;
         let mac = network::format_mac_upper(network::default_mac(vmid, 0));
         let ip = match self.ip {
+            _ if self.dhcp => "ip=dhcp".to_string(),
             Some(ip) => format!("ip={ip}/24,gw=10.0.0.1"),
             None => "ip=manual".to_string(),
         };
@@ -113,8 +134,11 @@ impl CtSeed {
             guest_ip: self.ip.unwrap_or_else(|| network::default_ipv4(vmid)),
             guest_agent_installed: false,
             power: None,
+            snapshots: Vec::new(),
         };
-        if self.running {
+        if self.template {
+            guest.make_template();
+        } else if self.running {
             guest.boot_seeded(pid, now);
         }
         guest
@@ -291,6 +315,18 @@ pub(crate) fn reference_containers() -> Vec<CtSeed> {
             .with_ip(Ipv4Addr::new(10, 0, 0, 54))
             .sized(1, 2048),
     ]
+}
+
+/// The templates `SimConfig::with_templates` adds to the first node: VM 9000
+/// `debian-12-template` (agent, `net0`, 2 cores, 2048 MiB) and container 9001
+/// `debian-12-ct-template` (`ip=dhcp`, 1 core, 512 MiB).
+pub(crate) fn reference_templates() -> (VmSeed, CtSeed) {
+    (
+        VmSeed::new(9000, "debian-12-template").as_template(),
+        CtSeed::new(9001, "debian-12-ct-template")
+            .with_dhcp()
+            .as_template(),
+    )
 }
 
 /// The other two nodes of the test cluster, with a few VMs and containers each.

@@ -210,6 +210,12 @@ impl Simulator {
         self.shared.api().requests()
     }
 
+    /// The requests that may change something, in arrival order: `requests()` without `GET`
+    /// and without logins (`POST /api2/json/access/ticket`). Empty after a no-op apply.
+    pub fn writes(&self) -> Vec<String> {
+        self.shared.api().writes()
+    }
+
     /// `running` or `stopped` for the VM PVE lists under `name`.
     pub fn vm_status(&self, name: &str) -> Option<String> {
         self.shared.api().vm_status(name)
@@ -223,6 +229,12 @@ impl Simulator {
     /// `running` or `stopped` for guest `vmid` (VM or container), `None` if there is none.
     pub fn guest_status(&self, vmid: u32) -> Option<String> {
         self.shared.api().guest_status(vmid)
+    }
+
+    /// The config of guest `vmid` (VM or container) key by key as PVE stores it, without
+    /// `digest`; `None` if there is none (a clone or create appears once its task stops).
+    pub fn guest_config(&self, vmid: u32) -> Option<std::collections::BTreeMap<String, String>> {
+        self.shared.api().guest_config(vmid)
     }
 
     /// Changes the simulated world at once, as `POST /_sim/change` does; the error says why

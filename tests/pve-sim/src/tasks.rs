@@ -84,6 +84,21 @@ pub(crate) enum TaskAction {
     Destroy,
     /// `qmconfig` (the asynchronous `POST …/config`).
     Configure(ConfigChange),
+    /// `qmtemplate`: the VM becomes a template.
+    Template,
+    /// `qmclone`/`vzclone`: the copy appears (the task's vmid is the source's).
+    Clone(Box<Guest>),
+    /// `qmsnapshot`/`vzsnapshot`.
+    Snapshot {
+        /// `snapname`.
+        name: String,
+        /// `description`.
+        description: String,
+        /// `vmstate` (qemu).
+        vmstate: bool,
+    },
+    /// `qmdelsnapshot`/`vzdelsnapshot`.
+    DeleteSnapshot(String),
 }
 
 impl TaskAction {
@@ -97,6 +112,14 @@ impl TaskAction {
             (GuestKind::Qemu, TaskAction::Create { .. }) => "qmcreate",
             (GuestKind::Qemu, TaskAction::Destroy) => "qmdestroy",
             (GuestKind::Qemu, TaskAction::Configure(_)) => "qmconfig",
+            (GuestKind::Qemu, TaskAction::Template) => "qmtemplate",
+            (GuestKind::Qemu, TaskAction::Clone(_)) => "qmclone",
+            (GuestKind::Qemu, TaskAction::Snapshot { .. }) => "qmsnapshot",
+            (GuestKind::Qemu, TaskAction::DeleteSnapshot(_)) => "qmdelsnapshot",
+            (GuestKind::Lxc, TaskAction::Template) => "vztemplate",
+            (GuestKind::Lxc, TaskAction::Clone(_)) => "vzclone",
+            (GuestKind::Lxc, TaskAction::Snapshot { .. }) => "vzsnapshot",
+            (GuestKind::Lxc, TaskAction::DeleteSnapshot(_)) => "vzdelsnapshot",
             (GuestKind::Lxc, TaskAction::Start) => "vzstart",
             (GuestKind::Lxc, TaskAction::Stop) => "vzstop",
             (GuestKind::Lxc, TaskAction::Shutdown) => "vzshutdown",

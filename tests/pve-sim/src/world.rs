@@ -174,7 +174,9 @@ impl Api {
     /// guests when its type works on a guest.
     pub(super) fn seed_tasks(&mut self, count: usize) {
         let mut vmids: Vec<Vec<u32>> = vec![Vec::new(); self.nodes.len()];
-        for guest in self.guests.values() {
+        // Templates never ran anything, and leaving them out keeps the seeded history the
+        // same with or without `SimConfig::with_templates`.
+        for guest in self.guests.values().filter(|g| !g.is_template()) {
             vmids[guest.node].push(guest.vmid);
         }
         let newest_start = unix_now().saturating_sub(600);
@@ -186,6 +188,14 @@ impl Api {
             let task = tasks::seeded_task(&self.nodes[node].name, index, count, newest_start, vmid);
             self.nodes[node].tasks.push(task);
         }
+    }
+
+    /// The config file of guest `vmid`, key by key, as PVE stores it (no `digest`).
+    pub(crate) fn guest_config(
+        &self,
+        vmid: u32,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        self.guests.get(&vmid).map(|g| g.config.clone())
     }
 
     /// `running`/`stopped` of guest `vmid`.
@@ -246,7 +256,7 @@ impl Api {
                     vmid: vm.vmid,
                     name: vm.name(),
                     status: vm.status(),
-                    template: 0,
+                    template: u8::from(vm.is_template()),
                     maxcpu: vm.cpus(),
                     cpu: usage.cpu,
                     maxmem: vm.maxmem(),
@@ -380,9 +390,16 @@ impl Api {
             }
             WorldChange::StartGuest { vmid } => {
                 let pid = self.next_pid();
+                let warmup = self.agent_warmup;
                 let guest = self.guests.get_mut(&vmid).ok_or_else(|| missing(vmid))?;
+                if guest.is_template() {
+                    return Err(format!(
+                        "start_guest: {vmid} is a template, which cannot run"
+                    ));
+                }
                 if !guest.is_running() {
                     guest.boot(pid, Instant::now(), 0);
+                    guest.set_warmup(warmup);
                 }
             }
             WorldChange::RenameGuest { vmid, name } => {
@@ -390,6 +407,20 @@ impl Api {
                     .get_mut(&vmid)
                     .ok_or_else(|| missing(vmid))?
                     .rename(&name);
+            }
+            WorldChange::SetConfig { vmid, key, value } => {
+                if key.is_empty() || key == "digest" {
+                    return Err(format!("set_config: `{key}` is not a config key"));
+                }
+                let config = &mut self
+                    .guests
+                    .get_mut(&vmid)
+                    .ok_or_else(|| missing(vmid))?
+                    .config;
+                match value {
+                    Some(value) => config.insert(key, value),
+                    None => config.remove(&key),
+                };
             }
             WorldChange::MoveGuest { vmid, node } => {
                 let index = self.node_named(&node)?;
@@ -476,6 +507,7 @@ impl Api {
                 });
             }
             WorldChange::ClearFaults => self.faults.clear(),
+            WorldChange::AgentWarmup { calls } => self.agent_warmup = calls,
         }
         Ok(())
     }

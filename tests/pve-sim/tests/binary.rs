@@ -244,3 +244,47 @@ fn a_port_in_use_exits_with_one() {
     assert!(output.stdout.is_empty());
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot listen"));
 }
+
+#[tokio::test]
+async fn binary_seeds_templates_and_agent_warmup_on_request() {
+    let mut running = Running(Some(
+        Command::new(BINARY)
+            .args(["--templates", "--agent-warmup", "2"])
+            .args(["--token", "root@pam!ci=s3cret"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    let child = running.0.as_mut().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim_end().to_string();
+    let response = common::client()
+        .get(format!("{url}/api2/json/cluster/resources?type=vm"))
+        .header("Authorization", "PVEAPIToken=root@pam!ci=s3cret")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = common::read(response).await;
+    assert_eq!(status, 200);
+    let templates: Vec<(u64, &str)> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["template"] == 1)
+        .map(|r| (r["vmid"].as_u64().unwrap(), r["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        templates,
+        [
+            (9000, "debian-12-template"),
+            (9001, "debian-12-ct-template")
+        ]
+    );
+    terminate(child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    running.0 = None;
+}

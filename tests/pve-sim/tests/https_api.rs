@@ -497,3 +497,52 @@ async fn form_body_with_percent_encoding_is_decoded() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
 }
+
+#[tokio::test]
+async fn clone_of_the_template_then_start_with_agent_warmup_over_https() {
+    let sim = Simulator::start(SimConfig::default().with_templates())
+        .await
+        .expect("simulator starts");
+    let admin = client()
+        .post(format!("{}/_sim/change", sim.url()))
+        .body(r#"{"change": "agent_warmup", "calls": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status().as_u16(), 200);
+    let session = Session::login(&sim).await;
+    let qemu = format!("/nodes/{NODE}/qemu");
+    let (status, body) = session
+        .write(
+            "POST",
+            &format!("{qemu}/9000/clone"),
+            &[("newid", "120"), ("name", "web-01")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["data"].as_str().unwrap().contains(":qmclone:9000:"));
+    assert_eq!(sim.guest_config(120), None, "not before the task stops");
+    assert_eq!(session.wait(&body["data"]).await.1, "OK");
+    let config = sim.guest_config(120).expect("the clone exists");
+    assert_eq!(config["name"], "web-01");
+    assert_eq!(config["memory"], "2048");
+    let (_, start) = session
+        .write("POST", &format!("{qemu}/120/status/start"), &[])
+        .await;
+    assert_eq!(session.wait(&start["data"]).await.1, "OK");
+    let agent = format!("{qemu}/120/agent/network-get-interfaces");
+    let (status, body) = session.get(&agent).await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (500, json!("QEMU guest agent is not running\n"))
+    );
+    assert_eq!(session.get(&agent).await.0, 200);
+    assert_eq!(sim.vm_ip("web-01").as_deref(), Some("10.1.0.122"));
+    assert_eq!(
+        sim.writes(),
+        [
+            "POST /api2/json/nodes/keeb-dev-02/qemu/9000/clone",
+            "POST /api2/json/nodes/keeb-dev-02/qemu/120/status/start",
+        ]
+    );
+}
