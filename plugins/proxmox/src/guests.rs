@@ -16,7 +16,7 @@ use orch_plugin_sdk::{
 };
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::time::Duration;
 
 /// What kind of guest.
@@ -872,10 +872,10 @@ impl<'a> Guests<'a> {
                 creation,
             });
         }
+        let declared: HashSet<u64> = self.globals.guests.iter().map(|g| g.vmid).collect();
         let undeclared = listed
             .iter()
-            .filter(|l| !l.template && l.node == self.node)
-            .filter(|l| !self.globals.guests.iter().any(|g| g.vmid == l.vmid))
+            .filter(|l| !l.template && l.node == self.node && !declared.contains(&l.vmid))
             .map(|l| {
                 Ok(Undeclared {
                     name: l.name.clone(),
@@ -1031,7 +1031,10 @@ impl<'a> Guests<'a> {
         let mut summary = ConvergeSummary::default();
         let mut states = Vec::with_capacity(plan.steps.len());
         for step in &plan.steps {
-            states.push(self.apply_step(step, &mut summary)?);
+            let state = self
+                .apply_step(step, &mut summary)
+                .map_err(|e| about(&self.spec(step.index).name, &summary, e))?;
+            states.push(state);
         }
         for u in &plan.undeclared {
             if plan.prune {
@@ -1273,6 +1276,29 @@ impl<'a> Guests<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// `e` (same variant) saying which guest failed and what was done before it.
+fn about(name: &str, done: &ConvergeSummary, e: Error) -> Error {
+    let before = if done.created.is_empty() && done.updated.is_empty() && done.started.is_empty() {
+        "nothing was changed before it".to_string()
+    } else {
+        format!(
+            "done before it: created [{}], updated [{}], started [{}]",
+            done.created.join(", "),
+            done.updated.join(", "),
+            done.started.join(", ")
+        )
+    };
+    let say = |m: String| format!("converging guest {name:?}: {m}; {before}");
+    match e {
+        Error::InvalidArguments(m) => Error::InvalidArguments(say(m)),
+        Error::Denied(m) => Error::Denied(say(m)),
+        Error::NotFound(m) => Error::NotFound(say(m)),
+        Error::Conflict(m) => Error::Conflict(say(m)),
+        Error::Transient(m) => Error::Transient(say(m)),
+        Error::Failed(m) => Error::Failed(say(m)),
     }
 }
 

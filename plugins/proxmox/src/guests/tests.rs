@@ -1065,3 +1065,61 @@ mod through_the_host {
         assert_eq!(info.resources[0].volatile, ["timestamp"]);
     }
 }
+
+/// [`sim`] whose answers `overrides` may replace.
+fn sim_with(
+    guests: Vec<(u64, SimGuest)>,
+    overrides: impl Fn(&str, &str) -> Option<HttpResponse> + 'static,
+) -> FakePve {
+    let state: SimState = Rc::new(RefCell::new(guests.into_iter().collect()));
+    FakePve::new(move |method, path, req| {
+        overrides(method, path).unwrap_or_else(|| answer(&state, method, path, req))
+    })
+}
+
+#[test]
+fn a_failing_step_names_the_guest_and_what_was_done_before_it() {
+    let fake = sim_with(templates(), |method, path| {
+        (method == "POST" && path == "/nodes/pve1/qemu/9000/clone")
+            .then(|| fake::fail(500, "clone failed: no space left on device"))
+    });
+    let err = converge(&fake, &globals(phoenix(), false), false).unwrap_err();
+    match err {
+        Error::Failed(m) => assert_eq!(
+            m,
+            "converging guest \"docker\": POST /nodes/pve1/qemu/9000/clone: clone failed: no space left on device (HTTP 500); done before it: created [dns], updated [], started [dns]"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        writes(&fake).last().map(String::as_str),
+        Some("POST /nodes/pve1/qemu/9000/clone"),
+        "nothing after the failed step"
+    );
+}
+
+#[test]
+fn wait_for_agent_polls_until_the_address_appears() {
+    let polls = Rc::new(std::cell::Cell::new(0));
+    let counter = polls.clone();
+    let fake = sim_with(templates(), move |method, path| {
+        if method == "GET" && path.ends_with("/agent/network-get-interfaces") {
+            counter.set(counter.get() + 1);
+            if counter.get() < 3 {
+                return Some(fake::fail(500, "QEMU guest agent is not running"));
+            }
+        }
+        None
+    });
+    let g = globals(
+        json!([{"name": "web", "kind": "qemu", "vmid": 300, "clone": 9000, "waitForAgent": true}]),
+        false,
+    );
+    let (states, _) = converge(&fake, &g, false).unwrap();
+    assert_eq!(states[0].ip.as_deref(), Some("10.0.0.50"));
+    assert_eq!(
+        polls.get(),
+        3,
+        "polled until the agent answered, then not again"
+    );
+}
