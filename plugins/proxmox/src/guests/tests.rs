@@ -1123,3 +1123,43 @@ fn wait_for_agent_polls_until_the_address_appears() {
         "polled until the agent answered, then not again"
     );
 }
+
+#[test]
+fn a_thousand_matching_guests_cost_one_list_one_config_and_one_address_read_each() {
+    let live: Vec<(u64, SimGuest)> = (0..1000u64)
+        .map(|i| {
+            let name = format!("g{i}");
+            (
+                1000 + i,
+                guest(
+                    "qemu",
+                    &name,
+                    "running",
+                    &[("cores", "2"), ("memory", "1024")],
+                ),
+            )
+        })
+        .collect();
+    // Each guest depends on the next one, so the converge order is the reverse of the
+    // declaration: a 1,000-long chain, resolved without recursion.
+    let declared: Vec<Value> = (0..1000u64)
+        .map(|i| {
+            let mut g = json!({"name": format!("g{i}"), "kind": "qemu", "vmid": 1000 + i,
+                               "cores": 2, "memory": 1024});
+            if i < 999 {
+                g["dependsOn"] = json!([format!("g{}", i + 1)]);
+            }
+            g
+        })
+        .collect();
+    let (fake, _) = sim(live);
+    let (states, summary) = converge(&fake, &globals(json!(declared), false), false).unwrap();
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 1 + 1000 + 1000, "list, configs, addresses");
+    assert!(calls.iter().all(|c| c.starts_with("GET ")));
+    assert_eq!(calls[1], "GET /nodes/pve1/qemu/1999/config");
+    assert_eq!(calls[1000], "GET /nodes/pve1/qemu/1000/config");
+    assert_eq!(summary.unchanged.len(), 1000);
+    assert_eq!(summary.unchanged[0], "g999");
+    assert_eq!(states.len(), 1000);
+}
