@@ -1163,3 +1163,46 @@ fn a_thousand_matching_guests_cost_one_list_one_config_and_one_address_read_each
     assert_eq!(summary.unchanged[0], "g999");
     assert_eq!(states.len(), 1000);
 }
+
+#[test]
+fn a_guest_deleted_behind_orchs_back_is_planned_and_converged_again() {
+    let (fake, state) = sim(templates());
+    let g = globals(phoenix(), false);
+    converge(&fake, &g, false).unwrap();
+    state.borrow_mut().remove(&102);
+    let changes = plan(&fake, &g).unwrap();
+    let real: Vec<(PlannedAction, &str)> = changes
+        .iter()
+        .filter(|c| c.action != PlannedAction::None)
+        .map(|c| (c.action, c.name.as_str()))
+        .collect();
+    assert_eq!(
+        real,
+        [
+            (PlannedAction::Create, "gateway"),
+            (PlannedAction::Start, "gateway")
+        ]
+    );
+    let before = fake.calls().len();
+    let (_, summary) = converge(&fake, &g, false).unwrap();
+    let sent: Vec<String> = fake.calls()[before..]
+        .iter()
+        .filter(|c| !c.starts_with("GET "))
+        .cloned()
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            "POST /nodes/pve1/lxc/9100/clone",
+            "PUT /nodes/pve1/lxc/102/config",
+            "POST /nodes/pve1/lxc/102/status/start"
+        ]
+    );
+    assert_eq!(
+        (summary.created, summary.unchanged),
+        (
+            vec!["gateway".to_string()],
+            vec!["dns".to_string(), "docker".into(), "app1".into()]
+        )
+    );
+}
