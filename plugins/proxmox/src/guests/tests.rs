@@ -1206,3 +1206,29 @@ fn a_guest_deleted_behind_orchs_back_is_planned_and_converged_again() {
         )
     );
 }
+
+#[test]
+fn a_config_changed_between_plan_and_apply_is_a_conflict_not_an_overwrite() {
+    let (fake, state) = sim(vec![(
+        300,
+        guest("qemu", "web", "running", &[("memory", "512")]),
+    )]);
+    let g = globals(
+        json!([{"name": "web", "kind": "qemu", "vmid": 300, "memory": 1024}]),
+        false,
+    );
+    let err = with_client(&fake, &g, |client| {
+        let plan = client.plan()?;
+        state.borrow_mut().get_mut(&300).unwrap().version += 1;
+        client.apply(&plan, false)
+    })
+    .unwrap_err();
+    match err {
+        Error::Conflict(m) => assert!(
+            m.starts_with("converging guest \"web\": PUT /nodes/pve1/qemu/300/config: detected modified configuration"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(state.borrow()[&300].config["memory"], "512");
+}
