@@ -1,5 +1,5 @@
-//! `proxmox/node`, `proxmox/vm`, `proxmox/lxc`, `proxmox/storage`, `proxmox/task` and
-//! `proxmox/cluster`: Proxmox VE as orch models.
+//! `proxmox/node`, `proxmox/vm`, `proxmox/lxc`, `proxmox/storage`, `proxmox/task`,
+//! `proxmox/cluster` and `proxmox/guests`: Proxmox VE as orch models.
 //!
 //! `proxmox/node.auth` logs in and records the ticket; the other types read it through CEL and
 //! keep one named resource per thing they list. Every sync retires, after a complete listing,
@@ -12,6 +12,7 @@ mod cluster;
 use orch_plugin_sdk::clock;
 mod encode;
 mod fields;
+mod guests;
 mod lxc;
 mod names;
 mod node;
@@ -23,7 +24,9 @@ mod tasks;
 mod vm;
 
 use node::{NodeGlobals, NodeResource};
-use orch_plugin_sdk::{Ctx, Error, Http, MethodKind, ModelType, Plugin, Result, Value, json};
+use orch_plugin_sdk::{
+    Ctx, Error, Http, MethodKind, ModelType, PlannedChange, Plugin, Result, Value, json,
+};
 use std::collections::HashSet;
 use vm::{
     ConfirmedArgs, CreateArgs, Fleet, NameArgs, NoArgs, Outcome, SetBootOrderArgs, SetConfigArgs,
@@ -625,6 +628,101 @@ fn cluster_type() -> ModelType {
     )
 }
 
+/// Builds the desired-guests client for one call (the declaration is checked first, before
+/// any request) and runs `f` with it.
+fn with_guests<T>(
+    ctx: &Ctx<guests::GuestsGlobals>,
+    f: impl FnOnce(&guests::Guests) -> Result<T>,
+) -> Result<T> {
+    let globals = &ctx.globals;
+    let transport = http(globals.insecure_tls, globals.fingerprint.as_deref());
+    let warn = |m: &str| ctx.warn(m);
+    let client = guests::Guests::new(
+        &transport,
+        globals,
+        &warn,
+        std::thread::sleep,
+        clock::now_rfc3339(),
+    )?;
+    f(&client)
+}
+
+fn guests_plan(
+    ctx: &Ctx<guests::GuestsGlobals>,
+    _: guests::ConvergeArgs,
+) -> Result<Vec<PlannedChange>> {
+    let plan = with_guests(ctx, |g| g.plan())?;
+    Ok(plan.changes(&ctx.globals.guests))
+}
+
+fn guests_converge(
+    ctx: &Ctx<guests::GuestsGlobals>,
+    args: guests::ConvergeArgs,
+) -> Result<guests::ConvergeSummary> {
+    let declared = &ctx.globals.guests;
+    let (states, summary) = with_guests(ctx, |g| {
+        let plan = g.plan()?;
+        if ctx.dry_run {
+            return Ok((Vec::new(), plan.summary(declared)));
+        }
+        g.apply(&plan, args.allow_destroy)
+    })?;
+    if !ctx.dry_run {
+        let before = ctx.list_resources("guest")?;
+        for state in &states {
+            ctx.write_resource("guest", &state.name, state)?;
+        }
+        // A guest removed from the declaration is no longer this model's.
+        let gone: Vec<String> = before
+            .into_iter()
+            .filter(|name| !declared.iter().any(|g| &g.name == name))
+            .collect();
+        retire_gone(ctx, "guest", gone)?;
+    }
+    ctx.info(format!(
+        "{} guest(s): {} created, {} updated, {} started, {} snapshotted, {} deleted, {} unchanged, {} undeclared",
+        declared.len(),
+        summary.created.len(),
+        summary.updated.len(),
+        summary.started.len(),
+        summary.snapshotted.len(),
+        summary.deleted.len(),
+        summary.unchanged.len(),
+        summary.undeclared.len()
+    ));
+    Ok(summary)
+}
+
+/// The `proxmox/guests` model type.
+fn guests_type() -> ModelType {
+    ModelType::new::<guests::GuestsGlobals>(
+        "proxmox/guests",
+        VERSION,
+        "Desired guests: one definition declares many VMs and containers and `converge` makes the \
+         live Proxmox match, in dependency order. Globals: the connection of proxmox/vm (apiUrl, \
+         node, ticket, csrfToken, apiToken, insecureTls, fingerprint), `guests` (a list of {name, \
+         kind: qemu|lxc, vmid, clone: template name or vmid, ostemplate and rootfs (lxc create \
+         without clone), cores, memory (MiB), net0 (compared without the MAC), tags (a set), \
+         start (default true), waitForAgent (qemu, default false), snapshot, dependsOn: [names]}) \
+         and `prune` (default false: undeclared guests on the node are reported and left alone; \
+         true: deleted, which converge refuses without allowDestroy: true)",
+    )
+    .resource::<guests::GuestState>(
+        "guest",
+        "One declared guest as converge left it, named like the guest: vmid, kind, node, status, ip, configDigest, snapshot, timestamp",
+    )
+    .volatile(&["timestamp"])
+    .converge_method(
+        "converge",
+        "Per guest in dependency order: clone or create when missing, set only the config fields \
+         that differ (PUT with the digest), start and (waitForAgent) wait for its address, take \
+         the declared snapshot; then delete undeclared guests when prune (needs allowDestroy). \
+         Its dry run (plan) only reads",
+        guests_converge,
+        guests_plan,
+    )
+}
+
 /// The plugin: every Proxmox model type.
 struct ProxmoxPlugin;
 
@@ -712,6 +810,7 @@ impl Plugin for ProxmoxPlugin {
             storage_type(),
             task_type(),
             cluster_type(),
+            guests_type(),
         ]
     }
 }
@@ -742,7 +841,8 @@ mod schema_tests {
                 "proxmox/lxc",
                 "proxmox/storage",
                 "proxmox/task",
-                "proxmox/cluster"
+                "proxmox/cluster",
+                "proxmox/guests"
             ]
         );
         assert!(types.iter().all(|t| t.version == VERSION));

@@ -370,7 +370,11 @@ impl<'a> Containers<'a> {
     }
 
     /// Reads the answer to `GET …/interfaces`: a container that is not running has none.
-    fn read_interfaces(&self, ct: &Ct, reply: Result<HttpResponse>) -> Result<Vec<String>> {
+    pub(crate) fn read_interfaces(
+        &self,
+        ct: &Ct,
+        reply: Result<HttpResponse>,
+    ) -> Result<Vec<String>> {
         let what = format!("GET {}/interfaces", ct_path(ct));
         let response = reply?;
         match response.status {

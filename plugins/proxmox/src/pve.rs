@@ -181,6 +181,8 @@ pub fn api_error(what: &str, status: u16, body: &[u8], denied_hint: &str) -> Err
         "is running",
         "not running",
         "is locked",
+        // A `PUT …/config` whose `digest` no longer matches: someone changed it since the read.
+        "file changed by other user",
     ];
     if status == 409 || CONFLICTS.iter().any(|c| lower.contains(c)) {
         return Error::Conflict(text);
@@ -539,6 +541,11 @@ mod tests {
             (500, "VM 110 already exists on node 'pve'", "Conflict"),
             (500, "VM 108 already running", "Conflict"),
             (500, "VM 101 is not running", "Conflict"),
+            (
+                500,
+                "detected modified configuration - file changed by other user? Try again.",
+                "Conflict",
+            ),
             (503, "service unavailable", "Transient"),
             (500, "unable to create VM 110 - no space left", "Failed"),
         ];

@@ -609,10 +609,8 @@ impl<'a> Fleet<'a> {
 
     /// The guest agent's address for a VM; `None` when the agent cannot say.
     pub fn agent_ip(&self, vm: &Vm) -> Result<Option<String>> {
-        Ok(match self.agent_reply(vm)? {
-            AgentReply::Address(ip) => ip,
-            AgentReply::NotConfigured => None,
-        })
+        let response = self.pve.send("GET", &self.agent_path(vm), None)?;
+        self.agent_ip_from(vm, response)
     }
 
     fn agent_path(&self, vm: &Vm) -> String {
@@ -622,6 +620,15 @@ impl<'a> Fleet<'a> {
     fn agent_reply(&self, vm: &Vm) -> Result<AgentReply> {
         let response = self.pve.send("GET", &self.agent_path(vm), None)?;
         self.read_agent_reply(vm, response)
+    }
+
+    /// The address in the guest agent's answer about `vm` (sent by the caller, e.g. in a
+    /// batch); `None` when the agent cannot say.
+    pub(crate) fn agent_ip_from(&self, vm: &Vm, response: HttpResponse) -> Result<Option<String>> {
+        Ok(match self.read_agent_reply(vm, response)? {
+            AgentReply::Address(ip) => ip,
+            AgentReply::NotConfigured => None,
+        })
     }
 
     /// Interprets the guest agent's answer about `vm`, tolerating agents that cannot say.
@@ -848,7 +855,7 @@ impl<'a> Fleet<'a> {
 
     /// Asks the agent for an address until it has one, for at most `wait_secs` of sleeping
     /// (250 ms, 500 ms, then 1 s apart), so the number of attempts is bounded.
-    fn wait_for_ip(&self, vm: &Vm, wait_secs: u32) -> Result<Option<String>> {
+    pub(crate) fn wait_for_ip(&self, vm: &Vm, wait_secs: u32) -> Result<Option<String>> {
         let budget = Duration::from_secs(wait_secs.into());
         let mut waited = Duration::ZERO;
         let mut step = Duration::from_millis(250);
