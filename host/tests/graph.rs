@@ -184,7 +184,7 @@ fn workflow_graph_draws_the_homelab_sync_all_dag() {
         .ok();
     assert_eq!(
         run.stdout,
-        "graph TD\n  subgraph j0 [\"sync\"]\n    j0s0[\"auth\"]\n    j0s1[\"vms\"]\n    \
+        "graph TD\n  subgraph j0[\"sync\"]\n    j0s0[\"auth\"]\n    j0s1[\"vms\"]\n    \
          j0s2[\"containers\"]\n    j0s3[\"storage\"]\n    j0s4[\"tasks\"]\n  end\n  \
          j0s0 --> j0s1\n  j0s0 --> j0s2\n  j0s0 --> j0s3\n  j0s0 --> j0s4\n"
     );

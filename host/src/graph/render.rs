@@ -79,6 +79,14 @@ const MERMAID_KEYWORDS: &[&str] = &[
     "default",
     "call",
     "href",
+    "accTitle",
+    "accDescr",
+    // Directions, read as such in some positions.
+    "TB",
+    "TD",
+    "BT",
+    "RL",
+    "LR",
 ];
 
 /// A Mermaid quoted label: `["…"]` with `"`, `#`, `<` and `>` written as entity codes.

@@ -287,8 +287,8 @@ fn workflow_graph_lists_jobs_and_steps_in_the_order_they_can_start() {
     );
     assert_eq!(
         g.render(Format::Mermaid),
-        "graph TD\n  subgraph j0 [\"build\"]\n    j0s0[\"c\"]\n    j0s1[\"a\"]\n    j0s2[\"b\"]\n  end\n  \
-         subgraph j1 [\"deploy\"]\n    j1s0[\"ship it\"]\n  end\n  j0s1 --> j0s2\n  j0 --> j1\n"
+        "graph TD\n  subgraph j0[\"build\"]\n    j0s0[\"c\"]\n    j0s1[\"a\"]\n    j0s2[\"b\"]\n  end\n  \
+         subgraph j1[\"deploy\"]\n    j1s0[\"ship it\"]\n  end\n  j0s1 --> j0s2\n  j0 --> j1\n"
     );
     assert_eq!(
         g.render(Format::Dot),

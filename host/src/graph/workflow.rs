@@ -236,7 +236,8 @@ impl WorkflowGraph {
         let (job_ids, step_ids) = self.ids();
         let mut out = String::from("graph TD\n");
         for (ji, job) in self.jobs.iter().enumerate() {
-            out.push_str(&format!("  subgraph j{ji} {}\n", mermaid_label(&job.name)));
+            // No space before the title: the grammar is `subgraph id[title]`.
+            out.push_str(&format!("  subgraph j{ji}{}\n", mermaid_label(&job.name)));
             for (si, step) in job.steps.iter().enumerate() {
                 out.push_str(&format!("    j{ji}s{si}{}\n", mermaid_label(&step.name)));
             }
