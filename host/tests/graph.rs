@@ -110,6 +110,9 @@ fn reading_an_undefined_model_exits_2_with_file_line_and_field() {
         "error: models/dns-records.yaml:4: globalArguments.token: unknown model `auht`; did you \
          mean `auth`? (models/ has: auth, dns-records, guests, web.front)\n"
     );
+    // Only what the named models read is checked.
+    let run = repo.orch(&["graph", "web.front"]).ok();
+    assert_eq!(run.stdout, "auth\nguests     ← auth\nweb.front  ← guests\n");
     let run = small_repo().orch(&["graph", "gusts"]).code(2);
     assert!(
         run.stderr

@@ -18,12 +18,14 @@ pub struct Args {
 /// prints it; a loop or an undefined model is a validation error (exit 2).
 pub fn exec(args: Args, ctx: &Ctx) -> CmdResult {
     let repo = ctx.load_repo()?;
-    let graph = ModelGraph::of(&repo).map_err(CliError::usage)?;
+    // Named models: only they and what they read are checked, so a broken file elsewhere
+    // does not hide their order.
     let graph = if args.models.is_empty() {
-        graph
+        ModelGraph::of(&repo)
     } else {
-        graph.restrict(&args.models).map_err(CliError::usage)?
-    };
+        ModelGraph::of_models(&repo, &args.models)
+    }
+    .map_err(CliError::usage)?;
     ctx.printer
         .result(&graph.to_json(), || graph.render(args.format));
     Ok(0)

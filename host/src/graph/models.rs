@@ -1,6 +1,6 @@
 //! The converge order of models, from the `${{ }}` references between their definitions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -122,9 +122,54 @@ impl ModelGraph {
     /// every method's `arguments` ([`crate::expr::referenced_models`]): `model.B`,
     /// `model["B"]` and `data.latest("B", …)`. Text outside `${{ }}` is never a reference.
     pub fn of(repo: &Repo) -> Result<ModelGraph, GraphError> {
+        let every: BTreeSet<&str> = repo
+            .models
+            .keys()
+            .chain(repo.broken.models.keys())
+            .map(String::as_str)
+            .collect();
+        ModelGraph::build(repo, &every)
+    }
+
+    /// The graph of the named models and every model they read, at any depth, as
+    /// [`ModelGraph::of`] would give it after [`ModelGraph::restrict`]; but only those
+    /// definitions are checked, so a broken or looping model they do not read blocks nothing.
+    /// An unknown name fails with the closest existing one.
+    pub fn of_models<S: AsRef<str>>(repo: &Repo, models: &[S]) -> Result<ModelGraph, GraphError> {
+        let mut queue: Vec<String> = Vec::new();
+        for name in models {
+            let name = name.as_ref();
+            if !repo.broken.models.contains_key(name) {
+                repo.model(name)?;
+            }
+            queue.push(name.to_string());
+        }
+        let mut closure: BTreeSet<String> = BTreeSet::new();
+        while let Some(name) = queue.pop() {
+            if let Some(def) = repo.models.get(&name)
+                && !closure.contains(&name)
+            {
+                for (_, text) in templated_fields(def) {
+                    queue.extend(crate::expr::referenced_models(text));
+                }
+            }
+            closure.insert(name);
+        }
+        let closure: BTreeSet<&str> = closure.iter().map(String::as_str).collect();
+        ModelGraph::build(repo, &closure)
+    }
+
+    /// The graph over `include` (every name it reads must be in it), checked.
+    fn build(repo: &Repo, include: &BTreeSet<&str>) -> Result<ModelGraph, GraphError> {
         let mut diags: Vec<Diagnostic> = repo.broken.other.clone();
-        diags.extend(repo.broken.models.values().flatten().cloned());
-        let names: Vec<String> = repo.models.keys().cloned().collect();
+        for name in include {
+            diags.extend(repo.broken.models.get(*name).into_iter().flatten().cloned());
+        }
+        let names: Vec<String> = include
+            .iter()
+            .filter(|n| repo.models.contains_key(**n))
+            .map(|n| n.to_string())
+            .collect();
         let index: BTreeMap<&str, usize> = names
             .iter()
             .enumerate()
@@ -132,7 +177,7 @@ impl ModelGraph {
             .collect();
         let mut deps: Vec<Vec<usize>> = vec![Vec::new(); names.len()];
         let mut edges = Vec::new();
-        for (i, def) in repo.models.values().enumerate() {
+        for (i, def) in names.iter().filter_map(|n| repo.models.get(n)).enumerate() {
             for (field, text) in templated_fields(def) {
                 for read in crate::expr::referenced_models(text) {
                     if let Some(&j) = index.get(read.as_str()) {
@@ -147,8 +192,10 @@ impl ModelGraph {
                         });
                     } else if !repo.broken.models.contains_key(&read) {
                         // A broken file's own problems are listed already.
-                        let suggestion = closest(&read, names.iter().map(String::as_str));
-                        let message = unknown_name("model", MODELS_DIR, &read, suggestion, &names);
+                        let available: Vec<String> = repo.models.keys().cloned().collect();
+                        let suggestion = closest(&read, available.iter().map(String::as_str));
+                        let message =
+                            unknown_name("model", MODELS_DIR, &read, suggestion, &available);
                         diags.push(Diagnostic::at(&def.file, &def.lines, &field, message));
                     }
                 }
@@ -162,7 +209,11 @@ impl ModelGraph {
         for list in &mut deps {
             list.sort_unstable();
         }
-        let files = repo.models.values().map(|d| d.file.clone()).collect();
+        let files = names
+            .iter()
+            .filter_map(|n| repo.models.get(n))
+            .map(|d| d.file.clone())
+            .collect();
         let mut graph = ModelGraph {
             names,
             files,

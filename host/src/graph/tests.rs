@@ -127,6 +127,46 @@ fn edges_name_the_field_of_every_reference() {
 }
 
 #[test]
+fn of_models_checks_only_the_named_models_and_what_they_read() {
+    let (_dir, repo) = repo_with(&[
+        ("a", PLAIN),
+        ("b", reads("${{ model.a.x }}")),
+        ("c", reads("${{ model.b.x }}")),
+        ("loop1", reads("${{ model.loop2.x }}")),
+        ("loop2", reads("${{ model.loop1.x }}")),
+        ("typo", reads("${{ model.nope.x }}")),
+        ("broken", "type: t/a\nglobalArgs: {}\n"),
+    ]);
+    assert!(ModelGraph::of(&repo).is_err());
+    let g = ModelGraph::of_models(&repo, &["c"]).unwrap();
+    assert_eq!(g.order(), ["a", "b", "c"]);
+    assert_eq!(g.edges().len(), 2);
+    let err = ModelGraph::of_models(&repo, &["loop1"]).unwrap_err();
+    assert!(
+        err.to_string().contains("loop: loop1 → loop2 → loop1;"),
+        "{err}"
+    );
+    let err = ModelGraph::of_models(&repo, &["typo"]).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("models/typo.yaml:3: globalArguments.x: unknown model `nope`"),
+        "{err}"
+    );
+    let err = ModelGraph::of_models(&repo, &["broken"]).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("models/broken.yaml:2: globalArgs:"),
+        "{err}"
+    );
+    let err = ModelGraph::of_models(&repo, &["cc"]).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("unknown model `cc`; did you mean `c`?"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_name_outside_an_expression_is_not_a_reference() {
     let g = graph(&[
         ("a", PLAIN),
