@@ -8,6 +8,7 @@ pub mod capabilities;
 pub mod cli;
 pub mod excerpt;
 pub mod expr;
+pub mod graph;
 pub mod method;
 pub mod output;
 pub mod plugin_dev;

@@ -6,6 +6,7 @@ mod check;
 mod context;
 mod data;
 mod eval;
+mod graph;
 mod init;
 mod inputs;
 mod model;
@@ -85,6 +86,8 @@ enum Command {
     /// List, show and run models (definitions).
     #[command(subcommand)]
     Model(model::Cmd),
+    /// The order in which models are converged, from the models their definitions read.
+    Graph(graph::Args),
     /// List and describe model types from installed plugins.
     #[command(subcommand, name = "type")]
     Type(type_::Cmd),
@@ -152,6 +155,7 @@ async fn dispatch(command: Command, ctx: &Ctx) -> CmdResult {
         Command::Check(a) => check::exec(a, ctx).await,
         Command::Workflow(c) => workflow::exec(c, ctx).await,
         Command::Model(c) => model::exec(c, ctx).await,
+        Command::Graph(a) => graph::exec(a, ctx),
         Command::Type(c) => type_::exec(c, ctx).await,
         Command::Data(c) => data::exec(c, ctx).await,
         Command::Runs(c) => runs::exec(c, ctx),

@@ -1,7 +1,8 @@
-//! `orch workflow list|show|validate`.
+//! `orch workflow list|show|validate|graph`.
 
 use super::{CliError, CmdResult, Ctx};
 use crate::expr::Evaluator;
+use crate::graph::{Format, WorkflowGraph};
 use crate::repo::Repo;
 use crate::run::RunEnv;
 use crate::runtime::PluginRegistry;
@@ -21,6 +22,15 @@ pub enum Cmd {
     Validate {
         /// Workflow name (default: all).
         name: Option<String>,
+    },
+    /// Draw one workflow's jobs and steps with their dependsOn (checked first, without plugins).
+    Graph {
+        /// Workflow name.
+        name: String,
+        /// text: jobs and steps in the order they can start; mermaid or dot: a drawing
+        /// where `B --> A` means A waits for B.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
 }
 
@@ -151,6 +161,12 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
                 &serde_json::json!({ "valid": true, "workflows": 1 }),
                 || format!("workflow `{name}` is valid"),
             );
+            Ok(0)
+        }
+        Cmd::Graph { name, format } => {
+            let repo = ctx.load_repo()?;
+            let graph = WorkflowGraph::of(&repo, &name).map_err(CliError::usage)?;
+            ctx.printer.result(&graph, || graph.render(format));
             Ok(0)
         }
         Cmd::Validate { name: None } => {
