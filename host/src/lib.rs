@@ -6,6 +6,7 @@
 
 pub mod capabilities;
 pub mod cli;
+pub mod converge;
 pub mod excerpt;
 pub mod expr;
 pub mod graph;

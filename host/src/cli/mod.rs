@@ -10,6 +10,7 @@ mod graph;
 mod init;
 mod inputs;
 mod model;
+mod plan;
 mod plugin;
 mod run;
 mod runs;
@@ -88,6 +89,10 @@ enum Command {
     Model(model::Cmd),
     /// The order in which models are converged, from the models their definitions read.
     Graph(graph::Args),
+    /// What converging the declarative models would change, in converge order (changes nothing).
+    Plan(plan::PlanArgs),
+    /// Converge the declarative models: show the plan, confirm, then make the changes.
+    Apply(plan::ApplyArgs),
     /// List and describe model types from installed plugins.
     #[command(subcommand, name = "type")]
     Type(type_::Cmd),
@@ -156,6 +161,8 @@ async fn dispatch(command: Command, ctx: &Ctx) -> CmdResult {
         Command::Workflow(c) => workflow::exec(c, ctx).await,
         Command::Model(c) => model::exec(c, ctx).await,
         Command::Graph(a) => graph::exec(a, ctx),
+        Command::Plan(a) => plan::plan(a, ctx).await,
+        Command::Apply(a) => plan::apply(a, ctx).await,
         Command::Type(c) => type_::exec(c, ctx).await,
         Command::Data(c) => data::exec(c, ctx).await,
         Command::Runs(c) => runs::exec(c, ctx),

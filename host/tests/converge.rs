@@ -1,0 +1,212 @@
+//! Declarative converge end to end: `orch plan` / `orch apply` drive a `proxmox/guests` model
+//! against the Proxmox VE simulator (with its templates), and the simulator's request log shows
+//! what was sent.
+
+mod support;
+
+use pve_sim::{SimConfig, WorldChange};
+use serde_json::Value;
+use support::lab::Lab;
+
+const GUESTS: &str = r#"type: proxmox/guests
+description: The declared guests
+globalArguments:
+  apiUrl: ${{ env.PROXMOX_API_URL }}
+  node: ${{ env.PROXMOX_NODE }}
+  ticket: ${{ model.keebDev02.resource.node.node.attributes.ticket }}
+  csrfToken: ${{ model.keebDev02.resource.node.node.attributes.csrfToken }}
+  insecureTls: true
+  guests:
+    - { name: app1, kind: qemu, vmid: 2101, clone: debian-12-template, dependsOn: [docker] }
+    - { name: docker, kind: qemu, vmid: 2001, clone: debian-12-template, cores: 4, memory: 8192, dependsOn: [dns] }
+    - { name: dns, kind: lxc, vmid: 1001, clone: debian-12-ct-template, cores: 1, memory: 512 }
+"#;
+
+fn lab() -> Lab {
+    let lab = Lab::with_config(SimConfig::default().with_templates());
+    lab.repo.write("models/guests.yaml", GUESTS);
+    lab.orch(&["model", "run", "keebDev02", "auth"]).ok();
+    lab
+}
+
+/// `(action, name)` of every change of `guests`' plan, in order.
+fn planned(lab: &Lab, exit: i32) -> Vec<(String, String)> {
+    let plan = lab
+        .orch(&["--json", "plan", "guests", "--detailed-exitcode"])
+        .code(exit)
+        .json();
+    let model = plan["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["model"] == "guests")
+        .unwrap_or_else(|| panic!("no plan for guests: {plan}"))
+        .clone();
+    model["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] != "none")
+        .map(|c| {
+            (
+                c["action"].as_str().unwrap().to_string(),
+                c["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn pair(action: &str, name: &str) -> (String, String) {
+    (action.to_string(), name.to_string())
+}
+
+/// The writes sent since `from`, without task polls.
+fn writes_since(lab: &Lab, from: usize) -> Vec<String> {
+    lab.sim.writes()[from..].to_vec()
+}
+
+#[test]
+fn apply_creates_in_dependency_order_then_changes_nothing_and_repairs_drift() {
+    let lab = lab();
+    let plan = planned(&lab, 2);
+    let creates: Vec<&str> = plan
+        .iter()
+        .filter(|(a, _)| a == "create")
+        .map(|(_, n)| n.as_str())
+        .collect();
+    assert_eq!(
+        creates,
+        ["dns", "docker", "app1"],
+        "dependencies first: {plan:?}"
+    );
+    assert!(lab.sim.writes().is_empty(), "a plan sends no write");
+
+    // Not a terminal, no --yes: refused, nothing sent.
+    let refused = lab.orch(&["apply", "guests"]).code(2);
+    assert!(refused.all().contains("--yes"), "{}", refused.all());
+    assert!(lab.sim.writes().is_empty());
+
+    let applied = lab
+        .orch(&["--json", "apply", "guests", "--yes"])
+        .ok()
+        .json();
+    assert_eq!(applied["applied"][0]["succeeded"], true, "{applied}");
+    let clones: Vec<String> = lab
+        .sim
+        .writes()
+        .into_iter()
+        .filter(|w| w.ends_with("/clone"))
+        .collect();
+    assert_eq!(
+        clones,
+        [
+            "POST /api2/json/nodes/keeb-dev-02/lxc/9001/clone",
+            "POST /api2/json/nodes/keeb-dev-02/qemu/9000/clone",
+            "POST /api2/json/nodes/keeb-dev-02/qemu/9000/clone",
+        ]
+    );
+    for vmid in [1001, 2001, 2101] {
+        assert_eq!(
+            lab.sim.guest_status(vmid).as_deref(),
+            Some("running"),
+            "{vmid}"
+        );
+    }
+    let docker = lab.sim.guest_config(2001).unwrap();
+    assert_eq!(docker.get("memory").map(String::as_str), Some("8192"));
+
+    // Right after: nothing to do, and nothing is sent.
+    let sent = lab.sim.writes().len();
+    assert_eq!(planned(&lab, 0), []);
+    let again = lab.orch(&["apply", "guests", "--yes"]).ok();
+    assert!(again.all().contains("Nothing to do"), "{}", again.all());
+    assert_eq!(writes_since(&lab, sent), Vec::<String>::new());
+
+    // Drift: memory changed behind orch's back is exactly one update.
+    lab.sim
+        .change(WorldChange::SetConfig {
+            vmid: 2001,
+            key: "memory".into(),
+            value: Some("4096".into()),
+        })
+        .unwrap();
+    assert_eq!(planned(&lab, 2), [pair("update", "docker")]);
+    let plan = lab.orch(&["plan", "guests"]).ok();
+    assert!(
+        plan.all().contains("/memory: 4096 → 8192"),
+        "{}",
+        plan.all()
+    );
+    lab.orch(&["apply", "guests", "--yes"]).ok();
+    assert_eq!(
+        lab.sim
+            .guest_config(2001)
+            .unwrap()
+            .get("memory")
+            .map(String::as_str),
+        Some("8192")
+    );
+
+    // A guest deleted on the node is planned and recreated.
+    lab.sim
+        .change(WorldChange::DeleteGuest { vmid: 2101 })
+        .unwrap();
+    assert!(planned(&lab, 2).contains(&pair("create", "app1")));
+    lab.orch(&["apply", "guests", "--yes"]).ok();
+    assert_eq!(lab.sim.guest_status(2101).as_deref(), Some("running"));
+    assert_eq!(planned(&lab, 0), []);
+
+    // The reference VMs are not declared: reported, never touched.
+    let full = lab.orch(&["--json", "plan", "guests"]).ok().json();
+    let undeclared = full
+        .to_string()
+        .matches("not declared (left alone)")
+        .count();
+    assert!(undeclared >= 10, "{full}");
+    assert!(
+        !lab.sim
+            .writes()
+            .iter()
+            .any(|w| w.contains("/qemu/10") && !w.contains("/qemu/100/")),
+        "no write reached a reference VM"
+    );
+}
+
+#[test]
+fn loops_are_refused_before_any_request() {
+    let lab = lab();
+    let before = lab.sim.requests().len();
+    lab.repo.write(
+        "models/guests.yaml",
+        &GUESTS.replace(
+            "clone: debian-12-ct-template, cores: 1",
+            "clone: debian-12-ct-template, dependsOn: [app1], cores: 1",
+        ),
+    );
+    let failed = lab.orch(&["plan", "guests"]).code(1);
+    assert!(
+        failed.all().contains("app1 → docker → dns → app1"),
+        "{}",
+        failed.all()
+    );
+    assert_eq!(lab.sim.requests().len(), before, "no request was sent");
+
+    // A loop between definitions is refused by the graph, naming the files.
+    lab.repo.write("models/guests.yaml", GUESTS);
+    lab.repo.write(
+        "models/keebDev02.yaml",
+        &std::fs::read_to_string(lab.repo.path().join("models/keebDev02.yaml"))
+            .unwrap()
+            .replace(
+                "realm: pam",
+                "realm: ${{ model.guests.resource.guest.dns.attributes.name }}",
+            ),
+    );
+    let looped = lab.orch(&["plan"]).code(2);
+    let text = looped.all();
+    assert!(
+        text.contains("keebDev02") && text.contains("guests"),
+        "{text}"
+    );
+    let _: Option<Value> = None;
+}
