@@ -11,7 +11,7 @@ mod demo;
 const USAGE: &str = "usage: cargo xtask <build | test | demo | bench>
   build   build the orch binary and every plugin; bundles land in plugins/dist/<id>/
           and in each example repository's plugins/
-  test    install what the tests need (wasm32-wasip2, openssh-server, nginx), build the
+  test    install what the tests need (wasm32-wasip2, openssh-server, nginx, dnsmasq), build the
           plugins, check formatting and run every test
   demo    build everything, start the Proxmox VE simulator with the reference fleet, then run
           sync-fleet and start-vm in workflows/homelab, print the fleet, then sync-all twice
@@ -125,6 +125,9 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
         "libnginx-mod-stream",
     ),
     ("/usr/bin/tmux", "tmux"),
+    // dns/dnsmasq (host/tests/dnsmasq.rs) runs its own dnsmasq; dnsmasq-base is the binary
+    // without the system service, which would start a resolver on port 53.
+    ("/usr/sbin/dnsmasq", "dnsmasq-base"),
     // TypeScript plugins (host/tests/typescript.rs): the host runs `npm ci` of the SDK's
     // pinned toolchain into ~/.cache/orch-ts itself, so nothing is installed globally.
     ("/usr/bin/node", "nodejs"),
