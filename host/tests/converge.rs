@@ -5,7 +5,6 @@
 mod support;
 
 use pve_sim::{SimConfig, WorldChange};
-use serde_json::Value;
 use support::lab::Lab;
 
 const GUESTS: &str = r#"type: proxmox/guests
@@ -208,5 +207,90 @@ fn loops_are_refused_before_any_request() {
         text.contains("keebDev02") && text.contains("guests"),
         "{text}"
     );
-    let _: Option<Value> = None;
+}
+
+/// The `workflows/phoenix` example: its models, graph and declared guests against the
+/// simulator, and the DNS records and gateway proxies its aggregation would render.
+#[test]
+fn the_phoenix_example_converges_its_six_guests_and_aggregates_them() {
+    let sim = pve_sim::Simulator::start_blocking(SimConfig {
+        password: support::lab::PASSWORD.into(),
+        ..SimConfig::default().with_templates()
+    })
+    .expect("simulator");
+    let repo = support::TestRepo::new(&["proxmox", "dnsmasq", "nginx"]);
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/phoenix");
+    for dir in ["models", "workflows"] {
+        for e in std::fs::read_dir(example.join(dir)).unwrap().flatten() {
+            std::fs::copy(e.path(), repo.path().join(dir).join(e.file_name())).unwrap();
+        }
+    }
+    std::fs::copy(example.join("orch.yaml"), repo.path().join("orch.yaml")).unwrap();
+    repo.orch_stdin(
+        &["vault", "put", "proxmox-vault", "password"],
+        support::lab::PASSWORD,
+    )
+    .ok();
+    let orch = |args: &[&str]| {
+        let mut cmd = repo.command(args);
+        cmd.env("PROXMOX_API_URL", sim.url());
+        support::Run::from_output(cmd.output().unwrap())
+    };
+    orch(&["check"]).ok();
+    let order = orch(&["--json", "graph"]).ok().json();
+    assert_eq!(
+        order["order"],
+        serde_json::json!(["pve", "guests", "dns", "gateway"])
+    );
+
+    orch(&["model", "run", "pve", "auth"]).ok();
+    orch(&["apply", "guests", "--yes"]).ok();
+    for vmid in [1001, 1002, 2001, 2101, 2102, 2103] {
+        assert_eq!(sim.guest_status(vmid).as_deref(), Some("running"), "{vmid}");
+    }
+    let again = orch(&["plan", "guests", "--detailed-exitcode"]).ok();
+    assert!(
+        again.all().contains("Plan: 0 to create, 0 to update"),
+        "{}",
+        again.all()
+    );
+
+    // What dnsmasq and the gateway would be given: every guest with an address.
+    let dns = orch(&["--json", "model", "show", "dns"]).ok().json();
+    let expression = dns["globalArguments"]["hosts"].as_str().unwrap();
+    let expression = expression
+        .trim()
+        .strip_prefix("${{")
+        .and_then(|e| e.strip_suffix("}}"))
+        .unwrap_or_else(|| panic!("hosts is one expression: {expression}"));
+    let hosts = orch(&["--json", "eval", expression]).ok().json();
+    let mut names: Vec<&str> = hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "app1.lab",
+            "app2.lab",
+            "app3.lab",
+            "dns.lab",
+            "docker.lab",
+            "gateway.lab"
+        ]
+    );
+    let app1 = orch(&[
+        "--json",
+        "eval",
+        "model.guests.resource.guest.app1.attributes.ip",
+    ])
+    .ok()
+    .json();
+    assert!(
+        app1.as_str().is_some_and(|ip| ip.starts_with("10.")),
+        "{app1}"
+    );
 }

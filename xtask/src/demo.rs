@@ -38,35 +38,9 @@ pub fn run_demo(bin_dir: &Path) -> Result<()> {
     let repo = root().join("workflows").join("homelab");
     // A fresh password per demo: it only ever lives in the simulator and the encrypted vault.
     let password = format!("demo-{:016x}", rand_u64());
-    let mut child = Command::new(bin_dir.join("pve-sim"))
-        .args(["--fleet", "reference", "--password", &password])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting pve-sim")?;
-    let stdout = child.stdout.take().context("simulator stdout")?;
-    let sim = Sim(child);
-    let mut url = String::new();
-    BufReader::new(stdout).read_line(&mut url)?;
-    let url = url.trim().to_string();
-    if !url.starts_with("https://") {
-        bail!("the simulator did not print its URL (got {url:?})");
-    }
+    let (sim, url) = start_sim(bin_dir, &password, &["--fleet", "reference"])?;
     eprintln!("Proxmox VE simulator (reference fleet) listening on {url}");
-
-    eprintln!("\n$ printf %s \"$PASSWORD\" | orch vault put proxmox-vault password");
-    let mut put = Command::new(&orch_bin)
-        .args(["vault", "put", "proxmox-vault", "password"])
-        .current_dir(&repo)
-        .stdin(Stdio::piped())
-        .spawn()?;
-    put.stdin
-        .take()
-        .context("stdin")?
-        .write_all(password.as_bytes())?;
-    if !put.wait()?.success() {
-        bail!("orch vault put failed");
-    }
+    vault_put(&orch_bin, &repo, &password)?;
 
     orch(&orch_bin, &repo, &url, &["run", "sync-fleet"])?;
     orch(
@@ -154,6 +128,70 @@ pub fn run_demo(bin_dir: &Path) -> Result<()> {
          `orch data diff fleet atm10` there."
     );
     drop(sim);
+    phoenix(bin_dir, &orch_bin, &password)
+}
+
+/// Phoenix, declaratively: six declared guests planned and converged in dependency order
+/// against a simulator that has the templates they are cloned from; a second apply has
+/// nothing to do.
+fn phoenix(bin_dir: &Path, orch_bin: &Path, password: &str) -> Result<()> {
+    let repo = root().join("workflows").join("phoenix");
+    let (sim, url) = start_sim(bin_dir, password, &["--templates", "--agent-warmup", "2"])?;
+    eprintln!("\nProxmox VE simulator (with templates 9000 and 9001) listening on {url}");
+    vault_put(orch_bin, &repo, password)?;
+    orch(orch_bin, &repo, &url, &["model", "run", "pve", "auth"])?;
+    print!("{}", orch(orch_bin, &repo, &url, &["graph"])?);
+    print!("{}", orch(orch_bin, &repo, &url, &["plan", "guests"])?);
+    print!(
+        "{}",
+        orch(orch_bin, &repo, &url, &["apply", "guests", "--yes"])?
+    );
+    print!(
+        "{}",
+        orch(orch_bin, &repo, &url, &["apply", "guests", "--yes"])?
+    );
+    println!(
+        "\nThe declared guests' data stays in workflows/phoenix/.orch: try `orch data list guests` there."
+    );
+    drop(sim);
+    Ok(())
+}
+
+/// Starts `pve-sim` with `args`; returns it (stopped when dropped) and its URL.
+fn start_sim(bin_dir: &Path, password: &str, args: &[&str]) -> Result<(Sim, String)> {
+    let mut child = Command::new(bin_dir.join("pve-sim"))
+        .args(args)
+        .args(["--password", password])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting pve-sim")?;
+    let stdout = child.stdout.take().context("simulator stdout")?;
+    let sim = Sim(child);
+    let mut url = String::new();
+    BufReader::new(stdout).read_line(&mut url)?;
+    let url = url.trim().to_string();
+    if !url.starts_with("https://") {
+        bail!("the simulator did not print its URL (got {url:?})");
+    }
+    Ok((sim, url))
+}
+
+/// Stores the simulator's password in `repo`'s vault, as a user would.
+fn vault_put(orch_bin: &Path, repo: &Path, password: &str) -> Result<()> {
+    eprintln!("\n$ printf %s \"$PASSWORD\" | orch vault put proxmox-vault password");
+    let mut put = Command::new(orch_bin)
+        .args(["vault", "put", "proxmox-vault", "password"])
+        .current_dir(repo)
+        .stdin(Stdio::piped())
+        .spawn()?;
+    put.stdin
+        .take()
+        .context("stdin")?
+        .write_all(password.as_bytes())?;
+    if !put.wait()?.success() {
+        bail!("orch vault put failed");
+    }
     Ok(())
 }
 
