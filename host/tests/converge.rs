@@ -294,3 +294,25 @@ fn the_phoenix_example_converges_its_six_guests_and_aggregates_them() {
         "{app1}"
     );
 }
+
+#[test]
+fn a_plan_that_deletes_needs_allow_destroy() {
+    let lab = lab();
+    lab.repo.write(
+        "models/guests.yaml",
+        &GUESTS.replace("  guests:\n", "  prune: true\n  guests:\n"),
+    );
+    let plan = lab.orch(&["plan", "guests"]).ok();
+    assert!(
+        plan.all().contains("- delete  guest/atm10"),
+        "{}",
+        plan.all()
+    );
+    let refused = lab.orch(&["apply", "guests", "--yes"]).code(2);
+    assert!(
+        refused.all().contains("pass --allow-destroy"),
+        "{}",
+        refused.all()
+    );
+    assert!(lab.sim.writes().is_empty(), "nothing was sent");
+}

@@ -183,6 +183,22 @@ fn start_nginx(dir: &Path) -> Nginx {
     Nginx { child }
 }
 
+/// Writes model `name`: `nginx/stream` over `sshd` for the nginx started in `dir`; returns its
+/// nginx.conf.
+fn nginx_model(repo: &TestRepo, sshd: &Sshd, dir: &Path, name: &str) -> std::path::PathBuf {
+    let conf = dir.join("nginx.conf");
+    repo.write(
+        &format!("models/{name}.yaml"),
+        &format!(
+            "type: nginx/stream\nglobalArguments:\n{}  includeDir: {d}/stream.d\n  nginxConf: {c}\n  reloadCommand: nginx -p {d} -c {c} -s reload\n",
+            ssh_globals(sshd),
+            d = dir.display(),
+            c = conf.display()
+        ),
+    );
+    conf
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -231,16 +247,7 @@ fn nginx_configure_proxies_to_a_backend_and_a_bad_config_keeps_the_old_one_servi
     let repo = repo_for(&sshd, &["nginx"]);
     let dir = tempfile::tempdir().unwrap();
     let _nginx = start_nginx(dir.path());
-    let conf = dir.path().join("nginx.conf");
-    repo.write(
-        "models/proxy.yaml",
-        &format!(
-            "type: nginx/stream\nglobalArguments:\n{}  includeDir: {d}/stream.d\n  nginxConf: {c}\n  reloadCommand: nginx -p {d} -c {c} -s reload\n",
-            ssh_globals(&sshd),
-            d = dir.path().display(),
-            c = conf.display()
-        ),
-    );
+    let conf = nginx_model(&repo, &sshd, dir.path(), "proxy");
     run(&repo, "proxy", "init", &[]).ok();
     run(&repo, "proxy", "init", &[]).ok();
     let text = std::fs::read_to_string(&conf).unwrap();
@@ -298,16 +305,7 @@ fn nginx_converge_serves_the_declared_proxies_and_a_second_converge_touches_noth
     let repo = repo_for(&sshd, &["nginx"]);
     let dir = tempfile::tempdir().unwrap();
     let _nginx = start_nginx(dir.path());
-    let conf = dir.path().join("nginx.conf");
-    repo.write(
-        "models/gateway.yaml",
-        &format!(
-            "type: nginx/stream\nglobalArguments:\n{}  includeDir: {d}/stream.d\n  nginxConf: {c}\n  reloadCommand: nginx -p {d} -c {c} -s reload\n",
-            ssh_globals(&sshd),
-            d = dir.path().display(),
-            c = conf.display()
-        ),
-    );
+    nginx_model(&repo, &sshd, dir.path(), "gateway");
     run(&repo, "gateway", "init", &[]).ok();
     let (backend, a, b) = (echo_server(), free_port(), free_port());
     let proxies = format!(

@@ -105,17 +105,17 @@ pub async fn apply(args: ApplyArgs, ctx: &Ctx) -> CmdResult {
         );
         return Ok(0);
     }
-    if let Some(p) = plans.iter().find(|p| p.deletes()) {
-        if !args.allow_destroy {
-            ctx.printer.result(
-                &json!({ "order": order, "models": plans, "applied": [] }),
-                || converge::render(&plans, false),
-            );
-            return Err(CliError::usage(format!(
-                "the plan of `{}` deletes something; review it and pass --allow-destroy to apply it",
-                p.model
-            )));
-        }
+    if let Some(p) = plans.iter().find(|p| p.deletes())
+        && !args.allow_destroy
+    {
+        ctx.printer.result(
+            &json!({ "order": order, "models": plans, "applied": [] }),
+            || converge::render(&plans, false),
+        );
+        return Err(CliError::usage(format!(
+            "the plan of `{}` deletes something; review it and pass --allow-destroy to apply it",
+            p.model
+        )));
     }
     if !args.yes {
         if !std::io::stdin().is_terminal() {

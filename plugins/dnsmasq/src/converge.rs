@@ -164,28 +164,6 @@ pub struct ZoneResource {
     pub timestamp: String,
 }
 
-/// Exit code of [`read_command`] when the file does not exist.
-const EXIT_MISSING: i32 = 3;
-
-/// Prints a file, or exits 3 when it does not exist.
-fn read_command(path: &str) -> String {
-    let quoted = shell_quote(path);
-    format!("[ -e {quoted} ] || exit {EXIT_MISSING}; cat {quoted}")
-}
-
-/// A file's content, or None when it does not exist.
-fn read_file(remote: &impl Remote, path: &str) -> Result<Option<String>> {
-    let out = remote.run(&read_command(path))?;
-    match out.exit_code {
-        0 => Ok(Some(out.stdout)),
-        EXIT_MISSING => Ok(None),
-        code => Err(error::failed(format!(
-            "reading {path} failed (exit {code}): {}",
-            out.reason()
-        ))),
-    }
-}
-
 /// The two files as they are on the host.
 struct Current {
     conf: Option<String>,
@@ -195,8 +173,8 @@ struct Current {
 impl Current {
     fn read(remote: &impl Remote, desired: &Desired) -> Result<Current> {
         Ok(Current {
-            conf: read_file(remote, &desired.conf_path)?,
-            hosts: read_file(remote, &desired.hosts_path)?,
+            conf: remote.read_file(&desired.conf_path)?,
+            hosts: remote.read_file(&desired.hosts_path)?,
         })
     }
 

@@ -177,30 +177,8 @@ pub fn plan_configure(globals: &StreamGlobals, args: &ConfigureArgs) -> Result<P
     })
 }
 
-/// Exit code of [`read_command`] when the file does not exist.
-const EXIT_MISSING: i32 = 3;
-
-/// Prints a file, or exits 3 when it does not exist.
-fn read_command(path: &str) -> String {
-    let quoted = shell_quote(path);
-    format!("[ -e {quoted} ] || exit {EXIT_MISSING}; cat {quoted}")
-}
-
-/// A file's content, or None when it does not exist.
-fn read_file(remote: &impl Remote, path: &str) -> Result<Option<String>> {
-    let out = remote.run(&read_command(path))?;
-    match out.exit_code {
-        0 => Ok(Some(out.stdout)),
-        EXIT_MISSING => Ok(None),
-        code => Err(error::failed(format!(
-            "reading {path} failed (exit {code}): {}",
-            out.reason()
-        ))),
-    }
-}
-
 fn read_nginx_conf(remote: &impl Remote, path: &str) -> Result<String> {
-    read_file(remote, path)?.ok_or_else(|| {
+    remote.read_file(path)?.ok_or_else(|| {
         error::failed(format!(
             "{path} does not exist on the host: is nginx installed?"
         ))
@@ -302,7 +280,7 @@ pub fn configure<C: Connector>(
             paths.nginx_conf, paths.include_dir
         )));
     }
-    let previous = read_file(&remote, &plan.path)?;
+    let previous = remote.read_file(&plan.path)?;
     let mut resource = ProxyResource {
         name: plan.name.clone(),
         target_ip: plan.backend.clone(),
@@ -382,7 +360,7 @@ pub fn plan_converge<C: Connector>(
     let mut changes = Vec::with_capacity(plans.len());
     for plan in plans {
         let ports = plan.rules.len();
-        let change = match read_file(&remote, &plan.path)? {
+        let change = match remote.read_file(&plan.path)? {
             None => PlannedChange::new(
                 PlannedAction::Create,
                 "proxy",

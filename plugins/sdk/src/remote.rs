@@ -235,6 +235,21 @@ pub trait Remote {
         self.exec_with(command, None, None).map(Output::from)
     }
 
+    /// A file's content, or `None` when it does not exist (`[ -e f ] || exit 3; cat f`).
+    fn read_file(&self, path: &str) -> Result<Option<String>> {
+        const MISSING: i32 = 3;
+        let quoted = crate::ssh::shell_quote(path);
+        let out = self.run(&format!("[ -e {quoted} ] || exit {MISSING}; cat {quoted}"))?;
+        match out.exit_code {
+            0 => Ok(Some(out.stdout)),
+            MISSING => Ok(None),
+            code => Err(error::failed(format!(
+                "reading {path} failed (exit {code}): {}",
+                out.reason()
+            ))),
+        }
+    }
+
     /// Runs a command and returns its stdout; a non-zero exit fails with `what` and stderr.
     fn run_ok(&self, command: &str, what: &str) -> Result<String> {
         let out = self.run(command)?;
