@@ -190,6 +190,7 @@ fn main() {
     proxmox::b2_rows(&bin, &dist, bare.as_deref(), &peers, tmp.path());
     proxmox::fleet_rows(&bin, &dist, tmp.path());
     proxmox::discovery_rows(&bin, &dist, tmp.path());
+    proxmox::converge_rows(&bin, &dist, tmp.path());
 }
 
 /// B6, B1 (Rust and TypeScript) and B5: in this process, no orch binary needed.

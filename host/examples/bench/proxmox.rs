@@ -1,6 +1,7 @@
 //! Rows against the Proxmox simulator: B2 (orch vs a bare program vs peers, interleaved),
 //! B3 (10,000 VMs), history independence (the 100th 1,000-VM sync vs the first) with
-//! `data changes` over that history, and discovery of a generated 3-node cluster.
+//! `data changes` over that history, discovery of a generated 3-node cluster, and plan / no-op
+//! apply over 1,000 declared guests.
 
 use super::{median, per_op, row, scaled};
 use std::io::Write;
@@ -340,4 +341,67 @@ pub fn discovery_rows(bin: &Path, dist: &Path, tmp: &Path) {
         format!("{:.0}/s", versions as f64 / wall.as_secs_f64()),
         "-",
     );
+}
+
+/// `orch plan` and a no-op `orch apply` over 1,000 declared guests that already match the node:
+/// wall time and the requests each sends (apply must send no write).
+pub fn converge_rows(bin: &Path, dist: &Path, tmp: &Path) {
+    let count = scaled(1_000);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sim = runtime
+        .block_on(pve_sim::Simulator::start(pve_sim::SimConfig {
+            password: PASSWORD.into(),
+            ..pve_sim::SimConfig::generated(1, count, 0)
+        }))
+        .unwrap();
+    let repo = homelab(bin, dist, &tmp.join("declared"));
+    // The generated guests as they are (vmid 1000 + i, every fifth a container), declared
+    // without a desired power state, so nothing is pending.
+    let mut yaml = String::from(
+        "type: proxmox/guests\nglobalArguments:\n  apiUrl: ${{ env.PROXMOX_API_URL }}\n  node: ${{ env.PROXMOX_NODE }}\n  ticket: ${{ model.keebDev02.resource.node.node.attributes.ticket }}\n  csrfToken: ${{ model.keebDev02.resource.node.node.attributes.csrfToken }}\n  insecureTls: true\n  guests:\n",
+    );
+    for i in 0..count {
+        let vmid = 1_000 + i;
+        if i % 5 == 4 {
+            yaml.push_str(&format!(
+                "    - {{ name: ct-{:05}, kind: lxc, vmid: {vmid}, ostemplate: \"local:vztmpl/debian-12.tar.zst\", start: false }}\n",
+                i + 1
+            ));
+        } else {
+            yaml.push_str(&format!(
+                "    - {{ name: vm-{:05}, kind: qemu, vmid: {vmid}, start: false }}\n",
+                i + 1
+            ));
+        }
+    }
+    std::fs::write(repo.join("models/guests.yaml"), yaml).unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(bin);
+        cmd.args(args)
+            .current_dir(&repo)
+            .env("PROXMOX_API_URL", sim.url());
+        cmd
+    };
+    timed(run(&["model", "run", "keebDev02", "auth"]), None);
+    for (what, args) in [
+        ("plan", &["plan", "guests"][..]),
+        ("no-op apply", &["apply", "guests", "--yes"][..]),
+    ] {
+        let (requests, writes) = (sim.request_count(), sim.writes().len());
+        let (wall, _) = timed(run(args), None);
+        row(
+            &format!("converge: {what} of 1,000 declared guests"),
+            per_op(wall, 1),
+            "-",
+        );
+        row(
+            &format!("converge: {what}: requests sent (writes)"),
+            format!(
+                "{} ({})",
+                sim.request_count() - requests,
+                sim.writes().len() - writes
+            ),
+            "apply: 0 writes",
+        );
+    }
 }
