@@ -95,6 +95,28 @@ fn a_loop_between_definitions_exits_2_naming_it() {
     );
     let value = repo.orch(&["graph", "--json"]).code(2).json();
     assert_eq!(value["exitCode"], 2);
+    // `orch check` (CI) reports the loop too.
+    let check = repo.orch(&["--json", "check"]).code(2).json();
+    let problem = check["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| {
+            p["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("read each other in a loop")
+        })
+        .unwrap_or_else(|| panic!("no loop in {check}"))
+        .clone();
+    assert_eq!(
+        (&problem["file"], &problem["line"], &problem["field"]),
+        (
+            &serde_json::json!("models/auth.yaml"),
+            &serde_json::json!(3),
+            &serde_json::json!("globalArguments.hosts")
+        )
+    );
 }
 
 #[test]

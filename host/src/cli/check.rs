@@ -28,6 +28,21 @@ pub async fn exec(_args: Args, ctx: &Ctx) -> CmdResult {
         .iter()
         .map(diagnostic_json)
         .collect();
+    // Definitions that read each other in a loop have no converge order (`orch graph`);
+    // other graph problems (undefined models) are already reported above.
+    if let Err(crate::graph::GraphError::Cycle(loops)) = crate::graph::ModelGraph::of(&repo) {
+        problems.extend(loops.iter().map(|l| {
+            let first = l.steps.first();
+            json!({
+                "file": first.map(|s| s.file.clone()),
+                "line": first.and_then(|s| s.line),
+                "column": null,
+                "field": first.map(|s| s.via.clone()),
+                "message": clip_message(&l.to_string()),
+                "text": l.to_string(),
+            })
+        }));
+    }
     problems.extend(registry.problems().iter().map(|p| {
         json!({ "file": null, "line": null, "column": null, "field": null, "message": clip_message(p) })
     }));
