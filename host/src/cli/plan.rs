@@ -86,11 +86,15 @@ pub async fn apply(args: ApplyArgs, ctx: &Ctx) -> CmdResult {
     let env = ctx.run_env_for_method().await?;
     let order = ordered(&env, &args.models)?;
     let plans = converge::plan(&env, &order, &Map::new()).await;
-    if failed(&plans) {
+    // The plan, and that nothing was applied: what every refusal below prints.
+    let unapplied = || {
         ctx.printer.result(
             &json!({ "order": order, "models": plans, "applied": [] }),
             || converge::render(&plans, false),
         );
+    };
+    if failed(&plans) {
+        unapplied();
         return Err(CliError::failed(
             "the plan could not be made for every model; nothing was applied",
         ));
@@ -108,10 +112,7 @@ pub async fn apply(args: ApplyArgs, ctx: &Ctx) -> CmdResult {
     if let Some(p) = plans.iter().find(|p| p.deletes())
         && !args.allow_destroy
     {
-        ctx.printer.result(
-            &json!({ "order": order, "models": plans, "applied": [] }),
-            || converge::render(&plans, false),
-        );
+        unapplied();
         return Err(CliError::usage(format!(
             "the plan of `{}` deletes something; review it and pass --allow-destroy to apply it",
             p.model
@@ -119,10 +120,7 @@ pub async fn apply(args: ApplyArgs, ctx: &Ctx) -> CmdResult {
     }
     if !args.yes {
         if !std::io::stdin().is_terminal() {
-            ctx.printer.result(
-                &json!({ "order": order, "models": plans, "applied": [] }),
-                || converge::render(&plans, false),
-            );
+            unapplied();
             return Err(CliError::usage(
                 "stdin is not a terminal, so orch cannot ask; review the plan and pass --yes to apply it",
             ));

@@ -198,19 +198,30 @@ impl ResourceStore {
 
     /// Up to `limit` run summaries, newest first, without reading the run records themselves.
     pub fn list_run_summaries(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
+        self.newest(RUN_SUMMARIES, limit, "summary of run")
+    }
+
+    /// Up to `limit` decoded values of `table` (keyed by run id), newest first: run ids are
+    /// uuid v7, so key order is start order. `what` names a value in errors.
+    fn newest<T: serde::de::DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        limit: usize,
+        what: &str,
+    ) -> Result<Vec<T>, StoreError> {
         self.read(Vec::new, |txn| {
-            let Some(summaries) = self.read_table(txn, RUN_SUMMARIES)? else {
+            let Some(rows) = self.read_table(txn, table)? else {
                 return Ok(Vec::new());
             };
             let mut out = Vec::new();
-            for entry in summaries
+            for entry in rows
                 .iter()
                 .map_err(|e| self.database_error(e))?
                 .rev()
                 .take(limit)
             {
                 let (key, value) = entry.map_err(|e| self.database_error(e))?;
-                out.push(self.decode(value.value(), || format!("summary of run {}", key.value()))?);
+                out.push(self.decode(value.value(), || format!("{what} {}", key.value()))?);
             }
             Ok(out)
         })
@@ -263,22 +274,7 @@ impl ResourceStore {
 
     /// Up to `limit` runs, newest first (run ids are uuid v7, so key order is start order).
     pub fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
-        self.read(Vec::new, |txn| {
-            let Some(runs) = self.read_table(txn, RUNS)? else {
-                return Ok(Vec::new());
-            };
-            let mut out = Vec::new();
-            for entry in runs
-                .iter()
-                .map_err(|e| self.database_error(e))?
-                .rev()
-                .take(limit)
-            {
-                let (key, value) = entry.map_err(|e| self.database_error(e))?;
-                out.push(self.decode(value.value(), || format!("run {}", key.value()))?);
-            }
-            Ok(out)
-        })
+        self.newest(RUNS, limit, "run")
     }
 }
 
