@@ -209,6 +209,52 @@ fn loops_are_refused_before_any_request() {
     );
 }
 
+/// A definition's `refresh` method runs before the plan: with it, no prior login is needed;
+/// when it fails, the plan stops before calling anything with a stale ticket; an unknown one is
+/// reported by `orch check`.
+#[test]
+fn refresh_logs_in_before_the_plan_and_a_failed_refresh_stops_it() {
+    let lab = Lab::with_config(SimConfig::default().with_templates());
+    lab.repo.write("models/guests.yaml", GUESTS);
+    let node = std::fs::read_to_string(lab.repo.path().join("models/keebDev02.yaml")).unwrap();
+    lab.repo
+        .write("models/keebDev02.yaml", &format!("refresh: auth\n{node}"));
+    let plan = planned(&lab, 2);
+    let creates = plan.iter().filter(|(action, _)| action == "create").count();
+    assert_eq!(creates, 3, "planned without `model run auth`: {plan:?}");
+
+    lab.repo
+        .write("models/keebDev02.yaml", &format!("refresh: login\n{node}"));
+    let check = lab.orch(&["check"]).code(2);
+    assert!(
+        check
+            .all()
+            .contains("models/keebDev02.yaml:1: refresh: `refresh` names `login`"),
+        "{}",
+        check.all()
+    );
+
+    lab.repo
+        .write("models/keebDev02.yaml", &format!("refresh: auth\n{node}"));
+    lab.repo
+        .orch_stdin(&["vault", "put", "proxmox-vault", "password"], "wrong")
+        .ok();
+    let before = lab.sim.requests().len();
+    let failed = lab.orch(&["plan", "guests"]).code(1);
+    assert!(
+        failed
+            .all()
+            .contains("refreshing `keebDev02` (its `refresh: auth`) failed"),
+        "{}",
+        failed.all()
+    );
+    let sent = lab.sim.requests()[before..].to_vec();
+    assert!(
+        sent.iter().all(|r| r.contains("/access/ticket")),
+        "only the failed login was sent: {sent:?}"
+    );
+}
+
 /// The `workflows/phoenix` example: its models, graph and declared guests against the
 /// simulator, and the DNS records and gateway proxies its aggregation would render.
 #[test]
@@ -243,7 +289,7 @@ fn the_phoenix_example_converges_its_six_guests_and_aggregates_them() {
         serde_json::json!(["pve", "guests", "dns", "gateway"])
     );
 
-    orch(&["model", "run", "pve", "auth"]).ok();
+    // No `orch model run pve auth` first: pve's `refresh: auth` logs in before the plan.
     orch(&["apply", "guests", "--yes"]).ok();
     for vmid in [1001, 1002, 2001, 2101, 2102, 2103] {
         assert_eq!(sim.guest_status(vmid).as_deref(), Some("running"), "{vmid}");

@@ -139,7 +139,6 @@ fn phoenix(bin_dir: &Path, orch_bin: &Path, password: &str) -> Result<()> {
     let (sim, url) = start_sim(bin_dir, password, &["--templates", "--agent-warmup", "2"])?;
     eprintln!("\nProxmox VE simulator (with templates 9000 and 9001) listening on {url}");
     vault_put(orch_bin, &repo, password)?;
-    orch(orch_bin, &repo, &url, &["model", "run", "pve", "auth"])?;
     print!("{}", orch(orch_bin, &repo, &url, &["graph"])?);
     print!("{}", orch(orch_bin, &repo, &url, &["plan", "guests"])?);
     print!(

@@ -78,7 +78,14 @@ pub async fn plan(
     for model in models {
         let method = match converge_method(env, model) {
             Ok(Some(m)) => m,
-            Ok(None) => continue,
+            Ok(None) => {
+                if let Some(failed) = refresh(env, model).await {
+                    // What comes after reads this model: stop before using a stale ticket.
+                    plans.push(failed);
+                    break;
+                }
+                continue;
+            }
             Err(error) => {
                 plans.push(ModelPlan {
                     model: model.clone(),
@@ -119,6 +126,24 @@ pub async fn plan(
         });
     }
     plans
+}
+
+/// Runs `model`'s `refresh` method, when its definition names one (a login renewing the
+/// ticket the models after it read). `None` when it succeeded or there is none; a failed plan
+/// entry otherwise, so the plan stops before calling anything with a stale ticket.
+async fn refresh(env: &RunEnv, model: &str) -> Option<ModelPlan> {
+    let method = env.repo.model(model).ok()?.refresh.clone()?;
+    let (record, _) = env.run_method(model, &method, Map::new(), false).await;
+    (record.status != RunStatus::Succeeded).then(|| ModelPlan {
+        model: model.to_string(),
+        method: method.clone(),
+        changes: Vec::new(),
+        error: Some(format!(
+            "refreshing `{model}` (its `refresh: {method}`) failed: {}",
+            record.error.as_deref().unwrap_or("no error was recorded")
+        )),
+        run_id: record.id,
+    })
 }
 
 /// The outcome of applying one model's plan.

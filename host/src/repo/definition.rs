@@ -26,6 +26,10 @@ pub struct Definition {
     pub global_arguments: Map<String, Value>,
     /// Per-method arguments, by method name.
     pub methods: BTreeMap<String, MethodArgs>,
+    /// A method `orch plan` and `orch apply` run first, before converging the models that read
+    /// this one (a login that renews the ticket they use).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<String>,
     /// The file, relative to the repository root.
     #[serde(skip)]
     pub file: PathBuf,
@@ -56,6 +60,8 @@ struct RawDefinition {
     global_arguments: Map<String, Value>,
     #[serde(default, deserialize_with = "null_default")]
     methods: BTreeMap<String, MethodArgs>,
+    #[serde(default)]
+    refresh: Option<String>,
 }
 
 impl Definition {
@@ -95,6 +101,7 @@ impl Definition {
             description: raw.description,
             global_arguments: raw.global_arguments,
             methods: raw.methods,
+            refresh: raw.refresh,
             file: file.to_path_buf(),
             lines,
         })

@@ -63,6 +63,21 @@ fn definition_problems(def: &Definition, catalog: &dyn Catalog) -> Vec<Diagnosti
     if let Some(problem) = catalog.type_problem(&def.type_name) {
         diags.push(Diagnostic::at(&def.file, &def.lines, "type", problem));
     }
+    if let Some(refresh) = &def.refresh
+        && let Some(names) = catalog.method_names(&def.name)
+        && !names.contains(refresh)
+    {
+        diags.push(Diagnostic::at(
+            &def.file,
+            &def.lines,
+            "refresh",
+            format!(
+                "`refresh` names `{refresh}`, which type `{}` does not have; name one of its methods ({})",
+                def.type_name,
+                names.join(", ")
+            ),
+        ));
+    }
     let mut values: Vec<(String, &Value)> = def
         .global_arguments
         .iter()
