@@ -102,13 +102,14 @@ fn imported_home_lab_checks_and_syncs_the_fleet_against_the_simulator() {
     let (tmp, swamp) = swamp_copy(Some(&sim.url()));
     let before = files(&swamp);
 
-    let report = orch(
+    let import = orch(
         tmp.path(),
         &["--json", "import", "swamp", "swamp-homelab"],
         None,
     )
-    .ok()
-    .json();
+    .ok();
+    assert!(!import.all().contains(PASSWORD), "{}", import.all());
+    let report = import.json();
     let into = tmp.path().join("swamp-homelab-orch");
     assert_eq!(files(&swamp), before, "the swamp repository was changed");
 

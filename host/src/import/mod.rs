@@ -118,7 +118,7 @@ pub fn import_swamp(options: &ImportOptions) -> Result<ImportReport, ImportError
         into: into.clone(),
         dry_run: options.dry_run,
         errors: repo.errors.iter().cloned().map(Problem::from).collect(),
-        not_converted: repo.notes.iter().cloned().map(Problem::from).collect(),
+        notes: repo.notes.iter().cloned().map(Problem::from).collect(),
         ..ImportReport::default()
     };
     let mut files: Vec<(PathBuf, String)> = Vec::new();
@@ -295,7 +295,7 @@ impl Import {
                 "description" => {
                     out.insert(key.clone(), value.clone());
                 }
-                _ => report.not_converted.push(
+                _ => report.notes.push(
                     Diagnostic::at(
                         file,
                         lines,
@@ -324,7 +324,7 @@ impl Import {
                     continue;
                 }
                 globals.insert(name.to_string(), value);
-                report.not_converted.push(
+                report.notes.push(
                     Diagnostic::at(
                         file,
                         lines,
@@ -362,11 +362,12 @@ impl Import {
             to: PathBuf::from("models").join(format!("{}.yaml", def.name)),
             type_name: out.get("type").and_then(Value::as_str).map(str::to_string),
         });
-        Some(yaml_file(
-            &def.file.rel,
-            def.id.as_deref(),
-            &Value::Object(out),
-        ))
+        let text = yaml_file(&def.file.rel, def.id.as_deref(), &Value::Object(out));
+        let target = PathBuf::from("models").join(format!("{}.yaml", def.name));
+        if let Err(diags) = crate::repo::Definition::parse(&text, &target) {
+            refused_by_orch(report, file, diags);
+        }
+        Some(text)
     }
 
     fn workflow(&mut self, wf: &SwampWorkflow, report: &mut ImportReport) -> Option<String> {
@@ -403,11 +404,12 @@ impl Import {
             to: PathBuf::from("workflows").join(format!("{}.yaml", wf.name)),
             type_name: None,
         });
-        Some(yaml_file(
-            &wf.file.rel,
-            wf.id.as_deref(),
-            &Value::Object(out),
-        ))
+        let text = yaml_file(&wf.file.rel, wf.id.as_deref(), &Value::Object(out));
+        let target = PathBuf::from("workflows").join(format!("{}.yaml", wf.name));
+        if let Err(diags) = crate::workflow::Workflow::parse(&text, &target) {
+            refused_by_orch(report, file, diags);
+        }
+        Some(text)
     }
 
     fn job(&mut self, job: &Value, path: &str, place: &Place, report: &mut ImportReport) -> Value {
@@ -502,7 +504,7 @@ impl Import {
                         .and_then(|v| self.ids.get(v))
                         .map_or_else(|| value.clone(), |n| Value::String(n.clone()));
                     if named == *value && value.as_str().is_some_and(swamp::looks_like_id) {
-                        report.not_converted.push(
+                        report.notes.push(
                             Diagnostic::at(
                                 place.file,
                                 place.lines,
@@ -702,8 +704,22 @@ impl Import {
     }
 }
 
+/// The converted file does not load in orch: it is written for the user to mend, and the
+/// import counts as incomplete.
+fn refused_by_orch(report: &mut ImportReport, swamp_file: &Path, diags: Vec<Diagnostic>) {
+    for d in diags {
+        report.errors.push(
+            Diagnostic::file(
+                swamp_file,
+                format!("converted, but orch refuses the result ({d}); fix it there"),
+            )
+            .into(),
+        );
+    }
+}
+
 fn dropped(report: &mut ImportReport, place: &Place, path: &str, key: &str, what: &str) {
-    report.not_converted.push(
+    report.notes.push(
         Diagnostic::at(
             place.file,
             place.lines,

@@ -28,8 +28,10 @@ pub struct ImportReport {
     pub secrets_replaced: Vec<SecretReplaced>,
     /// Every vault key the imported repository reads, with the command that fills it.
     pub vault_keys: Vec<VaultKey>,
-    /// Fields and expressions written as they were or dropped: they need a look by hand.
+    /// Expressions written unchanged because they use what orch's expressions lack.
     pub not_converted: Vec<Problem>,
+    /// Other changes worth a look: fields dropped or added, duplicate copies skipped.
+    pub notes: Vec<Problem>,
     /// Files that could not be imported at all (malformed YAML, no type, …).
     pub errors: Vec<Problem>,
     /// What to run next, in order.
@@ -196,6 +198,7 @@ impl ImportReport {
         section(&mut out, "not converted", &self.not_converted, |p| {
             p.text.clone()
         });
+        section(&mut out, "notes", &self.notes, |p| p.text.clone());
         section(&mut out, "not imported", &self.errors, |p| p.text.clone());
         section(&mut out, "next", &self.next_steps, Clone::clone);
         out.join("\n")

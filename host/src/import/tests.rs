@@ -152,3 +152,77 @@ fn target_inside_the_swamp_repository_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn flat_layout_env_step_secrets_and_unknown_roots() {
+    let src = swamp_repo();
+    fs::write(
+        src.path().join("models/gateway.yaml"),
+        "name: gateway\ntype: ssh/host\ntags: { team: infra }\nglobalArguments:\n  host: ${{ env.GATEWAY_HOST }}\n",
+    )
+    .unwrap();
+    fs::write(
+        src.path().join("workflows/notify.yaml"),
+        "name: notify\njobs:\n  - name: a\n    steps:\n      - name: ping\n        task:\n          \
+         type: model_method\n          modelIdOrName: gateway\n          methodName: exec\n          \
+         inputs:\n            command: ${{ workflow.run.id }}\n            apiToken: abc-123-plain\n",
+    )
+    .unwrap();
+    let (report, out) = run(src.path(), false);
+    let into = out.path().join("orch");
+    assert!(report.complete(), "{}", report.render());
+    let gateway = fs::read_to_string(into.join("models/gateway.yaml")).unwrap();
+    assert!(
+        gateway.contains("sshHost: ${{ env.GATEWAY_HOST }}"),
+        "{gateway}"
+    );
+    assert!(!gateway.contains("tags"), "{gateway}");
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.text.starts_with("models/gateway.yaml:3: tags:")),
+        "{:?}",
+        report.notes
+    );
+    // orch.yaml declares the variable and loads as orch's own settings.
+    let config_text = fs::read_to_string(into.join("orch.yaml")).unwrap();
+    let config = crate::repo::RepoConfig::parse(&config_text, Path::new("orch.yaml")).unwrap();
+    assert!(config.env.contains_key("GATEWAY_HOST"), "{config_text}");
+
+    let notify = fs::read_to_string(into.join("workflows/notify.yaml")).unwrap();
+    assert!(!notify.contains("abc-123-plain"), "{notify}");
+    assert!(
+        notify.contains("vault.get(\"notify\", \"ping-apiToken\")"),
+        "{notify}"
+    );
+    let unknown = &report.not_converted[0];
+    assert_eq!(unknown.file, Path::new("workflows/notify.yaml"));
+    assert_eq!(unknown.line, Some(11));
+    assert!(
+        unknown.message.contains("`workflow`"),
+        "{}",
+        unknown.message
+    );
+}
+
+#[test]
+fn a_result_orch_refuses_is_written_and_reported() {
+    let src = swamp_repo();
+    // A step without a task converts, but orch's workflow parser refuses it.
+    fs::write(
+        src.path().join("workflows/half.yaml"),
+        "name: half\njobs:\n  - name: a\n    steps:\n      - name: nothing\n",
+    )
+    .unwrap();
+    let (report, out) = run(src.path(), false);
+    assert!(!report.complete());
+    let error = &report.errors[0];
+    assert_eq!(error.file, Path::new("workflows/half.yaml"));
+    assert!(
+        error.message.contains("orch refuses the result") && error.message.contains("task"),
+        "{}",
+        error.message
+    );
+    assert!(out.path().join("orch/workflows/half.yaml").is_file());
+}
