@@ -167,6 +167,18 @@ fn imported_home_lab_checks_and_syncs_the_fleet_against_the_simulator() {
         secret["command"],
         "printf %s \"$SECRET\" | orch vault put keebDev02 password"
     );
+    // swamp's data.findBySpec has no orch equivalent: written unchanged and listed.
+    let unconverted = &report["notConverted"];
+    assert_eq!(unconverted.as_array().unwrap().len(), 1, "{unconverted:#}");
+    assert_eq!(unconverted[0]["file"], "workflows/setup-tailscale.yaml");
+    assert_eq!(unconverted[0]["line"], 19);
+    assert!(
+        unconverted[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`data.findBySpec()`"),
+        "{unconverted:#}"
+    );
     assert!(
         report["nextSteps"]
             .as_array()

@@ -19,6 +19,11 @@ pub struct Findings {
 /// The roots orch's expression context provides (DESIGN.md, CEL wiring).
 const ORCH_ROOTS: &[&str] = &["model", "inputs", "env", "vault", "data", "run", "self"];
 
+/// The functions orch provides under a root. swamp also has `data.version`,
+/// `data.listVersions`, `data.findBySpec`, `data.findByTag`, `data.query` and `file.contents`;
+/// an expression using one is reported, never passed on as if it worked.
+const ORCH_FUNCTIONS: &[(&str, &[&str])] = &[("data", &["latest"]), ("vault", &["get"])];
+
 /// CEL's own words and global functions, which need no conversion.
 const CEL_GLOBALS: &[&str] = &[
     "true",
@@ -149,6 +154,20 @@ fn root(word: &str, chars: &[char], after: usize, findings: &mut Findings) {
             findings.vault.push(pair);
         }
     }
+    if let Some((_, known)) = ORCH_FUNCTIONS.iter().find(|(root, _)| *root == word)
+        && next == Some('.')
+    {
+        let method: String = chars[after..]
+            .iter()
+            .skip_while(|c| c.is_whitespace() || **c == '.')
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
+            .collect();
+        let shown = format!("{word}.{method}()");
+        if !known.contains(&method.as_str()) && !findings.unknown.contains(&shown) {
+            findings.unknown.push(shown);
+        }
+        return;
+    }
     if ORCH_ROOTS.contains(&word) || CEL_GLOBALS.contains(&word) {
         return;
     }
@@ -244,6 +263,15 @@ mod tests {
             &ids(),
         );
         assert_eq!(f.unknown, vec!["workflow", "file"]);
+    }
+
+    #[test]
+    fn swamp_only_data_functions_are_reported() {
+        let (_, f) = rewrite(
+            "${{ data.findBySpec(\"scanner\", \"subnet\") + data.latest(\"fleet\", \"slate\") + file.contents(\"a\", \"b\") }}",
+            &ids(),
+        );
+        assert_eq!(f.unknown, vec!["data.findBySpec()", "file"]);
     }
 
     #[test]

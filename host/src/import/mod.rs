@@ -605,9 +605,9 @@ impl Import {
                     place.lines,
                     path,
                     format!(
-                        "expression uses {} which orch expressions do not provide (they know \
-                         model, inputs, env, vault, data, run and self); written unchanged, \
-                         rewrite it by hand",
+                        "expression uses {} which orch expressions do not provide (they have \
+                         model, inputs, env, run, self, vault.get and data.latest); written \
+                         unchanged, rewrite it by hand",
                         findings
                             .unknown
                             .iter()
