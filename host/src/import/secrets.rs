@@ -24,7 +24,12 @@ pub fn is_secret_key(key: &str) -> bool {
         .flat_map(char::to_lowercase)
         .collect();
     SECRET_KEY_PARTS.iter().any(|part| normal.contains(part))
+        && !NOT_SECRET_SUFFIXES.iter().any(|end| normal.ends_with(end))
 }
+
+/// Keys that name where a secret is, or which one, rather than holding it: `tokenUrl`,
+/// `passwordFile`, `tokenId` (a Proxmox API token's id is `user@realm!name`, not the secret).
+const NOT_SECRET_SUFFIXES: &[&str] = &["url", "path", "file", "name", "id", "ttl"];
 
 /// True when `value` is a literal that must be replaced: a secret key holding text that is not
 /// already a `${{ … }}` expression, or any value that is a PEM private key.
@@ -71,6 +76,9 @@ mod tests {
         }
         for key in [
             "apiUrl",
+            "tokenUrl",
+            "passwordFile",
+            "tokenId",
             "username",
             "node",
             "host",
