@@ -148,6 +148,9 @@ pub fn import_swamp(options: &ImportOptions) -> Result<ImportReport, ImportError
     Ok(report)
 }
 
+/// `path` made absolute with every existing part resolved (symlinks, `..`), so no spelling of
+/// the target can land inside the swamp repository unnoticed. Parts that do not exist yet are
+/// joined as they will be created.
 fn absolute(path: &Path) -> PathBuf {
     let joined = if path.is_absolute() {
         path.to_path_buf()
@@ -156,21 +159,23 @@ fn absolute(path: &Path) -> PathBuf {
             .map(|d| d.join(path))
             .unwrap_or_else(|_| path.to_path_buf())
     };
-    // Resolve the part that exists, so `..` and symlinks cannot hide the swamp repository.
-    let mut existing = joined.as_path();
-    let mut rest = Vec::new();
-    while !existing.exists() {
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
-                existing = parent;
+    let mut out = PathBuf::new();
+    for part in joined.components() {
+        match part {
+            // `out` is canonical wherever it exists, so its parent is what `..` reaches.
+            std::path::Component::ParentDir => {
+                out.pop();
             }
-            _ => return joined,
+            std::path::Component::CurDir => {}
+            other => {
+                out.push(other);
+                if let Ok(real) = fs::canonicalize(&out) {
+                    out = real;
+                }
+            }
         }
     }
-    let mut resolved = fs::canonicalize(existing).unwrap_or_else(|_| existing.to_path_buf());
-    resolved.extend(rest.iter().rev());
-    resolved
+    out
 }
 
 fn check_target(into: &Path, force: bool) -> Result<(), ImportError> {

@@ -226,3 +226,33 @@ fn a_result_orch_refuses_is_written_and_reported() {
     );
     assert!(out.path().join("orch/workflows/half.yaml").is_file());
 }
+
+#[test]
+fn a_target_that_climbs_back_into_the_swamp_repository_is_refused() {
+    let src = swamp_repo();
+    let name = src
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let sneaky = src
+        .path()
+        .join("..")
+        .join("not-there-yet")
+        .join("..")
+        .join(&name)
+        .join("out");
+    let err = import_swamp(&ImportOptions {
+        source: src.path().to_path_buf(),
+        into: Some(sneaky),
+        dry_run: false,
+        force: false,
+    })
+    .unwrap_err();
+    assert!(
+        matches!(err, ImportError::TargetInsideSource { .. }),
+        "{err}"
+    );
+    assert!(!src.path().join("out").exists());
+}
