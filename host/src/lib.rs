@@ -10,6 +10,7 @@ pub mod converge;
 pub mod excerpt;
 pub mod expr;
 pub mod graph;
+pub mod import;
 pub mod method;
 pub mod output;
 pub mod plugin_dev;

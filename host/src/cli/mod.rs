@@ -7,6 +7,7 @@ mod context;
 mod data;
 mod eval;
 mod graph;
+mod import;
 mod init;
 mod inputs;
 mod model;
@@ -113,6 +114,9 @@ enum Command {
     /// Manage SSH host keys trusted by this repository.
     #[command(subcommand)]
     Ssh(ssh::Cmd),
+    /// Bring another tool's repository over (`orch import swamp <dir>`).
+    #[command(subcommand)]
+    Import(import::Cmd),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -170,6 +174,7 @@ async fn dispatch(command: Command, ctx: &Ctx) -> CmdResult {
         Command::Vault(c) => vault::exec(c, ctx),
         Command::Plugin(c) => plugin::exec(c, ctx).await,
         Command::Ssh(c) => ssh::exec(c, ctx).await,
+        Command::Import(c) => import::exec(c, ctx),
     }
 }
 
