@@ -6,7 +6,7 @@ use crate::method::{MethodCall, StoreDataSource};
 use crate::output::Event;
 use crate::store::{StepRecord, now_rfc3339};
 use crate::workflow::{
-    self, Job, Step, StepExecutor, StepOutcome, StepRef, StepStatus, Task, Workflow,
+    self, Job, Severity, Step, StepExecutor, StepOutcome, StepRef, StepStatus, Task, Workflow,
 };
 use serde_json::{Map, Value};
 use std::future::Future;
@@ -66,6 +66,7 @@ pub(crate) async fn run_recorded(
             duration_ms: Some(duration_ms),
             error: error.clone(),
             resources,
+            ..Default::default()
         });
     }
     (error, output)
@@ -227,39 +228,24 @@ impl Executor {
                 }
             }
         };
+        // Items run one at a time unless the step sets `concurrency`.
+        let cap = step
+            .concurrency
+            .map_or(1, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let results = workflow::run_capped(items, cap, |self_vars| {
+            self.run_item(job, step, &field, self_vars)
+        })
+        .await;
         let mut failures = Vec::new();
         let mut ran_any = false;
-        for self_vars in items {
-            let name = match self.resolve(
-                &Value::String(step.name.clone()),
-                &format!("{field}.name"),
-                &self_vars,
-            ) {
-                Ok(Value::String(s)) => s,
-                Ok(other) => other.to_string(),
-                Err(e) => {
+        for result in results {
+            match result {
+                None => {}
+                Some(Ok(())) => ran_any = true,
+                Some(Err(e)) => {
+                    ran_any = true;
                     failures.push(e);
-                    continue;
                 }
-            };
-            let label = format!("{}{}.{name}", self.prefix, job.name);
-            if let Some(guard) = &step.guard {
-                match self.eval_guard(guard, &format!("{field}.guard"), &self_vars) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        self.record_skip(&label, "guard is false");
-                        continue;
-                    }
-                    Err(e) => {
-                        self.fail_recorded(&label, e.clone());
-                        failures.push(e);
-                        continue;
-                    }
-                }
-            }
-            ran_any = true;
-            if let Err(e) = self.run_task(&label, step, &field, &self_vars).await {
-                failures.push(e);
             }
         }
         if !failures.is_empty() {
@@ -280,6 +266,139 @@ impl Executor {
         }
     }
 
+    /// One forEach item (or the step itself): `None` if its guard skipped it.
+    async fn run_item(
+        &self,
+        job: &Job,
+        step: &Step,
+        field: &str,
+        self_vars: Map<String, Value>,
+    ) -> Option<Result<(), String>> {
+        let name = match self.resolve(
+            &Value::String(step.name.clone()),
+            &format!("{field}.name"),
+            &self_vars,
+        ) {
+            Ok(Value::String(s)) => s,
+            Ok(other) => other.to_string(),
+            Err(e) => return Some(Err(e)),
+        };
+        let label = format!("{}{}.{name}", self.prefix, job.name);
+        if let Some(guard) = &step.guard {
+            match self.eval_guard(guard, &format!("{field}.guard"), &self_vars) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.record_skip(&label, "guard is false");
+                    return None;
+                }
+                Err(e) => {
+                    self.fail_recorded(&label, e.clone());
+                    return Some(Err(e));
+                }
+            }
+        }
+        Some(self.run_task(&label, step, field, &self_vars).await)
+    }
+
+    /// Evaluates an assert and records it as a step: a false `error` assert fails it, a false
+    /// `warn` assert succeeds with the warning recorded.
+    fn run_assert(
+        &self,
+        label: &str,
+        field: &str,
+        expression: &str,
+        message: Option<&str>,
+        severity: Severity,
+        self_vars: &Map<String, Value>,
+    ) -> Result<(), String> {
+        let events = &self.state.runner.events;
+        events.emit(Event::StepStarted {
+            step: label.to_string(),
+            model: None,
+            method: None,
+        });
+        let started_at = now_rfc3339();
+        let started = Instant::now();
+        let claim = message.unwrap_or(expression);
+        let field = format!("{field}.task.expression");
+        let data = self.data();
+        let scope =
+            self.state
+                .runner
+                .evaluator
+                .scope_over(&data, &self.inputs, self.vars(self_vars));
+        let result = scope.eval_expr(expression);
+        for s in self.state.runner.evaluator.secrets() {
+            events.redactor().add(&s);
+        }
+        let (error, warning) = match result {
+            Ok(Value::Bool(true)) => (None, None),
+            Ok(Value::Bool(false)) => {
+                let text = format!("assertion failed: {claim} (`{expression}` is false)");
+                match severity {
+                    Severity::Error => (Some(text), None),
+                    Severity::Warn => (None, Some(text)),
+                }
+            }
+            Ok(other) => {
+                let line = self
+                    .workflow
+                    .line_of(&field)
+                    .map(|l| format!(":{l}"))
+                    .unwrap_or_default();
+                (
+                    Some(format!(
+                        "{}{line}: {field}: assert `{expression}` gave {other}, not a bool; \
+                         write a predicate such as `size(…) >= 3`",
+                        self.workflow.file.display()
+                    )),
+                    None,
+                )
+            }
+            Err(e) => (Some(locate(&self.workflow, &e, &field)), None),
+        };
+        let (level, note) = match (&error, &warning) {
+            (None, None) => (
+                crate::capabilities::LogLevel::Info,
+                format!("assert held: {claim}"),
+            ),
+            (_, Some(w)) => (crate::capabilities::LogLevel::Warn, format!("warning: {w}")),
+            (Some(e), _) => (crate::capabilities::LogLevel::Error, e.clone()),
+        };
+        events.emit(Event::Log {
+            step: label.to_string(),
+            level,
+            message: note,
+        });
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let status = if error.is_some() {
+            "failed"
+        } else {
+            "succeeded"
+        };
+        events.emit(Event::StepFinished {
+            step: label.to_string(),
+            status: status.to_string(),
+            duration_ms,
+            error: error.clone(),
+        });
+        let (job, name) = label.split_once('.').unwrap_or(("", label));
+        if let Ok(mut steps) = self.state.steps.lock() {
+            steps.push(StepRecord {
+                job: job.to_string(),
+                name: name.to_string(),
+                status: status.to_string(),
+                started_at: Some(started_at),
+                duration_ms: Some(duration_ms),
+                error: error.clone(),
+                warning,
+                assertion: Some(claim.to_string()),
+                ..Default::default()
+            });
+        }
+        error.map_or(Ok(()), Err)
+    }
+
     async fn run_task(
         &self,
         label: &str,
@@ -288,6 +407,18 @@ impl Executor {
         self_vars: &Map<String, Value>,
     ) -> Result<(), String> {
         match &step.task {
+            Task::Assert {
+                expression,
+                message,
+                severity,
+            } => self.run_assert(
+                label,
+                field,
+                expression,
+                message.as_deref(),
+                *severity,
+                self_vars,
+            ),
             Task::ModelMethod {
                 model_id_or_name,
                 method_name,
@@ -444,6 +575,7 @@ impl Executor {
                 duration_ms: Some(0),
                 error,
                 resources: Vec::new(),
+                ..Default::default()
             });
         }
     }

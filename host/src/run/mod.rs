@@ -140,6 +140,9 @@ impl RunEnv {
             if let Some(e) = &mut step.error {
                 *e = redactor.redact(e);
             }
+            if let Some(w) = &mut step.warning {
+                *w = redactor.redact(w);
+            }
         }
         // The end record replaces the start record, so it must not be committed before it.
         if let Some(e) = state.runner.started.wait() {

@@ -113,23 +113,34 @@ pub struct JobOutcome {
     pub steps: Vec<(String, StepOutcome)>,
 }
 
-/// Runs `wf` to completion with at most `concurrency` steps in flight (0 counts as 1).
+/// Runs `wf` to completion with at most `concurrency` steps in flight (0 counts as 1), and
+/// fewer where the workflow or a job sets its own `concurrency`.
 pub async fn run_workflow(
     wf: Arc<Workflow>,
     exec: Arc<dyn StepExecutor>,
     concurrency: usize,
 ) -> WorkflowOutcome {
-    let limit = concurrency.max(1);
+    let limit = cap(wf.concurrency).min(concurrency.max(1));
+    let job_caps: Vec<usize> = wf.jobs.iter().map(|j| cap(j.concurrency)).collect();
+    let mut job_running = vec![0usize; wf.jobs.len()];
     let mut state = State::new(&wf);
     state.begin(&wf, exec.as_ref());
 
     let mut running: JoinSet<StepOutcome> = JoinSet::new();
     let mut in_flight: HashMap<tokio::task::Id, (usize, usize)> = HashMap::new();
+    // Ready steps whose job is at its cap; they go back to `ready` with the same priority.
+    let mut held = Vec::new();
     loop {
         while running.len() < limit {
-            let Some(Reverse((_, _, j, s))) = state.ready.pop() else {
+            let Some(entry) = state.ready.pop() else {
                 break;
             };
+            let Reverse((_, _, j, s)) = entry;
+            if job_running[j] >= job_caps[j] {
+                held.push(entry);
+                continue;
+            }
+            job_running[j] += 1;
             let step = StepRef {
                 workflow: Arc::clone(&wf),
                 job: j,
@@ -139,6 +150,7 @@ pub async fn run_workflow(
             let handle = running.spawn(async move { exec.run_step(step).await });
             in_flight.insert(handle.id(), (j, s));
         }
+        state.ready.extend(held.drain(..));
         if running.is_empty() {
             // Nothing runs and nothing is ready: either done, or the rest waits on a loop
             // that validation would have rejected. Skip what is stuck so the run ends.
@@ -162,6 +174,7 @@ pub async fn run_workflow(
         let Some((j, s)) = in_flight.remove(&id) else {
             continue;
         };
+        job_running[j] -= 1;
         state.batch += 1;
         state.record_step(&wf, j, s, outcome);
         state.drain(&wf, exec.as_ref());
@@ -495,6 +508,27 @@ impl State {
             jobs,
         }
     }
+}
+
+/// A `concurrency:` setting as a count; unset means no cap of its own.
+fn cap(setting: Option<u64>) -> usize {
+    setting.map_or(usize::MAX, |n| {
+        usize::try_from(n).unwrap_or(usize::MAX).max(1)
+    })
+}
+
+/// Runs `f` on every item with at most `limit` in flight (0 counts as 1); results in item order.
+pub async fn run_capped<T, R, F, Fut>(items: Vec<T>, limit: usize, f: F) -> Vec<R>
+where
+    F: FnMut(T) -> Fut,
+    Fut: Future<Output = R>,
+{
+    use futures_util::StreamExt;
+    futures_util::stream::iter(items)
+        .map(f)
+        .buffered(limit.max(1))
+        .collect()
+        .await
 }
 
 /// Nodes of `open` that lie on a loop; all of `open` if none does, so a stuck run always
