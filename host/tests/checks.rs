@@ -207,16 +207,19 @@ fn the_junit_file_is_written_when_a_step_fails_and_an_unwritable_path_stops_the_
     assert_eq!(runs.as_array().unwrap().len(), 0, "nothing ran");
 }
 
-#[test]
-fn a_concurrency_cap_of_one_on_a_for_each_step_keeps_one_item_in_flight() {
-    let repo = repo();
-    let record = repo.orch(&["--json", "run", "seed"]).ok().json();
+/// The most `seed.write-*` items in flight at once, from the run's event stream.
+fn max_items_in_flight(record: &Value) -> i32 {
+    max_in_flight(record, "seed.write-", 3)
+}
+
+/// The most steps named `prefix…` in flight at once; `expected` of them must have started.
+fn max_in_flight(record: &Value, prefix: &str, expected: usize) -> i32 {
     let mut in_flight = 0i32;
     let mut max = 0;
     let mut started = 0;
     for event in record["events"].as_array().unwrap() {
         let step = event["step"].as_str().unwrap_or("");
-        if !step.starts_with("seed.write-") {
+        if !step.starts_with(prefix) {
             continue;
         }
         match event["event"].as_str().unwrap_or("") {
@@ -229,8 +232,47 @@ fn a_concurrency_cap_of_one_on_a_for_each_step_keeps_one_item_in_flight() {
             _ => {}
         }
     }
-    assert_eq!(started, 3, "{}", record["events"]);
-    assert_eq!(max, 1);
+    assert_eq!(started, expected, "{}", record["events"]);
+    max
+}
+
+#[test]
+fn a_concurrency_cap_of_one_on_a_for_each_step_keeps_one_item_in_flight() {
+    let repo = repo();
+    let record = repo.orch(&["--json", "run", "seed"]).ok().json();
+    assert_eq!(max_items_in_flight(&record), 1);
+}
+
+#[test]
+fn for_each_items_without_a_cap_stay_within_the_global_concurrency_across_steps() {
+    // Two forEach steps side by side, three items each, no caps of their own: with
+    // `concurrency: 2` in orch.yaml, at most two calls are in flight in the whole run.
+    let repo = repo();
+    repo.write(
+        "workflows/wide.yaml",
+        r#"jobs:
+  - name: wide
+    steps:
+      - name: left-${{ self.item }}
+        forEach: { item: item, in: [a, b, c] }
+        task: { type: model_method, modelIdOrName: box, methodName: write, inputs: { name: 'l${{ self.item }}', attributes: {} } }
+      - name: right-${{ self.item }}
+        forEach: { item: item, in: [a, b, c] }
+        task: { type: model_method, modelIdOrName: box, methodName: write, inputs: { name: 'r${{ self.item }}', attributes: {} } }
+"#,
+    );
+    let config = std::fs::read_to_string(repo.path().join("orch.yaml")).unwrap();
+    assert!(config.contains("concurrency: 8"), "{config}");
+    repo.write(
+        "orch.yaml",
+        &config.replace("concurrency: 8", "concurrency: 2"),
+    );
+    let record = repo.orch(&["--json", "run", "wide"]).ok().json();
+    assert!(
+        max_in_flight(&record, "wide.", 6) <= 2,
+        "{}",
+        record["events"]
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Runs workflow steps for the scheduler: guard, forEach, model methods and nested workflows.
 
 use super::RunState;
+use crate::capabilities::LogLevel;
 use crate::expr::{ExprError, SharedInputs, Vars};
 use crate::method::{MethodCall, StoreDataSource};
 use crate::output::Event;
@@ -228,10 +229,12 @@ impl Executor {
                 }
             }
         };
-        // Items run one at a time unless the step sets `concurrency`.
-        let cap = step
-            .concurrency
-            .map_or(1, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        // Items run side by side up to the step's `concurrency` (default: the global limit,
+        // which `call_slots` also holds across the whole run).
+        let global = self.state.runner.repo.config.concurrency.max(1);
+        let cap = step.concurrency.map_or(global, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX).min(global)
+        });
         let results = workflow::run_capped(items, cap, |self_vars| {
             self.run_item(job, step, &field, self_vars)
         })
@@ -297,6 +300,12 @@ impl Executor {
                 }
             }
         }
+        // Only leaf calls take a slot: a nested workflow holding one while its own steps wait
+        // for slots could deadlock the run.
+        let _slot = match step.task {
+            Task::Workflow { .. } => None,
+            _ => self.state.call_slots.acquire().await.ok(),
+        };
         Some(self.run_task(&label, step, field, &self_vars).await)
     }
 
@@ -357,19 +366,19 @@ impl Executor {
             }
             Err(e) => (Some(locate(&self.workflow, &e, &field)), None),
         };
-        let (level, note) = match (&error, &warning) {
-            (None, None) => (
-                crate::capabilities::LogLevel::Info,
-                format!("assert held: {claim}"),
-            ),
-            (_, Some(w)) => (crate::capabilities::LogLevel::Warn, format!("warning: {w}")),
-            (Some(e), _) => (crate::capabilities::LogLevel::Error, e.clone()),
+        // A failure shows in the step's finished event; a held or warned assert says so here.
+        let note = match (&error, &warning) {
+            (None, None) => Some((LogLevel::Info, format!("assert held: {claim}"))),
+            (_, Some(w)) => Some((LogLevel::Warn, format!("warning: {w}"))),
+            (Some(_), None) => None,
         };
-        events.emit(Event::Log {
-            step: label.to_string(),
-            level,
-            message: note,
-        });
+        if let Some((level, message)) = note {
+            events.emit(Event::Log {
+                step: label.to_string(),
+                level,
+                message,
+            });
+        }
         let duration_ms = started.elapsed().as_millis() as u64;
         let status = if error.is_some() {
             "failed"

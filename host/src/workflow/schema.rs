@@ -101,7 +101,7 @@ pub struct Step {
     /// Runs one instance of the step per item.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub for_each: Option<ForEach>,
-    /// At most this many forEach items in flight (`None`: one at a time, as before caps).
+    /// At most this many forEach items in flight (`None`: up to the global limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u64>,
 }
