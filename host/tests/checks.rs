@@ -409,3 +409,49 @@ fn evaluate_shows_an_expression_error_with_file_line_and_field() {
         "{err}"
     );
 }
+
+#[test]
+fn an_assert_that_gives_a_secret_fails_without_showing_it_anywhere() {
+    let repo = secret_repo();
+    repo.write(
+        "workflows/leaky.yaml",
+        r#"jobs:
+  - name: j
+    steps:
+      - name: not-a-bool
+        task: { type: assert, expression: 'vault.get("ops", "token")', message: the token }
+"#,
+    );
+    let run = repo
+        .orch(&["-v", "run", "leaky", "--junit", "report.xml"])
+        .code(1);
+    assert!(run.all().contains("not a bool"), "{}", run.all());
+    assert!(!run.all().contains(SECRET), "{}", run.all());
+    let xml = junit(&repo);
+    assert!(xml.contains("***") && !xml.contains(SECRET), "{xml}");
+    assert!(
+        !support::contains_bytes(&repo.orch_dir_bytes(), SECRET),
+        "the secret is in the run record or another .orch file"
+    );
+}
+
+#[test]
+fn a_dry_run_runs_asserts() {
+    let repo = repo();
+    repo.orch(&["run", "seed"]).ok();
+    repo.write(
+        "workflows/only-check.yaml",
+        r#"jobs:
+  - name: j
+    steps:
+      - name: four
+        task: { type: assert, expression: 'size(model.box.resource.item) == 4', message: four items }
+"#,
+    );
+    let run = repo.orch(&["run", "only-check", "--dry-run"]).code(1);
+    assert!(
+        run.all().contains("assertion failed: four items"),
+        "{}",
+        run.all()
+    );
+}
