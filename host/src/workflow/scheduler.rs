@@ -1,5 +1,5 @@
 //! Runs a workflow's steps as a DAG on tokio, as parallel as dependencies and the concurrency
-//! limit allow.
+//! limits allow (the global one, and the `concurrency` caps of the workflow and of each job).
 //!
 //! One coordinator owns all state and is the only place that decides what starts; steps run as
 //! spawned tasks and report back through a `JoinSet`. Nothing depends on timing: every
@@ -128,8 +128,10 @@ pub async fn run_workflow(
 
     let mut running: JoinSet<StepOutcome> = JoinSet::new();
     let mut in_flight: HashMap<tokio::task::Id, (usize, usize)> = HashMap::new();
-    // Ready steps whose job is at its cap; they go back to `ready` with the same priority.
-    let mut held = Vec::new();
+    // Ready steps whose job is at its cap, per job; one goes back to `ready` (same priority)
+    // each time a step of that job finishes, so a capped job costs no rescans.
+    let mut held: Vec<BinaryHeap<Reverse<(u64, i64, usize, usize)>>> =
+        wf.jobs.iter().map(|_| BinaryHeap::new()).collect();
     loop {
         while running.len() < limit {
             let Some(entry) = state.ready.pop() else {
@@ -137,7 +139,7 @@ pub async fn run_workflow(
             };
             let Reverse((_, _, j, s)) = entry;
             if job_running[j] >= job_caps[j] {
-                held.push(entry);
+                held[j].push(entry);
                 continue;
             }
             job_running[j] += 1;
@@ -150,7 +152,14 @@ pub async fn run_workflow(
             let handle = running.spawn(async move { exec.run_step(step).await });
             in_flight.insert(handle.id(), (j, s));
         }
-        state.ready.extend(held.drain(..));
+        if running.is_empty() && held.iter().any(|h| !h.is_empty()) {
+            // Cannot happen (a step is held only while one of its job runs, and each finish
+            // releases one), but a held step must never be left behind.
+            for h in &mut held {
+                state.ready.extend(h.drain());
+            }
+            continue;
+        }
         if running.is_empty() {
             // Nothing runs and nothing is ready: either done, or the rest waits on a loop
             // that validation would have rejected. Skip what is stuck so the run ends.
@@ -175,6 +184,9 @@ pub async fn run_workflow(
             continue;
         };
         job_running[j] -= 1;
+        if let Some(next) = held[j].pop() {
+            state.ready.push(next);
+        }
         state.batch += 1;
         state.record_step(&wf, j, s, outcome);
         state.drain(&wf, exec.as_ref());

@@ -699,3 +699,18 @@ async fn run_capped_keeps_at_most_the_cap_in_flight_and_returns_in_order() {
         assert_eq!(max.load(Ordering::SeqCst), cap, "cap {cap}");
     }
 }
+
+#[tokio::test]
+async fn capped_job_with_dependencies_and_many_steps_runs_every_step() {
+    let fake = Arc::new(Fake::default());
+    let mut steps: Vec<String> = vec!["a".into(), "b<-a".into(), "c".into(), "d<-c;b".into()];
+    steps.extend((0..2000).map(|i| format!("s{i}")));
+    let refs: Vec<&str> = steps.iter().map(String::as_str).collect();
+    let out = run(jobs(&[capped_job("j", 1, &refs)]), fake.clone(), 8).await;
+    assert_eq!(out.status, StepStatus::Succeeded);
+    assert_eq!(fake.started().len(), 2004);
+    assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 1);
+    assert!(
+        fake.position(&Event::Finished("b".into())) < fake.position(&Event::Started("d".into()))
+    );
+}
