@@ -130,8 +130,7 @@ pub async fn run_workflow(
     let mut in_flight: HashMap<tokio::task::Id, (usize, usize)> = HashMap::new();
     // Ready steps whose job is at its cap, per job; one goes back to `ready` (same priority)
     // each time a step of that job finishes, so a capped job costs no rescans.
-    let mut held: Vec<BinaryHeap<Reverse<(u64, i64, usize, usize)>>> =
-        wf.jobs.iter().map(|_| BinaryHeap::new()).collect();
+    let mut held: Vec<ReadyQueue> = wf.jobs.iter().map(|_| BinaryHeap::new()).collect();
     loop {
         while running.len() < limit {
             let Some(entry) = state.ready.pop() else {
@@ -225,12 +224,15 @@ struct StepState {
     dependents: Vec<usize>,
 }
 
+/// Ready steps as a min-heap by (batch, weight, job, step).
+type ReadyQueue = BinaryHeap<Reverse<(u64, i64, usize, usize)>>;
+
 struct State {
     jobs: Vec<JobState>,
     steps: Vec<Vec<StepState>>,
     /// Min-heap by (batch, weight, job, step): earlier readiness first, then lower weight,
     /// then file order.
-    ready: BinaryHeap<Reverse<(u64, i64, usize, usize)>>,
+    ready: ReadyQueue,
     batch: u64,
     work: VecDeque<Work>,
 }
