@@ -6,6 +6,7 @@ mod check;
 mod context;
 mod data;
 mod eval;
+mod evaluate;
 mod graph;
 mod import;
 mod init;

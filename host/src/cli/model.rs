@@ -26,6 +26,17 @@ pub enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Resolve a definition's globalArguments and method arguments against the current data
+    /// and print them, running nothing; secrets show as `***`.
+    Evaluate {
+        /// Model name.
+        model: String,
+        /// Only this method's arguments (default: every method the definition sets).
+        #[arg(long)]
+        method: Option<String>,
+        #[command(flatten)]
+        inputs: InputArgs,
+    },
 }
 
 /// Runs an `orch model` subcommand.
@@ -63,6 +74,11 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             });
             Ok(0)
         }
+        Cmd::Evaluate {
+            model,
+            method,
+            inputs,
+        } => super::evaluate::model(&model, method.as_deref(), &inputs, ctx),
         Cmd::Run {
             model,
             method,

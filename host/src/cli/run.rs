@@ -3,6 +3,7 @@
 use super::inputs::InputArgs;
 use super::workflow::check_before_run;
 use super::{CliError, CmdResult, Ctx};
+use crate::output::junit;
 use crate::store::{RunRecord, RunStatus};
 
 /// Arguments of `orch run`.
@@ -16,6 +17,10 @@ pub struct Args {
     /// step only says what it would call.
     #[arg(long)]
     dry_run: bool,
+    /// Also write the finished run as JUnit XML to this file (one test case per step and
+    /// assert), even when the run fails.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<std::path::PathBuf>,
 }
 
 /// Validates the workflow and its inputs, runs it, and prints the run.
@@ -34,11 +39,17 @@ pub async fn exec(args: Args, ctx: &Ctx) -> CmdResult {
             ))
         },
     )?;
+    if let Some(path) = &args.junit {
+        junit::check_writable(path).map_err(CliError::usage)?;
+    }
     env.precompile(&usage.called).await;
     let record = env
         .run_workflow_with(&args.workflow, inputs, args.dry_run)
         .await;
     print_record(ctx, &record);
+    if let Some(path) = &args.junit {
+        junit::write(path, &record).map_err(CliError::failed)?;
+    }
     Ok(if record.status == RunStatus::Succeeded {
         0
     } else {

@@ -32,6 +32,14 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Resolve every expression of a workflow against the current data and print the results
+    /// (inputs, guards, forEach items, asserts), running nothing; secrets show as `***`.
+    Evaluate {
+        /// Workflow name.
+        name: String,
+        #[command(flatten)]
+        inputs: super::inputs::InputArgs,
+    },
 }
 
 /// Installed types and the expression checker, as validation sees them.
@@ -139,6 +147,9 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
                             } => {
                                 format!("workflow {workflow_id_or_name}")
                             }
+                            crate::workflow::Task::Assert { expression, .. } => {
+                                format!("assert {expression}")
+                            }
                         };
                         let deps: Vec<&str> =
                             step.depends_on.iter().map(|d| d.step.as_str()).collect();
@@ -163,6 +174,7 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             );
             Ok(0)
         }
+        Cmd::Evaluate { name, inputs } => super::evaluate::workflow(&name, &inputs, ctx),
         Cmd::Graph { name, format } => {
             let repo = ctx.load_repo()?;
             let graph = WorkflowGraph::of(&repo, &name).map_err(CliError::usage)?;

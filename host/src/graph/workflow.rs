@@ -150,6 +150,9 @@ impl WorkflowGraph {
                                     workflow_id_or_name,
                                     ..
                                 } => format!("workflow {workflow_id_or_name}"),
+                                Task::Assert { expression, .. } => {
+                                    format!("assert {expression}")
+                                }
                             },
                             depends_on: step.depends_on.iter().map(|d| d.step.clone()).collect(),
                         }

@@ -3,6 +3,7 @@
 //! controls are escaped once, where the printer writes.
 
 mod events;
+pub mod junit;
 mod printer;
 pub mod terminal;
 

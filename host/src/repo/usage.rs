@@ -64,6 +64,11 @@ impl Repo {
                         workflow_id_or_name,
                         ..
                     } => queue.push(workflow_id_or_name.clone()),
+                    Task::Assert { expression, .. } => {
+                        usage
+                            .models
+                            .extend(crate::expr::referenced_models(expression));
+                    }
                 }
             }
         }

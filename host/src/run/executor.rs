@@ -17,6 +17,8 @@ use std::time::Instant;
 /// Deepest nesting of workflows, so a runaway recursion stops with a message.
 const MAX_DEPTH: usize = 16;
 
+mod assert;
+
 /// Executes the steps of one workflow (nested workflows get their own executor).
 pub(crate) struct Executor {
     state: Arc<RunState>,
@@ -66,6 +68,7 @@ pub(crate) async fn run_recorded(
             duration_ms: Some(duration_ms),
             error: error.clone(),
             resources,
+            ..Default::default()
         });
     }
     (error, output)
@@ -227,39 +230,26 @@ impl Executor {
                 }
             }
         };
+        // Items run side by side up to the step's `concurrency` (default: the global limit,
+        // which `call_slots` also holds across the whole run).
+        let global = self.state.runner.repo.config.concurrency.max(1);
+        let cap = step.concurrency.map_or(global, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX).min(global)
+        });
+        let results = workflow::run_capped(items, cap, |self_vars| {
+            self.run_item(job, step, &field, self_vars)
+        })
+        .await;
         let mut failures = Vec::new();
         let mut ran_any = false;
-        for self_vars in items {
-            let name = match self.resolve(
-                &Value::String(step.name.clone()),
-                &format!("{field}.name"),
-                &self_vars,
-            ) {
-                Ok(Value::String(s)) => s,
-                Ok(other) => other.to_string(),
-                Err(e) => {
+        for result in results {
+            match result {
+                None => {}
+                Some(Ok(())) => ran_any = true,
+                Some(Err(e)) => {
+                    ran_any = true;
                     failures.push(e);
-                    continue;
                 }
-            };
-            let label = format!("{}{}.{name}", self.prefix, job.name);
-            if let Some(guard) = &step.guard {
-                match self.eval_guard(guard, &format!("{field}.guard"), &self_vars) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        self.record_skip(&label, "guard is false");
-                        continue;
-                    }
-                    Err(e) => {
-                        self.fail_recorded(&label, e.clone());
-                        failures.push(e);
-                        continue;
-                    }
-                }
-            }
-            ran_any = true;
-            if let Err(e) = self.run_task(&label, step, &field, &self_vars).await {
-                failures.push(e);
             }
         }
         if !failures.is_empty() {
@@ -280,6 +270,46 @@ impl Executor {
         }
     }
 
+    /// One forEach item (or the step itself): `None` if its guard skipped it.
+    async fn run_item(
+        &self,
+        job: &Job,
+        step: &Step,
+        field: &str,
+        self_vars: Map<String, Value>,
+    ) -> Option<Result<(), String>> {
+        let name = match self.resolve(
+            &Value::String(step.name.clone()),
+            &format!("{field}.name"),
+            &self_vars,
+        ) {
+            Ok(Value::String(s)) => s,
+            Ok(other) => other.to_string(),
+            Err(e) => return Some(Err(e)),
+        };
+        let label = format!("{}{}.{name}", self.prefix, job.name);
+        if let Some(guard) = &step.guard {
+            match self.eval_guard(guard, &format!("{field}.guard"), &self_vars) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.record_skip(&label, "guard is false");
+                    return None;
+                }
+                Err(e) => {
+                    self.fail_recorded(&label, e.clone());
+                    return Some(Err(e));
+                }
+            }
+        }
+        // Only leaf calls take a slot: a nested workflow holding one while its own steps wait
+        // for slots could deadlock the run.
+        let _slot = match step.task {
+            Task::Workflow { .. } => None,
+            _ => self.state.call_slots.acquire().await.ok(),
+        };
+        Some(self.run_task(&label, step, field, &self_vars).await)
+    }
+
     async fn run_task(
         &self,
         label: &str,
@@ -288,6 +318,18 @@ impl Executor {
         self_vars: &Map<String, Value>,
     ) -> Result<(), String> {
         match &step.task {
+            Task::Assert {
+                expression,
+                message,
+                severity,
+            } => self.run_assert(
+                label,
+                field,
+                expression,
+                message.as_deref(),
+                *severity,
+                self_vars,
+            ),
             Task::ModelMethod {
                 model_id_or_name,
                 method_name,
@@ -444,6 +486,7 @@ impl Executor {
                 duration_ms: Some(0),
                 error,
                 resources: Vec::new(),
+                ..Default::default()
             });
         }
     }

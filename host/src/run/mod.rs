@@ -46,6 +46,9 @@ pub(crate) struct RunState {
     /// `orch run --dry-run`: converge steps plan, read steps run, other steps only say what
     /// they would call.
     pub dry_run: bool,
+    /// Method calls and asserts in flight across the whole run (nested workflows and forEach
+    /// items included) stay within `orch.yaml`'s `concurrency`.
+    pub call_slots: tokio::sync::Semaphore,
 }
 
 impl RunEnv {
@@ -96,6 +99,7 @@ impl RunEnv {
                 runner,
                 steps: Mutex::new(Vec::new()),
                 dry_run,
+                call_slots: tokio::sync::Semaphore::new(self.repo.config.concurrency.max(1)),
             }),
             record,
             Instant::now(),
@@ -139,6 +143,9 @@ impl RunEnv {
         for step in &mut record.steps {
             if let Some(e) = &mut step.error {
                 *e = redactor.redact(e);
+            }
+            if let Some(w) = &mut step.warning {
+                *w = redactor.redact(w);
             }
         }
         // The end record replaces the start record, so it must not be committed before it.

@@ -310,6 +310,7 @@ mod tests {
                 duration_ms: Some(12),
                 error: None,
                 resources: vec!["vm/web@v3".to_string()],
+                ..Default::default()
             }],
             events: vec![json!({"type": "step_started", "step": "list-vms"})],
             error: None,

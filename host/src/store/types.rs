@@ -303,7 +303,7 @@ impl RunStatus {
 }
 
 /// The record of one step within a run.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct StepRecord {
     /// The job the step belongs to.
@@ -324,6 +324,12 @@ pub struct StepRecord {
     pub error: Option<String>,
     /// Resources the step wrote, as `spec/name@vN`.
     pub resources: Vec<String>,
+    /// A `warn` assert that did not hold: what it claimed (the step still succeeded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+    /// An assert's message (set on assert steps, held or not), for reports such as JUnit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertion: Option<String>,
 }
 
 /// The current time as RFC 3339 in UTC with millisecond precision, e.g. `2025-01-31T09:15:02.041Z`.

@@ -14,7 +14,7 @@ pub use condition::{Condition, DEFAULT_CONDITION, StepStatus};
 pub use graph::find_cycles;
 pub use inputs::{apply_input_defaults, validate_inputs};
 pub use scheduler::{
-    JobOutcome, StepExecutor, StepOutcome, StepRef, WorkflowOutcome, run_workflow,
+    JobOutcome, StepExecutor, StepOutcome, StepRef, WorkflowOutcome, run_capped, run_workflow,
 };
-pub use schema::{ForEach, Job, JobDependency, Step, StepDependency, Task, Workflow};
+pub use schema::{ForEach, Job, JobDependency, Severity, Step, StepDependency, Task, Workflow};
 pub use validate::{Catalog, validate};

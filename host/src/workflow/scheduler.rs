@@ -1,5 +1,5 @@
 //! Runs a workflow's steps as a DAG on tokio, as parallel as dependencies and the concurrency
-//! limit allow.
+//! limits allow (the global one, and the `concurrency` caps of the workflow and of each job).
 //!
 //! One coordinator owns all state and is the only place that decides what starts; steps run as
 //! spawned tasks and report back through a `JoinSet`. Nothing depends on timing: every
@@ -113,23 +113,35 @@ pub struct JobOutcome {
     pub steps: Vec<(String, StepOutcome)>,
 }
 
-/// Runs `wf` to completion with at most `concurrency` steps in flight (0 counts as 1).
+/// Runs `wf` to completion with at most `concurrency` steps in flight (0 counts as 1), and
+/// fewer where the workflow or a job sets its own `concurrency`.
 pub async fn run_workflow(
     wf: Arc<Workflow>,
     exec: Arc<dyn StepExecutor>,
     concurrency: usize,
 ) -> WorkflowOutcome {
-    let limit = concurrency.max(1);
+    let limit = cap(wf.concurrency).min(concurrency.max(1));
+    let job_caps: Vec<usize> = wf.jobs.iter().map(|j| cap(j.concurrency)).collect();
+    let mut job_running = vec![0usize; wf.jobs.len()];
     let mut state = State::new(&wf);
     state.begin(&wf, exec.as_ref());
 
     let mut running: JoinSet<StepOutcome> = JoinSet::new();
     let mut in_flight: HashMap<tokio::task::Id, (usize, usize)> = HashMap::new();
+    // Ready steps whose job is at its cap, per job; one goes back to `ready` (same priority)
+    // each time a step of that job finishes, so a capped job costs no rescans.
+    let mut held: Vec<ReadyQueue> = wf.jobs.iter().map(|_| BinaryHeap::new()).collect();
     loop {
         while running.len() < limit {
-            let Some(Reverse((_, _, j, s))) = state.ready.pop() else {
+            let Some(entry) = state.ready.pop() else {
                 break;
             };
+            let Reverse((_, _, j, s)) = entry;
+            if job_running[j] >= job_caps[j] {
+                held[j].push(entry);
+                continue;
+            }
+            job_running[j] += 1;
             let step = StepRef {
                 workflow: Arc::clone(&wf),
                 job: j,
@@ -138,6 +150,14 @@ pub async fn run_workflow(
             let exec = Arc::clone(&exec);
             let handle = running.spawn(async move { exec.run_step(step).await });
             in_flight.insert(handle.id(), (j, s));
+        }
+        if running.is_empty() && held.iter().any(|h| !h.is_empty()) {
+            // Cannot happen (a step is held only while one of its job runs, and each finish
+            // releases one), but a held step must never be left behind.
+            for h in &mut held {
+                state.ready.extend(h.drain());
+            }
+            continue;
         }
         if running.is_empty() {
             // Nothing runs and nothing is ready: either done, or the rest waits on a loop
@@ -162,6 +182,10 @@ pub async fn run_workflow(
         let Some((j, s)) = in_flight.remove(&id) else {
             continue;
         };
+        job_running[j] -= 1;
+        if let Some(next) = held[j].pop() {
+            state.ready.push(next);
+        }
         state.batch += 1;
         state.record_step(&wf, j, s, outcome);
         state.drain(&wf, exec.as_ref());
@@ -200,12 +224,15 @@ struct StepState {
     dependents: Vec<usize>,
 }
 
+/// Ready steps as a min-heap by (batch, weight, job, step).
+type ReadyQueue = BinaryHeap<Reverse<(u64, i64, usize, usize)>>;
+
 struct State {
     jobs: Vec<JobState>,
     steps: Vec<Vec<StepState>>,
     /// Min-heap by (batch, weight, job, step): earlier readiness first, then lower weight,
     /// then file order.
-    ready: BinaryHeap<Reverse<(u64, i64, usize, usize)>>,
+    ready: ReadyQueue,
     batch: u64,
     work: VecDeque<Work>,
 }
@@ -495,6 +522,27 @@ impl State {
             jobs,
         }
     }
+}
+
+/// A `concurrency:` setting as a count; unset means no cap of its own.
+fn cap(setting: Option<u64>) -> usize {
+    setting.map_or(usize::MAX, |n| {
+        usize::try_from(n).unwrap_or(usize::MAX).max(1)
+    })
+}
+
+/// Runs `f` on every item with at most `limit` in flight (0 counts as 1); results in item order.
+pub async fn run_capped<T, R, F, Fut>(items: Vec<T>, limit: usize, f: F) -> Vec<R>
+where
+    F: FnMut(T) -> Fut,
+    Fut: Future<Output = R>,
+{
+    use futures_util::StreamExt;
+    futures_util::stream::iter(items)
+        .map(f)
+        .buffered(limit.max(1))
+        .collect()
+        .await
 }
 
 /// Nodes of `open` that lie on a loop; all of `open` if none does, so a stuck run always

@@ -22,6 +22,9 @@ pub struct Workflow {
     pub inputs: Option<Value>,
     /// The jobs, in file order.
     pub jobs: Vec<Job>,
+    /// At most this many steps of this workflow in flight (`None`: the global limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u64>,
     /// The file, relative to the repository root.
     #[serde(skip)]
     pub file: PathBuf,
@@ -45,6 +48,9 @@ pub struct Job {
     /// The steps, in file order.
     #[serde(default, deserialize_with = "null_default")]
     pub steps: Vec<Step>,
+    /// At most this many steps of this job in flight (`None`: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u64>,
 }
 
 /// One `dependsOn` entry of a job.
@@ -95,6 +101,9 @@ pub struct Step {
     /// Runs one instance of the step per item.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub for_each: Option<ForEach>,
+    /// At most this many forEach items in flight (`None`: up to the global limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u64>,
 }
 
 /// `forEach: { item: env, in: '${{ inputs.environments }}' }`.
@@ -134,6 +143,27 @@ pub enum Task {
         /// The nested workflow's inputs; always a JSON object.
         inputs: Value,
     },
+    /// Checks a CEL predicate; a false one fails the step (`error`) or records a warning.
+    Assert {
+        /// Bare CEL expression over the step's variables; must give a bool.
+        expression: String,
+        /// What the assertion claims, for humans and JUnit.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        /// `error` (default) or `warn`.
+        severity: Severity,
+    },
+}
+
+/// How a false `assert` counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// The step fails.
+    #[default]
+    Error,
+    /// The step succeeds with a warning recorded.
+    Warn,
 }
 
 #[derive(Deserialize)]
@@ -141,6 +171,7 @@ pub enum Task {
 enum TaskType {
     ModelMethod,
     Workflow,
+    Assert,
 }
 
 #[derive(Deserialize)]
@@ -156,6 +187,12 @@ struct RawTask {
     workflow_id_or_name: Option<String>,
     #[serde(default = "empty_object", deserialize_with = "object")]
     inputs: Value,
+    #[serde(default)]
+    expression: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    severity: Option<Severity>,
 }
 
 impl<'de> Deserialize<'de> for Task {
@@ -177,7 +214,45 @@ impl TryFrom<RawTask> for Task {
                 "`{field}` does not belong in a `type: {kind}` task; remove it or use `type: {other}`"
             )
         };
+        if !matches!(raw.kind, TaskType::Assert) {
+            let kind = match raw.kind {
+                TaskType::ModelMethod => "model_method",
+                _ => "workflow",
+            };
+            for (field, present) in [
+                ("expression", raw.expression.is_some()),
+                ("message", raw.message.is_some()),
+                ("severity", raw.severity.is_some()),
+            ] {
+                if present {
+                    return Err(misplaced(field, kind, "assert"));
+                }
+            }
+        }
         match raw.kind {
+            TaskType::Assert => {
+                for (field, present) in [
+                    ("modelIdOrName", raw.model_id_or_name.is_some()),
+                    ("methodName", raw.method_name.is_some()),
+                    ("workflowIdOrName", raw.workflow_id_or_name.is_some()),
+                    (
+                        "inputs",
+                        raw.inputs.as_object().is_some_and(|m| !m.is_empty()),
+                    ),
+                ] {
+                    if present {
+                        return Err(format!(
+                            "`{field}` does not belong in a `type: assert` task; an assert only \
+                             has `expression`, `message` and `severity`"
+                        ));
+                    }
+                }
+                Ok(Task::Assert {
+                    expression: required(raw.expression, "expression", "assert")?,
+                    message: raw.message,
+                    severity: raw.severity.unwrap_or_default(),
+                })
+            }
             TaskType::ModelMethod => {
                 if raw.workflow_id_or_name.is_some() {
                     return Err(misplaced("workflowIdOrName", "model_method", "workflow"));
@@ -213,10 +288,12 @@ impl TryFrom<RawTask> for Task {
 }
 
 impl Task {
-    /// The task's inputs (a JSON object).
+    /// The task's inputs (a JSON object; empty for an assert).
     pub fn inputs(&self) -> &Value {
+        static NONE: std::sync::LazyLock<Value> = std::sync::LazyLock::new(empty_object);
         match self {
             Task::ModelMethod { inputs, .. } | Task::Workflow { inputs, .. } => inputs,
+            Task::Assert { .. } => &NONE,
         }
     }
 }
@@ -262,6 +339,8 @@ struct RawWorkflow {
     #[serde(default)]
     inputs: Option<Value>,
     jobs: Vec<Job>,
+    #[serde(default)]
+    concurrency: Option<u64>,
 }
 
 impl Workflow {
@@ -291,6 +370,7 @@ impl Workflow {
             description: raw.description,
             inputs: raw.inputs.filter(|v| !v.is_null()),
             jobs: raw.jobs,
+            concurrency: raw.concurrency,
             file: file.to_path_buf(),
             lines,
         })
@@ -316,7 +396,7 @@ impl Workflow {
                     workflow_id_or_name,
                     ..
                 } => Some(workflow_id_or_name.as_str()),
-                Task::ModelMethod { .. } => None,
+                Task::ModelMethod { .. } | Task::Assert { .. } => None,
             })
     }
 }

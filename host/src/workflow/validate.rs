@@ -37,7 +37,16 @@ pub fn validate(wf: &Workflow, repo: &Repo, catalog: &dyn Catalog) -> Vec<Diagno
             .extend(schema_diagnostics(schema, &wf.file, &wf.lines));
     }
     v.jobs();
+    if wf.concurrency == Some(0) {
+        v.report("concurrency", ZERO_CONCURRENCY);
+    }
     for (ji, job) in wf.jobs.iter().enumerate() {
+        if job.concurrency == Some(0) {
+            v.report(
+                join_key(&join_index("jobs", ji), "concurrency"),
+                ZERO_CONCURRENCY,
+            );
+        }
         v.steps_of_job(ji);
         for (si, step) in job.steps.iter().enumerate() {
             v.step(&step_path(ji, si), step);
@@ -47,6 +56,10 @@ pub fn validate(wf: &Workflow, repo: &Repo, catalog: &dyn Catalog) -> Vec<Diagno
     crate::repo::sort_diagnostics(&mut v.diags);
     v.diags
 }
+
+/// `concurrency: 0` would never start anything.
+const ZERO_CONCURRENCY: &str =
+    "concurrency must be at least 1 (0 would never start anything); remove it for no cap";
 
 fn step_path(ji: usize, si: usize) -> String {
     format!("jobs[{ji}].steps[{si}]")
@@ -235,6 +248,29 @@ impl<'a> Validator<'a> {
                 workflow_id_or_name,
                 inputs,
             } => self.nested_workflow(&task_path, workflow_id_or_name, inputs),
+            Task::Assert { expression, .. } => {
+                self.bare_expression(&join_key(&task_path, "expression"), "an assert", expression)
+            }
+        }
+        if step.concurrency == Some(0) {
+            self.report(join_key(path, "concurrency"), ZERO_CONCURRENCY);
+        }
+    }
+
+    /// A bare CEL expression (guard, assert): no `${{ }}`, not empty, and it parses.
+    fn bare_expression(&mut self, field: &str, what: &str, expression: &str) {
+        if expression.contains("${{") {
+            self.report(
+                field,
+                format!("{what} is a bare expression; remove the surrounding `${{{{ }}}}`"),
+            );
+        } else if expression.trim().is_empty() {
+            self.report(
+                field,
+                format!("empty expression; write {what}'s CEL expression"),
+            );
+        } else {
+            self.template(field, &format!("${{{{ {expression} }}}}"));
         }
     }
 

@@ -617,3 +617,100 @@ async fn steps_are_handed_out_by_position_in_the_shared_workflow_never_copied() 
         ]
     );
 }
+
+fn capped_job(name: &str, cap: u64, steps: &[&str]) -> String {
+    job(name, "", steps).replacen(
+        "    steps:\n",
+        &format!("    concurrency: {cap}\n    steps:\n"),
+        1,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_concurrency_caps_steps_in_flight_below_the_global_limit() {
+    let fake = Arc::new(Fake {
+        barrier: Some(Arc::new(Barrier::new(2))),
+        ..Fake::default()
+    });
+    let steps: Vec<String> = (0..8).map(|i| format!("s{i}")).collect();
+    let refs: Vec<&str> = steps.iter().map(String::as_str).collect();
+    let wf = workflow(&format!("concurrency: 2\njobs:\n{}", job("j", "", &refs)));
+    let out = run(wf, fake.clone(), 8).await;
+    assert_eq!(out.status, StepStatus::Succeeded);
+    assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 2);
+    assert_eq!(fake.started().len(), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_concurrency_caps_each_job_on_its_own() {
+    // Two jobs capped at one each: the two-party barrier only opens with one step of each in
+    // flight, and nothing more may start meanwhile.
+    let fake = Arc::new(Fake {
+        barrier: Some(Arc::new(Barrier::new(2))),
+        ..Fake::default()
+    });
+    let wf = jobs(&[
+        capped_job("a", 1, &["a0", "a1", "a2", "a3"]),
+        capped_job("b", 1, &["b0", "b1", "b2", "b3"]),
+    ]);
+    let out = run(wf, fake.clone(), 16).await;
+    assert_eq!(out.status, StepStatus::Succeeded);
+    assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 2);
+    assert_eq!(fake.started().len(), 8);
+}
+
+#[tokio::test]
+async fn capped_job_still_orders_by_weight_and_does_not_block_other_jobs() {
+    let fake = Arc::new(Fake::default());
+    let wf = jobs(&[
+        capped_job("a", 1, &["a0 weight:3", "a1 weight:1", "a2 weight:2"]),
+        job("b", "", &["b0", "b1"]),
+    ]);
+    let out = run(wf, fake.clone(), 16).await;
+    assert_eq!(out.status, StepStatus::Succeeded);
+    let started = fake.started();
+    let a: Vec<&String> = started.iter().filter(|n| n.starts_with('a')).collect();
+    assert_eq!(a, ["a1", "a2", "a0"]);
+    // Job b's steps start in the first wave, beside a1, not after job a.
+    assert!(
+        fake.position(&Event::Started("b1".into())) < fake.position(&Event::Finished("a1".into()))
+    );
+}
+
+#[tokio::test]
+async fn run_capped_keeps_at_most_the_cap_in_flight_and_returns_in_order() {
+    for cap in [1usize, 3] {
+        let in_flight = AtomicUsize::new(0);
+        let max = AtomicUsize::new(0);
+        let out = run_capped((0..10).collect(), cap, |i: usize| {
+            let (in_flight, max) = (&in_flight, &max);
+            async move {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(now, Ordering::SeqCst);
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                }
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                i * 2
+            }
+        })
+        .await;
+        assert_eq!(out, (0..10).map(|i| i * 2).collect::<Vec<_>>());
+        assert_eq!(max.load(Ordering::SeqCst), cap, "cap {cap}");
+    }
+}
+
+#[tokio::test]
+async fn capped_job_with_dependencies_and_many_steps_runs_every_step() {
+    let fake = Arc::new(Fake::default());
+    let mut steps: Vec<String> = vec!["a".into(), "b<-a".into(), "c".into(), "d<-c;b".into()];
+    steps.extend((0..2000).map(|i| format!("s{i}")));
+    let refs: Vec<&str> = steps.iter().map(String::as_str).collect();
+    let out = run(jobs(&[capped_job("j", 1, &refs)]), fake.clone(), 8).await;
+    assert_eq!(out.status, StepStatus::Succeeded);
+    assert_eq!(fake.started().len(), 2004);
+    assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 1);
+    assert!(
+        fake.position(&Event::Finished("b".into())) < fake.position(&Event::Started("d".into()))
+    );
+}

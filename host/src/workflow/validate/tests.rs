@@ -428,3 +428,121 @@ fn every_problem_is_reported_not_just_the_first() {
         .replace("{ job: sync,", "{ job: snyc,");
     assert_eq!(check(&text).len(), 3);
 }
+
+const ASSERTS: &str = r#"name: sync-fleet
+concurrency: 2
+jobs:
+  - name: checks
+    concurrency: 1
+    steps:
+      - name: enough
+        task: { type: assert, expression: 'size(model.fleet.resource.vm) >= 3', message: "at least 3 VMs", severity: warn }
+      - name: each
+        forEach: { item: n, in: [1, 2] }
+        concurrency: 1
+        task:
+          type: assert
+          expression: 'self.n > 0'
+"#;
+
+#[test]
+fn assert_steps_and_concurrency_caps_are_valid() {
+    assert_eq!(check(ASSERTS), Vec::<String>::new());
+    let wf = Workflow::parse(ASSERTS, Path::new("workflows/sync-fleet.yaml")).unwrap();
+    assert_eq!(wf.concurrency, Some(2));
+    assert_eq!(wf.jobs[0].concurrency, Some(1));
+    assert_eq!(wf.jobs[0].steps[1].concurrency, Some(1));
+    assert_eq!(
+        wf.jobs[0].steps[0].task,
+        Task::Assert {
+            expression: "size(model.fleet.resource.vm) >= 3".into(),
+            message: Some("at least 3 VMs".into()),
+            severity: crate::workflow::Severity::Warn,
+        }
+    );
+    assert_eq!(
+        wf.jobs[0].steps[1].task,
+        Task::Assert {
+            expression: "self.n > 0".into(),
+            message: None,
+            severity: crate::workflow::Severity::Error,
+        }
+    );
+}
+
+#[test]
+fn assert_expression_is_checked_with_its_line() {
+    let text = ASSERTS.replace("'self.n > 0'", "'nope.n > 0'");
+    assert_eq!(
+        check(&text),
+        [
+            "workflows/sync-fleet.yaml:14: jobs[0].steps[1].task.expression: unknown variable `nope`; did you mean `inputs`?"
+        ]
+    );
+    let text = ASSERTS.replace("'self.n > 0'", "'${{ self.n > 0 }}'");
+    let diags = check(&text);
+    assert!(
+        diags[0].contains(":14: jobs[0].steps[1].task.expression: an assert is a bare expression"),
+        "{diags:?}"
+    );
+}
+
+#[test]
+fn assert_severity_must_be_error_or_warn() {
+    let text = ASSERTS.replace("severity: warn", "severity: warning");
+    let errs = Workflow::parse(&text, Path::new("workflows/sync-fleet.yaml")).unwrap_err();
+    assert_eq!(errs[0].line, Some(8));
+    assert!(errs[0].message.contains("`warn`"), "{}", errs[0]);
+}
+
+#[test]
+fn assert_without_expression_or_with_method_fields_is_refused() {
+    let text = ASSERTS.replace(
+        "          expression: 'self.n > 0'\n",
+        "          message: hi\n",
+    );
+    let errs = Workflow::parse(&text, Path::new("workflows/sync-fleet.yaml")).unwrap_err();
+    assert_eq!(
+        errs[0].field.as_deref(),
+        Some("jobs[0].steps[1].task.expression")
+    );
+    assert!(
+        errs[0].message.contains("needs `expression: …`"),
+        "{}",
+        errs[0]
+    );
+    let text = ASSERTS.replace(
+        "type: assert, expression",
+        "type: assert, methodName: x, expression",
+    );
+    let errs = Workflow::parse(&text, Path::new("workflows/sync-fleet.yaml")).unwrap_err();
+    assert!(
+        errs[0].message.contains("`methodName` does not belong"),
+        "{}",
+        errs[0]
+    );
+}
+
+#[test]
+fn zero_concurrency_is_reported_at_each_level() {
+    let text = ASSERTS
+        .replace("concurrency: 2", "concurrency: 0")
+        .replace("    concurrency: 1\n", "    concurrency: 0\n")
+        .replace("        concurrency: 1\n", "        concurrency: 0\n");
+    let diags = check(&text);
+    assert_eq!(diags.len(), 3, "{diags:?}");
+    assert!(
+        diags[0].starts_with(
+            "workflows/sync-fleet.yaml:2: concurrency: concurrency must be at least 1"
+        ),
+        "{diags:?}"
+    );
+    assert!(
+        diags[1].contains(":5: jobs[0].concurrency: concurrency must be at least 1"),
+        "{diags:?}"
+    );
+    assert!(
+        diags[2].contains(":11: jobs[0].steps[1].concurrency: concurrency must be at least 1"),
+        "{diags:?}"
+    );
+}
