@@ -9,7 +9,7 @@ use super::{CliError, CmdResult, Ctx};
 use crate::repo::Repo;
 use crate::store::{
     ChangeKind, ChangeWindow, FieldDiff, ResourceKey, ResourceStore, ResourceVersion, StoreError,
-    diff_attributes, mask_sensitive, rfc3339,
+    Tags, diff_attributes, mask_sensitive, rfc3339,
 };
 
 /// The window `orch data changes` shows without `--since`.
@@ -25,6 +25,9 @@ pub enum Cmd {
         /// Also list resources whose latest version retired them (marked `retired`).
         #[arg(long)]
         all: bool,
+        /// Only resources whose latest version carries this tag (repeatable: all must match).
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
     },
     /// Show a resource's latest version (or --version N), with when it was last seen (`lastSeen`).
     Get {
@@ -125,17 +128,19 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
     let repo = ctx.repo()?;
     let store = ctx.store(&repo);
     match cmd {
-        Cmd::List { model, all } => {
+        Cmd::List { model, all, tags } => {
             if let Some(m) = &model {
                 repo.model(m).map_err(CliError::usage)?;
             }
+            let wanted = parse_tags(&tags)?;
             let mut list = store.list(model.as_deref()).map_err(CliError::failed)?;
             if !all {
                 list.retain(|r| !r.retired);
             }
+            list.retain(|r| has_tags(&r.tags, &wanted));
             let value: Vec<serde_json::Value> = list
                 .iter()
-                .map(|r| serde_json::json!({"model": r.model, "spec": r.spec, "name": r.name, "latest": r.latest, "writtenAt": r.written_at, "retired": r.retired}))
+                .map(|r| serde_json::json!({"model": r.model, "spec": r.spec, "name": r.name, "latest": r.latest, "writtenAt": r.written_at, "retired": r.retired, "tags": r.tags}))
                 .collect();
             ctx.printer.result(&value, || {
                 list.iter()
@@ -522,6 +527,29 @@ async fn changes(
         out.join("\n")
     });
     Ok(0)
+}
+
+/// `--tag KEY=VALUE` flags as tags; a flag without `=` or with an empty key is a usage error.
+pub(crate) fn parse_tags(flags: &[String]) -> Result<Tags, CliError> {
+    let mut tags = Tags::new();
+    for flag in flags {
+        match flag.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                tags.insert(key.trim().to_string(), value.to_string());
+            }
+            _ => {
+                return Err(CliError::usage(format!(
+                    "--tag {flag:?}: expected KEY=VALUE, e.g. --tag env=prod"
+                )));
+            }
+        }
+    }
+    Ok(tags)
+}
+
+/// True when `tags` carries every one of `wanted`.
+fn has_tags(tags: &Tags, wanted: &Tags) -> bool {
+    wanted.iter().all(|(k, v)| tags.get(k) == Some(v))
 }
 
 /// The window `--since` names, and how to say it ("since run …", "since <time>").

@@ -324,6 +324,7 @@ impl Executor {
                             self_vars: self_vars.clone(),
                             // A converge step of a dry run returns its plan.
                             dry_run: kind.as_deref() == Some("converge"),
+                            tags: self.workflow.tags.clone(),
                         };
                         state.runner.run(&call).await.map_err(|e| e.to_string())
                     },

@@ -22,6 +22,10 @@ pub struct Workflow {
     pub inputs: Option<Value>,
     /// The jobs, in file order.
     pub jobs: Vec<Job>,
+    /// Tags stored on every resource version its steps write (over the definitions' tags,
+    /// under `--tag`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tags: std::collections::BTreeMap<String, String>,
     /// The file, relative to the repository root.
     #[serde(skip)]
     pub file: PathBuf,
@@ -262,6 +266,8 @@ struct RawWorkflow {
     #[serde(default)]
     inputs: Option<Value>,
     jobs: Vec<Job>,
+    #[serde(default, deserialize_with = "null_default")]
+    tags: std::collections::BTreeMap<String, String>,
 }
 
 impl Workflow {
@@ -291,6 +297,7 @@ impl Workflow {
             description: raw.description,
             inputs: raw.inputs.filter(|v| !v.is_null()),
             jobs: raw.jobs,
+            tags: raw.tags,
             file: file.to_path_buf(),
             lines,
         })
