@@ -274,7 +274,8 @@ impl MethodRunner {
         })?;
 
         // Resolve lazily: now, against the data as it is at this step's start.
-        let data = StoreDataSource::new(self.store.clone(), self.vault.clone(), &self.repo);
+        let data = StoreDataSource::new(self.store.clone(), self.vault.clone(), &self.repo)
+            .in_run(&self.run_id);
         let vars = self.vars(call);
         let scope = self
             .evaluator

@@ -86,6 +86,45 @@ pub enum Lifetime {
     Seconds(u64),
 }
 
+impl Lifetime {
+    /// Whether a resource whose latest version run `writer` wrote at `written_at` (RFC 3339)
+    /// is dead, seen from run `current` (`None` outside any run) at `now`.
+    pub fn ended(
+        &self,
+        written_at: &str,
+        writer: &str,
+        current: Option<&str>,
+        now: time::OffsetDateTime,
+    ) -> bool {
+        match self {
+            Lifetime::Ephemeral => current != Some(writer),
+            Lifetime::Seconds(secs) => {
+                let format = &time::format_description::well_known::Rfc3339;
+                match time::OffsetDateTime::parse(written_at, format) {
+                    Ok(at) => now - at >= time::Duration::seconds(*secs as i64),
+                    // A time orch did not write cannot be aged: keep the resource alive.
+                    Err(_) => false,
+                }
+            }
+        }
+    }
+
+    /// As written in the definition: `ephemeral`, or the duration in seconds (`7200s`).
+    pub fn describe(&self) -> String {
+        match self {
+            Lifetime::Ephemeral => "ephemeral".to_string(),
+            Lifetime::Seconds(secs) => format!("{secs}s"),
+        }
+    }
+}
+
+impl Definition {
+    /// The `lifetime` of this model's resources of `spec`, if the definition sets one.
+    pub fn lifetime_of(&self, spec: &str) -> Option<&Lifetime> {
+        self.resources.get(spec)?.lifetime.as_ref()
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawPolicy {

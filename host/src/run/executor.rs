@@ -145,7 +145,7 @@ impl Executor {
 
     fn data(&self) -> StoreDataSource {
         let r = &self.state.runner;
-        StoreDataSource::new(r.store.clone(), r.vault.clone(), &r.repo)
+        StoreDataSource::new(r.store.clone(), r.vault.clone(), &r.repo).in_run(&r.run_id)
     }
 
     /// Resolves a value from the workflow file (step inputs, forEach.in, names).
