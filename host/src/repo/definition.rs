@@ -186,7 +186,7 @@ fn policy_of(
             (Some(0), _) => diags.push(Diagnostic::at(
                 file,
                 lines,
-                &format!("{field}.keepVersions"),
+                format!("{field}.keepVersions"),
                 "keepVersions must be at least 1 (the newest version is always kept)",
             )),
             (Some(n), None) => out.garbage_collection = Some(Retention::KeepVersions(n)),
@@ -211,7 +211,7 @@ fn policy_of(
                 None => diags.push(Diagnostic::at(
                     file,
                     lines,
-                    &format!("resources.{spec}.lifetime"),
+                    format!("resources.{spec}.lifetime"),
                     format!(
                         "`{text}` is neither `ephemeral` nor a duration such as 90m, 12h or 30d"
                     ),

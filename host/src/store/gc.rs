@@ -436,4 +436,27 @@ mod tests {
             vec![301]
         );
     }
+
+    #[test]
+    fn compaction_refuses_while_another_process_has_the_file_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir);
+        let p = provenance("r", &now_rfc3339());
+        store
+            .commit_writes("m", &p, &[PendingWrite::new("vm", "a", json!(1))])
+            .unwrap();
+        // Another orch process holds the file in the shared multi-writer mode.
+        let mut builder = Builder::new();
+        builder.set_concurrency_mode(redb::ConcurrencyMode::MultiWriter);
+        let peer = builder.open(store.path()).expect("a peer handle");
+        let err = store.compact().expect_err("the file is shared");
+        assert!(matches!(err, StoreError::InUse { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("needs the file to itself"),
+            "{err}"
+        );
+        drop(peer);
+        store.compact().expect("alone now");
+        assert_eq!(store.latest("m", "vm", "a").unwrap().unwrap().version, 1);
+    }
 }
