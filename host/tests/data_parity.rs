@@ -400,3 +400,37 @@ fn a_resource_past_its_lifetime_stops_resolving_but_data_get_shows_it() {
     assert!(second.all().contains("expired"), "{}", second.all());
     assert!(second.all().contains("ephemeral"), "{}", second.all());
 }
+
+#[test]
+fn a_tag_holding_a_secret_the_call_used_is_refused_and_nothing_is_written() {
+    let repo = TestRepo::new(&["testplug"]);
+    let secret = "tag-s3cret-value";
+    repo.orch_stdin(&["vault", "put", "v", "k"], secret).ok();
+    repo.write(
+        "models/fleet.yaml",
+        "type: test/echo\nglobalArguments:\n  secret: ${{ vault.get(\"v\", \"k\") }}\n",
+    );
+    let tag = format!("leak={secret}");
+    let input = json!({"name": "a", "attributes": {"ip": "10.0.0.1"}}).to_string();
+    let out = repo
+        .orch(&[
+            "model", "run", "fleet", "write", "--input", &input, "--tag", &tag,
+        ])
+        .code(1);
+    assert!(out.all().contains("tag `leak`"), "{}", out.all());
+    assert!(!out.all().contains(secret), "{}", out.all());
+    let listed = repo.orch(&["--json", "data", "list"]).ok().json();
+    assert_eq!(listed, json!([]));
+}
+
+#[test]
+fn a_bad_retention_duration_names_the_file_line_and_field() {
+    let repo = repo_with("resources:\n  item:\n    garbageCollection:\n      olderThan: a month\n");
+    let out = repo.orch(&["data", "gc"]).code(2);
+    assert!(
+        out.all()
+            .contains("models/fleet.yaml:7: resources.item.garbageCollection.olderThan: `a month` is not a duration"),
+        "{}",
+        out.all()
+    );
+}

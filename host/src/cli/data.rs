@@ -464,6 +464,16 @@ fn gc(
     if let Some(m) = model {
         repo.model(m).map_err(CliError::usage)?;
     }
+    // A skipped definition may hold the retention its owner expects; do not guess it.
+    let mut problems = repo.problems();
+    problems.retain(|d| d.file.starts_with("models"));
+    if !problems.is_empty() {
+        let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(CliError::usage(format!(
+            "{}\nnothing was deleted: fix the definitions first (`orch check` lists every problem)",
+            listed.join("\n")
+        )));
+    }
     let now = OffsetDateTime::now_utc();
     let mut rules = BTreeMap::new();
     for def in repo.models.values() {

@@ -478,6 +478,21 @@ impl MethodRunner {
         let model = call.model.clone();
         let to_commit = writes.clone();
         let tags = self.tags_for(call);
+        // Tags are stored beside the attributes, so the same rule holds for them.
+        if let Some(key) = tags
+            .iter()
+            .filter(|_| !writes.is_empty())
+            .find(|(_, value)| redactor.find(value).is_some())
+            .map(|(key, _)| key)
+        {
+            return Err(MethodError::Refused(format!(
+                "tag `{}` of {}.{} holds a secret this call used; tags are stored in plain \
+                 text, so none of its writes was committed: remove the secret from the tag",
+                crate::output::escape_line(key),
+                call.model,
+                call.method
+            )));
+        }
         let versions = if writes.is_empty() {
             Vec::new()
         } else {

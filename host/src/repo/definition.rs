@@ -109,11 +109,15 @@ impl Lifetime {
         }
     }
 
-    /// As written in the definition: `ephemeral`, or the duration in seconds (`7200s`).
+    /// `ephemeral`, or the duration in its largest whole unit (`2h`, `90m`, `0s`).
     pub fn describe(&self) -> String {
         match self {
             Lifetime::Ephemeral => "ephemeral".to_string(),
-            Lifetime::Seconds(secs) => format!("{secs}s"),
+            Lifetime::Seconds(secs) => [(604_800, 'w'), (86_400, 'd'), (3600, 'h'), (60, 'm')]
+                .into_iter()
+                .find(|(unit, _)| *secs > 0 && secs % unit == 0)
+                .map(|(unit, letter)| format!("{}{letter}", secs / unit))
+                .unwrap_or_else(|| format!("{secs}s")),
         }
     }
 }
@@ -407,6 +411,10 @@ mod tests {
         );
         assert_eq!(d.resources["node"].lifetime, Some(Lifetime::Seconds(7200)));
         assert_eq!(d.resources["session"].lifetime, Some(Lifetime::Ephemeral));
+        let shown: Vec<String> = [7200, 5400, 0, 90, 86_400 * 30]
+            .map(|s| Lifetime::Seconds(s).describe())
+            .into();
+        assert_eq!(shown, ["2h", "90m", "0s", "90s", "30d"]);
     }
 
     #[test]
