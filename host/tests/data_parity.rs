@@ -155,9 +155,10 @@ fn tags_flow_from_definition_workflow_and_command_line_into_data_and_find_by_tag
     let repo = repo_with("tags:\n  env: lab\n  owner: definition\n");
     repo.write(
         "workflows/tagged.yaml",
-        "tags:\n  owner: workflow\n  team: infra\njobs:\n  - name: j\n    steps:\n      - name: w\n        \
+        "tags:\n  owner: workflow\n  team: infra\ninputs:\n  type: object\n  properties:\n    \
+         ip: { type: string, default: 10.0.0.7 }\njobs:\n  - name: j\n    steps:\n      - name: w\n        \
          task:\n          type: model_method\n          modelIdOrName: fleet\n          methodName: write\n          \
-         inputs: { name: web, attributes: { ip: 10.0.0.7 } }\n",
+         inputs: { name: web, attributes: { ip: '${{ inputs.ip }}' } }\n",
     );
     repo.orch(&["run", "tagged", "--tag", "team=cli", "--tag", "ticket=T-1"])
         .ok();
@@ -221,6 +222,23 @@ fn tags_flow_from_definition_workflow_and_command_line_into_data_and_find_by_tag
         .ok()
         .json();
     assert_eq!(none, json!([]));
+    // A calling workflow's tags lie over the nested workflow's. (A write whose attributes
+    // equal the latest version's stores no version, so the nested run writes another ip.)
+    repo.write(
+        "workflows/outer.yaml",
+        "tags:\n  owner: outer\njobs:\n  - name: j\n    steps:\n      - name: n\n        \
+         task: { type: workflow, workflowIdOrName: tagged, inputs: { ip: 10.0.0.9 } }\n",
+    );
+    repo.orch(&["run", "outer"]).ok();
+    let nested = repo
+        .orch(&["--json", "data", "get", "fleet", "web"])
+        .ok()
+        .json();
+    assert_eq!(nested["version"], json!(2));
+    assert_eq!(
+        nested["tags"],
+        json!({"env": "lab", "owner": "outer", "team": "infra"})
+    );
     let bad = repo.orch(&["run", "tagged", "--tag", "novalue"]).code(2);
     assert!(bad.all().contains("KEY=VALUE"), "{}", bad.all());
 }

@@ -345,12 +345,14 @@ impl Executor {
                     }
                     let inputs =
                         self.resolve(inputs, &format!("{field}.task.inputs"), self_vars)?;
-                    let nested = state
+                    let mut nested = state
                         .runner
                         .repo
                         .workflow(workflow_id_or_name)
                         .map_err(|e| e.to_string())?
                         .clone();
+                    // The calling workflow's tags lie over the nested one's, as --tag over both.
+                    nested.tags.extend(self.workflow.tags.clone());
                     let mut inputs = inputs.as_object().cloned().unwrap_or_default();
                     workflow::apply_input_defaults(&nested, &mut inputs);
                     let inputs = Value::Object(inputs);

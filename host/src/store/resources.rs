@@ -477,6 +477,29 @@ mod tests {
     }
 
     #[test]
+    fn a_version_stored_before_tags_existed_reads_with_none_and_new_ones_keep_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir);
+        let p = provenance("s");
+        store
+            .commit_writes("m", &p, &[write("vm", "a", json!({"id": 1}))])
+            .unwrap();
+        let tags = Tags::from([("env".to_string(), "lab".to_string())]);
+        store
+            .commit_tagged_writes("m", &p, &tags, &[write("vm", "a", json!({"id": 2}))])
+            .unwrap();
+        let all = store.versions("m", "vm", "a").unwrap();
+        assert!(all[0].tags.is_empty());
+        assert_eq!(all[1].tags, tags);
+        assert_eq!(store.list(Some("m")).unwrap()[0].tags, tags);
+        let old = r#"{"model":"m","spec":"vm","name":"a","version":1,"attributes":{},
+            "provenance":{"runId":"r","step":"s","method":"m","time":"t"}}"#;
+        let read: ResourceVersion = serde_json::from_str(old).unwrap();
+        assert!(read.tags.is_empty());
+        assert!(!serde_json::to_string(&read).unwrap().contains("tags"));
+    }
+
+    #[test]
     fn versions_are_numbered_from_one_per_resource() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = store_in(&dir);
