@@ -125,7 +125,8 @@ pub enum Cmd {
     /// definition lose versions (the default keeps everything). The latest version of a
     /// resource and the one its last sighting points to are always kept. The deletions are one
     /// transaction; compacting needs the file to itself, so it fails (after the deletions are
-    /// committed) while another orch process has the store open. --json: {"deleted": [{"model",
+    /// committed) while another orch process has the store open, unless nothing was deleted.
+    /// --json: {"deleted": [{"model",
     /// "spec", "name", "version", "time"}], "dryRun", "sizeBefore", "sizeAfter"} (bytes).
     Gc {
         /// List what would be deleted and change nothing.
@@ -499,8 +500,8 @@ fn gc(
     let deleted = store
         .gc_versions(&rules, dry_run)
         .map_err(CliError::failed)?;
-    if !dry_run && !deleted.is_empty() {
-        store.compact().map_err(CliError::failed)?;
+    if !dry_run {
+        compact(ctx, store, deleted.len())?;
     }
     let after = store.file_size();
     print_gc(ctx, "version", &deleted, dry_run, before, after, |d| {
@@ -510,6 +511,21 @@ fn gc(
         )
     });
     Ok(0)
+}
+
+/// Compacts the store after a gc that deleted `deleted` records. Compacting needs the file to
+/// itself: while another process has it open, a gc that deleted something fails (its
+/// deletions stay committed) and one that deleted nothing only says it could not compact.
+pub(crate) fn compact(ctx: &Ctx, store: &ResourceStore, deleted: usize) -> Result<(), CliError> {
+    match store.compact() {
+        Ok(()) => Ok(()),
+        Err(e @ StoreError::InUse { .. }) if deleted == 0 => {
+            ctx.printer
+                .note(&format!("nothing to delete; not compacted: {e}"));
+            Ok(())
+        }
+        Err(e) => Err(CliError::failed(e)),
+    }
 }
 
 /// Prints what a gc deleted (or would delete) and the file size before and after.

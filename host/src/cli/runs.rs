@@ -69,8 +69,8 @@ pub fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
                 })?;
             let before = store.file_size();
             let deleted = store.gc_runs(&cutoff, dry_run).map_err(CliError::failed)?;
-            if !dry_run && !deleted.is_empty() {
-                store.compact().map_err(CliError::failed)?;
+            if !dry_run {
+                super::data::compact(ctx, &store, deleted.len())?;
             }
             let after = store.file_size();
             super::data::print_gc(ctx, "run", &deleted, dry_run, before, after, |r| {
