@@ -331,6 +331,13 @@ mod tests {
             !indexed.contains(&1) && indexed.contains(&6),
             "the time index lost the deleted versions: {indexed:?}"
         );
+        // v5's predecessor v4 is gone: `data changes` compares it with v2, the nearest kept.
+        let v5 = changes
+            .iter()
+            .find(|c| c.version.spec == "vm" && c.version.version == 5)
+            .expect("v5 is listed");
+        assert_eq!(v5.kind, crate::store::ChangeKind::Changed);
+        assert_eq!(v5.previous, Some(json!({"i": 1})));
         assert_eq!(store.versions("m", "other", "a").unwrap().len(), 1);
     }
 
