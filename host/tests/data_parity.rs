@@ -439,6 +439,17 @@ fn a_tag_holding_a_secret_the_call_used_is_refused_and_nothing_is_written() {
     assert!(!out.all().contains(secret), "{}", out.all());
     let listed = repo.orch(&["--json", "data", "list"]).ok().json();
     assert_eq!(listed, json!([]));
+    // Nor does a --select that reads the vault print it.
+    write(&repo, "item", "b", json!({"ip": "10.0.0.2"}), &[]);
+    let selected = repo.orch(&[
+        "data",
+        "query",
+        "true",
+        "--select",
+        r#"vault.get("v", "k") + "!""#,
+    ]);
+    assert!(!selected.all().contains(secret), "{}", selected.all());
+    assert!(selected.ok().stdout.contains("item/b"));
 }
 
 #[test]

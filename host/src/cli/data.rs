@@ -407,6 +407,16 @@ async fn query(
         };
         rows.push((v, value));
     }
+    // A --select may read the vault; its values never reach the output.
+    let redactor = crate::vault::Redactor::default();
+    for secret in evaluator.secrets() {
+        redactor.add(&secret);
+    }
+    for (_, selected) in &mut rows {
+        if let Some(selected) = selected {
+            redactor.redact_json(selected);
+        }
+    }
     let value: Vec<Value> = rows
         .iter()
         .map(|(v, selected)| {
