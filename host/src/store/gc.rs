@@ -466,4 +466,91 @@ mod tests {
         store.compact().expect("alone now");
         assert_eq!(store.latest("m", "vm", "a").unwrap().unwrap().version, 1);
     }
+
+    /// The child side of `a_gc_killed_midway_leaves_the_old_state`: says it is starting, then
+    /// deletes all but the newest version of `vm/a` in one transaction.
+    #[test]
+    #[ignore = "run by a_gc_killed_midway_leaves_the_old_state in a child process"]
+    fn gc_kill_child() {
+        use std::io::Write;
+        let Some(path) = std::env::var_os("ORCH_GC_KILL_TEST_DB") else {
+            return;
+        };
+        let store = ResourceStore::new(std::path::PathBuf::from(path), StoreOptions::default());
+        let mut stdout = std::io::stdout();
+        writeln!(stdout, "gc started").expect("stdout");
+        stdout.flush().expect("flush");
+        store
+            .gc_versions(&keep("m", "vm", KeepRule::Versions(1)), false)
+            .expect("gc");
+        writeln!(stdout, "gc committed").expect("stdout");
+    }
+
+    #[test]
+    fn a_gc_killed_midway_leaves_the_old_state_or_the_new_one_and_never_a_mix() {
+        use std::io::BufRead;
+        let exe = std::env::current_exe().expect("test binary");
+        let mut outcomes = Vec::new();
+        for _ in 0..4 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("data.redb");
+            let store = ResourceStore::new(&path, StoreOptions::default());
+            let p = provenance("r", &now_rfc3339());
+            let writes: Vec<PendingWrite> = (0..1500)
+                .map(|i| PendingWrite::new("vm", "a", json!({"i": i, "pad": "y".repeat(200)})))
+                .collect();
+            store.commit_writes("m", &p, &writes).unwrap();
+            drop(store);
+            let mut child = std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "store::gc::tests::gc_kill_child",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("ORCH_GC_KILL_TEST_DB", &path)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn the child");
+            let stdout = child.stdout.take().expect("child stdout");
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            loop {
+                let line = lines.next().expect("the child ended early").expect("line");
+                if line.contains("gc started") {
+                    break;
+                }
+            }
+            // SAFETY: kill(2) on the child this test spawned; no memory is involved.
+            assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
+            child.wait().expect("reap the child");
+
+            let store = ResourceStore::new(&path, StoreOptions::default());
+            let left = store.versions("m", "vm", "a").unwrap().len();
+            assert!(
+                left == 1500 || left == 1,
+                "a gc committed in part: {left} versions left"
+            );
+            let indexed = store
+                .changes(&crate::store::ChangeWindow::default())
+                .unwrap()
+                .len();
+            assert_eq!(indexed, left, "the time index and the versions disagree");
+            outcomes.push(left);
+            // The store works afterwards: a write, and a gc to the end.
+            let p = provenance("after", &now_rfc3339());
+            assert_eq!(
+                store
+                    .commit_writes("m", &p, &[PendingWrite::new("vm", "a", json!(0))])
+                    .unwrap(),
+                vec![1501]
+            );
+            store
+                .gc_versions(&keep("m", "vm", KeepRule::Versions(1)), false)
+                .unwrap();
+            assert_eq!(numbers(&store, "a"), vec![1501]);
+        }
+        eprintln!("versions left after each kill: {outcomes:?}");
+    }
 }
