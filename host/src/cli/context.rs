@@ -147,6 +147,7 @@ impl Ctx {
             registry,
             repo,
             printer: self.printer.clone(),
+            tags: Default::default(),
         })
     }
 }

@@ -6,10 +6,10 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::{CliError, CmdResult, Ctx};
-use crate::repo::Repo;
+use crate::repo::{Repo, Retention};
 use crate::store::{
-    ChangeKind, ChangeWindow, FieldDiff, ResourceKey, ResourceStore, ResourceVersion, StoreError,
-    diff_attributes, mask_sensitive, rfc3339,
+    ChangeKind, ChangeWindow, FieldDiff, KeepRule, ResourceKey, ResourceStore, ResourceVersion,
+    StoreError, Tags, diff_attributes, mask_sensitive, rfc3339,
 };
 
 /// The window `orch data changes` shows without `--since`.
@@ -25,6 +25,9 @@ pub enum Cmd {
         /// Also list resources whose latest version retired them (marked `retired`).
         #[arg(long)]
         all: bool,
+        /// Only resources whose latest version carries this tag (repeatable: all must match).
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
     },
     /// Show a resource's latest version (or --version N), with when it was last seen (`lastSeen`).
     Get {
@@ -93,6 +96,46 @@ pub enum Cmd {
         #[arg(long, value_name = "RUN|TIME|DURATION")]
         since: Option<String>,
     },
+    /// Resources whose latest live version matches a CEL predicate, with an optional selected value.
+    ///
+    /// The predicate and --select see `model`, `spec`, `name`, `version` (int), `attributes`,
+    /// `tags` (map of strings) and `provenance` ({runId, step, method, time}) of each resource,
+    /// plus the usual functions (`data.latest`, `data.findByTag`); `model` is the model's name
+    /// here, not the root of `model.X.resource`. Sensitive (`writeOnly`) attributes are
+    /// replaced by `(sensitive)` before either expression sees them, so they never print. A
+    /// predicate that reads an attribute a resource does not have does not match it (as in
+    /// swamp); one that gives anything but true or false is refused. --json: [{"model",
+    /// "spec", "name", "version", "value"}] (`value` only with --select).
+    Query {
+        /// The CEL predicate, e.g. 'attributes.status == "running"'.
+        predicate: String,
+        /// A CEL expression whose value is printed for each match, e.g. 'attributes.ip'.
+        #[arg(long)]
+        select: Option<String>,
+        /// Only this model's resources.
+        #[arg(long)]
+        model: Option<String>,
+        /// Only resources whose latest version carries this tag (repeatable: all must match).
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+    },
+    /// Delete the versions that the definitions' `garbageCollection` no longer keep, then compact the file.
+    ///
+    /// Only resource specs with `resources.<spec>.garbageCollection` in their model's
+    /// definition lose versions (the default keeps everything). The latest version of a
+    /// resource and the one its last sighting points to are always kept. The deletions are one
+    /// transaction; compacting needs the file to itself, so it fails (after the deletions are
+    /// committed) while another orch process has the store open, unless nothing was deleted.
+    /// --json: {"deleted": [{"model",
+    /// "spec", "name", "version", "time"}], "dryRun", "sizeBefore", "sizeAfter"} (bytes).
+    Gc {
+        /// List what would be deleted and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only this model's resources.
+        #[arg(long)]
+        model: Option<String>,
+    },
 }
 
 fn find_spec(
@@ -125,17 +168,19 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
     let repo = ctx.repo()?;
     let store = ctx.store(&repo);
     match cmd {
-        Cmd::List { model, all } => {
+        Cmd::List { model, all, tags } => {
             if let Some(m) = &model {
                 repo.model(m).map_err(CliError::usage)?;
             }
+            let wanted = parse_tags(&tags)?;
             let mut list = store.list(model.as_deref()).map_err(CliError::failed)?;
             if !all {
                 list.retain(|r| !r.retired);
             }
+            list.retain(|r| has_tags(&r.tags, &wanted));
             let value: Vec<serde_json::Value> = list
                 .iter()
-                .map(|r| serde_json::json!({"model": r.model, "spec": r.spec, "name": r.name, "latest": r.latest, "writtenAt": r.written_at, "retired": r.retired}))
+                .map(|r| serde_json::json!({"model": r.model, "spec": r.spec, "name": r.name, "latest": r.latest, "writtenAt": r.written_at, "retired": r.retired, "tags": r.tags}))
                 .collect();
             ctx.printer.result(&value, || {
                 list.iter()
@@ -181,9 +226,13 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             let seen = store
                 .last_seen(&model, &spec, &name)
                 .map_err(CliError::failed)?;
+            let expired = version.is_none() && expired(&repo, &rv);
             let mut value = serde_json::to_value(&rv).map_err(CliError::failed)?;
             if let (Some(seen), Some(fields)) = (seen, value.as_object_mut()) {
                 fields.insert("lastSeen".into(), json!(seen));
+            }
+            if let (true, Some(fields)) = (expired, value.as_object_mut()) {
+                fields.insert("expired".into(), json!(true));
             }
             ctx.printer.result(&value, || {
                 serde_json::to_string_pretty(&value).unwrap_or_default()
@@ -222,8 +271,15 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
                         } else {
                             v.attributes.to_string()
                         };
+                        let tags = if v.tags.is_empty() {
+                            String::new()
+                        } else {
+                            let pairs: Vec<String> =
+                                v.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                            format!("  tags {}", pairs.join(","))
+                        };
                         format!(
-                            "v{:<4} {}  run {}  step {}  {what}",
+                            "v{:<4} {}  run {}  step {}{tags}  {what}",
                             v.version, v.provenance.time, v.provenance.run_id, v.provenance.step,
                         )
                     })
@@ -246,7 +302,285 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             spec,
         } => diff(ctx, &repo, &store, &model, &name, from, to, spec).await,
         Cmd::Changes { model, since } => changes(ctx, &repo, &store, model, since).await,
+        Cmd::Query {
+            predicate,
+            select,
+            model,
+            tags,
+        } => {
+            query(
+                ctx,
+                &repo,
+                &store,
+                &predicate,
+                select.as_deref(),
+                model,
+                &tags,
+            )
+            .await
+        }
+        Cmd::Gc { dry_run, model } => gc(ctx, &repo, &store, dry_run, model.as_deref()),
     }
+}
+
+/// `orch data query`.
+async fn query(
+    ctx: &Ctx,
+    repo: &Repo,
+    store: &ResourceStore,
+    predicate: &str,
+    select: Option<&str>,
+    model: Option<String>,
+    tags: &[String],
+) -> CmdResult {
+    if let Some(m) = &model {
+        check_model(repo, store, m)?;
+    }
+    let wanted = parse_tags(tags)?;
+    let evaluator = crate::expr::Evaluator::new();
+    for (flag, expr) in [("predicate", Some(predicate)), ("--select", select)] {
+        if let Some(expr) = expr {
+            evaluator
+                .check_syntax(expr)
+                .map_err(|e| CliError::usage(format!("{flag} `{expr}`: {}", e.kind)))?;
+        }
+    }
+    let mut found = store
+        .latest_live(model.as_deref())
+        .map_err(CliError::failed)?;
+    found.retain(|v| has_tags(&v.tags, &wanted));
+    let models: BTreeSet<String> = found.iter().map(|v| v.model.clone()).collect();
+    let traits = traits_of(ctx, repo, &models).await;
+    let data = crate::method::StoreDataSource::new(store.clone(), ctx.vault(repo)?, repo);
+    let mut rows: Vec<(ResourceVersion, Option<Value>)> = Vec::new();
+    for mut v in found {
+        mask_sensitive(
+            &mut v.attributes,
+            &traits_for(&traits, &v.model, &v.spec).sensitive,
+        );
+        let bindings = json!({
+            "model": v.model,
+            "spec": v.spec,
+            "name": v.name,
+            "version": v.version,
+            "attributes": v.attributes,
+            "tags": v.tags,
+            "provenance": v.provenance,
+        });
+        let bindings = bindings.as_object().cloned().unwrap_or_default();
+        let scope = evaluator.scope_with_bindings(&data, crate::expr::Vars::default(), &bindings);
+        let what = format!("{}/{}/{}", v.model, v.spec, v.name);
+        let matched = match scope.eval_expr(predicate) {
+            Ok(Value::Bool(b)) => b,
+            Ok(other) => {
+                return Err(CliError::usage(format!(
+                    "the predicate `{predicate}` gave {} for {what}; it must give true or false (e.g. compare with ==)",
+                    kind_of(&other)
+                )));
+            }
+            // A resource without the attribute does not match, as in swamp.
+            Err(e) if matches!(e.kind, crate::expr::ExprErrorKind::NoSuchKey { .. }) => false,
+            Err(e) => {
+                return Err(CliError::usage(format!(
+                    "the predicate `{predicate}` failed on {what}: {}",
+                    e.kind
+                )));
+            }
+        };
+        if !matched {
+            continue;
+        }
+        let value = match select {
+            None => None,
+            Some(select) => Some(match scope.eval_expr(select) {
+                Ok(value) => value,
+                Err(e) if matches!(e.kind, crate::expr::ExprErrorKind::NoSuchKey { .. }) => {
+                    Value::Null
+                }
+                Err(e) => {
+                    return Err(CliError::usage(format!(
+                        "--select `{select}` failed on {what}: {}",
+                        e.kind
+                    )));
+                }
+            }),
+        };
+        rows.push((v, value));
+    }
+    // A --select may read the vault; its values never reach the output.
+    let redactor = crate::vault::Redactor::default();
+    for secret in evaluator.secrets() {
+        redactor.add(&secret);
+    }
+    for (_, selected) in &mut rows {
+        if let Some(selected) = selected {
+            redactor.redact_json(selected);
+        }
+    }
+    let value: Vec<Value> = rows
+        .iter()
+        .map(|(v, selected)| {
+            let mut row =
+                json!({"model": v.model, "spec": v.spec, "name": v.name, "version": v.version});
+            if let (Some(selected), Some(fields)) = (selected, row.as_object_mut()) {
+                fields.insert("value".into(), selected.clone());
+            }
+            row
+        })
+        .collect();
+    ctx.printer.result(&value, || {
+        if rows.is_empty() {
+            return "no resource matches".to_string();
+        }
+        rows.iter()
+            .map(|(v, selected)| {
+                let line = format!(
+                    "{:<16} {:<32} v{:<4}",
+                    v.model,
+                    format!("{}/{}", v.spec, v.name),
+                    v.version
+                );
+                match selected {
+                    Some(Value::String(s)) => format!("{line} {s}"),
+                    Some(other) => format!("{line} {other}"),
+                    None => line.trim_end().to_string(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(0)
+}
+
+/// The JSON type of a value, for messages.
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a bool",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a map",
+    }
+}
+
+/// `orch data gc`.
+fn gc(
+    ctx: &Ctx,
+    repo: &Repo,
+    store: &ResourceStore,
+    dry_run: bool,
+    model: Option<&str>,
+) -> CmdResult {
+    if let Some(m) = model {
+        repo.model(m).map_err(CliError::usage)?;
+    }
+    // A skipped definition may hold the retention its owner expects; do not guess it.
+    let mut problems = repo.problems();
+    problems.retain(|d| d.file.starts_with("models"));
+    if !problems.is_empty() {
+        let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(CliError::usage(format!(
+            "{}\nnothing was deleted: fix the definitions first (`orch check` lists every problem)",
+            listed.join("\n")
+        )));
+    }
+    let now = OffsetDateTime::now_utc();
+    let mut rules = BTreeMap::new();
+    for def in repo.models.values() {
+        if model.is_some_and(|m| m != def.name) {
+            continue;
+        }
+        for (spec, policy) in &def.resources {
+            let rule = match &policy.garbage_collection {
+                None => continue,
+                Some(Retention::KeepVersions(n)) => KeepRule::Versions(*n),
+                Some(Retention::OlderThan(secs)) => KeepRule::Since(
+                    i64::try_from(*secs)
+                        .ok()
+                        .and_then(|s| now.checked_sub(time::Duration::seconds(s)))
+                        .map(rfc3339)
+                        .unwrap_or_default(),
+                ),
+            };
+            rules.insert((def.name.clone(), spec.clone()), rule);
+        }
+    }
+    let before = store.file_size();
+    let deleted = store
+        .gc_versions(&rules, dry_run)
+        .map_err(CliError::failed)?;
+    if !dry_run {
+        compact(ctx, store, deleted.len())?;
+    }
+    let after = store.file_size();
+    print_gc(ctx, "version", &deleted, dry_run, before, after, |d| {
+        format!(
+            "{} {}/{}@v{}  {}",
+            d.model, d.spec, d.name, d.version, d.time
+        )
+    });
+    Ok(0)
+}
+
+/// Compacts the store after a gc that deleted `deleted` records. Compacting needs the file to
+/// itself: while another process has it open, a gc that deleted something fails (its
+/// deletions stay committed) and one that deleted nothing only says it could not compact.
+pub(crate) fn compact(ctx: &Ctx, store: &ResourceStore, deleted: usize) -> Result<(), CliError> {
+    match store.compact() {
+        Ok(()) => Ok(()),
+        Err(e @ StoreError::InUse { .. }) if deleted == 0 => {
+            ctx.printer
+                .note(&format!("nothing to delete; not compacted: {e}"));
+            Ok(())
+        }
+        Err(e) => Err(CliError::failed(e)),
+    }
+}
+
+/// Prints what a gc deleted (or would delete) and the file size before and after.
+pub(crate) fn print_gc<T: serde::Serialize>(
+    ctx: &Ctx,
+    noun: &str,
+    deleted: &[T],
+    dry_run: bool,
+    before: u64,
+    after: u64,
+    line: impl Fn(&T) -> String,
+) {
+    let value = json!({
+        "deleted": deleted,
+        "dryRun": dry_run,
+        "sizeBefore": before,
+        "sizeAfter": after,
+    });
+    ctx.printer.result(&value, || {
+        let mut lines: Vec<String> = deleted.iter().map(&line).collect();
+        let count = deleted.len();
+        let plural = if count == 1 { "" } else { "s" };
+        lines.push(if dry_run {
+            format!("would delete {count} {noun}{plural} (dry run: nothing changed; the file is {before} bytes)")
+        } else {
+            format!("deleted {count} {noun}{plural}; the file went from {before} to {after} bytes")
+        });
+        lines.join("\n")
+    });
+}
+
+/// Whether the spec's `lifetime` has ended for this (latest) version, seen from outside any
+/// run: expressions no longer resolve it.
+fn expired(repo: &Repo, v: &ResourceVersion) -> bool {
+    let Ok(def) = repo.model(&v.model) else {
+        return false;
+    };
+    def.lifetime_of(&v.spec).is_some_and(|lifetime| {
+        lifetime.ended(
+            &v.provenance.time,
+            &v.provenance.run_id,
+            None,
+            OffsetDateTime::now_utc(),
+        )
+    })
 }
 
 /// Refuses a model that is neither defined nor in the store, suggesting the closest defined
@@ -522,6 +856,29 @@ async fn changes(
         out.join("\n")
     });
     Ok(0)
+}
+
+/// `--tag KEY=VALUE` flags as tags; a flag without `=` or with an empty key is a usage error.
+pub(crate) fn parse_tags(flags: &[String]) -> Result<Tags, CliError> {
+    let mut tags = Tags::new();
+    for flag in flags {
+        match flag.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                tags.insert(key.trim().to_string(), value.to_string());
+            }
+            _ => {
+                return Err(CliError::usage(format!(
+                    "--tag {flag:?}: expected KEY=VALUE, e.g. --tag env=prod"
+                )));
+            }
+        }
+    }
+    Ok(tags)
+}
+
+/// True when `tags` carries every one of `wanted`.
+fn has_tags(tags: &Tags, wanted: &Tags) -> bool {
+    wanted.iter().all(|(k, v)| tags.get(k) == Some(v))
 }
 
 /// The window `--since` names, and how to say it ("since run …", "since <time>").

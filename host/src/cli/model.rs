@@ -25,6 +25,10 @@ pub enum Cmd {
         /// Ask the plugin not to change anything.
         #[arg(long)]
         dry_run: bool,
+        /// A tag stored on every resource version the method writes (repeatable; over the
+        /// definition's `tags`).
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
     },
     /// Resolve a definition's globalArguments and method arguments against the current data
     /// and print them, running nothing; secrets show as `***`.
@@ -84,8 +88,11 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             method,
             inputs,
             dry_run,
+            tags,
         } => {
-            let env = ctx.run_env_for_method().await?;
+            let tags = super::data::parse_tags(&tags)?;
+            let mut env = ctx.run_env_for_method().await?;
+            env.tags = tags;
             let inputs = inputs.collect()?;
             let usage = crate::workflow::check_model(&env.repo, &model).map_err(CliError::usage)?;
             ctx.warn_skipped(&env.repo.problems_outside(&usage));

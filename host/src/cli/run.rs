@@ -21,11 +21,17 @@ pub struct Args {
     /// assert), even when the run fails.
     #[arg(long, value_name = "FILE")]
     junit: Option<std::path::PathBuf>,
+    /// A tag stored on every resource version the run writes (repeatable; over the workflow's
+    /// and the definitions' `tags`).
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    tags: Vec<String>,
 }
 
 /// Validates the workflow and its inputs, runs it, and prints the run.
 pub async fn exec(args: Args, ctx: &Ctx) -> CmdResult {
-    let env = ctx.run_env_for_workflow(&args.workflow).await?;
+    let tags = super::data::parse_tags(&args.tags)?;
+    let mut env = ctx.run_env_for_workflow(&args.workflow).await?;
+    env.tags = tags;
     let mut inputs = args.inputs.collect()?;
     let usage = check_before_run(ctx, &env, &args.workflow)?;
     let wf = env.repo.workflow(&args.workflow).map_err(CliError::usage)?;

@@ -31,6 +31,18 @@ pub enum Cmd {
         /// Run id.
         id: String,
     },
+    /// Delete the runs that finished before a cutoff, then compact the file.
+    ///
+    /// A running or waiting run is never deleted, nor the resource versions a run wrote.
+    /// --json: {"deleted": [run summaries], "dryRun", "sizeBefore", "sizeAfter"} (bytes).
+    Gc {
+        /// How long ago the cutoff is: 90m, 12h, 30d, 2w.
+        #[arg(long, value_name = "DURATION")]
+        older_than: String,
+        /// List what would be deleted and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// Runs an `orch runs` subcommand.
@@ -38,6 +50,40 @@ pub fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
     let repo = ctx.repo()?;
     let store = ctx.store(&repo);
     match cmd {
+        Cmd::Gc {
+            older_than,
+            dry_run,
+        } => {
+            let cutoff = crate::repo::parse_duration(&older_than)
+                .and_then(|secs| i64::try_from(secs).ok())
+                .map(|secs| {
+                    time::OffsetDateTime::now_utc()
+                        .checked_sub(time::Duration::seconds(secs))
+                        .map(crate::store::rfc3339)
+                        .unwrap_or_default()
+                })
+                .ok_or_else(|| {
+                    CliError::usage(format!(
+                        "--older-than {older_than:?} is not a duration; write a whole number and a unit, such as 90m, 12h or 30d"
+                    ))
+                })?;
+            let before = store.file_size();
+            let deleted = store.gc_runs(&cutoff, dry_run).map_err(CliError::failed)?;
+            if !dry_run {
+                super::data::compact(ctx, &store, deleted.len())?;
+            }
+            let after = store.file_size();
+            super::data::print_gc(ctx, "run", &deleted, dry_run, before, after, |r| {
+                format!(
+                    "{}  {:<9} {:<24} finished {}",
+                    r.id,
+                    r.status.as_str(),
+                    r.target,
+                    r.finished_at.as_deref().unwrap_or("-")
+                )
+            });
+            Ok(0)
+        }
         Cmd::List { limit } => {
             // Summaries only: a run still marked running is read in full to settle whether its
             // process is alive.

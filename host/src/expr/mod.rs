@@ -2,7 +2,8 @@
 //!
 //! A string that is exactly one template keeps the CEL type of its value; templates inside
 //! longer strings are interpolated as text. The CEL context offers `model`, `inputs`, `env`,
-//! `run`, `self`, `vault.get(vault, key)` and `data.latest(model, name)`.
+//! `run`, `self`, `vault.get(vault, key)`, `data.latest(model, name)` and
+//! `data.findByTag(key, value)`.
 //!
 //! Data is pulled, not pushed: a [`Scope`] (one per step start) asks the [`DataSource`] for
 //! a model only when an expression touches it, and remembers the answer for the rest of the
@@ -48,6 +49,12 @@ pub trait DataSource: Send + Sync {
     fn model_resources(&self, model: &str) -> Result<Vec<ResourceData>, String>;
     /// Secret from a vault; Ok(None) when vault or key is missing.
     fn vault_get(&self, vault: &str, key: &str) -> Result<Option<String>, String>;
+    /// `data.findByTag(key, value)`: the latest live version of every resource (of any model)
+    /// whose latest version carries that tag, as (model, resource). None by default.
+    fn find_by_tag(&self, key: &str, value: &str) -> Result<Vec<(String, ResourceData)>, String> {
+        let _ = (key, value);
+        Ok(Vec::new())
+    }
 }
 
 /// The latest version of one resource instance, as stored.
@@ -247,6 +254,22 @@ impl Evaluator {
         Scope {
             evaluator: self,
             core: ScopeCore::new(data, &self.secrets, &vars, Some(base)),
+        }
+    }
+
+    /// Starts a scope whose top-level names also include `bindings` (e.g. `attributes` for
+    /// `orch data query`), which shadow the usual variables of the same name.
+    pub fn scope_with_bindings<'a>(
+        &'a self,
+        data: &'a dyn DataSource,
+        vars: Vars,
+        bindings: &Map<String, Value>,
+    ) -> Scope<'a> {
+        let mut core = ScopeCore::new(data, &self.secrets, &vars, None);
+        core.bind(bindings);
+        Scope {
+            evaluator: self,
+            core,
         }
     }
 

@@ -197,6 +197,8 @@ pub(super) struct ScopeCore<'a> {
     pub self_: CelMap<'static>,
     /// Why the variables cannot be used, found when the scope was made.
     pub invalid: Option<ExprErrorKind>,
+    /// Extra top-level names, shadowing the variables above (see `Evaluator::scope_with_bindings`).
+    bindings: HashMap<String, OwnedVal>,
     models: Mutex<HashMap<String, Arc<ModelState>>>,
     vault: Mutex<HashMap<(String, String), String>>,
 }
@@ -232,6 +234,7 @@ impl<'a> ScopeCore<'a> {
                 run: string_map([]),
                 self_: string_map([]),
                 invalid,
+                bindings: HashMap::new(),
                 models: Mutex::new(HashMap::new()),
                 vault: Mutex::new(HashMap::new()),
             };
@@ -259,9 +262,46 @@ impl<'a> ScopeCore<'a> {
             )]),
             self_: super::convert::object_to_map(&vars.self_),
             invalid: None,
+            bindings: HashMap::new(),
             models: Mutex::new(HashMap::new()),
             vault: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Adds top-level names; a value nesting too deep makes every evaluation fail instead.
+    pub fn bind(&mut self, bindings: &serde_json::Map<String, serde_json::Value>) {
+        for (name, value) in bindings {
+            if let Err(e) = check_depth(value) {
+                self.invalid
+                    .get_or_insert(ExprErrorKind::Type(format!("`{name}`: {e}")));
+                continue;
+            }
+            self.bindings.insert(name.clone(), json_to_val(value));
+        }
+    }
+
+    /// `data.findByTag(key, value)`: a list of the tagged resources, each as
+    /// `model.<m>.resource.<spec>.<name>` gives it, plus its `model` and `spec`.
+    fn find_by_tag(&self, key: &str, value: &str) -> Result<OwnedVal, ExprErrorKind> {
+        let found = self
+            .data
+            .find_by_tag(key, value)
+            .map_err(|e| ExprErrorKind::DataSource(format!("data.findByTag: {e}")))?;
+        let mut items = Vec::with_capacity(found.len());
+        for (model, r) in found {
+            check_depth(&r.attributes).map_err(|e| {
+                ExprErrorKind::DataSource(format!("resource {}/{}: {e}", r.spec, r.name))
+            })?;
+            items.push(serde_json::json!({
+                "model": model,
+                "spec": r.spec,
+                "name": r.name,
+                "version": r.version,
+                "writtenAt": r.written_at,
+                "attributes": r.attributes,
+            }));
+        }
+        Ok(json_to_val(&serde_json::Value::Array(items)))
     }
 
     /// The model's state, loading it on first use. The lock is held while loading so that
@@ -376,6 +416,7 @@ impl<'a> ScopeCore<'a> {
 enum FnCall {
     Vault { vault: String, key: String },
     Latest { model: String, name: String },
+    FindByTag { key: String, value: String },
     Charge { steps: u64, bytes: u64 },
 }
 
@@ -463,6 +504,9 @@ impl<'s> EvalState<'s> {
                     .map(|s| Box::new(CelString::from(s)) as OwnedVal),
             ),
             FnCall::Latest { model, name } => ("data.latest", self.core.latest(model, name)),
+            FnCall::FindByTag { key, value } => {
+                ("data.findByTag", self.core.find_by_tag(key, value))
+            }
             FnCall::Charge { steps, bytes } => (
                 METER,
                 self.budget
@@ -494,6 +538,9 @@ impl fmt::Debug for EvalState<'_> {
 
 impl VariableResolver for EvalState<'_> {
     fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        if let Some(bound) = self.core.bindings.get(variable) {
+            return Some(CowVal::Borrowed(bound.as_ref()));
+        }
         match variable {
             "inputs" => Some(CowVal::Borrowed(self.core.inputs.get())),
             "env" => Some(CowVal::Borrowed(&self.core.env)),
@@ -737,7 +784,13 @@ pub(super) fn register_functions(ctx: &mut Context<'static, 'static>) -> Result<
         let [model, name] = string_args(ftx, "data.latest")?;
         dispatch(ftx, FnCall::Latest { model, name })
     });
+    let find_by_tag: CelFn = Box::new(|ftx| {
+        let [key, value] = string_args(ftx, "data.findByTag")?;
+        dispatch(ftx, FnCall::FindByTag { key, value })
+    });
     ctx.add_function::<CelFn, CelFn>("vault.get", vault)
+        .map_err(|e| e.to_string())?;
+    ctx.add_function::<CelFn, CelFn>("data.findByTag", find_by_tag)
         .map_err(|e| e.to_string())?;
     ctx.add_function::<CelFn, CelFn>("data.latest", latest)
         .map_err(|e| e.to_string())

@@ -1219,3 +1219,35 @@ fn shared_inputs_nested_too_deep_fail_every_evaluation_as_own_inputs_do() {
         .unwrap_err();
     assert_eq!(shared.to_string(), own.to_string());
 }
+
+#[test]
+fn bindings_shadow_variables_and_leave_functions_working() {
+    let data = fake();
+    let ev = Evaluator::new();
+    let bindings = json!({"model": "fleet", "attributes": {"status": "running", "ip": "10.0.0.9"}})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let scope = ev.scope_with_bindings(&data, vars(), &bindings);
+    assert_eq!(
+        scope
+            .eval_expr(r#"model == "fleet" && attributes.status == "running""#)
+            .unwrap(),
+        json!(true)
+    );
+    assert_eq!(scope.eval_expr("attributes.ip").unwrap(), json!("10.0.0.9"));
+    assert_eq!(
+        scope
+            .eval_expr(r#"data.latest("fleet", "web2").attributes.ip"#)
+            .unwrap(),
+        json!("10.0.0.2"),
+        "functions still reach the data behind a shadowed `model`"
+    );
+    assert_eq!(
+        scope
+            .eval_expr(r#"size(data.findByTag("env", "lab"))"#)
+            .unwrap(),
+        json!(0),
+        "a data source without tags finds nothing"
+    );
+}

@@ -1,9 +1,10 @@
 //! The CEL evaluator's view of the data: latest resources from the store, secrets from the vault.
 
 use crate::expr::{DataSource, ResourceData};
-use crate::repo::Repo;
-use crate::store::ResourceStore;
+use crate::repo::{Lifetime, Repo};
+use crate::store::{ResourceStore, ResourceVersion};
 use crate::vault::LocalVault;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Reads the store and vault for expression evaluation.
@@ -11,6 +12,10 @@ pub struct StoreDataSource {
     store: ResourceStore,
     vault: Arc<LocalVault>,
     models: Vec<String>,
+    /// (model, spec) → the definition's `lifetime` for it.
+    lifetimes: BTreeMap<(String, String), Lifetime>,
+    /// The run evaluating, for `ephemeral` resources.
+    run_id: Option<String>,
 }
 
 impl StoreDataSource {
@@ -20,6 +25,65 @@ impl StoreDataSource {
             store,
             vault,
             models: repo.models.keys().cloned().collect(),
+            lifetimes: repo
+                .models
+                .values()
+                .flat_map(|d| {
+                    d.resources.iter().filter_map(|(spec, policy)| {
+                        let lifetime = policy.lifetime.clone()?;
+                        Some(((d.name.clone(), spec.clone()), lifetime))
+                    })
+                })
+                .collect(),
+            run_id: None,
+        }
+    }
+
+    /// The same source, as seen from inside run `run_id` (its `ephemeral` resources resolve).
+    pub fn in_run(mut self, run_id: &str) -> Self {
+        self.run_id = Some(run_id.to_string());
+        self
+    }
+
+    /// Why `v` no longer resolves, if its spec's lifetime has ended.
+    fn expired(&self, v: &ResourceVersion) -> Option<String> {
+        let lifetime = self.lifetimes.get(&(v.model.clone(), v.spec.clone()))?;
+        let now = time::OffsetDateTime::now_utc();
+        let (time, run) = (&v.provenance.time, &v.provenance.run_id);
+        if !lifetime.ended(time, run, self.run_id.as_deref(), now) {
+            return None;
+        }
+        Some(match lifetime {
+            Lifetime::Ephemeral => format!(
+                "from expressions: it expired (lifetime `ephemeral`: it resolves only in run {run}, which wrote it at {time}); `orch data get` still shows it"
+            ),
+            Lifetime::Seconds(_) => format!(
+                "from expressions: it expired (lifetime {}: its latest version was written at {time} by run {run}); `orch data get` still shows it",
+                lifetime.describe()
+            ),
+        })
+    }
+
+    fn resource_data(&self, v: ResourceVersion) -> ResourceData {
+        let expired = if v.retired { None } else { self.expired(&v) };
+        ResourceData {
+            retired: v
+                .retired
+                .then(|| {
+                    format!(
+                        "by run {} at {} (step `{}`, method `{}`)",
+                        v.provenance.run_id,
+                        v.provenance.time,
+                        v.provenance.step,
+                        v.provenance.method
+                    )
+                })
+                .or(expired),
+            spec: v.spec,
+            name: v.name,
+            version: v.version,
+            written_at: v.provenance.time,
+            attributes: v.attributes,
         }
     }
 }
@@ -42,22 +106,17 @@ impl DataSource for StoreDataSource {
             .remove(model)
             .unwrap_or_default()
             .into_iter()
-            .map(|v| ResourceData {
-                spec: v.spec,
-                name: v.name,
-                version: v.version,
-                retired: v.retired.then(|| {
-                    format!(
-                        "by run {} at {} (step `{}`, method `{}`)",
-                        v.provenance.run_id,
-                        v.provenance.time,
-                        v.provenance.step,
-                        v.provenance.method
-                    )
-                }),
-                written_at: v.provenance.time,
-                attributes: v.attributes,
-            })
+            .map(|v| self.resource_data(v))
+            .collect())
+    }
+
+    fn find_by_tag(&self, key: &str, value: &str) -> Result<Vec<(String, ResourceData)>, String> {
+        let live = self.store.latest_live(None).map_err(|e| e.to_string())?;
+        Ok(live
+            .into_iter()
+            .filter(|v| v.tags.get(key).map(String::as_str) == Some(value))
+            .map(|v| (v.model.clone(), self.resource_data(v)))
+            .filter(|(_, r)| r.retired.is_none())
             .collect())
     }
 

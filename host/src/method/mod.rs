@@ -111,6 +111,8 @@ pub struct MethodCall {
     pub self_vars: Map<String, Value>,
     /// Ask the plugin not to change anything.
     pub dry_run: bool,
+    /// The workflow's `tags`, laid over the definition's on the versions written.
+    pub tags: crate::store::Tags,
 }
 
 /// What a successful call produced.
@@ -142,6 +144,8 @@ pub struct MethodRunner {
     pub ssh: SshSessionPool,
     /// The run's start record; resource writes wait until it is committed.
     pub started: crate::run::StartRecord,
+    /// `--tag k=v` of the command line, laid over the workflow's and definition's tags.
+    pub tags: crate::store::Tags,
 }
 
 fn plugin_error_kind(e: &PluginError) -> (&'static str, String) {
@@ -193,6 +197,19 @@ pub fn locate(
 }
 
 impl MethodRunner {
+    /// The tags stored on this call's writes: the definition's, under the workflow's, under
+    /// the command line's.
+    pub fn tags_for(&self, call: &MethodCall) -> crate::store::Tags {
+        let mut tags = self
+            .repo
+            .model(&call.model)
+            .map(|d| d.tags.clone())
+            .unwrap_or_default();
+        tags.extend(call.tags.clone());
+        tags.extend(self.tags.clone());
+        tags
+    }
+
     /// The variables a definition's expressions see for this call, over the workflow's
     /// inputs (`call.workflow_inputs`, see `Evaluator::scope_over`).
     pub fn vars(&self, call: &MethodCall) -> Vars {
@@ -257,7 +274,8 @@ impl MethodRunner {
         })?;
 
         // Resolve lazily: now, against the data as it is at this step's start.
-        let data = StoreDataSource::new(self.store.clone(), self.vault.clone(), &self.repo);
+        let data = StoreDataSource::new(self.store.clone(), self.vault.clone(), &self.repo)
+            .in_run(&self.run_id);
         let vars = self.vars(call);
         let scope = self
             .evaluator
@@ -459,6 +477,22 @@ impl MethodRunner {
         let store = self.store.clone();
         let model = call.model.clone();
         let to_commit = writes.clone();
+        let tags = self.tags_for(call);
+        // Tags are stored beside the attributes, so the same rule holds for them.
+        if let Some(key) = tags
+            .iter()
+            .filter(|_| !writes.is_empty())
+            .find(|(_, value)| redactor.find(value).is_some())
+            .map(|(key, _)| key)
+        {
+            return Err(MethodError::Refused(format!(
+                "tag `{}` of {}.{} holds a secret this call used; tags are stored in plain \
+                 text, so none of its writes was committed: remove the secret from the tag",
+                crate::output::escape_line(key),
+                call.model,
+                call.method
+            )));
+        }
         let versions = if writes.is_empty() {
             Vec::new()
         } else {
@@ -466,7 +500,7 @@ impl MethodRunner {
             tokio::task::spawn_blocking(move || {
                 // A version must never name a run the store has no record of.
                 started.wait();
-                store.commit_writes(&model, &provenance, &to_commit)
+                store.commit_tagged_writes(&model, &provenance, &tags, &to_commit)
             })
             .await
             .map_err(|e| MethodError::Refused(format!("commit task failed: {e}")))??

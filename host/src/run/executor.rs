@@ -148,7 +148,7 @@ impl Executor {
 
     fn data(&self) -> StoreDataSource {
         let r = &self.state.runner;
-        StoreDataSource::new(r.store.clone(), r.vault.clone(), &r.repo)
+        StoreDataSource::new(r.store.clone(), r.vault.clone(), &r.repo).in_run(&r.run_id)
     }
 
     /// Resolves a value from the workflow file (step inputs, forEach.in, names).
@@ -366,6 +366,7 @@ impl Executor {
                             self_vars: self_vars.clone(),
                             // A converge step of a dry run returns its plan.
                             dry_run: kind.as_deref() == Some("converge"),
+                            tags: self.workflow.tags.clone(),
                         };
                         state.runner.run(&call).await.map_err(|e| e.to_string())
                     },
@@ -386,12 +387,14 @@ impl Executor {
                     }
                     let inputs =
                         self.resolve(inputs, &format!("{field}.task.inputs"), self_vars)?;
-                    let nested = state
+                    let mut nested = state
                         .runner
                         .repo
                         .workflow(workflow_id_or_name)
                         .map_err(|e| e.to_string())?
                         .clone();
+                    // The calling workflow's tags lie over the nested one's, as --tag over both.
+                    nested.tags.extend(self.workflow.tags.clone());
                     let mut inputs = inputs.as_object().cloned().unwrap_or_default();
                     workflow::apply_input_defaults(&nested, &mut inputs);
                     let inputs = Value::Object(inputs);

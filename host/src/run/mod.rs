@@ -37,6 +37,8 @@ pub struct RunEnv {
     pub vault: Arc<LocalVault>,
     /// Where live events are shown.
     pub printer: Printer,
+    /// `--tag k=v` of the command line, stored on every version the run writes.
+    pub tags: crate::store::Tags,
 }
 
 /// Shared state of one run: the runner, the step records.
@@ -88,6 +90,7 @@ impl RunEnv {
             events: events.clone(),
             run_id: run_id.clone(),
             ssh: SshSessionPool::new(KnownHosts::in_dir(&self.repo.orch_dir())),
+            tags: self.tags.clone(),
         };
         events.emit(Event::RunStarted {
             run_id: run_id.clone(),
@@ -232,6 +235,7 @@ impl RunEnv {
             workflow_inputs: Default::default(),
             self_vars: Map::new(),
             dry_run,
+            tags: Default::default(),
         };
         let (error, output) =
             executor::run_recorded(&state, &target, Some((model, method)), async || {

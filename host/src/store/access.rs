@@ -123,6 +123,13 @@ impl ResourceStore {
         self.options
     }
 
+    /// Forgets this process's open handles, so they close once no operation holds them (a
+    /// compaction needs the file to itself).
+    pub(super) fn close_handles(&self) {
+        *lock(&self.shared.handle) = None;
+        *lock(&self.shared.reader) = None;
+    }
+
     /// How many times this process has opened the database file (shared by every store on the path).
     pub fn opens(&self) -> u64 {
         self.shared.opens.load(Ordering::Relaxed)

@@ -76,9 +76,22 @@ impl ResourceStore {
                 let Some(found) = self.version_in(&resources, model, spec, name, version)? else {
                     continue;
                 };
-                let previous = match version {
-                    0 | 1 => None,
-                    v => self.version_in(&resources, model, spec, name, v - 1)?,
+                // The nearest older version: `orch data gc` may have deleted the one just before.
+                let previous = match resources
+                    .range((model, spec, name, 0)..(model, spec, name, version))
+                    .map_err(|e| self.database_error(e))?
+                    .next_back()
+                {
+                    Some(entry) => {
+                        let (key, value) = entry.map_err(|e| self.database_error(e))?;
+                        let v = key.value().3;
+                        Some(
+                            self.decode::<super::types::ResourceVersion>(value.value(), || {
+                                super::resources::describe(model, spec, name, v)
+                            })?,
+                        )
+                    }
+                    None => None,
                 };
                 let (kind, previous) = match previous {
                     _ if found.retired => (ChangeKind::Retired, None),

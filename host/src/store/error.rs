@@ -18,6 +18,18 @@ pub enum StoreError {
         waited: Duration,
     },
 
+    /// A compaction found another process holding the file open.
+    #[error(
+        "another process has the data store {} open, and compacting it needs the file to \
+         itself; wait for the other orch (a run, `orch serve`) to end and run the command \
+         again (nothing was lost: the deletions are committed)",
+        .path.display()
+    )]
+    InUse {
+        /// The database file.
+        path: PathBuf,
+    },
+
     /// redb refused to open the file for a reason other than another process holding it.
     #[error(
         "cannot open the data store {}: {source}; if the file is damaged, move it aside and \

@@ -32,6 +32,7 @@ mod access;
 mod changes;
 mod diff;
 mod error;
+mod gc;
 mod resources;
 mod runs;
 mod types;
@@ -39,8 +40,9 @@ mod types;
 pub use self::access::{DEFAULT_LOCK_WAIT, ResourceStore, StoreOptions};
 pub use self::diff::{FieldDiff, SENSITIVE, diff_attributes, mask_sensitive};
 pub use self::error::StoreError;
+pub use self::gc::{DeletedVersion, KeepRule};
 pub use self::types::{
     ChangeKind, ChangeWindow, LastSeen, PendingWrite, Provenance, ResourceChange, ResourceKey,
-    ResourceSummary, ResourceVersion, RunOwner, RunRecord, RunStatus, RunSummary, StepRecord,
+    ResourceSummary, ResourceVersion, RunOwner, RunRecord, RunStatus, RunSummary, StepRecord, Tags,
     new_run_id, now_rfc3339, rfc3339,
 };

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::access::{LAST_SEEN, LATEST, RESOURCES, ResourceStore, VERSIONS_BY_TIME};
 use super::error::StoreError;
-use super::types::{PendingWrite, Provenance, ResourceKey, ResourceSummary, ResourceVersion};
+use super::types::{PendingWrite, Provenance, ResourceKey, ResourceSummary, ResourceVersion, Tags};
 
 pub(super) type ResourcesTable =
     ReadOnlyTable<(&'static str, &'static str, &'static str, u64), &'static [u8]>;
@@ -23,6 +23,8 @@ struct VersionRecord<'a> {
     provenance: &'a Provenance,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     retired: bool,
+    #[serde(skip_serializing_if = "Tags::is_empty")]
+    tags: &'a Tags,
 }
 
 pub(super) fn describe(model: &str, spec: &str, name: &str, version: u64) -> String {
@@ -40,6 +42,17 @@ impl ResourceStore {
         &self,
         model: &str,
         provenance: &Provenance,
+        writes: &[PendingWrite],
+    ) -> Result<Vec<u64>, StoreError> {
+        self.commit_tagged_writes(model, provenance, &Tags::new(), writes)
+    }
+
+    /// [`ResourceStore::commit_writes`], storing `tags` on every version written.
+    pub fn commit_tagged_writes(
+        &self,
+        model: &str,
+        provenance: &Provenance,
+        tags: &Tags,
         writes: &[PendingWrite],
     ) -> Result<Vec<u64>, StoreError> {
         if writes.is_empty() {
@@ -94,6 +107,7 @@ impl ResourceStore {
                     attributes: &write.attributes,
                     provenance,
                     retired: write.retired,
+                    tags,
                 };
                 let bytes = serde_json::to_vec(&record).map_err(|source| StoreError::Encode {
                     record: describe(model, spec, name, version),
@@ -274,9 +288,9 @@ impl ResourceStore {
             };
             let mut out = Vec::with_capacity(keys.len());
             for key in keys {
-                let (written_at, retired) = self
+                let (written_at, retired, tags) = self
                     .version_in(&resources, &key.model, &key.spec, &key.name, key.latest)?
-                    .map(|v| (v.provenance.time, v.retired))
+                    .map(|v| (v.provenance.time, v.retired, v.tags))
                     .unwrap_or_default();
                 out.push(ResourceSummary {
                     model: key.model,
@@ -285,7 +299,34 @@ impl ResourceStore {
                     latest: key.latest,
                     written_at,
                     retired,
+                    tags,
                 });
+            }
+            Ok(out)
+        })
+    }
+
+    /// The latest version of every resource (of one model, or all) that is not retired.
+    pub fn latest_live(&self, model: Option<&str>) -> Result<Vec<ResourceVersion>, StoreError> {
+        self.read(Vec::new, |txn| {
+            let (Some(latest), Some(resources)) = (
+                self.read_table(txn, LATEST)?,
+                self.read_table(txn, RESOURCES)?,
+            ) else {
+                return Ok(Vec::new());
+            };
+            let keys = match model {
+                Some(model) => self.keys_of_model(&latest, model)?,
+                None => self.all_keys(&latest)?,
+            };
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                if let Some(found) =
+                    self.version_in(&resources, &key.model, &key.spec, &key.name, key.latest)?
+                    && !found.retired
+                {
+                    out.push(found);
+                }
             }
             Ok(out)
         })
@@ -433,6 +474,29 @@ mod tests {
             listed,
             vec![("a".to_string(), true), ("b".to_string(), false)]
         );
+    }
+
+    #[test]
+    fn a_version_stored_before_tags_existed_reads_with_none_and_new_ones_keep_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir);
+        let p = provenance("s");
+        store
+            .commit_writes("m", &p, &[write("vm", "a", json!({"id": 1}))])
+            .unwrap();
+        let tags = Tags::from([("env".to_string(), "lab".to_string())]);
+        store
+            .commit_tagged_writes("m", &p, &tags, &[write("vm", "a", json!({"id": 2}))])
+            .unwrap();
+        let all = store.versions("m", "vm", "a").unwrap();
+        assert!(all[0].tags.is_empty());
+        assert_eq!(all[1].tags, tags);
+        assert_eq!(store.list(Some("m")).unwrap()[0].tags, tags);
+        let old = r#"{"model":"m","spec":"vm","name":"a","version":1,"attributes":{},
+            "provenance":{"runId":"r","step":"s","method":"m","time":"t"}}"#;
+        let read: ResourceVersion = serde_json::from_str(old).unwrap();
+        assert!(read.tags.is_empty());
+        assert!(!serde_json::to_string(&read).unwrap().contains("tags"));
     }
 
     #[test]

@@ -6,11 +6,12 @@ use super::types::{RunOwner, RunRecord, RunStatus, RunSummary};
 
 /// Run id → JSON of a `RunSummary`, written with every run record, so listing runs decodes a
 /// few hundred bytes per run instead of the whole record with its steps and events.
-const RUN_SUMMARIES: TableDefinition<&str, &[u8]> = TableDefinition::new("run_summaries");
+pub(super) const RUN_SUMMARIES: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("run_summaries");
 
 /// Runs recorded as `running`, with their owner: a small index, so finding abandoned runs does
 /// not read every run record.
-const ACTIVE_RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("active_runs");
+pub(super) const ACTIVE_RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("active_runs");
 
 /// Shorter prefixes are too likely to match by accident, so they must be exact ids.
 const MIN_PREFIX_LEN: usize = 6;

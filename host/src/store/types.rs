@@ -146,7 +146,14 @@ pub struct ResourceVersion {
     /// A tombstone: the resource was retired by this version's writer.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub retired: bool,
+    /// The tags of the definition, workflow and command line that wrote it (versions written
+    /// before tags existed have none).
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    pub tags: Tags,
 }
+
+/// Tags on a resource version: key → value.
+pub type Tags = std::collections::BTreeMap<String, String>;
 
 /// Identifies a resource and its newest version.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -180,6 +187,9 @@ pub struct ResourceSummary {
     /// Whether the newest version is a tombstone (`data.retire-resource`).
     #[serde(default)]
     pub retired: bool,
+    /// The newest version's tags.
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    pub tags: Tags,
 }
 
 /// The record of one workflow or method run.

@@ -25,6 +25,10 @@ pub struct Workflow {
     /// At most this many steps of this workflow in flight (`None`: the global limit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u64>,
+    /// Tags stored on every resource version its steps write (over the definitions' tags,
+    /// under `--tag`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tags: std::collections::BTreeMap<String, String>,
     /// The file, relative to the repository root.
     #[serde(skip)]
     pub file: PathBuf,
@@ -341,6 +345,8 @@ struct RawWorkflow {
     jobs: Vec<Job>,
     #[serde(default)]
     concurrency: Option<u64>,
+    #[serde(default, deserialize_with = "null_default")]
+    tags: std::collections::BTreeMap<String, String>,
 }
 
 impl Workflow {
@@ -371,6 +377,7 @@ impl Workflow {
             inputs: raw.inputs.filter(|v| !v.is_null()),
             jobs: raw.jobs,
             concurrency: raw.concurrency,
+            tags: raw.tags,
             file: file.to_path_buf(),
             lines,
         })
