@@ -35,15 +35,23 @@ pub async fn exec(args: Args, ctx: &Ctx) -> CmdResult {
         },
     )?;
     env.precompile(&usage.called).await;
+    crate::run::cancel_on_signals();
     let record = env
         .run_workflow_with(&args.workflow, inputs, args.dry_run)
         .await;
     print_record(ctx, &record);
-    Ok(if record.status == RunStatus::Succeeded {
-        0
-    } else {
-        1
-    })
+    Ok(exit_code(record.status))
+}
+
+/// The exit code for a workflow run that ended so: 0 succeeded, 1 failed, 3 waiting for
+/// approval, 130 cancelled.
+pub fn exit_code(status: RunStatus) -> i32 {
+    match status {
+        RunStatus::Succeeded => 0,
+        RunStatus::Waiting => crate::run::WAITING_EXIT_CODE,
+        RunStatus::Cancelled => crate::run::CANCELLED_EXIT_CODE,
+        RunStatus::Running | RunStatus::Failed | RunStatus::Abandoned => 1,
+    }
 }
 
 /// Prints a finished run: the record in `--json`, a summary otherwise.
@@ -52,6 +60,21 @@ pub fn print_record(ctx: &Ctx, record: &RunRecord) {
         let mut out = String::new();
         if let Some(e) = &record.error {
             out.push_str(&format!("{e}\n"));
+        }
+        for w in &record.waiting {
+            out.push_str(&format!(
+                "run {} is waiting for approval at {}.{}{}\n  approve: orch runs approve {} --step {}.{} [--comment …]\n  reject:  orch runs reject {} --step {}.{} [--comment …]\n",
+                record.id,
+                w.job,
+                w.step,
+                w.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default(),
+                record.id,
+                w.job,
+                w.step,
+                record.id,
+                w.job,
+                w.step
+            ));
         }
         out
     });

@@ -139,6 +139,9 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
                             } => {
                                 format!("workflow {workflow_id_or_name}")
                             }
+                            crate::workflow::Task::ManualApproval { .. } => {
+                                "manual approval".to_string()
+                            }
                         };
                         let deps: Vec<&str> =
                             step.depends_on.iter().map(|d| d.step.as_str()).collect();

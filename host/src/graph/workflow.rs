@@ -150,6 +150,7 @@ impl WorkflowGraph {
                                     workflow_id_or_name,
                                     ..
                                 } => format!("workflow {workflow_id_or_name}"),
+                                Task::ManualApproval { .. } => "manual approval".to_string(),
                             },
                             depends_on: step.depends_on.iter().map(|d| d.step.clone()).collect(),
                         }

@@ -64,6 +64,7 @@ impl Repo {
                         workflow_id_or_name,
                         ..
                     } => queue.push(workflow_id_or_name.clone()),
+                    Task::ManualApproval { .. } => {}
                 }
             }
         }

@@ -3,10 +3,14 @@
 //! it ends. It names the process running it, so a run whose process died is found (by the next
 //! run, `runs list` or `runs show`) and marked `abandoned` instead of staying `running`.
 
+mod cancel;
 mod executor;
+mod lifecycle;
 mod owner;
 mod start;
 
+pub use cancel::{CANCELLED_EXIT_CODE, cancel_on_signals, cancel_runs, is_cancelled};
+pub use lifecycle::{WAITING_EXIT_CODE, cancel_waiting, find_waiting_step};
 pub use owner::{Liveness, current_owner, liveness, reap_abandoned, settle};
 pub use start::StartRecord;
 
@@ -16,8 +20,12 @@ use crate::method::{MethodCall, MethodRunner};
 use crate::output::{Event, EventSink, Printer};
 use crate::repo::Repo;
 use crate::runtime::PluginRegistry;
-use crate::store::{ResourceStore, RunRecord, RunStatus, StepRecord, new_run_id, now_rfc3339};
+use crate::store::{
+    RecordedOutcome, ResourceStore, RunRecord, RunStatus, StepRecord, WaitingStep, new_run_id,
+    now_rfc3339,
+};
 use crate::vault::{LocalVault, Redactor};
+use crate::workflow;
 use executor::Executor;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
@@ -46,6 +54,21 @@ pub(crate) struct RunState {
     /// `orch run --dry-run`: converge steps plan, read steps run, other steps only say what
     /// they would call.
     pub dry_run: bool,
+    /// How each top-level step ended (preloaded ones included).
+    pub outcomes: Mutex<Vec<RecordedOutcome>>,
+    /// The `manual_approval` steps waiting for a decision.
+    pub waiting: Mutex<Vec<WaitingStep>>,
+    /// Events recorded by the earlier part of a run that waited, kept before this part's.
+    pub prior_events: Vec<Value>,
+}
+
+/// What an earlier part of a run left for this one: step records, outcomes, waiting steps.
+#[derive(Default)]
+pub(crate) struct Prior {
+    pub steps: Vec<StepRecord>,
+    pub outcomes: Vec<RecordedOutcome>,
+    pub waiting: Vec<WaitingStep>,
+    pub events: Vec<Value>,
 }
 
 impl RunEnv {
@@ -56,12 +79,8 @@ impl RunEnv {
         inputs: &Map<String, Value>,
         dry_run: bool,
     ) -> (Arc<RunState>, RunRecord, Instant) {
-        let run_id = new_run_id();
-        let redactor = Redactor::default();
-        let printer = self.printer.clone();
-        let events = EventSink::new(redactor, Arc::new(move |e: &Event| printer.event(e)));
         let record = RunRecord {
-            id: run_id.clone(),
+            id: new_run_id(),
             kind: kind.to_string(),
             target: target.to_string(),
             status: RunStatus::Running,
@@ -73,8 +92,27 @@ impl RunEnv {
             events: Vec::new(),
             error: None,
             owner: Some(current_owner()),
+            outcomes: Vec::new(),
+            waiting: Vec::new(),
+            resumed_from: None,
         };
         let started = StartRecord::spawn(self.store.clone(), record.clone());
+        self.begin(record, started, dry_run, Prior::default())
+    }
+
+    /// Sets up the state of a run whose record is (being) stored as `running`.
+    fn begin(
+        &self,
+        record: RunRecord,
+        started: StartRecord,
+        dry_run: bool,
+        prior: Prior,
+    ) -> (Arc<RunState>, RunRecord, Instant) {
+        let run_id = record.id.clone();
+        let (kind, target) = (record.kind.clone(), record.target.clone());
+        let redactor = Redactor::default();
+        let printer = self.printer.clone();
+        let events = EventSink::new(redactor, Arc::new(move |e: &Event| printer.event(e)));
         let runner = MethodRunner {
             started,
             repo: self.repo.clone(),
@@ -88,17 +126,23 @@ impl RunEnv {
         };
         events.emit(Event::RunStarted {
             run_id: run_id.clone(),
-            kind: kind.to_string(),
-            target: target.to_string(),
+            kind,
+            target,
         });
+        // A continued run counts the time its earlier part took.
+        let earlier = std::time::Duration::from_millis(record.duration_ms.unwrap_or(0));
+        let now = Instant::now();
         (
             Arc::new(RunState {
                 runner,
-                steps: Mutex::new(Vec::new()),
+                steps: Mutex::new(prior.steps),
                 dry_run,
+                outcomes: Mutex::new(prior.outcomes),
+                waiting: Mutex::new(prior.waiting),
+                prior_events: prior.events,
             }),
             record,
-            Instant::now(),
+            now.checked_sub(earlier).unwrap_or(now),
         )
     }
 
@@ -114,30 +158,44 @@ impl RunEnv {
             redactor.add(&s);
         }
         let duration_ms = started.elapsed().as_millis() as u64;
-        let status = if error.is_none() {
-            RunStatus::Succeeded
+        let waiting = state.waiting.lock().map(|w| w.clone()).unwrap_or_default();
+        let (status, error) = if record.kind == "workflow" && cancel::is_cancelled() {
+            let why = "cancelled (SIGINT/SIGTERM: Ctrl-C or `orch runs cancel`) before it \
+                       finished; steps in flight were interrupted and wrote nothing";
+            (RunStatus::Cancelled, Some(why.to_string()))
+        } else if !waiting.is_empty() {
+            (RunStatus::Waiting, error)
+        } else if error.is_none() {
+            (RunStatus::Succeeded, None)
         } else {
-            RunStatus::Failed
+            (RunStatus::Failed, error)
         };
         state.runner.events.emit(Event::RunFinished {
             run_id: record.id.clone(),
-            status: if status == RunStatus::Succeeded {
-                "succeeded"
-            } else {
-                "failed"
-            }
-            .into(),
+            status: status.as_str().into(),
             duration_ms,
         });
         record.status = status;
-        record.finished_at = Some(now_rfc3339());
+        record.finished_at = (status != RunStatus::Waiting).then(now_rfc3339);
         record.duration_ms = Some(duration_ms);
         record.steps = state.steps.lock().map(|s| s.clone()).unwrap_or_default();
-        record.events = state.runner.events.to_json();
+        record.outcomes = state.outcomes.lock().map(|o| o.clone()).unwrap_or_default();
+        record.waiting = waiting;
+        record.events = state.prior_events.clone();
+        record.events.extend(state.runner.events.to_json());
+        if status == RunStatus::Waiting {
+            // A waiting run holds no process: nothing may take it for a live run.
+            record.owner = None;
+        }
         record.error = error.map(|e| redactor.redact(&e));
         redactor.redact_json(&mut record.inputs);
         for step in &mut record.steps {
             if let Some(e) = &mut step.error {
+                *e = redactor.redact(e);
+            }
+        }
+        for outcome in &mut record.outcomes {
+            if let Some(e) = &mut outcome.error {
                 *e = redactor.redact(e);
             }
         }
@@ -190,7 +248,21 @@ impl RunEnv {
         dry_run: bool,
     ) -> RunRecord {
         let (state, record, started) = self.start("workflow", name, &inputs, dry_run);
-        let error = match self.repo.workflow(name) {
+        self.drive(state, record, started, inputs, &workflow::Preloaded::new())
+            .await
+    }
+
+    /// Runs the run's workflow from its state (the preloaded steps are not run) and records
+    /// how it ended.
+    async fn drive(
+        &self,
+        state: Arc<RunState>,
+        record: RunRecord,
+        started: Instant,
+        inputs: Map<String, Value>,
+        preloaded: &workflow::Preloaded,
+    ) -> RunRecord {
+        let error = match self.repo.workflow(&record.target) {
             Err(e) => Some(e.to_string()),
             Ok(wf) => {
                 let exec = Executor::new(
@@ -200,7 +272,7 @@ impl RunEnv {
                     String::new(),
                     0,
                 );
-                exec.run().await.err()
+                exec.run_preloaded(preloaded).await.err()
             }
         };
         state.runner.ssh.close().await;

@@ -134,6 +134,12 @@ pub enum Task {
         /// The nested workflow's inputs; always a JSON object.
         inputs: Value,
     },
+    /// Suspends the run until `orch runs approve` or `orch runs reject` decides.
+    ManualApproval {
+        /// What the approver is asked, e.g. "Deploy to production?".
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -141,6 +147,7 @@ pub enum Task {
 enum TaskType {
     ModelMethod,
     Workflow,
+    ManualApproval,
 }
 
 #[derive(Deserialize)]
@@ -156,6 +163,8 @@ struct RawTask {
     workflow_id_or_name: Option<String>,
     #[serde(default = "empty_object", deserialize_with = "object")]
     inputs: Value,
+    #[serde(default)]
+    message: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for Task {
@@ -177,6 +186,16 @@ impl TryFrom<RawTask> for Task {
                 "`{field}` does not belong in a `type: {kind}` task; remove it or use `type: {other}`"
             )
         };
+        if raw.message.is_some() && !matches!(raw.kind, TaskType::ManualApproval) {
+            return Err(misplaced(
+                "message",
+                match raw.kind {
+                    TaskType::ModelMethod => "model_method",
+                    _ => "workflow",
+                },
+                "manual_approval",
+            ));
+        }
         match raw.kind {
             TaskType::ModelMethod => {
                 if raw.workflow_id_or_name.is_some() {
@@ -208,6 +227,29 @@ impl TryFrom<RawTask> for Task {
                     inputs: raw.inputs,
                 })
             }
+            TaskType::ManualApproval => {
+                for (field, present) in [
+                    ("modelIdOrName", raw.model_id_or_name.is_some()),
+                    ("methodName", raw.method_name.is_some()),
+                    ("workflowIdOrName", raw.workflow_id_or_name.is_some()),
+                    (
+                        "inputs",
+                        raw.inputs.as_object().is_some_and(|m| !m.is_empty()),
+                    ),
+                ] {
+                    if present {
+                        let other = if field == "workflowIdOrName" {
+                            "workflow"
+                        } else {
+                            "model_method"
+                        };
+                        return Err(misplaced(field, "manual_approval", other));
+                    }
+                }
+                Ok(Task::ManualApproval {
+                    message: raw.message,
+                })
+            }
         }
     }
 }
@@ -215,8 +257,10 @@ impl TryFrom<RawTask> for Task {
 impl Task {
     /// The task's inputs (a JSON object).
     pub fn inputs(&self) -> &Value {
+        static NONE: std::sync::LazyLock<Value> = std::sync::LazyLock::new(empty_object);
         match self {
             Task::ModelMethod { inputs, .. } | Task::Workflow { inputs, .. } => inputs,
+            Task::ManualApproval { .. } => &NONE,
         }
     }
 }
@@ -316,7 +360,7 @@ impl Workflow {
                     workflow_id_or_name,
                     ..
                 } => Some(workflow_id_or_name.as_str()),
-                Task::ModelMethod { .. } => None,
+                Task::ModelMethod { .. } | Task::ManualApproval { .. } => None,
             })
     }
 }

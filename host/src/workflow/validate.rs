@@ -235,6 +235,15 @@ impl<'a> Validator<'a> {
                 workflow_id_or_name,
                 inputs,
             } => self.nested_workflow(&task_path, workflow_id_or_name, inputs),
+            Task::ManualApproval { .. } => {
+                if step.for_each.is_some() {
+                    self.report(
+                        join_key(path, "forEach"),
+                        "a `manual_approval` step asks once; remove `forEach` \
+                         (or put the approval in a step of its own before the forEach step)",
+                    );
+                }
+            }
         }
     }
 
