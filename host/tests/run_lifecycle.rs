@@ -352,8 +352,9 @@ enum Happened {
     Exited(Run),
 }
 
-#[test]
-fn cancelling_a_run_in_a_long_plugin_call_interrupts_it_and_commits_nothing() {
+/// A repo whose `hang` workflow writes `item/before`, then waits in a plugin call that never
+/// gets an answer (`wait`), then would write `item/after`; `quick` writes `item/quick`.
+fn hanging_repo() -> (TestRepo, TcpListener) {
     // A server that accepts and never answers keeps the step in its plugin call.
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -380,45 +381,71 @@ fn cancelling_a_run_in_a_long_plugin_call_interrupts_it_and_commits_nothing() {
             write_step("quick", "")
         ),
     );
-    let child = repo
-        .command(&["--json", "run", "hang"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn orch run");
-    let (tx, rx) = mpsc::channel();
-    let exited = tx.clone();
-    let waiter = std::thread::spawn(move || {
-        let out = child.wait_with_output().expect("wait for orch");
-        let _ = exited.send(Happened::Exited(Run::from_output(out)));
-    });
-    std::thread::spawn(move || {
-        if let Ok((stream, _)) = listener.accept() {
-            let _ = tx.send(Happened::Connected(stream));
-        }
-    });
-    let stream = match rx.recv().expect("an event") {
-        Happened::Connected(stream) => stream,
-        Happened::Exited(run) => panic!("orch run ended before it was cancelled:\n{}", run.all()),
-    };
-    let listed = repo.orch(&["--json", "runs", "list"]).ok().json();
-    assert_eq!(listed[0]["status"], "running", "{listed}");
-    let id = listed[0]["id"].as_str().expect("id").to_string();
+    (repo, listener)
+}
 
-    let cancelled = repo.orch(&["--json", "runs", "cancel", &id]).ok().json();
-    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
-    let run = match rx.recv().expect("orch run ends") {
-        Happened::Exited(run) => run,
-        Happened::Connected(_) => panic!("a second connection"),
-    };
-    waiter.join().expect("waiter");
-    drop(stream);
+/// `orch --json run hang`, running until its `wait` step is in the plugin call.
+struct Hanging {
+    pid: libc::pid_t,
+    events: mpsc::Receiver<Happened>,
+    waiter: std::thread::JoinHandle<()>,
+}
+
+impl Hanging {
+    /// Starts the run; returns once the plugin has connected (the connection is kept open).
+    fn start(repo: &TestRepo, listener: TcpListener) -> (Hanging, std::net::TcpStream) {
+        let child = repo
+            .command(&["--json", "run", "hang"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn orch run");
+        let pid = child.id() as libc::pid_t;
+        let (tx, events) = mpsc::channel();
+        let exited = tx.clone();
+        let waiter = std::thread::spawn(move || {
+            let out = child.wait_with_output().expect("wait for orch");
+            let _ = exited.send(Happened::Exited(Run::from_output(out)));
+        });
+        std::thread::spawn(move || {
+            if let Ok((stream, _)) = listener.accept() {
+                let _ = tx.send(Happened::Connected(stream));
+            }
+        });
+        let stream = match events.recv().expect("an event") {
+            Happened::Connected(stream) => stream,
+            Happened::Exited(run) => {
+                panic!("orch run ended before it was cancelled:\n{}", run.all())
+            }
+        };
+        (
+            Hanging {
+                pid,
+                events,
+                waiter,
+            },
+            stream,
+        )
+    }
+
+    /// Waits for `orch run` to end.
+    fn ended(self) -> Run {
+        let run = match self.events.recv().expect("orch run ends") {
+            Happened::Exited(run) => run,
+            Happened::Connected(_) => panic!("a second connection"),
+        };
+        self.waiter.join().expect("waiter");
+        run
+    }
+}
+
+/// Asserts `record` is a `hang` run cancelled in its `wait` step, which wrote nothing.
+fn assert_cancelled_in_wait(repo: &TestRepo, run: &Run) {
     assert_eq!(run.code, 130, "{}", run.all());
     let record = run.json();
     assert_eq!(record["status"], "cancelled", "{record}");
     assert_eq!(step(&record, "before")["status"], "succeeded", "{record}");
-    let wait = step(&record, "wait");
-    assert_eq!(wait["status"], "cancelled", "{record}");
+    assert_eq!(step(&record, "wait")["status"], "cancelled", "{record}");
     assert!(
         record["steps"]
             .as_array()
@@ -433,10 +460,29 @@ fn cancelling_a_run_in_a_long_plugin_call_interrupts_it_and_commits_nothing() {
         serde_json::json!([]),
         "the interrupted call wrote nothing"
     );
-    assert!(
-        repo.orch(&["--json", "runs", "list"]).ok().json()[0]["status"] == "cancelled",
-        "the record stays cancelled"
+    let shown = repo
+        .orch(&["--json", "runs", "show", record["id"].as_str().expect("id")])
+        .ok()
+        .json();
+    assert_eq!(
+        shown["status"], "cancelled",
+        "the record stays cancelled: {shown}"
     );
+}
+
+#[test]
+fn cancelling_a_run_in_a_long_plugin_call_interrupts_it_and_commits_nothing() {
+    let (repo, listener) = hanging_repo();
+    let (hanging, stream) = Hanging::start(&repo, listener);
+    let listed = repo.orch(&["--json", "runs", "list"]).ok().json();
+    assert_eq!(listed[0]["status"], "running", "{listed}");
+    let id = listed[0]["id"].as_str().expect("id").to_string();
+
+    let cancelled = repo.orch(&["--json", "runs", "cancel", &id]).ok().json();
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    let run = hanging.ended();
+    drop(stream);
+    assert_cancelled_in_wait(&repo, &run);
 
     // The next run works: nothing is left locked or half-written.
     let next = repo.orch(&["--json", "run", "quick"]).ok().json();
@@ -448,4 +494,41 @@ fn cancelling_a_run_in_a_long_plugin_call_interrupts_it_and_commits_nothing() {
         .orch(&["runs", "cancel", next["id"].as_str().expect("id")])
         .code(1);
     assert!(done.stderr.contains("is succeeded"), "{}", done.all());
+}
+
+#[test]
+fn ctrl_c_of_orch_run_cancels_the_run_with_exit_130() {
+    let (repo, listener) = hanging_repo();
+    let (hanging, stream) = Hanging::start(&repo, listener);
+    // SAFETY: kill(2) on the child this test spawned; no memory is involved.
+    assert_eq!(
+        unsafe { libc::kill(hanging.pid, libc::SIGINT) },
+        0,
+        "kill -INT"
+    );
+    let run = hanging.ended();
+    drop(stream);
+    assert_cancelled_in_wait(&repo, &run);
+    repo.orch(&["run", "quick"]).ok();
+}
+
+#[test]
+fn an_approval_inside_a_nested_workflow_fails_and_says_where_it_must_be() {
+    let repo = TestRepo::new(&["testplug"]);
+    repo.write(
+        "workflows/inner.yaml",
+        "name: inner\njobs:\n  - name: j\n    steps:\n      - name: gate\n        task: { type: manual_approval }\n",
+    );
+    repo.write(
+        "workflows/outer.yaml",
+        "name: outer\njobs:\n  - name: main\n    steps:\n      - name: nested\n        task: { type: workflow, workflowIdOrName: inner }\n",
+    );
+    let run = repo.orch(&["--json", "run", "outer"]).code(1);
+    let record = run.json();
+    assert_eq!(record["status"], "failed", "{record}");
+    let text = record.to_string();
+    assert!(
+        text.contains("workflows/inner.yaml:6: jobs[0].steps[0].task: a `manual_approval` step must be in the workflow that `orch run` starts"),
+        "{text}"
+    );
 }

@@ -462,6 +462,54 @@ jobs:
     }
 
     #[test]
+    fn a_manual_approval_step_has_an_optional_message_and_nothing_else() {
+        let text = SYNC_FLEET.replace(
+            "{ type: model_method, modelIdOrName: fleet, methodName: sync }",
+            "{ type: manual_approval, message: \"Deploy to production?\" }",
+        );
+        let wf = parse(&text).expect("parses");
+        assert_eq!(
+            wf.jobs[0].steps[1].task,
+            Task::ManualApproval {
+                message: Some("Deploy to production?".into())
+            }
+        );
+        assert_eq!(wf.jobs[0].steps[1].task.inputs(), &json!({}));
+        let bare = SYNC_FLEET.replace(
+            "{ type: model_method, modelIdOrName: fleet, methodName: sync }",
+            "{ type: manual_approval }",
+        );
+        assert_eq!(
+            parse(&bare).expect("parses").jobs[0].steps[1].task,
+            Task::ManualApproval { message: None }
+        );
+
+        let misplaced = SYNC_FLEET.replace(
+            "{ type: model_method, modelIdOrName: fleet, methodName: sync }",
+            "{ type: manual_approval, modelIdOrName: fleet }",
+        );
+        let errs = parse(&misplaced).unwrap_err();
+        assert_eq!(errs[0].line, Some(15));
+        assert!(
+            errs[0]
+                .message
+                .contains("`modelIdOrName` does not belong in a `type: manual_approval` task"),
+            "{}",
+            errs[0]
+        );
+        let message_elsewhere =
+            SYNC_FLEET.replace("methodName: sync }", "methodName: sync, message: hi }");
+        let errs = parse(&message_elsewhere).unwrap_err();
+        assert!(
+            errs[0].message.contains(
+                "`message` does not belong in a `type: model_method` task; remove it or use `type: manual_approval`"
+            ),
+            "{}",
+            errs[0]
+        );
+    }
+
+    #[test]
     fn misspelled_condition_type_is_suggested() {
         let text = SYNC_FLEET.replace("{ type: succeeded }", "{ type: succeded }");
         let errs = parse(&text).unwrap_err();
