@@ -101,6 +101,16 @@ fn run_to_the_gate(repo: &TestRepo) -> String {
 #[test]
 fn an_approval_in_a_second_process_runs_the_rest_under_the_same_id() {
     let repo = approval_repo();
+    // A dry run does not stop at the gate: it shows what would follow an approval.
+    let dry = repo
+        .orch(&["--json", "run", "deploy", "--dry-run"])
+        .ok()
+        .json();
+    assert_eq!(dry["status"], "succeeded", "{dry}");
+    assert_eq!(step(&dry, "gate")["status"], "succeeded", "{dry}");
+    assert_eq!(step(&dry, "ship")["status"], "succeeded", "{dry}");
+    assert_eq!(latest(&repo, "build"), None, "a dry run writes nothing");
+
     let human = repo.orch(&["run", "deploy"]).code(3);
     assert!(
         human.stdout.contains("orch runs approve") && human.stdout.contains("orch runs reject"),
@@ -531,4 +541,48 @@ fn an_approval_inside_a_nested_workflow_fails_and_says_where_it_must_be() {
         text.contains("workflows/inner.yaml:6: jobs[0].steps[0].task: a `manual_approval` step must be in the workflow that `orch run` starts"),
         "{text}"
     );
+}
+
+#[test]
+fn a_run_on_another_host_is_not_cancelled_from_here() {
+    let repo = TestRepo::new(&["testplug"]);
+    let store = orch::store::ResourceStore::new(
+        repo.path().join(".orch/data.redb"),
+        orch::store::StoreOptions::default(),
+    );
+    let id = orch::store::new_run_id();
+    let record = orch::store::RunRecord {
+        id: id.clone(),
+        kind: "workflow".into(),
+        target: "sync".into(),
+        status: orch::store::RunStatus::Running,
+        started_at: orch::store::now_rfc3339(),
+        finished_at: None,
+        duration_ms: None,
+        inputs: serde_json::json!({}),
+        steps: Vec::new(),
+        events: Vec::new(),
+        error: None,
+        owner: Some(orch::store::RunOwner {
+            pid: 4242,
+            host: "elsewhere.example".into(),
+            start_ticks: None,
+            boot_id: None,
+        }),
+        outcomes: Vec::new(),
+        waiting: Vec::new(),
+        resumed_from: None,
+    };
+    store.put_run(&record).expect("put");
+    drop(store);
+    let refused = repo.orch(&["runs", "cancel", &id]).code(1);
+    assert!(
+        refused
+            .stderr
+            .contains("runs on host elsewhere.example (pid 4242); cancel it there"),
+        "{}",
+        refused.all()
+    );
+    let shown = repo.orch(&["--json", "runs", "show", &id]).ok().json();
+    assert_eq!(shown["status"], "running", "{shown}");
 }

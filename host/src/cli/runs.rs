@@ -175,6 +175,10 @@ fn cancel_running(store: &ResourceStore, record: RunRecord) -> Result<RunRecord,
         if now.status != RunStatus::Running {
             return Ok(now);
         }
+        if let Liveness::Dead(_) = crate::run::liveness(Some(&owner)) {
+            // Ended by the signal without recording it (a process that does not handle it).
+            return Ok(crate::run::settle(store, now));
+        }
         if Instant::now() >= deadline {
             return Err(CliError::failed(format!(
                 "run {} still runs {}s after SIGTERM to process {pid}; \

@@ -516,6 +516,17 @@ impl Executor {
             model: None,
             method: None,
         });
+        if self.state.dry_run {
+            // A dry run shows what would happen after an approval instead of stopping.
+            events.emit(Event::Log {
+                step: label.clone(),
+                level: crate::capabilities::LogLevel::Info,
+                message: "dry run: would wait for approval here, and goes on as if approved"
+                    .to_string(),
+            });
+            self.record(&label, "succeeded", None);
+            return StepOutcome::succeeded();
+        }
         events.emit(Event::Log {
             step: label.clone(),
             level: crate::capabilities::LogLevel::Info,
