@@ -180,7 +180,15 @@ impl RunEnv {
         record.duration_ms = Some(duration_ms);
         record.steps = state.steps.lock().map(|s| s.clone()).unwrap_or_default();
         record.outcomes = state.outcomes.lock().map(|o| o.clone()).unwrap_or_default();
-        record.waiting = waiting;
+        if status == RunStatus::Cancelled {
+            // Nothing waits in a cancelled run.
+            record.waiting = Vec::new();
+            for step in record.steps.iter_mut().filter(|s| s.status == "waiting") {
+                step.status = "cancelled".to_string();
+            }
+        } else {
+            record.waiting = waiting;
+        }
         record.events = state.prior_events.clone();
         record.events.extend(state.runner.events.to_json());
         if status == RunStatus::Waiting {

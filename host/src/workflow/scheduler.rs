@@ -158,7 +158,12 @@ pub async fn run_workflow_preloaded(
     let mut running: JoinSet<StepOutcome> = JoinSet::new();
     let mut in_flight: HashMap<tokio::task::Id, (usize, usize)> = HashMap::new();
     loop {
-        while running.len() < limit && !already(exec.cancelled()) {
+        if already(exec.cancelled()) {
+            // Cancelled between two steps: start nothing more.
+            running.shutdown().await;
+            break;
+        }
+        while running.len() < limit {
             let Some(Reverse((_, _, j, s))) = state.ready.pop() else {
                 break;
             };
