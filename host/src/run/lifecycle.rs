@@ -308,6 +308,31 @@ impl RunEnv {
         }
         let preloaded = preloaded(&prior.outcomes);
         let (state, record, started) = self.begin(taken, StartRecord::committed(), false, prior);
+        let label = format!("{}.{}", waiting.job, waiting.step);
+        let comment = decision
+            .comment
+            .as_deref()
+            .map(|c| format!(": {c}"))
+            .unwrap_or_default();
+        let verdict = if decision.approved {
+            "approved"
+        } else {
+            "rejected"
+        };
+        state.runner.events.emit(crate::output::Event::Log {
+            step: label.clone(),
+            level: crate::capabilities::LogLevel::Info,
+            message: format!("{verdict} by {}{comment}", decision.by),
+        });
+        state
+            .runner
+            .events
+            .emit(crate::output::Event::StepFinished {
+                step: label,
+                status: status.to_string(),
+                duration_ms: 0,
+                error,
+            });
         Ok(self.drive(state, record, started, inputs, &preloaded).await)
     }
 
