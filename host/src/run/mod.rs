@@ -65,9 +65,13 @@ pub(crate) struct RunState {
 /// What an earlier part of a run left for this one: step records, outcomes, waiting steps.
 #[derive(Default)]
 pub(crate) struct Prior {
+    /// Step records so far.
     pub steps: Vec<StepRecord>,
+    /// Outcomes of the top-level steps that finished.
     pub outcomes: Vec<RecordedOutcome>,
+    /// Steps still waiting for a decision.
     pub waiting: Vec<WaitingStep>,
+    /// The run's events so far.
     pub events: Vec<Value>,
 }
 
