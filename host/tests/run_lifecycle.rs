@@ -404,8 +404,17 @@ struct Hanging {
 impl Hanging {
     /// Starts the run; returns once the plugin has connected (the connection is kept open).
     fn start(repo: &TestRepo, listener: TcpListener) -> (Hanging, std::net::TcpStream) {
+        Self::start_workflow(repo, listener, "hang")
+    }
+
+    /// Starts `workflow`, one of whose steps fetches from `listener`.
+    fn start_workflow(
+        repo: &TestRepo,
+        listener: TcpListener,
+        workflow: &str,
+    ) -> (Hanging, std::net::TcpStream) {
         let child = repo
-            .command(&["--json", "run", "hang"])
+            .command(&["--json", "run", workflow])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -585,4 +594,47 @@ fn a_run_on_another_host_is_not_cancelled_from_here() {
     );
     let shown = repo.orch(&["--json", "runs", "show", &id]).ok().json();
     assert_eq!(shown["status"], "running", "{shown}");
+}
+
+#[test]
+fn a_busy_plugin_call_is_interrupted_too_and_its_pending_write_is_not_committed() {
+    let (repo, listener) = hanging_repo();
+    let dst = repo.path().join("plugins/hostile");
+    std::fs::create_dir_all(&dst).expect("mkdir");
+    for f in ["plugin.toml", "plugin.wasm"] {
+        std::fs::copy(support::dist().join("hostile").join(f), dst.join(f)).expect("copy");
+    }
+    repo.write("models/h.yaml", "type: hostile/plugin\n");
+    // `spin` writes a resource, then loops without calling the host until its 1.5 s limit;
+    // it starts with `wait`, whose connection tells the test both are under way.
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    repo.write(
+        "workflows/spin.yaml",
+        &format!("name: spin\njobs:\n  - name: main\n    steps:\n      - name: wait\n        task:\n          \
+         type: model_method\n          modelIdOrName: web\n          methodName: fetch\n          \
+         inputs:\n            url: {base}/hang\n      \
+         - name: spin\n        task: {{ type: model_method, modelIdOrName: h, methodName: writeThenSpin }}\n"),
+    );
+    let (hanging, stream) = Hanging::start_workflow(&repo, listener, "spin");
+    // SAFETY: kill(2) on the child this test spawned; no memory is involved.
+    assert_eq!(
+        unsafe { libc::kill(hanging.pid, libc::SIGINT) },
+        0,
+        "kill -INT"
+    );
+    let run = hanging.ended();
+    drop(stream);
+    assert_eq!(run.code, 130, "{}", run.all());
+    let record = run.json();
+    assert_eq!(
+        step(&record, "spin")["status"],
+        "cancelled",
+        "interrupted, not left to run into its time limit: {record}"
+    );
+    let h = repo.orch(&["--json", "data", "list", "h"]).ok().json();
+    assert_eq!(
+        h,
+        serde_json::json!([]),
+        "the write before the loop was not committed"
+    );
 }
