@@ -197,6 +197,10 @@ fn task_label(step: &Step) -> String {
                 None => format!("assert ({severity})"),
             }
         }
+        Task::ManualApproval { message } => match message {
+            Some(m) => format!("manual approval: {m}"),
+            None => "manual approval".to_string(),
+        },
     }
 }
 

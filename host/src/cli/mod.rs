@@ -170,7 +170,7 @@ async fn dispatch(command: Command, ctx: &Ctx) -> CmdResult {
         Command::Apply(a) => plan::apply(a, ctx).await,
         Command::Type(c) => type_::exec(c, ctx).await,
         Command::Data(c) => data::exec(c, ctx).await,
-        Command::Runs(c) => runs::exec(c, ctx),
+        Command::Runs(c) => runs::exec(c, ctx).await,
         Command::Eval(a) => eval::exec(a, ctx),
         Command::Vault(c) => vault::exec(c, ctx),
         Command::Plugin(c) => plugin::exec(c, ctx).await,

@@ -49,6 +49,7 @@ pub async fn exec(args: Args, ctx: &Ctx) -> CmdResult {
         junit::check_writable(path).map_err(CliError::usage)?;
     }
     env.precompile(&usage.called).await;
+    crate::run::cancel_on_signals();
     let record = env
         .run_workflow_with(&args.workflow, inputs, args.dry_run)
         .await;
@@ -56,11 +57,18 @@ pub async fn exec(args: Args, ctx: &Ctx) -> CmdResult {
     if let Some(path) = &args.junit {
         junit::write(path, &record).map_err(CliError::failed)?;
     }
-    Ok(if record.status == RunStatus::Succeeded {
-        0
-    } else {
-        1
-    })
+    Ok(exit_code(record.status))
+}
+
+/// The exit code for a workflow run that ended so: 0 succeeded, 1 failed, 3 waiting for
+/// approval, 130 cancelled.
+pub fn exit_code(status: RunStatus) -> i32 {
+    match status {
+        RunStatus::Succeeded => 0,
+        RunStatus::Waiting => crate::run::WAITING_EXIT_CODE,
+        RunStatus::Cancelled => crate::run::CANCELLED_EXIT_CODE,
+        RunStatus::Running | RunStatus::Failed | RunStatus::Abandoned => 1,
+    }
 }
 
 /// Prints a finished run: the record in `--json`, a summary otherwise.
@@ -69,6 +77,21 @@ pub fn print_record(ctx: &Ctx, record: &RunRecord) {
         let mut out = String::new();
         if let Some(e) = &record.error {
             out.push_str(&format!("{e}\n"));
+        }
+        for w in &record.waiting {
+            out.push_str(&format!(
+                "run {} is waiting for approval at {}.{}{}\n  approve: orch runs approve {} --step {}.{} [--comment …]\n  reject:  orch runs reject {} --step {}.{} [--comment …]\n",
+                record.id,
+                w.job,
+                w.step,
+                w.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default(),
+                record.id,
+                w.job,
+                w.step,
+                record.id,
+                w.job,
+                w.step
+            ));
         }
         out
     });

@@ -1,8 +1,29 @@
-//! `orch runs list|show`.
+//! `orch runs list|show|approve|reject|cancel|resume`.
 
+use super::run::{exit_code, print_record};
 use super::{CliError, CmdResult, Ctx};
 use crate::run::Liveness;
-use crate::store::{RunOwner, RunStatus, RunSummary};
+use crate::store::{Decision, ResourceStore, RunOwner, RunRecord, RunStatus, RunSummary};
+use std::time::{Duration, Instant};
+
+/// How long `orch runs cancel` waits for a running run's process to record its end.
+const CANCEL_WAIT: Duration = Duration::from_secs(30);
+
+/// Who decides or cancels: `$USER`, or `unknown` when it is not set.
+fn who() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+fn find_run(store: &ResourceStore, id: &str) -> Result<RunRecord, CliError> {
+    store
+        .get_run(id)
+        .map_err(CliError::failed)?
+        .ok_or_else(|| CliError::failed(format!("no run `{id}` (see `orch runs list`)")))
+}
 
 /// ` (on host X)` for a running run whose process this machine cannot check.
 fn elsewhere(status: RunStatus, owner: Option<&RunOwner>) -> String {
@@ -15,6 +36,28 @@ fn elsewhere(status: RunStatus, owner: Option<&RunOwner>) -> String {
         }
         _ => String::new(),
     }
+}
+
+/// `  waiting: job.step (message)` for a waiting run's line in `runs list`.
+fn waiting_on(waiting: &[crate::store::WaitingStep]) -> String {
+    if waiting.is_empty() {
+        return String::new();
+    }
+    let steps: Vec<String> = waiting
+        .iter()
+        .map(|w| {
+            format!(
+                "{}.{}{}",
+                w.job,
+                w.step,
+                w.message
+                    .as_deref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    format!("  waiting: {}", steps.join(", "))
 }
 
 /// `orch runs` subcommands.
@@ -43,10 +86,143 @@ pub enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Approve a waiting `manual_approval` step; the run goes on in this process (exit code
+    /// as `orch run`: 0, 1, 3 waiting again, 130 cancelled).
+    Approve(Decide),
+    /// Reject a waiting `manual_approval` step: it fails, and the run goes on as its
+    /// dependencies' conditions say.
+    Reject(Decide),
+    /// Cancel a waiting run, or a running one whose process is on this host.
+    Cancel {
+        /// Run id (or a unique prefix).
+        id: String,
+    },
+    /// Run a failed (or cancelled) workflow run again as a new run, from a step: the steps
+    /// before it keep their recorded outcomes.
+    Resume {
+        /// Run id (or a unique prefix).
+        id: String,
+        /// The step to start from: `job.step`, or a step name unique in the workflow.
+        #[arg(long)]
+        from: String,
+    },
+}
+
+/// Arguments of `orch runs approve|reject`.
+#[derive(Debug, clap::Args)]
+pub struct Decide {
+    /// Run id (or a unique prefix).
+    id: String,
+    /// The waiting step (`job.step` or its name); needed only when several wait.
+    #[arg(long)]
+    step: Option<String>,
+    /// Why, recorded with the decision.
+    #[arg(long)]
+    comment: Option<String>,
+}
+
+/// Approves or rejects a waiting step and runs the rest of the run.
+async fn decide(args: Decide, approved: bool, ctx: &Ctx) -> CmdResult {
+    let target = {
+        let repo = ctx.repo()?;
+        let store = ctx.store(&repo);
+        let record = find_run(&store, &args.id)?;
+        crate::run::find_waiting_step(&record, args.step.as_deref()).map_err(CliError::failed)?;
+        record.target
+    };
+    let env = ctx.run_env_for_workflow(&target).await?;
+    let usage = super::workflow::check_before_run(ctx, &env, &target)?;
+    env.precompile(&usage.called).await;
+    crate::run::cancel_on_signals();
+    let decision = Decision {
+        approved,
+        by: who(),
+        at: crate::store::now_rfc3339(),
+        comment: args.comment,
+    };
+    let record = env
+        .decide(&args.id, args.step.as_deref(), decision)
+        .await
+        .map_err(CliError::failed)?;
+    print_record(ctx, &record);
+    Ok(exit_code(record.status))
+}
+
+/// Sends SIGTERM to the process running a run on this host and waits until its record says
+/// it ended.
+fn cancel_running(store: &ResourceStore, record: RunRecord) -> Result<RunRecord, CliError> {
+    let Some(owner) = record.owner.clone() else {
+        return Err(CliError::failed(format!(
+            "run {} records no process to cancel",
+            record.id
+        )));
+    };
+    match crate::run::liveness(Some(&owner)) {
+        Liveness::Unknown => {
+            return Err(CliError::failed(format!(
+                "run {} runs on host {} (pid {}); cancel it there with `orch runs cancel {}`",
+                record.id, owner.host, owner.pid, record.id
+            )));
+        }
+        Liveness::Dead(_) => return Ok(crate::run::settle(store, record)),
+        Liveness::Alive => {}
+    }
+    let Ok(pid) = i32::try_from(owner.pid) else {
+        return Err(CliError::failed(format!(
+            "run {}: bad pid {}",
+            record.id, owner.pid
+        )));
+    };
+    // SAFETY: kill(2) with a pid checked alive above (same start time) and a valid signal.
+    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+        return Err(CliError::failed(format!(
+            "cannot signal process {pid} of run {}: {}",
+            record.id,
+            std::io::Error::last_os_error()
+        )));
+    }
+    let deadline = Instant::now() + CANCEL_WAIT;
+    loop {
+        let now = find_run(store, &record.id)?;
+        if now.status != RunStatus::Running {
+            return Ok(now);
+        }
+        if let Liveness::Dead(_) = crate::run::liveness(Some(&owner)) {
+            // Ended by the signal without recording it (a process that does not handle it).
+            return Ok(crate::run::settle(store, now));
+        }
+        if Instant::now() >= deadline {
+            return Err(CliError::failed(format!(
+                "run {} still runs {}s after SIGTERM to process {pid}; \
+                 `kill -KILL {pid}` ends it (the run is then marked abandoned)",
+                record.id,
+                CANCEL_WAIT.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Runs an `orch runs` subcommand.
-pub fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
+pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
+    match cmd {
+        Cmd::Approve(args) => return decide(args, true, ctx).await,
+        Cmd::Reject(args) => return decide(args, false, ctx).await,
+        Cmd::Resume { id, from } => {
+            let target = {
+                let repo = ctx.repo()?;
+                find_run(&ctx.store(&repo), &id)?.target
+            };
+            let env = ctx.run_env_for_workflow(&target).await?;
+            let usage = super::workflow::check_before_run(ctx, &env, &target)?;
+            env.precompile(&usage.called).await;
+            crate::run::cancel_on_signals();
+            let record = env.resume(&id, &from).await.map_err(CliError::failed)?;
+            print_record(ctx, &record);
+            return Ok(exit_code(record.status));
+        }
+        _ => {}
+    }
     let repo = ctx.repo()?;
     let store = ctx.store(&repo);
     match cmd {
@@ -84,6 +260,26 @@ pub fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             });
             Ok(0)
         }
+        Cmd::Approve(_) | Cmd::Reject(_) | Cmd::Resume { .. } => unreachable!("handled above"),
+        Cmd::Cancel { id } => {
+            let record = find_run(&store, &id)?;
+            let record = match record.status {
+                RunStatus::Waiting => crate::run::cancel_waiting(&store, &record.id, &who())
+                    .map_err(CliError::failed)?,
+                RunStatus::Running => cancel_running(&store, record)?,
+                other => {
+                    return Err(CliError::failed(format!(
+                        "run {} is {}: only a running or waiting run can be cancelled",
+                        record.id,
+                        other.as_str()
+                    )));
+                }
+            };
+            ctx.printer.result(&record, || {
+                format!("run {} is {}\n", record.id, record.status.as_str())
+            });
+            Ok(0)
+        }
         Cmd::List { limit } => {
             // Summaries only: a run still marked running is read in full to settle whether its
             // process is alive.
@@ -107,6 +303,9 @@ pub fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
                         row["host"] = owner.host.clone().into();
                         row["pid"] = owner.pid.into();
                     }
+                    if !r.waiting.is_empty() {
+                        row["waiting"] = serde_json::to_value(&r.waiting).unwrap_or_default();
+                    }
                     row
                 })
                 .collect();
@@ -114,13 +313,14 @@ pub fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
                 runs.iter()
                     .map(|r| {
                         format!(
-                            "{}  {:<9} {:<8} {:<24} {}{}",
+                            "{}  {:<9} {:<8} {:<24} {}{}{}",
                             r.id,
                             r.status.as_str(),
                             r.kind,
                             r.target,
                             r.started_at,
-                            elsewhere(r.status, r.owner.as_ref())
+                            elsewhere(r.status, r.owner.as_ref()),
+                            waiting_on(&r.waiting)
                         )
                     })
                     .collect::<Vec<_>>()
@@ -153,9 +353,33 @@ pub fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
                     if let Some(e) = &s.error {
                         out.push_str(&format!("      {e}\n"));
                     }
+                    if let Some(m) = &s.message {
+                        out.push_str(&format!("      asks: {m}\n"));
+                    }
+                    if let Some(d) = &s.decision {
+                        out.push_str(&format!(
+                            "      {} by {} at {}{}\n",
+                            if d.approved { "approved" } else { "rejected" },
+                            d.by,
+                            d.at,
+                            d.comment
+                                .as_deref()
+                                .map(|c| format!(": {c}"))
+                                .unwrap_or_default()
+                        ));
+                    }
                 }
                 if let Some(e) = &run.error {
                     out.push_str(&format!("{e}\n"));
+                }
+                if let Some(from) = &run.resumed_from {
+                    out.push_str(&format!("resumed from run {from}\n"));
+                }
+                if !run.waiting.is_empty() {
+                    out.push_str(&format!(
+                        "waiting for approval: orch runs approve {} / orch runs reject {}\n",
+                        run.id, run.id
+                    ));
                 }
                 out
             });

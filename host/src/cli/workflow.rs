@@ -150,6 +150,9 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
                             crate::workflow::Task::Assert { expression, .. } => {
                                 format!("assert {expression}")
                             }
+                            crate::workflow::Task::ManualApproval { .. } => {
+                                "manual approval".to_string()
+                            }
                         };
                         let deps: Vec<&str> =
                             step.depends_on.iter().map(|d| d.step.as_str()).collect();

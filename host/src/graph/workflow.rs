@@ -153,6 +153,7 @@ impl WorkflowGraph {
                                 Task::Assert { expression, .. } => {
                                     format!("assert {expression}")
                                 }
+                                Task::ManualApproval { .. } => "manual approval".to_string(),
                             },
                             depends_on: step.depends_on.iter().map(|d| d.step.clone()).collect(),
                         }

@@ -208,6 +208,9 @@ mod tests {
             events: Vec::new(),
             error: None,
             owner: None,
+            outcomes: Vec::new(),
+            waiting: Vec::new(),
+            resumed_from: None,
         }
     }
 

@@ -188,6 +188,7 @@ impl Printer {
                 let mark = match status.as_str() {
                     "succeeded" => self.paint("32", "✓"),
                     "skipped" => self.paint("2", "○"),
+                    "waiting" => self.paint("33", "…"),
                     _ => self.paint("31", "✗"),
                 };
                 let step = escape_line(step);
@@ -205,6 +206,8 @@ impl Printer {
             } => {
                 let s = if status == "succeeded" {
                     self.paint("1;32", status)
+                } else if status == "waiting" {
+                    self.paint("1;33", status)
                 } else {
                     self.paint("1;31", status)
                 };

@@ -69,6 +69,7 @@ impl Repo {
                             .models
                             .extend(crate::expr::referenced_models(expression));
                     }
+                    Task::ManualApproval { .. } => {}
                 }
             }
         }

@@ -4,9 +4,9 @@ use super::RunState;
 use crate::expr::{ExprError, SharedInputs, Vars};
 use crate::method::{MethodCall, StoreDataSource};
 use crate::output::Event;
-use crate::store::{StepRecord, now_rfc3339};
+use crate::store::{RecordedOutcome, StepRecord, WaitingStep, now_rfc3339};
 use crate::workflow::{
-    self, Job, Step, StepExecutor, StepOutcome, StepRef, StepStatus, Task, Workflow,
+    self, Job, Preloaded, Step, StepExecutor, StepOutcome, StepRef, StepStatus, Task, Workflow,
 };
 use serde_json::{Map, Value};
 use std::future::Future;
@@ -44,7 +44,15 @@ pub(crate) async fn run_recorded(
     });
     let started_at = now_rfc3339();
     let started = Instant::now();
+    let mut unfinished = Unfinished {
+        state,
+        step,
+        target,
+        started_at: Some(started_at.clone()),
+        started,
+    };
     let result = f().await;
+    unfinished.started_at = None;
     let duration_ms = started.elapsed().as_millis() as u64;
     let (status, error, output, resources) = match result {
         Ok(out) => ("succeeded", None, Some(out.output), out.resources),
@@ -72,6 +80,49 @@ pub(crate) async fn run_recorded(
         });
     }
     (error, output)
+}
+
+/// A step whose future is dropped before it finished (the run was cancelled) records itself
+/// `cancelled`: its plugin call was interrupted, and its writes, kept in memory until the call
+/// returns, were never committed.
+struct Unfinished<'a> {
+    state: &'a RunState,
+    step: &'a str,
+    target: Option<(&'a str, &'a str)>,
+    /// Set while the step runs.
+    started_at: Option<String>,
+    started: Instant,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        let Some(started_at) = self.started_at.take() else {
+            return;
+        };
+        let error = "cancelled before it finished; nothing it was writing was stored".to_string();
+        let duration_ms = self.started.elapsed().as_millis() as u64;
+        self.state.runner.events.emit(Event::StepFinished {
+            step: self.step.to_string(),
+            status: "cancelled".to_string(),
+            duration_ms,
+            error: Some(error.clone()),
+        });
+        let (job, name) = self.step.split_once('.').unwrap_or(("", self.step));
+        if let Ok(mut steps) = self.state.steps.lock() {
+            steps.push(StepRecord {
+                job: job.to_string(),
+                name: name.to_string(),
+                model: self.target.map(|t| t.0.to_string()),
+                method: self.target.map(|t| t.1.to_string()),
+                status: "cancelled".to_string(),
+                started_at: Some(started_at),
+                duration_ms: Some(duration_ms),
+                error: Some(error),
+                resources: Vec::new(),
+                ..Default::default()
+            });
+        }
+    }
 }
 
 fn locate(wf: &Workflow, err: &ExprError, base: &str) -> String {
@@ -112,10 +163,20 @@ impl Executor {
 
     /// Runs the whole workflow; `Err` names the failed steps.
     pub(crate) async fn run(self: Arc<Self>) -> Result<(), String> {
+        self.run_preloaded(&Preloaded::new()).await
+    }
+
+    /// Runs the workflow, taking the `preloaded` outcomes instead of running those steps; a
+    /// run that stops at waiting steps is `Ok` (the run's record says what waits).
+    pub(crate) async fn run_preloaded(
+        self: Arc<Self>,
+        preloaded: &Preloaded,
+    ) -> Result<(), String> {
         let concurrency = self.state.runner.repo.config.concurrency.max(1);
         let wf = self.workflow.clone();
-        let outcome = workflow::run_workflow(wf, self.clone(), concurrency).await;
-        if outcome.status == StepStatus::Succeeded {
+        let outcome =
+            workflow::run_workflow_preloaded(wf, self.clone(), concurrency, preloaded).await;
+        if matches!(outcome.status, StepStatus::Succeeded | StepStatus::Waiting) {
             return Ok(());
         }
         let prefix = &self.prefix;
@@ -198,6 +259,9 @@ impl Executor {
     async fn run_one(&self, at: StepRef) -> StepOutcome {
         let (job, step) = (at.job(), at.step());
         let field = at.path();
+        if let Task::ManualApproval { message } = &step.task {
+            return self.wait_for_approval(job, step, &field, message.as_deref());
+        }
         // forEach: one instance per item, visible as self.<item>.
         let items: Vec<Map<String, Value>> = match &step.for_each {
             None => vec![Map::new()],
@@ -374,6 +438,10 @@ impl Executor {
                 .await;
                 error.map_or(Ok(()), Err)
             }
+            Task::ManualApproval { .. } => Err(format!(
+                "{}: {field}: a `manual_approval` step cannot run here",
+                self.workflow.file.display()
+            )),
             Task::Workflow {
                 workflow_id_or_name,
                 inputs,
@@ -451,6 +519,115 @@ impl Executor {
         }
     }
 
+    /// A `manual_approval` step: recorded `waiting` with its message; its dependents do not
+    /// start until `orch runs approve` or `reject` decides.
+    fn wait_for_approval(
+        &self,
+        job: &Job,
+        step: &Step,
+        field: &str,
+        message: Option<&str>,
+    ) -> StepOutcome {
+        let label = format!("{}{}.{}", self.prefix, job.name, step.name);
+        if let Some(guard) = &step.guard {
+            match self.eval_guard(guard, &format!("{field}.guard"), &Map::new()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.record_skip(&label, "guard is false");
+                    return StepOutcome::skipped();
+                }
+                Err(e) => return self.fail_now(job, step, e),
+            }
+        }
+        if self.depth > 0 {
+            return self.fail_now(
+                job,
+                step,
+                format!(
+                    "{}:{}: {field}.task: a `manual_approval` step must be in the workflow that \
+                     `orch run` starts, not in the nested workflow `{}`; move it there",
+                    self.workflow.file.display(),
+                    self.workflow.line_of(&format!("{field}.task")).unwrap_or(0),
+                    self.workflow.name
+                ),
+            );
+        }
+        let events = &self.state.runner.events;
+        events.emit(Event::StepStarted {
+            step: label.clone(),
+            model: None,
+            method: None,
+        });
+        if self.state.dry_run {
+            // A dry run shows what would happen after an approval instead of stopping.
+            events.emit(Event::Log {
+                step: label.clone(),
+                level: crate::capabilities::LogLevel::Info,
+                message: "dry run: would wait for approval here, and goes on as if approved"
+                    .to_string(),
+            });
+            self.record(&label, "succeeded", None);
+            return StepOutcome::succeeded();
+        }
+        events.emit(Event::Log {
+            step: label.clone(),
+            level: crate::capabilities::LogLevel::Info,
+            message: format!(
+                "waiting for approval{}: `orch runs approve {} --step {}.{}` or `orch runs reject`",
+                message.map(|m| format!(" ({m})")).unwrap_or_default(),
+                self.state.runner.run_id,
+                job.name,
+                step.name
+            ),
+        });
+        events.emit(Event::StepFinished {
+            step: label.clone(),
+            status: "waiting".to_string(),
+            duration_ms: 0,
+            error: None,
+        });
+        let since = now_rfc3339();
+        if let Ok(mut steps) = self.state.steps.lock() {
+            steps.push(StepRecord {
+                job: job.name.clone(),
+                name: step.name.clone(),
+                model: None,
+                method: None,
+                status: "waiting".to_string(),
+                started_at: Some(since.clone()),
+                duration_ms: None,
+                error: None,
+                resources: Vec::new(),
+                message: message.map(str::to_string),
+                ..Default::default()
+            });
+        }
+        if let Ok(mut waiting) = self.state.waiting.lock() {
+            waiting.push(WaitingStep {
+                job: job.name.clone(),
+                step: step.name.clone(),
+                message: message.map(str::to_string),
+                since,
+            });
+        }
+        StepOutcome::waiting()
+    }
+
+    /// Notes how a top-level step ended, for a later approval or `runs resume`.
+    fn note_outcome(&self, job: &Job, step: &Step, outcome: &StepOutcome) {
+        if self.depth > 0 {
+            return;
+        }
+        if let Ok(mut outcomes) = self.state.outcomes.lock() {
+            outcomes.push(RecordedOutcome {
+                job: job.name.clone(),
+                step: step.name.clone(),
+                status: outcome.status.to_string(),
+                error: outcome.error.clone(),
+            });
+        }
+    }
+
     fn fail_now(&self, job: &Job, step: &Step, error: String) -> StepOutcome {
         self.fail_recorded(
             &format!("{}{}.{}", self.prefix, job.name, step.name),
@@ -497,7 +674,11 @@ impl Executor {
 
 impl StepExecutor for Executor {
     fn run_step(&self, step: StepRef) -> Pin<Box<dyn Future<Output = StepOutcome> + Send + '_>> {
-        Box::pin(self.run_one(step))
+        Box::pin(async move {
+            let outcome = self.run_one(step.clone()).await;
+            self.note_outcome(step.job(), step.step(), &outcome);
+            outcome
+        })
     }
 
     fn step_skipped(&self, job: &Job, step: &Step, reason: &str) {
@@ -505,5 +686,10 @@ impl StepExecutor for Executor {
             &format!("{}{}.{}", self.prefix, job.name, step.name),
             reason,
         );
+        self.note_outcome(job, step, &StepOutcome::skipped());
+    }
+
+    fn cancelled(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(super::cancel::cancelled())
     }
 }

@@ -3,10 +3,14 @@
 //! it ends. It names the process running it, so a run whose process died is found (by the next
 //! run, `runs list` or `runs show`) and marked `abandoned` instead of staying `running`.
 
+mod cancel;
 mod executor;
+mod lifecycle;
 mod owner;
 mod start;
 
+pub use cancel::{CANCELLED_EXIT_CODE, cancel_on_signals, cancel_runs, is_cancelled};
+pub use lifecycle::{WAITING_EXIT_CODE, cancel_waiting, find_waiting_step};
 pub use owner::{Liveness, current_owner, liveness, reap_abandoned, settle};
 pub use start::StartRecord;
 
@@ -16,8 +20,12 @@ use crate::method::{MethodCall, MethodRunner};
 use crate::output::{Event, EventSink, Printer};
 use crate::repo::Repo;
 use crate::runtime::PluginRegistry;
-use crate::store::{ResourceStore, RunRecord, RunStatus, StepRecord, new_run_id, now_rfc3339};
+use crate::store::{
+    RecordedOutcome, ResourceStore, RunRecord, RunStatus, StepRecord, WaitingStep, new_run_id,
+    now_rfc3339,
+};
 use crate::vault::{LocalVault, Redactor};
+use crate::workflow;
 use executor::Executor;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
@@ -51,6 +59,25 @@ pub(crate) struct RunState {
     /// Method calls and asserts in flight across the whole run (nested workflows and forEach
     /// items included) stay within `orch.yaml`'s `concurrency`.
     pub call_slots: tokio::sync::Semaphore,
+    /// How each top-level step ended (preloaded ones included).
+    pub outcomes: Mutex<Vec<RecordedOutcome>>,
+    /// The `manual_approval` steps waiting for a decision.
+    pub waiting: Mutex<Vec<WaitingStep>>,
+    /// Events recorded by the earlier part of a run that waited, kept before this part's.
+    pub prior_events: Vec<Value>,
+}
+
+/// What an earlier part of a run left for this one: step records, outcomes, waiting steps.
+#[derive(Default)]
+pub(crate) struct Prior {
+    /// Step records so far.
+    pub steps: Vec<StepRecord>,
+    /// Outcomes of the top-level steps that finished.
+    pub outcomes: Vec<RecordedOutcome>,
+    /// Steps still waiting for a decision.
+    pub waiting: Vec<WaitingStep>,
+    /// The run's events so far.
+    pub events: Vec<Value>,
 }
 
 impl RunEnv {
@@ -61,12 +88,8 @@ impl RunEnv {
         inputs: &Map<String, Value>,
         dry_run: bool,
     ) -> (Arc<RunState>, RunRecord, Instant) {
-        let run_id = new_run_id();
-        let redactor = Redactor::default();
-        let printer = self.printer.clone();
-        let events = EventSink::new(redactor, Arc::new(move |e: &Event| printer.event(e)));
         let record = RunRecord {
-            id: run_id.clone(),
+            id: new_run_id(),
             kind: kind.to_string(),
             target: target.to_string(),
             status: RunStatus::Running,
@@ -78,8 +101,27 @@ impl RunEnv {
             events: Vec::new(),
             error: None,
             owner: Some(current_owner()),
+            outcomes: Vec::new(),
+            waiting: Vec::new(),
+            resumed_from: None,
         };
         let started = StartRecord::spawn(self.store.clone(), record.clone());
+        self.begin(record, started, dry_run, Prior::default())
+    }
+
+    /// Sets up the state of a run whose record is (being) stored as `running`.
+    fn begin(
+        &self,
+        record: RunRecord,
+        started: StartRecord,
+        dry_run: bool,
+        prior: Prior,
+    ) -> (Arc<RunState>, RunRecord, Instant) {
+        let run_id = record.id.clone();
+        let (kind, target) = (record.kind.clone(), record.target.clone());
+        let redactor = Redactor::default();
+        let printer = self.printer.clone();
+        let events = EventSink::new(redactor, Arc::new(move |e: &Event| printer.event(e)));
         let runner = MethodRunner {
             started,
             repo: self.repo.clone(),
@@ -94,18 +136,24 @@ impl RunEnv {
         };
         events.emit(Event::RunStarted {
             run_id: run_id.clone(),
-            kind: kind.to_string(),
-            target: target.to_string(),
+            kind,
+            target,
         });
+        // A continued run counts the time its earlier part took.
+        let earlier = std::time::Duration::from_millis(record.duration_ms.unwrap_or(0));
+        let now = Instant::now();
         (
             Arc::new(RunState {
                 runner,
-                steps: Mutex::new(Vec::new()),
+                steps: Mutex::new(prior.steps),
                 dry_run,
                 call_slots: tokio::sync::Semaphore::new(self.repo.config.concurrency.max(1)),
+                outcomes: Mutex::new(prior.outcomes),
+                waiting: Mutex::new(prior.waiting),
+                prior_events: prior.events,
             }),
             record,
-            Instant::now(),
+            now.checked_sub(earlier).unwrap_or(now),
         )
     }
 
@@ -121,26 +169,43 @@ impl RunEnv {
             redactor.add(&s);
         }
         let duration_ms = started.elapsed().as_millis() as u64;
-        let status = if error.is_none() {
-            RunStatus::Succeeded
+        let waiting = state.waiting.lock().map(|w| w.clone()).unwrap_or_default();
+        let (status, error) = if record.kind == "workflow" && cancel::is_cancelled() {
+            let why = "cancelled (SIGINT/SIGTERM: Ctrl-C or `orch runs cancel`) before it \
+                       finished; steps in flight were interrupted and wrote nothing";
+            (RunStatus::Cancelled, Some(why.to_string()))
+        } else if !waiting.is_empty() {
+            (RunStatus::Waiting, error)
+        } else if error.is_none() {
+            (RunStatus::Succeeded, None)
         } else {
-            RunStatus::Failed
+            (RunStatus::Failed, error)
         };
         state.runner.events.emit(Event::RunFinished {
             run_id: record.id.clone(),
-            status: if status == RunStatus::Succeeded {
-                "succeeded"
-            } else {
-                "failed"
-            }
-            .into(),
+            status: status.as_str().into(),
             duration_ms,
         });
         record.status = status;
-        record.finished_at = Some(now_rfc3339());
+        record.finished_at = (status != RunStatus::Waiting).then(now_rfc3339);
         record.duration_ms = Some(duration_ms);
         record.steps = state.steps.lock().map(|s| s.clone()).unwrap_or_default();
-        record.events = state.runner.events.to_json();
+        record.outcomes = state.outcomes.lock().map(|o| o.clone()).unwrap_or_default();
+        if status == RunStatus::Cancelled {
+            // Nothing waits in a cancelled run.
+            record.waiting = Vec::new();
+            for step in record.steps.iter_mut().filter(|s| s.status == "waiting") {
+                step.status = "cancelled".to_string();
+            }
+        } else {
+            record.waiting = waiting;
+        }
+        record.events = state.prior_events.clone();
+        record.events.extend(state.runner.events.to_json());
+        if status == RunStatus::Waiting {
+            // A waiting run holds no process: nothing may take it for a live run.
+            record.owner = None;
+        }
         record.error = error.map(|e| redactor.redact(&e));
         redactor.redact_json(&mut record.inputs);
         for step in &mut record.steps {
@@ -149,6 +214,11 @@ impl RunEnv {
             }
             if let Some(w) = &mut step.warning {
                 *w = redactor.redact(w);
+            }
+        }
+        for outcome in &mut record.outcomes {
+            if let Some(e) = &mut outcome.error {
+                *e = redactor.redact(e);
             }
         }
         // The end record replaces the start record, so it must not be committed before it.
@@ -200,7 +270,21 @@ impl RunEnv {
         dry_run: bool,
     ) -> RunRecord {
         let (state, record, started) = self.start("workflow", name, &inputs, dry_run);
-        let error = match self.repo.workflow(name) {
+        self.drive(state, record, started, inputs, &workflow::Preloaded::new())
+            .await
+    }
+
+    /// Runs the run's workflow from its state (the preloaded steps are not run) and records
+    /// how it ended.
+    async fn drive(
+        &self,
+        state: Arc<RunState>,
+        record: RunRecord,
+        started: Instant,
+        inputs: Map<String, Value>,
+        preloaded: &workflow::Preloaded,
+    ) -> RunRecord {
+        let error = match self.repo.workflow(&record.target) {
             Err(e) => Some(e.to_string()),
             Ok(wf) => {
                 let exec = Executor::new(
@@ -210,7 +294,7 @@ impl RunEnv {
                     String::new(),
                     0,
                 );
-                exec.run().await.err()
+                exec.run_preloaded(preloaded).await.err()
             }
         };
         state.runner.ssh.close().await;

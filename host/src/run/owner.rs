@@ -206,6 +206,9 @@ mod tests {
             events: Vec::new(),
             error: None,
             owner: Some(owner),
+            outcomes: Vec::new(),
+            waiting: Vec::new(),
+            resumed_from: None,
         }
     }
 

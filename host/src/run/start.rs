@@ -47,6 +47,11 @@ impl StartRecord {
         StartRecord(Arc::new(Mutex::new(state)))
     }
 
+    /// A handle for a run whose record is already stored (a waiting run taken up again).
+    pub(crate) fn committed() -> StartRecord {
+        StartRecord(Arc::new(Mutex::new(State::Finished(None))))
+    }
+
     /// Blocks until the start record is committed; returns why it could not be, if so.
     pub fn wait(&self) -> Option<String> {
         let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -87,6 +92,9 @@ mod tests {
             events: Vec::new(),
             error: None,
             owner: None,
+            outcomes: Vec::new(),
+            waiting: Vec::new(),
+            resumed_from: None,
         }
     }
 

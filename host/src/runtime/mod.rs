@@ -34,6 +34,8 @@ use wit::convert;
 
 /// How often the epoch ticker advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// How many epoch ticks guest code runs between two yields to the async executor.
+const YIELD_TICKS: u64 = 5;
 
 /// How much of a guest's stderr is kept for trap messages.
 const STDERR_CAPACITY: usize = 64 * 1024;
@@ -496,7 +498,21 @@ impl PluginRuntime {
             },
         );
         store.limiter(|s| &mut s.budget);
-        store.set_epoch_deadline(limits.timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1);
+        // The guest yields to the executor every few ticks until its time is up, so a call whose
+        // future is dropped (its run was cancelled) stops even in a busy loop, and the timeout
+        // still traps where it did.
+        let mut left = limits.timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1;
+        let first = left.min(YIELD_TICKS);
+        left -= first;
+        store.set_epoch_deadline(first);
+        store.epoch_deadline_callback(move |_| {
+            if left == 0 {
+                return Ok(wasmtime::UpdateDeadline::Interrupt);
+            }
+            let next = left.min(YIELD_TICKS);
+            left -= next;
+            Ok(wasmtime::UpdateDeadline::Yield(next))
+        });
         store
     }
 

@@ -162,13 +162,15 @@ impl ResourceStore {
 
     /// Deletes the records and summaries of runs that finished before `cutoff` (RFC 3339 as
     /// stored), in one transaction, and returns their summaries; with `dry_run` only returns
-    /// them. A run still running (or in any state but succeeded, failed or abandoned, such as
-    /// one waiting for an approval) is never deleted.
+    /// them. A run still running or waiting for an approval is never deleted.
     pub fn gc_runs(&self, cutoff: &str, dry_run: bool) -> Result<Vec<RunSummary>, StoreError> {
         let finished_before = |s: &RunSummary| {
             matches!(
                 s.status,
-                RunStatus::Succeeded | RunStatus::Failed | RunStatus::Abandoned
+                RunStatus::Succeeded
+                    | RunStatus::Failed
+                    | RunStatus::Abandoned
+                    | RunStatus::Cancelled
             ) && s.finished_at.as_deref().is_some_and(|at| at < cutoff)
         };
         let doomed: Vec<RunSummary> = self
@@ -377,6 +379,9 @@ mod tests {
             events: Vec::new(),
             error: None,
             owner: None,
+            outcomes: Vec::new(),
+            waiting: Vec::new(),
+            resumed_from: None,
         };
         let old = "2026-01-01T00:00:01.000Z";
         store

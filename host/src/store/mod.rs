@@ -42,7 +42,7 @@ pub use self::diff::{FieldDiff, SENSITIVE, diff_attributes, mask_sensitive};
 pub use self::error::StoreError;
 pub use self::gc::{DeletedVersion, KeepRule};
 pub use self::types::{
-    ChangeKind, ChangeWindow, LastSeen, PendingWrite, Provenance, ResourceChange, ResourceKey,
-    ResourceSummary, ResourceVersion, RunOwner, RunRecord, RunStatus, RunSummary, StepRecord, Tags,
-    new_run_id, now_rfc3339, rfc3339,
+    ChangeKind, ChangeWindow, Decision, LastSeen, PendingWrite, Provenance, RecordedOutcome,
+    ResourceChange, ResourceKey, ResourceSummary, ResourceVersion, RunOwner, RunRecord, RunStatus,
+    RunSummary, StepRecord, Tags, WaitingStep, new_run_id, now_rfc3339, rfc3339,
 };

@@ -109,6 +109,54 @@ impl ResourceStore {
         })
     }
 
+    /// Changes a run in one transaction, but only if it is still `from`: `change` edits the
+    /// record (its status included). Returns the record as it now stands, and whether it was
+    /// changed; `None` if there is no run `id` (a full id).
+    pub fn transition_run(
+        &self,
+        id: &str,
+        from: RunStatus,
+        change: impl FnOnce(&mut RunRecord),
+    ) -> Result<Option<(RunRecord, bool)>, StoreError> {
+        let mut change = Some(change);
+        self.write(|txn| {
+            let mut runs = txn.open_table(RUNS).map_err(|e| self.database_error(e))?;
+            let current = match runs.get(id).map_err(|e| self.database_error(e))? {
+                Some(bytes) => bytes.value().to_vec(),
+                None => return Ok(None),
+            };
+            let mut record: RunRecord = self.decode(&current, || format!("run {id}"))?;
+            if record.status != from {
+                return Ok(Some((record, false)));
+            }
+            if let Some(change) = change.take() {
+                change(&mut record);
+            }
+            let bytes = serde_json::to_vec(&record).map_err(|source| StoreError::Encode {
+                record: format!("run {id}"),
+                source,
+            })?;
+            runs.insert(id, bytes.as_slice())
+                .map_err(|e| self.database_error(e))?;
+            self.put_summary(txn, id, &self.encode_summary(&record)?)?;
+            let mut active = txn
+                .open_table(ACTIVE_RUNS)
+                .map_err(|e| self.database_error(e))?;
+            if record.status == RunStatus::Running {
+                let owner =
+                    serde_json::to_vec(&record.owner).map_err(|source| StoreError::Encode {
+                        record: format!("owner of run {id}"),
+                        source,
+                    })?;
+                active.insert(id, owner.as_slice())
+            } else {
+                active.remove(id)
+            }
+            .map_err(|e| self.database_error(e))?;
+            Ok(Some((record, true)))
+        })
+    }
+
     /// A run by its full id, or by a prefix of at least 6 characters that matches exactly one run.
     pub fn get_run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
         self.read(
@@ -316,6 +364,9 @@ mod tests {
             events: vec![json!({"type": "step_started", "step": "list-vms"})],
             error: None,
             owner: Some(owner(4242)),
+            outcomes: Vec::new(),
+            waiting: Vec::new(),
+            resumed_from: None,
         }
     }
 
@@ -584,6 +635,45 @@ mod tests {
                 .len()
                 .expect("len"),
             4
+        );
+    }
+
+    #[test]
+    fn a_transition_applies_only_from_the_expected_status() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_in(&dir);
+        let id = new_run_id();
+        let mut record = run(&id, "deploy");
+        record.status = RunStatus::Waiting;
+        store.put_run(&record).expect("put");
+        assert!(
+            store.active_runs().expect("active").is_empty(),
+            "a waiting run holds nothing"
+        );
+
+        let (taken, changed) = store
+            .transition_run(&id, RunStatus::Waiting, |r| r.status = RunStatus::Running)
+            .expect("transition")
+            .expect("run");
+        assert!(changed);
+        assert_eq!(taken.status, RunStatus::Running);
+        assert_eq!(store.active_runs().expect("active").len(), 1);
+
+        let (now, changed) = store
+            .transition_run(&id, RunStatus::Waiting, |r| r.status = RunStatus::Cancelled)
+            .expect("transition")
+            .expect("run");
+        assert!(!changed, "a second taker finds it running");
+        assert_eq!(now.status, RunStatus::Running);
+        assert_eq!(
+            store.list_run_summaries(1).expect("list")[0].status,
+            RunStatus::Running
+        );
+        assert_eq!(
+            store
+                .transition_run("missing", RunStatus::Waiting, |_| {})
+                .expect("none"),
+            None
         );
     }
 

@@ -221,6 +221,61 @@ pub struct RunRecord {
     /// The process that ran it, so a later command can tell a live run from one whose process died.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<RunOwner>,
+    /// How each top-level step of a workflow run ended, by workflow step name: what a resumed
+    /// or approved run takes instead of running those steps again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outcomes: Vec<RecordedOutcome>,
+    /// The `manual_approval` steps a `waiting` run waits on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<WaitingStep>,
+    /// The run this one resumed (`orch runs resume <id> --from <step>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<String>,
+}
+
+/// How one top-level workflow step ended, as the scheduler saw it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedOutcome {
+    /// The job's name.
+    pub job: String,
+    /// The step's name as written in the workflow (before any forEach expansion).
+    pub step: String,
+    /// `succeeded`, `failed`, `skipped`, `waiting` or `cancelled`.
+    pub status: String,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A `manual_approval` step waiting for `orch runs approve` or `orch runs reject`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitingStep {
+    /// The job's name.
+    pub job: String,
+    /// The step's name.
+    pub step: String,
+    /// What the approver is asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the step started waiting, RFC 3339 in UTC.
+    pub since: String,
+}
+
+/// The decision on a `manual_approval` step.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    /// Approved (the step succeeds) or rejected (it fails).
+    pub approved: bool,
+    /// Who decided (`$USER`).
+    pub by: String,
+    /// When, RFC 3339 in UTC.
+    pub at: String,
+    /// The decider's comment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 /// What `orch runs list` shows of a run: stored beside the record, so listing does not decode
@@ -249,6 +304,9 @@ pub struct RunSummary {
     /// The process that ran it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<RunOwner>,
+    /// The steps a `waiting` run waits on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<WaitingStep>,
 }
 
 impl RunSummary {
@@ -265,6 +323,7 @@ impl RunSummary {
             steps: run.steps.len() as u64,
             failed_steps: run.steps.iter().filter(|s| s.status == "failed").count() as u64,
             owner: run.owner.clone(),
+            waiting: run.waiting.clone(),
         }
     }
 }
@@ -298,6 +357,10 @@ pub enum RunStatus {
     Failed,
     /// Its process ended (killed, crashed, machine rebooted) before it recorded an end.
     Abandoned,
+    /// Suspended at `manual_approval` steps: holds no process or lock, goes on when decided.
+    Waiting,
+    /// Cancelled (`orch runs cancel`, Ctrl-C, SIGTERM) before it finished.
+    Cancelled,
 }
 
 impl RunStatus {
@@ -308,6 +371,8 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Abandoned => "abandoned",
+            RunStatus::Waiting => "waiting",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 }
@@ -340,6 +405,12 @@ pub struct StepRecord {
     /// An assert's message (set on assert steps, held or not), for reports such as JUnit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assertion: Option<String>,
+    /// What a `manual_approval` step asks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The decision on a `manual_approval` step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
 }
 
 /// The current time as RFC 3339 in UTC with millisecond precision, e.g. `2025-01-31T09:15:02.041Z`.
@@ -389,6 +460,8 @@ mod tests {
             RunStatus::Succeeded,
             RunStatus::Failed,
             RunStatus::Abandoned,
+            RunStatus::Waiting,
+            RunStatus::Cancelled,
         ] {
             let json = serde_json::to_string(&status).unwrap_or_default();
             assert_eq!(json, format!("\"{}\"", status.as_str()));

@@ -16,6 +16,8 @@ pub enum StepStatus {
     Failed,
     /// Never ran: a condition or guard did not hold.
     Skipped,
+    /// A `manual_approval` step waiting for a decision; what depends on it has not started.
+    Waiting,
 }
 
 impl fmt::Display for StepStatus {
@@ -24,6 +26,7 @@ impl fmt::Display for StepStatus {
             StepStatus::Succeeded => "succeeded",
             StepStatus::Failed => "failed",
             StepStatus::Skipped => "skipped",
+            StepStatus::Waiting => "waiting",
         })
     }
 }

@@ -14,7 +14,8 @@ pub use condition::{Condition, DEFAULT_CONDITION, StepStatus};
 pub use graph::find_cycles;
 pub use inputs::{apply_input_defaults, validate_inputs};
 pub use scheduler::{
-    JobOutcome, StepExecutor, StepOutcome, StepRef, WorkflowOutcome, run_capped, run_workflow,
+    JobOutcome, Preloaded, StepExecutor, StepOutcome, StepRef, WorkflowOutcome, run_capped,
+    run_workflow, run_workflow_preloaded,
 };
 pub use schema::{ForEach, Job, JobDependency, Severity, Step, StepDependency, Task, Workflow};
 pub use validate::{Catalog, validate};

@@ -52,7 +52,20 @@ impl StepOutcome {
             error: None,
         }
     }
+
+    /// A `manual_approval` step waiting for its decision.
+    pub fn waiting() -> StepOutcome {
+        StepOutcome {
+            status: StepStatus::Waiting,
+            error: None,
+        }
+    }
 }
+
+/// Outcomes recorded by an earlier part of a run, by (job name, step name): such a step is
+/// not run again, its outcome counts as if it had just finished (resuming a waiting run, or
+/// `orch runs resume --from`).
+pub type Preloaded = HashMap<(String, String), StepOutcome>;
 
 /// One step of a shared workflow, by position: moving it into a step's task copies two
 /// indices and an `Arc`, never the job's steps (which made a run quadratic in its steps).
@@ -91,11 +104,17 @@ pub trait StepExecutor: Send + Sync + 'static {
     fn run_step(&self, step: StepRef) -> Pin<Box<dyn Future<Output = StepOutcome> + Send + '_>>;
     /// Called when a step is skipped because its conditions were not met (so the executor can record it).
     fn step_skipped(&self, job: &Job, step: &Step, reason: &str);
+    /// Resolves when the run is cancelled: steps in flight are then dropped (and their
+    /// tasks awaited) and no further step starts. Never resolves by default.
+    fn cancelled(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(std::future::pending())
+    }
 }
 
 /// How a whole workflow run ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct WorkflowOutcome {
+    /// Waiting if some step waits for approval (what depends on it has not started); else
     /// Failed iff some step failed without `allowFailure`; otherwise Succeeded.
     pub status: StepStatus,
     /// Every job, in file order.
@@ -120,10 +139,23 @@ pub async fn run_workflow(
     exec: Arc<dyn StepExecutor>,
     concurrency: usize,
 ) -> WorkflowOutcome {
+    run_workflow_preloaded(wf, exec, concurrency, &Preloaded::new()).await
+}
+
+/// Runs `wf` like [`run_workflow`], except that the steps in `preloaded` are not run: they
+/// take their recorded outcome when their turn comes (a preloaded `Waiting` step keeps
+/// waiting).
+pub async fn run_workflow_preloaded(
+    wf: Arc<Workflow>,
+    exec: Arc<dyn StepExecutor>,
+    concurrency: usize,
+    preloaded: &Preloaded,
+) -> WorkflowOutcome {
     let limit = cap(wf.concurrency).min(concurrency.max(1));
     let job_caps: Vec<usize> = wf.jobs.iter().map(|j| cap(j.concurrency)).collect();
     let mut job_running = vec![0usize; wf.jobs.len()];
     let mut state = State::new(&wf);
+    state.preload(&wf, preloaded);
     state.begin(&wf, exec.as_ref());
 
     let mut running: JoinSet<StepOutcome> = JoinSet::new();
@@ -132,6 +164,11 @@ pub async fn run_workflow(
     // each time a step of that job finishes, so a capped job costs no rescans.
     let mut held: Vec<ReadyQueue> = wf.jobs.iter().map(|_| BinaryHeap::new()).collect();
     loop {
+        if already(exec.cancelled()) {
+            // Cancelled between two steps: start nothing more.
+            running.shutdown().await;
+            break;
+        }
         while running.len() < limit {
             let Some(entry) = state.ready.pop() else {
                 break;
@@ -160,6 +197,11 @@ pub async fn run_workflow(
             continue;
         }
         if running.is_empty() {
+            if state.waiting > 0 {
+                // What is left depends on a step waiting for approval: the run stops here
+                // and goes on when that step is decided.
+                break;
+            }
             // Nothing runs and nothing is ready: either done, or the rest waits on a loop
             // that validation would have rejected. Skip what is stuck so the run ends.
             if state.unstick(&wf, exec.as_ref()) {
@@ -167,7 +209,16 @@ pub async fn run_workflow(
             }
             break;
         }
-        let (id, outcome) = match running.join_next_with_id().await {
+        let joined = tokio::select! {
+            joined = running.join_next_with_id() => joined,
+            () = exec.cancelled() => {
+                // Dropping each step's future interrupts its plugin call; waiting for the
+                // tasks to end lets each record itself as cancelled before the run ends.
+                running.shutdown().await;
+                break;
+            }
+        };
+        let (id, outcome) = match joined {
             Some(Ok((id, outcome))) => (id, outcome),
             Some(Err(err)) => {
                 let reason = if err.is_panic() {
@@ -218,6 +269,8 @@ struct JobState {
 struct StepState {
     pending: usize,
     outcome: Option<StepOutcome>,
+    /// The outcome an earlier part of the run recorded: taken instead of running the step.
+    preloaded: Option<StepOutcome>,
     broken: Option<String>,
     /// (step index, dependsOn index)
     deps: Vec<(usize, usize)>,
@@ -235,6 +288,8 @@ struct State {
     ready: ReadyQueue,
     batch: u64,
     work: VecDeque<Work>,
+    /// Steps waiting for approval.
+    waiting: usize,
 }
 
 impl State {
@@ -286,6 +341,20 @@ impl State {
             ready: BinaryHeap::new(),
             batch: 0,
             work: VecDeque::new(),
+            waiting: 0,
+        }
+    }
+
+    fn preload(&mut self, wf: &Workflow, preloaded: &Preloaded) {
+        if preloaded.is_empty() {
+            return;
+        }
+        for (j, job) in wf.jobs.iter().enumerate() {
+            for (s, step) in job.steps.iter().enumerate() {
+                self.steps[j][s].preloaded = preloaded
+                    .get(&(job.name.clone(), step.name.clone()))
+                    .cloned();
+            }
         }
     }
 
@@ -314,6 +383,10 @@ impl State {
                 }
                 Work::ConsiderStep(j, s) => {
                     if self.steps[j][s].outcome.is_some() {
+                        continue;
+                    }
+                    if let Some(outcome) = self.steps[j][s].preloaded.clone() {
+                        self.record_step(wf, j, s, outcome);
                         continue;
                     }
                     match self.step_blocker(wf, j, s) {
@@ -378,8 +451,14 @@ impl State {
         let reason = format!("job `{}` skipped: {reason}", job.name);
         for (s, step) in job.steps.iter().enumerate() {
             if self.steps[j][s].outcome.is_none() {
-                exec.step_skipped(job, step, &reason);
-                self.steps[j][s].outcome = Some(StepOutcome::skipped());
+                let outcome = match self.steps[j][s].preloaded.clone() {
+                    Some(recorded) => recorded,
+                    None => {
+                        exec.step_skipped(job, step, &reason);
+                        StepOutcome::skipped()
+                    }
+                };
+                self.steps[j][s].outcome = Some(outcome);
             }
         }
         self.jobs[j].remaining = 0;
@@ -392,6 +471,12 @@ impl State {
         }
         if outcome.status == StepStatus::Failed && !wf.jobs[j].steps[s].allow_failure {
             self.jobs[j].failed = true;
+        }
+        if outcome.status == StepStatus::Waiting {
+            // Neither its dependents nor its job go on until the step is decided.
+            self.waiting += 1;
+            self.steps[j][s].outcome = Some(outcome);
+            return;
         }
         self.steps[j][s].outcome = Some(outcome);
         for i in 0..self.steps[j][s].dependents.len() {
@@ -491,22 +576,28 @@ impl State {
     }
 
     fn outcome(&self, wf: &Workflow) -> WorkflowOutcome {
+        // While a step waits, what has not started yet waits with it.
+        let undecided = if self.waiting > 0 {
+            StepStatus::Waiting
+        } else {
+            StepStatus::Skipped
+        };
         let jobs: Vec<JobOutcome> = wf
             .jobs
             .iter()
             .enumerate()
             .map(|(j, job)| JobOutcome {
                 name: job.name.clone(),
-                status: self.jobs[j].status.unwrap_or(StepStatus::Skipped),
+                status: self.jobs[j].status.unwrap_or(undecided),
                 steps: job
                     .steps
                     .iter()
                     .enumerate()
                     .map(|(s, step)| {
-                        let outcome = self.steps[j][s]
-                            .outcome
-                            .clone()
-                            .unwrap_or_else(StepOutcome::skipped);
+                        let outcome = self.steps[j][s].outcome.clone().unwrap_or(StepOutcome {
+                            status: undecided,
+                            error: None,
+                        });
                         (step.name.clone(), outcome)
                     })
                     .collect(),
@@ -514,7 +605,9 @@ impl State {
             .collect();
         let failed = jobs.iter().any(|j| j.status == StepStatus::Failed);
         WorkflowOutcome {
-            status: if failed {
+            status: if self.waiting > 0 {
+                StepStatus::Waiting
+            } else if failed {
                 StepStatus::Failed
             } else {
                 StepStatus::Succeeded
@@ -543,6 +636,13 @@ where
         .buffered(limit.max(1))
         .collect()
         .await
+}
+
+/// Whether `future` is ready at once (a cancellation that already happened).
+fn already(future: Pin<Box<dyn Future<Output = ()> + Send + '_>>) -> bool {
+    let mut future = future;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    future.as_mut().poll(&mut cx).is_ready()
 }
 
 /// Nodes of `open` that lie on a loop; all of `open` if none does, so a stuck run always

@@ -157,6 +157,12 @@ pub enum Task {
         /// `error` (default) or `warn`.
         severity: Severity,
     },
+    /// Suspends the run until `orch runs approve` or `orch runs reject` decides.
+    ManualApproval {
+        /// What the approver is asked, e.g. "Deploy to production?".
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
 }
 
 /// How a false `assert` counts.
@@ -176,6 +182,7 @@ enum TaskType {
     ModelMethod,
     Workflow,
     Assert,
+    ManualApproval,
 }
 
 #[derive(Deserialize)]
@@ -218,20 +225,28 @@ impl TryFrom<RawTask> for Task {
                 "`{field}` does not belong in a `type: {kind}` task; remove it or use `type: {other}`"
             )
         };
+        let kind = match raw.kind {
+            TaskType::ModelMethod => "model_method",
+            TaskType::Workflow => "workflow",
+            TaskType::Assert => "assert",
+            TaskType::ManualApproval => "manual_approval",
+        };
         if !matches!(raw.kind, TaskType::Assert) {
-            let kind = match raw.kind {
-                TaskType::ModelMethod => "model_method",
-                _ => "workflow",
-            };
             for (field, present) in [
                 ("expression", raw.expression.is_some()),
-                ("message", raw.message.is_some()),
                 ("severity", raw.severity.is_some()),
             ] {
                 if present {
                     return Err(misplaced(field, kind, "assert"));
                 }
             }
+        }
+        if raw.message.is_some() && matches!(raw.kind, TaskType::ModelMethod | TaskType::Workflow) {
+            return Err(misplaced(
+                "message",
+                kind,
+                "assert` or `type: manual_approval",
+            ));
         }
         match raw.kind {
             TaskType::Assert => {
@@ -287,6 +302,29 @@ impl TryFrom<RawTask> for Task {
                     inputs: raw.inputs,
                 })
             }
+            TaskType::ManualApproval => {
+                for (field, present) in [
+                    ("modelIdOrName", raw.model_id_or_name.is_some()),
+                    ("methodName", raw.method_name.is_some()),
+                    ("workflowIdOrName", raw.workflow_id_or_name.is_some()),
+                    (
+                        "inputs",
+                        raw.inputs.as_object().is_some_and(|m| !m.is_empty()),
+                    ),
+                ] {
+                    if present {
+                        let other = if field == "workflowIdOrName" {
+                            "workflow"
+                        } else {
+                            "model_method"
+                        };
+                        return Err(misplaced(field, "manual_approval", other));
+                    }
+                }
+                Ok(Task::ManualApproval {
+                    message: raw.message,
+                })
+            }
         }
     }
 }
@@ -297,7 +335,7 @@ impl Task {
         static NONE: std::sync::LazyLock<Value> = std::sync::LazyLock::new(empty_object);
         match self {
             Task::ModelMethod { inputs, .. } | Task::Workflow { inputs, .. } => inputs,
-            Task::Assert { .. } => &NONE,
+            Task::Assert { .. } | Task::ManualApproval { .. } => &NONE,
         }
     }
 }
@@ -403,7 +441,9 @@ impl Workflow {
                     workflow_id_or_name,
                     ..
                 } => Some(workflow_id_or_name.as_str()),
-                Task::ModelMethod { .. } | Task::Assert { .. } => None,
+                Task::ModelMethod { .. } | Task::Assert { .. } | Task::ManualApproval { .. } => {
+                    None
+                }
             })
     }
 }
@@ -499,6 +539,54 @@ jobs:
         assert_eq!(errs[0].field.as_deref(), Some("jobs[0].steps[2].task.type"));
         assert!(
             errs[0].message.contains("did you mean `workflow`?"),
+            "{}",
+            errs[0]
+        );
+    }
+
+    #[test]
+    fn a_manual_approval_step_has_an_optional_message_and_nothing_else() {
+        let text = SYNC_FLEET.replace(
+            "{ type: model_method, modelIdOrName: fleet, methodName: sync }",
+            "{ type: manual_approval, message: \"Deploy to production?\" }",
+        );
+        let wf = parse(&text).expect("parses");
+        assert_eq!(
+            wf.jobs[0].steps[1].task,
+            Task::ManualApproval {
+                message: Some("Deploy to production?".into())
+            }
+        );
+        assert_eq!(wf.jobs[0].steps[1].task.inputs(), &json!({}));
+        let bare = SYNC_FLEET.replace(
+            "{ type: model_method, modelIdOrName: fleet, methodName: sync }",
+            "{ type: manual_approval }",
+        );
+        assert_eq!(
+            parse(&bare).expect("parses").jobs[0].steps[1].task,
+            Task::ManualApproval { message: None }
+        );
+
+        let misplaced = SYNC_FLEET.replace(
+            "{ type: model_method, modelIdOrName: fleet, methodName: sync }",
+            "{ type: manual_approval, modelIdOrName: fleet }",
+        );
+        let errs = parse(&misplaced).unwrap_err();
+        assert_eq!(errs[0].line, Some(15));
+        assert!(
+            errs[0]
+                .message
+                .contains("`modelIdOrName` does not belong in a `type: manual_approval` task"),
+            "{}",
+            errs[0]
+        );
+        let message_elsewhere =
+            SYNC_FLEET.replace("methodName: sync }", "methodName: sync, message: hi }");
+        let errs = parse(&message_elsewhere).unwrap_err();
+        assert!(
+            errs[0].message.contains(
+                "`message` does not belong in a `type: model_method` task; remove it or use `type: assert` or `type: manual_approval`"
+            ),
             "{}",
             errs[0]
         );

@@ -251,6 +251,15 @@ impl<'a> Validator<'a> {
             Task::Assert { expression, .. } => {
                 self.bare_expression(&join_key(&task_path, "expression"), "an assert", expression)
             }
+            Task::ManualApproval { .. } => {
+                if step.for_each.is_some() {
+                    self.report(
+                        join_key(path, "forEach"),
+                        "a `manual_approval` step asks once; remove `forEach` \
+                         (or put the approval in a step of its own before the forEach step)",
+                    );
+                }
+            }
         }
         if step.concurrency == Some(0) {
             self.report(join_key(path, "concurrency"), ZERO_CONCURRENCY);

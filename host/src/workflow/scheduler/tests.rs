@@ -99,6 +99,7 @@ impl StepExecutor for Fake {
                 StepStatus::Succeeded => StepOutcome::succeeded(),
                 StepStatus::Failed => StepOutcome::failed(format!("{name} broke")),
                 StepStatus::Skipped => StepOutcome::skipped(),
+                StepStatus::Waiting => StepOutcome::waiting(),
             }
         })
     }
@@ -713,4 +714,131 @@ async fn capped_job_with_dependencies_and_many_steps_runs_every_step() {
     assert!(
         fake.position(&Event::Finished("b".into())) < fake.position(&Event::Started("d".into()))
     );
+}
+
+#[tokio::test]
+async fn a_waiting_step_holds_back_its_dependents_while_other_branches_run_on() {
+    let fake = Arc::new(Fake::with(&[("approve", StepStatus::Waiting)]));
+    let wf = jobs(&[
+        job(
+            "j",
+            "",
+            &["approve", "deploy<-approve", "lint", "docs<-lint"],
+        ),
+        job("k", "j", &["after"]),
+    ]);
+    let out = run(wf, fake.clone(), 2).await;
+    assert_eq!(out.status, StepStatus::Waiting);
+    assert_eq!(status_of(&out, "approve"), StepStatus::Waiting);
+    assert_eq!(status_of(&out, "deploy"), StepStatus::Waiting);
+    assert_eq!(status_of(&out, "docs"), StepStatus::Succeeded);
+    let started = fake.started();
+    assert!(started.contains(&"docs".to_string()), "{started:?}");
+    assert!(!started.contains(&"deploy".to_string()), "{started:?}");
+    assert!(!started.contains(&"after".to_string()), "{started:?}");
+    assert!(
+        fake.skipped().is_empty(),
+        "nothing is skipped while it waits"
+    );
+}
+
+#[tokio::test]
+async fn preloaded_steps_are_not_run_again_and_their_outcomes_drive_the_conditions() {
+    let fake = Arc::new(Fake::default());
+    let wf = jobs(&[
+        job(
+            "j",
+            "",
+            &[
+                "fetch",
+                "approve<-fetch",
+                "deploy<-approve",
+                "rollback<-approve:'{type: failed}'",
+                "lint",
+            ],
+        ),
+        job("k", "j:'{type: always}'", &["report"]),
+    ]);
+    let preloaded: Preloaded = [
+        ("fetch", StepOutcome::succeeded()),
+        ("approve", StepOutcome::failed("rejected by ann")),
+        ("lint", StepOutcome::succeeded()),
+    ]
+    .into_iter()
+    .map(|(s, o)| (("j".to_string(), s.to_string()), o))
+    .collect();
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        run_workflow_preloaded(wf, fake.clone() as Arc<dyn StepExecutor>, 2, &preloaded),
+    )
+    .await
+    .expect("workflow run hung");
+    assert_eq!(fake.started(), vec!["rollback", "report"]);
+    assert_eq!(status_of(&out, "deploy"), StepStatus::Skipped);
+    assert_eq!(status_of(&out, "approve"), StepStatus::Failed);
+    assert_eq!(out.status, StepStatus::Failed);
+}
+
+/// Hangs in `slow` until the run is cancelled, which happens once `slow` has started.
+struct Hangs {
+    started: tokio::sync::watch::Sender<bool>,
+    dropped: AtomicUsize,
+    log: Mutex<Vec<String>>,
+}
+
+struct CountDrop<'a>(&'a AtomicUsize);
+
+impl Drop for CountDrop<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl StepExecutor for Hangs {
+    fn run_step(&self, step: StepRef) -> Pin<Box<dyn Future<Output = StepOutcome> + Send + '_>> {
+        let name = step.step().name.clone();
+        Box::pin(async move {
+            self.log.lock().unwrap().push(name.clone());
+            if name == "slow" {
+                let _guard = CountDrop(&self.dropped);
+                self.started.send_replace(true);
+                std::future::pending::<()>().await;
+            }
+            StepOutcome::succeeded()
+        })
+    }
+
+    fn step_skipped(&self, _job: &Job, _step: &Step, _reason: &str) {}
+
+    fn cancelled(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        let mut started = self.started.subscribe();
+        Box::pin(async move {
+            let _ = started.wait_for(|s| *s).await;
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_run_drops_the_steps_in_flight_and_starts_no_other() {
+    let hangs = Arc::new(Hangs {
+        started: tokio::sync::watch::channel(false).0,
+        dropped: AtomicUsize::new(0),
+        log: Mutex::new(Vec::new()),
+    });
+    let wf = jobs(&[
+        job("j", "", &["slow", "next<-slow"]),
+        job("k", "j", &["later"]),
+    ]);
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        run_workflow(wf, hangs.clone() as Arc<dyn StepExecutor>, 1),
+    )
+    .await
+    .expect("the cancelled run ended");
+    assert_eq!(
+        hangs.dropped.load(Ordering::SeqCst),
+        1,
+        "the step's future was dropped before the run returned"
+    );
+    assert_eq!(*hangs.log.lock().unwrap(), vec!["slow"]);
 }

@@ -546,3 +546,20 @@ fn zero_concurrency_is_reported_at_each_level() {
         "{diags:?}"
     );
 }
+
+#[test]
+fn a_manual_approval_step_is_valid_but_not_with_for_each() {
+    let approval = "jobs:\n  - name: j\n    steps:\n      - name: gate\n        task: { type: manual_approval, message: Go? }\n";
+    assert_eq!(check(approval), Vec::<String>::new());
+    let text = approval.replace(
+        "      - name: gate\n",
+        "      - name: gate\n        forEach: { item: env, in: [a, b] }\n",
+    );
+    let diags = check(&text);
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    assert!(
+        diags[0].starts_with("workflows/sync-fleet.yaml:5: jobs[0].steps[0].forEach: a `manual_approval` step asks once"),
+        "{}",
+        diags[0]
+    );
+}
