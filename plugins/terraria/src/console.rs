@@ -131,9 +131,12 @@ impl Place<'_> {
     /// Sends `playing` and prints the pane once an answer follows the echoed command, or after
     /// [`REPLY_WAITS`] seconds.
     pub fn playing_script(&self) -> String {
-        // The answer ends with vanilla's count line or starts with TShock's header.
-        let answered = "awk '/playing[[:space:]]*$/ {seen=1; ok=0; next} \
+        // The answer ends with vanilla's count line, starts with TShock's header, or is
+        // followed by the vanilla prompt `:` (then it is read, and found wanting, at once).
+        let answered = "awk '/playing[[:space:]]*$/ {seen=1; ok=0; n=0; next} \
              seen && (/connected\\.[[:space:]]*$/ || /Online Players \\(/) {ok=1} \
+             seen && n > 0 && /^:[[:space:]]*$/ {ok=1} \
+             seen && NF > 0 {n++} \
              END {exit ok ? 0 : 1}'";
         [
             self.prelude(),
