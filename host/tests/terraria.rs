@@ -280,3 +280,20 @@ fn warn_shutdown_says_the_warning_in_the_console() {
         "{input}"
     );
 }
+
+#[test]
+fn a_stopped_console_is_offline_and_nobody_is_warned() {
+    let sshd = Sshd::start();
+    let vm = GameVm::start("stopped", &[]);
+    let repo = repo_for(&sshd, Some(&vm));
+    let killed = Command::new("tmux")
+        .args(["kill-session", "-t", &format!("={}", vm.session)])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = run(&repo, "status", &[]).ok().json()["output"].clone();
+    assert_eq!(status["online"], false, "{status}");
+    assert_eq!(status["reason"], "not running");
+    let warned = run(&repo, "warnShutdown", &[]).ok().json()["output"].clone();
+    assert_eq!(warned["warned"], false, "{warned}");
+}
