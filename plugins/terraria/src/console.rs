@@ -133,7 +133,7 @@ impl Place<'_> {
     pub fn playing_script(&self) -> String {
         // The answer ends with vanilla's count line, starts with TShock's header, or is
         // followed by the vanilla prompt `:` (then it is read, and found wanting, at once).
-        let answered = "awk '/playing[[:space:]]*$/ {seen=1; ok=0; n=0; next} \
+        let answered = "awk '/^(:[[:space:]]*)?playing[[:space:]]*$/ {seen=1; ok=0; n=0; next} \
              seen && (/connected\\.[[:space:]]*$/ || /Online Players \\(/) {ok=1} \
              seen && n > 0 && /^:[[:space:]]*$/ {ok=1} \
              seen && NF > 0 {n++} \
@@ -232,10 +232,7 @@ pub enum Answer {
 /// Parses the last answer to `playing` in a pane capture.
 pub fn parse_playing(pane: &str) -> Answer {
     let lines: Vec<&str> = pane.lines().collect();
-    let Some(echo) = lines
-        .iter()
-        .rposition(|l| text_of(l) == "playing" || l.trim_end().ends_with(": playing"))
-    else {
+    let Some(echo) = lines.iter().rposition(|l| text_of(l) == "playing") else {
         return Answer::NoReply;
     };
     let after: Vec<&str> = lines[echo + 1..]
@@ -313,6 +310,12 @@ mod tests {
     fn only_the_last_answer_counts() {
         let pane = ": playing\nalice (1.2.3.4:5)\n1 player connected.\n: playing\nNo players connected.\n: ";
         assert_eq!(parse_playing(pane), players(0, None, &[]));
+    }
+
+    #[test]
+    fn a_chat_line_saying_playing_is_not_the_command() {
+        let pane = ": playing\nalice (1.2.3.4:5)\n1 player connected.\n<alice> playing\n: ";
+        assert_eq!(parse_playing(pane), players(1, None, &["alice"]));
     }
 
     #[test]
