@@ -1,0 +1,187 @@
+use super::*;
+use orch_plugin_sdk::Error;
+use orch_plugin_sdk::testing::FakeHost;
+
+const URL: &str = "http://grafana.test:3000";
+const TOKEN: &str = "glsa_unit_secret";
+
+fn globals() -> Value {
+    json!({"url": URL, "token": TOKEN})
+}
+
+fn call(host: &FakeHost, method: &str, args: Value) -> Result<Value> {
+    host.call::<GrafanaPlugin>("grafana/instance", method, globals(), args)
+}
+
+fn url(path: &str) -> String {
+    format!("{URL}{path}")
+}
+
+#[test]
+fn every_request_carries_the_bearer_token() {
+    let host = FakeHost::new()
+        .with_http("GET", &url("/api/health"), 200, json!({"version": "11.3.0", "database": "ok"}))
+        .with_http("GET", &url("/api/search?query=&type=dash-db"), 200, json!([
+            {"uid": "mc", "title": "Minecraft", "url": "/d/mc/minecraft", "tags": ["games"], "folderUid": "f"}
+        ]))
+        .with_http("GET", &url("/api/v1/provisioning/alert-rules"), 200, json!([]))
+        .with_http("GET", &url("/api/v1/provisioning/contact-points"), 200, json!([
+            {"uid": "e", "name": "grafana-default-email", "type": "email", "settings": {}}
+        ]));
+    let out = call(&host, "discover", json!({})).unwrap();
+    assert_eq!(out["dashboards"], 1);
+    let requests = host.requests();
+    assert_eq!(requests.len(), 4);
+    for r in &requests {
+        let auth = r
+            .headers
+            .iter()
+            .find(|(k, _)| k == "authorization")
+            .map(|(_, v)| v.as_str());
+        assert_eq!(auth, Some("Bearer glsa_unit_secret"), "{}", r.url);
+    }
+    let dashboard = host.latest("dashboard", "mc").unwrap();
+    assert_eq!(dashboard["folderUid"], "f");
+    assert_eq!(dashboard["tags"], json!(["games"]));
+    assert_eq!(
+        host.latest("contactPoint", "e").unwrap()["name"],
+        "grafana-default-email"
+    );
+    assert!(
+        !host
+            .latest("instance", "instance")
+            .unwrap()
+            .to_string()
+            .contains(TOKEN)
+    );
+}
+
+#[test]
+fn a_401_names_the_vault_entry_and_never_the_token() {
+    let host = FakeHost::new().with_http(
+        "GET",
+        &url("/api/health"),
+        401,
+        json!({"message": "Invalid API key"}),
+    );
+    let err = call(&host, "discover", json!({})).unwrap_err();
+    let Error::Denied(message) = err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        message.contains("Grafana denied the token (401)"),
+        "{message}"
+    );
+    assert!(message.contains("check vault grafana/token"), "{message}");
+    assert!(!message.contains(TOKEN));
+}
+
+#[test]
+fn a_dashboard_that_is_not_json_names_the_argument_and_the_file() {
+    let host = FakeHost::new();
+    let err = call(
+        &host,
+        "pushDashboard",
+        json!({"dashboard": "{\"uid\": \"mc\",", "file": "dashboards/mc.json"}),
+    )
+    .unwrap_err();
+    let Error::InvalidArguments(message) = err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        message.contains("argument `dashboard` (from file dashboards/mc.json) is not valid JSON"),
+        "{message}"
+    );
+    assert!(message.contains("line 1"), "{message}");
+    let err = call(
+        &host,
+        "pushDashboard",
+        json!({"dashboard": {"title": "No uid"}}),
+    )
+    .unwrap_err();
+    assert!(format!("{err:?}").contains("has no `uid`"), "{err:?}");
+    assert!(host.requests().is_empty());
+}
+
+#[test]
+fn pushing_what_grafana_already_has_sends_nothing() {
+    let live = json!({"dashboard": {"id": 4, "uid": "mc", "title": "MC", "version": 3, "panels": []},
+                      "meta": {"folderUid": ""}});
+    let host = FakeHost::new().with_http("GET", &url("/api/dashboards/uid/mc"), 200, live);
+    let out = call(
+        &host,
+        "pushDashboard",
+        json!({"dashboard": "{\"uid\": \"mc\", \"title\": \"MC\", \"panels\": []}"}),
+    )
+    .unwrap();
+    assert_eq!(out["changed"], false);
+    assert_eq!(host.requests().len(), 1);
+}
+
+#[test]
+fn a_changed_dashboard_is_saved_against_the_live_version() {
+    let live = json!({"dashboard": {"id": 4, "uid": "mc", "title": "MC", "version": 3},
+                      "meta": {"folderUid": "games"}});
+    let host = FakeHost::new()
+        .with_http("GET", &url("/api/dashboards/uid/mc"), 200, live)
+        .with_http(
+            "POST",
+            &url("/api/dashboards/db"),
+            200,
+            json!({"uid": "mc", "version": 4, "url": "/d/mc/mc", "status": "success"}),
+        );
+    let out = call(
+        &host,
+        "pushDashboard",
+        json!({"dashboard": {"uid": "mc", "title": "MC v2", "id": 99}, "message": "from git"}),
+    )
+    .unwrap();
+    assert_eq!(out["changed"], true);
+    let sent = host.requests()[1].json();
+    assert_eq!(sent["dashboard"]["version"], 3);
+    assert_eq!(sent["dashboard"].get("id"), None);
+    assert_eq!(sent["overwrite"], false);
+    assert_eq!(sent["folderUid"], "games");
+    assert_eq!(sent["message"], "from git");
+    let stored = host.latest("dashboard", "mc").unwrap();
+    assert_eq!(stored["version"], 4);
+    assert_eq!(stored["json"]["title"], "MC v2");
+}
+
+#[test]
+fn an_alert_rule_is_created_when_missing_and_left_alone_when_equal() {
+    let rule = json!({"uid": "r1", "title": "Down", "folderUID": "f", "ruleGroup": "g",
+                      "condition": "A", "data": []});
+    let mut live = rule.clone();
+    live["id"] = json!(7);
+    live["provenance"] = json!("api");
+    let host = FakeHost::new()
+        .with_http(
+            "GET",
+            &url("/api/v1/provisioning/alert-rules/r1"),
+            404,
+            json!({}),
+        )
+        .with_http(
+            "POST",
+            &url("/api/v1/provisioning/alert-rules"),
+            201,
+            live.clone(),
+        )
+        .with_http(
+            "GET",
+            &url("/api/v1/provisioning/alert-rules/r1"),
+            200,
+            live,
+        );
+    assert_eq!(
+        call(&host, "pushAlertRule", json!({"rule": rule})).unwrap()["changed"],
+        true
+    );
+    assert_eq!(
+        call(&host, "pushAlertRule", json!({"rule": rule})).unwrap()["changed"],
+        false
+    );
+    assert_eq!(host.requests().len(), 3);
+    assert_eq!(host.latest("alertRule", "r1").unwrap()["ruleGroup"], "g");
+}
