@@ -225,7 +225,7 @@ fn discover(ctx: &Ctx<Globals>, _: NoArgs) -> Result<Value> {
     record_all(ctx, "alertRule", &alert_rules)?;
     record_all(ctx, "contactPoint", &contact_points)?;
     ctx.info(format!(
-        "Grafana {} at {}: {} dashboards, {} alert rules, {} contact points",
+        "Grafana {} at {}: dashboards {}, alert rules {}, contact points {}",
         instance.version,
         instance.url,
         instance.dashboards,
@@ -282,11 +282,15 @@ fn origin(args: &PushDashboardArgs) -> String {
 pub fn dashboard_json(args: &PushDashboardArgs) -> Result<serde_json::Map<String, Value>> {
     let parsed = match &args.dashboard {
         Value::String(text) => serde_json::from_str::<Value>(text).map_err(|e| {
+            let position = format!(" at line {} column {}", e.line(), e.column());
+            let said = e.to_string();
+            let said = said.strip_suffix(&position).unwrap_or(&said);
+            let at = match &args.file {
+                Some(file) => format!("{file}:{}:{}: ", e.line(), e.column()),
+                None => format!("line {}, column {}: ", e.line(), e.column()),
+            };
             error::invalid(format!(
-                "{} is not valid JSON: {e} (line {}, column {}); fix the file or export it again from Grafana",
-                origin(args),
-                e.line(),
-                e.column()
+                "{at}argument `dashboard` is not valid JSON: {said}; fix the file or export it again from Grafana"
             ))
         })?,
         other => other.clone(),
