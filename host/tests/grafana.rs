@@ -288,3 +288,73 @@ fn a_dashboard_that_is_not_json_names_the_argument_and_its_file() {
     assert!(seen.contains("dashboards/broken.json:4:"), "{seen}");
     assert!(sim.requests().is_empty(), "{:?}", sim.requests());
 }
+
+/// A workflow passes a repository file's text as an input, then marks the push with an
+/// annotation.
+const PUSH_WORKFLOW: &str = r#"name: push-dashboard
+description: Push a dashboard file (--input file=dashboards/x.json --input dashboard="$(cat dashboards/x.json)")
+inputs:
+  type: object
+  properties:
+    file: { type: string }
+    dashboard: { description: the file's text }
+  required: [file, dashboard]
+jobs:
+  - name: push
+    steps:
+      - name: push
+        task:
+          type: model_method
+          modelIdOrName: grafana
+          methodName: pushDashboard
+          inputs: { dashboard: '${{ inputs.dashboard }}', file: '${{ inputs.file }}' }
+      - name: annotate
+        task:
+          type: model_method
+          modelIdOrName: grafana
+          methodName: createAnnotation
+          inputs: { tags: [dashboard, deploy], text: 'pushed ${{ inputs.file }}' }
+"#;
+
+#[test]
+fn a_workflow_pushes_a_repository_file_and_annotates_the_push() {
+    let (repo, sim) = lab(TOKEN);
+    repo.write("workflows/push-dashboard.yaml", PUSH_WORKFLOW);
+    repo.write("dashboards/minecraft.json", DASHBOARD);
+    let text = std::fs::read_to_string(repo.path().join("dashboards/minecraft.json")).unwrap();
+    repo.orch(&[
+        "run",
+        "push-dashboard",
+        "--input",
+        "file=dashboards/minecraft.json",
+        "--input",
+        &format!("dashboard={text}"),
+    ])
+    .ok();
+    assert_eq!(
+        sim.dashboard("minecraft").unwrap()["title"],
+        "Minecraft server"
+    );
+    let annotations = sim.annotations();
+    assert_eq!(annotations.len(), 1);
+    assert_eq!(annotations[0]["tags"], json!(["dashboard", "deploy"]));
+    assert_eq!(annotations[0]["text"], "pushed dashboards/minecraft.json");
+}
+
+#[test]
+fn a_grafana_error_fails_the_step_with_its_status_and_message() {
+    let (repo, sim) = lab(TOKEN);
+    sim.fail_next(500);
+    let out = run(
+        &repo,
+        "pushDashboard",
+        &[("dashboard", DASHBOARD.into()), ("file", "d.json".into())],
+    );
+    let seen = out.all();
+    assert_ne!(out.code, 0, "{seen}");
+    assert!(
+        seen.contains("GET /api/dashboards/uid/minecraft: HTTP 500 simulated failure"),
+        "{seen}"
+    );
+    assert!(sim.dashboard("minecraft").is_none());
+}

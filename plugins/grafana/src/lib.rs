@@ -3,9 +3,9 @@
 //!
 //! Dashboards are pushed from JSON the caller passes: a plugin cannot read repository files, so
 //! a workflow hands a file's text over as an input (`--input dashboard="$(cat
-//! dashboards/mc.json)"`, or `--input-file`) and names the file in `file` so errors point at
-//! it. Every write is idempotent: a dashboard, rule, contact point or policy that already
-//! matches what Grafana has is not sent again.
+//! dashboards/mc.json)"`, or an `--input-file` holding `{"dashboard": …}`) and names the file
+//! in `file` so errors point at it. Every write is idempotent: a dashboard, rule, contact point
+//! or policy that already matches what Grafana has is not sent again.
 
 mod client;
 
