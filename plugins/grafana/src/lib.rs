@@ -554,15 +554,9 @@ fn push_alert_rule(ctx: &Ctx<Globals>, args: AlertRuleArgs) -> Result<Value> {
     let path = format!("/api/v1/provisioning/alert-rules/{uid}");
     let live = grafana.find(&path)?;
     let wanted = Value::Object(args.rule);
-    // Only what the caller set is compared: Grafana fills in defaults (id, provenance, …).
-    let unchanged = live.as_ref().is_some_and(|live| {
-        wanted
-            .as_object()
-            .into_iter()
-            .flatten()
-            .all(|(k, v)| live.get(k) == Some(v))
-    });
-    let changed = !unchanged;
+    let changed = !live
+        .as_ref()
+        .is_some_and(|live| rule_matches(&wanted, live));
     if changed && ctx.dry_run {
         let action = if live.is_some() { "update" } else { "create" };
         return Ok(json!({"dryRun": true, "uid": uid, "wouldDo": action}));
@@ -575,6 +569,40 @@ fn push_alert_rule(ctx: &Ctx<Globals>, args: AlertRuleArgs) -> Result<Value> {
     let resource = rule_resource(if stored.is_object() { &stored } else { &wanted });
     ctx.write_resource("alertRule", &uid, &resource)?;
     Ok(json!({"uid": uid, "title": resource.title, "changed": changed}))
+}
+
+/// Fields Grafana fills in on its own; a rule that leaves them out still matches.
+const SERVER_FILLED: &[&str] = &[
+    "id",
+    "uid",
+    "orgID",
+    "updated",
+    "provenance",
+    "for",
+    "noDataState",
+    "execErrState",
+    "isPaused",
+    "keep_firing_for",
+    "missing_series_evals_to_resolve",
+];
+
+/// True when the live rule has every field the wanted one sets, with the same value, and no
+/// field of its own beyond what Grafana fills in (so removing `labels` from the rule updates it).
+pub fn rule_matches(wanted: &Value, live: &Value) -> bool {
+    let (Some(wanted), Some(live)) = (wanted.as_object(), live.as_object()) else {
+        return false;
+    };
+    let empty = |v: &Value| match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    };
+    wanted.iter().all(|(k, v)| live.get(k) == Some(v))
+        && live
+            .iter()
+            .all(|(k, v)| wanted.contains_key(k) || SERVER_FILLED.contains(&k.as_str()) || empty(v))
 }
 
 /// Arguments of `createAnnotation`.

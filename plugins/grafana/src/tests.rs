@@ -185,3 +185,18 @@ fn an_alert_rule_is_created_when_missing_and_left_alone_when_equal() {
     assert_eq!(host.requests().len(), 3);
     assert_eq!(host.latest("alertRule", "r1").unwrap()["ruleGroup"], "g");
 }
+
+#[test]
+fn a_rule_matches_despite_grafanas_defaults_but_not_when_a_field_was_removed() {
+    let wanted = json!({"uid": "r", "title": "T", "labels": {"a": "b"}});
+    let live = json!({"uid": "r", "title": "T", "labels": {"a": "b"}, "id": 3,
+                      "provenance": "api", "for": "0s", "annotations": {}});
+    assert!(rule_matches(&wanted, &live));
+    let fewer = json!({"uid": "r", "title": "T"});
+    assert!(
+        !rule_matches(&fewer, &live),
+        "labels were removed from the rule"
+    );
+    let other = json!({"uid": "r", "title": "U", "labels": {"a": "b"}});
+    assert!(!rule_matches(&other, &live));
+}
