@@ -145,6 +145,10 @@ fn a_pushed_dashboard_is_returned_by_uid_and_pushing_it_again_changes_nothing() 
     let exported = attributes(&repo, "dashboard", "minecraft");
     assert_eq!(exported["version"], 2);
     assert_eq!(exported["json"]["panels"][0]["type"], "timeseries");
+    assert!(
+        !contains_bytes(&repo.orch_dir_bytes(), TOKEN),
+        "the token reached the data store"
+    );
 }
 
 #[test]

@@ -15,6 +15,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
+/// Every dashboard, in one page: Grafana's search returns at most `limit` hits (5000 at most).
+const SEARCH_PATH: &str = "/api/search?query=&type=dash-db&limit=5000";
+
 /// CalVer of the model type.
 const VERSION: &str = "2026.11.30.1";
 
@@ -176,10 +179,7 @@ fn record_all<T: Serialize>(ctx: &Ctx<Globals>, spec: &str, items: &[(String, T)
 fn discover(ctx: &Ctx<Globals>, _: NoArgs) -> Result<Value> {
     let grafana = client(ctx)?;
     let health = grafana.call("GET", "/api/health", None)?;
-    let hits = list(
-        grafana.call("GET", "/api/search?query=&type=dash-db", None)?,
-        "dashboard",
-    )?;
+    let hits = list(grafana.call("GET", SEARCH_PATH, None)?, "dashboard")?;
     let rules = list(
         grafana.call("GET", "/api/v1/provisioning/alert-rules", None)?,
         "alert rule",

@@ -21,7 +21,7 @@ fn url(path: &str) -> String {
 fn every_request_carries_the_bearer_token() {
     let host = FakeHost::new()
         .with_http("GET", &url("/api/health"), 200, json!({"version": "11.3.0", "database": "ok"}))
-        .with_http("GET", &url("/api/search?query=&type=dash-db"), 200, json!([
+        .with_http("GET", &url("/api/search?query=&type=dash-db&limit=5000"), 200, json!([
             {"uid": "mc", "title": "Minecraft", "url": "/d/mc/minecraft", "tags": ["games"], "folderUid": "f"}
         ]))
         .with_http("GET", &url("/api/v1/provisioning/alert-rules"), 200, json!([]))
@@ -199,4 +199,53 @@ fn a_rule_matches_despite_grafanas_defaults_but_not_when_a_field_was_removed() {
     );
     let other = json!({"uid": "r", "title": "U", "labels": {"a": "b"}});
     assert!(!rule_matches(&other, &live));
+}
+
+#[test]
+fn discover_retires_dashboards_grafana_no_longer_lists() {
+    let host = FakeHost::new()
+        .with_resource("dashboard", "gone", json!({"uid": "gone", "title": "Old"}))
+        .with_http("GET", &url("/api/health"), 200, json!({"version": "11"}))
+        .with_http(
+            "GET",
+            &url("/api/search?query=&type=dash-db&limit=5000"),
+            200,
+            json!([{"uid": "kept", "title": "K"}]),
+        )
+        .with_http(
+            "GET",
+            &url("/api/v1/provisioning/alert-rules"),
+            200,
+            json!([]),
+        )
+        .with_http(
+            "GET",
+            &url("/api/v1/provisioning/contact-points"),
+            200,
+            json!([]),
+        );
+    call(&host, "discover", json!({})).unwrap();
+    assert_eq!(host.latest("dashboard", "gone"), None);
+    assert_eq!(host.latest("dashboard", "kept").unwrap()["title"], "K");
+}
+
+#[test]
+fn a_dashboard_changed_in_grafana_meanwhile_is_a_conflict_that_says_to_push_again() {
+    let live = json!({"dashboard": {"uid": "mc", "title": "MC", "version": 3}, "meta": {}});
+    let host = FakeHost::new()
+        .with_http("GET", &url("/api/dashboards/uid/mc"), 200, live)
+        .with_http("POST", &url("/api/dashboards/db"), 412,
+                   json!({"message": "The dashboard has been changed by someone else", "status": "version-mismatch"}));
+    let err = call(
+        &host,
+        "pushDashboard",
+        json!({"dashboard": {"uid": "mc", "title": "MC 2"}}),
+    )
+    .unwrap_err();
+    let Error::Conflict(message) = err else {
+        panic!("{err:?}")
+    };
+    assert!(message.contains("changed by someone else"), "{message}");
+    assert!(message.contains("run the push again"), "{message}");
+    assert_eq!(host.latest("dashboard", "mc"), None);
 }

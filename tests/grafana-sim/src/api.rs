@@ -209,6 +209,13 @@ impl Api {
         if kind.is_some_and(|k| k != "dash-db") {
             return reply(200, json!([]));
         }
+        // Grafana's default page is 1000 hits; 5000 is its maximum.
+        let limit = query
+            .iter()
+            .find(|(k, _)| k == "limit")
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+            .unwrap_or(1000)
+            .min(5000);
         let hits: Vec<Value> = self
             .dashboards
             .iter()
@@ -238,6 +245,7 @@ impl Api {
                 }
                 hit
             })
+            .take(limit)
             .collect();
         reply(200, Value::Array(hits))
     }

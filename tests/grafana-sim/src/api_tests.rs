@@ -112,6 +112,8 @@ fn search_lists_dashboards_with_uid_title_url_tags_and_folder() {
     assert_eq!(all.body[0]["folderUid"], "f1");
     assert_eq!(all.body[0]["tags"], json!(["x"]));
     assert_eq!(all.body[0]["type"], "dash-db");
+    let first = call(&mut api, "GET", "/api/search?limit=1", Value::Null);
+    assert_eq!(first.body.as_array().unwrap().len(), 1);
     let beta = call(&mut api, "GET", "/api/search?query=bet", Value::Null);
     assert_eq!(beta.body.as_array().unwrap().len(), 1);
     let folders = call(&mut api, "GET", "/api/search?type=dash-folder", Value::Null);
