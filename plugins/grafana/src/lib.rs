@@ -258,7 +258,8 @@ fn point_resource(point: &Value) -> ContactPointResource {
 pub struct PushDashboardArgs {
     /// The dashboard: its JSON object, or the JSON text (a file's contents). It needs a `uid`,
     /// so that pushing it again updates the same dashboard.
-    pub dashboard: Value,
+    #[serde(default)]
+    pub dashboard: Option<Value>,
     /// Where the JSON came from (e.g. `dashboards/minecraft.json`), named in errors.
     #[serde(default)]
     pub file: Option<String>,
@@ -280,7 +281,17 @@ fn origin(args: &PushDashboardArgs) -> String {
 
 /// The dashboard object from the argument: an object as is, a string parsed as JSON.
 pub fn dashboard_json(args: &PushDashboardArgs) -> Result<serde_json::Map<String, Value>> {
-    let parsed = match &args.dashboard {
+    let Some(given) = &args.dashboard else {
+        let hint = match &args.file {
+            Some(file) => format!(
+                "argument `file` ({file}) names the file, but a plugin cannot read repository files: pass its text as `dashboard`, e.g. --input dashboard=\"$(cat {file})\""
+            ),
+            None => "argument `dashboard` is missing: pass the dashboard's JSON (object or text)"
+                .to_string(),
+        };
+        return Err(error::invalid(hint));
+    };
+    let parsed = match given {
         Value::String(text) => serde_json::from_str::<Value>(text).map_err(|e| {
             let position = format!(" at line {} column {}", e.line(), e.column());
             let said = e.to_string();
@@ -299,7 +310,7 @@ pub fn dashboard_json(args: &PushDashboardArgs) -> Result<serde_json::Map<String
         return Err(error::invalid(format!(
             "{} is {}, not a dashboard object",
             origin(args),
-            kind_of(&args.dashboard)
+            kind_of(given)
         )));
     };
     // An export wrapped as {dashboard, meta} (GET /api/dashboards/uid/…) is accepted too.

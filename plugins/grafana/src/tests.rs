@@ -249,3 +249,27 @@ fn a_dashboard_changed_in_grafana_meanwhile_is_a_conflict_that_says_to_push_agai
     assert!(message.contains("run the push again"), "{message}");
     assert_eq!(host.latest("dashboard", "mc"), None);
 }
+
+#[test]
+fn a_file_without_its_text_says_how_to_pass_the_text() {
+    let host = FakeHost::new();
+    let err = call(
+        &host,
+        "pushDashboard",
+        json!({"file": "dashboards/mc.json"}),
+    )
+    .unwrap_err();
+    let Error::InvalidArguments(message) = err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        message.contains("argument `file` (dashboards/mc.json)"),
+        "{message}"
+    );
+    assert!(message.contains("$(cat dashboards/mc.json)"), "{message}");
+    let err = call(&host, "pushDashboard", json!({"dashboard": 42})).unwrap_err();
+    assert!(
+        format!("{err:?}").contains("is a number, not a dashboard object"),
+        "{err:?}"
+    );
+}
