@@ -362,3 +362,20 @@ fn a_grafana_error_fails_the_step_with_its_status_and_message() {
     );
     assert!(sim.dashboard("minecraft").is_none());
 }
+
+#[test]
+fn the_plugin_validates_against_0_2_and_marks_the_token_write_only() {
+    let repo = TestRepo::new(&["grafana"]);
+    let report = repo
+        .orch(&["--json", "plugin", "validate", "plugins/grafana"])
+        .ok()
+        .json();
+    assert_eq!(report["apiVersion"], "0.2.0", "{report}");
+    assert!(report.to_string().contains("grafana/instance"), "{report}");
+    let described = repo
+        .orch(&["--json", "type", "describe", "grafana/instance"])
+        .ok()
+        .json();
+    let token = &described["type"]["globalArgumentsSchema"]["properties"]["token"];
+    assert_eq!(token["writeOnly"], true, "{described}");
+}
