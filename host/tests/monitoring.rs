@@ -492,3 +492,80 @@ fn an_unreachable_prometheus_fails_register_clearly_and_leaves_the_file_alone() 
     assert_ne!(failed.code, 0, "{}", failed.all());
     assert!(failed.all().contains(&dead), "{}", failed.all());
 }
+
+#[test]
+fn a_failed_reload_puts_the_file_sd_file_back() {
+    let prom = prometheus();
+    let sshd = Sshd::start();
+    let repo = repo_for(&sshd);
+    let file_sd = prom.file_sd("badreload");
+    let before = "[{\"targets\": [\"127.0.0.1:3\"], \"labels\": {\"name\": \"kept\"}}]\n";
+    std::fs::write(&file_sd, before).unwrap();
+    let reload = "  reloadCommand: echo reload refused >&2; exit 7\n";
+    repo.write(
+        "models/hub.yaml",
+        &hub_model(&sshd, &prom.api_url(), &file_sd, reload),
+    );
+    let failed = run(
+        &repo,
+        "hub",
+        "register",
+        &["name=newcomer", "address=127.0.0.1:4"],
+    );
+    assert_ne!(failed.code, 0, "{}", failed.all());
+    let all = failed.all();
+    assert!(all.contains("reload refused"), "{all}");
+    assert!(all.contains("was put back as it was"), "{all}");
+    assert_eq!(std::fs::read_to_string(&file_sd).unwrap(), before);
+}
+
+#[test]
+fn discover_retires_the_targets_prometheus_no_longer_has() {
+    let prom = prometheus();
+    let sshd = Sshd::start();
+    let repo = repo_for(&sshd);
+    let file_sd = prom.file_sd("retire");
+    let reload = format!("  reloadCommand: kill -HUP {}\n", prom.pid);
+    repo.write(
+        "models/hub.yaml",
+        &hub_model(&sshd, &prom.api_url(), &file_sd, &reload),
+    );
+    let name = format!("retire-vm-{}", std::process::id());
+    run(
+        &repo,
+        "hub",
+        "register",
+        &[&format!("name={name}"), "address=127.0.0.1:5"],
+    )
+    .ok();
+    let resource = "node/127.0.0.1:5";
+    let out = run(&repo, "hub", "discover", &[]).ok().json()["output"].clone();
+    assert!(
+        out["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["labels"]["name"] == name.as_str()),
+        "{out}"
+    );
+    repo.orch(&["data", "get", "hub", resource]).ok();
+
+    // The target leaves Prometheus (its file emptied by hand, then a reload).
+    std::fs::write(&file_sd, "[]\n").unwrap();
+    Command::new("kill")
+        .args(["-HUP", &prom.pid.to_string()])
+        .status()
+        .unwrap();
+    let gone = poll(300, || prom.targets_named(&name).is_empty().then_some(()));
+    assert!(gone.is_some(), "Prometheus still lists {name}");
+    let out = run(&repo, "hub", "discover", &[]).ok().json()["output"].clone();
+    assert!(
+        out["retired"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(resource)),
+        "{out}"
+    );
+    let listed = repo.orch(&["--json", "data", "list", "hub"]).ok();
+    assert!(!listed.stdout.contains(resource), "{}", listed.stdout);
+}
