@@ -313,6 +313,90 @@ pub fn enable_textfile_collector<C: Connector>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::fake::{FakeConnector, FakeRemote, exit, ok};
+
+    fn globals() -> AgentGlobals {
+        serde_json::from_value(serde_json::json!({
+            "sshHost": "10.0.0.96",
+            "sshKey": "key",
+            "installCommand": "install-it",
+            "flagsFile": "/etc/default/ne",
+            "restartCommand": "restart-it",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn install_runs_the_install_command_only_when_the_exporter_is_missing() {
+        let present = FakeConnector::new(FakeRemote::new(|_| {
+            ok("/usr/bin/prometheus-node-exporter\n")
+        }));
+        let out = install(&present, &globals(), "m").unwrap();
+        assert!(!out.changed);
+        assert_eq!(
+            present.remote.commands(),
+            ["command -v 'prometheus-node-exporter'"]
+        );
+
+        let installed = std::cell::Cell::new(false);
+        let missing = FakeConnector::new(FakeRemote::new(move |c| {
+            if c == "install-it" {
+                installed.set(true);
+                return ok("");
+            }
+            if installed.get() {
+                ok("/usr/bin/prometheus-node-exporter")
+            } else {
+                exit(1, "", "")
+            }
+        }));
+        let out = install(&missing, &globals(), "m").unwrap();
+        assert!(out.changed);
+        assert_eq!(out.path, "/usr/bin/prometheus-node-exporter");
+        assert!(
+            missing
+                .remote
+                .commands()
+                .contains(&"install-it".to_string())
+        );
+    }
+
+    #[test]
+    fn an_unchanged_flag_is_neither_written_nor_restarted() {
+        let current = "ARGS=\"--collector.textfile.directory=/d\"\n";
+        let fake = FakeConnector::new(FakeRemote::new(move |c| {
+            if c.contains("cat") {
+                ok(current)
+            } else {
+                ok("")
+            }
+        }));
+        let out =
+            enable_textfile_collector(&fake, &globals(), "m", &TextfileArgs { dir: "/d/".into() })
+                .unwrap();
+        assert!(!out.changed);
+        assert!(fake.remote.uploads().is_empty());
+        assert!(!fake.remote.commands().contains(&"restart-it".to_string()));
+
+        let out = configure(
+            &fake,
+            &globals(),
+            "m",
+            &ConfigureArgs {
+                listen_address: "::1".into(),
+                port: 9100,
+            },
+        )
+        .unwrap();
+        assert!(out.changed);
+        let uploads = fake.remote.uploads();
+        assert_eq!(uploads[0].0, "/etc/default/ne.orch-new");
+        assert_eq!(
+            uploads[0].1,
+            "ARGS=\"--collector.textfile.directory=/d --web.listen-address=[::1]:9100\"\n"
+        );
+        assert_eq!(fake.remote.commands().last().unwrap(), "restart-it");
+    }
 
     fn strings(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()

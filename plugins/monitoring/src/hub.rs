@@ -430,6 +430,76 @@ pub fn register<C: Connector>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::fake::{FakeConnector, FakeRemote, ok};
+    use std::cell::RefCell;
+
+    type Reply = Box<dyn Fn(&str, &str) -> Result<(u16, String)>>;
+
+    /// Prometheus answering from a closure, recording the requests.
+    struct FakeApi {
+        reply: Reply,
+        calls: RefCell<Vec<String>>,
+    }
+
+    impl Api for FakeApi {
+        fn send(&self, method: &str, url: &str) -> Result<(u16, String)> {
+            self.calls.borrow_mut().push(format!("{method} {url}"));
+            (self.reply)(method, url)
+        }
+    }
+
+    const LISTED: &str = r#"{"status":"success","data":{"activeTargets":[{"labels":
+        {"instance":"10.0.0.21:9100","job":"node","name":"calamity"},"scrapePool":"node",
+        "scrapeUrl":"http://10.0.0.21:9100/metrics","lastError":"","health":"up"}]}}"#;
+
+    fn hub_globals() -> HubGlobals {
+        serde_json::from_value(serde_json::json!({
+            "sshHost": "10.0.0.12", "sshKey": "key", "apiUrl": "http://10.0.0.12:9090/",
+            "fileSdPath": "/etc/prometheus/file_sd/orch.json", "confirmAttempts": 2,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_entry_already_there_is_neither_written_nor_reloaded() {
+        let file = render(&[group_for(&args("calamity", "10.0.0.21:9100")).unwrap()]);
+        let ssh = FakeConnector::new(FakeRemote::new(move |_| ok(&file)));
+        let api = FakeApi {
+            reply: Box::new(|_, _| Ok((200, LISTED.to_string()))),
+            calls: RefCell::new(Vec::new()),
+        };
+        let a = args("calamity", "10.0.0.21:9100");
+        let out = register(&ssh, &api, &hub_globals(), "hub", &a, &|_| ()).unwrap();
+        assert!(!out.changed);
+        assert_eq!(out.target.health, "up");
+        assert!(ssh.remote.uploads().is_empty());
+        assert!(
+            api.calls.borrow().iter().all(|c| c.starts_with("GET ")),
+            "{:?}",
+            api.calls
+        );
+    }
+
+    #[test]
+    fn an_unreachable_prometheus_fails_before_any_ssh_connection() {
+        let ssh = FakeConnector::new(FakeRemote::new(|_| ok("")));
+        let api = FakeApi {
+            reply: Box::new(|_, _| Err(error::failed("connection refused"))),
+            calls: RefCell::new(Vec::new()),
+        };
+        let a = args("calamity", "10.0.0.21:9100");
+        let e = register(&ssh, &api, &hub_globals(), "hub", &a, &|_| ()).unwrap_err();
+        let m = message(&e);
+        assert!(
+            m.contains("Prometheus at http://10.0.0.12:9090 did not answer: connection refused"),
+            "{m}"
+        );
+        assert!(
+            m.contains("/etc/prometheus/file_sd/orch.json was not changed"),
+            "{m}"
+        );
+        assert_eq!(ssh.opens(), 0);
+    }
 
     fn args(name: &str, address: &str) -> RegisterArgs {
         RegisterArgs {
