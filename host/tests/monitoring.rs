@@ -113,7 +113,7 @@ fn prometheus() -> &'static Prometheus {
             "{PROMETHEUS} --config.file={d}/prometheus.yml --storage.tsdb.path={d}/data \
              --web.listen-address=127.0.0.1:{port} --web.enable-lifecycle >{d}/prometheus.log 2>&1 & \
              p=$!; echo $p > {d}/prometheus.pid; \
-             while kill -0 {me} 2>/dev/null && kill -0 $p 2>/dev/null; do sleep 1; done; kill $p",
+             while kill -0 {me} 2>/dev/null && kill -0 $p 2>/dev/null; do sleep 1; done; kill $p; wait $p; rm -rf {d}",
             d = dir.display(),
             me = std::process::id()
         );
