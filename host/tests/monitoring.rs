@@ -569,3 +569,45 @@ fn discover_retires_the_targets_prometheus_no_longer_has() {
     let listed = repo.orch(&["--json", "data", "list", "hub"]).ok();
     assert!(!listed.stdout.contains(resource), "{}", listed.stdout);
 }
+
+#[test]
+fn a_stopped_vm_fails_cleanly_and_a_dry_run_register_writes_nothing() {
+    let sshd = Sshd::start();
+    let repo = repo_for(&sshd);
+    repo.write(
+        "models/agent.yaml",
+        "type: monitoring/agent\nglobalArguments:\n  sshHost: null\n  sshPort: 22\n  sshKey: k\n",
+    );
+    let failed = run(&repo, "agent", "configure", &["port=9100"]);
+    assert_ne!(failed.code, 0, "{}", failed.all());
+    assert!(
+        failed.all().contains("is the VM running?"),
+        "{}",
+        failed.all()
+    );
+
+    let lab = tempfile::tempdir().unwrap();
+    let file_sd = lab.path().join("orch.json");
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    repo.write("models/hub.yaml", &hub_model(&sshd, &dead, &file_sd, ""));
+    let logins = sshd.logins();
+    let out = repo
+        .orch(&[
+            "--json",
+            "model",
+            "run",
+            "hub",
+            "register",
+            "--dry-run",
+            "--input",
+            "name=vm1",
+            "--input",
+            "address=10.0.0.21:9100",
+        ])
+        .ok()
+        .json()["output"]
+        .clone();
+    assert_eq!(out["group"]["targets"], json!(["10.0.0.21:9100"]), "{out}");
+    assert!(!file_sd.exists());
+    assert_eq!(sshd.logins(), logins);
+}
