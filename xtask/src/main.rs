@@ -132,6 +132,12 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     // pinned toolchain into ~/.cache/orch-ts itself, so nothing is installed globally.
     ("/usr/bin/node", "nodejs"),
     ("/usr/bin/npm", "npm"),
+    // monitoring/agent and monitoring/hub (host/tests/monitoring.rs) run their own on loopback.
+    ("/usr/bin/prometheus", "prometheus"),
+    (
+        "/usr/bin/prometheus-node-exporter",
+        "prometheus-node-exporter",
+    ),
 ];
 
 /// Installs the Debian packages of `wanted` (file that proves it is there, package) not there yet.
