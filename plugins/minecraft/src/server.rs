@@ -3,9 +3,9 @@
 //! against a fake session in tests.
 
 use crate::console::{self, OpReply, PlayerList, StartOutcome};
-use crate::metrics::{self, Sample};
+use crate::metrics;
 use crate::remote::{self, Connector, Remote, SshSettings};
-use orch_plugin_sdk::ssh::shell_quote;
+use orch_plugin_sdk::game::Sample;
 use orch_plugin_sdk::{JsonSchema, Result, error};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -504,51 +504,19 @@ impl<'a, C: Connector> Server<'a, C> {
         self.globals.log_file()?;
         let prom_path = non_blank(&args.prom_path).unwrap_or(metrics::DEFAULT_PROM_PATH);
         let player_log = non_blank(&args.player_log_path).unwrap_or(metrics::DEFAULT_PLAYER_LOG);
-        let (dir, _) = prom_path
-            .rsplit_once('/')
-            .filter(|(dir, file)| !dir.is_empty() && file.ends_with(".prom"))
-            .ok_or_else(|| {
-                error::invalid(format!(
-                    "promPath {prom_path:?} must be an absolute path ending in .prom"
-                ))
-            })?;
+        orch_plugin_sdk::game::prom_dir(prom_path)?;
         let remote = self.connect()?;
         let status = self.status_on(&remote, session)?;
         let sample = Sample {
             timestamp: now,
             server: self.globals.label(),
+            game: None,
             online: status.online,
             players: status.players,
             max_players: status.max_players,
             names: &status.names,
         };
-        // node_exporter may read the file while it is written; write beside it and rename. The
-        // temporary name does not end in .prom, so the collector never reads it.
-        let temporary = format!("{prom_path}.orch-tmp");
-        remote.run_ok(
-            &format!("mkdir -p {}", shell_quote(dir)),
-            "creating the textfile directory",
-        )?;
-        remote.upload(&temporary, metrics::prom_text(&sample).as_bytes(), 0o644)?;
-        let line = metrics::log_line(&sample);
-        let out = remote.exec_with(
-            &format!(
-                "mv -f {} {} && cat >> {}",
-                shell_quote(&temporary),
-                shell_quote(prom_path),
-                shell_quote(player_log)
-            ),
-            Some(line.as_bytes()),
-            None,
-        )?;
-        let out = remote::Output::from(out);
-        if !out.success() {
-            return Err(error::failed(format!(
-                "writing {prom_path} and {player_log} failed (exit {}): {}",
-                out.exit_code,
-                out.reason()
-            )));
-        }
+        orch_plugin_sdk::game::publish(&remote, prom_path, player_log, &sample)?;
         Ok(MetricsResource {
             server: sample.server.to_string(),
             online: status.online,

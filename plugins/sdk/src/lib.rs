@@ -70,6 +70,7 @@ pub mod bindings {
 
 pub mod clock;
 mod context;
+pub mod game;
 mod host;
 mod http;
 mod model;

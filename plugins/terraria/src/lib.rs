@@ -5,8 +5,8 @@
 //! written against [`remote::Connector`] so they are unit-tested natively with a fake session.
 //! This file only wires them to the host (SSH import, resources, logs).
 //!
-//! The metrics textfile is kept here rather than shared with `minecraft/server` through the SDK:
-//! it adds a `game` label, and changing Minecraft's output was out of scope.
+//! The metrics textfile and player log line are the SDK's (`orch_plugin_sdk::game`), shared with
+//! `minecraft/server`; Terraria adds a `game` label.
 
 mod console;
 mod metrics;
