@@ -28,7 +28,10 @@ pub(super) fn explain(
 ) -> ExprErrorKind {
     match err {
         ExecutionError::FunctionError { ref function, .. }
-            if function == "vault.get" || function == "data.latest" || function == METER =>
+            if function == "vault.get"
+                || function == "data.latest"
+                || function == "file.contents"
+                || function == METER =>
         {
             state
                 .take_fn_error()

@@ -379,6 +379,14 @@ impl<'a> ScopeCore<'a> {
         }
     }
 
+    /// `file.contents(path)`: a repository file's text.
+    fn file_contents(&self, path: &str) -> Result<OwnedVal, ExprErrorKind> {
+        self.data
+            .file_contents(path)
+            .map(|text| Box::new(CelString::from(text)) as OwnedVal)
+            .map_err(|e| ExprErrorKind::DataSource(format!("file.contents(\"{path}\"): {e}")))
+    }
+
     /// `data.latest(model, name)`: the most recently written instance called `name`.
     fn latest(&self, model: &str, name: &str) -> Result<OwnedVal, ExprErrorKind> {
         let state = self.model(model);
@@ -417,6 +425,7 @@ enum FnCall {
     Vault { vault: String, key: String },
     Latest { model: String, name: String },
     FindByTag { key: String, value: String },
+    File { path: String },
     Charge { steps: u64, bytes: u64 },
 }
 
@@ -507,6 +516,7 @@ impl<'s> EvalState<'s> {
             FnCall::FindByTag { key, value } => {
                 ("data.findByTag", self.core.find_by_tag(key, value))
             }
+            FnCall::File { path } => ("file.contents", self.core.file_contents(path)),
             FnCall::Charge { steps, bytes } => (
                 METER,
                 self.budget
@@ -699,7 +709,7 @@ type CelFn = Box<
         + Sync,
 >;
 
-/// Adds `vault.get`, `data.latest` and the budget's hidden functions to the evaluator's root context.
+/// Adds `vault.get`, `data.latest`, `file.contents` and the budget's hidden functions to the evaluator's root context.
 pub(super) fn register_functions(ctx: &mut Context<'static, 'static>) -> Result<(), String> {
     let meter: CelFn = Box::new(|ftx| {
         let mut args = std::mem::take(&mut ftx.args);
@@ -788,7 +798,30 @@ pub(super) fn register_functions(ctx: &mut Context<'static, 'static>) -> Result<
         let [key, value] = string_args(ftx, "data.findByTag")?;
         dispatch(ftx, FnCall::FindByTag { key, value })
     });
+    let file_contents: CelFn = Box::new(|ftx| {
+        let path = match (ftx.args.as_slice(), &ftx.this) {
+            ([path], None) => path
+                .downcast_ref::<CelString>()
+                .map(|s| s.inner().to_string()),
+            _ => None,
+        };
+        let path = path.ok_or_else(|| {
+            ExecutionError::function_error(
+                "file.contents",
+                "expects one string argument, a path relative to the repository root",
+            )
+        })?;
+        let text = dispatch(ftx, FnCall::File { path })?;
+        // The text is a value the expression builds: it counts against the byte budget.
+        let size = text
+            .downcast_ref::<CelString>()
+            .map_or(0, |s| s.inner().len() as u64);
+        charge(ftx, 1, size)?;
+        Ok(text)
+    });
     ctx.add_function::<CelFn, CelFn>("vault.get", vault)
+        .map_err(|e| e.to_string())?;
+    ctx.add_function::<CelFn, CelFn>("file.contents", file_contents)
         .map_err(|e| e.to_string())?;
     ctx.add_function::<CelFn, CelFn>("data.findByTag", find_by_tag)
         .map_err(|e| e.to_string())?;
