@@ -31,6 +31,7 @@ pub(super) fn explain(
             if function == "vault.get"
                 || function == "data.latest"
                 || function == "file.contents"
+                || function == "file.json"
                 || function == METER =>
         {
             state

@@ -3,7 +3,7 @@
 //! A string that is exactly one template keeps the CEL type of its value; templates inside
 //! longer strings are interpolated as text. The CEL context offers `model`, `inputs`, `env`,
 //! `run`, `self`, `vault.get(vault, key)`, `data.latest(model, name)`,
-//! `data.findByTag(key, value)` and `file.contents(path)`.
+//! `data.findByTag(key, value)`, `file.contents(path)` and `file.json(path)`.
 //!
 //! Data is pulled, not pushed: a [`Scope`] (one per step start) asks the [`DataSource`] for
 //! a model only when an expression touches it, and remembers the answer for the rest of the

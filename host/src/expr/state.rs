@@ -387,6 +387,27 @@ impl<'a> ScopeCore<'a> {
             .map_err(|e| ExprErrorKind::DataSource(format!("file.contents(\"{path}\"): {e}")))
     }
 
+    /// `file.json(path)`: a repository file parsed as JSON; a syntax error names file:line:column.
+    fn file_json(&self, path: &str) -> Result<OwnedVal, ExprErrorKind> {
+        let text = self
+            .data
+            .file_contents(path)
+            .map_err(|e| ExprErrorKind::DataSource(format!("file.json(\"{path}\"): {e}")))?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            let position = format!(" at line {} column {}", e.line(), e.column());
+            let said = e.to_string();
+            let said = said.strip_suffix(&position).unwrap_or(&said).to_string();
+            ExprErrorKind::DataSource(format!(
+                "file.json(\"{path}\"): {path}:{}:{}: not valid JSON: {said}; fix the file",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        check_depth(&value)
+            .map_err(|e| ExprErrorKind::DataSource(format!("file.json(\"{path}\"): {e}")))?;
+        Ok(json_to_val(&value))
+    }
+
     /// `data.latest(model, name)`: the most recently written instance called `name`.
     fn latest(&self, model: &str, name: &str) -> Result<OwnedVal, ExprErrorKind> {
         let state = self.model(model);
@@ -426,6 +447,7 @@ enum FnCall {
     Latest { model: String, name: String },
     FindByTag { key: String, value: String },
     File { path: String },
+    FileJson { path: String },
     Charge { steps: u64, bytes: u64 },
 }
 
@@ -517,6 +539,7 @@ impl<'s> EvalState<'s> {
                 ("data.findByTag", self.core.find_by_tag(key, value))
             }
             FnCall::File { path } => ("file.contents", self.core.file_contents(path)),
+            FnCall::FileJson { path } => ("file.json", self.core.file_json(path)),
             FnCall::Charge { steps, bytes } => (
                 METER,
                 self.budget
@@ -709,7 +732,7 @@ type CelFn = Box<
         + Sync,
 >;
 
-/// Adds `vault.get`, `data.latest`, `file.contents` and the budget's hidden functions to the evaluator's root context.
+/// Adds `vault.get`, `data.latest`, `file.contents`, `file.json` and the budget's hidden functions to the evaluator's root context.
 pub(super) fn register_functions(ctx: &mut Context<'static, 'static>) -> Result<(), String> {
     let meter: CelFn = Box::new(|ftx| {
         let mut args = std::mem::take(&mut ftx.args);
@@ -799,18 +822,7 @@ pub(super) fn register_functions(ctx: &mut Context<'static, 'static>) -> Result<
         dispatch(ftx, FnCall::FindByTag { key, value })
     });
     let file_contents: CelFn = Box::new(|ftx| {
-        let path = match (ftx.args.as_slice(), &ftx.this) {
-            ([path], None) => path
-                .downcast_ref::<CelString>()
-                .map(|s| s.inner().to_string()),
-            _ => None,
-        };
-        let path = path.ok_or_else(|| {
-            ExecutionError::function_error(
-                "file.contents",
-                "expects one string argument, a path relative to the repository root",
-            )
-        })?;
+        let path = path_arg(ftx, "file.contents")?;
         let text = dispatch(ftx, FnCall::File { path })?;
         // The text is a value the expression builds: it counts against the byte budget.
         let size = text
@@ -819,9 +831,18 @@ pub(super) fn register_functions(ctx: &mut Context<'static, 'static>) -> Result<
         charge(ftx, 1, size)?;
         Ok(text)
     });
+    let file_json: CelFn = Box::new(|ftx| {
+        let path = path_arg(ftx, "file.json")?;
+        let value = dispatch(ftx, FnCall::FileJson { path })?;
+        let (steps, bytes) = cost_of(MeterKind::Built, 1, &value);
+        charge(ftx, steps, bytes)?;
+        Ok(value)
+    });
     ctx.add_function::<CelFn, CelFn>("vault.get", vault)
         .map_err(|e| e.to_string())?;
     ctx.add_function::<CelFn, CelFn>("file.contents", file_contents)
+        .map_err(|e| e.to_string())?;
+    ctx.add_function::<CelFn, CelFn>("file.json", file_json)
         .map_err(|e| e.to_string())?;
     ctx.add_function::<CelFn, CelFn>("data.findByTag", find_by_tag)
         .map_err(|e| e.to_string())?;
@@ -845,6 +866,22 @@ fn string_args(
             "expects two string arguments",
         )),
     }
+}
+
+/// The one string argument of `file.contents` / `file.json`.
+fn path_arg(ftx: &FunctionContext<'_, '_>, function: &str) -> Result<String, ExecutionError> {
+    match (ftx.args.as_slice(), &ftx.this) {
+        ([path], None) => path
+            .downcast_ref::<CelString>()
+            .map(|s| s.inner().to_string()),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        ExecutionError::function_error(
+            function,
+            "expects one string argument, a path relative to the repository root",
+        )
+    })
 }
 
 fn replace_usage() -> ExecutionError {

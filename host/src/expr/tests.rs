@@ -57,6 +57,7 @@ impl DataSource for Fake {
     fn file_contents(&self, path: &str) -> Result<String, String> {
         match path {
             "dashboards/games.json" => Ok("{\"uid\": \"games\"}".to_string()),
+            "alerts/broken.json" => Ok("{\n  \"uid\": \"x\",\n  oops\n}".to_string()),
             _ => Err(format!("file `{path}` does not exist in the repository")),
         }
     }
@@ -495,6 +496,37 @@ fn file_contents_returns_the_text_and_errors_name_file_and_expression() {
     );
     let err = scope.eval_expr("file.contents(1)").unwrap_err();
     assert!(err.to_string().contains("one string argument"), "{err}");
+}
+
+#[test]
+fn file_json_parses_the_file_and_a_syntax_error_names_file_line_and_column() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    assert_eq!(
+        resolve(&scope, "${{ file.json('dashboards/games.json') }}").unwrap(),
+        json!({"uid": "games"})
+    );
+    assert_eq!(
+        scope
+            .eval_expr("file.json('dashboards/games.json').uid")
+            .unwrap(),
+        json!("games")
+    );
+    let err = resolve(&scope, "${{ file.json('alerts/broken.json') }}").unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("alerts/broken.json:3:3: not valid JSON"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`${{ file.json('alerts/broken.json') }}`"),
+        "{text}"
+    );
+    let err = scope.eval_expr("file.json('nope.json')").unwrap_err();
+    assert!(
+        err.to_string().contains("`nope.json` does not exist"),
+        "{err}"
+    );
 }
 
 #[test]
