@@ -529,8 +529,44 @@ fn setup_game_metrics_and_configure_monitoring_make_the_fleet_vm_an_up_prometheu
         std::fs::read_to_string(lab.vm.path().join("exporter.log")).unwrap_or_default()
     );
 
-    // Prometheus unreachable: configure-monitoring fails naming it; the file is unchanged.
+    // setup-monitoring (both, for the same VM) again: nothing changes, nothing restarts.
     let before = std::fs::read(&lab.file_sd).unwrap();
+    let restarts = || {
+        std::fs::read_to_string(lab.vm.path().join("restarts"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let restarted = restarts();
+    assert_eq!(
+        restarted, 2,
+        "setup-game-metrics restarted the exporter once per flag"
+    );
+    let run = lab
+        .orch(&["--json", "run", "setup-monitoring", "--input", &inputs])
+        .ok()
+        .json();
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(restarts(), restarted, "unchanged flags: no restart");
+    assert_eq!(std::fs::read(&lab.file_sd).unwrap(), before);
+
+    // A stopped fleet VM (no IP): refused before the hub is touched.
+    let run = lab
+        .orch(&[
+            "run",
+            "configure-monitoring",
+            "--input",
+            r#"{"vmName": "atm10"}"#,
+        ])
+        .code(1);
+    assert!(
+        run.all().contains("the VM has an IP in the fleet"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(std::fs::read(&lab.file_sd).unwrap(), before);
+
+    // Prometheus unreachable: configure-monitoring fails naming it; the file is unchanged.
     let dead = format!("http://127.0.0.1:{}", free_port());
     let other = r#"{"vmName": "game-vm", "exporterPort": 9999}"#;
     let run = lab.orch_with(&["run", "configure-monitoring", "--input", other], &dead);
