@@ -47,12 +47,27 @@ struct GrafanaLab {
 impl GrafanaLab {
     /// The vault holds `token` (the simulator accepts only [`TOKEN`]) and the Discord webhook.
     fn new(token: &str) -> GrafanaLab {
+        Self::with_plugins(token, &["grafana"])
+    }
+
+    /// The same with every plugin the homelab's `plugins.txt` lists, so `orch check` can run.
+    fn with_every_plugin(token: &str) -> GrafanaLab {
+        let listed = std::fs::read_to_string(homelab().join("plugins.txt")).unwrap();
+        let plugins: Vec<&str> = listed
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        Self::with_plugins(token, &plugins)
+    }
+
+    fn with_plugins(token: &str, plugins: &[&str]) -> GrafanaLab {
         let sim = Simulator::start_blocking(SimConfig {
             token: TOKEN.into(),
             port: 0,
         })
         .expect("grafana simulator");
-        let repo = TestRepo::new(&["grafana"]);
+        let repo = TestRepo::new(plugins);
         copy_homelab(&repo);
         repo.orch_stdin(&["vault", "put", "grafana-vault", "token"], token)
             .ok();
@@ -233,6 +248,50 @@ fn a_dashboard_path_outside_the_repository_is_refused() {
     let all = run.all();
     assert!(all.contains("`..` is not allowed"), "{all}");
     assert!(!all.contains("root:x:0"), "{all}");
+    assert!(lab.sim.writes().is_empty());
+}
+
+/// A dashboard deploy naming a file that is not there.
+const MISSING_FILE_WORKFLOW: &str = r#"name: push-missing
+jobs:
+  - name: deploy
+    steps:
+      - name: push
+        task:
+          type: model_method
+          modelIdOrName: grafanaHub
+          methodName: pushDashboard
+          inputs: { dashboard: '${{ file.contents("dashboards/missing.json") }}' }
+"#;
+
+#[test]
+fn check_only_parses_file_contents_and_evaluate_names_the_missing_file() {
+    let lab = GrafanaLab::with_every_plugin(TOKEN);
+    lab.repo
+        .write("workflows/push-missing.yaml", MISSING_FILE_WORKFLOW);
+    let check = lab.orch(&["check"]).ok();
+    assert!(check.all().contains("no problems"), "{}", check.all());
+    // evaluate shows each step's inputs, or why they do not resolve (file, line, field).
+    let all = lab
+        .orch(&["workflow", "evaluate", "push-missing"])
+        .ok()
+        .all();
+    assert!(
+        all.contains(
+            "workflows/push-missing.yaml:10: field `jobs[0].steps[0].task.inputs.dashboard`"
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains("file `dashboards/missing.json` does not exist"),
+        "{all}"
+    );
+    assert!(
+        all.contains(r#"${{ file.contents("dashboards/missing.json") }}"#),
+        "{all}"
+    );
+    let all = lab.orch(&["run", "push-missing"]).code(1).all();
+    assert!(all.contains("dashboards/missing.json"), "{all}");
     assert!(lab.sim.writes().is_empty());
 }
 
