@@ -28,7 +28,11 @@ pub(super) fn explain(
 ) -> ExprErrorKind {
     match err {
         ExecutionError::FunctionError { ref function, .. }
-            if function == "vault.get" || function == "data.latest" || function == METER =>
+            if function == "vault.get"
+                || function == "data.latest"
+                || function == "file.contents"
+                || function == "file.json"
+                || function == METER =>
         {
             state
                 .take_fn_error()

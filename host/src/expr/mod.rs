@@ -2,8 +2,8 @@
 //!
 //! A string that is exactly one template keeps the CEL type of its value; templates inside
 //! longer strings are interpolated as text. The CEL context offers `model`, `inputs`, `env`,
-//! `run`, `self`, `vault.get(vault, key)`, `data.latest(model, name)` and
-//! `data.findByTag(key, value)`.
+//! `run`, `self`, `vault.get(vault, key)`, `data.latest(model, name)`,
+//! `data.findByTag(key, value)`, `file.contents(path)` and `file.json(path)`.
 //!
 //! Data is pulled, not pushed: a [`Scope`] (one per step start) asks the [`DataSource`] for
 //! a model only when an expression touches it, and remembers the answer for the rest of the
@@ -54,6 +54,11 @@ pub trait DataSource: Send + Sync {
     fn find_by_tag(&self, key: &str, value: &str) -> Result<Vec<(String, ResourceData)>, String> {
         let _ = (key, value);
         Ok(Vec::new())
+    }
+    /// `file.contents(path)`: the text of a file, relative to the repository root. Refused by default.
+    fn file_contents(&self, path: &str) -> Result<String, String> {
+        let _ = path;
+        Err("file.contents is not available here (no repository)".to_string())
     }
 }
 

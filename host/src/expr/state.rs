@@ -379,6 +379,35 @@ impl<'a> ScopeCore<'a> {
         }
     }
 
+    /// `file.contents(path)`: a repository file's text.
+    fn file_contents(&self, path: &str) -> Result<OwnedVal, ExprErrorKind> {
+        self.data
+            .file_contents(path)
+            .map(|text| Box::new(CelString::from(text)) as OwnedVal)
+            .map_err(|e| ExprErrorKind::DataSource(format!("file.contents(\"{path}\"): {e}")))
+    }
+
+    /// `file.json(path)`: a repository file parsed as JSON; a syntax error names file:line:column.
+    fn file_json(&self, path: &str) -> Result<OwnedVal, ExprErrorKind> {
+        let text = self
+            .data
+            .file_contents(path)
+            .map_err(|e| ExprErrorKind::DataSource(format!("file.json(\"{path}\"): {e}")))?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            let position = format!(" at line {} column {}", e.line(), e.column());
+            let said = e.to_string();
+            let said = said.strip_suffix(&position).unwrap_or(&said).to_string();
+            ExprErrorKind::DataSource(format!(
+                "file.json(\"{path}\"): {path}:{}:{}: not valid JSON: {said}; fix the file",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        check_depth(&value)
+            .map_err(|e| ExprErrorKind::DataSource(format!("file.json(\"{path}\"): {e}")))?;
+        Ok(json_to_val(&value))
+    }
+
     /// `data.latest(model, name)`: the most recently written instance called `name`.
     fn latest(&self, model: &str, name: &str) -> Result<OwnedVal, ExprErrorKind> {
         let state = self.model(model);
@@ -417,6 +446,8 @@ enum FnCall {
     Vault { vault: String, key: String },
     Latest { model: String, name: String },
     FindByTag { key: String, value: String },
+    File { path: String },
+    FileJson { path: String },
     Charge { steps: u64, bytes: u64 },
 }
 
@@ -507,6 +538,8 @@ impl<'s> EvalState<'s> {
             FnCall::FindByTag { key, value } => {
                 ("data.findByTag", self.core.find_by_tag(key, value))
             }
+            FnCall::File { path } => ("file.contents", self.core.file_contents(path)),
+            FnCall::FileJson { path } => ("file.json", self.core.file_json(path)),
             FnCall::Charge { steps, bytes } => (
                 METER,
                 self.budget
@@ -699,7 +732,7 @@ type CelFn = Box<
         + Sync,
 >;
 
-/// Adds `vault.get`, `data.latest` and the budget's hidden functions to the evaluator's root context.
+/// Adds `vault.get`, `data.latest`, `file.contents`, `file.json` and the budget's hidden functions to the evaluator's root context.
 pub(super) fn register_functions(ctx: &mut Context<'static, 'static>) -> Result<(), String> {
     let meter: CelFn = Box::new(|ftx| {
         let mut args = std::mem::take(&mut ftx.args);
@@ -788,7 +821,28 @@ pub(super) fn register_functions(ctx: &mut Context<'static, 'static>) -> Result<
         let [key, value] = string_args(ftx, "data.findByTag")?;
         dispatch(ftx, FnCall::FindByTag { key, value })
     });
+    let file_contents: CelFn = Box::new(|ftx| {
+        let path = path_arg(ftx, "file.contents")?;
+        let text = dispatch(ftx, FnCall::File { path })?;
+        // The text is a value the expression builds: it counts against the byte budget.
+        let size = text
+            .downcast_ref::<CelString>()
+            .map_or(0, |s| s.inner().len() as u64);
+        charge(ftx, 1, size)?;
+        Ok(text)
+    });
+    let file_json: CelFn = Box::new(|ftx| {
+        let path = path_arg(ftx, "file.json")?;
+        let value = dispatch(ftx, FnCall::FileJson { path })?;
+        let (steps, bytes) = cost_of(MeterKind::Built, 1, &value);
+        charge(ftx, steps, bytes)?;
+        Ok(value)
+    });
     ctx.add_function::<CelFn, CelFn>("vault.get", vault)
+        .map_err(|e| e.to_string())?;
+    ctx.add_function::<CelFn, CelFn>("file.contents", file_contents)
+        .map_err(|e| e.to_string())?;
+    ctx.add_function::<CelFn, CelFn>("file.json", file_json)
         .map_err(|e| e.to_string())?;
     ctx.add_function::<CelFn, CelFn>("data.findByTag", find_by_tag)
         .map_err(|e| e.to_string())?;
@@ -812,6 +866,22 @@ fn string_args(
             "expects two string arguments",
         )),
     }
+}
+
+/// The one string argument of `file.contents` / `file.json`.
+fn path_arg(ftx: &FunctionContext<'_, '_>, function: &str) -> Result<String, ExecutionError> {
+    match (ftx.args.as_slice(), &ftx.this) {
+        ([path], None) => path
+            .downcast_ref::<CelString>()
+            .map(|s| s.inner().to_string()),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        ExecutionError::function_error(
+            function,
+            "expects one string argument, a path relative to the repository root",
+        )
+    })
 }
 
 fn replace_usage() -> ExecutionError {

@@ -53,6 +53,14 @@ impl DataSource for Fake {
             .get(&(vault.to_string(), key.to_string()))
             .cloned())
     }
+
+    fn file_contents(&self, path: &str) -> Result<String, String> {
+        match path {
+            "dashboards/games.json" => Ok("{\"uid\": \"games\"}".to_string()),
+            "alerts/broken.json" => Ok("{\n  \"uid\": \"x\",\n  oops\n}".to_string()),
+            _ => Err(format!("file `{path}` does not exist in the repository")),
+        }
+    }
 }
 
 fn resource(spec: &str, name: &str, version: u64, attributes: Value) -> ResourceData {
@@ -458,6 +466,90 @@ fn missing_vault_key_says_how_to_add_it() {
     assert!(matches!(err.kind, ExprErrorKind::DataSource(_)), "{err}");
     let err = scope.eval_expr("vault.get('pve')").unwrap_err();
     assert!(err.to_string().contains("two string arguments"), "{err}");
+}
+
+#[test]
+fn file_contents_returns_the_text_and_errors_name_file_and_expression() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    assert_eq!(
+        resolve(&scope, "${{ file.contents('dashboards/games.json') }}").unwrap(),
+        json!("{\"uid\": \"games\"}")
+    );
+    assert_eq!(
+        scope
+            .eval_expr("size(file.contents('dashboards/' + 'games.json'))")
+            .unwrap(),
+        json!(16)
+    );
+    let err = resolve(&scope, "${{ file.contents('dashboards/nope.json') }}").unwrap_err();
+    assert!(matches!(err.kind, ExprErrorKind::DataSource(_)), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("field `f`"), "{text}");
+    assert!(
+        text.contains("`${{ file.contents('dashboards/nope.json') }}`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("file `dashboards/nope.json` does not exist"),
+        "{text}"
+    );
+    let err = scope.eval_expr("file.contents(1)").unwrap_err();
+    assert!(err.to_string().contains("one string argument"), "{err}");
+}
+
+#[test]
+fn file_json_parses_the_file_and_a_syntax_error_names_file_line_and_column() {
+    let (ev, data) = (Evaluator::new(), fake());
+    let scope = ev.scope(&data, vars());
+    assert_eq!(
+        resolve(&scope, "${{ file.json('dashboards/games.json') }}").unwrap(),
+        json!({"uid": "games"})
+    );
+    assert_eq!(
+        scope
+            .eval_expr("file.json('dashboards/games.json').uid")
+            .unwrap(),
+        json!("games")
+    );
+    let err = resolve(&scope, "${{ file.json('alerts/broken.json') }}").unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("alerts/broken.json:3:3: not valid JSON"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`${{ file.json('alerts/broken.json') }}`"),
+        "{text}"
+    );
+    let err = scope.eval_expr("file.json('nope.json')").unwrap_err();
+    assert!(
+        err.to_string().contains("`nope.json` does not exist"),
+        "{err}"
+    );
+}
+
+#[test]
+fn file_contents_is_refused_by_a_data_source_without_a_repository() {
+    struct NoRepo;
+    impl DataSource for NoRepo {
+        fn model_exists(&self, _: &str) -> bool {
+            false
+        }
+        fn model_names(&self) -> Vec<String> {
+            Vec::new()
+        }
+        fn model_resources(&self, _: &str) -> Result<Vec<ResourceData>, String> {
+            Ok(Vec::new())
+        }
+        fn vault_get(&self, _: &str, _: &str) -> Result<Option<String>, String> {
+            Ok(None)
+        }
+    }
+    let ev = Evaluator::new();
+    let scope = ev.scope(&NoRepo, vars());
+    let err = scope.eval_expr("file.contents('a.json')").unwrap_err();
+    assert!(err.to_string().contains("not available"), "{err}");
 }
 
 #[test]

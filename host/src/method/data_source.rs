@@ -1,10 +1,12 @@
-//! The CEL evaluator's view of the data: latest resources from the store, secrets from the vault.
+//! The CEL evaluator's view of the data: latest resources from the store, secrets from the vault,
+//! repository files.
 
 use crate::expr::{DataSource, ResourceData};
 use crate::repo::{Lifetime, Repo};
 use crate::store::{ResourceStore, ResourceVersion};
 use crate::vault::LocalVault;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Reads the store and vault for expression evaluation.
@@ -16,6 +18,8 @@ pub struct StoreDataSource {
     lifetimes: BTreeMap<(String, String), Lifetime>,
     /// The run evaluating, for `ephemeral` resources.
     run_id: Option<String>,
+    /// The repository root, for `file.contents`.
+    root: PathBuf,
 }
 
 impl StoreDataSource {
@@ -36,6 +40,7 @@ impl StoreDataSource {
                 })
                 .collect(),
             run_id: None,
+            root: repo.root.clone(),
         }
     }
 
@@ -122,5 +127,9 @@ impl DataSource for StoreDataSource {
 
     fn vault_get(&self, vault: &str, key: &str) -> Result<Option<String>, String> {
         self.vault.get(vault, key).map_err(|e| e.to_string())
+    }
+
+    fn file_contents(&self, path: &str) -> Result<String, String> {
+        super::read_repo_file(&self.root, path, super::MAX_REPO_FILE_BYTES)
     }
 }

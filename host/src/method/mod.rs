@@ -4,9 +4,11 @@
 
 mod confirm;
 mod data_source;
+mod repo_file;
 mod validate;
 
 pub use data_source::StoreDataSource;
+pub use repo_file::{MAX_REPO_FILE_BYTES, read_repo_file};
 
 use crate::capabilities::http::grant::HttpGrant;
 use crate::capabilities::ssh::grant::SshGrant;
