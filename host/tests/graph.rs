@@ -164,15 +164,20 @@ fn homelab_converges_keeb_dev02_before_the_models_that_read_its_ticket() {
     let run = repo.orch(&["graph"]).ok();
     assert_eq!(
         run.stdout,
-        "keebDev02\n\
-         cluster        ← keebDev02\n\
-         containers     ← keebDev02\n\
-         fleet          ← keebDev02\n\
-         minecraftGame  ← fleet\n\
-         storage        ← keebDev02\n\
+        "grafanaHub\n\
+         keebDev02\n\
+         cluster              ← keebDev02\n\
+         containers           ← keebDev02\n\
+         fleet                ← keebDev02\n\
+         allthemonsMinecraft  ← fleet\n\
+         calamity             ← fleet\n\
+         calamityTerraria     ← fleet\n\
+         infinityMinecraft    ← fleet\n\
+         minecraftGame        ← fleet\n\
+         storage              ← keebDev02\n\
          streamProxy\n\
-         tasks          ← keebDev02\n\
-         testVmSsh      ← fleet\n"
+         tasks                ← keebDev02\n\
+         testVmSsh            ← fleet\n"
     );
     let value = repo.orch(&["graph", "--json"]).ok().json();
     let to_fleet: Vec<&serde_json::Value> = value["edges"]
