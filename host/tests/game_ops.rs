@@ -1,6 +1,6 @@
 //! The homelab's game workflows (`workflows/homelab`) through the real `orch` binary: the
-//! Proxmox simulator's fleet puts calamity, allthemons and infinity on a test host (a network
-//! namespace of the test's own) where a real sshd runs; the game servers are real tmux sessions
+//! Proxmox simulator's fleet puts calamity, allthemons and infinity each on a test host of its
+//! own (a network namespace) where a real sshd runs; the game servers are real tmux sessions
 //! holding stand-in consoles that print the real console lines (calamity's through a `docker`
 //! shim, as its container would); metrics go to a real node_exporter scraped by a real
 //! Prometheus; annotations go to the Grafana simulator.
@@ -86,22 +86,29 @@ while IFS= read -r line; do
 done
 "#;
 
+/// The game VMs, in the order their test hosts are made.
+const SERVERS: [(&str, u32); 3] = [
+    ("calamity", CALAMITY_VMID),
+    ("allthemons", ALLTHEMONS_VMID),
+    ("infinity", INFINITY_VMID),
+];
+
 /// The homelab repository with the game plugins, the Proxmox simulator (calamity, allthemons
-/// and infinity running on the test host), the Grafana simulator, and the game VMs' files: one
-/// directory per server, the textfile collector directory, the player log, and the tmux server
-/// every SSH login uses (sshd sets TMUX_TMPDIR), killed on drop.
+/// and infinity running, each on its own test host with its own sshd on one shared port), the
+/// Grafana simulator, and the game VMs' files (one filesystem): one directory per server, the
+/// textfile collector directory, the player log, and the tmux server every SSH login uses
+/// (sshd sets TMUX_TMPDIR), killed on drop.
 struct GameLab {
     repo: TestRepo,
     pve: pve_sim::Simulator,
     grafana: grafana_sim::Simulator,
-    sshd: Sshd,
+    sshds: Vec<Sshd>,
     dir: tempfile::TempDir,
-    _host: TestHost,
+    _hosts: Vec<TestHost>,
 }
 
 impl GameLab {
     fn new() -> GameLab {
-        let host = TestHost::create();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         for sub in ["calamity", "allthemons", "infinity", "textfile", "tmux"] {
@@ -115,17 +122,24 @@ impl GameLab {
         ] {
             write_executable(&d.join(file), text);
         }
-        let sshd = Sshd::start_on_with_config(
-            &host,
-            &format!("SetEnv TMUX_TMPDIR={}\n", d.join("tmux").display()),
-        );
-        let addr = host.addr.parse().unwrap();
+        let hosts: Vec<TestHost> = SERVERS.iter().map(|_| TestHost::create()).collect();
+        let port = free_port();
+        let tmux = format!("SetEnv TMUX_TMPDIR={}\n", d.join("tmux").display());
+        let sshds: Vec<Sshd> = hosts
+            .iter()
+            .map(|host| Sshd::start_on_with_config(host, port, &tmux))
+            .collect();
+        // One key in the vault logs in everywhere.
+        for sshd in &sshds[1..] {
+            sshd.authorize(&sshds[0].path("user_key.pub"));
+        }
+        let mut fleet = Fleet::empty();
+        for ((name, vmid), host) in SERVERS.iter().zip(&hosts) {
+            fleet = fleet.with(VmSeed::new(*vmid, name).running_at(host.addr.parse().unwrap()));
+        }
         let pve = pve_sim::Simulator::start_blocking(SimConfig {
             password: PVE_PASSWORD.into(),
-            fleet: Fleet::empty()
-                .with(VmSeed::new(CALAMITY_VMID, "calamity").running_at(addr))
-                .with(VmSeed::new(ALLTHEMONS_VMID, "allthemons").running_at(addr))
-                .with(VmSeed::new(INFINITY_VMID, "infinity").running_at(addr)),
+            fleet,
             ..Default::default()
         })
         .expect("Proxmox simulator");
@@ -144,20 +158,22 @@ impl GameLab {
         std::fs::copy(example.join("orch.yaml"), repo.path().join("orch.yaml")).unwrap();
         for (vault, key, secret) in [
             ("proxmox-vault", "password", PVE_PASSWORD.to_string()),
-            ("ssh-vault", "private-key", sshd.user_key()),
+            ("ssh-vault", "private-key", sshds[0].user_key()),
             ("grafana-vault", "token", GRAFANA_TOKEN.to_string()),
         ] {
             repo.orch_stdin(&["vault", "put", vault, key], &secret).ok();
         }
-        repo.orch(&["ssh", "trust", &format!("{}:{}", sshd.listen, sshd.port)])
-            .ok();
+        for sshd in &sshds {
+            repo.orch(&["ssh", "trust", &format!("{}:{}", sshd.listen, sshd.port)])
+                .ok();
+        }
         GameLab {
             repo,
             pve,
             grafana,
-            sshd,
+            sshds,
             dir,
-            _host: host,
+            _hosts: hosts,
         }
     }
 
@@ -171,10 +187,15 @@ impl GameLab {
 
     /// Runs `orch ARGS` in the repository with the lab's environment.
     fn orch(&self, args: &[&str]) -> Run {
+        Run::from_output(self.command(args).output().unwrap())
+    }
+
+    /// `orch ARGS` in the repository with the lab's environment, not yet run.
+    fn command(&self, args: &[&str]) -> Command {
         let mut cmd = self.repo.command(args);
         cmd.env("PROXMOX_API_URL", self.pve.url())
-            .env("SSH_PORT", self.sshd.port.to_string())
-            .env("SSH_USER", &self.sshd.user)
+            .env("SSH_PORT", self.sshds[0].port.to_string())
+            .env("SSH_USER", &self.sshds[0].user)
             .env("GRAFANA_URL", self.grafana.url())
             .env("CALAMITY_DIR", self.path("calamity"))
             .env("DOCKER_BIN", self.path("calamity/docker"))
@@ -182,7 +203,7 @@ impl GameLab {
             .env("INFINITY_DIR", self.path("infinity"))
             .env("GAME_METRICS_DIR", self.path("textfile"))
             .env("GAME_PLAYER_LOG", self.path("game-players.log"));
-        Run::from_output(cmd.output().unwrap())
+        cmd
     }
 
     /// `tmux ARGS` on the lab's tmux server (the one the game VMs' logins use).
@@ -523,6 +544,11 @@ fn collect_game_metrics_reaches_prometheus_and_a_stopped_server_fails_alone() {
         .ok()
         .json();
     assert_eq!(record["status"], "succeeded", "{record}");
+    let logins: Vec<usize> = lab.sshds.iter().map(Sshd::logins).collect();
+    assert!(
+        logins.iter().all(|&n| n > 0),
+        "each server was reached on its own VM: {logins:?}"
+    );
     for (server, game, players) in [
         ("calamity", "terraria", 3),
         ("allthemons", "minecraft", 2),
@@ -569,6 +595,7 @@ fn collect_game_metrics_reaches_prometheus_and_a_stopped_server_fails_alone() {
         })
         .unwrap();
     lab.players("allthemons", &["dave"]);
+    let logins: Vec<usize> = lab.sshds.iter().map(Sshd::logins).collect();
     let human = lab.orch(&["run", "collect-game-metrics"]).ok();
     assert!(
         human.stdout.contains(
@@ -593,6 +620,12 @@ fn collect_game_metrics_reaches_prometheus_and_a_stopped_server_fails_alone() {
     );
     assert_eq!(step(&record, "calamity")["status"], "succeeded");
     assert_eq!(step(&record, "allthemons")["status"], "succeeded");
+    assert_eq!(
+        lab.sshds[2].logins(),
+        logins[2],
+        "nothing connected to the stopped VM"
+    );
+    assert!(lab.sshds[0].logins() > logins[0] && lab.sshds[1].logins() > logins[1]);
     assert!(
         lab.read("textfile/game_allthemons.prom")
             .contains("game_players_online{server=\"allthemons\"} 1"),
@@ -602,4 +635,53 @@ fn collect_game_metrics_reaches_prometheus_and_a_stopped_server_fails_alone() {
         players_in_prometheus(&target, &["allthemons"]).filter(|v| v == &["1"])
     });
     assert!(seen.is_some(), "Prometheus sees allthemons' new count");
+}
+
+/// Not a test but the measurement for the performance notes, run by hand:
+/// `cargo test -p orch --test game_ops measure -- --ignored --nocapture`. Runs
+/// `orch --json run collect-game-metrics` (three game servers, each on its own VM) with
+/// `ORCH_LOG=orch=debug` and prints, per run, the wall time of the whole process, the run's
+/// own duration and step durations from the run record, and the SSH connect times orch logs
+/// (`ssh …: connected in N ms`). It asserts nothing about time.
+#[test]
+#[ignore]
+fn measure_collect_game_metrics() {
+    let lab = GameLab::new();
+    lab.players("calamity", &["alice", "bob", "carol"]);
+    lab.players("allthemons", &["dave", "erin"]);
+    lab.players("infinity", &["frank"]);
+    lab.start_calamity();
+    lab.start_minecraft("allthemons");
+    lab.start_minecraft("infinity");
+    // The first run compiles the plugins into the cache; it is shown but not counted.
+    for round in 0..6 {
+        let began = std::time::Instant::now();
+        let out = lab
+            .command(&["--json", "run", "collect-game-metrics"])
+            .env("ORCH_LOG", "orch=debug")
+            .output()
+            .unwrap();
+        let wall = began.elapsed().as_secs_f64() * 1000.0;
+        let run = Run::from_output(out).ok();
+        let record = run.json();
+        let connects: Vec<f64> = run
+            .stderr
+            .lines()
+            .filter_map(|l| l.split("connected in ").nth(1))
+            .filter_map(|rest| rest.trim_end_matches(" ms").parse().ok())
+            .collect();
+        let steps: Vec<String> = ["sync-fleet", "calamity", "allthemons", "infinity"]
+            .iter()
+            .map(|name| format!("{name} {}", step(&record, name)["durationMs"]))
+            .collect();
+        println!(
+            "round {round}{}: wall {wall:.0} ms, run {} ms; steps (ms): {}; ssh connects (ms): {:?}, sum {:.1}, max {:.1}",
+            if round == 0 { " (cold cache)" } else { "" },
+            record["durationMs"],
+            steps.join(", "),
+            connects,
+            connects.iter().sum::<f64>(),
+            connects.iter().cloned().fold(0.0, f64::max)
+        );
+    }
 }

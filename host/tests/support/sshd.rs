@@ -210,11 +210,13 @@ impl Sshd {
         sshd
     }
 
-    /// Starts sshd inside a test host's namespace with `extra` appended to its sshd_config,
-    /// e.g. `SetEnv TMUX_TMPDIR=/tmp/x` so every login's tmux uses the test's own server.
-    pub fn start_on_with_config(host: &TestHost, extra: &str) -> Sshd {
+    /// Starts sshd inside a test host's namespace on `port` (each namespace has its own ports,
+    /// so several test hosts can share one), with `extra` appended to its sshd_config, e.g.
+    /// `SetEnv TMUX_TMPDIR=/tmp/x` so every login's tmux uses the test's own server.
+    pub fn start_on_with_config(host: &TestHost, port: u16, extra: &str) -> Sshd {
         let mut sshd = Self::start();
         sshd.stop();
+        sshd.port = port;
         sshd.listen = host.addr.clone();
         sshd.netns = Some(host.name.clone());
         sshd.extra_config = extra.to_string();
