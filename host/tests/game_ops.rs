@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use support::prometheus::{NODE_EXPORTER, free_port, poll, prometheus};
 use support::sshd::{Sshd, TestHost};
-use support::{Run, TestRepo};
+use support::{Run, TestRepo, contains_bytes};
 
 const PVE_PASSWORD: &str = "pve-game-ops";
 const GRAFANA_TOKEN: &str = "glsa_game_ops_token_1312";
@@ -463,10 +463,35 @@ fn calamity_start_stop_reboot_and_update_each_end_with_an_annotation_after_the_l
     );
     assert_eq!(step(&record, "annotate")["status"], "skipped", "{record}");
     assert_eq!(lab.grafana.annotations().len(), 4);
+
+    // status on the stopped VM: offline, without connecting, and the run succeeds.
+    lab.orch(&["run", "status-calamity"]).ok();
+    let status = lab
+        .orch(&[
+            "--json",
+            "data",
+            "get",
+            "calamityTerraria",
+            "terraria",
+            "--spec",
+            "status",
+        ])
+        .ok()
+        .json()["attributes"]
+        .clone();
+    assert_eq!(status["online"], false, "{status}");
+    assert_eq!(status["reason"], "offline", "{status}");
+
     assert!(
         !failed.all().contains(GRAFANA_TOKEN),
         "the Grafana token is never shown"
     );
+    let stored = lab.repo.orch_dir_bytes();
+    assert!(
+        !contains_bytes(&stored, GRAFANA_TOKEN),
+        "nor stored in clear"
+    );
+    assert!(!contains_bytes(&stored, PVE_PASSWORD));
 }
 
 /// node_exporter on loopback with only the textfile collector, reading `dir`; killed on drop.
