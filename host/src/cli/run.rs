@@ -78,6 +78,9 @@ pub fn print_record(ctx: &Ctx, record: &RunRecord) {
         if let Some(e) = &record.error {
             out.push_str(&format!("{e}\n"));
         }
+        if let Some(note) = allowed_failures(record) {
+            out.push_str(&note);
+        }
         for w in &record.waiting {
             out.push_str(&format!(
                 "run {} is waiting for approval at {}.{}{}\n  approve: orch runs approve {} --step {}.{} [--comment …]\n  reject:  orch runs reject {} --step {}.{} [--comment …]\n",
@@ -95,4 +98,89 @@ pub fn print_record(ctx: &Ctx, record: &RunRecord) {
         }
         out
     });
+}
+
+/// For a run that succeeded although some steps failed (`allowFailure`), the line naming them,
+/// so that a green run never hides which part did not happen (e.g. a stopped game server in
+/// `collect-game-metrics`).
+pub fn allowed_failures(record: &RunRecord) -> Option<String> {
+    if record.status != RunStatus::Succeeded {
+        return None;
+    }
+    let failed: Vec<String> = record
+        .steps
+        .iter()
+        .filter(|s| s.status == "failed")
+        .map(|s| format!("{}.{}", s.job, s.name))
+        .collect();
+    if failed.is_empty() {
+        return None;
+    }
+    let (count, verb) = if failed.len() == 1 {
+        ("1 step".to_string(), "was")
+    } else {
+        (format!("{} steps", failed.len()), "were")
+    };
+    Some(format!(
+        "{} succeeded, but {count} failed and {verb} allowed to (allowFailure): {}\n",
+        record.target,
+        failed.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StepRecord;
+
+    fn step(name: &str, status: &str) -> StepRecord {
+        StepRecord {
+            job: "collect".into(),
+            name: name.into(),
+            status: status.into(),
+            ..Default::default()
+        }
+    }
+
+    fn record(status: RunStatus, steps: Vec<StepRecord>) -> RunRecord {
+        RunRecord {
+            id: "r1".into(),
+            kind: "workflow".into(),
+            target: "collect-game-metrics".into(),
+            status,
+            started_at: "2026-01-01T00:00:00.000Z".into(),
+            finished_at: None,
+            duration_ms: Some(2100),
+            inputs: serde_json::json!({}),
+            steps,
+            events: Vec::new(),
+            error: None,
+            owner: None,
+            outcomes: Vec::new(),
+            waiting: Vec::new(),
+            resumed_from: None,
+        }
+    }
+
+    #[test]
+    fn a_green_run_with_an_allowed_failure_names_the_failed_step() {
+        let run = record(
+            RunStatus::Succeeded,
+            vec![step("calamity", "succeeded"), step("infinity", "failed")],
+        );
+        assert_eq!(
+            allowed_failures(&run).as_deref(),
+            Some(
+                "collect-game-metrics succeeded, but 1 step failed and was allowed to (allowFailure): collect.infinity\n"
+            )
+        );
+    }
+
+    #[test]
+    fn a_clean_run_or_a_failed_run_adds_no_note() {
+        let clean = record(RunStatus::Succeeded, vec![step("calamity", "succeeded")]);
+        assert_eq!(allowed_failures(&clean), None);
+        let failed = record(RunStatus::Failed, vec![step("calamity", "failed")]);
+        assert_eq!(allowed_failures(&failed), None);
+    }
 }

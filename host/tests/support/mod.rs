@@ -3,6 +3,7 @@
 
 pub mod docker;
 pub mod lab;
+pub mod prometheus;
 pub mod sshd;
 
 use serde_json::Value;

@@ -16,6 +16,8 @@ pub struct Sshd {
     /// The address sshd listens on (127.0.0.1, or a test host's address in its own netns).
     pub listen: String,
     netns: Option<String>,
+    /// More sshd_config lines (e.g. `SetEnv`), appended to the generated ones.
+    extra_config: String,
     child: Option<Child>,
 }
 
@@ -191,6 +193,7 @@ impl Sshd {
             dir,
             listen: "127.0.0.1".into(),
             netns: None,
+            extra_config: String::new(),
             child: None,
         };
         sshd.spawn();
@@ -203,6 +206,20 @@ impl Sshd {
         sshd.stop();
         sshd.listen = host.addr.clone();
         sshd.netns = Some(host.name.clone());
+        sshd.spawn();
+        sshd
+    }
+
+    /// Starts sshd inside a test host's namespace on `port` (each namespace has its own ports,
+    /// so several test hosts can share one), with `extra` appended to its sshd_config, e.g.
+    /// `SetEnv TMUX_TMPDIR=/tmp/x` so every login's tmux uses the test's own server.
+    pub fn start_on_with_config(host: &TestHost, port: u16, extra: &str) -> Sshd {
+        let mut sshd = Self::start();
+        sshd.stop();
+        sshd.port = port;
+        sshd.listen = host.addr.clone();
+        sshd.netns = Some(host.name.clone());
+        sshd.extra_config = extra.to_string();
         sshd.spawn();
         sshd
     }
@@ -255,7 +272,7 @@ impl Sshd {
              MaxStartups 100\nMaxSessions 20\nPrintMotd no\n",
             port = self.port,
             listen = self.listen
-        );
+        ) + &self.extra_config;
         std::fs::write(self.path("sshd_config"), config).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)

@@ -783,6 +783,7 @@ impl SshSessionPool {
             return Ok(conn.clone());
         }
         *slot = None;
+        let began = Instant::now();
         let conn = Arc::new(
             SshConnection::open(
                 request,
@@ -792,7 +793,13 @@ impl SshSessionPool {
             .await?,
         );
         self.inner.connects.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!("ssh {}: connected", request.target);
+        // The time to TCP connect, handshake and log in: what a run spends before its first
+        // command on a host (`ORCH_LOG=orch=debug` shows it).
+        tracing::debug!(
+            "ssh {}: connected in {:.1} ms",
+            request.target,
+            began.elapsed().as_secs_f64() * 1000.0
+        );
         *slot = Some(conn.clone());
         Ok(conn)
     }
