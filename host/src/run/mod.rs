@@ -9,7 +9,7 @@ mod lifecycle;
 mod owner;
 mod start;
 
-pub use cancel::{CANCELLED_EXIT_CODE, cancel_on_signals, cancel_runs, is_cancelled};
+pub use cancel::{CANCELLED_EXIT_CODE, CancelToken, cancel_on_signals, cancel_runs};
 pub use lifecycle::{WAITING_EXIT_CODE, cancel_waiting, find_waiting_step};
 pub use owner::{Liveness, current_owner, liveness, reap_abandoned, settle};
 pub use start::StartRecord;
@@ -65,6 +65,8 @@ pub(crate) struct RunState {
     pub waiting: Mutex<Vec<WaitingStep>>,
     /// Events recorded by the earlier part of a run that waited, kept before this part's.
     pub prior_events: Vec<Value>,
+    /// Cancels this run only (a signal cancels every run in flight).
+    pub cancel: CancelToken,
 }
 
 /// What an earlier part of a run left for this one: step records, outcomes, waiting steps.
@@ -151,6 +153,7 @@ impl RunEnv {
                 outcomes: Mutex::new(prior.outcomes),
                 waiting: Mutex::new(prior.waiting),
                 prior_events: prior.events,
+                cancel: CancelToken::new(),
             }),
             record,
             now.checked_sub(earlier).unwrap_or(now),
@@ -170,7 +173,15 @@ impl RunEnv {
         }
         let duration_ms = started.elapsed().as_millis() as u64;
         let waiting = state.waiting.lock().map(|w| w.clone()).unwrap_or_default();
-        let (status, error) = if record.kind == "workflow" && cancel::is_cancelled() {
+        // A method run is cancelled only if its call was interrupted: one that returned before
+        // the signal wrote what it returned.
+        let cancelled = state.cancel.is_cancelled()
+            && (record.kind == "workflow"
+                || state
+                    .steps
+                    .lock()
+                    .is_ok_and(|s| s.iter().any(|s| s.status == "cancelled")));
+        let (status, error) = if cancelled {
             let why = "cancelled (SIGINT/SIGTERM: Ctrl-C or `orch runs cancel`) before it \
                        finished; steps in flight were interrupted and wrote nothing";
             (RunStatus::Cancelled, Some(why.to_string()))
@@ -321,11 +332,15 @@ impl RunEnv {
             dry_run,
             tags: Default::default(),
         };
-        let (error, output) =
-            executor::run_recorded(&state, &target, Some((model, method)), async || {
-                state.runner.run(&call).await.map_err(|e| e.to_string())
-            })
-            .await;
+        // Cancelling drops the recorded call: the step records itself `cancelled` and its
+        // writes, held until the call returns, are never committed.
+        let recorded = executor::run_recorded(&state, &target, Some((model, method)), async || {
+            state.runner.run(&call).await.map_err(|e| e.to_string())
+        });
+        let (error, output) = tokio::select! {
+            done = recorded => done,
+            () = state.cancel.cancelled() => (Some("cancelled".to_string()), None),
+        };
         state.runner.ssh.close().await;
         let record = self.finish(&state, record, started, error);
         (record, output)
