@@ -1,6 +1,7 @@
-//! `orch model run` is cancelled like `orch run`: Ctrl-C (SIGINT) or `orch runs cancel`
-//! (SIGTERM) interrupts the plugin call, the run is recorded `cancelled` (never left `running`
-//! or `abandoned`), nothing the call was writing is stored, and orch exits 130.
+//! Runs, continued (issue 12 follow-ups): `orch model run` is cancelled like `orch run` —
+//! Ctrl-C (SIGINT) or `orch runs cancel` (SIGTERM) interrupts the plugin call, the run is
+//! recorded `cancelled` (never left `running` or `abandoned`), nothing the call was writing is
+//! stored, and orch exits 130 — and `orch runs show` prints warnings and approval decisions.
 
 mod support;
 
@@ -124,7 +125,12 @@ fn ctrl_c_of_orch_model_run_cancels_the_run_with_exit_130() {
 fn orch_runs_cancel_ends_a_method_run_in_its_plugin_call() {
     let (repo, listener, url) = hanging_repo();
     let hanging = Hanging::start(&repo, listener, &url);
-    let listed = repo.orch(&["--json", "runs", "list"]).ok().json();
+    // The start record is committed on its own thread, which the call does not wait for: ask
+    // until it is there.
+    let listed = (0..500)
+        .map(|_| repo.orch(&["--json", "runs", "list"]).ok().json())
+        .find(|l| l.as_array().is_some_and(|a| !a.is_empty()))
+        .expect("the run's start record");
     assert_eq!(listed[0]["status"], "running", "{listed}");
     assert_eq!(listed[0]["target"], "web.fetch", "{listed}");
     let id = listed[0]["id"].as_str().expect("id").to_string();
@@ -150,4 +156,63 @@ fn orch_runs_cancel_ends_a_method_run_in_its_plugin_call() {
         .ok()
         .json();
     assert_eq!(next["run"]["status"], "succeeded", "{next}");
+}
+
+#[test]
+fn runs_show_prints_a_warn_asserts_warning_and_the_approval_decision() {
+    let repo = TestRepo::new(&["testplug"]);
+    repo.write(
+        "workflows/check.yaml",
+        "name: check
+jobs:
+  - name: main
+    steps:
+      - name: disk
+        task:
+          \
+         type: assert
+          expression: 1 > 2
+          message: disk has room
+          \
+         severity: warn
+      - name: gate
+        task:
+          type: manual_approval
+          \
+         message: Ship it?
+        dependsOn:
+          - step: disk
+",
+    );
+    let waiting = repo.orch(&["--json", "run", "check"]).code(3).json();
+    let id = waiting["id"].as_str().expect("id").to_string();
+    let approved = Run::from_output(
+        repo.command(&["runs", "approve", &id, "--comment", "looks fine"])
+            .env("USER", "ann")
+            .output()
+            .expect("run orch"),
+    );
+    assert_eq!(approved.code, 0, "{}", approved.all());
+
+    let shown = repo.orch(&["runs", "show", &id]).ok();
+    let text = &shown.stdout;
+    assert!(text.contains("warning: "), "{text}");
+    assert!(text.contains("disk has room"), "{text}");
+    assert!(text.contains("asks: Ship it?"), "{text}");
+    assert!(text.contains("approved by ann at "), "{text}");
+    assert!(text.contains(": looks fine"), "{text}");
+    // --json has the same.
+    let json = repo.orch(&["--json", "runs", "show", &id]).ok().json();
+    let steps = json["steps"].as_array().expect("steps");
+    let disk = steps.iter().find(|s| s["name"] == "disk").expect("disk");
+    assert!(
+        disk["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("disk has room")),
+        "{json}"
+    );
+    let gate = steps.iter().find(|s| s["name"] == "gate").expect("gate");
+    assert_eq!(gate["message"], "Ship it?", "{json}");
+    assert_eq!(gate["decision"]["by"], "ann", "{json}");
+    assert_eq!(gate["decision"]["comment"], "looks fine", "{json}");
 }
