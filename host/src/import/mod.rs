@@ -448,7 +448,7 @@ impl Import {
                     out.insert(key.clone(), Value::Array(converted));
                 }
                 // Written below, once the steps are.
-                "approval" => {}
+                "approval" => not_a_flag(value, place, &here, report),
                 _ => dropped(report, place, &here, key, "a job"),
             }
         }
@@ -481,7 +481,7 @@ impl Import {
                     out.insert(key.clone(), value.clone());
                 }
                 // Written below as a step of its own.
-                "approval" => {}
+                "approval" => not_a_flag(value, place, &here, report),
                 "forEach" => {
                     let v = self.value(value, key, &here, key, place, report);
                     out.insert(key.clone(), v);
@@ -778,6 +778,19 @@ fn refused_by_orch(report: &mut ImportReport, swamp_file: &Path, diags: Vec<Diag
     }
 }
 
+/// swamp's `approval` is `true` or `false`; anything else is noted and not converted.
+fn not_a_flag(value: &Value, place: &Place, path: &str, report: &mut ImportReport) {
+    if !value.is_boolean() {
+        note(
+            report,
+            place,
+            path,
+            "`approval` is not true or false and was not converted; add a `manual_approval` \
+             step by hand if the step needs one",
+        );
+    }
+}
+
 /// Whether a task's `type` is `kind`.
 fn is_task(task: &Map<String, Value>, kind: &str) -> bool {
     task.get("type").and_then(Value::as_str) == Some(kind)
@@ -787,7 +800,17 @@ fn is_task(task: &Map<String, Value>, kind: &str) -> bool {
 /// it takes the step's `dependsOn` (and its guard, unless the step runs per item), and the
 /// step now depends on its approval. A rejection fails the gate, so the step does not run.
 fn gate_step(out: &mut Map<String, Value>, step_name: &str) -> Value {
-    let gate_name = format!("{step_name}-approval");
+    // The gate asks once, so a forEach step's `${{ self.… }}` cannot be in its name.
+    let stem = step_name
+        .split("${{")
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches(['-', '_', ' ']);
+    let gate_name = if stem.is_empty() {
+        "approval".to_string()
+    } else {
+        format!("{stem}-approval")
+    };
     let mut gate = Map::new();
     gate.insert("name".into(), Value::String(gate_name.clone()));
     gate.insert(

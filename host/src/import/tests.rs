@@ -410,3 +410,30 @@ fn tags_that_are_not_text_pairs_are_left_out_with_a_note() {
         "{notes}"
     );
 }
+
+#[test]
+fn the_gate_of_a_for_each_step_has_a_plain_name_and_a_bad_approval_is_noted() {
+    let src = swamp_with_workflow(&format!(
+        "name: w\njobs:\n  - name: j\n    steps:\n      - name: push-${{{{ self.d }}}}\n        \
+         approval: true\n        forEach:\n          item: d\n          in: [a, b]\n        {CALL}\n      \
+         - name: other\n        approval: sometimes\n        {CALL}\n"
+    ));
+    let (report, wf) = imported_workflow(src.path());
+    assert!(report.complete(), "{}", report.render());
+    let job = &wf["jobs"][0];
+    let gate = &job["steps"][0];
+    assert_eq!(gate["name"], "push-approval", "{job:#}");
+    assert!(
+        gate.get("forEach").is_none(),
+        "the gate asks once: {gate:#}"
+    );
+    assert_eq!(job["steps"][1]["dependsOn"][0]["step"], "push-approval");
+    assert_eq!(
+        job["steps"].as_array().unwrap().len(),
+        3,
+        "no gate for `other`"
+    );
+    let notes = report.render();
+    assert!(notes.contains("`approval` is not true or false"), "{notes}");
+    assert!(notes.contains("workflows/w.yaml:"), "{notes}");
+}
