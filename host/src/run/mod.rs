@@ -89,6 +89,7 @@ impl RunEnv {
         target: &str,
         inputs: &Map<String, Value>,
         dry_run: bool,
+        cancel: CancelToken,
     ) -> (Arc<RunState>, RunRecord, Instant) {
         let record = RunRecord {
             id: new_run_id(),
@@ -108,16 +109,18 @@ impl RunEnv {
             resumed_from: None,
         };
         let started = StartRecord::spawn(self.store.clone(), record.clone());
-        self.begin(record, started, dry_run, Prior::default())
+        self.begin(record, started, dry_run, Prior::default(), cancel)
     }
 
-    /// Sets up the state of a run whose record is (being) stored as `running`.
+    /// Sets up the state of a run whose record is (being) stored as `running`; `cancel`
+    /// cancels it.
     fn begin(
         &self,
         record: RunRecord,
         started: StartRecord,
         dry_run: bool,
         prior: Prior,
+        cancel: CancelToken,
     ) -> (Arc<RunState>, RunRecord, Instant) {
         let run_id = record.id.clone();
         let (kind, target) = (record.kind.clone(), record.target.clone());
@@ -153,7 +156,7 @@ impl RunEnv {
                 outcomes: Mutex::new(prior.outcomes),
                 waiting: Mutex::new(prior.waiting),
                 prior_events: prior.events,
-                cancel: CancelToken::new(),
+                cancel,
             }),
             record,
             now.checked_sub(earlier).unwrap_or(now),
@@ -280,7 +283,20 @@ impl RunEnv {
         inputs: Map<String, Value>,
         dry_run: bool,
     ) -> RunRecord {
-        let (state, record, started) = self.start("workflow", name, &inputs, dry_run);
+        self.run_workflow_cancellable(name, inputs, dry_run, CancelToken::new())
+            .await
+    }
+
+    /// Runs a workflow that `cancel` (or a signal) cancels; a caller running several runs
+    /// keeps each run's token to cancel that run alone.
+    pub async fn run_workflow_cancellable(
+        &self,
+        name: &str,
+        inputs: Map<String, Value>,
+        dry_run: bool,
+        cancel: CancelToken,
+    ) -> RunRecord {
+        let (state, record, started) = self.start("workflow", name, &inputs, dry_run, cancel);
         self.drive(state, record, started, inputs, &workflow::Preloaded::new())
             .await
     }
@@ -321,7 +337,8 @@ impl RunEnv {
         dry_run: bool,
     ) -> (RunRecord, Option<Value>) {
         let target = format!("{model}.{method}");
-        let (state, record, started) = self.start("method", &target, &inputs, false);
+        let (state, record, started) =
+            self.start("method", &target, &inputs, false, CancelToken::new());
         let call = MethodCall {
             model: model.to_string(),
             method: method.to_string(),
@@ -346,3 +363,6 @@ impl RunEnv {
         (record, output)
     }
 }
+
+#[cfg(test)]
+mod tests;
