@@ -13,7 +13,8 @@ pub enum Cmd {
         /// Model name.
         name: String,
     },
-    /// Run one method of a model.
+    /// Run one method of a model (exit 0 succeeded, 1 failed, 130 cancelled by Ctrl-C,
+    /// SIGTERM or `orch runs cancel`).
     Run {
         /// Model name.
         model: String,
