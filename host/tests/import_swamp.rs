@@ -124,8 +124,12 @@ fn imported_home_lab_checks_and_syncs_the_fleet_against_the_simulator() {
         names(&report["models"]),
         [
             "allthemonsMinecraft",
+            "calamityTerraria",
             "fleet",
+            "grafanaHub",
+            "hancockMonitoring",
             "keebDev02",
+            "monitoringAgent",
             "streamProxy",
             "tailscaleNode",
             "testVmSsh"
@@ -135,6 +139,7 @@ fn imported_home_lab_checks_and_syncs_the_fleet_against_the_simulator() {
         names(&report["workflows"]),
         [
             "configure-proxy",
+            "deploy-grafana",
             "setup-tailscale",
             "start-minecraft",
             "start-vm",
@@ -142,7 +147,7 @@ fn imported_home_lab_checks_and_syncs_the_fleet_against_the_simulator() {
         ]
     );
     // The older layout's definition is found by its name inside, not its uuid file name.
-    let keeb = &report["models"].as_array().unwrap()[2];
+    let keeb = &report["models"].as_array().unwrap()[5];
     assert_eq!(
         keeb["from"],
         format!(".swamp/definitions/@user/proxmox/node/{KEEB_ID}.yaml")
@@ -206,7 +211,18 @@ fn imported_home_lab_checks_and_syncs_the_fleet_against_the_simulator() {
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .collect();
-    assert_eq!(wanted, ["minecraft", "nginx", "proxmox", "ssh"]);
+    assert_eq!(
+        wanted,
+        [
+            "grafana",
+            "minecraft",
+            "monitoring",
+            "nginx",
+            "proxmox",
+            "ssh",
+            "terraria"
+        ]
+    );
     for plugin in &wanted {
         let bundle = dist().join(plugin);
         orch(
@@ -256,6 +272,63 @@ fn imported_home_lab_checks_and_syncs_the_fleet_against_the_simulator() {
     for vm in ["allthemons", "gold-image", "slate", "VM 102"] {
         assert!(text.contains(vm), "{vm} missing from {list:#}");
     }
+    // The workflow's and the definition's swamp tags flow onto the data the run wrote.
+    let tagged = orch(
+        &into,
+        &[
+            "--json",
+            "data",
+            "list",
+            "fleet",
+            "--tag",
+            "env=lab",
+            "--tag",
+            "owner=homelab",
+        ],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(tagged.as_array().unwrap().len(), 10, "{tagged:#}");
+    assert_eq!(tagged[0]["tags"]["env"], "lab", "{tagged:#}");
+    assert_eq!(tagged[0]["tags"]["owner"], "homelab", "{tagged:#}");
+
+    // swamp's approval gates and asserts came across as orch steps (and `orch check` above
+    // found nothing wrong with them).
+    let deploy: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(into.join("workflows/deploy-grafana.yaml")).unwrap(),
+    )
+    .unwrap();
+    let steps =
+        |job: usize| -> Vec<Value> { deploy["jobs"][job]["steps"].as_array().unwrap().clone() };
+    let names = |job: usize| -> Vec<String> {
+        steps(job)
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(0),
+        ["discover", "have-dashboards", "push-approval", "push"]
+    );
+    assert_eq!(
+        names(1),
+        ["alerting-approval", "confirm-alerts", "few-dashboards"]
+    );
+    assert_eq!(steps(0)[2]["task"]["type"], "manual_approval");
+    assert_eq!(steps(0)[3]["dependsOn"][0]["step"], "push-approval");
+    assert_eq!(
+        steps(0)[1]["task"]["expression"],
+        "size(inputs.dashboards) > 0"
+    );
+    assert_eq!(
+        steps(1)[1]["task"]["message"],
+        "Push the alert rules to Grafana?"
+    );
+    assert_eq!(steps(1)[1]["dependsOn"][0]["step"], "alerting-approval");
+    assert_eq!(deploy["tags"]["area"], "monitoring");
+    assert_eq!(deploy["jobs"][0]["concurrency"], 1);
+
     for (path, bytes) in files(&into.join(".orch")) {
         assert!(
             !contains_bytes(&bytes, PASSWORD),
@@ -291,7 +364,7 @@ fn malformed_yaml_is_reported_with_file_and_line_and_the_rest_is_imported() {
             .starts_with("workflows/broken.yaml:"),
         "{report:#}"
     );
-    assert_eq!(report["workflows"].as_array().unwrap().len(), 5);
+    assert_eq!(report["workflows"].as_array().unwrap().len(), 6);
     let into = tmp.path().join("swamp-homelab-orch");
     assert!(into.join("workflows/sync-fleet.yaml").is_file());
     assert!(!into.join("workflows/broken.yaml").exists());
@@ -379,6 +452,6 @@ fn dry_run_writes_nothing() {
     .ok()
     .json();
     assert_eq!(report["dryRun"], true);
-    assert_eq!(report["models"].as_array().unwrap().len(), 6);
+    assert_eq!(report["models"].as_array().unwrap().len(), 10);
     assert!(!tmp.path().join("swamp-homelab-orch").exists());
 }

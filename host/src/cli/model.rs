@@ -2,7 +2,6 @@
 
 use super::inputs::InputArgs;
 use super::{CliError, CmdResult, Ctx};
-use crate::store::RunStatus;
 
 /// `orch model` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -14,7 +13,8 @@ pub enum Cmd {
         /// Model name.
         name: String,
     },
-    /// Run one method of a model.
+    /// Run one method of a model (exit 0 succeeded, 1 failed, 130 cancelled by Ctrl-C,
+    /// SIGTERM or `orch runs cancel`).
     Run {
         /// Model name.
         model: String,
@@ -96,8 +96,10 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             let inputs = inputs.collect()?;
             let usage = crate::workflow::check_model(&env.repo, &model).map_err(CliError::usage)?;
             ctx.warn_skipped(&env.repo.problems_outside(&usage));
+            // Ctrl-C or SIGTERM (`orch runs cancel`) interrupts the call and records the run
+            // `cancelled`, as `orch run` does.
+            crate::run::cancel_on_signals();
             let (record, output) = env.run_method(&model, &method, inputs, dry_run).await;
-            let ok = record.status == RunStatus::Succeeded;
             let value = serde_json::json!({ "run": record, "output": output });
             ctx.printer
                 .result(&value, || match (&output, &record.error) {
@@ -105,7 +107,7 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
                     (None, Some(e)) => e.clone(),
                     _ => String::new(),
                 });
-            Ok(if ok { 0 } else { 1 })
+            Ok(super::run::exit_code(record.status))
         }
     }
 }

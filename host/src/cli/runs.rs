@@ -334,56 +334,142 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
                 .map_err(CliError::failed)?
                 .ok_or_else(|| CliError::failed(format!("no run `{id}` (see `orch runs list`)")))?;
             let run = crate::run::settle(&store, run);
-            ctx.printer.result(&run, || {
-                let mut out = format!(
-                    "run {} — {} {} — {}{}\n",
-                    run.id,
-                    run.kind,
-                    run.target,
-                    run.status.as_str(),
-                    elsewhere(run.status, run.owner.as_ref())
-                );
-                for s in &run.steps {
-                    out.push_str(&format!(
-                        "  {:<32} {:<9} {}\n",
-                        format!("{}.{}", s.job, s.name),
-                        s.status,
-                        s.duration_ms.map(crate::output::fmt_ms).unwrap_or_default()
-                    ));
-                    if let Some(e) = &s.error {
-                        out.push_str(&format!("      {e}\n"));
-                    }
-                    if let Some(m) = &s.message {
-                        out.push_str(&format!("      asks: {m}\n"));
-                    }
-                    if let Some(d) = &s.decision {
-                        out.push_str(&format!(
-                            "      {} by {} at {}{}\n",
-                            if d.approved { "approved" } else { "rejected" },
-                            d.by,
-                            d.at,
-                            d.comment
-                                .as_deref()
-                                .map(|c| format!(": {c}"))
-                                .unwrap_or_default()
-                        ));
-                    }
-                }
-                if let Some(e) = &run.error {
-                    out.push_str(&format!("{e}\n"));
-                }
-                if let Some(from) = &run.resumed_from {
-                    out.push_str(&format!("resumed from run {from}\n"));
-                }
-                if !run.waiting.is_empty() {
-                    out.push_str(&format!(
-                        "waiting for approval: orch runs approve {} / orch runs reject {}\n",
-                        run.id, run.id
-                    ));
-                }
-                out
-            });
+            ctx.printer.result(&run, || show_text(&run));
             Ok(0)
         }
+    }
+}
+
+/// `orch runs show` as text: the run, each step with its error, warning (a `warn` assert that
+/// did not hold), approval question and decision, and the run it was resumed from.
+fn show_text(run: &RunRecord) -> String {
+    let mut out = format!(
+        "run {} — {} {} — {}{}\n",
+        run.id,
+        run.kind,
+        run.target,
+        run.status.as_str(),
+        elsewhere(run.status, run.owner.as_ref())
+    );
+    for s in &run.steps {
+        out.push_str(&format!(
+            "  {:<32} {:<9} {}\n",
+            format!("{}.{}", s.job, s.name),
+            s.status,
+            s.duration_ms.map(crate::output::fmt_ms).unwrap_or_default()
+        ));
+        if let Some(e) = &s.error {
+            out.push_str(&format!("      {e}\n"));
+        }
+        if let Some(w) = &s.warning {
+            out.push_str(&format!("      warning: {w}\n"));
+        }
+        if let Some(m) = &s.message {
+            out.push_str(&format!("      asks: {m}\n"));
+        }
+        if let Some(d) = &s.decision {
+            out.push_str(&format!(
+                "      {} by {} at {}{}\n",
+                if d.approved { "approved" } else { "rejected" },
+                d.by,
+                d.at,
+                d.comment
+                    .as_deref()
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    if let Some(e) = &run.error {
+        out.push_str(&format!("{e}\n"));
+    }
+    if let Some(from) = &run.resumed_from {
+        out.push_str(&format!("resumed from run {from}\n"));
+    }
+    if !run.waiting.is_empty() {
+        out.push_str(&format!(
+            "waiting for approval: orch runs approve {} / orch runs reject {}\n",
+            run.id, run.id
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StepRecord;
+
+    fn record(steps: Vec<StepRecord>) -> RunRecord {
+        RunRecord {
+            id: "r2".into(),
+            kind: "workflow".into(),
+            target: "deploy".into(),
+            status: RunStatus::Succeeded,
+            started_at: "2026-01-01T00:00:00.000Z".into(),
+            finished_at: None,
+            duration_ms: Some(5),
+            inputs: serde_json::json!({}),
+            steps,
+            events: Vec::new(),
+            error: None,
+            owner: None,
+            outcomes: Vec::new(),
+            waiting: Vec::new(),
+            resumed_from: Some("r1".into()),
+        }
+    }
+
+    #[test]
+    fn runs_show_text_has_warnings_approvals_and_the_run_resumed_from() {
+        let text = show_text(&record(vec![
+            StepRecord {
+                job: "main".into(),
+                name: "check".into(),
+                status: "succeeded".into(),
+                warning: Some("disk above 80%".into()),
+                ..Default::default()
+            },
+            StepRecord {
+                job: "main".into(),
+                name: "gate".into(),
+                status: "succeeded".into(),
+                message: Some("ship to prod?".into()),
+                decision: Some(Decision {
+                    approved: true,
+                    by: "ann".into(),
+                    at: "2026-01-01T00:01:00.000Z".into(),
+                    comment: Some("go".into()),
+                }),
+                ..Default::default()
+            },
+        ]));
+        assert!(text.contains("warning: disk above 80%"), "{text}");
+        assert!(text.contains("asks: ship to prod?"), "{text}");
+        assert!(
+            text.contains("approved by ann at 2026-01-01T00:01:00.000Z: go"),
+            "{text}"
+        );
+        assert!(text.contains("resumed from run r1"), "{text}");
+    }
+
+    #[test]
+    fn runs_show_text_says_a_rejection() {
+        let mut run = record(vec![StepRecord {
+            job: "main".into(),
+            name: "gate".into(),
+            status: "failed".into(),
+            decision: Some(Decision {
+                approved: false,
+                by: "bob".into(),
+                at: "t".into(),
+                comment: None,
+            }),
+            ..Default::default()
+        }]);
+        run.resumed_from = None;
+        let text = show_text(&run);
+        assert!(text.contains("rejected by bob at t\n"), "{text}");
+        assert!(!text.contains("resumed from"), "{text}");
     }
 }

@@ -300,6 +300,11 @@ impl Import {
                 "description" => {
                     out.insert(key.clone(), value.clone());
                 }
+                "tags" => {
+                    if let Some(tags) = tags(value, file, lines, report) {
+                        out.insert(key.clone(), tags);
+                    }
+                }
                 _ => report.notes.push(
                     Diagnostic::at(
                         file,
@@ -388,8 +393,13 @@ impl Import {
         for (key, value) in &wf.file.value {
             match key.as_str() {
                 "id" | "name" | "version" => {}
-                "description" | "inputs" => {
+                "description" | "inputs" | "concurrency" => {
                     out.insert(key.clone(), value.clone());
+                }
+                "tags" => {
+                    if let Some(tags) = tags(value, file, lines, report) {
+                        out.insert(key.clone(), tags);
+                    }
                 }
                 "jobs" => {
                     let jobs = value.as_array().map(Vec::as_slice).unwrap_or_default();
@@ -425,7 +435,7 @@ impl Import {
         for (key, value) in fields {
             let here = format!("{path}.{key}");
             match key.as_str() {
-                "name" | "description" | "dependsOn" => {
+                "name" | "description" | "dependsOn" | "concurrency" => {
                     out.insert(key.clone(), value.clone());
                 }
                 "steps" => {
@@ -433,34 +443,45 @@ impl Import {
                     let converted = steps
                         .iter()
                         .enumerate()
-                        .map(|(i, s)| self.step(s, &format!("{here}[{i}]"), place, report))
+                        .flat_map(|(i, s)| self.step(s, &format!("{here}[{i}]"), place, report))
                         .collect();
                     out.insert(key.clone(), Value::Array(converted));
                 }
+                // Written below, once the steps are.
+                "approval" => not_a_flag(value, place, &here, report),
                 _ => dropped(report, place, &here, key, "a job"),
             }
+        }
+        if fields.get("approval") == Some(&Value::Bool(true)) {
+            let job_name = fields.get("name").and_then(Value::as_str).unwrap_or("job");
+            gate_job(&mut out, job_name);
         }
         Value::Object(out)
     }
 
+    /// Converts one step; a step with `approval: true` comes back after the
+    /// `manual_approval` step that gates it.
     fn step(
         &mut self,
         step: &Value,
         path: &str,
         place: &Place,
         report: &mut ImportReport,
-    ) -> Value {
+    ) -> Vec<Value> {
         let Some(fields) = step.as_object() else {
-            return step.clone();
+            return vec![step.clone()];
         };
         let step_name = fields.get("name").and_then(Value::as_str).unwrap_or("step");
         let mut out = Map::new();
         for (key, value) in fields {
             let here = format!("{path}.{key}");
             match key.as_str() {
-                "name" | "description" | "dependsOn" | "weight" | "allowFailure" => {
+                "name" | "description" | "dependsOn" | "weight" | "allowFailure"
+                | "concurrency" => {
                     out.insert(key.clone(), value.clone());
                 }
+                // Written below as a step of its own.
+                "approval" => not_a_flag(value, place, &here, report),
                 "forEach" => {
                     let v = self.value(value, key, &here, key, place, report);
                     out.insert(key.clone(), v);
@@ -482,7 +503,11 @@ impl Import {
                 _ => dropped(report, place, &here, key, "a step"),
             }
         }
-        Value::Object(out)
+        if fields.get("approval") == Some(&Value::Bool(true)) {
+            let gate = gate_step(&mut out, step_name);
+            return vec![gate, Value::Object(out)];
+        }
+        vec![Value::Object(out)]
     }
 
     fn task(
@@ -502,6 +527,36 @@ impl Import {
             match key.as_str() {
                 "type" | "methodName" => {
                     out.insert(key.clone(), value.clone());
+                }
+                // swamp's `manual_approval` asks its `prompt`; orch's asks its `message`.
+                "prompt" | "message" => {
+                    let v = self.value(value, key, &here, key, place, report);
+                    out.insert("message".into(), v);
+                }
+                "timeout" if is_task(fields, "manual_approval") => note(
+                    report,
+                    place,
+                    &here,
+                    "`timeout` was not written: an orch approval waits until `orch runs \
+                     approve`, `reject` or `cancel` decides it",
+                ),
+                // swamp's assert `expr` is orch's `expression` (bare CEL either way).
+                "expr" | "expression" => {
+                    let text = value
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| value.to_string());
+                    let wrapped = format!("${{{{ {} }}}}", expr::bare(&text));
+                    let (rewritten, findings) = expr::rewrite(&wrapped, &self.ids);
+                    self.note_findings(&findings, place, &here, report);
+                    out.insert("expression".into(), Value::String(expr::bare(&rewritten)));
+                }
+                "severity" => {
+                    let (severity, why) = assert_severity(value);
+                    if let Some(why) = why {
+                        note(report, place, &here, &why);
+                    }
+                    out.insert(key.clone(), Value::String(severity.into()));
                 }
                 "modelIdOrName" | "workflowIdOrName" => {
                     let named = value
@@ -721,6 +776,162 @@ fn refused_by_orch(report: &mut ImportReport, swamp_file: &Path, diags: Vec<Diag
             .into(),
         );
     }
+}
+
+/// swamp's `approval` is `true` or `false`; anything else is noted and not converted.
+fn not_a_flag(value: &Value, place: &Place, path: &str, report: &mut ImportReport) {
+    if !value.is_boolean() {
+        note(
+            report,
+            place,
+            path,
+            "`approval` is not true or false and was not converted; add a `manual_approval` \
+             step by hand if the step needs one",
+        );
+    }
+}
+
+/// Whether a task's `type` is `kind`.
+fn is_task(task: &Map<String, Value>, kind: &str) -> bool {
+    task.get("type").and_then(Value::as_str) == Some(kind)
+}
+
+/// The `manual_approval` step for swamp's `approval: true` on `step` (converted, in `out`):
+/// it takes the step's `dependsOn` (and its guard, unless the step runs per item), and the
+/// step now depends on its approval. A rejection fails the gate, so the step does not run.
+fn gate_step(out: &mut Map<String, Value>, step_name: &str) -> Value {
+    // The gate asks once, so a forEach step's `${{ self.… }}` cannot be in its name.
+    let stem = step_name
+        .split("${{")
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches(['-', '_', ' ']);
+    let gate_name = if stem.is_empty() {
+        "approval".to_string()
+    } else {
+        format!("{stem}-approval")
+    };
+    let mut gate = Map::new();
+    gate.insert("name".into(), Value::String(gate_name.clone()));
+    gate.insert(
+        "description".into(),
+        Value::String(format!("swamp's `approval: true` on step `{step_name}`")),
+    );
+    gate.insert(
+        "task".into(),
+        serde_json::json!({
+            "type": "manual_approval",
+            "message": format!("Run step `{step_name}`?"),
+        }),
+    );
+    if let Some(deps) = out.remove("dependsOn") {
+        gate.insert("dependsOn".into(), deps);
+    }
+    if !out.contains_key("forEach")
+        && let Some(guard) = out.get("guard")
+    {
+        gate.insert("guard".into(), guard.clone());
+    }
+    out.insert("dependsOn".into(), depends_on(&gate_name));
+    Value::Object(gate)
+}
+
+/// swamp's `approval: true` on a job: a `manual_approval` step first in the job, on which
+/// every step that depended on nothing now depends.
+fn gate_job(out: &mut Map<String, Value>, job_name: &str) {
+    let gate_name = format!("{job_name}-approval");
+    let mut steps = match out.remove("steps") {
+        Some(Value::Array(steps)) => steps,
+        _ => Vec::new(),
+    };
+    for step in steps.iter_mut().filter_map(Value::as_object_mut) {
+        let free = match step.get("dependsOn") {
+            None | Some(Value::Null) => true,
+            Some(Value::Array(deps)) => deps.is_empty(),
+            Some(_) => false,
+        };
+        if free {
+            step.insert("dependsOn".into(), depends_on(&gate_name));
+        }
+    }
+    steps.insert(
+        0,
+        serde_json::json!({
+            "name": gate_name,
+            "description": format!("swamp's `approval: true` on job `{job_name}`"),
+            "task": {
+                "type": "manual_approval",
+                "message": format!("Run job `{job_name}`?"),
+            },
+        }),
+    );
+    out.insert("steps".into(), Value::Array(steps));
+}
+
+/// `dependsOn: [{step: NAME, condition: {type: succeeded}}]`.
+fn depends_on(step: &str) -> Value {
+    serde_json::json!([{ "step": step, "condition": { "type": "succeeded" } }])
+}
+
+/// orch's severity for a swamp assert's: swamp fails the step on every false assert whatever
+/// its severity (`--fail-on` only changes the exit code), so all become `error`; `low` and
+/// `medium` come with a note saying how to keep them from failing the run.
+fn assert_severity(value: &Value) -> (&'static str, Option<String>) {
+    match value.as_str().unwrap_or_default() {
+        "error" | "high" | "critical" => ("error", None),
+        "warn" | "warning" => ("warn", None),
+        other => (
+            "error",
+            Some(format!(
+                "swamp severity `{other}` became `error` (a false assert fails the step, as in \
+                 swamp); write `severity: warn` to only record it, as `--fail-on` above \
+                 `{other}` did"
+            )),
+        ),
+    }
+}
+
+/// swamp `tags` as orch's: a mapping of text to text (numbers and booleans are written as
+/// text); anything else is left out with a note.
+fn tags(value: &Value, file: &Path, lines: &LineIndex, report: &mut ImportReport) -> Option<Value> {
+    let mut out = Map::new();
+    let bad = |report: &mut ImportReport, what: &str| {
+        report.notes.push(
+            Diagnostic::at(
+                file,
+                lines,
+                "tags",
+                format!(
+                    "{what}: orch tags are `key: value` text pairs; the tags were not written, \
+                     write them by hand"
+                ),
+            )
+            .into(),
+        );
+    };
+    let Some(map) = value.as_object() else {
+        bad(report, "`tags` is not a mapping");
+        return None;
+    };
+    for (k, v) in map {
+        let text = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => {
+                bad(report, &format!("tag `{k}` is not text"));
+                return None;
+            }
+        };
+        out.insert(k.clone(), Value::String(text));
+    }
+    Some(Value::Object(out))
+}
+
+fn note(report: &mut ImportReport, place: &Place, path: &str, message: &str) {
+    report
+        .notes
+        .push(Diagnostic::at(place.file, place.lines, path, message.to_string()).into());
 }
 
 fn dropped(report: &mut ImportReport, place: &Place, path: &str, key: &str, what: &str) {

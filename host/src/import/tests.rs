@@ -176,9 +176,10 @@ fn flat_layout_env_step_secrets_and_unknown_roots() {
         gateway.contains("sshHost: ${{ env.GATEWAY_HOST }}"),
         "{gateway}"
     );
-    assert!(!gateway.contains("tags"), "{gateway}");
+    // orch definitions carry tags now (issue 12): written, not dropped with a note.
+    assert!(gateway.contains("tags:\n  team: infra\n"), "{gateway}");
     assert!(
-        report
+        !report
             .notes
             .iter()
             .any(|n| n.text.starts_with("models/gateway.yaml:3: tags:")),
@@ -255,4 +256,184 @@ fn a_target_that_climbs_back_into_the_swamp_repository_is_refused() {
         "{err}"
     );
     assert!(!src.path().join("out").exists());
+}
+
+/// A swamp repo with one workflow (`workflows/w.yaml`) and a grafana definition.
+fn swamp_with_workflow(workflow: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |rel: &str, text: &str| {
+        let p = dir.path().join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    };
+    write(".swamp.yaml", "swampVersion: 0.1.0\n");
+    write(
+        "models/@user/grafana/instance/g.yaml",
+        "name: g\ntype: '@user/grafana/instance'\ntags:\n  env: lab\n  tier: 2\n\
+         globalArguments:\n  url: http://grafana:3000\n  token: ${{ vault.get(\"gv\", \"token\") }}\n",
+    );
+    write("workflows/w.yaml", workflow);
+    dir
+}
+
+fn imported_workflow(src: &Path) -> (ImportReport, Value) {
+    let (report, out) = run(src, false);
+    let text = fs::read_to_string(out.path().join("orch/workflows/w.yaml")).unwrap();
+    let value: Value = serde_yaml_ng::from_str(&text).unwrap();
+    (report, value)
+}
+
+fn step_named<'a>(job: &'a Value, name: &str) -> &'a Value {
+    job["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {job:#}"))
+}
+
+const CALL: &str = "task: { type: model_method, modelIdOrName: g, methodName: discover }";
+
+#[test]
+fn an_approval_on_a_step_becomes_a_manual_approval_step_it_depends_on() {
+    let src = swamp_with_workflow(&format!(
+        "name: w\njobs:\n  - name: j\n    steps:\n      - name: a\n        {CALL}\n      \
+         - name: b\n        approval: true\n        condition: ${{{{ inputs.go }}}}\n        {CALL}\n        \
+         dependsOn:\n          - step: a\n            condition: {{ type: succeeded }}\n"
+    ));
+    let (report, wf) = imported_workflow(src.path());
+    assert!(report.complete(), "{}", report.render());
+    let job = &wf["jobs"][0];
+    let names: Vec<_> = job["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["name"])
+        .collect();
+    assert_eq!(names, ["a", "b-approval", "b"], "{job:#}");
+    let gate = step_named(job, "b-approval");
+    assert_eq!(gate["task"]["type"], "manual_approval");
+    assert_eq!(
+        gate["dependsOn"][0]["step"], "a",
+        "the gate takes b's dependencies"
+    );
+    assert_eq!(
+        gate["guard"], "inputs.go",
+        "the gate asks only when b would run"
+    );
+    let b = step_named(job, "b");
+    assert_eq!(b["dependsOn"].as_array().unwrap().len(), 1, "{b:#}");
+    assert_eq!(b["dependsOn"][0]["step"], "b-approval");
+    assert_eq!(b["dependsOn"][0]["condition"]["type"], "succeeded");
+    assert!(b.get("approval").is_none(), "{b:#}");
+}
+
+#[test]
+fn an_approval_on_a_job_gates_the_steps_that_depended_on_nothing() {
+    let src = swamp_with_workflow(&format!(
+        "name: w\njobs:\n  - name: deploy\n    approval: true\n    concurrency: 2\n    steps:\n      \
+         - name: a\n        {CALL}\n      - name: b\n        {CALL}\n        dependsOn:\n          \
+         - step: a\n"
+    ));
+    let (report, wf) = imported_workflow(src.path());
+    assert!(report.complete(), "{}", report.render());
+    let job = &wf["jobs"][0];
+    assert_eq!(job["concurrency"], 2);
+    assert!(job.get("approval").is_none(), "{job:#}");
+    assert_eq!(job["steps"][0]["name"], "deploy-approval");
+    assert_eq!(job["steps"][0]["task"]["type"], "manual_approval");
+    assert_eq!(
+        step_named(job, "a")["dependsOn"][0]["step"],
+        "deploy-approval"
+    );
+    let b = step_named(job, "b");
+    assert_eq!(b["dependsOn"].as_array().unwrap().len(), 1);
+    assert_eq!(b["dependsOn"][0]["step"], "a", "b already waits through a");
+}
+
+#[test]
+fn manual_approval_and_assert_tasks_take_orch_field_names() {
+    let src = swamp_with_workflow(
+        "name: w\njobs:\n  - name: j\n    steps:\n      - name: ok\n        task:\n          \
+         type: manual_approval\n          prompt: Ship it?\n          timeout: 3600\n      \
+         - name: hard\n        task:\n          type: assert\n          expr: ${{ 1 < 2 }}\n          \
+         message: math\n          severity: high\n      - name: soft\n        task:\n          \
+         type: assert\n          expr: 2 > 1\n          severity: low\n",
+    );
+    let (report, wf) = imported_workflow(src.path());
+    assert!(report.complete(), "{}", report.render());
+    let job = &wf["jobs"][0];
+    assert_eq!(
+        step_named(job, "ok")["task"],
+        serde_json::json!({"type": "manual_approval", "message": "Ship it?"})
+    );
+    assert_eq!(
+        step_named(job, "hard")["task"],
+        serde_json::json!({"type": "assert", "expression": "1 < 2", "message": "math", "severity": "error"})
+    );
+    assert_eq!(step_named(job, "soft")["task"]["severity"], "error");
+    let notes = report.render();
+    assert!(notes.contains("`timeout` was not written"), "{notes}");
+    assert!(notes.contains("severity `low` became `error`"), "{notes}");
+}
+
+#[test]
+fn tags_and_concurrency_come_across() {
+    let src = swamp_with_workflow(&format!(
+        "name: w\ntags:\n  env: lab\nconcurrency: 3\njobs:\n  - name: j\n    steps:\n      \
+         - name: a\n        concurrency: 1\n        {CALL}\n"
+    ));
+    let (report, wf) = imported_workflow(src.path());
+    assert!(report.complete(), "{}", report.render());
+    assert_eq!(wf["tags"], serde_json::json!({"env": "lab"}));
+    assert_eq!(wf["concurrency"], 3);
+    assert_eq!(wf["jobs"][0]["steps"][0]["concurrency"], 1);
+    let (_, out) = run(src.path(), false);
+    let def = fs::read_to_string(out.path().join("orch/models/g.yaml")).unwrap();
+    let def: Value = serde_yaml_ng::from_str(&def).unwrap();
+    assert_eq!(def["type"], "grafana/instance");
+    assert_eq!(def["tags"], serde_json::json!({"env": "lab", "tier": "2"}));
+    assert_eq!(def["globalArguments"]["url"], "http://grafana:3000");
+}
+
+#[test]
+fn tags_that_are_not_text_pairs_are_left_out_with_a_note() {
+    let src = swamp_with_workflow(&format!(
+        "name: w\ntags: [a, b]\njobs:\n  - name: j\n    steps:\n      - name: a\n        {CALL}\n"
+    ));
+    let (report, wf) = imported_workflow(src.path());
+    assert!(wf.get("tags").is_none(), "{wf:#}");
+    let notes = report.render();
+    assert!(notes.contains("workflows/w.yaml:2"), "{notes}");
+    assert!(
+        notes.contains("orch tags are `key: value` text pairs"),
+        "{notes}"
+    );
+}
+
+#[test]
+fn the_gate_of_a_for_each_step_has_a_plain_name_and_a_bad_approval_is_noted() {
+    let src = swamp_with_workflow(&format!(
+        "name: w\njobs:\n  - name: j\n    steps:\n      - name: push-${{{{ self.d }}}}\n        \
+         approval: true\n        forEach:\n          item: d\n          in: [a, b]\n        {CALL}\n      \
+         - name: other\n        approval: sometimes\n        {CALL}\n"
+    ));
+    let (report, wf) = imported_workflow(src.path());
+    assert!(report.complete(), "{}", report.render());
+    let job = &wf["jobs"][0];
+    let gate = &job["steps"][0];
+    assert_eq!(gate["name"], "push-approval", "{job:#}");
+    assert!(
+        gate.get("forEach").is_none(),
+        "the gate asks once: {gate:#}"
+    );
+    assert_eq!(job["steps"][1]["dependsOn"][0]["step"], "push-approval");
+    assert_eq!(
+        job["steps"].as_array().unwrap().len(),
+        3,
+        "no gate for `other`"
+    );
+    let notes = report.render();
+    assert!(notes.contains("`approval` is not true or false"), "{notes}");
+    assert!(notes.contains("workflows/w.yaml:"), "{notes}");
 }

@@ -53,6 +53,19 @@ pub const TYPE_TABLE: &[TypeMapping] = &[
     ssh("@user/ssh/host", "ssh/host", "ssh"),
     ssh("@user/docker/compose", "docker/compose", "docker"),
     ssh("@user/dns/dnsmasq", "dns/dnsmasq", "dnsmasq"),
+    // The reference names these types and `serverName` but not their other arguments: those
+    // keep their names (plugins/terraria, plugins/monitoring take the SDK's `ssh…` fields).
+    ssh("@user/terraria/server", "terraria/server", "terraria"),
+    ssh("@user/monitoring/agent", "monitoring/agent", "monitoring"),
+    ssh("@user/monitoring/hub", "monitoring/hub", "monitoring"),
+    // HTTP, not SSH: `url` and `token` (plugins/grafana) keep their names.
+    TypeMapping {
+        swamp: "@user/grafana/instance",
+        orch: "grafana/instance",
+        plugin: "grafana",
+        renames: &[],
+        added: &[],
+    },
 ];
 
 const fn proxmox(swamp: &'static str, orch: &'static str) -> TypeMapping {
@@ -129,6 +142,31 @@ mod tests {
         // The readme writes types without the namespace; both spellings map.
         assert_eq!(lookup("docker/compose").unwrap().orch, "docker/compose");
         assert_eq!(lookup("@someone/ssh/host").unwrap().orch, "ssh/host");
+    }
+
+    #[test]
+    fn game_and_monitoring_types_map_to_their_plugins() {
+        let terraria = lookup("@user/terraria/server").unwrap();
+        assert_eq!(
+            (terraria.orch, terraria.plugin),
+            ("terraria/server", "terraria")
+        );
+        assert_eq!(terraria.rename("host"), "sshHost");
+        assert_eq!(terraria.rename("serverName"), "serverName");
+        assert_eq!(
+            lookup("@user/monitoring/agent").unwrap().orch,
+            "monitoring/agent"
+        );
+        let hub = lookup("@user/monitoring/hub").unwrap();
+        assert_eq!((hub.orch, hub.plugin), ("monitoring/hub", "monitoring"));
+        assert_eq!(hub.rename("apiUrl"), "apiUrl");
+        let grafana = lookup("@user/grafana/instance").unwrap();
+        assert_eq!(
+            (grafana.orch, grafana.plugin),
+            ("grafana/instance", "grafana")
+        );
+        assert_eq!(grafana.rename("url"), "url");
+        assert_eq!(grafana.rename("token"), "token");
     }
 
     #[test]

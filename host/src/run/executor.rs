@@ -690,6 +690,6 @@ impl StepExecutor for Executor {
     }
 
     fn cancelled(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(super::cancel::cancelled())
+        Box::pin(self.state.cancel.cancelled())
     }
 }

@@ -2,7 +2,7 @@
 //! run resumed from a step. Each takes the recorded outcome of every finished step instead of
 //! running it again; the data those steps wrote is already in the store.
 
-use super::{Prior, RunEnv, StartRecord, current_owner};
+use super::{CancelToken, Prior, RunEnv, StartRecord, current_owner};
 use crate::store::{
     Decision, RecordedOutcome, ResourceStore, RunRecord, RunStatus, WaitingStep, new_run_id,
     now_rfc3339,
@@ -307,7 +307,13 @@ impl RunEnv {
             o.error = error.clone();
         }
         let preloaded = preloaded(&prior.outcomes);
-        let (state, record, started) = self.begin(taken, StartRecord::committed(), false, prior);
+        let (state, record, started) = self.begin(
+            taken,
+            StartRecord::committed(),
+            false,
+            prior,
+            CancelToken::new(),
+        );
         let label = format!("{}.{}", waiting.job, waiting.step);
         let comment = decision
             .comment
@@ -416,7 +422,8 @@ impl RunEnv {
             resumed_from: Some(old.id.clone()),
         };
         let started = StartRecord::spawn(self.store.clone(), record.clone());
-        let (state, record, started) = self.begin(record, started, false, prior);
+        let (state, record, started) =
+            self.begin(record, started, false, prior, CancelToken::new());
         Ok(self.drive(state, record, started, inputs, &preloaded).await)
     }
 }

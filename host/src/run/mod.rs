@@ -9,7 +9,7 @@ mod lifecycle;
 mod owner;
 mod start;
 
-pub use cancel::{CANCELLED_EXIT_CODE, cancel_on_signals, cancel_runs, is_cancelled};
+pub use cancel::{CANCELLED_EXIT_CODE, CancelToken, cancel_on_signals, cancel_runs};
 pub use lifecycle::{WAITING_EXIT_CODE, cancel_waiting, find_waiting_step};
 pub use owner::{Liveness, current_owner, liveness, reap_abandoned, settle};
 pub use start::StartRecord;
@@ -65,6 +65,8 @@ pub(crate) struct RunState {
     pub waiting: Mutex<Vec<WaitingStep>>,
     /// Events recorded by the earlier part of a run that waited, kept before this part's.
     pub prior_events: Vec<Value>,
+    /// Cancels this run only (a signal cancels every run in flight).
+    pub cancel: CancelToken,
 }
 
 /// What an earlier part of a run left for this one: step records, outcomes, waiting steps.
@@ -87,6 +89,7 @@ impl RunEnv {
         target: &str,
         inputs: &Map<String, Value>,
         dry_run: bool,
+        cancel: CancelToken,
     ) -> (Arc<RunState>, RunRecord, Instant) {
         let record = RunRecord {
             id: new_run_id(),
@@ -106,16 +109,18 @@ impl RunEnv {
             resumed_from: None,
         };
         let started = StartRecord::spawn(self.store.clone(), record.clone());
-        self.begin(record, started, dry_run, Prior::default())
+        self.begin(record, started, dry_run, Prior::default(), cancel)
     }
 
-    /// Sets up the state of a run whose record is (being) stored as `running`.
+    /// Sets up the state of a run whose record is (being) stored as `running`; `cancel`
+    /// cancels it.
     fn begin(
         &self,
         record: RunRecord,
         started: StartRecord,
         dry_run: bool,
         prior: Prior,
+        cancel: CancelToken,
     ) -> (Arc<RunState>, RunRecord, Instant) {
         let run_id = record.id.clone();
         let (kind, target) = (record.kind.clone(), record.target.clone());
@@ -151,6 +156,7 @@ impl RunEnv {
                 outcomes: Mutex::new(prior.outcomes),
                 waiting: Mutex::new(prior.waiting),
                 prior_events: prior.events,
+                cancel,
             }),
             record,
             now.checked_sub(earlier).unwrap_or(now),
@@ -170,7 +176,15 @@ impl RunEnv {
         }
         let duration_ms = started.elapsed().as_millis() as u64;
         let waiting = state.waiting.lock().map(|w| w.clone()).unwrap_or_default();
-        let (status, error) = if record.kind == "workflow" && cancel::is_cancelled() {
+        // A method run is cancelled only if its call was interrupted: one that returned before
+        // the signal wrote what it returned.
+        let cancelled = state.cancel.is_cancelled()
+            && (record.kind == "workflow"
+                || state
+                    .steps
+                    .lock()
+                    .is_ok_and(|s| s.iter().any(|s| s.status == "cancelled")));
+        let (status, error) = if cancelled {
             let why = "cancelled (SIGINT/SIGTERM: Ctrl-C or `orch runs cancel`) before it \
                        finished; steps in flight were interrupted and wrote nothing";
             (RunStatus::Cancelled, Some(why.to_string()))
@@ -269,7 +283,20 @@ impl RunEnv {
         inputs: Map<String, Value>,
         dry_run: bool,
     ) -> RunRecord {
-        let (state, record, started) = self.start("workflow", name, &inputs, dry_run);
+        self.run_workflow_cancellable(name, inputs, dry_run, CancelToken::new())
+            .await
+    }
+
+    /// Runs a workflow that `cancel` (or a signal) cancels; a caller running several runs
+    /// keeps each run's token to cancel that run alone.
+    pub async fn run_workflow_cancellable(
+        &self,
+        name: &str,
+        inputs: Map<String, Value>,
+        dry_run: bool,
+        cancel: CancelToken,
+    ) -> RunRecord {
+        let (state, record, started) = self.start("workflow", name, &inputs, dry_run, cancel);
         self.drive(state, record, started, inputs, &workflow::Preloaded::new())
             .await
     }
@@ -310,7 +337,8 @@ impl RunEnv {
         dry_run: bool,
     ) -> (RunRecord, Option<Value>) {
         let target = format!("{model}.{method}");
-        let (state, record, started) = self.start("method", &target, &inputs, false);
+        let (state, record, started) =
+            self.start("method", &target, &inputs, false, CancelToken::new());
         let call = MethodCall {
             model: model.to_string(),
             method: method.to_string(),
@@ -321,13 +349,20 @@ impl RunEnv {
             dry_run,
             tags: Default::default(),
         };
-        let (error, output) =
-            executor::run_recorded(&state, &target, Some((model, method)), async || {
-                state.runner.run(&call).await.map_err(|e| e.to_string())
-            })
-            .await;
+        // Cancelling drops the recorded call: the step records itself `cancelled` and its
+        // writes, held until the call returns, are never committed.
+        let recorded = executor::run_recorded(&state, &target, Some((model, method)), async || {
+            state.runner.run(&call).await.map_err(|e| e.to_string())
+        });
+        let (error, output) = tokio::select! {
+            done = recorded => done,
+            () = state.cancel.cancelled() => (Some("cancelled".to_string()), None),
+        };
         state.runner.ssh.close().await;
         let record = self.finish(&state, record, started, error);
         (record, output)
     }
 }
+
+#[cfg(test)]
+mod tests;
