@@ -7,20 +7,15 @@ mod support;
 
 use grafana_sim::{SimConfig, Simulator};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::process::Command;
+use support::prometheus::{NODE_EXPORTER, free_port, poll, prometheus};
 use support::sshd::{Sshd, TestHost};
 use support::{Run, TestRepo, contains_bytes};
 
 const TOKEN: &str = "glsa_deploy_ops_right_token_2718";
 const WRONG_TOKEN: &str = "glsa_deploy_ops_wrong_token_3141";
 const WEBHOOK: &str = "https://discord.example/api/webhooks/deploy-ops-secret-77";
-const PROMETHEUS: &str = "/usr/bin/prometheus";
-const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
 
 fn homelab() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/homelab")
@@ -311,117 +306,6 @@ fn a_wrong_grafana_token_is_denied_and_never_shown_or_stored() {
 }
 
 // ---- monitoring: a fleet VM, its node_exporter and the Prometheus hub ----
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A plain HTTP/1.0 request to 127.0.0.1:`port`: (status, body), or None when nothing answers.
-fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_string()))
-}
-
-/// Asks `check` up to `tries` times until it gives a value: the bounded retry for what
-/// Prometheus does on its own schedule (file_sd refreshes, scrapes).
-fn poll<T>(tries: u32, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    for _ in 0..tries {
-        if let Some(v) = check() {
-            return Some(v);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
-}
-
-/// This test binary's Prometheus: scrapes every file_sd file in `file_sd/` each second.
-struct Prometheus {
-    dir: PathBuf,
-    port: u16,
-    _watchdog: std::process::Child,
-}
-
-impl Prometheus {
-    /// Active targets whose `name` label is `name`.
-    fn targets_named(&self, name: &str) -> Vec<Value> {
-        let Some((200, body)) = http(self.port, "GET", "/api/v1/targets?state=active") else {
-            return Vec::new();
-        };
-        let reply: Value = serde_json::from_str(&body).unwrap();
-        reply["data"]["activeTargets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|t| t["labels"]["name"] == name)
-            .cloned()
-            .collect()
-    }
-}
-
-/// Started once; a watchdog shell stops it when this test process is gone.
-fn prometheus() -> &'static Prometheus {
-    static ONCE: OnceLock<Prometheus> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        assert!(
-            Path::new(PROMETHEUS).is_file(),
-            "{PROMETHEUS} is missing: install prometheus (cargo xtask test does)"
-        );
-        let dir = tempfile::tempdir().unwrap().keep();
-        std::fs::create_dir_all(dir.join("file_sd")).unwrap();
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: node\n    \
-             file_sd_configs:\n      - files: ['{}/file_sd/*.json']\n",
-            dir.display()
-        );
-        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-        let port = free_port();
-        let script = format!(
-            "{PROMETHEUS} --config.file={d}/prometheus.yml --storage.tsdb.path={d}/data \
-             --web.listen-address=127.0.0.1:{port} --web.enable-lifecycle >{d}/prometheus.log 2>&1 & \
-             p=$!; while kill -0 {me} 2>/dev/null && kill -0 $p 2>/dev/null; do sleep 1; done; \
-             kill $p; wait $p; rm -rf {d}",
-            d = dir.display(),
-            me = std::process::id()
-        );
-        let watchdog = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus");
-        let ready = poll(300, || {
-            http(port, "GET", "/-/ready").filter(|(status, _)| *status == 200)
-        });
-        assert!(
-            ready.is_some(),
-            "Prometheus did not get ready:\n{}",
-            std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
-        );
-        Prometheus {
-            dir,
-            port,
-            _watchdog: watchdog,
-        }
-    })
-}
 
 /// (Re)starts node_exporter with the flags file's ARGS, as `systemctl restart` would.
 const RESTART: &str = r#"#!/bin/sh
