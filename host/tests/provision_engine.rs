@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::lab::Lab;
 use support::sshd::{Sshd, TestHost};
-use support::{Run, TestRepo};
+use support::{Run, TestRepo, contains_bytes};
 
 const PVE_PASSWORD: &str = "pve-engine-e2e";
 const SLATE_VMID: u32 = 100;
@@ -47,7 +47,7 @@ cp "$d/www/$name" "$out"
 
 /// docker: records its arguments and keeps containers as files (`containers/NAME` holds the
 /// state, `NAME.image` the image); `build` fails with BuildKit's message while ./fail-build
-/// exists; `run --env-file F` keeps F's mode and text, which the test checks and then drops.
+/// exists; `run --env-file F` keeps F's mode and text, and a `ps` snapshot taken while it runs.
 const DOCKER_SHIM: &str = r#"#!/bin/sh
 d=$(cd "$(dirname "$0")" && pwd)
 echo "docker $*" >> "$d/commands.log"
@@ -71,6 +71,7 @@ case "$1" in
       esac
     done
     if [ -n "$envf" ]; then stat -c %a "$envf" > "$d/envfile.mode"; cat "$envf" > "$d/envfile.seen"; fi
+    ps -eo args > "$d/ps.during-run"
     echo "$1" > "$c/$name.image"; echo running > "$c/$name"; echo 3f9a1c0ffee ;;
   container)
     shift 2
@@ -552,4 +553,36 @@ fn minecraft_install_refuses_a_corrupt_zip_and_without_the_eula() {
         corrupt.all()
     );
     assert!(!server.exists(), "a corrupt zip was unpacked");
+}
+
+#[test]
+fn a_vault_secret_in_the_container_env_reaches_no_command_line_record_or_log() {
+    let lab = EngineLab::new(true);
+    lab.repo
+        .orch_stdin(&["vault", "put", "bot-vault", "token"], BOT_TOKEN)
+        .ok();
+    lab.repo.write(
+        "workflows/run-bot.yaml",
+        "name: run-bot\njobs:\n  - name: bot\n    steps:\n      - name: run\n        task:\n          \
+         type: model_method\n          modelIdOrName: slateDocker\n          methodName: run\n          \
+         inputs:\n            image: bot:latest\n            name: vaultbot\n            \
+         env: { BOT_TOKEN: '${{ vault.get(\"bot-vault\", \"token\") }}' }\n",
+    );
+    let run = lab.orch(&["--json", "run", "run-bot"]).ok();
+    assert!(!run.all().contains(BOT_TOKEN), "{}", run.all());
+    // docker got it, through the env file only.
+    let seen = std::fs::read_to_string(lab.bin("envfile.seen")).unwrap();
+    assert_eq!(seen, format!("BOT_TOKEN={BOT_TOKEN}\n"));
+    let ps = std::fs::read_to_string(lab.bin("ps.during-run")).unwrap();
+    assert!(
+        ps.contains("--env-file"),
+        "the snapshot missed docker run: {ps}"
+    );
+    assert!(!ps.contains(BOT_TOKEN), "{ps}");
+    assert!(!lab.commands().concat().contains(BOT_TOKEN));
+    assert!(!Path::new("/tmp/.orch-env-vaultbot").exists());
+    assert!(
+        !contains_bytes(&lab.repo.orch_dir_bytes(), BOT_TOKEN),
+        "the token is stored in .orch (run records, data or logs)"
+    );
 }
