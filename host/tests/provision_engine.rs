@@ -17,6 +17,9 @@ const PVE_PASSWORD: &str = "pve-engine-e2e";
 const SLATE_VMID: u32 = 100;
 /// A secret container environment value; it must reach docker only through the env file.
 const BOT_TOKEN: &str = "bot-token-7f3e9c1d";
+/// The vault's bot token: a value of its own, since the ps snapshot sees every process on the
+/// machine, including the orch run of another test that passes BOT_TOKEN as a literal input.
+const VAULT_TOKEN: &str = "vault-bot-token-2b8d41aa";
 
 /// apt-get: records its arguments; installing docker.io puts the docker shim on PATH, installing
 /// Java puts a `java17` (the test's javaBin) that records its arguments.
@@ -559,7 +562,7 @@ fn minecraft_install_refuses_a_corrupt_zip_and_without_the_eula() {
 fn a_vault_secret_in_the_container_env_reaches_no_command_line_record_or_log() {
     let lab = EngineLab::new(true);
     lab.repo
-        .orch_stdin(&["vault", "put", "bot-vault", "token"], BOT_TOKEN)
+        .orch_stdin(&["vault", "put", "bot-vault", "token"], VAULT_TOKEN)
         .ok();
     lab.repo.write(
         "workflows/run-bot.yaml",
@@ -569,20 +572,20 @@ fn a_vault_secret_in_the_container_env_reaches_no_command_line_record_or_log() {
          env: { BOT_TOKEN: '${{ vault.get(\"bot-vault\", \"token\") }}' }\n",
     );
     let run = lab.orch(&["--json", "run", "run-bot"]).ok();
-    assert!(!run.all().contains(BOT_TOKEN), "{}", run.all());
+    assert!(!run.all().contains(VAULT_TOKEN), "{}", run.all());
     // docker got it, through the env file only.
     let seen = std::fs::read_to_string(lab.bin("envfile.seen")).unwrap();
-    assert_eq!(seen, format!("BOT_TOKEN={BOT_TOKEN}\n"));
+    assert_eq!(seen, format!("BOT_TOKEN={VAULT_TOKEN}\n"));
     let ps = std::fs::read_to_string(lab.bin("ps.during-run")).unwrap();
     assert!(
         ps.contains("--env-file"),
         "the snapshot missed docker run: {ps}"
     );
-    assert!(!ps.contains(BOT_TOKEN), "{ps}");
-    assert!(!lab.commands().concat().contains(BOT_TOKEN));
+    assert!(!ps.contains(VAULT_TOKEN), "{ps}");
+    assert!(!lab.commands().concat().contains(VAULT_TOKEN));
     assert!(!Path::new("/tmp/.orch-env-vaultbot").exists());
     assert!(
-        !contains_bytes(&lab.repo.orch_dir_bytes(), BOT_TOKEN),
+        !contains_bytes(&lab.repo.orch_dir_bytes(), VAULT_TOKEN),
         "the token is stored in .orch (run records, data or logs)"
     );
 }
