@@ -125,6 +125,9 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
         "libnginx-mod-stream",
     ),
     ("/usr/bin/tmux", "tmux"),
+    // minecraft/installer (host/tests/provision_engine.rs): real unzip on the test host, zip to make packs.
+    ("/usr/bin/unzip", "unzip"),
+    ("/usr/bin/zip", "zip"),
     // dns/dnsmasq (host/tests/dnsmasq.rs) runs its own dnsmasq; dnsmasq-base is the binary
     // without the system service, which would start a resolver on port 53.
     ("/usr/sbin/dnsmasq", "dnsmasq-base"),

@@ -1,10 +1,12 @@
-//! `docker/compose`: a Docker Compose project on an SSH host (start, stop, update, status).
+//! `docker/compose`: a Docker Compose project on an SSH host (start, stop, update, status);
+//! `docker/engine`: the Docker Engine itself (install, build, run, stop, inspect, exec).
 //!
-//! Commands and output parsing live in [`compose`], written against [`remote::Connector`] so
+//! Commands and output parsing live in [`compose`] and [`engine`], written against [`remote::Connector`] so
 //! they are unit-tested natively with a fake session. This file only wires them to the host
 //! (SSH import, resources, logs).
 
 mod compose;
+mod engine;
 
 use orch_plugin_sdk::clock;
 // Public because each SSH plugin uses a different part of the shared module (and of its test
@@ -79,7 +81,67 @@ fn status(ctx: &Ctx<ComposeGlobals>, _: NoArgs) -> Result<Value> {
     to_value(resource)
 }
 
-/// The plugin: the `docker/compose` model type.
+fn engine_value<A>(
+    ctx: &Ctx<engine::EngineGlobals>,
+    args: A,
+    run: impl Fn(&HostSsh, &engine::EngineGlobals, &str, &A) -> Result<engine::ActionOutput>,
+) -> Result<Value> {
+    if ctx.dry_run {
+        ctx.globals.ssh().target(&ctx.model_name)?;
+        return Ok(json!({ "dryRun": true, "target": ctx.globals.ssh().describe() }));
+    }
+    let out = run(&HostSsh, &ctx.globals, &ctx.model_name, &args)?;
+    for command in &out.commands {
+        ctx.info(format!("ran `{command}`"));
+    }
+    to_value(out)
+}
+
+fn engine_install(ctx: &Ctx<engine::EngineGlobals>, _: NoArgs) -> Result<Value> {
+    engine_value(ctx, (), |c, g, m, _| engine::install(c, g, m))
+}
+
+fn engine_build(ctx: &Ctx<engine::EngineGlobals>, args: engine::BuildArgs) -> Result<Value> {
+    engine_value(ctx, args, engine::build)
+}
+
+fn engine_run(ctx: &Ctx<engine::EngineGlobals>, args: engine::RunArgs) -> Result<Value> {
+    engine_value(ctx, args, engine::run)
+}
+
+fn engine_stop(ctx: &Ctx<engine::EngineGlobals>, args: engine::NameArgs) -> Result<Value> {
+    engine_value(ctx, args, engine::stop)
+}
+
+fn engine_inspect(ctx: &Ctx<engine::EngineGlobals>, args: engine::NameArgs) -> Result<Value> {
+    if ctx.dry_run {
+        return engine_value(ctx, args, |_, _, _, _| Ok(engine::ActionOutput::default()));
+    }
+    let resource = engine::inspect(
+        &HostSsh,
+        &ctx.globals,
+        &ctx.model_name,
+        &args,
+        &clock::now_rfc3339(),
+    )?;
+    ctx.write_resource("container", &resource.name, &resource)?;
+    ctx.info(format!(
+        "container {} is {}",
+        resource.name, resource.status
+    ));
+    to_value(resource)
+}
+
+fn engine_exec(ctx: &Ctx<engine::EngineGlobals>, args: engine::ExecArgs) -> Result<Value> {
+    if ctx.dry_run {
+        return engine_value(ctx, args, |_, _, _, _| Ok(engine::ActionOutput::default()));
+    }
+    let out = engine::exec(&HostSsh, &ctx.globals, &ctx.model_name, &args)?;
+    ctx.info(format!("ran `{}`", out.command));
+    to_value(out)
+}
+
+/// The plugin: the `docker/compose` and `docker/engine` model types.
 struct DockerPlugin;
 
 impl Plugin for DockerPlugin {
@@ -114,6 +176,36 @@ impl Plugin for DockerPlugin {
                  resource status/status",
                 status,
             ),
+            ModelType::new::<engine::EngineGlobals>(
+                "docker/engine",
+                VERSION,
+                "The Docker Engine on an SSH host: install, build, run, stop, inspect, exec",
+            )
+            .resource::<engine::ContainerResource>(
+                "container",
+                "One container (instance: its name): image, state, restart policy, ports",
+            )
+            .method(
+                "install",
+                MethodKind::Action,
+                "Installs Docker (get.docker.com or apt) unless `docker` is on the host already",
+                engine_install,
+            )
+            .method("build", MethodKind::Action, "docker build -t tag [-f dockerfile] context", engine_build)
+            .method(
+                "run",
+                MethodKind::Action,
+                "docker run -d by name (nothing when it runs, docker start when stopped); env in a 0600 file",
+                engine_run,
+            )
+            .method("stop", MethodKind::Action, "docker stop name", engine_stop)
+            .method(
+                "inspect",
+                MethodKind::Read,
+                "docker container inspect name; records resource container/<name>",
+                engine_inspect,
+            )
+            .method("exec", MethodKind::Action, "docker exec name command…", engine_exec),
         ]
     }
 }
@@ -144,5 +236,11 @@ mod schema_tests {
             assert!(g["properties"][key].is_object(), "{key}");
         }
         assert_eq!(g["properties"]["dockerBin"]["default"], json!("docker"));
+        assert_eq!(types[1].name, "docker/engine");
+        let methods: Vec<_> = types[1].methods.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            methods,
+            ["install", "build", "run", "stop", "inspect", "exec"]
+        );
     }
 }

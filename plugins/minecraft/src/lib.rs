@@ -1,10 +1,12 @@
-//! `minecraft/server`: control a Minecraft server that runs in tmux on an SSH host.
+//! `minecraft/server`: control a Minecraft server that runs in tmux on an SSH host;
+//! `minecraft/installer`: put a server pack on a host (Java, zip, eula, server.properties).
 //!
 //! Console commands, name checks and log parsing live in [`console`]; the methods in
 //! [`server`], written against [`remote::Connector`] so they are unit-tested natively with a
 //! fake session. This file only wires them to the host (SSH import, resources, logs).
 
 mod console;
+mod installer;
 mod metrics;
 mod server;
 
@@ -141,7 +143,43 @@ fn collect_metrics(ctx: &Ctx<ServerGlobals>, args: CollectArgs) -> Result<Value>
     to_value(resource)
 }
 
-/// The plugin: the `minecraft/server` model type.
+fn installer_value<A>(
+    ctx: &Ctx<installer::InstallerGlobals>,
+    args: A,
+    run: impl Fn(&HostSsh, &installer::InstallerGlobals, &str, &A) -> Result<installer::InstallOutput>,
+) -> Result<Value> {
+    if ctx.dry_run {
+        let settings = ctx.globals.ssh();
+        settings.target(&ctx.model_name)?;
+        return Ok(json!({ "dryRun": true, "target": settings.describe() }));
+    }
+    let out = run(&HostSsh, &ctx.globals, &ctx.model_name, &args)?;
+    for command in &out.commands {
+        ctx.info(format!("ran `{command}`"));
+    }
+    to_value(out)
+}
+
+fn install_deps(ctx: &Ctx<installer::InstallerGlobals>, _: NoArgs) -> Result<Value> {
+    installer_value(ctx, (), |c, g, m, _| installer::install_deps(c, g, m))
+}
+
+fn upload(ctx: &Ctx<installer::InstallerGlobals>, args: installer::UploadArgs) -> Result<Value> {
+    installer_value(ctx, args, installer::upload)
+}
+
+fn extract(ctx: &Ctx<installer::InstallerGlobals>, args: installer::ExtractArgs) -> Result<Value> {
+    installer_value(ctx, args, installer::extract)
+}
+
+fn configure(
+    ctx: &Ctx<installer::InstallerGlobals>,
+    args: installer::ConfigureArgs,
+) -> Result<Value> {
+    installer_value(ctx, args, installer::configure)
+}
+
+/// The plugin: the `minecraft/server` and `minecraft/installer` model types.
 struct MinecraftPlugin;
 
 impl Plugin for MinecraftPlugin {
@@ -201,6 +239,38 @@ impl Plugin for MinecraftPlugin {
                  and record resource metrics/<tmuxSession>",
                 collect_metrics,
             ),
+            ModelType::new::<installer::InstallerGlobals>(
+                "minecraft/installer",
+                VERSION,
+                "Install a Minecraft server pack on an SSH host: Java, the zip, its files, eula, \
+                 server.properties",
+            )
+            .method(
+                "installDeps",
+                MethodKind::Action,
+                "apt-get install Java (javaPackage) and unzip, unless java and unzip are there",
+                install_deps,
+            )
+            .method(
+                "upload",
+                MethodKind::Action,
+                "The host downloads the pack from url with curl to zip.part, checks sha256 when \
+                 given, and renames it to zip",
+                upload,
+            )
+            .method(
+                "extract",
+                MethodKind::Action,
+                "unzip -t (a corrupt zip fails, nothing unpacked), then unzip into serverDir",
+                extract,
+            )
+            .method(
+                "configure",
+                MethodKind::Action,
+                "eula.txt (eula must be true) and server.properties merged key by key; writes \
+                 only what changes",
+                configure,
+            ),
         ]
     }
 }
@@ -234,6 +304,9 @@ mod schema_tests {
             ]
         );
         assert!(types[0].methods.iter().all(|m| !m.destructive));
+        assert_eq!(types[1].name, "minecraft/installer");
+        let installer: Vec<_> = types[1].methods.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(installer, ["installDeps", "upload", "extract", "configure"]);
         let g: Value = serde_json::from_str(&types[0].global_arguments_schema).unwrap();
         for key in [
             "sshHost",
