@@ -38,15 +38,15 @@ fn install(ctx: &Ctx<NodeGlobals>, _: NoArgs) -> Result<Value> {
         }));
     }
     let out = node::install(&HostSsh, &ctx.globals, &ctx.model_name)?;
-    ctx.write_resource("node", "node", &out)?;
+    ctx.write_resource("node", "node", &out.node)?;
     ctx.info(match (out.installed, out.joined) {
         (_, false) => format!(
             "Tailscale already up on {} ({}); no `tailscale up`",
             ctx.globals.ssh().describe(),
-            out.tailscale_ip
+            out.node.tailscale_ip
         ),
-        (true, true) => format!("Tailscale installed and joined: {}", out.tailscale_ip),
-        (false, true) => format!("Tailscale joined: {}", out.tailscale_ip),
+        (true, true) => format!("Tailscale installed and joined: {}", out.node.tailscale_ip),
+        (false, true) => format!("Tailscale joined: {}", out.node.tailscale_ip),
     });
     to_value(out)
 }
@@ -139,9 +139,8 @@ impl Plugin for TailscalePlugin {
             )
             .resource::<NodeResource>(
                 "node",
-                "The node after install: tailscaleIp, dnsName, backendState, installed, joined",
+                "The node after install: tailscaleIp, dnsName, backendState",
             )
-            .volatile(&["installed", "joined"])
             .method(
                 "install",
                 MethodKind::Action,

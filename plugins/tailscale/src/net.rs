@@ -23,7 +23,7 @@ pub struct NetGlobals {
     /// The tailnet's name (default `-`: the tailnet of the API key).
     #[serde(default = "default_tailnet")]
     pub tailnet: String,
-    /// An API access token (`tskey-api-…`), `${{ vault.get("tailscale", "apiKey") }}`. Never
+    /// An API access token (`tskey-api-…`), `${{ vault.get("tailscale-vault", "api-key") }}`. Never
     /// stored or printed.
     #[schemars(extend("writeOnly" = true))]
     pub api_key: String,
@@ -108,7 +108,7 @@ impl NetGlobals {
         }
         if self.api_key.trim().is_empty() {
             return Err(error::invalid(
-                "globalArguments.apiKey is empty; set it to ${{ vault.get(\"tailscale\", \"apiKey\") }} and store an API access token with `orch vault put tailscale apiKey`",
+                "globalArguments.apiKey is empty; set it to a vault expression, e.g. ${{ vault.get(\"tailscale-vault\", \"api-key\") }}, and store an API access token with `orch vault put tailscale-vault api-key`",
             ));
         }
         Ok((base, tailnet.to_string()))
@@ -130,7 +130,7 @@ fn check(path: &str, status: u16, body: &str) -> Result<()> {
         .collect();
     Err(match status {
         401 => Error::Denied(format!(
-            "the Tailscale API rejected the API key (401) on GET {path}; check vault tailscale/apiKey (an API access token, tskey-api-…, not expired)"
+            "the Tailscale API rejected the API key (401) on GET {path}; check the key globalArguments.apiKey names in the vault (an API access token, tskey-api-…, neither expired nor revoked)"
         )),
         403 => Error::Denied(format!(
             "the Tailscale API refused GET {path} (403: {said}); the API key has no access to this tailnet: check globalArguments.tailnet"
@@ -288,7 +288,7 @@ mod tests {
         let text = e.to_string();
         assert!(matches!(e, Error::Denied(_)), "{e:?}");
         assert!(
-            text.contains("401") && text.contains("tailscale/apiKey"),
+            text.contains("401") && text.contains("globalArguments.apiKey"),
             "{text}"
         );
         assert!(!text.contains(KEY));

@@ -14,7 +14,7 @@ fn default_install_command() -> String {
 remote::ssh_globals! {
     /// Global arguments of `tailscale/node`.
     pub struct NodeGlobals {
-        /// A Tailscale auth key (`tskey-auth-…`), `${{ vault.get("tailscale", "authKey") }}`. Sent
+        /// A Tailscale auth key (`tskey-auth-…`), `${{ vault.get("tailscale-vault", "auth-key") }}`. Sent
         /// only on stdin to `tailscale up`; never stored or printed. Needed only to join.
         #[serde(default)]
         #[schemars(extend("writeOnly" = true))]
@@ -34,7 +34,7 @@ remote::ssh_globals! {
     }
 }
 
-/// The `node` resource and `install`'s output.
+/// The `node` resource.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeResource {
@@ -44,6 +44,15 @@ pub struct NodeResource {
     pub dns_name: String,
     /// Tailscale's backend state after install (`Running` when joined).
     pub backend_state: String,
+}
+
+/// `install`'s output: the node and what this call did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstallOutput {
+    /// The node as it is now.
+    #[serde(flatten)]
+    pub node: NodeResource,
     /// True when this call ran the install command.
     pub installed: bool,
     /// True when this call ran `tailscale up` (false: the node was already up).
@@ -128,7 +137,7 @@ pub fn install<C: Connector>(
     connector: &C,
     globals: &NodeGlobals,
     model: &str,
-) -> Result<NodeResource> {
+) -> Result<InstallOutput> {
     let install = globals.install_command.trim();
     if install.is_empty() {
         return Err(error::invalid(
@@ -157,7 +166,7 @@ pub fn install<C: Connector>(
     if state != "Running" {
         if key.is_empty() {
             return Err(error::invalid(format!(
-                "model `{model}`: Tailscale is {state} on {} and globalArguments.authKey is empty; set authKey to ${{{{ vault.get(\"tailscale\", \"authKey\") }}}} and store a key with `orch vault put tailscale authKey`",
+                "model `{model}`: Tailscale is {state} on {} and globalArguments.authKey is empty; set authKey to a vault expression, e.g. ${{{{ vault.get(\"tailscale-vault\", \"auth-key\") }}}}, and store a key with `orch vault put tailscale-vault auth-key`",
                 globals.ssh().describe()
             )));
         }
@@ -180,10 +189,12 @@ pub fn install<C: Connector>(
         "reading the Tailscale IP (`tailscale ip -4`)",
     )?;
     let tailscale_ip = ip.lines().next().unwrap_or_default().trim().to_string();
-    Ok(NodeResource {
-        tailscale_ip,
-        dns_name,
-        backend_state: state,
+    Ok(InstallOutput {
+        node: NodeResource {
+            tailscale_ip,
+            dns_name,
+            backend_state: state,
+        },
         installed,
         joined,
     })
@@ -251,9 +262,9 @@ mod tests {
         let (fake, _) = host(false, false);
         let out = install(&fake, &globals(serde_json::json!({})), "node").unwrap();
         assert!(out.installed && out.joined);
-        assert_eq!(out.tailscale_ip, "100.64.0.7");
-        assert_eq!(out.dns_name, "web-1.tail-sim.ts.net");
-        assert_eq!(out.backend_state, "Running");
+        assert_eq!(out.node.tailscale_ip, "100.64.0.7");
+        assert_eq!(out.node.dns_name, "web-1.tail-sim.ts.net");
+        assert_eq!(out.node.backend_state, "Running");
         let ops = fake.remote.ops();
         let up = ops
             .iter()
@@ -314,7 +325,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            e.to_string().contains("orch vault put tailscale authKey"),
+            e.to_string()
+                .contains("orch vault put tailscale-vault auth-key"),
             "{e}"
         );
     }
