@@ -138,7 +138,9 @@ impl TailscaleLab {
                 format!("sh {}/install.sh", self.vm.path().display()),
             )
             .env("TAILSCALE_API_URL", self.api.url())
-            .env("TAILSCALE_TAILNET", TAILNET);
+            .env("TAILSCALE_TAILNET", TAILNET)
+            // The most verbose log, so the greps below cover everything orch could log.
+            .env("ORCH_LOG", "orch=debug");
         Run::from_output(cmd.output().unwrap())
     }
 
