@@ -141,6 +141,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
         "/usr/bin/prometheus-node-exporter",
         "prometheus-node-exporter",
     ),
+    // The tailscale shim of host/tests/provision_tailscale.rs snapshots `ps -eo args`.
+    ("/usr/bin/ps", "procps"),
 ];
 
 /// Installs the Debian packages of `wanted` (file that proves it is there, package) not there yet.
