@@ -138,6 +138,9 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
         "/usr/bin/prometheus-node-exporter",
         "prometheus-node-exporter",
     ),
+    // alpine/overlay (host/tests/provision_alpine.rs) serves PXE files from its own on loopback.
+    ("/usr/sbin/lighttpd", "lighttpd"),
+    ("/usr/sbin/in.tftpd", "tftpd-hpa"),
 ];
 
 /// Installs the Debian packages of `wanted` (file that proves it is there, package) not there yet.
