@@ -489,9 +489,15 @@ fn deploy_apkovl_serves_the_overlay_over_http_and_boot_files_over_tftp_and_an_in
 }
 
 #[test]
-fn deploy_apkovl_stops_at_a_failing_lbu_with_its_stderr() {
+fn start_gold_image_starts_it_and_deploy_apkovl_stops_at_a_failing_lbu_with_its_stderr() {
     let lab = Lab::new();
-    lab.orch(&["run", "sync-fleet"]).ok();
+    lab.pve
+        .change(pve_sim::WorldChange::StopGuest { vmid: 109 })
+        .unwrap();
+    assert_eq!(lab.pve.vm_status("gold-image").as_deref(), Some("stopped"));
+    let run = lab.orch(&["--json", "run", "start-gold-image"]).ok().json();
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(lab.pve.vm_status("gold-image").as_deref(), Some("running"));
     std::fs::write(
         lab.gold.path("fail-lbu"),
         "lbu: /media/usb is not mounted\n",
@@ -589,10 +595,14 @@ fn create_stateful_vm_stops_at_a_failing_post_install_step_with_its_stderr() {
         "{}",
         run.all()
     );
+    // The first post-install command failed; nothing after it ran but the unmount.
     let log = lab.vm.log();
     assert_eq!(
-        log.last().map(String::as_str),
-        Some("chroot /mnt /bin/sh -c apk add qemu-guest-agent"),
+        log[log.len() - 2..],
+        [
+            "chroot /mnt /bin/sh -c apk add qemu-guest-agent",
+            "umount /mnt/dev /mnt/proc /mnt"
+        ],
         "{log:?}"
     );
     // The run stopped there: the VM was not stopped to boot from disk.

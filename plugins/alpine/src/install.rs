@@ -1,8 +1,8 @@
 //! `alpine/install`: an Alpine disk install on a PXE-booted (diskless) VM over SSH. The answer
 //! file is uploaded 0600, `setup-alpine -e -f` installs to disk (with `ERASE_DISKS` so setup-disk
 //! does not ask), then the new root is mounted and the post-install commands run in a chroot.
-//! The first failing command stops the method with its stderr; the answer file is removed
-//! whatever happens.
+//! The first failing command stops the method with its stderr (after unmounting what it
+//! mounted); the answer file is removed whatever happens.
 
 use crate::remote::{self, Connector, Remote};
 use orch_plugin_sdk::ssh::shell_quote;
@@ -133,7 +133,8 @@ pub fn install<C: Connector>(
     let session = remote::connect(connector, &globals.ssh(), model)?;
     session.upload(&globals.answers_path, globals.answers.as_bytes(), 0o600)?;
     let mut result = Ok(());
-    for command in &commands {
+    let unmount = commands.last().cloned().unwrap_or_default();
+    for (i, command) in commands.iter().enumerate() {
         let what = command
             .split_whitespace()
             .find(|w| !w.contains('='))
@@ -144,6 +145,11 @@ pub fn install<C: Connector>(
             format!("`{what}`")
         };
         if let Err(e) = session.run_ok(command, &what) {
+            // Past the root mount (command 1) and before the final unmount, leave nothing
+            // mounted so that a second attempt can mount again; its own failure is secondary.
+            if (2..commands.len() - 1).contains(&i) {
+                let _ = session.run(&unmount);
+            }
             result = Err(e);
             break;
         }

@@ -61,7 +61,7 @@ fn install_uploads_the_answers_then_runs_setup_and_the_chroot_steps() {
 }
 
 #[test]
-fn a_failing_chroot_step_stops_with_its_stderr_and_still_removes_the_answers() {
+fn a_failing_chroot_step_stops_with_its_stderr_unmounts_and_still_removes_the_answers() {
     let connector = FakeConnector::new(FakeRemote::new(|c| {
         if c.contains("apk add") {
             exit(1, "", "ERROR: unable to select packages: qemu-guest-agent")
@@ -83,9 +83,13 @@ fn a_failing_chroot_step_stops_with_its_stderr_and_still_removes_the_answers() {
     );
     assert!(message(&err).contains("post-install"), "{}", message(&err));
     let commands = connector.remote.commands();
-    assert_eq!(commands.len(), 6, "{commands:?}");
+    assert_eq!(commands.len(), 7, "{commands:?}");
     assert_eq!(commands[4], EXPECTED_INSTALL[4]);
-    assert_eq!(commands[5], EXPECTED_INSTALL[7]);
+    assert_eq!(
+        commands[5], EXPECTED_INSTALL[6],
+        "unmounted after the failure"
+    );
+    assert_eq!(commands[6], EXPECTED_INSTALL[7]);
 }
 
 #[test]
