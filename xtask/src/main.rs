@@ -143,6 +143,9 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ),
     // The tailscale shim of host/tests/provision_tailscale.rs snapshots `ps -eo args`.
     ("/usr/bin/ps", "procps"),
+    // alpine/overlay (host/tests/provision_alpine.rs) serves PXE files from its own on loopback.
+    ("/usr/sbin/lighttpd", "lighttpd"),
+    ("/usr/sbin/in.tftpd", "tftpd-hpa"),
 ];
 
 /// Installs the Debian packages of `wanted` (file that proves it is there, package) not there yet.
