@@ -422,6 +422,12 @@ impl MethodRunner {
         };
         // Compiled on first use: a run compiles only the plugins its steps call.
         let compiled = self.registry.compiled(&plugin).map_err(runtime_err)?;
+        // Nothing outside is touched by a run the store does not show yet (a kill during this
+        // call must leave a run `orch runs list` can report as abandoned).
+        if self.started.pending() {
+            let started = self.started.clone();
+            let _ = tokio::task::spawn_blocking(move || started.wait()).await;
+        }
         // The dry run of a converge method is its typed plan.
         let runtime = &self.registry.runtime;
         let outcome = if call.dry_run && method.kind == "converge" {

@@ -1,7 +1,8 @@
 //! The run's start record, committed on its own thread: opening the store for writing and
 //! committing costs several `fdatasync`s (milliseconds on an SSD, tens on an SD card), which
-//! the first step should not wait for. Every later write of the run waits for it first, so the
-//! store never holds a version, or an end record, of a run whose start is not recorded.
+//! the first step should not wait for. Every later write of the run, and every plugin call,
+//! waits for it first: the store never holds a version or an end record of a run whose start is
+//! not recorded, and nothing outside is touched by a run `orch runs list` cannot show.
 
 use super::reap_abandoned;
 use crate::store::{ResourceStore, RunRecord};
@@ -50,6 +51,14 @@ impl StartRecord {
     /// A handle for a run whose record is already stored (a waiting run taken up again).
     pub(crate) fn committed() -> StartRecord {
         StartRecord(Arc::new(Mutex::new(State::Finished(None))))
+    }
+
+    /// Whether the commit may still be running (a `wait` could block).
+    pub fn pending(&self) -> bool {
+        matches!(
+            &*self.0.lock().unwrap_or_else(|p| p.into_inner()),
+            State::Pending(_)
+        )
     }
 
     /// Blocks until the start record is committed; returns why it could not be, if so.
