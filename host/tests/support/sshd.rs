@@ -51,11 +51,25 @@ impl TestHost {
     pub fn create() -> TestHost {
         use std::sync::atomic::{AtomicU32, Ordering};
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = (std::process::id() % 200) * 20 + NEXT.fetch_add(1, Ordering::SeqCst) % 20;
+        // Several test binaries (and other worktrees' runs) build hosts at once: claim a free
+        // number by creating its namespace, never by deleting someone else's.
+        let first = (std::process::id() % 2000) * 20 + NEXT.fetch_add(1, Ordering::SeqCst) % 20;
+        let (n, name, here, there) = (0..400)
+            .map(|i| (first + i * 7) % 60_000)
+            .find_map(|n| {
+                let name = format!("orcht{n}");
+                let (here, there) = (format!("ov{n}a"), format!("ov{n}b"));
+                ip(&["netns", "add", &name]).ok()?;
+                if ip(&["link", "add", &here, "type", "veth", "peer", "name", &there]).is_err() {
+                    let _ = ip(&["netns", "del", &name]);
+                    return None;
+                }
+                Some((n, name, here, there))
+            })
+            .unwrap_or_else(|| {
+                panic!("cannot build the test host network (needs root and iproute2): no free name")
+            });
         let (a, b) = (n / 256 % 256, n % 256);
-        let name = format!("orcht{n}");
-        let (here, there) = (format!("ov{n}a"), format!("ov{n}b"));
-        let _ = ip(&["netns", "del", &name]);
         let host_addr = format!("10.214.{a}.{b}");
         let ns_addr = format!("10.215.{a}.{b}");
         let run = |args: Vec<&str>| {
@@ -63,10 +77,6 @@ impl TestHost {
                 panic!("cannot build the test host network (needs root and iproute2): {e}")
             })
         };
-        run(vec!["netns", "add", &name]);
-        run(vec![
-            "link", "add", &here, "type", "veth", "peer", "name", &there,
-        ]);
         run(vec!["link", "set", &there, "netns", &name]);
         run(vec![
             "addr",
