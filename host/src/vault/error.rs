@@ -39,6 +39,18 @@ pub enum VaultError {
         reason: String,
     },
 
+    /// A vault to export does not exist or holds no keys.
+    #[error(
+        "there is no vault {vault:?} to export ({} is missing or empty); store its secrets first with `orch vault put {vault} KEY`",
+        .path.display()
+    )]
+    Missing {
+        /// The vault name.
+        vault: String,
+        /// The vault file.
+        path: PathBuf,
+    },
+
     /// A value does not decrypt with the current key.
     #[error(
         "cannot decrypt {vault}/{key}: the vault key does not match (ORCH_VAULT_KEY or \

@@ -42,6 +42,16 @@ pub(super) fn load(orch_dir: &Path, env_value: Option<OsString>) -> Result<Vault
     }
 }
 
+/// The key held in the key file at `path` (another machine's `vault.key`, for re-encrypting a vault for it); never created.
+pub(super) fn load_file(path: &Path) -> Result<VaultKey, VaultError> {
+    let bytes = fs::read(path).map_err(|source| VaultError::Io {
+        action: "read",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_file(path, &bytes)
+}
+
 /// Fills `buf` from the operating system's generator.
 pub(super) fn random_bytes(buf: &mut [u8]) -> Result<(), VaultError> {
     OsRng.try_fill_bytes(buf).map_err(|e| VaultError::Random {

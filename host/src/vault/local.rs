@@ -126,6 +126,57 @@ impl LocalVault {
         Ok(names)
     }
 
+    /// `vault` re-encrypted for the machine whose key is in `target_key_file`: a vault file (the
+    /// same JSON format) that only that key opens, for `orch vault import` there. No plaintext is
+    /// written anywhere; the values are decrypted in memory only to be sealed again.
+    pub fn export_for(&self, vault: &str, target_key_file: &Path) -> Result<Vec<u8>, VaultError> {
+        validate_name("vault", vault)?;
+        let path = self.vault_path(vault);
+        let entries = read_entries(&path)?;
+        if entries.is_empty() {
+            return Err(VaultError::Missing {
+                vault: vault.to_string(),
+                path,
+            });
+        }
+        let target = key::load_file(target_key_file)?;
+        let target = Self {
+            dir: self.dir.clone(),
+            cipher: ChaCha20Poly1305::new(Key::from_slice(&target.0)),
+        };
+        let mut sealed = BTreeMap::new();
+        for (name, entry) in &entries {
+            let value = self.open_sealed(&path, vault, name, entry)?;
+            sealed.insert(name.clone(), target.seal(vault, name, &value)?);
+        }
+        encode_entries(&path, &sealed)
+    }
+
+    /// Installs the entries of an exported vault file (`bytes`, read from `source`) into `vault`,
+    /// replacing keys of the same name. Every entry must open with this machine's key before
+    /// anything is written, so a bundle made for another key changes nothing. Returns the key names.
+    pub fn import(
+        &self,
+        vault: &str,
+        bytes: &[u8],
+        source: &Path,
+    ) -> Result<Vec<String>, VaultError> {
+        validate_name("vault", vault)?;
+        let incoming = parse_entries(source, bytes)?;
+        for (name, entry) in &incoming {
+            validate_name("key", name)?;
+            self.open_sealed(source, vault, name, entry)?;
+        }
+        self.create_dir()?;
+        let _lock = self.lock()?;
+        let path = self.vault_path(vault);
+        let mut entries = read_entries(&path)?;
+        let names: Vec<String> = incoming.keys().cloned().collect();
+        entries.extend(incoming);
+        write_entries(&path, &entries)?;
+        Ok(names)
+    }
+
     fn vault_path(&self, vault: &str) -> PathBuf {
         self.dir.join(format!("{vault}{VAULT_SUFFIX}"))
     }
@@ -264,18 +315,26 @@ fn read_entries(path: &Path) -> Result<BTreeMap<String, Sealed>, VaultError> {
             });
         }
     };
-    serde_json::from_slice(&bytes).map_err(|e| VaultError::Corrupt {
+    parse_entries(path, &bytes)
+}
+
+fn parse_entries(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, Sealed>, VaultError> {
+    serde_json::from_slice(bytes).map_err(|e| VaultError::Corrupt {
         path: path.to_path_buf(),
         reason: format!("it is not a JSON object of {{nonce, ciphertext}} entries ({e})"),
     })
 }
 
-/// Replaces the vault file atomically: a temp file in the same directory, then a rename.
-fn write_entries(path: &Path, entries: &BTreeMap<String, Sealed>) -> Result<(), VaultError> {
-    let json = serde_json::to_vec_pretty(entries).map_err(|e| VaultError::Corrupt {
+fn encode_entries(path: &Path, entries: &BTreeMap<String, Sealed>) -> Result<Vec<u8>, VaultError> {
+    serde_json::to_vec_pretty(entries).map_err(|e| VaultError::Corrupt {
         path: path.to_path_buf(),
         reason: format!("it could not be encoded ({e})"),
-    })?;
+    })
+}
+
+/// Replaces the vault file atomically: a temp file in the same directory, then a rename.
+fn write_entries(path: &Path, entries: &BTreeMap<String, Sealed>) -> Result<(), VaultError> {
+    let json = encode_entries(path, entries)?;
     let mut suffix = [0u8; 8];
     key::random_bytes(&mut suffix)?;
     let file_name = path
@@ -304,6 +363,78 @@ mod tests {
 
     fn vault_with(dir: &tempfile::TempDir, key: &str) -> LocalVault {
         LocalVault::open_with_key(dir.path(), Some(key.into())).expect("open vault")
+    }
+
+    #[test]
+    fn an_exported_vault_opens_only_with_the_target_key_and_imports_there() {
+        let local_dir = tempfile::tempdir().expect("tempdir");
+        let remote_dir = tempfile::tempdir().expect("tempdir");
+        let local = vault_with(&local_dir, KEY_A);
+        local.put("proxmox", "password", "s3cr3t-pw").expect("put");
+        local.put("proxmox", "user", "root@pam").expect("put");
+        let remote_key = remote_dir.path().join("remote.key");
+        fs::write(&remote_key, format!("{KEY_B}\n")).expect("write key");
+
+        let bundle = local.export_for("proxmox", &remote_key).expect("export");
+        let text = String::from_utf8(bundle.clone()).expect("utf8");
+        assert!(
+            !text.contains("s3cr3t-pw") && !text.contains("root@pam"),
+            "{text}"
+        );
+
+        // The local key cannot open it: it is sealed for the remote only.
+        let wrong = local.import("proxmox", &bundle, Path::new("bundle.json"));
+        assert!(
+            matches!(wrong, Err(VaultError::WrongKey { .. })),
+            "{wrong:?}"
+        );
+
+        let remote = vault_with(&remote_dir, KEY_B);
+        remote.put("proxmox", "remote-only", "kept").expect("put");
+        let names = remote
+            .import("proxmox", &bundle, Path::new("bundle.json"))
+            .expect("import");
+        assert_eq!(names, ["password", "user"]);
+        assert_eq!(
+            remote.get("proxmox", "password").expect("get").as_deref(),
+            Some("s3cr3t-pw")
+        );
+        assert_eq!(
+            remote
+                .get("proxmox", "remote-only")
+                .expect("get")
+                .as_deref(),
+            Some("kept")
+        );
+    }
+
+    #[test]
+    fn a_bundle_for_another_key_changes_nothing_and_names_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let local = vault_with(&dir, KEY_A);
+        local.put("proxmox", "password", "old").expect("put");
+        let other = tempfile::tempdir().expect("tempdir");
+        let other_key = other.path().join("other.key");
+        fs::write(&other_key, KEY_B).expect("write key");
+        let bundle = local.export_for("proxmox", &other_key).expect("export");
+        let err = local
+            .import("proxmox", &bundle, Path::new("/tmp/bundle.json"))
+            .expect_err("wrong key");
+        assert!(err.to_string().contains("/tmp/bundle.json"), "{err}");
+        assert_eq!(
+            local.get("proxmox", "password").expect("get").as_deref(),
+            Some("old")
+        );
+    }
+
+    #[test]
+    fn exporting_a_missing_vault_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let local = vault_with(&dir, KEY_A);
+        let err = local
+            .export_for("nothing", Path::new("/nonexistent.key"))
+            .expect_err("missing");
+        assert!(matches!(err, VaultError::Missing { .. }), "{err}");
     }
 
     #[test]
