@@ -3,21 +3,7 @@
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
-/// One request as the server hands it over.
-pub(crate) struct ApiRequest<'a> {
-    pub method: &'a str,
-    pub path: &'a str,
-    pub query: Option<&'a str>,
-    pub authorization: Option<&'a str>,
-    pub body: &'a [u8],
-}
-
-/// A status and a JSON body.
-#[derive(Debug, PartialEq)]
-pub(crate) struct Reply {
-    pub status: u16,
-    pub body: Value,
-}
+pub(crate) use sim_http::{ApiRequest, Reply};
 
 fn reply(status: u16, body: Value) -> Reply {
     Reply { status, body }
@@ -544,3 +530,9 @@ fn slug(title: &str) -> String {
 #[cfg(test)]
 #[path = "api_tests.rs"]
 mod tests;
+
+impl sim_http::Handler for Api {
+    fn handle(&mut self, request: &ApiRequest) -> Reply {
+        Api::handle(self, request)
+    }
+}

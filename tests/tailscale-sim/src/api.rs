@@ -5,22 +5,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-/// One request as the server hands it over.
-pub(crate) struct ApiRequest<'a> {
-    pub method: &'a str,
-    pub path: &'a str,
-    pub query: Option<&'a str>,
-    pub authorization: Option<&'a str>,
-    #[allow(dead_code)]
-    pub body: &'a [u8],
-}
-
-/// A status and a JSON body.
-#[derive(Debug, PartialEq)]
-pub(crate) struct Reply {
-    pub status: u16,
-    pub body: Value,
-}
+pub(crate) use sim_http::{ApiRequest, Reply};
 
 fn message(status: u16, text: &str) -> Reply {
     Reply {
@@ -282,3 +267,9 @@ impl Api {
 #[cfg(test)]
 #[path = "api_tests.rs"]
 mod tests;
+
+impl sim_http::Handler for Api {
+    fn handle(&mut self, request: &ApiRequest) -> Reply {
+        Api::handle(self, request)
+    }
+}
