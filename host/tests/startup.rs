@@ -102,3 +102,26 @@ fn the_first_run_announces_the_plugin_it_compiles_and_the_second_does_not() {
         second.stderr
     );
 }
+
+/// `ORCH_LOG=trace` during a first compile once wrote gigabytes of the compiler's own trace to
+/// stderr (a run looked hung); the compiler's crates stay quiet unless named.
+#[test]
+fn orch_log_trace_during_a_first_compile_does_not_flood_stderr() {
+    let repo = repo();
+    let out = repo
+        .command(&["run", "ok"])
+        .env("ORCH_LOG", "trace")
+        .output()
+        .expect("run orch");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.len() < 1_000_000,
+        "stderr is {} bytes; it starts: {}",
+        out.stderr.len(),
+        String::from_utf8_lossy(&out.stderr[..out.stderr.len().min(2000)])
+    );
+}

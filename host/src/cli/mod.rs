@@ -179,18 +179,65 @@ async fn dispatch(command: Command, ctx: &Ctx) -> CmdResult {
     }
 }
 
+/// Crates whose debug and trace output is the plugin compiler's own work, with the level they are
+/// held at: `ORCH_LOG=trace` at a plugin's first compile wrote gigabytes a minute from them and
+/// looked like a hang.
+const COMPILER_TARGETS: &[(&str, &str)] = &[
+    ("wasmtime", "info"),
+    ("cranelift", "warn"),
+    ("regalloc2", "warn"),
+];
+
+/// The filter for `ORCH_LOG=spec`: the spec, with the compiler's crates held back unless the
+/// spec names them itself.
+fn log_filter(spec: &str) -> String {
+    let mut filter = spec.trim().to_string();
+    for (target, level) in COMPILER_TARGETS {
+        if !spec.contains(target) {
+            if !filter.is_empty() {
+                filter.push(',');
+            }
+            filter.push_str(&format!("{target}={level}"));
+        }
+    }
+    filter
+}
+
 fn init_tracing(verbose: u8) {
     let default = match verbose {
         0 => "warn",
         1 => "warn,orch=info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ORCH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter = std::env::var("ORCH_LOG")
+        .ok()
+        .and_then(|spec| tracing_subscriber::EnvFilter::try_new(log_filter(&spec)).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .without_time()
         .with_target(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn orch_log_keeps_the_compiler_quiet_unless_named() {
+        assert_eq!(
+            log_filter("trace"),
+            "trace,wasmtime=info,cranelift=warn,regalloc2=warn"
+        );
+        assert_eq!(
+            log_filter("orch=debug,cranelift_codegen=trace"),
+            "orch=debug,cranelift_codegen=trace,wasmtime=info,regalloc2=warn"
+        );
+        assert_eq!(
+            log_filter(" wasmtime=trace "),
+            "wasmtime=trace,cranelift=warn,regalloc2=warn"
+        );
+    }
 }
