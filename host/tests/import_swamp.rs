@@ -132,7 +132,8 @@ fn imported_home_lab_checks_and_syncs_the_fleet_against_the_simulator() {
             "monitoringAgent",
             "streamProxy",
             "tailscaleNode",
-            "testVmSsh"
+            "testVmSsh",
+            "unifiGateway"
         ]
     );
     assert_eq!(
@@ -153,14 +154,14 @@ fn imported_home_lab_checks_and_syncs_the_fleet_against_the_simulator() {
         format!(".swamp/definitions/@user/proxmox/node/{KEEB_ID}.yaml")
     );
     let unmapped = &report["unmappedTypes"][0];
-    assert_eq!(unmapped["swamp"], "@user/tailscale/node");
+    assert_eq!(unmapped["swamp"], "@user/unifi/controller");
     assert_eq!(
         unmapped["extensionSource"],
-        "extensions/models/tailscale_node.ts"
+        "extensions/models/unifi_controller.ts"
     );
     assert_eq!(
         unmapped["definitions"][0],
-        "models/@user/tailscale/node/tailscaleNode.yaml:3"
+        "models/@user/unifi/controller/unifiGateway.yaml:3"
     );
     assert_eq!(report["unmappedTypes"].as_array().unwrap().len(), 1);
     let secret = &report["secretsReplaced"][0];
@@ -220,6 +221,7 @@ fn imported_home_lab_checks_and_syncs_the_fleet_against_the_simulator() {
             "nginx",
             "proxmox",
             "ssh",
+            "tailscale",
             "terraria"
         ]
     );
@@ -233,22 +235,23 @@ fn imported_home_lab_checks_and_syncs_the_fleet_against_the_simulator() {
         .ok();
     }
 
-    // orch check: only the extension type orch cannot map (and the workflow calling it).
+    // orch check: only the extension type orch cannot map and the expression it could not convert.
     let check = orch(&into, &["--json", "check"], None).code(2).json();
     let problems = check["problems"].as_array().unwrap();
     assert!(
         problems
             .iter()
-            .any(|p| p["file"] == "models/tailscaleNode.yaml"
+            .any(|p| p["file"] == "models/unifiGateway.yaml"
                 && p["message"]
                     .as_str()
                     .unwrap()
-                    .contains("unknown model type `tailscale/node`")),
+                    .contains("unknown model type `unifi/controller`")),
         "{check:#}"
     );
     for p in problems {
+        let text = p["text"].as_str().unwrap();
         assert!(
-            p["text"].as_str().unwrap().contains("tailscale"),
+            text.contains("unifi") || text.contains("findBySpec"),
             "unexpected problem: {p:#}"
         );
     }
@@ -452,6 +455,6 @@ fn dry_run_writes_nothing() {
     .ok()
     .json();
     assert_eq!(report["dryRun"], true);
-    assert_eq!(report["models"].as_array().unwrap().len(), 10);
+    assert_eq!(report["models"].as_array().unwrap().len(), 11);
     assert!(!tmp.path().join("swamp-homelab-orch").exists());
 }

@@ -74,7 +74,7 @@ pub fn looks_like_id(text: &str) -> bool {
             .all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-/// The extension's TypeScript source, e.g. `extensions/models/tailscale_node.ts`.
+/// The extension's TypeScript source, e.g. `extensions/models/unifi_controller.ts`.
 pub fn extension_source(root: &Path, swamp_type: &str) -> Option<PathBuf> {
     let short = super::types::strip_namespace(swamp_type);
     let dir = Path::new("extensions").join("models");
@@ -82,7 +82,7 @@ pub fn extension_source(root: &Path, swamp_type: &str) -> Option<PathBuf> {
     if root.join(&conventional).is_file() {
         return Some(conventional);
     }
-    // Otherwise the file that declares the type (`type: "@user/tailscale/node"`).
+    // Otherwise the file that declares the type (`type: "@user/unifi/controller"`).
     let mut files = Vec::new();
     walk(&root.join(&dir), 0, &mut files, &|p| {
         p.extension().is_some_and(|e| e == "ts")

@@ -23,12 +23,12 @@ fn swamp_repo() -> tempfile::TempDir {
          privateKey: ${{ vault.get(\"ssh-vault\", \"private-key\") }}\n",
     );
     write(
-        "models/@user/tailscale/node/ts.yaml",
-        "name: ts\ntype: '@user/tailscale/node'\nglobalArguments:\n  authKey: tskey-abc\n",
+        "models/@user/unifi/controller/ts.yaml",
+        "name: ts\ntype: '@user/unifi/controller'\nglobalArguments:\n  apiKey: abc\n",
     );
     write(
-        "extensions/models/tailscale_node.ts",
-        "export const model = { type: \"@user/tailscale/node\" };\n",
+        "extensions/models/unifi_controller.ts",
+        "export const model = { type: \"@user/unifi/controller\" };\n",
     );
     write(
         "workflows/auth/workflow.yaml",
@@ -104,14 +104,14 @@ fn ssh_arguments_are_renamed_and_unmapped_types_listed() {
     let into = out.path().join("orch");
     assert!(!into.exists(), "a dry run writes nothing");
     let unmapped = &report.unmapped_types[0];
-    assert_eq!(unmapped.swamp, "@user/tailscale/node");
+    assert_eq!(unmapped.swamp, "@user/unifi/controller");
     assert_eq!(
         unmapped.extension_source.as_deref(),
-        Some(Path::new("extensions/models/tailscale_node.ts"))
+        Some(Path::new("extensions/models/unifi_controller.ts"))
     );
     assert_eq!(
         unmapped.definitions,
-        vec!["models/@user/tailscale/node/ts.yaml:2"]
+        vec!["models/@user/unifi/controller/ts.yaml:2"]
     );
     let mc = report.models.iter().find(|m| m.name == "mc").unwrap();
     assert_eq!(mc.type_name.as_deref(), Some("minecraft/server"));

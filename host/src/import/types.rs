@@ -58,6 +58,24 @@ pub const TYPE_TABLE: &[TypeMapping] = &[
     ssh("@user/terraria/server", "terraria/server", "terraria"),
     ssh("@user/monitoring/agent", "monitoring/agent", "monitoring"),
     ssh("@user/monitoring/hub", "monitoring/hub", "monitoring"),
+    // The provisioning types (issue 14): SSH hosts like the others.
+    ssh("@user/docker/engine", "docker/engine", "docker"),
+    ssh("@user/alpine/install", "alpine/install", "alpine"),
+    ssh("@user/alpine/overlay", "alpine/overlay", "alpine"),
+    ssh(
+        "@user/minecraft/installer",
+        "minecraft/installer",
+        "minecraft",
+    ),
+    ssh("@user/tailscale/node", "tailscale/node", "tailscale"),
+    // HTTP to the Tailscale API: `apiUrl`, `tailnet` and `apiKey` keep their names.
+    TypeMapping {
+        swamp: "@user/tailscale/net",
+        orch: "tailscale/net",
+        plugin: "tailscale",
+        renames: &[],
+        added: &[],
+    },
     // HTTP, not SSH: `url` and `token` (plugins/grafana) keep their names.
     TypeMapping {
         swamp: "@user/grafana/instance",
@@ -171,8 +189,29 @@ mod tests {
 
     #[test]
     fn extension_types_orch_lacks_are_not_mapped() {
-        assert!(lookup("@user/tailscale/node").is_none());
-        assert!(lookup("@user/docker/engine").is_none());
+        assert!(lookup("@user/unifi/controller").is_none());
+        assert!(lookup("@user/swamp/repo").is_none());
+    }
+
+    #[test]
+    fn provisioning_types_map_to_their_plugins() {
+        let ts = lookup("@user/tailscale/node").unwrap();
+        assert_eq!((ts.orch, ts.plugin), ("tailscale/node", "tailscale"));
+        assert_eq!(ts.rename("host"), "sshHost");
+        assert_eq!(ts.rename("authKey"), "authKey");
+        assert_eq!(
+            lookup("@user/tailscale/net").unwrap().rename("apiKey"),
+            "apiKey"
+        );
+        assert_eq!(lookup("@user/docker/engine").unwrap().plugin, "docker");
+        assert_eq!(
+            lookup("@user/alpine/overlay").unwrap().orch,
+            "alpine/overlay"
+        );
+        assert_eq!(
+            lookup("@user/minecraft/installer").unwrap().plugin,
+            "minecraft"
+        );
     }
 
     #[test]
