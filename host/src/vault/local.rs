@@ -131,6 +131,24 @@ impl LocalVault {
     /// written anywhere; the values are decrypted in memory only to be sealed again.
     pub fn export_for(&self, vault: &str, target_key_file: &Path) -> Result<Vec<u8>, VaultError> {
         validate_name("vault", vault)?;
+        let target = key::load_file(target_key_file)?;
+        self.export_sealed(vault, target)
+    }
+
+    /// Like [`LocalVault::export_for`], with the other machine's key file contents in memory
+    /// (read from it over SSH, never written here); `shown` names where they came from.
+    pub fn export_for_key_bytes(
+        &self,
+        vault: &str,
+        key_file_bytes: &[u8],
+        shown: &Path,
+    ) -> Result<Vec<u8>, VaultError> {
+        validate_name("vault", vault)?;
+        let target = key::parse_file(shown, key_file_bytes)?;
+        self.export_sealed(vault, target)
+    }
+
+    fn export_sealed(&self, vault: &str, target: key::VaultKey) -> Result<Vec<u8>, VaultError> {
         let path = self.vault_path(vault);
         let entries = read_entries(&path)?;
         if entries.is_empty() {
@@ -139,7 +157,6 @@ impl LocalVault {
                 path,
             });
         }
-        let target = key::load_file(target_key_file)?;
         let target = Self {
             dir: self.dir.clone(),
             cipher: ChaCha20Poly1305::new(Key::from_slice(&target.0)),
