@@ -365,6 +365,27 @@ fn a_second_sync_code_uploads_nothing_and_a_file_removed_here_is_removed_there()
 
     std::fs::remove_file(lab.local.path().join("dashboards/node-exporter.json")).unwrap();
     lab.local.write("alerts/extra.json", "{}\n");
+    // A dry run says what would change, and changes nothing.
+    let planned = lab
+        .orch(&[
+            "--json",
+            "model",
+            "run",
+            "orchRepo",
+            "syncCode",
+            "--dry-run",
+        ])
+        .ok();
+    for want in [
+        "wouldRemove",
+        "dashboards/node-exporter.json",
+        "alerts/extra.json",
+    ] {
+        assert!(planned.stdout.contains(want), "{want}: {}", planned.all());
+    }
+    assert!(dir.join("dashboards/node-exporter.json").is_file());
+    assert!(!dir.join("alerts/extra.json").exists());
+    assert_eq!(lab.resource("orchRepo", "code"), second);
     lab.orch(&["model", "run", "orchRepo", "syncCode"]).ok();
     let third = lab.resource("orchRepo", "code");
     assert_eq!(third["uploaded"], 1, "{third}");
@@ -388,6 +409,27 @@ fn a_second_sync_code_uploads_nothing_and_a_file_removed_here_is_removed_there()
         "slate's"
     );
     assert_ne!(second["digest"], third["digest"]);
+}
+
+#[test]
+fn sync_code_refuses_a_directory_holding_files_it_did_not_deploy() {
+    let lab = BotLab::new();
+    std::fs::create_dir_all(lab.dir()).unwrap();
+    std::fs::write(lab.dir().join("precious.txt"), "not orch's").unwrap();
+    let refused = lab.orch(&["model", "run", "orchRepo", "syncCode"]).code(1);
+    for want in [
+        "conflict",
+        "did not deploy",
+        "precious.txt",
+        "globalArguments.dir",
+    ] {
+        assert!(refused.stderr.contains(want), "{want}: {}", refused.stderr);
+    }
+    assert_eq!(
+        std::fs::read_to_string(lab.dir().join("precious.txt")).unwrap(),
+        "not orch's"
+    );
+    assert!(!lab.dir().join("orch.yaml").exists());
 }
 
 #[test]

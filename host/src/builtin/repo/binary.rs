@@ -89,10 +89,11 @@ async fn send(exe: &Path, temp: &str, remote: &mut Remote<'_>) -> Result<(), Plu
     }
 }
 
-/// Runs `syncBinary`.
+/// Runs `syncBinary`; with `dry_run`, only says whether it would upload.
 pub(super) async fn sync(
     g: &Globals,
     remote: &mut Remote<'_>,
+    dry_run: bool,
 ) -> Result<(&'static str, Value), PluginError> {
     let exe = std::env::current_exe()
         .map_err(|e| PluginError::Failed(format!("cannot find the running orch binary: {e}")))?;
@@ -101,6 +102,9 @@ pub(super) async fn sync(
     let resource = |uploaded: bool| json!({"path": dest, "bytes": bytes, "sha256": sha256, "uploaded": uploaded});
     if remote_digest(g, remote, &dest).await?.as_deref() == Some(sha256.as_str()) {
         return Ok(("binary", resource(false)));
+    }
+    if dry_run {
+        return Ok(("binary", resource(true)));
     }
     remote
         .run(

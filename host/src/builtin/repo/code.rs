@@ -10,8 +10,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Top-level entries never synced and never removed on the remote: the runtime directory
-/// (data, cache, vault key), version control, and the binary `syncBinary` puts in `bin/`.
-pub(super) const NOT_SYNCED: [&str; 3] = [".orch", ".git", "bin"];
+/// (data, cache, vault key), version control, the binary `syncBinary` puts in `bin/`, and the
+/// marker of a directory syncCode deployed.
+pub(super) const NOT_SYNCED: [&str; 4] = [".orch", ".git", "bin", MARKER];
+
+/// Marks a remote directory syncCode deployed: files there that the repository does not have
+/// are removed only in such a directory, never in one that held files of its own.
+const MARKER: &str = ".orch-deployed";
 
 /// Paths removed per `rm` command.
 const REMOVE_BATCH: usize = 200;
@@ -103,7 +108,7 @@ async fn remote_files(
         .collect::<Vec<_>>()
         .join(" -o ");
     let command = format!(
-        "mkdir -p -- {dir} && cd -- {dir} && find . \\( {prune} \\) -prune -o -type f -exec {sum} {{}} +",
+        "if [ -d {dir} ]; then cd -- {dir} && find . \\( {prune} \\) -prune -o -type f -exec {sum} {{}} +; fi",
         dir = quote(g.dir()),
         sum = g.sha256_command
     );
@@ -122,15 +127,33 @@ fn digest(files: &BTreeMap<String, LocalFile>) -> String {
     hex::encode(h.finalize())
 }
 
-/// Runs `syncCode`.
+/// Runs `syncCode`; with `dry_run`, only says what it would upload and remove.
 pub(super) async fn sync(
     ctx: &BuiltinContext<'_>,
     g: &Globals,
     remote: &mut Remote<'_>,
+    dry_run: bool,
 ) -> Result<(&'static str, Value), PluginError> {
     let root = ctx.repo_root;
     let local = local_files(root)?;
+    let marker = g.path(MARKER);
+    let deployed = remote
+        .exec(&format!("test -e {}", quote(&marker)), None)
+        .await?
+        .exit_code
+        == 0;
     let there = remote_files(g, remote).await?;
+    if !deployed && let Some(first) = there.keys().next() {
+        return Err(PluginError::Conflict(format!(
+            "ssh {}: {} holds {} files that orch did not deploy (such as {first}); syncCode \
+             removes the files deleted from the repository, so it deploys only into a new or \
+             empty directory or one it deployed before: set globalArguments.dir to another \
+             directory, or empty this one",
+            remote.shown,
+            g.dir(),
+            there.len()
+        )));
+    }
     let changed: Vec<&String> = local
         .iter()
         .filter(|(rel, f)| there.get(*rel) != Some(&f.sha256))
@@ -140,6 +163,34 @@ pub(super) async fn sync(
         .keys()
         .filter(|rel| !local.contains_key(*rel))
         .collect();
+    let summary = |uploaded: &str, removed_key: &str| {
+        let mut m = serde_json::Map::new();
+        m.insert("dir".into(), json!(g.dir()));
+        m.insert("files".into(), json!(local.len()));
+        m.insert(uploaded.into(), json!(changed.len()));
+        m.insert(removed_key.into(), json!(removed.len()));
+        m.insert("digest".into(), json!(digest(&local)));
+        let first = |list: &[&String]| json!(list.iter().take(100).collect::<Vec<_>>());
+        m.insert(format!("{uploaded}Files"), first(&changed));
+        m.insert(format!("{removed_key}Files"), first(&removed));
+        Value::Object(m)
+    };
+    if dry_run {
+        return Ok(("code", summary("wouldUpload", "wouldRemove")));
+    }
+    if !deployed {
+        remote
+            .run(
+                &format!("creating {}", g.dir()),
+                &format!(
+                    "mkdir -p -- {} && echo 'deployed by orch (orch/repo syncCode): files here that the repository does not have are removed' > {}",
+                    quote(g.dir()),
+                    quote(&marker)
+                ),
+                None,
+            )
+            .await?;
+    }
     let parents: BTreeSet<String> = changed
         .iter()
         .filter_map(|rel| rel.rsplit_once('/').map(|(d, _)| g.path(d)))
@@ -170,18 +221,7 @@ pub(super) async fn sync(
             )
             .await?;
     }
-    Ok((
-        "code",
-        json!({
-            "dir": g.dir(),
-            "files": local.len(),
-            "uploaded": changed.len(),
-            "removed": removed.len(),
-            "digest": digest(&local),
-            "uploadedFiles": changed.iter().take(100).collect::<Vec<_>>(),
-            "removedFiles": removed.iter().take(100).collect::<Vec<_>>(),
-        }),
-    ))
+    Ok(("code", summary("uploaded", "removed")))
 }
 
 #[cfg(test)]

@@ -191,15 +191,24 @@ pub(super) async fn execute(
             call.method
         )));
     }
+    // A dry run connects (so the grant and the host key are checked) and reads, but changes
+    // nothing there and stores nothing here.
+    let dry_run = call.dry_run;
     let mut remote = Remote::open(&mut caps.ssh, &globals).await?;
     let outcome = match call.method.as_str() {
-        "syncCode" => code::sync(ctx, &globals, &mut remote).await,
-        "syncBinary" => binary::sync(&globals, &mut remote).await,
-        "syncSecrets" => secrets::sync(ctx, &globals, &args, &mut remote).await,
-        _ => service::install(&globals, &args, &mut remote).await,
+        "syncCode" => code::sync(ctx, &globals, &mut remote, dry_run).await,
+        "syncBinary" => binary::sync(&globals, &mut remote, dry_run).await,
+        "syncSecrets" => secrets::sync(ctx, &globals, &args, &mut remote, dry_run).await,
+        _ => service::install(&globals, &args, &mut remote, dry_run).await,
     };
     remote.close().await;
     let (spec, attributes) = outcome?;
+    if dry_run {
+        let mut output = serde_json::Map::new();
+        output.insert("dryRun".into(), Value::Bool(true));
+        output.insert(spec.into(), attributes);
+        return Ok(Value::Object(output).to_string());
+    }
     DataHost::write_resource(
         &mut caps.data,
         spec.to_string(),

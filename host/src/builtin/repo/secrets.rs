@@ -8,12 +8,13 @@ use crate::runtime::wit::v0_2::PluginError;
 use serde_json::{Map, Value, json};
 use std::path::PathBuf;
 
-/// Runs `syncSecrets`.
+/// Runs `syncSecrets`; with `dry_run`, only lists the keys it would import.
 pub(super) async fn sync(
     ctx: &BuiltinContext<'_>,
     g: &Globals,
     args: &Value,
     remote: &mut Remote<'_>,
+    dry_run: bool,
 ) -> Result<(&'static str, Value), PluginError> {
     let vaults: Vec<String> = args
         .get("vaults")
@@ -30,6 +31,17 @@ pub(super) async fn sync(
             "arguments.vaults: name at least one vault to sync".into(),
         ));
     };
+    if dry_run {
+        let mut keys = Map::new();
+        for name in &vaults {
+            let listed = ctx
+                .vault
+                .list(name)
+                .map_err(|e| PluginError::Failed(e.to_string()))?;
+            keys.insert(name.clone(), json!(listed));
+        }
+        return Ok(("secrets", json!({ "vaults": keys })));
+    }
     let cd = format!("cd -- {}", quote(g.dir()));
     // The remote's key is created on its first vault use, as `orch vault put` there would.
     remote

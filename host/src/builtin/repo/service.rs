@@ -26,11 +26,12 @@ fn unit_text(dir: &str) -> String {
     )
 }
 
-/// Runs `installService`.
+/// Runs `installService`; with `dry_run`, only says which unit it would write.
 pub(super) async fn install(
     g: &Globals,
     args: &Value,
     remote: &mut Remote<'_>,
+    dry_run: bool,
 ) -> Result<(&'static str, Value), PluginError> {
     let arg = |name: &str, default: &str| {
         args.get(name)
@@ -43,6 +44,14 @@ pub(super) async fn install(
     let systemctl = arg("systemctl", "systemctl");
     let text = unit_text(g.dir());
     let path = format!("{}/{unit}", unit_dir.trim_end_matches('/'));
+    let resource = json!({
+        "unit": unit,
+        "path": path,
+        "sha256": hex::encode(Sha256::digest(text.as_bytes())),
+    });
+    if dry_run {
+        return Ok(("service", resource));
+    }
     remote
         .run(
             "creating the unit directory",
@@ -63,14 +72,7 @@ pub(super) async fn install(
             None,
         )
         .await?;
-    Ok((
-        "service",
-        json!({
-            "unit": unit,
-            "path": path,
-            "sha256": hex::encode(Sha256::digest(text.as_bytes())),
-        }),
-    ))
+    Ok(("service", resource))
 }
 
 #[cfg(test)]
