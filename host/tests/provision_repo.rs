@@ -267,6 +267,7 @@ impl BotLab {
 #[test]
 fn deploy_bot_deploys_the_repository_and_sync_fleet_runs_there_with_the_uploaded_binary() {
     let lab = BotLab::new();
+    lab.orch(&["workflow", "validate", "deploy-bot"]).ok();
     let run = lab.orch(&["--json", "run", "deploy-bot"]).ok();
     assert_eq!(run.json()["status"], "succeeded", "{}", run.all());
     let dir = lab.dir();
@@ -335,16 +336,21 @@ fn deploy_bot_deploys_the_repository_and_sync_fleet_runs_there_with_the_uploaded
         .json();
     assert_eq!(slate["attributes"]["ip"], lab.host.addr.as_str(), "{slate}");
 
-    // No plaintext secret on slate's disk, in the run records or in any output.
-    assert!(!contains_bytes(
-        &tree_bytes(lab.remote.path()),
-        PVE_PASSWORD
-    ));
-    assert!(!contains_bytes(&lab.local.orch_dir_bytes(), PVE_PASSWORD));
-    assert!(!run.all().contains(PVE_PASSWORD));
-    assert!(!synced.all().contains(PVE_PASSWORD));
+    // No plaintext secret (the Proxmox password, the SSH key) on slate's disk, in the run
+    // records or in any output.
+    let ssh_key = lab.sshd.user_key();
+    let key_line = ssh_key.lines().nth(2).expect("a line of the key");
+    let id = run.json()["id"].as_str().unwrap().to_string();
+    let shown = lab.orch(&["--json", "runs", "show", &id]).ok();
+    assert_eq!(shown.json()["target"], "deploy-bot");
     let records = lab.orch(&["--json", "runs", "list"]).ok();
-    assert!(!records.all().contains(PVE_PASSWORD));
+    for secret in [PVE_PASSWORD, key_line] {
+        assert!(!contains_bytes(&tree_bytes(lab.remote.path()), secret));
+        assert!(!contains_bytes(&lab.local.orch_dir_bytes(), secret));
+        for out in [&run, &synced, &shown, &records] {
+            assert!(!out.all().contains(secret), "{}", out.all());
+        }
+    }
 }
 
 #[test]
