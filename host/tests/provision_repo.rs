@@ -506,3 +506,26 @@ fn orch_repo_is_a_built_in_type_that_type_describe_lists() {
     let listed = repo.orch(&["type", "list"]).ok();
     assert!(listed.stdout.contains("orch/repo"), "{}", listed.stdout);
 }
+
+#[test]
+fn a_plugin_cannot_take_the_built_in_id_and_so_its_grants() {
+    // grants.orch in orch.yaml are orch/repo's: a bundle calling itself `orch` would get them.
+    let repo = TestRepo::new(&["testplug"]);
+    let toml = repo.path().join("plugins/testplug/plugin.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, text.replace("id = \"testplug\"", "id = \"orch\"")).unwrap();
+    let listed = repo.orch(&["--json", "type", "list"]).ok();
+    assert!(
+        listed.stderr.contains("plugin id `orch` is reserved"),
+        "{}",
+        listed.stderr
+    );
+    let names: Vec<String> = listed
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["orch/repo"]);
+}
