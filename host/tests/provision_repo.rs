@@ -309,10 +309,13 @@ fn deploy_bot_deploys_the_repository_and_sync_fleet_runs_there_with_the_uploaded
         .flatten()
         .collect();
     assert_eq!(bin.len(), 1, "{bin:?}");
-    assert_eq!(
-        lab.resource("orchRepo", "binary")["sha256"],
-        sha256_file(exe)
-    );
+    let binary = lab.resource("orchRepo", "binary");
+    assert_eq!(binary["sha256"], sha256_file(exe));
+    assert_eq!(binary["uploaded"], true, "{binary}");
+    assert_eq!(binary["bytes"], std::fs::metadata(exe).unwrap().len());
+    // The same binary is not sent again.
+    lab.orch(&["model", "run", "orchRepo", "syncBinary"]).ok();
+    assert_eq!(lab.resource("orchRepo", "binary")["uploaded"], false);
 
     // The service: the unit, then daemon-reload and enable --now through the shim.
     let unit = std::fs::read_to_string(lab.remote.path().join("units/orch-bot.service")).unwrap();
