@@ -4,6 +4,7 @@
 //! Data flows one way: `cli` → `repo` → `workflow` → `run` → `method` (`expr` → `runtime` →
 //! `capabilities`) → `store`. `store` and `capabilities` never call back up.
 
+pub mod builtin;
 pub mod capabilities;
 pub mod cli;
 pub mod converge;

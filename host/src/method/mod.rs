@@ -358,12 +358,14 @@ impl MethodRunner {
             &global_map,
         )
         .map_err(|e| grant_error(&shown_file, def, &global_map, &manifest.id, "http", &e))?;
-        let ssh_grant = SshGrant::new(
-            &manifest.capabilities.ssh,
-            operator.and_then(|g| g.ssh.as_deref()),
-            &global_map,
-        )
-        .map_err(|e| grant_error(&shown_file, def, &global_map, &manifest.id, "ssh", &e))?;
+        let operator_ssh = operator.and_then(|g| g.ssh.as_deref());
+        // A built-in type deploys orch itself: it reaches only what orch.yaml grants it.
+        let operator_ssh = match plugin.builtin {
+            true => Some(operator_ssh.unwrap_or(&[])),
+            false => operator_ssh,
+        };
+        let ssh_grant = SshGrant::new(&manifest.capabilities.ssh, operator_ssh, &global_map)
+            .map_err(|e| grant_error(&shown_file, def, &global_map, &manifest.id, "ssh", &e))?;
         let step = call.step.clone();
         let events = self.events.clone();
         let sink = Arc::new(move |level: LogLevel, message: &str| {
@@ -421,7 +423,10 @@ impl MethodRunner {
             source,
         };
         // Compiled on first use: a run compiles only the plugins its steps call.
-        let compiled = self.registry.compiled(&plugin).map_err(runtime_err)?;
+        let compiled = match plugin.builtin {
+            true => None,
+            false => Some(self.registry.compiled(&plugin).map_err(runtime_err)?),
+        };
         // Nothing outside is touched by a run the store does not show yet (a kill during this
         // call must leave a run `orch runs list` can report as abandoned).
         if self.started.pending() {
@@ -430,13 +435,25 @@ impl MethodRunner {
         }
         // The dry run of a converge method is its typed plan.
         let runtime = &self.registry.runtime;
-        let outcome = if call.dry_run && method.kind == "converge" {
-            runtime.plan(&compiled, wit_call, caps).await
-        } else {
-            runtime.execute(&compiled, wit_call, caps).await
-        }
-        .map_err(runtime_err)?;
         let redactor = self.events.redactor();
+        let outcome = match &compiled {
+            None => {
+                let ctx = crate::builtin::BuiltinContext {
+                    repo_root: &self.repo.root,
+                    vault: &self.vault,
+                    redactor,
+                };
+                crate::builtin::execute(ctx, wit_call, caps).await
+            }
+            Some(compiled) if call.dry_run && method.kind == "converge" => runtime
+                .plan(compiled, wit_call, caps)
+                .await
+                .map_err(runtime_err)?,
+            Some(compiled) => runtime
+                .execute(compiled, wit_call, caps)
+                .await
+                .map_err(runtime_err)?,
+        };
         let output = match outcome.result {
             Ok(text) => text,
             Err(e) => {

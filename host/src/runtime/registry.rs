@@ -32,6 +32,8 @@ pub struct InstalledPlugin {
     pub dir: PathBuf,
     /// The limits its calls run under.
     pub limits: EffectiveLimits,
+    /// Built into the host (see [`crate::builtin`]): nothing to compile, run by the host itself.
+    pub builtin: bool,
     compiled: OnceLock<Result<Arc<LoadedPlugin>, RuntimeError>>,
 }
 
@@ -122,6 +124,7 @@ impl PluginRegistry {
                         manifest,
                         dir,
                         limits,
+                        builtin: false,
                         compiled: OnceLock::new(),
                     }));
                 }
@@ -147,9 +150,22 @@ impl PluginRegistry {
                 ));
             }
         }
+        if let Some(bundles) = by_id.get(crate::builtin::BUILTIN_PLUGIN_ID) {
+            // orch.yaml's grants.orch belong to the built-in types.
+            registry.problems.push(format!(
+                "plugin id `{}` is reserved for the types built into orch; {} is not loaded. Give it another id",
+                crate::builtin::BUILTIN_PLUGIN_ID,
+                bundles
+                    .iter()
+                    .map(|b| b.dir.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         let unique: Vec<Arc<InstalledPlugin>> = found
             .iter()
             .filter(|p| by_id[p.manifest.id.as_str()].len() == 1)
+            .filter(|p| p.manifest.id != crate::builtin::BUILTIN_PLUGIN_ID)
             .cloned()
             .collect();
         registry.plugins = unique;
@@ -186,6 +202,7 @@ impl PluginRegistry {
                 }
             }
         }
+        registry.add_builtins(settings);
         for (name, pinned) in &settings.providers {
             if !registry.types.contains_key(name) && !registry.refused.contains_key(name) {
                 registry.problems.push(format!(
@@ -194,6 +211,42 @@ impl PluginRegistry {
             }
         }
         registry
+    }
+
+    /// Lists the types built into the host beside the plugins' (see [`crate::builtin`]); a
+    /// plugin type of the same name gives way, with a problem saying so.
+    fn add_builtins(&mut self, settings: &RegistrySettings) {
+        let manifest = crate::builtin::manifest();
+        let limits = EffectiveLimits::new(
+            &manifest.id,
+            &manifest.limits,
+            settings.limits.as_ref(),
+            settings.plugin_limits.get(&manifest.id),
+        );
+        let plugin = Arc::new(InstalledPlugin {
+            manifest,
+            dir: PathBuf::from(crate::builtin::BUILTIN_DIR),
+            limits,
+            builtin: true,
+            compiled: OnceLock::new(),
+        });
+        for description in crate::builtin::descriptions() {
+            let name = description.name.clone();
+            if let Some(shadowed) = self.types.get(&name) {
+                self.problems.push(format!(
+                    "type `{name}` is built into orch; the one {} declares is not used",
+                    shadowed.plugin.describe_where()
+                ));
+            }
+            self.refused.remove(&name);
+            self.types.insert(
+                name,
+                ProvidedType {
+                    plugin: plugin.clone(),
+                    description: Arc::new(description),
+                },
+            );
+        }
     }
 
     /// Each plugin's types: from the describe cache, or by compiling and describing it (all such
@@ -250,7 +303,7 @@ impl PluginRegistry {
         if let Some(best) = crate::suggest::closest(name, self.types.keys().map(String::as_str)) {
             msg.push_str(&format!("; did you mean `{best}`?"));
         }
-        if self.types.is_empty() {
+        if self.types.values().all(|t| t.plugin.builtin) {
             msg.push_str(" (no plugins are installed: build them with `cargo xtask build` or copy a bundle into plugins/)");
         } else {
             msg.push_str(&format!(
@@ -264,9 +317,10 @@ impl PluginRegistry {
         Err(msg)
     }
 
-    /// All usable types, by name.
+    /// All usable types, by name: the plugins' first, then those built into orch.
     pub fn types(&self) -> impl Iterator<Item = &ProvidedType> {
-        self.types.values()
+        let plugins = self.types.values().filter(|t| !t.plugin.builtin);
+        plugins.chain(self.types.values().filter(|t| t.plugin.builtin))
     }
 
     /// All installed plugins (each with a unique id).
@@ -284,6 +338,12 @@ fn compiled(
     runtime: &PluginRuntime,
     plugin: &InstalledPlugin,
 ) -> Result<Arc<LoadedPlugin>, RuntimeError> {
+    if plugin.builtin {
+        return Err(RuntimeError::Wasm {
+            plugin: plugin.manifest.id.clone(),
+            message: "built-in types are run by the host; there is nothing to compile".into(),
+        });
+    }
     plugin
         .compiled
         .get_or_init(|| {

@@ -87,7 +87,7 @@ fn parse_text(text: &str) -> Result<[u8; KEY_LEN], String> {
     }
 }
 
-fn parse_file(path: &Path, bytes: &[u8]) -> Result<VaultKey, VaultError> {
+pub(super) fn parse_file(path: &Path, bytes: &[u8]) -> Result<VaultKey, VaultError> {
     // Raw bytes are accepted too, for key files made with `head -c 32 /dev/urandom`; no text
     // form of a key is 32 bytes long, so the length alone tells them apart.
     if let Ok(raw) = <[u8; KEY_LEN]>::try_from(bytes) {

@@ -130,6 +130,26 @@ impl LocalVault {
     /// same JSON format) that only that key opens, for `orch vault import` there. No plaintext is
     /// written anywhere; the values are decrypted in memory only to be sealed again.
     pub fn export_for(&self, vault: &str, target_key_file: &Path) -> Result<Vec<u8>, VaultError> {
+        self.export_sealed(vault, || key::load_file(target_key_file))
+    }
+
+    /// Like [`LocalVault::export_for`], with the other machine's key file contents in memory
+    /// (read from it over SSH, never written here); `shown` names where they came from.
+    pub fn export_for_key_bytes(
+        &self,
+        vault: &str,
+        key_file_bytes: &[u8],
+        shown: &Path,
+    ) -> Result<Vec<u8>, VaultError> {
+        self.export_sealed(vault, || key::parse_file(shown, key_file_bytes))
+    }
+
+    /// The export, with the target key read only once the vault is known to exist.
+    fn export_sealed(
+        &self,
+        vault: &str,
+        target: impl FnOnce() -> Result<key::VaultKey, VaultError>,
+    ) -> Result<Vec<u8>, VaultError> {
         validate_name("vault", vault)?;
         let path = self.vault_path(vault);
         let entries = read_entries(&path)?;
@@ -139,7 +159,7 @@ impl LocalVault {
                 path,
             });
         }
-        let target = key::load_file(target_key_file)?;
+        let target = target()?;
         let target = Self {
             dir: self.dir.clone(),
             cipher: ChaCha20Poly1305::new(Key::from_slice(&target.0)),
@@ -424,6 +444,33 @@ mod tests {
         assert_eq!(
             local.get("proxmox", "password").expect("get").as_deref(),
             Some("old")
+        );
+    }
+
+    #[test]
+    fn a_key_read_over_ssh_seals_like_its_file_and_a_bad_one_names_where_it_came_from() {
+        let local_dir = tempfile::tempdir().expect("tempdir");
+        let remote_dir = tempfile::tempdir().expect("tempdir");
+        let local = vault_with(&local_dir, KEY_A);
+        local.put("proxmox", "password", "s3cr3t-pw").expect("put");
+        let shown = Path::new("root@slate:22:/opt/orch-bot/.orch/vault.key");
+        let bundle = local
+            .export_for_key_bytes("proxmox", format!("{KEY_B}\n").as_bytes(), shown)
+            .expect("export");
+        let remote = vault_with(&remote_dir, KEY_B);
+        remote
+            .import("proxmox", &bundle, Path::new("<stdin>"))
+            .expect("import");
+        assert_eq!(
+            remote.get("proxmox", "password").expect("get").as_deref(),
+            Some("s3cr3t-pw")
+        );
+        let err = local
+            .export_for_key_bytes("proxmox", b"not a key", shown)
+            .expect_err("bad key");
+        assert!(
+            err.to_string().contains("root@slate:22:/opt/orch-bot"),
+            "{err}"
         );
     }
 
