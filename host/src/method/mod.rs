@@ -43,16 +43,14 @@ pub enum MethodError {
     #[error("{0}")]
     Refused(String),
     /// The plugin returned a typed error.
-    #[error("{model}.{method}: plugin `{plugin}` {version} returned {kind}: {message}")]
+    #[error("{model}.{method}: {provider} returned {kind}: {message}")]
     Plugin {
         /// Model name.
         model: String,
         /// Method name.
         method: String,
-        /// Plugin id.
-        plugin: String,
-        /// Plugin version.
-        version: String,
+        /// Who ran it: "plugin `proxmox` 0.1.0", or "built-in type `orch/repo`".
+        provider: String,
         /// The error variant.
         kind: &'static str,
         /// The plugin's message.
@@ -461,8 +459,10 @@ impl MethodRunner {
                 return Err(MethodError::Plugin {
                     model: call.model.clone(),
                     method: call.method.clone(),
-                    plugin: manifest.id.clone(),
-                    version: manifest.version.clone(),
+                    provider: match plugin.builtin {
+                        true => format!("built-in type `{}`", def.type_name),
+                        false => format!("plugin `{}` {}", manifest.id, manifest.version),
+                    },
                     kind,
                     // One line, controls escaped: the message is embedded in orch's own
                     // messages wherever it goes (terminal, run record, --json).
