@@ -191,3 +191,65 @@ fn a_webhook_secret_never_reaches_the_output_or_the_state() {
         "wh-s3cret-never-shown"
     ));
 }
+
+#[test]
+fn a_fire_while_the_previous_run_still_runs_is_skipped_and_a_killed_run_does_not_block() {
+    let lab = Lab::with_config(SimConfig::default());
+    let path = lab.repo.path().join("workflows/sync-fleet.yaml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("triggers:\n  - schedule: \"* * * * *\"\n");
+    std::fs::write(&path, text).unwrap();
+
+    // A Proxmox endpoint that accepts and never answers: the first run hangs in its auth step.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_url = format!("https://{}", listener.local_addr().unwrap());
+    let (connected, accepted) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok((stream, _)) = listener.accept() {
+            let _ = connected.send(stream);
+        }
+    });
+    let mut first = lab.repo.command(&[
+        "--json",
+        "triggers",
+        "run-due",
+        "--now",
+        "2026-01-10T12:00:00Z",
+    ]);
+    first
+        .env("PROXMOX_API_URL", &hang_url)
+        .env("TZ", "UTC")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut first = first.spawn().unwrap();
+    // A safety net only: the run connects as soon as it starts.
+    let held = match accepted.recv_timeout(std::time::Duration::from_secs(120)) {
+        Ok(stream) => stream,
+        Err(_) => {
+            let _ = first.kill();
+            let out = first.wait_with_output().unwrap();
+            panic!(
+                "the first run never reached the endpoint:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    };
+
+    let second = run_due(&lab, "2026-01-10T12:01:00Z");
+    assert_eq!(second["fired"][0]["outcome"], "skipped", "{second}");
+    let list = orch(&lab, &["--json", "triggers", "list"]).ok().json();
+    assert_eq!(list["schedules"][0]["skipped"], 1, "{list}");
+    assert_eq!(
+        list["schedules"][0]["lastSkipped"],
+        "2026-01-10T12:01:00.000Z"
+    );
+
+    // The first run's process dies: its trigger is free again.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    drop(held);
+    let third = run_due(&lab, "2026-01-10T12:02:00Z");
+    assert_eq!(third["fired"][0]["outcome"], "started", "{third}");
+    assert_eq!(third["fired"][0]["status"], "succeeded", "{third}");
+}

@@ -85,7 +85,11 @@ pub struct MissedFires {
 
 /// How a due schedule was handled.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "outcome")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "outcome"
+)]
 pub enum FiredOutcome {
     /// A run started.
     Started {
