@@ -248,6 +248,7 @@ impl Scheduler {
     /// that time is under a minute old; older ones come along as missed. A schedule never
     /// handled before starts one minute before `now`, so it never catches up on history.
     pub fn due(&self, now: DateTime<Utc>) -> Vec<Due> {
+        self.refresh();
         let state = lock(&self.inner.state);
         self.inner
             .triggers
@@ -270,9 +271,8 @@ impl Scheduler {
     /// start): logged, counted and marked handled, so they are reported once and never run.
     /// The time due now, if any, is left to fire.
     pub fn missed_at_start(&self, now: DateTime<Utc>) -> Vec<MissedFires> {
-        let mut reports = Vec::new();
-        {
-            let mut state = lock(&self.inner.state);
+        self.update(|state| {
+            let mut reports = Vec::new();
             for t in &self.inner.triggers {
                 let (_, missed) = self.look(t, state.triggers.get(&t.key), now);
                 let Some(missed) = missed else { continue };
@@ -282,25 +282,30 @@ impl Scheduler {
                 log_missed(&missed);
                 reports.push(missed);
             }
-        }
-        if !reports.is_empty() {
-            self.save();
-        }
-        reports
+            reports
+        })
     }
 
     /// Fires `due` (from [`Scheduler::due`]): a trigger whose previous run is still going is
-    /// skipped and counted; the others start through `launcher`, all at once. Returns once
-    /// every run has started (or failed to); each started run's `finished` resolves when it
-    /// ends and its status is recorded.
+    /// skipped and counted; the others start through `launcher`, all at once. A time another
+    /// process has handled meanwhile is dropped. Returns once every run has started (or failed
+    /// to); each started run's `finished` resolves when it ends and its status is recorded.
     pub async fn fire(&self, due: Vec<Due>, launcher: Arc<dyn Launcher>) -> Vec<Fired> {
         let mut launches = Vec::new();
         let mut fired = Vec::new();
         for d in due {
-            // Times handled in this pass, fired or not, are never fired again.
-            let running = {
-                let mut state = lock(&self.inner.state);
+            let decision = self.update(|state| {
                 let entry = state.triggers.entry(d.key.clone()).or_default();
+                let handled = entry
+                    .last_fire
+                    .as_deref()
+                    .and_then(|t| parse_time(t).ok())
+                    .zip(parse_time(&d.at).ok())
+                    .is_some_and(|(last, at)| last >= at);
+                if handled {
+                    return None;
+                }
+                // Times handled here, fired or not, are never fired again.
                 if let Some(missed) = &d.missed {
                     entry.missed += missed.count;
                     log_missed(missed);
@@ -327,15 +332,16 @@ impl Scheduler {
                         lock(&self.inner.running).insert(d.key.clone());
                     }
                 }
-                running
-            };
-            match running {
-                Some(id) => fired.push(Fired {
+                Some(running)
+            });
+            match decision {
+                None => {}
+                Some(Some(id)) => fired.push(Fired {
                     due: d,
                     outcome: FiredOutcome::Skipped { running: id },
                     finished: None,
                 }),
-                None => {
+                Some(None) => {
                     let origin = Origin::Schedule {
                         trigger: d.trigger.clone(),
                         at: d.at.clone(),
@@ -345,24 +351,23 @@ impl Scheduler {
                 }
             }
         }
-        self.save();
         for (d, result) in futures_util::future::join_all(launches).await {
             fired.push(self.started(d, result));
         }
-        self.save();
         fired
     }
 
     /// Records how a launch went and, for a run, waits for its end in the background.
     fn started(&self, d: Due, result: Result<super::Launched, String>) -> Fired {
-        let mut state = lock(&self.inner.state);
-        let entry = state.triggers.entry(d.key.clone()).or_default();
-        entry.last_run = Some(d.at.clone());
         match result {
             Err(error) => {
-                entry.in_flight = None;
-                entry.last_run_id = None;
-                entry.last_status = Some(format!("not started: {error}"));
+                self.update(|state| {
+                    let entry = state.triggers.entry(d.key.clone()).or_default();
+                    entry.last_run = Some(d.at.clone());
+                    entry.in_flight = None;
+                    entry.last_run_id = None;
+                    entry.last_status = Some(format!("not started: {error}"));
+                });
                 lock(&self.inner.running).remove(&d.key);
                 tracing::warn!(workflow = %d.workflow, trigger = %d.trigger, %error, "scheduled run could not start");
                 Fired {
@@ -372,11 +377,15 @@ impl Scheduler {
                 }
             }
             Ok(launched) => {
-                entry.last_run_id = Some(launched.id.clone());
-                entry.last_status = Some(RunStatus::Running.as_str().to_string());
-                if let Some(flight) = &mut entry.in_flight {
-                    flight.run_id = Some(launched.id.clone());
-                }
+                self.update(|state| {
+                    let entry = state.triggers.entry(d.key.clone()).or_default();
+                    entry.last_run = Some(d.at.clone());
+                    entry.last_run_id = Some(launched.id.clone());
+                    entry.last_status = Some(RunStatus::Running.as_str().to_string());
+                    if let Some(flight) = &mut entry.in_flight {
+                        flight.run_id = Some(launched.id.clone());
+                    }
+                });
                 let this = self.clone();
                 let (key, id) = (d.key.clone(), launched.id.clone());
                 let finished = tokio::spawn(async move {
@@ -396,16 +405,42 @@ impl Scheduler {
     }
 
     fn ended(&self, key: &str, id: &str, status: RunStatus) {
-        {
-            let mut state = lock(&self.inner.state);
+        self.update(|state| {
             let entry = state.triggers.entry(key.to_string()).or_default();
             if entry.last_run_id.as_deref() == Some(id) {
                 entry.last_status = Some(status.as_str().to_string());
                 entry.in_flight = None;
             }
-            lock(&self.inner.running).remove(key);
+        });
+        lock(&self.inner.running).remove(key);
+    }
+
+    /// Changes the state: under the state file's lock, re-read, changed and written back, so
+    /// two processes (a server and a `run-due`, two `run-due`s) never undo each other's change.
+    fn update<R>(&self, change: impl FnOnce(&mut ScheduleState) -> R) -> R {
+        let mut cached = lock(&self.inner.state);
+        let Some(path) = &self.inner.path else {
+            return change(&mut cached);
+        };
+        let _held = super::state::FileLock::acquire(path);
+        let mut state = ScheduleState::load(path).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "using the schedule state in memory");
+            cached.clone()
+        });
+        let out = change(&mut state);
+        if let Err(e) = state.save(path) {
+            tracing::warn!(error = %e, "could not save the schedule state");
         }
-        self.save();
+        *cached = state;
+        out
+    }
+
+    /// Re-reads the state file, for what other processes changed.
+    fn refresh(&self) {
+        let Some(path) = &self.inner.path else { return };
+        if let Ok(state) = ScheduleState::load(path) {
+            *lock(&self.inner.state) = state;
+        }
     }
 
     /// `Some(run id if known)` when the trigger's previous run is still going.
@@ -435,6 +470,7 @@ impl Scheduler {
 
     /// Every schedule with its last run, next run and skipped count.
     pub fn status(&self, now: DateTime<Utc>) -> Vec<ScheduleStatus> {
+        self.refresh();
         let state = lock(&self.inner.state);
         self.inner
             .triggers
@@ -571,14 +607,6 @@ impl Scheduler {
                 .map(|d| d.with_timezone(&Utc)),
         };
         found.ok()
-    }
-
-    fn save(&self) {
-        let Some(path) = &self.inner.path else { return };
-        let state = lock(&self.inner.state).clone();
-        if let Err(e) = state.save(path) {
-            tracing::warn!(error = %e, "could not save the schedule state");
-        }
     }
 }
 

@@ -98,3 +98,48 @@ impl ScheduleState {
         })
     }
 }
+
+/// An exclusive lock on the state, held while it is read, changed and written back: a
+/// `flock` on `<state file>.lock`, released when dropped (or when the process dies).
+pub(crate) struct FileLock(Option<std::fs::File>);
+
+impl FileLock {
+    /// Waits for the lock of `state_file`; without one (a file system that refuses locks) the
+    /// change goes on unlocked rather than not at all.
+    pub fn acquire(state_file: &Path) -> FileLock {
+        use std::os::fd::AsRawFd;
+        let path = state_file.with_extension("lock");
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path);
+        match file {
+            Ok(file) => {
+                // SAFETY: flock on a descriptor this function owns; no memory is involved.
+                let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0;
+                if !locked {
+                    tracing::warn!(path = %path.display(), "cannot lock the schedule state");
+                }
+                FileLock(Some(file))
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot lock the schedule state");
+                FileLock(None)
+            }
+        }
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        if let Some(file) = &self.0 {
+            // SAFETY: as above; closing the file would release it too.
+            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+        }
+    }
+}

@@ -280,3 +280,39 @@ fn the_state_survives_a_restart() {
             .is_empty()
     );
 }
+
+fn on_file(path: &std::path::Path) -> Scheduler {
+    let trigger = schedule_trigger("w", 0, "* * * * *", inputs()).unwrap();
+    Scheduler::build(
+        vec![trigger],
+        zone(),
+        ScheduleState::load(path).unwrap(),
+        Some(path.to_path_buf()),
+    )
+}
+
+#[tokio::test]
+async fn two_processes_on_one_state_file_fire_once_and_keep_each_others_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("schedules.json");
+    let (a, b) = (on_file(&path), on_file(&path));
+    let (launcher, mut launches) = FakeLauncher::new();
+    let due_a = a.due(at("2026-01-10T00:00:00Z"));
+    let due_b = b.due(at("2026-01-10T00:00:00Z"));
+    let mut fired_a = a.fire(due_a, launcher.clone()).await;
+    // B saw the time due before A fired it: the time is handled once.
+    assert!(b.fire(due_b, launcher.clone()).await.is_empty());
+    let (_, _, done) = launches.recv().await.unwrap();
+
+    // B's skip of the next minute (A's run still going, by A's in-memory record) survives
+    // A's write at the end of its run.
+    b.update(|state| {
+        let entry = state.triggers.get_mut("w/triggers[0]").unwrap();
+        entry.skipped += 1;
+    });
+    done.send(RunStatus::Succeeded).unwrap();
+    fired_a[0].finished.take().unwrap().await.unwrap();
+    let shown = &b.status(at("2026-01-10T00:00:30Z"))[0];
+    assert_eq!(shown.skipped, 1);
+    assert_eq!(shown.last_status.as_deref(), Some("succeeded"));
+}
