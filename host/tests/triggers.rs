@@ -127,6 +127,8 @@ fn a_bad_cron_expression_is_named_by_orch_check_with_file_line_and_field() {
         "workflows/sync-fleet.yaml:{line}: triggers[0].schedule: invalid cron expression `*/2 25 * * *`"
     );
     assert!(out.stderr.contains(&expected), "{}", out.all());
+    let out = orch(&lab, &["workflow", "validate", "sync-fleet"]).code(2);
+    assert!(out.stderr.contains(&expected), "{}", out.all());
     // run-due leaves the broken schedule alone instead of guessing.
     let due = orch(
         &lab,

@@ -91,13 +91,9 @@ async fn run_due(args: RunDueArgs, ctx: &Ctx) -> CmdResult {
         None => Utc::now(),
     };
     let env = ctx.run_env().await?;
-    let store = env.store.clone();
     let scheduler = Scheduler::load(&env.repo, Zone::Local)
         .map_err(CliError::failed)?
-        .with_run_lookup(Arc::new(move |id: &str| {
-            let record = store.get_run(id).ok().flatten()?;
-            Some(crate::run::settle(&store, record).status)
-        }));
+        .with_run_lookup(crate::triggers::store_lookup(env.store.clone()));
     // Times that passed unrun since the last `run-due` are reported, never run late.
     let missed = scheduler.missed_at_start(now);
     let due = scheduler.due(now);

@@ -17,7 +17,9 @@ use serde_json::{Map, Value};
 
 use crate::store::RunStatus;
 
-pub use schedule::{Due, Fired, FiredOutcome, MissedFires, ScheduleStatus, Scheduler, Zone};
+pub use schedule::{
+    Due, Fired, FiredOutcome, MissedFires, RunLookup, ScheduleStatus, Scheduler, Zone, store_lookup,
+};
 pub use state::{InFlight, STATE_FILE, TriggerState};
 pub use webhook::{
     MAX_BODY_BYTES, SIGNATURE_HEADER, SignatureError, WebhookError, Webhooks, verify,

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, FixedOffset, Local, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, Local, TimeDelta, TimeZone, Timelike, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -148,6 +148,15 @@ pub struct ScheduleStatus {
 
 /// Looks up a run's status (the store, in practice), to tell whether a run is still going.
 pub type RunLookup = Arc<dyn Fn(&str) -> Option<RunStatus> + Send + Sync>;
+
+/// A [`RunLookup`] over the store: a `running` run whose process is gone counts as abandoned
+/// (and is marked so), never as still going.
+pub fn store_lookup(store: crate::store::ResourceStore) -> RunLookup {
+    Arc::new(move |id: &str| {
+        let record = store.get_run(id).ok().flatten()?;
+        Some(crate::run::settle(&store, record).status)
+    })
+}
 
 struct Inner {
     triggers: Vec<ScheduleTrigger>,
@@ -611,6 +620,8 @@ impl Scheduler {
 }
 
 fn next_in<Tz: TimeZone>(cron: &croner::Cron, after: DateTime<Tz>) -> Option<DateTime<Utc>> {
+    // croner keeps the start's fraction of a second; schedules are whole minutes.
+    let after = after.with_nanosecond(0)?;
     cron.find_next_occurrence(&after, false)
         .ok()
         .map(|d| d.with_timezone(&Utc))

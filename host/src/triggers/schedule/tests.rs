@@ -76,6 +76,11 @@ fn cron_fires_at_the_local_time_of_its_zone() {
         s.next_after(t, at("2026-01-10T01:30:00Z")),
         Some(at("2026-01-11T01:30:00Z"))
     );
+    assert_eq!(
+        s.next_after(t, at("2026-01-10T01:29:59.750Z")),
+        Some(at("2026-01-10T01:30:00Z")),
+        "whole minutes, whatever the fraction of now"
+    );
     let every2 = Scheduler::in_memory(&[("w", "*/2 * * * *", inputs())], zone()).unwrap();
     assert_eq!(
         every2.next_after(&every2.inner.triggers[0], at("2026-01-10T00:01:10Z")),
