@@ -20,5 +20,6 @@ pub mod run;
 pub mod runtime;
 pub mod store;
 pub mod suggest;
+pub mod triggers;
 pub mod vault;
 pub mod workflow;

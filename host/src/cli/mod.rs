@@ -17,6 +17,7 @@ mod plugin;
 mod run;
 mod runs;
 mod ssh;
+mod triggers;
 mod type_;
 mod vault;
 mod workflow;
@@ -118,6 +119,9 @@ enum Command {
     /// Bring another tool's repository over (`orch import swamp <dir>`).
     #[command(subcommand)]
     Import(import::Cmd),
+    /// Workflow schedules and webhooks: list them, fire the schedules due now.
+    #[command(subcommand)]
+    Triggers(triggers::Cmd),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -176,6 +180,7 @@ async fn dispatch(command: Command, ctx: &Ctx) -> CmdResult {
         Command::Plugin(c) => plugin::exec(c, ctx).await,
         Command::Ssh(c) => ssh::exec(c, ctx).await,
         Command::Import(c) => import::exec(c, ctx),
+        Command::Triggers(c) => triggers::exec(c, ctx).await,
     }
 }
 

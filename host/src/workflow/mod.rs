@@ -7,6 +7,7 @@ mod graph;
 mod inputs;
 mod scheduler;
 mod schema;
+mod triggers;
 mod validate;
 
 pub use check::{check_model, check_repository, check_workflow};
@@ -18,4 +19,5 @@ pub use scheduler::{
     run_workflow, run_workflow_preloaded,
 };
 pub use schema::{ForEach, Job, JobDependency, Severity, Step, StepDependency, Task, Workflow};
+pub use triggers::{Trigger, WebhookTrigger, parse_cron};
 pub use validate::{Catalog, validate};

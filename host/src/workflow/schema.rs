@@ -29,6 +29,9 @@ pub struct Workflow {
     /// under `--tag`).
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub tags: std::collections::BTreeMap<String, String>,
+    /// Cron schedules and webhooks that start this workflow (`orch triggers`, `orch serve`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<super::triggers::Trigger>,
     /// The file, relative to the repository root.
     #[serde(skip)]
     pub file: PathBuf,
@@ -385,6 +388,8 @@ struct RawWorkflow {
     concurrency: Option<u64>,
     #[serde(default, deserialize_with = "null_default")]
     tags: std::collections::BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "null_default")]
+    triggers: Vec<super::triggers::Trigger>,
 }
 
 impl Workflow {
@@ -416,6 +421,7 @@ impl Workflow {
             jobs: raw.jobs,
             concurrency: raw.concurrency,
             tags: raw.tags,
+            triggers: raw.triggers,
             file: file.to_path_buf(),
             lines,
         })

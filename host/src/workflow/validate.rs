@@ -53,6 +53,8 @@ pub fn validate(wf: &Workflow, repo: &Repo, catalog: &dyn Catalog) -> Vec<Diagno
         }
     }
     v.nested_cycles();
+    v.diags
+        .extend(super::triggers::trigger_diagnostics(wf, repo, catalog));
     crate::repo::sort_diagnostics(&mut v.diags);
     v.diags
 }
