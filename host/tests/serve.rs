@@ -288,6 +288,14 @@ async fn a_token_cannot_do_more_than_its_scope_and_workflows_allow() {
         .await;
     assert_eq!(status, 403, "a method run: {body}");
     let (status, body) = client
+        .post(
+            &server.url("/api/v1/eval"),
+            &limited,
+            json!({"expression": "1 + 1"}),
+        )
+        .await;
+    assert_eq!(status, 403, "eval: {body}");
+    let (status, body) = client
         .post(&runs, &limited, json!({"workflow": "quick"}))
         .await;
     assert_eq!(status, 202, "its own workflow: {body}");
@@ -403,6 +411,61 @@ async fn a_served_sync_fleet_streams_its_events_and_writes_the_reference_ips() {
         .get(&server.url("/api/v1/openapi.json"), Some(&reader))
         .await;
     assert_eq!(status, 200);
+
+    // The catalog: types, models, workflows with their inputs schema.
+    let (_, types) = client
+        .get(&server.url("/api/v1/types"), Some(&reader))
+        .await;
+    assert!(types.to_string().contains("proxmox/vm"), "{types}");
+    let (status, vm) = client
+        .get(&server.url("/api/v1/types/proxmox/vm"), Some(&reader))
+        .await;
+    assert_eq!(status, 200, "{vm}");
+    assert_eq!(vm["type"]["name"], "proxmox/vm");
+    let (_, models) = client
+        .get(&server.url("/api/v1/models"), Some(&reader))
+        .await;
+    assert!(models.to_string().contains("\"fleet\""), "{models}");
+    let (status, _) = client
+        .get(&server.url("/api/v1/models/fleet"), Some(&reader))
+        .await;
+    assert_eq!(status, 200);
+    let (_, workflows) = client
+        .get(&server.url("/api/v1/workflows"), Some(&reader))
+        .await;
+    let sync = workflows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "sync-fleet")
+        .expect("sync-fleet listed");
+    assert!(sync["inputs"].is_object(), "{sync}");
+    let (status, graph) = client
+        .get(&server.url("/api/v1/workflows/sync-fleet"), Some(&reader))
+        .await;
+    assert_eq!(status, 200, "{graph}");
+    assert!(
+        graph["inputs"].is_object() && graph["triggers"].is_array(),
+        "{graph}"
+    );
+    assert!(graph.to_string().contains("sync"), "{graph}");
+
+    // eval: admin only, vault values redacted.
+    let eval = server.url("/api/v1/eval");
+    let ip = r#"model.fleet.resource.vm["gold-image"].attributes.ip"#;
+    let (status, body) = client.post(&eval, &reader, json!({"expression": ip})).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = client.post(&eval, &admin, json!({"expression": ip})).await;
+    assert_eq!((status, body), (200, json!({"value": "10.0.0.143"})));
+    let (status, body) = client
+        .post(
+            &eval,
+            &admin,
+            json!({"expression": r#"vault.get("proxmox-vault", "password")"#}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_ne!(body["value"], PASSWORD);
 
     // The same data as the CLI's.
     assert_eq!(lab.resource("fleet", "gold-image")["ip"], "10.0.0.143");
