@@ -24,7 +24,11 @@ impl Server {
     /// Starts `orch serve --listen 127.0.0.1:0 EXTRA…` from `cmd` (a repo command without
     /// arguments yet) and waits for its `listening on` line.
     fn start(mut cmd: Command, extra: &[&str]) -> Server {
-        cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(extra);
+        cmd.arg("serve");
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(extra);
         let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -94,8 +98,12 @@ struct Client {
 
 impl Client {
     fn new() -> Client {
+        Client::with(reqwest::Client::new())
+    }
+
+    fn with(http: reqwest::Client) -> Client {
         Client {
-            http: reqwest::Client::new(),
+            http,
             bodies: Default::default(),
         }
     }
@@ -151,7 +159,7 @@ impl Client {
         }
         self.bodies.lock().unwrap().push(text.clone());
         text.split("\n\n")
-            .filter(|block| !block.trim().is_empty())
+            .filter(|block| block.lines().any(|l| l.starts_with("data: ")))
             .map(|block| {
                 let mut name = String::new();
                 let mut data = String::new();
@@ -647,5 +655,73 @@ fn a_listen_address_beyond_loopback_needs_tls_or_insecure_http() {
         refused.stderr.contains("--tls-cert") && refused.stderr.contains("--insecure-http"),
         "{}",
         refused.all()
+    );
+}
+
+/// A self-signed certificate for 127.0.0.1 written as PEM files: (cert path, key path, cert PEM).
+fn certificate(dir: &std::path::Path) -> (String, String, String) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("self-signed");
+    let pem = |label: &str, der: &[u8]| {
+        use base64::Engine as _;
+        let text = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = text
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            lines.join("\n")
+        )
+    };
+    let cert_pem = pem("CERTIFICATE", cert.der());
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, &cert_pem).unwrap();
+    std::fs::write(&key_path, pem("PRIVATE KEY", &key.serialize_der())).unwrap();
+    (
+        cert_path.display().to_string(),
+        key_path.display().to_string(),
+        cert_pem,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_certificate_the_api_is_served_over_https_also_beyond_loopback() {
+    let repo = TestRepo::new(&[]);
+    let reader = token(&repo, "reader", "read", None);
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, pem) = certificate(dir.path());
+    let server = Server::start(
+        repo.command(&[]),
+        &[
+            "--listen",
+            "0.0.0.0:0",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+    );
+    assert!(server.url.starts_with("https://0.0.0.0:"), "{}", server.url);
+    let port = server.url.rsplit(':').next().unwrap().to_string();
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    let client = Client::with(http);
+    let base = format!("https://127.0.0.1:{port}");
+    let (status, me) = client
+        .get(&format!("{base}/api/v1/whoami"), Some(&reader))
+        .await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["name"], "reader");
+    let plain = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await;
+    assert!(
+        plain.is_err() || !plain.unwrap().status().is_success(),
+        "no plain HTTP on the TLS port"
     );
 }
