@@ -325,6 +325,31 @@ async fn a_token_cannot_do_more_than_its_scope_and_workflows_allow() {
         body["error"].as_str().unwrap().contains("unknown workflow"),
         "{body}"
     );
+    // An admin token runs a single method.
+    let (status, body) = client
+        .post(
+            &runs,
+            &admin,
+            json!({"model": "w", "method": "noop", "inputs": {}}),
+        )
+        .await;
+    assert_eq!(status, 202, "a method run: {body}");
+    let id = body["id"].as_str().expect("id").to_string();
+    let events = client
+        .events(&server.url(&format!("/api/v1/runs/{id}/events")), &admin)
+        .await;
+    assert_eq!(events.last().expect("events").1["status"], "succeeded");
+    assert_eq!(status_of(&repo, &id), "succeeded");
+    let (status, record) = client
+        .get(&server.url(&format!("/api/v1/runs/{id}")), Some(&read))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(record["kind"], "method");
+    assert_eq!(record["target"], "w.noop");
+    let (status, body) = client
+        .post(&runs, &admin, json!({"model": "w", "method": "nope"}))
+        .await;
+    assert_eq!(status, 404, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
