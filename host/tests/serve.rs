@@ -793,3 +793,32 @@ async fn a_destructive_run_through_the_api_keeps_the_verify_before_destroy_rule(
     assert_eq!(lab.sim.vm_status("allthemons").as_deref(), Some("running"));
     client.assert_never_saw(PASSWORD);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn orch_runs_cancel_of_a_served_run_cancels_that_run_and_the_server_keeps_serving() {
+    let (repo, listener) = hanging_repo();
+    let admin = token(&repo, "admin", "admin", None);
+    let server = Server::start(repo.command(&[]), &[]);
+    let client = Client::new();
+    let (_, body) = client
+        .post(
+            &server.url("/api/v1/runs"),
+            &admin,
+            json!({"workflow": "hang"}),
+        )
+        .await;
+    let id = body["id"].as_str().expect("id").to_string();
+    let _call = in_flight(&listener);
+    let cancelled = repo.orch(&["--json", "runs", "cancel", &id]).ok().json();
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    let (status, _) = client.get(&server.url("/healthz"), None).await;
+    assert_eq!(status, 200, "the server still serves");
+    let (status, body) = client
+        .post(
+            &server.url("/api/v1/runs"),
+            &admin,
+            json!({"workflow": "quick"}),
+        )
+        .await;
+    assert_eq!(status, 202, "and still starts runs: {body}");
+}

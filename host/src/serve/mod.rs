@@ -28,6 +28,87 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// Under `.orch/`: `serve/<pid>.pid` for each server running on this repository, and
+/// `serve/cancel/<run id>` for each run `orch runs cancel` asks a server to cancel (a signal
+/// would stop the whole server). Only hints: a file a killed server left stops nothing.
+const SERVE_DIR: &str = "serve";
+
+/// A request to a server to cancel one run; the file goes when this is dropped.
+#[derive(Debug)]
+pub struct CancelRequest(PathBuf);
+
+impl Drop for CancelRequest {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// If process `pid` is an `orch serve` of the repository whose state directory is
+/// `orch_dir`, asks it to cancel run `id` and returns the request; `None` otherwise.
+pub fn request_cancel(
+    orch_dir: &std::path::Path,
+    pid: u32,
+    id: &str,
+) -> Result<Option<CancelRequest>, String> {
+    let dir = orch_dir.join(SERVE_DIR);
+    if !dir.join(format!("{pid}.pid")).is_file() {
+        return Ok(None);
+    }
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(format!("run id {id:?} is not a run id"));
+    }
+    let requests = dir.join("cancel");
+    std::fs::create_dir_all(&requests)
+        .map_err(|e| format!("cannot create {}: {e}", requests.display()))?;
+    let path = requests.join(id);
+    std::fs::write(&path, b"").map_err(|e| {
+        format!(
+            "cannot ask orch serve (pid {pid}) to cancel run {id}: {}: {e}",
+            path.display()
+        )
+    })?;
+    Ok(Some(CancelRequest(path)))
+}
+
+/// This server's `serve/<pid>.pid`, removed when the server returns.
+struct ServerMarker(PathBuf);
+
+impl ServerMarker {
+    fn create(orch_dir: &std::path::Path) -> ServerMarker {
+        let dir = orch_dir.join(SERVE_DIR);
+        let path = dir.join(format!("{}.pid", std::process::id()));
+        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, b"")) {
+            tracing::warn!(error = %e, "cannot mark the server; `orch runs cancel` of a served run stops the server");
+        }
+        ServerMarker(path)
+    }
+}
+
+impl Drop for ServerMarker {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Cancels the runs in flight that `orch runs cancel` asked to (see [`request_cancel`]).
+async fn watch_cancel_requests(orch_dir: PathBuf, hub: Hub) {
+    let requests = orch_dir.join(SERVE_DIR).join("cancel");
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if hub.is_empty() {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&requests) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if let Some(run) = entry.file_name().to_str().and_then(|id| hub.get(id)) {
+                run.cancel.cancel();
+            }
+        }
+    }
+}
+
 /// The hand-written OpenAPI 3.1 description of every route.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
@@ -361,7 +442,10 @@ pub async fn serve(options: ServeOptions, ctx: Ctx, mut env: RunEnv) -> Result<(
     env.observer = Some(Arc::new(move |id: &str, event: &serde_json::Value| {
         publish.publish(id, event)
     }));
-    let tokens = TokenStore::in_dir(&env.repo.orch_dir());
+    let orch_dir = env.repo.orch_dir();
+    let _marker = ServerMarker::create(&orch_dir);
+    tokio::spawn(watch_cancel_requests(orch_dir.clone(), hub.clone()));
+    let tokens = TokenStore::in_dir(&orch_dir);
     let state = Arc::new(AppState {
         ctx,
         env,
