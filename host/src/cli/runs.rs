@@ -173,7 +173,7 @@ fn cancel_running(
     }
     // A run of `orch serve` is cancelled by asking the server: a signal would stop it whole.
     let request =
-        crate::serve::request_cancel(orch_dir, owner.pid, &record.id).map_err(CliError::failed)?;
+        crate::serve::request_cancel(orch_dir, &owner, &record.id).map_err(CliError::failed)?;
     let Ok(pid) = i32::try_from(owner.pid) else {
         return Err(CliError::failed(format!(
             "run {}: bad pid {}",

@@ -43,15 +43,21 @@ impl Drop for CancelRequest {
     }
 }
 
-/// If process `pid` is an `orch serve` of the repository whose state directory is
+/// If `owner` is an `orch serve` of the repository whose state directory is
 /// `orch_dir`, asks it to cancel run `id` and returns the request; `None` otherwise.
 pub fn request_cancel(
     orch_dir: &std::path::Path,
-    pid: u32,
+    owner: &crate::store::RunOwner,
     id: &str,
 ) -> Result<Option<CancelRequest>, String> {
     let dir = orch_dir.join(SERVE_DIR);
-    if !dir.join(format!("{pid}.pid")).is_file() {
+    let pid = owner.pid;
+    // The marker names the server's process exactly (start time, boot): a pid reused by
+    // another process after a server was killed is not taken for the server.
+    let marked = std::fs::read(dir.join(format!("{pid}.pid")))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<crate::store::RunOwner>(&b).ok());
+    if marked.as_ref() != Some(owner) {
         return Ok(None);
     }
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
@@ -77,7 +83,8 @@ impl ServerMarker {
     fn create(orch_dir: &std::path::Path) -> ServerMarker {
         let dir = orch_dir.join(SERVE_DIR);
         let path = dir.join(format!("{}.pid", std::process::id()));
-        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, b"")) {
+        let me = serde_json::to_vec(&crate::run::current_owner()).unwrap_or_default();
+        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, me)) {
             tracing::warn!(error = %e, "cannot mark the server; `orch runs cancel` of a served run stops the server");
         }
         ServerMarker(path)
