@@ -822,3 +822,90 @@ async fn orch_runs_cancel_of_a_served_run_cancels_that_run_and_the_server_keeps_
         .await;
     assert_eq!(status, 202, "and still starts runs: {body}");
 }
+
+/// p50 and p99 of `times` in milliseconds.
+fn percentiles(mut times: Vec<std::time::Duration>) -> (f64, f64) {
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+    (
+        at(0.50).as_secs_f64() * 1000.0,
+        at(0.99).as_secs_f64() * 1000.0,
+    )
+}
+
+/// Fires `per_client` requests from each of `clients` concurrent clients; returns latencies.
+async fn load(
+    clients: usize,
+    per_client: usize,
+    request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync + Clone + 'static,
+) -> Vec<std::time::Duration> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let request = request.clone();
+        tasks.spawn(async move {
+            let http = reqwest::Client::new();
+            let mut times = Vec::new();
+            for _ in 0..per_client {
+                let started = std::time::Instant::now();
+                let resp = request(&http).send().await.expect("request");
+                assert!(resp.status().is_success(), "{}", resp.status());
+                let _ = resp.bytes().await;
+                times.push(started.elapsed());
+            }
+            times
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(times) = tasks.join_next().await {
+        all.extend(times.expect("client"));
+    }
+    all
+}
+
+/// Measures (prints, asserts nothing about time): API latency of `GET /api/v1/data/fleet` and
+/// of starting a one-step run under 50 concurrent clients, and the idle server's memory.
+/// `cargo test -p orch --test serve -- --ignored --nocapture measure`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement, not a test"]
+async fn measure_api_latency_and_idle_memory() {
+    let lab = Lab::with_config(SimConfig::default());
+    lab.repo.write(
+        "workflows/one-step.yaml",
+        "name: one-step\njobs:\n  - name: main\n    steps:\n      - name: auth\n        task: { type: model_method, modelIdOrName: keebDev02, methodName: auth }\n",
+    );
+    let admin = token(&lab.repo, "admin", "admin", None);
+    lab.orch(&["run", "sync-fleet"]).ok();
+    let mut cmd = lab.repo.command(&[]);
+    cmd.env("PROXMOX_API_URL", lab.sim.url());
+    let server = Server::start(cmd, &[]);
+    let rss = || {
+        std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .map(|l| l.trim_start_matches("VmRSS:").trim().to_string())
+            .unwrap_or_default()
+    };
+    println!("idle server RSS after start: {}", rss());
+    let url = server.url("/api/v1/data/fleet");
+    let token = admin.clone();
+    let started = std::time::Instant::now();
+    let times = load(50, 40, move |http| http.get(&url).bearer_auth(&token)).await;
+    let elapsed = started.elapsed();
+    let (p50, p99) = percentiles(times.clone());
+    println!(
+        "GET /api/v1/data/fleet, 50 clients x 40: p50 {p50:.1} ms, p99 {p99:.1} ms, {:.0} req/s",
+        times.len() as f64 / elapsed.as_secs_f64()
+    );
+    let url = server.url("/api/v1/runs");
+    let token = admin.clone();
+    let times = load(50, 4, move |http| {
+        http.post(&url)
+            .bearer_auth(&token)
+            .json(&json!({"workflow": "one-step"}))
+    })
+    .await;
+    let (p50, p99) = percentiles(times);
+    println!("POST /api/v1/runs (one-step), 50 clients x 4: p50 {p50:.1} ms, p99 {p99:.1} ms");
+    println!("server RSS after the load: {}", rss());
+}
