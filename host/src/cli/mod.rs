@@ -3,24 +3,26 @@
 //! Exit codes: 0 ok, 1 the run or operation failed, 2 usage or validation error.
 
 mod check;
-mod context;
-mod data;
-mod eval;
+pub mod context;
+pub(crate) mod data;
+pub(crate) mod eval;
 mod evaluate;
 mod graph;
 mod import;
 mod init;
 mod inputs;
-mod model;
+pub(crate) mod model;
 mod plan;
 mod plugin;
 mod run;
-mod runs;
+pub(crate) mod runs;
+mod serve;
 mod ssh;
+mod token;
 mod triggers;
-mod type_;
+pub(crate) mod type_;
 mod vault;
-mod workflow;
+pub(crate) mod workflow;
 
 use crate::output::{ColorChoice, Printer};
 use clap::{Parser, Subcommand};
@@ -122,6 +124,11 @@ enum Command {
     /// Workflow schedules and webhooks: list them, fire the schedules due now.
     #[command(subcommand)]
     Triggers(triggers::Cmd),
+    /// Bearer tokens for `orch serve` (create, list, revoke).
+    #[command(subcommand)]
+    Token(token::Cmd),
+    /// Serve the HTTP API (runs, data, live events) until SIGTERM; see `orch token` for access.
+    Serve(serve::Args),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -181,6 +188,8 @@ async fn dispatch(command: Command, ctx: &Ctx) -> CmdResult {
         Command::Ssh(c) => ssh::exec(c, ctx).await,
         Command::Import(c) => import::exec(c, ctx),
         Command::Triggers(c) => triggers::exec(c, ctx).await,
+        Command::Token(c) => token::exec(c, ctx),
+        Command::Serve(a) => serve::exec(a, ctx).await,
     }
 }
 

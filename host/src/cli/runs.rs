@@ -148,9 +148,13 @@ async fn decide(args: Decide, approved: bool, ctx: &Ctx) -> CmdResult {
     Ok(exit_code(record.status))
 }
 
-/// Sends SIGTERM to the process running a run on this host and waits until its record says
-/// it ended.
-fn cancel_running(store: &ResourceStore, record: RunRecord) -> Result<RunRecord, CliError> {
+/// Sends SIGTERM to the process running a run on this host (or, for a run of `orch serve`,
+/// asks the server to cancel that run alone) and waits until its record says it ended.
+fn cancel_running(
+    store: &ResourceStore,
+    record: RunRecord,
+    orch_dir: &std::path::Path,
+) -> Result<RunRecord, CliError> {
     let Some(owner) = record.owner.clone() else {
         return Err(CliError::failed(format!(
             "run {} records no process to cancel",
@@ -167,6 +171,9 @@ fn cancel_running(store: &ResourceStore, record: RunRecord) -> Result<RunRecord,
         Liveness::Dead(_) => return Ok(crate::run::settle(store, record)),
         Liveness::Alive => {}
     }
+    // A run of `orch serve` is cancelled by asking the server: a signal would stop it whole.
+    let request =
+        crate::serve::request_cancel(orch_dir, &owner, &record.id).map_err(CliError::failed)?;
     let Ok(pid) = i32::try_from(owner.pid) else {
         return Err(CliError::failed(format!(
             "run {}: bad pid {}",
@@ -174,7 +181,7 @@ fn cancel_running(store: &ResourceStore, record: RunRecord) -> Result<RunRecord,
         )));
     };
     // SAFETY: kill(2) with a pid checked alive above (same start time) and a valid signal.
-    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+    if request.is_none() && unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
         return Err(CliError::failed(format!(
             "cannot signal process {pid} of run {}: {}",
             record.id,
@@ -266,7 +273,7 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             let record = match record.status {
                 RunStatus::Waiting => crate::run::cancel_waiting(&store, &record.id, &who())
                     .map_err(CliError::failed)?,
-                RunStatus::Running => cancel_running(&store, record)?,
+                RunStatus::Running => cancel_running(&store, record, &repo.orch_dir())?,
                 other => {
                     return Err(CliError::failed(format!(
                         "run {} is {}: only a running or waiting run can be cancelled",
@@ -281,63 +288,78 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             Ok(0)
         }
         Cmd::List { limit } => {
-            // Summaries only: a run still marked running is read in full to settle whether its
-            // process is alive.
-            let runs: Vec<RunSummary> = store
-                .list_run_summaries(limit)
-                .map_err(CliError::failed)?
-                .into_iter()
-                .map(|s| match s.status {
-                    RunStatus::Running => match store.get_run(&s.id) {
-                        Ok(Some(record)) => RunSummary::of(&crate::run::settle(&store, record)),
-                        _ => s,
-                    },
-                    _ => s,
-                })
-                .collect();
-            let value: Vec<serde_json::Value> = runs
-                .iter()
-                .map(|r| {
-                    let mut row = serde_json::json!({"id": r.id, "kind": r.kind, "target": r.target, "status": r.status, "startedAt": r.started_at, "durationMs": r.duration_ms});
-                    if let Some(owner) = &r.owner {
-                        row["host"] = owner.host.clone().into();
-                        row["pid"] = owner.pid.into();
-                    }
-                    if !r.waiting.is_empty() {
-                        row["waiting"] = serde_json::to_value(&r.waiting).unwrap_or_default();
-                    }
-                    row
-                })
-                .collect();
-            ctx.printer.result(&value, || {
-                runs.iter()
-                    .map(|r| {
-                        format!(
-                            "{}  {:<9} {:<8} {:<24} {}{}{}",
-                            r.id,
-                            r.status.as_str(),
-                            r.kind,
-                            r.target,
-                            r.started_at,
-                            elsewhere(r.status, r.owner.as_ref()),
-                            waiting_on(&r.waiting)
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
+            let shown = list(&store, limit)?;
+            ctx.printer.result(&shown.value, || shown.text.clone());
             Ok(0)
         }
         Cmd::Show { id } => {
-            let run = store
-                .get_run(&id)
-                .map_err(CliError::failed)?
-                .ok_or_else(|| CliError::failed(format!("no run `{id}` (see `orch runs list`)")))?;
-            let run = crate::run::settle(&store, run);
+            let run = show(&store, &id)?;
             ctx.printer.result(&run, || show_text(&run));
             Ok(0)
         }
     }
+}
+
+/// `orch runs list`: the newest runs first, a run still marked running settled (a run whose
+/// process died is marked abandoned).
+pub(crate) fn list(store: &ResourceStore, limit: usize) -> Result<super::data::Shown, CliError> {
+    // Summaries only: a run still marked running is read in full to settle whether its
+    // process is alive.
+    let runs: Vec<RunSummary> = store
+        .list_run_summaries(limit)
+        .map_err(CliError::failed)?
+        .into_iter()
+        .map(|s| match s.status {
+            RunStatus::Running => match store.get_run(&s.id) {
+                Ok(Some(record)) => RunSummary::of(&crate::run::settle(store, record)),
+                _ => s,
+            },
+            _ => s,
+        })
+        .collect();
+    let value: Vec<serde_json::Value> = runs
+        .iter()
+        .map(|r| {
+            let mut row = serde_json::json!({"id": r.id, "kind": r.kind, "target": r.target, "status": r.status, "startedAt": r.started_at, "durationMs": r.duration_ms});
+            if let Some(owner) = &r.owner {
+                row["host"] = owner.host.clone().into();
+                row["pid"] = owner.pid.into();
+            }
+            if !r.waiting.is_empty() {
+                row["waiting"] = serde_json::to_value(&r.waiting).unwrap_or_default();
+            }
+            row
+        })
+        .collect();
+    let text = runs
+        .iter()
+        .map(|r| {
+            format!(
+                "{}  {:<9} {:<8} {:<24} {}{}{}",
+                r.id,
+                r.status.as_str(),
+                r.kind,
+                r.target,
+                r.started_at,
+                elsewhere(r.status, r.owner.as_ref()),
+                waiting_on(&r.waiting)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    Ok(super::data::Shown {
+        value: serde_json::Value::Array(value),
+        text,
+    })
+}
+
+/// `orch runs show`: the run's record, settled (see [`list`]).
+pub(crate) fn show(store: &ResourceStore, id: &str) -> Result<RunRecord, CliError> {
+    let run = store
+        .get_run(id)
+        .map_err(CliError::failed)?
+        .ok_or_else(|| CliError::failed(format!("no run `{id}` (see `orch runs list`)")))?;
+    Ok(crate::run::settle(store, run))
 }
 
 /// `orch runs show` as text: the run, each step with its error, warning (a `warn` assert that
