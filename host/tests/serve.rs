@@ -18,6 +18,8 @@ struct Server {
     url: String,
     /// The rest of its stderr, once it exits.
     stderr: mpsc::Receiver<String>,
+    /// Its stderr before the listening line.
+    before: String,
 }
 
 impl Server {
@@ -50,7 +52,12 @@ impl Server {
             let rest: Vec<String> = lines.map_while(Result::ok).collect();
             let _ = tx.send(rest.join("\n"));
         });
-        Server { child, url, stderr }
+        Server {
+            child,
+            url,
+            stderr,
+            before,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -908,4 +915,168 @@ async fn measure_api_latency_and_idle_memory() {
     let (p50, p99) = percentiles(times);
     println!("POST /api/v1/runs (one-step), 50 clients x 4: p50 {p50:.1} ms, p99 {p99:.1} ms");
     println!("server RSS after the load: {}", rss());
+}
+
+/// The hook secret the tests sign with (stored in the vault, never in a file or a response).
+const HOOK_SECRET: &str = "hook-secret-9f2c41";
+
+fn signature(body: &[u8], secret: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A repo whose `deploy` workflow runs on a signed webhook (writing the pushed ref) and once a
+/// year on a schedule.
+fn hooked_repo() -> TestRepo {
+    let repo = TestRepo::new(&["testplug"]);
+    repo.write("models/w.yaml", "type: test/echo\n");
+    repo.write(
+        "workflows/deploy.yaml",
+        "name: deploy\ninputs:\n  type: object\n  properties:\n    body: {}\ntriggers:\n  \
+         - webhook:\n      path: github/push\n      secret: \"${{ vault.get('hooks', 'github') }}\"\n  \
+         - schedule: \"0 3 1 1 *\"\njobs:\n  - name: main\n    steps:\n      - name: record\n        \
+         task:\n          type: model_method\n          modelIdOrName: w\n          methodName: write\n          \
+         inputs:\n            name: pushed\n            attributes: { ref: \"${{ inputs.body.ref }}\" }\n",
+    );
+    repo.orch_stdin(&["vault", "put", "hooks", "github"], HOOK_SECRET)
+        .ok();
+    repo.orch(&["check"]).ok();
+    repo
+}
+
+fn run_count(repo: &TestRepo) -> usize {
+    let runs = repo.orch(&["--json", "runs", "list"]).ok().json();
+    runs.as_array()
+        .or_else(|| runs["runs"].as_array())
+        .map_or(0, Vec::len)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_webhook_starts_its_workflow_and_a_bad_signature_runs_nothing() {
+    let repo = hooked_repo();
+    let reader = token(&repo, "reader", "read", None);
+    let server = Server::start(repo.command(&[]), &[]);
+    let http = reqwest::Client::new();
+    let body = br#"{"ref": "refs/heads/main", "after": "4f1c0de"}"#;
+    let hook = server.url("/hooks/github/push");
+    let send = |signature: Option<String>, body: &'static [u8], url: String| {
+        let mut req = http.post(url).body(body.to_vec());
+        if let Some(s) = signature {
+            req = req.header("X-Hub-Signature-256", s);
+        }
+        async move {
+            let resp = req.send().await.expect("hook request");
+            let status = resp.status().as_u16();
+            (status, resp.text().await.expect("hook body"))
+        }
+    };
+
+    // Refused: no signature, a signature made with another secret, a tampered body.
+    let mut answers = Vec::new();
+    for (sig, sent) in [
+        (None, &body[..]),
+        (Some(signature(body, "not-the-secret")), &body[..]),
+        (
+            Some(signature(body, HOOK_SECRET)),
+            &br#"{"ref": "refs/heads/evil", "after": "4f1c0de"}"#[..],
+        ),
+    ] {
+        let (status, text) = send(sig, sent, hook.clone()).await;
+        assert_eq!(status, 401, "{text}");
+        answers.push(text);
+    }
+    let (status, text) = send(
+        Some(signature(body, HOOK_SECRET)),
+        body,
+        server.url("/hooks/nowhere"),
+    )
+    .await;
+    assert_eq!(status, 404, "{text}");
+    assert_eq!(run_count(&repo), 0, "a refused hook ran something");
+
+    // Signed with the vault's secret: 202 and the run gets the body as inputs.body.
+    let (status, text) = send(Some(signature(body, HOOK_SECRET)), body, hook.clone()).await;
+    assert_eq!(status, 202, "{text}");
+    answers.push(text.clone());
+    let started: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(started["workflow"], "deploy");
+    let id = started["id"].as_str().expect("run id").to_string();
+    let client = Client::new();
+    let events = client
+        .events(&server.url(&format!("/api/v1/runs/{id}/events")), &reader)
+        .await;
+    assert_eq!(events.last().expect("events").0, "runFinished");
+    let (_, run) = client
+        .get(&server.url(&format!("/api/v1/runs/{id}")), Some(&reader))
+        .await;
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    assert_eq!(run["inputs"]["body"]["ref"], "refs/heads/main");
+    let (_, pushed) = client
+        .get(&server.url("/api/v1/data/w/pushed"), Some(&reader))
+        .await;
+    assert!(pushed.to_string().contains("refs/heads/main"), "{pushed:#}");
+
+    // The schedule is listed with its next time; the route needs a token like the others.
+    let (status, _) = client.get(&server.url("/api/v1/schedules"), None).await;
+    assert_eq!(status, 401);
+    let (status, schedules) = client
+        .get(&server.url("/api/v1/schedules"), Some(&reader))
+        .await;
+    assert_eq!(status, 200, "{schedules}");
+    assert_eq!(schedules[0]["workflow"], "deploy");
+    assert_eq!(schedules[0]["schedule"], "0 3 1 1 *");
+    assert!(schedules[0]["nextRun"].is_string(), "{schedules:#}");
+
+    // The secret reached no answer, no API body and nothing the server logged.
+    for text in &answers {
+        assert!(!text.contains(HOOK_SECRET), "{text}");
+    }
+    client.assert_never_saw(HOOK_SECRET);
+    server.signal(libc::SIGTERM);
+    let (code, stderr) = server.wait();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains(HOOK_SECRET), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn times_missed_while_no_server_ran_are_reported_at_start_and_not_run() {
+    let repo = TestRepo::new(&["testplug"]);
+    repo.write("models/w.yaml", "type: test/echo\n").write(
+        "workflows/yearly.yaml",
+        "name: yearly\ntriggers:\n  - schedule: \"0 3 1 1 *\"\njobs:\n  - name: main\n    steps:\n      \
+         - name: a\n        task: { type: model_method, modelIdOrName: w, methodName: noop }\n",
+    );
+    // The schedule last fired on 1 January 2025 (UTC); 1 January 2026 passed with nothing running.
+    repo.command(&["triggers", "run-due", "--now", "2025-01-01T03:00:10Z"])
+        .env("TZ", "UTC")
+        .status()
+        .expect("run-due");
+    assert_eq!(run_count(&repo), 1);
+    let mut cmd = repo.command(&[]);
+    cmd.env("TZ", "UTC");
+    let server = Server::start(cmd, &[]);
+    let reader = token(&repo, "reader", "read", None);
+    let client = Client::new();
+    let (_, schedules) = client
+        .get(&server.url("/api/v1/schedules"), Some(&reader))
+        .await;
+    assert!(
+        schedules[0]["nextRun"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("-01-01T03:00:00.000Z")),
+        "{schedules:#}"
+    );
+    // Reported before the server says it listens.
+    let before = server.before.clone();
+    assert!(
+        before.contains("scheduled runs missed") && before.contains("yearly"),
+        "{before}"
+    );
+    assert_eq!(schedules[0]["missed"], 1, "{schedules:#}");
+    server.signal(libc::SIGTERM);
+    let (code, rest) = server.wait();
+    assert_eq!(code, Some(0), "{before}{rest}");
+    assert_eq!(run_count(&repo), 1, "a missed time was run late");
 }

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod auth;
 pub mod hub;
+pub mod triggers;
 
 use crate::cli::CliError;
 use crate::cli::context::Ctx;
@@ -144,6 +145,8 @@ pub struct AppState {
     pub hub: Hub,
     /// Set once a signal asked the server to stop: no new runs.
     pub stopping: AtomicBool,
+    /// The workflows' schedules and webhooks.
+    pub triggers: triggers::Triggers,
 }
 
 /// An API error: `{"error": "..."}` with its status.
@@ -263,6 +266,15 @@ pub fn public_routes() -> Vec<Route> {
     vec![
         route("get", "/healthz", &["/healthz"], get(healthz)),
         route("get", "/readyz", &["/readyz"], get(readyz)),
+        // Signed with the hook's secret instead of a token (see crate::triggers::Webhooks).
+        route(
+            "post",
+            "/hooks/{*path}",
+            &["/hooks/{path}"],
+            post(triggers::hook).layer(axum::extract::DefaultBodyLimit::max(
+                crate::triggers::MAX_BODY_BYTES + 1,
+            )),
+        ),
     ]
 }
 
@@ -356,6 +368,12 @@ pub fn api_routes() -> Vec<Route> {
             get(catalog::workflow),
         ),
         route("post", "/api/v1/eval", &["/api/v1/eval"], post(eval::eval)),
+        route(
+            "get",
+            "/api/v1/schedules",
+            &["/api/v1/schedules"],
+            get(triggers::schedules),
+        ),
     ]
 }
 
@@ -453,13 +471,34 @@ pub async fn serve(options: ServeOptions, ctx: Ctx, mut env: RunEnv) -> Result<(
     let _marker = ServerMarker::create(&orch_dir);
     tokio::spawn(watch_cancel_requests(orch_dir.clone(), hub.clone()));
     let tokens = TokenStore::in_dir(&orch_dir);
+    let loaded_triggers = triggers::Triggers::load(&env)?;
     let state = Arc::new(AppState {
         ctx,
         env,
         tokens,
         hub: hub.clone(),
         stopping: AtomicBool::new(false),
+        triggers: loaded_triggers,
     });
+    // Schedules fire until the server stops; times missed while it was down are reported now.
+    let (stop_schedules, mut schedules_stopped) = tokio::sync::watch::channel(false);
+    if !state.triggers.scheduler.is_empty() {
+        // Reported before the server listens (the scheduler's own check then finds nothing).
+        state.triggers.scheduler.missed_at_start(chrono::Utc::now());
+        let scheduling = state.clone();
+        let launcher = Arc::new(triggers::ServeLauncher(Arc::downgrade(&state)));
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = schedules_stopped.wait_for(|stopped| *stopped).await;
+            };
+            let clock = Arc::new(crate::triggers::SystemClock);
+            scheduling
+                .triggers
+                .scheduler
+                .run(launcher, clock, stopped)
+                .await;
+        });
+    }
     let app = router(state.clone());
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -506,6 +545,7 @@ pub async fn serve(options: ServeOptions, ctx: Ctx, mut env: RunEnv) -> Result<(
     }
     drop(listener);
     state.stopping.store(true, Ordering::SeqCst);
+    let _ = stop_schedules.send(true);
     let in_flight = hub.len();
     if in_flight > 0 {
         eprintln!(

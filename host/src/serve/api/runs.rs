@@ -42,12 +42,7 @@ pub async fn start(
         ))
     })?;
     caller.require(Scope::Run, "starting a run")?;
-    if state.stopping.load(Ordering::SeqCst) {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is shutting down; start the run again once it is back",
-        ));
-    }
+    refuse_while_stopping(&state)?;
     let env = state.env.clone();
     let handle = RunHandle::new();
     let id = handle.id.clone();
@@ -60,26 +55,8 @@ pub async fn start(
                     caller.0.workflows.as_deref().unwrap_or_default().join(", ")
                 )));
             }
-            let wf = env.repo.workflow(&workflow).map_err(ApiError::not_found)?;
-            crate::cli::workflow::check_before_run(&state.ctx, &env, &workflow)
-                .map_err(ApiError::from_cli)?;
-            let mut inputs = body.inputs;
-            crate::workflow::apply_input_defaults(wf, &mut inputs);
-            crate::workflow::validate_inputs(wf, &Value::Object(inputs.clone())).map_err(
-                |problems| {
-                    ApiError::bad_request(format!(
-                        "{}: inputs: {}",
-                        wf.file.display(),
-                        problems.join("\n  ")
-                    ))
-                },
-            )?;
-            state.hub.register(&id, &workflow, handle.cancel.clone());
-            let ended = Ended(state.hub.clone(), id.clone());
-            tokio::spawn(async move {
-                env.run_workflow_as(handle, &workflow, inputs, false).await;
-                drop(ended);
-            });
+            let (id, _done) = start_workflow(&state, &workflow, body.inputs)?;
+            return Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response());
         }
         (None, Some(model), Some(method)) => {
             if !caller.0.may_run_method() {
@@ -120,6 +97,52 @@ pub async fn start(
         }
     }
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
+}
+
+fn refuse_while_stopping(state: &AppState) -> Result<(), ApiError> {
+    if state.stopping.load(Ordering::SeqCst) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down; start the run again once it is back",
+        ));
+    }
+    Ok(())
+}
+
+/// Starts workflow `workflow` in the background after the checks `orch run` makes (the
+/// workflow and its models check clean, inputs fit the schema, defaults applied); the caller's
+/// rights are checked before. Returns the run's id at once and a receiver of its final status.
+/// `POST /api/v1/runs`, schedules and webhooks all start workflows here.
+pub(crate) fn start_workflow(
+    state: &Arc<AppState>,
+    workflow: &str,
+    mut inputs: Map<String, Value>,
+) -> Result<(String, tokio::sync::oneshot::Receiver<RunStatus>), ApiError> {
+    refuse_while_stopping(state)?;
+    let env = state.env.clone();
+    let wf = env.repo.workflow(workflow).map_err(ApiError::not_found)?;
+    crate::cli::workflow::check_before_run(&state.ctx, &env, workflow)
+        .map_err(ApiError::from_cli)?;
+    crate::workflow::apply_input_defaults(wf, &mut inputs);
+    crate::workflow::validate_inputs(wf, &Value::Object(inputs.clone())).map_err(|problems| {
+        ApiError::bad_request(format!(
+            "{}: inputs: {}",
+            wf.file.display(),
+            problems.join("\n  ")
+        ))
+    })?;
+    let handle = RunHandle::new();
+    let id = handle.id.clone();
+    state.hub.register(&id, workflow, handle.cancel.clone());
+    let ended = Ended(state.hub.clone(), id.clone());
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    let workflow = workflow.to_string();
+    tokio::spawn(async move {
+        let record = env.run_workflow_as(handle, &workflow, inputs, false).await;
+        drop(ended);
+        let _ = done_tx.send(record.status);
+    });
+    Ok((id, done))
 }
 
 /// Takes a run out of the hub when its task ends, however it ends (a panic included), so
