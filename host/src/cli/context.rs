@@ -16,12 +16,28 @@ pub struct Ctx {
     /// The printer.
     pub printer: Printer,
     repo_flag: Option<PathBuf>,
+    /// A long-lived process's repository and plugins, loaded once (`orch serve`).
+    loaded: Option<(Arc<Repo>, Arc<PluginRegistry>)>,
 }
 
 impl Ctx {
     /// A context for one invocation.
     pub fn new(printer: Printer, repo_flag: Option<PathBuf>) -> Self {
-        Ctx { printer, repo_flag }
+        Ctx {
+            printer,
+            repo_flag,
+            loaded: None,
+        }
+    }
+
+    /// A context that serves every command from this repository and these plugins, loaded
+    /// once, instead of reading them again (`orch serve`).
+    pub fn preloaded(printer: Printer, repo: Arc<Repo>, registry: Arc<PluginRegistry>) -> Self {
+        Ctx {
+            printer,
+            repo_flag: Some(repo.root.clone()),
+            loaded: Some((repo, registry)),
+        }
     }
 
     /// The repository root: `--repo`, or the nearest orch.yaml upward.
@@ -40,6 +56,9 @@ impl Ctx {
     /// Loads the repository; broken definitions and workflows are left to the caller, which
     /// knows which ones it needs.
     pub fn load_repo(&self) -> Result<Arc<Repo>, CliError> {
+        if let Some((repo, _)) = &self.loaded {
+            return Ok(repo.clone());
+        }
         let root = self.repo_root()?;
         Repo::load(&root).map(Arc::new).map_err(CliError::usage)
     }
@@ -78,6 +97,14 @@ impl Ctx {
             .map_err(CliError::failed)
     }
 
+    /// Loads the repository's plugins (as [`Ctx::registry`]), announcing first compiles.
+    pub async fn registry_with_notices(
+        &self,
+        repo: &Repo,
+    ) -> Result<Arc<PluginRegistry>, CliError> {
+        self.load_registry(repo, true).await
+    }
+
     /// Reads every installed plugin's manifest and types (describe() results are cached in
     /// `.orch/describe`); a plugin is compiled only when it is run, or to learn its types once.
     pub async fn registry(&self, repo: &Repo) -> Result<Arc<PluginRegistry>, CliError> {
@@ -91,6 +118,9 @@ impl Ctx {
         repo: &Repo,
         notices: bool,
     ) -> Result<Arc<PluginRegistry>, CliError> {
+        if let Some((_, registry)) = &self.loaded {
+            return Ok(registry.clone());
+        }
         let runtime =
             PluginRuntime::new(Some(repo.orch_dir().join("cache"))).map_err(CliError::failed)?;
         if notices {
@@ -123,6 +153,9 @@ impl Ctx {
     /// Everything running workflow `name` needs: of the workflows, only `name` and those it
     /// nests are read (see [`Repo::load_for_workflow`]); first compiles are announced.
     pub async fn run_env_for_workflow(&self, name: &str) -> Result<RunEnv, CliError> {
+        if self.loaded.is_some() {
+            return self.run_env().await;
+        }
         let root = self.repo_root()?;
         let repo = Repo::load_for_workflow(&root, name)
             .map(Arc::new)
@@ -148,6 +181,7 @@ impl Ctx {
             repo,
             printer: self.printer.clone(),
             tags: Default::default(),
+            observer: None,
         })
     }
 }

@@ -169,35 +169,8 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
     let store = ctx.store(&repo);
     match cmd {
         Cmd::List { model, all, tags } => {
-            if let Some(m) = &model {
-                repo.model(m).map_err(CliError::usage)?;
-            }
-            let wanted = parse_tags(&tags)?;
-            let mut list = store.list(model.as_deref()).map_err(CliError::failed)?;
-            if !all {
-                list.retain(|r| !r.retired);
-            }
-            list.retain(|r| has_tags(&r.tags, &wanted));
-            let value: Vec<serde_json::Value> = list
-                .iter()
-                .map(|r| serde_json::json!({"model": r.model, "spec": r.spec, "name": r.name, "latest": r.latest, "writtenAt": r.written_at, "retired": r.retired, "tags": r.tags}))
-                .collect();
-            ctx.printer.result(&value, || {
-                list.iter()
-                    .map(|r| {
-                        let line = format!(
-                            "{:<16} {:<10} {:<24} v{:<4} {}",
-                            r.model, r.spec, r.name, r.latest, r.written_at
-                        );
-                        if r.retired {
-                            format!("{line}  retired")
-                        } else {
-                            line
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
+            let shown = list(&repo, &store, model.as_deref(), all, &parse_tags(&tags)?)?;
+            ctx.printer.result(&shown.value, || shown.text.clone());
             Ok(0)
         }
         Cmd::Get {
@@ -206,92 +179,13 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             version,
             spec,
         } => {
-            let spec = find_spec(&store, &model, &name, spec)?;
-            let found = match version {
-                Some(v) => store.version(&model, &spec, &name, v),
-                None => store.latest(&model, &spec, &name),
-            }
-            .map_err(CliError::failed)?;
-            let Some(mut rv) = found else {
-                return Err(CliError::failed(format!(
-                    "{model}/{spec}/{name} has no version {}",
-                    version.map(|v| v.to_string()).unwrap_or_default()
-                )));
-            };
-            let traits = traits_of(ctx, &repo, &BTreeSet::from([model.clone()])).await;
-            mask_sensitive(
-                &mut rv.attributes,
-                &traits_for(&traits, &model, &spec).sensitive,
-            );
-            let seen = store
-                .last_seen(&model, &spec, &name)
-                .map_err(CliError::failed)?;
-            let expired = version.is_none() && expired(&repo, &rv);
-            let mut value = serde_json::to_value(&rv).map_err(CliError::failed)?;
-            if let (Some(seen), Some(fields)) = (seen, value.as_object_mut()) {
-                fields.insert("lastSeen".into(), json!(seen));
-            }
-            if let (true, Some(fields)) = (expired, value.as_object_mut()) {
-                fields.insert("expired".into(), json!(true));
-            }
-            ctx.printer.result(&value, || {
-                serde_json::to_string_pretty(&value).unwrap_or_default()
-            });
+            let shown = get(ctx, &repo, &store, &model, &name, version, spec).await?;
+            ctx.printer.result(&shown.value, || shown.text.clone());
             Ok(0)
         }
         Cmd::Versions { model, name, spec } => {
-            let spec = find_spec(&store, &model, &name, spec)?;
-            let mut versions = store
-                .versions(&model, &spec, &name)
-                .map_err(CliError::failed)?;
-            let traits = traits_of(ctx, &repo, &BTreeSet::from([model.clone()])).await;
-            let sensitive = &traits_for(&traits, &model, &spec).sensitive;
-            for v in &mut versions {
-                mask_sensitive(&mut v.attributes, sensitive);
-            }
-            let seen = store
-                .last_seen(&model, &spec, &name)
-                .map_err(CliError::failed)?;
-            let mut value = serde_json::to_value(&versions).map_err(CliError::failed)?;
-            if let (Some(seen), Some(newest)) = (
-                &seen,
-                value
-                    .as_array_mut()
-                    .and_then(|a| a.last_mut())
-                    .and_then(Value::as_object_mut),
-            ) {
-                newest.insert("lastSeen".into(), json!(seen));
-            }
-            ctx.printer.result(&value, || {
-                let mut lines: Vec<String> = versions
-                    .iter()
-                    .map(|v| {
-                        let what = if v.retired {
-                            "retired (the plugin saw it gone)".to_string()
-                        } else {
-                            v.attributes.to_string()
-                        };
-                        let tags = if v.tags.is_empty() {
-                            String::new()
-                        } else {
-                            let pairs: Vec<String> =
-                                v.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                            format!("  tags {}", pairs.join(","))
-                        };
-                        format!(
-                            "v{:<4} {}  run {}  step {}{tags}  {what}",
-                            v.version, v.provenance.time, v.provenance.run_id, v.provenance.step,
-                        )
-                    })
-                    .collect();
-                if let Some(seen) = &seen {
-                    lines.push(format!(
-                        "last seen {} by run {} (step {})",
-                        seen.time, seen.run_id, seen.step
-                    ));
-                }
-                lines.join("\n")
-            });
+            let shown = versions(ctx, &repo, &store, &model, &name, spec).await?;
+            ctx.printer.result(&shown.value, || shown.text.clone());
             Ok(0)
         }
         Cmd::Diff {
@@ -300,8 +194,16 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             from,
             to,
             spec,
-        } => diff(ctx, &repo, &store, &model, &name, from, to, spec).await,
-        Cmd::Changes { model, since } => changes(ctx, &repo, &store, model, since).await,
+        } => {
+            let shown = diff(ctx, &repo, &store, &model, &name, from, to, spec).await?;
+            ctx.printer.result(&shown.value, || shown.text.clone());
+            Ok(0)
+        }
+        Cmd::Changes { model, since } => {
+            let shown = changes(ctx, &repo, &store, model, since).await?;
+            ctx.printer.result(&shown.value, || shown.text.clone());
+            Ok(0)
+        }
         Cmd::Query {
             predicate,
             select,
@@ -321,6 +223,161 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
         }
         Cmd::Gc { dry_run, model } => gc(ctx, &repo, &store, dry_run, model.as_deref()),
     }
+}
+
+/// A command's result: the `--json` value and the human text, made once for both the CLI
+/// and `orch serve`.
+pub(crate) struct Shown {
+    /// What `--json` prints and the API returns.
+    pub value: Value,
+    /// What the CLI prints otherwise.
+    pub text: String,
+}
+
+/// `orch data list`: resources (of one model, or all), retired ones only with `all`.
+pub(crate) fn list(
+    repo: &Repo,
+    store: &ResourceStore,
+    model: Option<&str>,
+    all: bool,
+    wanted: &Tags,
+) -> Result<Shown, CliError> {
+    if let Some(m) = model {
+        repo.model(m).map_err(CliError::usage)?;
+    }
+    let mut list = store.list(model).map_err(CliError::failed)?;
+    if !all {
+        list.retain(|r| !r.retired);
+    }
+    list.retain(|r| has_tags(&r.tags, wanted));
+    let value: Vec<serde_json::Value> = list
+        .iter()
+        .map(|r| serde_json::json!({"model": r.model, "spec": r.spec, "name": r.name, "latest": r.latest, "writtenAt": r.written_at, "retired": r.retired, "tags": r.tags}))
+        .collect();
+    let text = list
+        .iter()
+        .map(|r| {
+            let line = format!(
+                "{:<16} {:<10} {:<24} v{:<4} {}",
+                r.model, r.spec, r.name, r.latest, r.written_at
+            );
+            if r.retired {
+                format!("{line}  retired")
+            } else {
+                line
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    Ok(Shown {
+        value: Value::Array(value),
+        text,
+    })
+}
+
+/// `orch data get`: a resource's latest version (or `version`), sensitive attributes masked.
+pub(crate) async fn get(
+    ctx: &Ctx,
+    repo: &Repo,
+    store: &ResourceStore,
+    model: &str,
+    name: &str,
+    version: Option<u64>,
+    spec: Option<String>,
+) -> Result<Shown, CliError> {
+    let spec = find_spec(store, model, name, spec)?;
+    let found = match version {
+        Some(v) => store.version(model, &spec, name, v),
+        None => store.latest(model, &spec, name),
+    }
+    .map_err(CliError::failed)?;
+    let Some(mut rv) = found else {
+        return Err(CliError::failed(format!(
+            "{model}/{spec}/{name} has no version {}",
+            version.map(|v| v.to_string()).unwrap_or_default()
+        )));
+    };
+    let traits = traits_of(ctx, repo, &BTreeSet::from([model.to_string()])).await;
+    mask_sensitive(
+        &mut rv.attributes,
+        &traits_for(&traits, model, &spec).sensitive,
+    );
+    let seen = store
+        .last_seen(model, &spec, name)
+        .map_err(CliError::failed)?;
+    let expired = version.is_none() && expired(repo, &rv);
+    let mut value = serde_json::to_value(&rv).map_err(CliError::failed)?;
+    if let (Some(seen), Some(fields)) = (seen, value.as_object_mut()) {
+        fields.insert("lastSeen".into(), json!(seen));
+    }
+    if let (true, Some(fields)) = (expired, value.as_object_mut()) {
+        fields.insert("expired".into(), json!(true));
+    }
+    let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+    Ok(Shown { value, text })
+}
+
+/// `orch data versions`: every version of a resource, and when it was last seen.
+pub(crate) async fn versions(
+    ctx: &Ctx,
+    repo: &Repo,
+    store: &ResourceStore,
+    model: &str,
+    name: &str,
+    spec: Option<String>,
+) -> Result<Shown, CliError> {
+    let spec = find_spec(store, model, name, spec)?;
+    let mut versions = store
+        .versions(model, &spec, name)
+        .map_err(CliError::failed)?;
+    let traits = traits_of(ctx, repo, &BTreeSet::from([model.to_string()])).await;
+    let sensitive = &traits_for(&traits, model, &spec).sensitive;
+    for v in &mut versions {
+        mask_sensitive(&mut v.attributes, sensitive);
+    }
+    let seen = store
+        .last_seen(model, &spec, name)
+        .map_err(CliError::failed)?;
+    let mut value = serde_json::to_value(&versions).map_err(CliError::failed)?;
+    if let (Some(seen), Some(newest)) = (
+        &seen,
+        value
+            .as_array_mut()
+            .and_then(|a| a.last_mut())
+            .and_then(Value::as_object_mut),
+    ) {
+        newest.insert("lastSeen".into(), json!(seen));
+    }
+    let mut lines: Vec<String> = versions
+        .iter()
+        .map(|v| {
+            let what = if v.retired {
+                "retired (the plugin saw it gone)".to_string()
+            } else {
+                v.attributes.to_string()
+            };
+            let tags = if v.tags.is_empty() {
+                String::new()
+            } else {
+                let pairs: Vec<String> = v.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("  tags {}", pairs.join(","))
+            };
+            format!(
+                "v{:<4} {}  run {}  step {}{tags}  {what}",
+                v.version, v.provenance.time, v.provenance.run_id, v.provenance.step,
+            )
+        })
+        .collect();
+    if let Some(seen) = &seen {
+        lines.push(format!(
+            "last seen {} by run {} (step {})",
+            seen.time, seen.run_id, seen.step
+        ));
+    }
+    Ok(Shown {
+        value,
+        text: lines.join("\n"),
+    })
 }
 
 /// `orch data query`.
@@ -671,8 +728,9 @@ fn traits_for<'a>(traits: &'a TraitsMap, model: &str, spec: &str) -> &'a SpecTra
         .unwrap_or(&NONE)
 }
 
+/// `orch data diff`: field-level differences between two versions of a resource.
 #[allow(clippy::too_many_arguments)]
-async fn diff(
+pub(crate) async fn diff(
     ctx: &Ctx,
     repo: &Repo,
     store: &ResourceStore,
@@ -681,7 +739,7 @@ async fn diff(
     from: Option<u64>,
     to: Option<u64>,
     spec: Option<String>,
-) -> CmdResult {
+) -> Result<Shown, CliError> {
     check_model(repo, store, model)?;
     let spec = find_spec(store, model, name, spec)?;
     let latest = store
@@ -752,7 +810,7 @@ async fn diff(
     if retired {
         value.insert("retired".into(), json!(true));
     }
-    ctx.printer.result(&value, || {
+    let text = {
         let mut lines = vec![format!("{what} v{from} → v{to}")];
         if retired {
             lines.push(format!(
@@ -768,17 +826,21 @@ async fn diff(
             lines.push(format!("(volatile, not compared: {})", ignored.join(", ")));
         }
         lines.join("\n")
-    });
-    Ok(0)
+    };
+    Ok(Shown {
+        value: Value::Object(value),
+        text,
+    })
 }
 
-async fn changes(
+/// `orch data changes`: resources that appeared, changed or were retired in a window.
+pub(crate) async fn changes(
     ctx: &Ctx,
     repo: &Repo,
     store: &ResourceStore,
     model: Option<String>,
     since: Option<String>,
-) -> CmdResult {
+) -> Result<Shown, CliError> {
     if let Some(m) = &model {
         check_model(repo, store, m)?;
     }
@@ -844,18 +906,20 @@ async fn changes(
             })
         })
         .collect();
-    ctx.printer.result(&value, || {
-        if by_model.is_empty() {
-            return format!("no changes {described}");
-        }
+    let text = if by_model.is_empty() {
+        format!("no changes {described}")
+    } else {
         let mut out = vec![format!("changes {described}")];
         for (model, entries) in &by_model {
             out.push(model.clone());
             out.extend(entries.iter().map(|(_, t)| t.clone()));
         }
         out.join("\n")
-    });
-    Ok(0)
+    };
+    Ok(Shown {
+        value: Value::Array(value),
+        text,
+    })
 }
 
 /// `--tag KEY=VALUE` flags as tags; a flag without `=` or with an empty key is a usage error.

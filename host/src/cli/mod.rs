@@ -3,8 +3,8 @@
 //! Exit codes: 0 ok, 1 the run or operation failed, 2 usage or validation error.
 
 mod check;
-mod context;
-mod data;
+pub mod context;
+pub(crate) mod data;
 mod eval;
 mod evaluate;
 mod graph;
@@ -15,11 +15,13 @@ mod model;
 mod plan;
 mod plugin;
 mod run;
-mod runs;
+pub(crate) mod runs;
+mod serve;
 mod ssh;
+mod token;
 mod type_;
 mod vault;
-mod workflow;
+pub(crate) mod workflow;
 
 use crate::output::{ColorChoice, Printer};
 use clap::{Parser, Subcommand};
@@ -118,6 +120,11 @@ enum Command {
     /// Bring another tool's repository over (`orch import swamp <dir>`).
     #[command(subcommand)]
     Import(import::Cmd),
+    /// Bearer tokens for `orch serve` (create, list, revoke).
+    #[command(subcommand)]
+    Token(token::Cmd),
+    /// Serve the HTTP API (runs, data, live events) until SIGTERM; see `orch token` for access.
+    Serve(serve::Args),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -176,6 +183,8 @@ async fn dispatch(command: Command, ctx: &Ctx) -> CmdResult {
         Command::Plugin(c) => plugin::exec(c, ctx).await,
         Command::Ssh(c) => ssh::exec(c, ctx).await,
         Command::Import(c) => import::exec(c, ctx),
+        Command::Token(c) => token::exec(c, ctx),
+        Command::Serve(a) => serve::exec(a, ctx).await,
     }
 }
 

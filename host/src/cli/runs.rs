@@ -281,63 +281,78 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             Ok(0)
         }
         Cmd::List { limit } => {
-            // Summaries only: a run still marked running is read in full to settle whether its
-            // process is alive.
-            let runs: Vec<RunSummary> = store
-                .list_run_summaries(limit)
-                .map_err(CliError::failed)?
-                .into_iter()
-                .map(|s| match s.status {
-                    RunStatus::Running => match store.get_run(&s.id) {
-                        Ok(Some(record)) => RunSummary::of(&crate::run::settle(&store, record)),
-                        _ => s,
-                    },
-                    _ => s,
-                })
-                .collect();
-            let value: Vec<serde_json::Value> = runs
-                .iter()
-                .map(|r| {
-                    let mut row = serde_json::json!({"id": r.id, "kind": r.kind, "target": r.target, "status": r.status, "startedAt": r.started_at, "durationMs": r.duration_ms});
-                    if let Some(owner) = &r.owner {
-                        row["host"] = owner.host.clone().into();
-                        row["pid"] = owner.pid.into();
-                    }
-                    if !r.waiting.is_empty() {
-                        row["waiting"] = serde_json::to_value(&r.waiting).unwrap_or_default();
-                    }
-                    row
-                })
-                .collect();
-            ctx.printer.result(&value, || {
-                runs.iter()
-                    .map(|r| {
-                        format!(
-                            "{}  {:<9} {:<8} {:<24} {}{}{}",
-                            r.id,
-                            r.status.as_str(),
-                            r.kind,
-                            r.target,
-                            r.started_at,
-                            elsewhere(r.status, r.owner.as_ref()),
-                            waiting_on(&r.waiting)
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
+            let shown = list(&store, limit)?;
+            ctx.printer.result(&shown.value, || shown.text.clone());
             Ok(0)
         }
         Cmd::Show { id } => {
-            let run = store
-                .get_run(&id)
-                .map_err(CliError::failed)?
-                .ok_or_else(|| CliError::failed(format!("no run `{id}` (see `orch runs list`)")))?;
-            let run = crate::run::settle(&store, run);
+            let run = show(&store, &id)?;
             ctx.printer.result(&run, || show_text(&run));
             Ok(0)
         }
     }
+}
+
+/// `orch runs list`: the newest runs first, a run still marked running settled (a run whose
+/// process died is marked abandoned).
+pub(crate) fn list(store: &ResourceStore, limit: usize) -> Result<super::data::Shown, CliError> {
+    // Summaries only: a run still marked running is read in full to settle whether its
+    // process is alive.
+    let runs: Vec<RunSummary> = store
+        .list_run_summaries(limit)
+        .map_err(CliError::failed)?
+        .into_iter()
+        .map(|s| match s.status {
+            RunStatus::Running => match store.get_run(&s.id) {
+                Ok(Some(record)) => RunSummary::of(&crate::run::settle(store, record)),
+                _ => s,
+            },
+            _ => s,
+        })
+        .collect();
+    let value: Vec<serde_json::Value> = runs
+        .iter()
+        .map(|r| {
+            let mut row = serde_json::json!({"id": r.id, "kind": r.kind, "target": r.target, "status": r.status, "startedAt": r.started_at, "durationMs": r.duration_ms});
+            if let Some(owner) = &r.owner {
+                row["host"] = owner.host.clone().into();
+                row["pid"] = owner.pid.into();
+            }
+            if !r.waiting.is_empty() {
+                row["waiting"] = serde_json::to_value(&r.waiting).unwrap_or_default();
+            }
+            row
+        })
+        .collect();
+    let text = runs
+        .iter()
+        .map(|r| {
+            format!(
+                "{}  {:<9} {:<8} {:<24} {}{}{}",
+                r.id,
+                r.status.as_str(),
+                r.kind,
+                r.target,
+                r.started_at,
+                elsewhere(r.status, r.owner.as_ref()),
+                waiting_on(&r.waiting)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    Ok(super::data::Shown {
+        value: serde_json::Value::Array(value),
+        text,
+    })
+}
+
+/// `orch runs show`: the run's record, settled (see [`list`]).
+pub(crate) fn show(store: &ResourceStore, id: &str) -> Result<RunRecord, CliError> {
+    let run = store
+        .get_run(id)
+        .map_err(CliError::failed)?
+        .ok_or_else(|| CliError::failed(format!("no run `{id}` (see `orch runs list`)")))?;
+    Ok(crate::run::settle(store, run))
 }
 
 /// `orch runs show` as text: the run, each step with its error, warning (a `warn` assert that

@@ -47,6 +47,38 @@ pub struct RunEnv {
     pub printer: Printer,
     /// `--tag k=v` of the command line, stored on every version the run writes.
     pub tags: crate::store::Tags,
+    /// Also shown every event of the runs of this env, redacted, as the JSON of `--json`
+    /// (`orch serve` keeps them for live streams).
+    pub observer: Option<EventObserver>,
+}
+
+/// Receives each event of a run as it happens: the run id and the event's JSON (redacted).
+pub type EventObserver = Arc<dyn Fn(&str, &Value) + Send + Sync>;
+
+/// A run a caller starts under an id it made beforehand ([`new_run_id`]), cancelled by
+/// `cancel`: the caller can hand out the id before the run is recorded.
+#[derive(Clone, Debug)]
+pub struct RunHandle {
+    /// The run's id.
+    pub id: String,
+    /// Cancels this run alone.
+    pub cancel: CancelToken,
+}
+
+impl RunHandle {
+    /// A handle with a new run id and a new cancel token.
+    pub fn new() -> RunHandle {
+        RunHandle {
+            id: new_run_id(),
+            cancel: CancelToken::new(),
+        }
+    }
+}
+
+impl Default for RunHandle {
+    fn default() -> Self {
+        RunHandle::new()
+    }
 }
 
 /// Shared state of one run: the runner, the step records.
@@ -89,10 +121,11 @@ impl RunEnv {
         target: &str,
         inputs: &Map<String, Value>,
         dry_run: bool,
-        cancel: CancelToken,
+        handle: RunHandle,
     ) -> (Arc<RunState>, RunRecord, Instant) {
+        let RunHandle { id, cancel } = handle;
         let record = RunRecord {
-            id: new_run_id(),
+            id,
             kind: kind.to_string(),
             target: target.to_string(),
             status: RunStatus::Running,
@@ -126,7 +159,18 @@ impl RunEnv {
         let (kind, target) = (record.kind.clone(), record.target.clone());
         let redactor = Redactor::default();
         let printer = self.printer.clone();
-        let events = EventSink::new(redactor, Arc::new(move |e: &Event| printer.event(e)));
+        let observer = self.observer.clone();
+        let (observed_id, observed_redactor) = (run_id.clone(), redactor.clone());
+        let events = EventSink::new(
+            redactor,
+            Arc::new(move |e: &Event| {
+                printer.event(e);
+                if let (Some(observer), Ok(mut json)) = (&observer, serde_json::to_value(e)) {
+                    observed_redactor.redact_json(&mut json);
+                    observer(&observed_id, &json);
+                }
+            }),
+        );
         let runner = MethodRunner {
             started,
             repo: self.repo.clone(),
@@ -296,7 +340,22 @@ impl RunEnv {
         dry_run: bool,
         cancel: CancelToken,
     ) -> RunRecord {
-        let (state, record, started) = self.start("workflow", name, &inputs, dry_run, cancel);
+        let handle = RunHandle {
+            id: new_run_id(),
+            cancel,
+        };
+        self.run_workflow_as(handle, name, inputs, dry_run).await
+    }
+
+    /// Runs a workflow under the id and cancel token of `handle`.
+    pub async fn run_workflow_as(
+        &self,
+        handle: RunHandle,
+        name: &str,
+        inputs: Map<String, Value>,
+        dry_run: bool,
+    ) -> RunRecord {
+        let (state, record, started) = self.start("workflow", name, &inputs, dry_run, handle);
         self.drive(state, record, started, inputs, &workflow::Preloaded::new())
             .await
     }
@@ -336,9 +395,21 @@ impl RunEnv {
         inputs: Map<String, Value>,
         dry_run: bool,
     ) -> (RunRecord, Option<Value>) {
+        self.run_method_as(RunHandle::new(), model, method, inputs, dry_run)
+            .await
+    }
+
+    /// Runs one method of one model as its own run, under the id and cancel token of `handle`.
+    pub async fn run_method_as(
+        &self,
+        handle: RunHandle,
+        model: &str,
+        method: &str,
+        inputs: Map<String, Value>,
+        dry_run: bool,
+    ) -> (RunRecord, Option<Value>) {
         let target = format!("{model}.{method}");
-        let (state, record, started) =
-            self.start("method", &target, &inputs, false, CancelToken::new());
+        let (state, record, started) = self.start("method", &target, &inputs, false, handle);
         let call = MethodCall {
             model: model.to_string(),
             method: method.to_string(),

@@ -31,6 +31,7 @@ async fn env(dir: &std::path::Path) -> RunEnv {
         repo,
         printer: Printer::new(true, ColorChoice::Never, 0),
         tags: Default::default(),
+        observer: None,
     }
 }
 

@@ -1,0 +1,256 @@
+//! `/api/v1/runs`: start a workflow or method run (202 with its id at once; it goes on in the
+//! background), list, show, cancel, and stream a run's events (SSE).
+
+use crate::cli::runs as cli_runs;
+use crate::run::RunHandle;
+use crate::serve::auth::Caller;
+use crate::serve::{ApiError, AppState};
+use crate::store::RunStatus;
+use crate::tokens::Scope;
+use axum::Json;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Body of `POST /api/v1/runs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRun {
+    workflow: Option<String>,
+    model: Option<String>,
+    method: Option<String>,
+    #[serde(default)]
+    inputs: Map<String, Value>,
+}
+
+/// `POST /api/v1/runs`.
+pub async fn start(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Json<StartRun>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{}; send {{\"workflow\": NAME, \"inputs\": {{…}}}} or {{\"model\": NAME, \"method\": NAME, \"inputs\": {{…}}}}",
+            e.body_text()
+        ))
+    })?;
+    caller.require(Scope::Run, "starting a run")?;
+    if state.stopping.load(Ordering::SeqCst) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down; start the run again once it is back",
+        ));
+    }
+    let env = state.env.clone();
+    let handle = RunHandle::new();
+    let id = handle.id.clone();
+    match (body.workflow, body.model, body.method) {
+        (Some(workflow), None, None) => {
+            if !caller.0.may_run_workflow(&workflow) {
+                return Err(ApiError::forbidden(format!(
+                    "token `{}` may start only the workflows {}; not `{workflow}`",
+                    caller.0.name,
+                    caller.0.workflows.as_deref().unwrap_or_default().join(", ")
+                )));
+            }
+            let wf = env.repo.workflow(&workflow).map_err(ApiError::not_found)?;
+            crate::cli::workflow::check_before_run(&state.ctx, &env, &workflow)
+                .map_err(ApiError::from_cli)?;
+            let mut inputs = body.inputs;
+            crate::workflow::apply_input_defaults(wf, &mut inputs);
+            crate::workflow::validate_inputs(wf, &Value::Object(inputs.clone())).map_err(
+                |problems| {
+                    ApiError::bad_request(format!(
+                        "{}: inputs: {}",
+                        wf.file.display(),
+                        problems.join("\n  ")
+                    ))
+                },
+            )?;
+            state.hub.register(&id, &workflow, handle.cancel.clone());
+            let hub = state.hub.clone();
+            tokio::spawn(async move {
+                let finished_id = handle.id.clone();
+                env.run_workflow_as(handle, &workflow, inputs, false).await;
+                hub.finish(&finished_id);
+            });
+        }
+        (None, Some(model), Some(method)) => {
+            if !caller.0.may_run_method() {
+                return Err(ApiError::forbidden(format!(
+                    "token `{}` may start only workflows ({}); a method run needs a `run` token without --workflows or an `admin` token",
+                    caller.0.name,
+                    caller.0.workflows.as_deref().unwrap_or_default().join(", ")
+                )));
+            }
+            let def = env.repo.model(&model).map_err(ApiError::not_found)?;
+            if !def.methods.contains_key(&method)
+                && env
+                    .registry
+                    .get(&def.type_name)
+                    .ok()
+                    .is_none_or(|t| !t.description.methods.iter().any(|m| m.name == method))
+            {
+                return Err(ApiError::not_found(format!(
+                    "model `{model}` ({}) has no method `{method}` (see `GET /api/v1/types/{}`)",
+                    def.type_name, def.type_name
+                )));
+            }
+            crate::workflow::check_model(&env.repo, &model).map_err(ApiError::bad_request)?;
+            let target = format!("{model}.{method}");
+            state.hub.register(&id, &target, handle.cancel.clone());
+            let hub = state.hub.clone();
+            let inputs = body.inputs;
+            tokio::spawn(async move {
+                let finished_id = handle.id.clone();
+                env.run_method_as(handle, &model, &method, inputs, false)
+                    .await;
+                hub.finish(&finished_id);
+            });
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "give either \"workflow\" or both \"model\" and \"method\" (with \"inputs\")",
+            ));
+        }
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
+}
+
+/// Query of `GET /api/v1/runs`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/runs?limit=N`.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let shown =
+        cli_runs::list(&state.env.store, query.limit.unwrap_or(20)).map_err(ApiError::from_cli)?;
+    Ok(Json(shown.value))
+}
+
+/// `GET /api/v1/runs/{id}`.
+pub async fn show(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let run = cli_runs::show(&state.env.store, &id).map_err(ApiError::from_cli)?;
+    Ok(Json(serde_json::to_value(run).map_err(ApiError::internal)?))
+}
+
+/// `POST /api/v1/runs/{id}/cancel`: cancels a run this server runs (or a waiting run).
+pub async fn cancel(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Run, "cancelling a run")?;
+    if let Some(live) = state.hub.get(&id) {
+        if !caller.0.may_run_workflow(&live.target) && !caller.0.may_run_method() {
+            return Err(ApiError::forbidden(format!(
+                "token `{}` may not cancel a run of `{}`",
+                caller.0.name, live.target
+            )));
+        }
+        live.cancel.cancel();
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"id": id, "status": "cancelling"})),
+        )
+            .into_response());
+    }
+    let run = cli_runs::show(&state.env.store, &id).map_err(ApiError::from_cli)?;
+    if !caller.0.may_run_workflow(&run.target) && !caller.0.may_run_method() {
+        return Err(ApiError::forbidden(format!(
+            "token `{}` may not cancel a run of `{}`",
+            caller.0.name, run.target
+        )));
+    }
+    match run.status {
+        RunStatus::Waiting => {
+            let who = format!("token {}", caller.0.name);
+            let run = crate::run::cancel_waiting(&state.env.store, &run.id, &who)
+                .map_err(ApiError::internal)?;
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"id": run.id, "status": run.status})),
+            )
+                .into_response())
+        }
+        RunStatus::Running => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "run {} is run by another orch process, not this server; cancel it with `orch runs cancel {}`",
+                run.id, run.id
+            ),
+        )),
+        other => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "run {} is {}: only a running or waiting run can be cancelled",
+                run.id,
+                other.as_str()
+            ),
+        )),
+    }
+}
+
+fn sse_event(event: &Value) -> SseEvent {
+    let name = event
+        .get("event")
+        .and_then(Value::as_str)
+        .unwrap_or("message");
+    SseEvent::default().event(name).data(event.to_string())
+}
+
+/// `GET /api/v1/runs/{id}/events`: the run's events so far, then live ones; ends after
+/// `runFinished`. A run this server does not run is replayed from its record once it ended.
+pub async fn events(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if let Some(live) = state.hub.get(&id) {
+        let stream =
+            futures_util::stream::unfold((live, 0usize, false), |(live, seen, done)| async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    let (batch, ended) = live.events_from(seen);
+                    if !batch.is_empty() {
+                        let next = seen + batch.len();
+                        let events: Vec<Result<SseEvent, Infallible>> =
+                            batch.iter().map(|e| Ok(sse_event(e))).collect();
+                        return Some((futures_util::stream::iter(events), (live, next, ended)));
+                    }
+                    if ended {
+                        return None;
+                    }
+                    live.wait_past(seen).await;
+                }
+            });
+        use futures_util::StreamExt as _;
+        return Ok(Sse::new(stream.flatten()).into_response());
+    }
+    let store = state.env.store.clone();
+    let mut run = cli_runs::show(&store, &id).map_err(ApiError::from_cli)?;
+    // A run of another process: its events are recorded when it ends.
+    while run.status == RunStatus::Running {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        run = cli_runs::show(&store, &id).map_err(ApiError::from_cli)?;
+    }
+    let events: Vec<Result<SseEvent, Infallible>> =
+        run.events.iter().map(|e| Ok(sse_event(e))).collect();
+    Ok(Sse::new(futures_util::stream::iter(events)).into_response())
+}

@@ -1,0 +1,365 @@
+//! `orch serve`: the HTTP API (axum on the process's tokio runtime), bearer-token auth, live
+//! run events as Server-Sent Events. One process, the same repository and store as the CLI:
+//! runs started here are recorded like `orch run`'s and show in `orch runs list`.
+//!
+//! Shutting down (SIGTERM or SIGINT): the listener closes, runs in flight get up to the grace
+//! period to finish, then are cancelled (recorded `cancelled`). Nothing is locked on disk, so
+//! a server killed with SIGKILL leaves nothing that stops the next start; its runs are marked
+//! `abandoned` (the run's process is gone) by the next start.
+
+pub mod api;
+pub mod auth;
+pub mod dashboard;
+pub mod hub;
+
+use crate::cli::CliError;
+use crate::cli::context::Ctx;
+use crate::run::RunEnv;
+use crate::tokens::TokenStore;
+use axum::Json;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hub::Hub;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// The hand-written OpenAPI 3.1 description of every route.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// How `orch serve` listens and stops.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The address to listen on (port 0: any free port; the real one is printed).
+    pub listen: SocketAddr,
+    /// PEM certificate chain and private key: serve HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// How long runs in flight may go on after SIGTERM/SIGINT before they are cancelled.
+    pub grace: Duration,
+    /// Also print the listening line as JSON on stdout.
+    pub json: bool,
+}
+
+/// What every request handler shares.
+pub struct AppState {
+    /// The command context, with the repository and plugins loaded once.
+    pub ctx: Ctx,
+    /// What runs need; its observer feeds [`AppState::hub`].
+    pub env: RunEnv,
+    /// The API tokens (read again on every request, so a revoke takes effect at once).
+    pub tokens: TokenStore,
+    /// Runs in flight and their events.
+    pub hub: Hub,
+    /// Set once a signal asked the server to stop: no new runs.
+    pub stopping: AtomicBool,
+}
+
+/// An API error: `{"error": "..."}` with its status.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    /// An error with this status.
+    pub fn new(status: StatusCode, message: impl std::fmt::Display) -> Self {
+        ApiError {
+            status,
+            message: message.to_string(),
+        }
+    }
+    /// 400.
+    pub fn bad_request(message: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    /// 401.
+    pub fn unauthorized(message: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+    /// 403.
+    pub fn forbidden(message: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+    /// 404.
+    pub fn not_found(message: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+    /// 500.
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+    /// A CLI error as the API says it: a usage error is 400, a missing thing 404, else 500.
+    pub fn from_cli(e: CliError) -> Self {
+        let missing = [
+            "no run `",
+            " has no ",
+            "no resource",
+            "unknown model",
+            "no model",
+        ]
+        .iter()
+        .any(|m| e.message.contains(m));
+        let status = if e.code == 2 {
+            StatusCode::BAD_REQUEST
+        } else if missing {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        Self::new(status, e.message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz() -> Json<serde_json::Value> {
+    // The router serves only once the repository and plugins are loaded.
+    Json(json!({"status": "ready"}))
+}
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+async fn whoami(
+    axum::extract::Extension(caller): axum::extract::Extension<auth::Caller>,
+) -> Json<serde_json::Value> {
+    let t = caller.0;
+    Json(json!({"name": t.name, "scope": t.scope.as_str(), "workflows": t.workflows}))
+}
+
+/// The routes under `/api/v1` (every one needs a token).
+fn api_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/runs", get(api::runs::list).post(api::runs::start))
+        .route("/api/v1/runs/{id}", get(api::runs::show))
+        .route("/api/v1/runs/{id}/cancel", post(api::runs::cancel))
+        .route("/api/v1/runs/{id}/events", get(api::runs::events))
+        .route("/api/v1/data/{model}", get(api::data::list))
+        .route("/api/v1/data/{model}/{*name}", get(api::data::resource))
+        .route("/api/v1/changes", get(api::data::changes))
+}
+
+/// The whole router: public health routes, and the API behind the token check.
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = api_routes().layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_token,
+    ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(api)
+        .merge(dashboard::routes())
+        .fallback(|| async { ApiError::not_found("no such route (see GET /api/v1/openapi.json)") })
+        .with_state(state)
+}
+
+/// The routes the router serves (method and path), for the OpenAPI check.
+pub fn served_routes() -> &'static [(&'static str, &'static str)] {
+    &[
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/api/v1/openapi.json"),
+        ("get", "/api/v1/whoami"),
+        ("get", "/api/v1/runs"),
+        ("post", "/api/v1/runs"),
+        ("get", "/api/v1/runs/{id}"),
+        ("post", "/api/v1/runs/{id}/cancel"),
+        ("get", "/api/v1/runs/{id}/events"),
+        ("get", "/api/v1/data/{model}"),
+        ("get", "/api/v1/data/{model}/{name}"),
+        ("get", "/api/v1/data/{model}/{name}/versions"),
+        ("get", "/api/v1/data/{model}/{name}/diff"),
+        ("get", "/api/v1/changes"),
+    ]
+}
+
+fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| {
+            format!(
+                "--tls-cert {}: {e}; give a PEM certificate chain",
+                cert.display()
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(format!(
+            "--tls-cert {}: no certificate in it; give a PEM certificate chain",
+            cert.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("--tls-key {}: {e}; give a PEM private key", key.display()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Serves the API until SIGTERM/SIGINT, then lets runs in flight finish (up to the grace
+/// period), cancels the rest and returns once every run is recorded.
+pub async fn serve(options: ServeOptions, ctx: Ctx, mut env: RunEnv) -> Result<(), String> {
+    let tls = match &options.tls {
+        Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+        None => None,
+    };
+    // Runs a killed server left `running` are marked abandoned now, not at the first run.
+    if let Err(e) = crate::run::reap_abandoned(&env.store) {
+        ctx.printer
+            .warn(&format!("could not check for abandoned runs: {e}"));
+    }
+    let hub = Hub::default();
+    let publish = hub.clone();
+    env.observer = Some(Arc::new(move |id: &str, event: &serde_json::Value| {
+        publish.publish(id, event)
+    }));
+    let tokens = TokenStore::in_dir(&env.repo.orch_dir());
+    let state = Arc::new(AppState {
+        ctx,
+        env,
+        tokens,
+        hub: hub.clone(),
+        stopping: AtomicBool::new(false),
+    });
+    let app = router(state.clone());
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("listening on {scheme}://{local}");
+    if options.json {
+        println!(
+            "{}",
+            json!({"listening": format!("{scheme}://{local}"), "address": local.to_string()})
+        );
+    }
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let app = app.clone();
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let builder = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    );
+                    let _ = match tls {
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(s) => builder
+                                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(s), service)
+                                .await,
+                            Err(_) => return,
+                        },
+                        None => builder
+                            .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service)
+                            .await,
+                    };
+                });
+            }
+            () = &mut stop => break,
+        }
+    }
+    drop(listener);
+    state.stopping.store(true, Ordering::SeqCst);
+    let in_flight = hub.len();
+    if in_flight > 0 {
+        eprintln!(
+            "stopping: waiting up to {}s for {in_flight} run(s) in flight",
+            options.grace.as_secs()
+        );
+    }
+    let all_ended = |hub: Hub| async move {
+        for run in hub.in_flight() {
+            run.wait_past(usize::MAX).await;
+        }
+    };
+    let second = stop_signal();
+    tokio::select! {
+        _ = tokio::time::timeout(options.grace, all_ended(hub.clone())) => {}
+        () = second => {}
+    }
+    if !hub.is_empty() {
+        eprintln!("stopping: cancelling {} run(s) still in flight", hub.len());
+        for run in hub.in_flight() {
+            run.cancel.cancel();
+        }
+        all_ended(hub.clone()).await;
+    }
+    eprintln!("stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_served_route_is_in_the_openapi_file() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        assert_eq!(doc["openapi"], "3.1.0");
+        for (method, path) in served_routes() {
+            assert!(
+                doc["paths"][path][method].is_object(),
+                "{method} {path} is served but not in openapi.json"
+            );
+        }
+    }
+}
