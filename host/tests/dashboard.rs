@@ -1,18 +1,321 @@
-//! The web dashboard in a real browser: headless Chromium over WebDriver against `orch serve`.
+//! The web dashboard in a real browser: headless Chromium over WebDriver against `orch serve`
+//! on the home-lab repository and the Proxmox simulator. Screenshots of every page land in
+//! `target/test-artifacts/dashboard/`.
 
 mod support;
 
+use pve_sim::{SimConfig, WorldChange};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
 use support::browser::Browser;
+use support::lab::{Lab, PASSWORD};
+
+/// The name a VM gets in the simulator: shown as text, it must never become an element.
+const XSS: &str = "<img src=x onerror=alert(1)>";
+
+/// The VMs of the reference fleet that run, and the IPs their guest agents report.
+const REFERENCE_IPS: &[(&str, &str)] = &[
+    ("slate", "10.0.0.33"),
+    ("calamity", "10.0.0.208"),
+    ("allthemons", "10.0.0.96"),
+    ("gold-image", "10.0.0.143"),
+];
+
+/// `orch serve` on a free loopback port, stopped when dropped.
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Served {
+    fn start(lab: &Lab) -> Served {
+        let log = lab.repo.path().join("serve.log");
+        let mut cmd = lab
+            .repo
+            .command(&["--json", "serve", "--listen", "127.0.0.1:0"]);
+        cmd.env("PROXMOX_API_URL", lab.sim.url())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let mut child = cmd.spawn().expect("start orch serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let listening: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+            panic!(
+                "orch serve did not print where it listens ({e}): {line}\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        let url = listening["listening"].as_str().unwrap().to_string();
+        Served { child, url }
+    }
+
+    /// The dashboard URL of the hash route `route` (e.g. `#/fleet`).
+    fn page(&self, route: &str) -> String {
+        format!("{}/{route}", self.url)
+    }
+
+    fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The reference lab with VM 104 renamed to [`XSS`], its server and a `run` token.
+fn lab_with_server() -> (Lab, Served, String) {
+    let lab = Lab::with_config(SimConfig::default());
+    lab.sim
+        .change(WorldChange::RenameGuest {
+            vmid: 104,
+            name: XSS.into(),
+        })
+        .unwrap();
+    let token = lab
+        .orch(&["--json", "token", "create", "dashboard", "--scope", "run"])
+        .ok()
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let served = Served::start(&lab);
+    (lab, served, token)
+}
+
+fn log_in(browser: &Browser, served: &Served, token: &str) {
+    browser.goto(&served.page("#/login"));
+    browser.wait_for("the login form", "document.querySelector('#token')");
+    browser.fill("#token", token);
+    browser.click("#login-submit");
+    browser.wait_for(
+        "the fleet page after logging in",
+        "location.hash === '#/fleet' && document.querySelector('#whoami').textContent !== ''",
+    );
+}
+
+/// Rows of the VM table as `[name, vmid, status, ip]`.
+fn vm_rows(browser: &Browser) -> Vec<Vec<String>> {
+    let rows = browser.eval(
+        "return [...document.querySelectorAll('section[data-model=fleet] table.vms tbody tr')]
+           .map((tr) => [...tr.children].slice(0, 4).map((td) => td.textContent));",
+    );
+    serde_json::from_value(rows).unwrap()
+}
 
 #[test]
-fn the_browser_runs_headless_and_waits_on_the_dom() {
-    let browser = Browser::open("smoke");
-    browser.goto("data:text/html,<p id=a>one</p>");
-    browser.eval("setTimeout(() => { document.getElementById('a').textContent = 'two'; }, 50);");
-    browser.wait_for(
-        "the text to change",
-        "document.getElementById('a').textContent === 'two'",
+fn dashboard_logs_in_starts_sync_fleet_and_shows_the_live_log_and_the_fleet() {
+    let (lab, served, token) = lab_with_server();
+    let browser = Browser::open("sync-fleet");
+
+    log_in(&browser, &served, &token);
+    assert!(
+        !browser
+            .eval("return location.href")
+            .to_string()
+            .contains(&token),
+        "the token must never be in a URL"
     );
-    assert_eq!(browser.text("#a").as_deref(), Some("two"));
-    assert!(browser.screenshot("page").is_file());
+    browser.screenshot("1-fleet-before-sync");
+
+    // The workflow page: its DAG and the form built from its inputs schema.
+    browser.goto(&served.page("#/workflows/sync-fleet"));
+    browser.wait_for(
+        "the sync-fleet graph and start form",
+        "document.querySelectorAll('#dag g.node').length === 2 && document.querySelector('#start-form')",
+    );
+    let edges = browser.eval(
+        "return [...document.querySelectorAll('#dag path[data-from]')].map((p) => [p.dataset.from, p.dataset.to]);",
+    );
+    assert_eq!(edges, serde_json::json!([["sync.auth", "sync.sync"]]));
+    browser.screenshot("2-workflow");
+
+    // Start it from the form; the run page streams its log until it finishes.
+    browser.click("#start-submit");
+    browser.wait_for(
+        "the run's live log to reach the finished state",
+        "document.querySelector('#run-state')?.dataset.state === 'finished'",
+    );
+    let state = browser.eval(
+        "const s = document.querySelector('#run-state'); \
+         return [s.dataset.status, document.querySelector('#run-status').textContent, \
+                 document.querySelector('#run-log').textContent];",
+    );
+    assert_eq!(state[0], "succeeded", "{state}");
+    assert_eq!(state[1], "succeeded", "{state}");
+    let log = state[2].as_str().unwrap();
+    for line in [
+        "sync.auth succeeded",
+        "sync.sync succeeded",
+        "synced 10 VMs",
+    ] {
+        assert!(log.contains(line), "live log lacks `{line}`:\n{log}");
+    }
+    let run_id = browser
+        .eval("return location.hash.slice('#/runs/'.length)")
+        .as_str()
+        .unwrap()
+        .to_string();
+    browser.screenshot("3-run-finished");
+
+    // The fleet: every VM with the reference IPs, the hostile name as plain text.
+    browser.goto(&served.page("#/fleet"));
+    browser.wait_for(
+        "the VM table with 10 VMs",
+        "document.querySelectorAll('section[data-model=fleet] table.vms tbody tr').length === 10",
+    );
+    let rows = vm_rows(&browser);
+    for (name, ip) in REFERENCE_IPS {
+        let row = rows.iter().find(|r| r[0] == *name);
+        assert_eq!(
+            row.map(|r| (r[2].as_str(), r[3].as_str())),
+            Some(("running", *ip)),
+            "{name}: {rows:?}"
+        );
+    }
+    let xss = rows.iter().find(|r| r[1] == "104");
+    assert_eq!(xss.map(|r| r[0].as_str()), Some(XSS), "{rows:?}");
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('img').length"),
+        0,
+        "an <img> element was created from data"
+    );
+    assert_eq!(browser.open_dialog(), None, "a dialog opened");
+    let text = browser
+        .eval("return document.body.innerText")
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(text.contains(XSS), "{text}");
+    assert!(!text.contains(PASSWORD), "the vault password is shown");
+    assert!(!text.contains("PVE:"), "a Proxmox ticket is shown:\n{text}");
+    browser.screenshot("4-fleet");
+
+    // A second sync from the CLI while the server runs: slate stopped, the history shows it.
+    lab.sim
+        .change(WorldChange::StopGuest { vmid: 100 })
+        .unwrap();
+    lab.orch(&["run", "sync-fleet"]).ok();
+    browser.click("section[data-model=fleet] a[href='#/resource/fleet/vm%2Fslate']");
+    browser.wait_for(
+        "slate's diff between v1 and v2",
+        "document.querySelector('#diff-lines')",
+    );
+    let diff = browser.text("#diff-lines").unwrap();
+    assert!(
+        diff.contains(r#"status: "running" → "stopped""#)
+            && diff.contains(r#"ip: "10.0.0.33" → null"#),
+        "{diff}"
+    );
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('#versions tbody tr').length"),
+        2
+    );
+    browser.screenshot("5-resource-history");
+
+    // Runs: the served run and the CLI run, both succeeded.
+    browser.goto(&served.page("#/runs"));
+    browser.wait_for(
+        "both runs in the list",
+        "document.querySelectorAll('#runs tbody tr').length === 2",
+    );
+    let runs = browser.eval(
+        "return [...document.querySelectorAll('#runs tbody tr')].map((tr) => [tr.children[0].textContent, tr.children[3].textContent]);",
+    );
+    let runs: Vec<(String, String)> = serde_json::from_value(runs).unwrap();
+    assert!(
+        runs.iter().all(|(_, status)| status == "succeeded"),
+        "{runs:?}"
+    );
+    assert!(runs.iter().any(|(id, _)| *id == run_id), "{runs:?}");
+    browser.screenshot("6-runs");
+
+    browser.goto(&served.page("#/schedules"));
+    browser.wait_for(
+        "the schedules page",
+        "document.querySelector('#schedules, #no-schedules')",
+    );
+    browser.screenshot("7-schedules");
+
+    browser.click("#logout");
+    browser.wait_for(
+        "the login page after logging out",
+        "document.querySelector('#token') && sessionStorage.length === 0",
+    );
+}
+
+#[test]
+fn a_wrong_token_is_refused_and_shows_nothing() {
+    let (_lab, served, token) = lab_with_server();
+    let browser = Browser::open("wrong-token");
+    browser.goto(&served.page(""));
+    browser.wait_for("the login form", "document.querySelector('#token')");
+    let wrong = format!("{}x", &token[..token.len() - 1]);
+    browser.fill("#token", &wrong);
+    browser.click("#login-submit");
+    browser.wait_for(
+        "the refusal",
+        "document.querySelector('#login-error .error')",
+    );
+    let error = browser.text("#login-error").unwrap();
+    assert!(error.contains("Token refused"), "{error}");
+    assert_eq!(browser.eval("return sessionStorage.length"), 0);
+    browser.screenshot("refused");
+
+    // A page opened directly without a token goes back to the login form.
+    browser.goto(&served.page("#/fleet"));
+    browser.wait_for(
+        "the login form instead of the fleet",
+        "location.hash === '#/login' && document.querySelector('#token')",
+    );
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('table').length"),
+        0
+    );
+}
+
+/// `GET path` over plain HTTP/1.1: the status line and headers (lower-cased), and the body.
+fn get(port: u16, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    (head.to_ascii_lowercase(), body.to_string())
+}
+
+#[test]
+fn the_page_is_served_without_a_token_under_a_policy_that_forbids_inline_script() {
+    let (_lab, served, _token) = lab_with_server();
+    let (head, body) = get(served.port(), "/");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let csp = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-security-policy: "))
+        .unwrap_or_else(|| panic!("no Content-Security-Policy on /:\n{head}"));
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(!csp.contains("unsafe"), "{csp}");
+    assert!(body.contains("/ui/app.js"), "{body}");
+    let (head, body) = get(served.port(), "/ui/app.js");
+    assert!(head.contains("content-type: text/javascript"), "{head}");
+    assert!(
+        body.contains("textContent") || body.contains("replace("),
+        "{body}"
+    );
+    let (head, _) = get(served.port(), "/ui/../Cargo.toml");
+    assert!(!head.starts_with("http/1.1 200"), "{head}");
+    // The API itself still needs the token.
+    let (head, _) = get(served.port(), "/api/v1/whoami");
+    assert!(head.starts_with("http/1.1 401"), "{head}");
 }

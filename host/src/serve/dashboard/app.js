@@ -118,7 +118,8 @@ function logout() {
 
 // ---------------------------------------------------------------- fleet
 
-const VM_TYPES = new Set(['proxmox/vm']);
+// Guests get the name / vmid / status / IP table; other types a generic one.
+const VM_TYPES = new Set(['proxmox/vm', 'proxmox/lxc']);
 
 function attr(attributes, ...keys) {
   for (const k of keys) {
@@ -164,7 +165,7 @@ async function modelSection(model, signal) {
   const headers = isVm ? ['Name', 'VMID', 'Status', 'IP', 'Version', 'Updated'] : ['Resource', 'Spec', 'Attributes', 'Version', 'Updated'];
   const rows = resources.map((r, i) => {
     const a = full[i]?.attributes || {};
-    const history = h('a', { href: route('resource', name, resourceName(r)) }, isVm ? String(attr(a, 'vmName', 'name') || r.name) : r.name);
+    const history = h('a', { href: route('resource', name, resourceName(r)) }, isVm ? String(attr(a, 'vmName', 'name', 'hostname') || r.name) : r.name);
     return isVm
       ? [history, String(attr(a, 'vmid')), statusText(attr(a, 'status'), 'vm'), vmIp(a), `v${r.latest}`, when(r.writtenAt)]
       : [history, r.spec, summary(a), `v${r.latest}`, when(r.writtenAt)];
@@ -209,9 +210,21 @@ async function runPage(into, signal, id) {
   const status = h('span', { id: 'run-status' }, statusText(record.status));
   const log = h('pre', { class: 'log', id: 'run-log', 'aria-live': 'polite' });
   const state = h('p', { id: 'run-state', class: 'muted' }, 'Connecting to the live log…');
+  const problem = h('div');
+  const cancel = h('button', { type: 'button', id: 'run-cancel', class: 'secondary', hidden: record.status !== 'running' }, 'Cancel run');
+  cancel.addEventListener('click', async () => {
+    cancel.disabled = true;
+    try {
+      await api(`${path('runs', id)}/cancel`, { method: 'POST' });
+    } catch (e) {
+      replace(problem, errorBox(e.message));
+      cancel.disabled = false;
+    }
+  });
   replace(into,
     h('h1', {}, `Run ${record.id || id}`),
     table(['Kind', 'Target', 'Status', 'Started'], [[record.kind, record.target, status, when(record.startedAt)]]),
+    cancel, problem,
     h('h2', {}, 'Log'), state, log);
   const response = await openStream(`${path('runs', id)}/events`, signal);
   replace(state, 'Live');
@@ -224,6 +237,7 @@ async function runPage(into, signal, id) {
     log.append(h('div', { class: cls, 'data-event': e.event }, text));
     log.scrollTop = log.scrollHeight;
     if (e.event === 'runFinished') {
+      cancel.hidden = true;
       replace(status, statusText(e.status));
       replace(state, `Finished: ${e.status}`);
       state.dataset.state = 'finished';
