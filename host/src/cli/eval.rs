@@ -17,18 +17,33 @@ pub struct Args {
 /// Evaluates and prints the value as JSON (vault values are redacted).
 pub fn exec(args: Args, ctx: &Ctx) -> CmdResult {
     let repo = ctx.repo()?;
-    let store = ctx.store(&repo);
-    let vault = ctx.vault(&repo)?;
-    let data = StoreDataSource::new(store, vault, &repo);
+    let value = evaluate(ctx, &repo, &args.expression, args.inputs.collect()?)?;
+    ctx.printer.result(&value, || {
+        serde_json::to_string_pretty(&value).unwrap_or_default()
+    });
+    Ok(0)
+}
+
+/// Evaluates `expression` (with or without `${{ }}`) against the current data; vault values
+/// in the value or the error are redacted.
+pub(crate) fn evaluate(
+    ctx: &Ctx,
+    repo: &crate::repo::Repo,
+    expression: &str,
+    inputs: serde_json::Map<String, serde_json::Value>,
+) -> Result<serde_json::Value, CliError> {
+    let store = ctx.store(repo);
+    let vault = ctx.vault(repo)?;
+    let data = StoreDataSource::new(store, vault, repo);
     let evaluator = Evaluator::new();
     let vars = Vars {
-        inputs: args.inputs.collect()?,
+        inputs,
         env: repo.env_values(),
         run_id: String::new(),
         self_: serde_json::Map::new(),
     };
     let scope = evaluator.scope(&data, vars);
-    let expr = args.expression.trim();
+    let expr = expression.trim();
     let expr = expr
         .strip_prefix("${{")
         .and_then(|e| e.strip_suffix("}}"))
@@ -42,10 +57,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CmdResult {
     match result {
         Ok(mut value) => {
             redactor.redact_json(&mut value);
-            ctx.printer.result(&value, || {
-                serde_json::to_string_pretty(&value).unwrap_or_default()
-            });
-            Ok(0)
+            Ok(value)
         }
         Err(e) => Err(CliError::failed(redactor.redact(&e.to_string()))),
     }

@@ -5,13 +5,13 @@
 mod check;
 pub mod context;
 pub(crate) mod data;
-mod eval;
+pub(crate) mod eval;
 mod evaluate;
 mod graph;
 mod import;
 mod init;
 mod inputs;
-mod model;
+pub(crate) mod model;
 mod plan;
 mod plugin;
 mod run;
@@ -19,7 +19,7 @@ pub(crate) mod runs;
 mod serve;
 mod ssh;
 mod token;
-mod type_;
+pub(crate) mod type_;
 mod vault;
 pub(crate) mod workflow;
 

@@ -48,11 +48,7 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
     match cmd {
         Cmd::List => {
             let repo = ctx.repo()?;
-            let list: Vec<serde_json::Value> = repo
-                .models
-                .values()
-                .map(|d| serde_json::json!({ "name": d.name, "type": d.type_name, "file": d.file }))
-                .collect();
+            let list = list(&repo);
             ctx.printer.result(&list, || {
                 repo.models
                     .values()
@@ -64,15 +60,7 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
         }
         Cmd::Show { name } => {
             let repo = ctx.load_repo()?;
-            let d = repo.model(&name).map_err(CliError::usage)?;
-            let value = serde_json::json!({
-                "name": d.name,
-                "type": d.type_name,
-                "description": d.description,
-                "file": d.file,
-                "globalArguments": d.global_arguments,
-                "methods": d.methods.iter().map(|(k, v)| (k.clone(), serde_json::json!({"arguments": v.arguments}))).collect::<serde_json::Map<_, _>>(),
-            });
+            let value = show(&repo, &name)?;
             ctx.printer.result(&value, || {
                 serde_json::to_string_pretty(&value).unwrap_or_default()
             });
@@ -110,4 +98,25 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             Ok(super::run::exit_code(record.status))
         }
     }
+}
+
+/// `orch model list --json`: every definition.
+pub(crate) fn list(repo: &crate::repo::Repo) -> Vec<serde_json::Value> {
+    repo.models
+        .values()
+        .map(|d| serde_json::json!({ "name": d.name, "type": d.type_name, "file": d.file }))
+        .collect()
+}
+
+/// `orch model show --json`: one definition as written (expressions unresolved).
+pub(crate) fn show(repo: &crate::repo::Repo, name: &str) -> Result<serde_json::Value, CliError> {
+    let d = repo.model(name).map_err(CliError::usage)?;
+    Ok(serde_json::json!({
+        "name": d.name,
+        "type": d.type_name,
+        "description": d.description,
+        "file": d.file,
+        "globalArguments": d.global_arguments,
+        "methods": d.methods.iter().map(|(k, v)| (k.clone(), serde_json::json!({"arguments": v.arguments}))).collect::<serde_json::Map<_, _>>(),
+    }))
 }

@@ -148,9 +148,13 @@ async fn decide(args: Decide, approved: bool, ctx: &Ctx) -> CmdResult {
     Ok(exit_code(record.status))
 }
 
-/// Sends SIGTERM to the process running a run on this host and waits until its record says
-/// it ended.
-fn cancel_running(store: &ResourceStore, record: RunRecord) -> Result<RunRecord, CliError> {
+/// Sends SIGTERM to the process running a run on this host (or, for a run of `orch serve`,
+/// asks the server to cancel that run alone) and waits until its record says it ended.
+fn cancel_running(
+    store: &ResourceStore,
+    record: RunRecord,
+    orch_dir: &std::path::Path,
+) -> Result<RunRecord, CliError> {
     let Some(owner) = record.owner.clone() else {
         return Err(CliError::failed(format!(
             "run {} records no process to cancel",
@@ -167,6 +171,9 @@ fn cancel_running(store: &ResourceStore, record: RunRecord) -> Result<RunRecord,
         Liveness::Dead(_) => return Ok(crate::run::settle(store, record)),
         Liveness::Alive => {}
     }
+    // A run of `orch serve` is cancelled by asking the server: a signal would stop it whole.
+    let request =
+        crate::serve::request_cancel(orch_dir, &owner, &record.id).map_err(CliError::failed)?;
     let Ok(pid) = i32::try_from(owner.pid) else {
         return Err(CliError::failed(format!(
             "run {}: bad pid {}",
@@ -174,7 +181,7 @@ fn cancel_running(store: &ResourceStore, record: RunRecord) -> Result<RunRecord,
         )));
     };
     // SAFETY: kill(2) with a pid checked alive above (same start time) and a valid signal.
-    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+    if request.is_none() && unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
         return Err(CliError::failed(format!(
             "cannot signal process {pid} of run {}: {}",
             record.id,
@@ -266,7 +273,7 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             let record = match record.status {
                 RunStatus::Waiting => crate::run::cancel_waiting(&store, &record.id, &who())
                     .map_err(CliError::failed)?,
-                RunStatus::Running => cancel_running(&store, record)?,
+                RunStatus::Running => cancel_running(&store, record, &repo.orch_dir())?,
                 other => {
                     return Err(CliError::failed(format!(
                         "run {} is {}: only a running or waiting run can be cancelled",

@@ -23,17 +23,7 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
     }
     match cmd {
         Cmd::List => {
-            let list: Vec<serde_json::Value> = registry
-                .types()
-                .map(|t| {
-                    serde_json::json!({
-                        "name": t.description.name,
-                        "version": t.description.version,
-                        "description": t.description.description,
-                        "plugin": t.plugin.manifest.id,
-                    })
-                })
-                .collect();
+            let list = list(&registry);
             ctx.printer.result(&list, || {
                 registry
                     .types()
@@ -51,16 +41,7 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
         Cmd::Describe { name } => {
             let t = registry.get(&name).map_err(CliError::usage)?;
             let d = &t.description;
-            let value = serde_json::json!({
-                "plugin": {
-                    "id": t.plugin.manifest.id,
-                    "version": t.plugin.manifest.version,
-                    "api": t.plugin.manifest.api,
-                    "dir": t.plugin.dir,
-                    "limits": t.plugin.limits.values,
-                },
-                "type": d.as_ref(),
-            });
+            let value = describe(&registry, &name)?;
             ctx.printer.result(&value, || {
                 let mut out = format!(
                     "{} {} — {}\nplugin {} {}\n",
@@ -88,4 +69,37 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             Ok(0)
         }
     }
+}
+
+/// `orch type list --json`: every installed type.
+pub(crate) fn list(registry: &crate::runtime::PluginRegistry) -> Vec<serde_json::Value> {
+    registry
+        .types()
+        .map(|t| {
+            serde_json::json!({
+                "name": t.description.name,
+                "version": t.description.version,
+                "description": t.description.description,
+                "plugin": t.plugin.manifest.id,
+            })
+        })
+        .collect()
+}
+
+/// `orch type describe --json`: one type with its plugin.
+pub(crate) fn describe(
+    registry: &crate::runtime::PluginRegistry,
+    name: &str,
+) -> Result<serde_json::Value, CliError> {
+    let t = registry.get(name).map_err(CliError::usage)?;
+    Ok(serde_json::json!({
+        "plugin": {
+            "id": t.plugin.manifest.id,
+            "version": t.plugin.manifest.version,
+            "api": t.plugin.manifest.api,
+            "dir": t.plugin.dir,
+            "limits": t.plugin.limits.values,
+        },
+        "type": t.description.as_ref(),
+    }))
 }

@@ -20,7 +20,7 @@ use axum::Json;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use hub::Hub;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -28,6 +28,94 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// Under `.orch/`: `serve/<pid>.pid` for each server running on this repository, and
+/// `serve/cancel/<run id>` for each run `orch runs cancel` asks a server to cancel (a signal
+/// would stop the whole server). Only hints: a file a killed server left stops nothing.
+const SERVE_DIR: &str = "serve";
+
+/// A request to a server to cancel one run; the file goes when this is dropped.
+#[derive(Debug)]
+pub struct CancelRequest(PathBuf);
+
+impl Drop for CancelRequest {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// If `owner` is an `orch serve` of the repository whose state directory is
+/// `orch_dir`, asks it to cancel run `id` and returns the request; `None` otherwise.
+pub fn request_cancel(
+    orch_dir: &std::path::Path,
+    owner: &crate::store::RunOwner,
+    id: &str,
+) -> Result<Option<CancelRequest>, String> {
+    let dir = orch_dir.join(SERVE_DIR);
+    let pid = owner.pid;
+    // The marker names the server's process exactly (start time, boot): a pid reused by
+    // another process after a server was killed is not taken for the server.
+    let marked = std::fs::read(dir.join(format!("{pid}.pid")))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<crate::store::RunOwner>(&b).ok());
+    if marked.as_ref() != Some(owner) {
+        return Ok(None);
+    }
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(format!("run id {id:?} is not a run id"));
+    }
+    let requests = dir.join("cancel");
+    std::fs::create_dir_all(&requests)
+        .map_err(|e| format!("cannot create {}: {e}", requests.display()))?;
+    let path = requests.join(id);
+    std::fs::write(&path, b"").map_err(|e| {
+        format!(
+            "cannot ask orch serve (pid {pid}) to cancel run {id}: {}: {e}",
+            path.display()
+        )
+    })?;
+    Ok(Some(CancelRequest(path)))
+}
+
+/// This server's `serve/<pid>.pid`, removed when the server returns.
+struct ServerMarker(PathBuf);
+
+impl ServerMarker {
+    fn create(orch_dir: &std::path::Path) -> ServerMarker {
+        let dir = orch_dir.join(SERVE_DIR);
+        let path = dir.join(format!("{}.pid", std::process::id()));
+        let me = serde_json::to_vec(&crate::run::current_owner()).unwrap_or_default();
+        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, me)) {
+            tracing::warn!(error = %e, "cannot mark the server; `orch runs cancel` of a served run stops the server");
+        }
+        ServerMarker(path)
+    }
+}
+
+impl Drop for ServerMarker {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Cancels the runs in flight that `orch runs cancel` asked to (see [`request_cancel`]).
+async fn watch_cancel_requests(orch_dir: PathBuf, hub: Hub) {
+    let requests = orch_dir.join(SERVE_DIR).join("cancel");
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if hub.is_empty() {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&requests) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if let Some(run) = entry.file_name().to_str().and_then(|id| hub.get(id)) {
+                run.cancel.cancel();
+            }
+        }
+    }
+}
 
 /// The hand-written OpenAPI 3.1 description of every route.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -146,53 +234,149 @@ async fn whoami(
     Json(json!({"name": t.name, "scope": t.scope.as_str(), "workflows": t.workflows}))
 }
 
+/// One route: how it is matched, the OpenAPI paths that document it, and its handler.
+pub struct Route {
+    /// `get` or `post`, as OpenAPI spells it.
+    pub method: &'static str,
+    /// The axum path.
+    pub path: &'static str,
+    /// The OpenAPI paths it serves (a wildcard route serves several).
+    pub documented_as: &'static [&'static str],
+    handler: MethodRouter<Arc<AppState>>,
+}
+
+fn route(
+    method: &'static str,
+    path: &'static str,
+    documented_as: &'static [&'static str],
+    handler: MethodRouter<Arc<AppState>>,
+) -> Route {
+    Route {
+        method,
+        path,
+        documented_as,
+        handler,
+    }
+}
+
+/// The routes that need no token.
+pub fn public_routes() -> Vec<Route> {
+    vec![
+        route("get", "/healthz", &["/healthz"], get(healthz)),
+        route("get", "/readyz", &["/readyz"], get(readyz)),
+    ]
+}
+
 /// The routes under `/api/v1` (every one needs a token).
-fn api_routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/v1/openapi.json", get(openapi))
-        .route("/api/v1/whoami", get(whoami))
-        .route("/api/v1/runs", get(api::runs::list).post(api::runs::start))
-        .route("/api/v1/runs/{id}", get(api::runs::show))
-        .route("/api/v1/runs/{id}/cancel", post(api::runs::cancel))
-        .route("/api/v1/runs/{id}/events", get(api::runs::events))
-        .route("/api/v1/data/{model}", get(api::data::list))
-        .route("/api/v1/data/{model}/{*name}", get(api::data::resource))
-        .route("/api/v1/changes", get(api::data::changes))
+pub fn api_routes() -> Vec<Route> {
+    use api::{catalog, data, eval, runs};
+    vec![
+        route(
+            "get",
+            "/api/v1/openapi.json",
+            &["/api/v1/openapi.json"],
+            get(openapi),
+        ),
+        route("get", "/api/v1/whoami", &["/api/v1/whoami"], get(whoami)),
+        route("get", "/api/v1/runs", &["/api/v1/runs"], get(runs::list)),
+        route("post", "/api/v1/runs", &["/api/v1/runs"], post(runs::start)),
+        route(
+            "get",
+            "/api/v1/runs/{id}",
+            &["/api/v1/runs/{id}"],
+            get(runs::show),
+        ),
+        route(
+            "post",
+            "/api/v1/runs/{id}/cancel",
+            &["/api/v1/runs/{id}/cancel"],
+            post(runs::cancel),
+        ),
+        route(
+            "get",
+            "/api/v1/runs/{id}/events",
+            &["/api/v1/runs/{id}/events"],
+            get(runs::events),
+        ),
+        route(
+            "get",
+            "/api/v1/data/{model}",
+            &["/api/v1/data/{model}"],
+            get(data::list),
+        ),
+        route(
+            "get",
+            "/api/v1/data/{model}/{*name}",
+            &[
+                "/api/v1/data/{model}/{name}",
+                "/api/v1/data/{model}/{name}/versions",
+                "/api/v1/data/{model}/{name}/diff",
+            ],
+            get(data::resource),
+        ),
+        route(
+            "get",
+            "/api/v1/changes",
+            &["/api/v1/changes"],
+            get(data::changes),
+        ),
+        route(
+            "get",
+            "/api/v1/types",
+            &["/api/v1/types"],
+            get(catalog::types),
+        ),
+        route(
+            "get",
+            "/api/v1/types/{*name}",
+            &["/api/v1/types/{name}"],
+            get(catalog::type_),
+        ),
+        route(
+            "get",
+            "/api/v1/models",
+            &["/api/v1/models"],
+            get(catalog::models),
+        ),
+        route(
+            "get",
+            "/api/v1/models/{name}",
+            &["/api/v1/models/{name}"],
+            get(catalog::model),
+        ),
+        route(
+            "get",
+            "/api/v1/workflows",
+            &["/api/v1/workflows"],
+            get(catalog::workflows),
+        ),
+        route(
+            "get",
+            "/api/v1/workflows/{name}",
+            &["/api/v1/workflows/{name}"],
+            get(catalog::workflow),
+        ),
+        route("post", "/api/v1/eval", &["/api/v1/eval"], post(eval::eval)),
+    ]
+}
+
+fn add(router: Router<Arc<AppState>>, routes: Vec<Route>) -> Router<Arc<AppState>> {
+    routes
+        .into_iter()
+        .fold(router, |r, route| r.route(route.path, route.handler))
 }
 
 /// The whole router: public health routes, and the API behind the token check.
 pub fn router(state: Arc<AppState>) -> Router {
-    let api = api_routes().layer(axum::middleware::from_fn_with_state(
+    let api = add(Router::new(), api_routes()).layer(axum::middleware::from_fn_with_state(
         state.clone(),
         auth::require_token,
     ));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+    add(Router::new(), public_routes())
         .merge(api)
         .merge(dashboard::routes())
         .fallback(|| async { ApiError::not_found("no such route (see GET /api/v1/openapi.json)") })
         .with_state(state)
-}
-
-/// The routes the router serves (method and path), for the OpenAPI check.
-pub fn served_routes() -> &'static [(&'static str, &'static str)] {
-    &[
-        ("get", "/healthz"),
-        ("get", "/readyz"),
-        ("get", "/api/v1/openapi.json"),
-        ("get", "/api/v1/whoami"),
-        ("get", "/api/v1/runs"),
-        ("post", "/api/v1/runs"),
-        ("get", "/api/v1/runs/{id}"),
-        ("post", "/api/v1/runs/{id}/cancel"),
-        ("get", "/api/v1/runs/{id}/events"),
-        ("get", "/api/v1/data/{model}"),
-        ("get", "/api/v1/data/{model}/{name}"),
-        ("get", "/api/v1/data/{model}/{name}/versions"),
-        ("get", "/api/v1/data/{model}/{name}/diff"),
-        ("get", "/api/v1/changes"),
-    ]
 }
 
 fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> Result<tokio_rustls::TlsAcceptor, String> {
@@ -215,12 +399,14 @@ fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> Result<tokio_rustls::TlsAccept
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("--tls-key {}: {e}; give a PEM private key", key.display()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+    // The server speaks HTTP/1.1 only.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
@@ -265,7 +451,10 @@ pub async fn serve(options: ServeOptions, ctx: Ctx, mut env: RunEnv) -> Result<(
     env.observer = Some(Arc::new(move |id: &str, event: &serde_json::Value| {
         publish.publish(id, event)
     }));
-    let tokens = TokenStore::in_dir(&env.repo.orch_dir());
+    let orch_dir = env.repo.orch_dir();
+    let _marker = ServerMarker::create(&orch_dir);
+    tokio::spawn(watch_cancel_requests(orch_dir.clone(), hub.clone()));
+    let tokens = TokenStore::in_dir(&orch_dir);
     let state = Arc::new(AppState {
         ctx,
         env,
@@ -355,11 +544,27 @@ mod tests {
     fn every_served_route_is_in_the_openapi_file() {
         let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
         assert_eq!(doc["openapi"], "3.1.0");
-        for (method, path) in served_routes() {
-            assert!(
-                doc["paths"][path][method].is_object(),
-                "{method} {path} is served but not in openapi.json"
-            );
+        let routes: Vec<Route> = public_routes().into_iter().chain(api_routes()).collect();
+        let mut documented = 0;
+        for route in &routes {
+            for path in route.documented_as {
+                assert!(
+                    doc["paths"][path][route.method].is_object(),
+                    "{} {path} is served but not in openapi.json",
+                    route.method
+                );
+                documented += 1;
+            }
         }
+        let in_file: usize = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|ops| ops.as_object().unwrap().len())
+            .sum();
+        assert_eq!(
+            in_file, documented,
+            "openapi.json documents a route nobody serves"
+        );
     }
 }

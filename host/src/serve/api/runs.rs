@@ -75,11 +75,10 @@ pub async fn start(
                 },
             )?;
             state.hub.register(&id, &workflow, handle.cancel.clone());
-            let hub = state.hub.clone();
+            let ended = Ended(state.hub.clone(), id.clone());
             tokio::spawn(async move {
-                let finished_id = handle.id.clone();
                 env.run_workflow_as(handle, &workflow, inputs, false).await;
-                hub.finish(&finished_id);
+                drop(ended);
             });
         }
         (None, Some(model), Some(method)) => {
@@ -106,13 +105,12 @@ pub async fn start(
             crate::workflow::check_model(&env.repo, &model).map_err(ApiError::bad_request)?;
             let target = format!("{model}.{method}");
             state.hub.register(&id, &target, handle.cancel.clone());
-            let hub = state.hub.clone();
+            let ended = Ended(state.hub.clone(), id.clone());
             let inputs = body.inputs;
             tokio::spawn(async move {
-                let finished_id = handle.id.clone();
                 env.run_method_as(handle, &model, &method, inputs, false)
                     .await;
-                hub.finish(&finished_id);
+                drop(ended);
             });
         }
         _ => {
@@ -122,6 +120,16 @@ pub async fn start(
         }
     }
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
+}
+
+/// Takes a run out of the hub when its task ends, however it ends (a panic included), so
+/// streams end and a shutdown does not wait for it forever.
+struct Ended(crate::serve::hub::Hub, String);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.finish(&self.1);
+    }
 }
 
 /// Query of `GET /api/v1/runs`.
@@ -241,7 +249,9 @@ pub async fn events(
                 }
             });
         use futures_util::StreamExt as _;
-        return Ok(Sse::new(stream.flatten()).into_response());
+        return Ok(Sse::new(stream.flatten())
+            .keep_alive(axum::response::sse::KeepAlive::default())
+            .into_response());
     }
     let store = state.env.store.clone();
     let mut run = cli_runs::show(&store, &id).map_err(ApiError::from_cli)?;
