@@ -319,3 +319,93 @@ fn the_page_is_served_without_a_token_under_a_policy_that_forbids_inline_script(
     let (head, _) = get(served.port(), "/api/v1/whoami");
     assert!(head.starts_with("http/1.1 401"), "{head}");
 }
+
+/// A workflow whose inputs use every kind the start form builds a field for.
+const TYPED_INPUTS: &str = "name: typed-inputs
+description: Takes one input of each kind
+inputs:
+  type: object
+  required: [name]
+  properties:
+    name: { type: string, description: the guest's name }
+    count: { type: integer, default: 3 }
+    ratio: { type: number }
+    dry: { type: boolean, default: true }
+    mode: { enum: [fast, slow], default: slow }
+jobs:
+  - name: main
+    steps:
+      - name: auth
+        task: { type: model_method, modelIdOrName: keebDev02, methodName: auth }
+";
+
+#[test]
+fn the_start_form_is_built_from_the_inputs_schema_and_sends_typed_values() {
+    let lab = Lab::with_config(SimConfig::default());
+    lab.repo.write("workflows/typed-inputs.yaml", TYPED_INPUTS);
+    let token = lab
+        .orch(&["--json", "token", "create", "form", "--scope", "run"])
+        .ok()
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let served = Served::start(&lab);
+    let browser = Browser::open("typed-inputs");
+    log_in(&browser, &served, &token);
+    browser.goto(&served.page("#/workflows/typed-inputs"));
+    browser.wait_for("the start form", "document.querySelector('#input-mode')");
+    let fields = browser.eval(
+        "return ['name', 'count', 'ratio', 'dry', 'mode'].map((n) => {
+           const e = document.querySelector('#input-' + n);
+           return [e.tagName.toLowerCase(), e.type, e.type === 'checkbox' ? String(e.checked) : e.value];
+         });",
+    );
+    assert_eq!(
+        fields,
+        serde_json::json!([
+            ["input", "text", ""],
+            ["input", "number", "3"],
+            ["input", "number", ""],
+            ["input", "checkbox", "true"],
+            ["select", "select-one", "1"],
+        ]),
+        "defaults are filled in"
+    );
+    browser.screenshot("form");
+
+    // The required name is missing: nothing starts.
+    browser.click("#start-submit");
+    browser.wait_for(
+        "the missing-input message",
+        "document.querySelector('#start-form .form-error .error')",
+    );
+    let error = browser.text("#start-form .form-error").unwrap();
+    assert!(error.contains("name is required"), "{error}");
+    let runs = lab.orch(&["--json", "runs", "list"]).ok().json();
+    assert_eq!(
+        runs,
+        serde_json::json!([]),
+        "a run started without its input"
+    );
+
+    browser.fill("#input-name", "web");
+    browser.fill("#input-ratio", "0.5");
+    browser.click("#input-dry");
+    browser.click("#start-submit");
+    browser.wait_for(
+        "the run to finish",
+        "document.querySelector('#run-state')?.dataset.status === 'succeeded'",
+    );
+    let id = browser
+        .eval("return location.hash.slice('#/runs/'.length)")
+        .as_str()
+        .unwrap()
+        .to_string();
+    let record = lab.orch(&["--json", "runs", "show", &id]).ok().json();
+    assert_eq!(
+        record["inputs"],
+        serde_json::json!({"name": "web", "count": 3, "ratio": 0.5, "dry": false, "mode": "slow"}),
+        "{record}"
+    );
+}

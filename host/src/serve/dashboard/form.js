@@ -18,7 +18,7 @@ function field(name, schema, required) {
   if (k === 'enum') {
     control = h('select', { id, name },
       required ? null : h('option', { value: '' }, '(none)'),
-      schema.enum.map((v, i) => h('option', { value: String(i) }, JSON.stringify(v))));
+      schema.enum.map((v, i) => h('option', { value: String(i) }, typeof v === 'string' ? v : JSON.stringify(v))));
     const at = hasDefault ? schema.enum.findIndex((v) => JSON.stringify(v) === JSON.stringify(schema.default)) : -1;
     control.value = at >= 0 ? String(at) : (required ? '0' : '');
   } else if (k === 'boolean') {
