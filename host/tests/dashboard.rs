@@ -5,7 +5,7 @@
 mod support;
 
 use pve_sim::{SimConfig, WorldChange};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Stdio};
@@ -79,15 +79,19 @@ fn lab_with_server() -> (Lab, Served, String) {
             name: XSS.into(),
         })
         .unwrap();
-    let token = lab
-        .orch(&["--json", "token", "create", "dashboard", "--scope", "run"])
+    let token = create_token(&lab, "dashboard", "run");
+    let served = Served::start(&lab);
+    (lab, served, token)
+}
+
+/// `orch token create NAME --scope SCOPE`: the token text, shown once.
+fn create_token(lab: &Lab, name: &str, scope: &str) -> String {
+    lab.orch(&["--json", "token", "create", name, "--scope", scope])
         .ok()
         .json()["token"]
         .as_str()
         .unwrap()
-        .to_string();
-    let served = Served::start(&lab);
-    (lab, served, token)
+        .to_string()
 }
 
 fn log_in(browser: &Browser, served: &Served, token: &str) {
@@ -134,7 +138,7 @@ fn dashboard_logs_in_starts_sync_fleet_and_shows_the_live_log_and_the_fleet() {
     let edges = browser.eval(
         "return [...document.querySelectorAll('#dag path[data-from]')].map((p) => [p.dataset.from, p.dataset.to]);",
     );
-    assert_eq!(edges, serde_json::json!([["sync.auth", "sync.sync"]]));
+    assert_eq!(edges, json!([["sync.auth", "sync.sync"]]));
     browser.screenshot("2-workflow");
 
     // Start it from the form; the run page streams its log until it finishes.
@@ -252,8 +256,8 @@ fn dashboard_logs_in_starts_sync_fleet_and_shows_the_live_log_and_the_fleet() {
 }
 
 #[test]
-fn a_wrong_token_is_refused_and_shows_nothing() {
-    let (_lab, served, token) = lab_with_server();
+fn wrong_and_revoked_tokens_are_refused_and_a_read_token_cannot_start_a_run() {
+    let (lab, served, token) = lab_with_server();
     let browser = Browser::open("wrong-token");
     browser.goto(&served.page(""));
     browser.wait_for("the login form", "document.querySelector('#token')");
@@ -279,6 +283,34 @@ fn a_wrong_token_is_refused_and_shows_nothing() {
         browser.eval("return document.querySelectorAll('table').length"),
         0
     );
+
+    // A revoked token is refused too, also by the running server.
+    lab.orch(&["token", "revoke", "dashboard"]).ok();
+    browser.fill("#token", &token);
+    browser.click("#login-submit");
+    browser.wait_for(
+        "the refusal of the revoked token",
+        "document.querySelector('#login-error .error')",
+    );
+    assert_eq!(browser.eval("return sessionStorage.length"), 0);
+
+    // A read token logs in and sees, but starting a run shows orch's refusal and starts nothing.
+    let read = create_token(&lab, "reader", "read");
+    log_in(&browser, &served, &read);
+    browser.goto(&served.page("#/workflows/sync-fleet"));
+    browser.wait_for("the start form", "document.querySelector('#start-form')");
+    browser.click("#start-submit");
+    browser.wait_for(
+        "the scope refusal",
+        "document.querySelector('#start-error .error')",
+    );
+    let error = browser.text("#start-error").unwrap();
+    assert!(
+        error.contains("scope `read`") && error.contains("--scope run"),
+        "{error}"
+    );
+    assert_eq!(lab.orch(&["--json", "runs", "list"]).ok().json(), json!([]));
+    browser.screenshot("read-scope-cannot-start");
 }
 
 /// `GET path` over plain HTTP/1.1: the status line and headers (lower-cased), and the body.
@@ -343,13 +375,7 @@ jobs:
 fn the_start_form_is_built_from_the_inputs_schema_and_sends_typed_values() {
     let lab = Lab::with_config(SimConfig::default());
     lab.repo.write("workflows/typed-inputs.yaml", TYPED_INPUTS);
-    let token = lab
-        .orch(&["--json", "token", "create", "form", "--scope", "run"])
-        .ok()
-        .json()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = create_token(&lab, "form", "run");
     let served = Served::start(&lab);
     let browser = Browser::open("typed-inputs");
     log_in(&browser, &served, &token);
@@ -363,7 +389,7 @@ fn the_start_form_is_built_from_the_inputs_schema_and_sends_typed_values() {
     );
     assert_eq!(
         fields,
-        serde_json::json!([
+        json!([
             ["input", "text", ""],
             ["input", "number", "3"],
             ["input", "number", ""],
@@ -383,11 +409,7 @@ fn the_start_form_is_built_from_the_inputs_schema_and_sends_typed_values() {
     let error = browser.text("#start-form .form-error").unwrap();
     assert!(error.contains("name is required"), "{error}");
     let runs = lab.orch(&["--json", "runs", "list"]).ok().json();
-    assert_eq!(
-        runs,
-        serde_json::json!([]),
-        "a run started without its input"
-    );
+    assert_eq!(runs, json!([]), "a run started without its input");
 
     browser.fill("#input-name", "web");
     browser.fill("#input-ratio", "0.5");
@@ -405,7 +427,7 @@ fn the_start_form_is_built_from_the_inputs_schema_and_sends_typed_values() {
     let record = lab.orch(&["--json", "runs", "show", &id]).ok().json();
     assert_eq!(
         record["inputs"],
-        serde_json::json!({"name": "web", "count": 3, "ratio": 0.5, "dry": false, "mode": "slow"}),
+        json!({"name": "web", "count": 3, "ratio": 0.5, "dry": false, "mode": "slow"}),
         "{record}"
     );
 }
