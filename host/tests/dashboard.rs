@@ -129,8 +129,14 @@ fn dashboard_logs_in_starts_sync_fleet_and_shows_the_live_log_and_the_fleet() {
     );
     browser.screenshot("1-fleet-before-sync");
 
-    // The workflow page: its DAG and the form built from its inputs schema.
-    browser.goto(&served.page("#/workflows/sync-fleet"));
+    // The workflow list, then sync-fleet's page: its DAG and the form built from its inputs.
+    browser.click("#nav a[href='#/workflows']");
+    browser.wait_for(
+        "the workflow list",
+        "document.querySelector(\"#workflows a[href='#/workflows/sync-fleet']\")",
+    );
+    browser.screenshot("2-workflows");
+    browser.click("#workflows a[href='#/workflows/sync-fleet']");
     browser.wait_for(
         "the sync-fleet graph and start form",
         "document.querySelectorAll('#dag g.node').length === 2 && document.querySelector('#start-form')",
@@ -139,7 +145,7 @@ fn dashboard_logs_in_starts_sync_fleet_and_shows_the_live_log_and_the_fleet() {
         "return [...document.querySelectorAll('#dag path[data-from]')].map((p) => [p.dataset.from, p.dataset.to]);",
     );
     assert_eq!(edges, json!([["sync.auth", "sync.sync"]]));
-    browser.screenshot("2-workflow");
+    browser.screenshot("2-workflow-sync-fleet");
 
     // Start it from the form; the run page streams its log until it finishes.
     browser.click("#start-submit");

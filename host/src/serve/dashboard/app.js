@@ -206,8 +206,18 @@ function eventLine(e) {
 }
 
 async function runPage(into, signal, id) {
-  const record = await api(path('runs', id), { signal });
+  let record;
+  try {
+    record = await api(path('runs', id), { signal });
+  } catch (e) {
+    // A run started a moment ago may have no record yet; its live events tell what it is.
+    if (!(e instanceof ApiError && e.status === 404)) throw e;
+    record = { id, status: 'running' };
+  }
   const status = h('span', { id: 'run-status' }, statusText(record.status));
+  const kind = h('span', {}, record.kind ?? '');
+  const target = h('span', {}, record.target ?? '');
+  const started = h('span', {}, when(record.startedAt));
   const log = h('pre', { class: 'log', id: 'run-log', 'aria-live': 'polite' });
   const state = h('p', { id: 'run-state', class: 'muted' }, 'Connecting to the live log…');
   const problem = h('div');
@@ -223,7 +233,7 @@ async function runPage(into, signal, id) {
   });
   replace(into,
     h('h1', {}, `Run ${record.id || id}`),
-    table(['Kind', 'Target', 'Status', 'Started'], [[record.kind, record.target, status, when(record.startedAt)]]),
+    table(['Kind', 'Target', 'Status', 'Started'], [[kind, target, status, started]]),
     cancel, problem,
     h('h2', {}, 'Log'), state, log);
   const response = await openStream(`${path('runs', id)}/events`, signal);
@@ -236,6 +246,10 @@ async function runPage(into, signal, id) {
     const [text, cls] = eventLine(e);
     log.append(h('div', { class: cls, 'data-event': e.event }, text));
     log.scrollTop = log.scrollHeight;
+    if (e.event === 'runStarted') {
+      replace(kind, e.kind ?? '');
+      replace(target, e.target ?? '');
+    }
     if (e.event === 'runFinished') {
       cancel.hidden = true;
       replace(status, statusText(e.status));
@@ -244,8 +258,9 @@ async function runPage(into, signal, id) {
       state.dataset.status = e.status;
     }
   }, signal);
-  if (state.dataset.state !== 'finished') {
-    const again = await api(path('runs', id), { signal });
+  const again = await api(path('runs', id), { signal }).catch(() => null);
+  if (again) replace(started, when(again.startedAt));
+  if (again && state.dataset.state !== 'finished') {
     replace(status, statusText(again.status));
     replace(state, `Stream ended: ${again.status}`);
     state.dataset.state = 'ended';
