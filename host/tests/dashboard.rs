@@ -7,8 +7,9 @@ mod support;
 use pve_sim::{SimConfig, WorldChange};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
 use support::browser::Browser;
 use support::lab::{Lab, PASSWORD};
 
@@ -31,11 +32,16 @@ struct Served {
 
 impl Served {
     fn start(lab: &Lab) -> Served {
+        Served::start_against(lab, &lab.sim.url())
+    }
+
+    /// A server whose runs reach Proxmox at `api_url`.
+    fn start_against(lab: &Lab, api_url: &str) -> Served {
         let log = lab.repo.path().join("serve.log");
         let mut cmd = lab
             .repo
             .command(&["--json", "serve", "--listen", "127.0.0.1:0"]);
-        cmd.env("PROXMOX_API_URL", lab.sim.url())
+        cmd.env("PROXMOX_API_URL", api_url)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());
         let mut child = cmd.spawn().expect("start orch serve");
@@ -70,8 +76,67 @@ impl Drop for Served {
     }
 }
 
+/// A TCP relay to the simulator that holds every connection until opened, so a run stays in
+/// flight (its first Proxmox call pending) for as long as the test needs.
+struct Gate {
+    port: u16,
+    open: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Gate {
+    fn start(to: SocketAddr) -> Gate {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new((Mutex::new(false), Condvar::new()));
+        let gate = open.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let gate = gate.clone();
+                std::thread::spawn(move || {
+                    let (lock, opened) = &*gate;
+                    let mut is_open = lock.lock().unwrap();
+                    while !*is_open {
+                        is_open = opened.wait(is_open).unwrap();
+                    }
+                    drop(is_open);
+                    let Ok(server) = TcpStream::connect(to) else {
+                        return;
+                    };
+                    let (mut c_in, mut s_out) =
+                        (client.try_clone().unwrap(), server.try_clone().unwrap());
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut c_in, &mut s_out);
+                        let _ = s_out.shutdown(Shutdown::Write);
+                    });
+                    let (mut s_in, mut c_out) = (server, client);
+                    let _ = std::io::copy(&mut s_in, &mut c_out);
+                    let _ = c_out.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        Gate { port, open }
+    }
+
+    /// Lets every held and later connection through.
+    fn open(&self) {
+        *self.open.0.lock().unwrap() = true;
+        self.open.1.notify_all();
+    }
+
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+}
+
 /// The reference lab with VM 104 renamed to [`XSS`], its server and a `run` token.
 fn lab_with_server() -> (Lab, Served, String) {
+    let (lab, token) = lab_with_token();
+    let served = Served::start(&lab);
+    (lab, served, token)
+}
+
+/// The reference lab with VM 104 renamed to [`XSS`], and a `run` token.
+fn lab_with_token() -> (Lab, String) {
     let lab = Lab::with_config(SimConfig::default());
     lab.sim
         .change(WorldChange::RenameGuest {
@@ -80,8 +145,7 @@ fn lab_with_server() -> (Lab, Served, String) {
         })
         .unwrap();
     let token = create_token(&lab, "dashboard", "run");
-    let served = Served::start(&lab);
-    (lab, served, token)
+    (lab, token)
 }
 
 /// `orch token create NAME --scope SCOPE`: the token text, shown once.
@@ -116,7 +180,15 @@ fn vm_rows(browser: &Browser) -> Vec<Vec<String>> {
 
 #[test]
 fn dashboard_logs_in_starts_sync_fleet_and_shows_the_live_log_and_the_fleet() {
-    let (lab, served, token) = lab_with_server();
+    let (lab, token) = lab_with_token();
+    let sim: SocketAddr = lab
+        .sim
+        .url()
+        .trim_start_matches("https://")
+        .parse()
+        .unwrap();
+    let gate = Gate::start(sim);
+    let served = Served::start_against(&lab, &gate.url());
     let browser = Browser::open("sync-fleet");
 
     log_in(&browser, &served, &token);
@@ -147,8 +219,25 @@ fn dashboard_logs_in_starts_sync_fleet_and_shows_the_live_log_and_the_fleet() {
     assert_eq!(edges, json!([["sync.auth", "sync.sync"]]));
     browser.screenshot("2-workflow-sync-fleet");
 
-    // Start it from the form; the run page streams its log until it finishes.
+    // Start it from the form; the run page streams its log while the run waits on Proxmox…
     browser.click("#start-submit");
+    browser.wait_for(
+        "the live log of the run in flight",
+        "document.querySelector('#run-state')?.dataset.state === 'live' && \
+         document.querySelector('#run-log [data-event=stepStarted]')",
+    );
+    let live = browser.eval(
+        "return [document.querySelector('#run-status').textContent, \
+                 [...document.querySelectorAll('#run-log [data-event]')].map((e) => e.dataset.event)];",
+    );
+    assert_eq!(
+        live,
+        json!(["running", ["runStarted", "stepStarted"]]),
+        "the run is in flight, its first step waiting on the gate"
+    );
+    browser.screenshot("3-run-live");
+    // …and on until it finishes once Proxmox answers.
+    gate.open();
     browser.wait_for(
         "the run's live log to reach the finished state",
         "document.querySelector('#run-state')?.dataset.state === 'finished'",
@@ -173,7 +262,7 @@ fn dashboard_logs_in_starts_sync_fleet_and_shows_the_live_log_and_the_fleet() {
         .as_str()
         .unwrap()
         .to_string();
-    browser.screenshot("3-run-finished");
+    browser.screenshot("4-run-finished");
 
     // The fleet: every VM with the reference IPs, the hostile name as plain text.
     browser.goto(&served.page("#/fleet"));
@@ -206,7 +295,7 @@ fn dashboard_logs_in_starts_sync_fleet_and_shows_the_live_log_and_the_fleet() {
     assert!(text.contains(XSS), "{text}");
     assert!(!text.contains(PASSWORD), "the vault password is shown");
     assert!(!text.contains("PVE:"), "a Proxmox ticket is shown:\n{text}");
-    browser.screenshot("4-fleet");
+    browser.screenshot("5-fleet");
 
     // A second sync from the CLI while the server runs: slate stopped, the history shows it.
     lab.sim
@@ -228,7 +317,7 @@ fn dashboard_logs_in_starts_sync_fleet_and_shows_the_live_log_and_the_fleet() {
         browser.eval("return document.querySelectorAll('#versions tbody tr').length"),
         2
     );
-    browser.screenshot("5-resource-history");
+    browser.screenshot("6-resource-history");
 
     // Runs: the served run and the CLI run, both succeeded.
     browser.goto(&served.page("#/runs"));
@@ -245,14 +334,14 @@ fn dashboard_logs_in_starts_sync_fleet_and_shows_the_live_log_and_the_fleet() {
         "{runs:?}"
     );
     assert!(runs.iter().any(|(id, _)| *id == run_id), "{runs:?}");
-    browser.screenshot("6-runs");
+    browser.screenshot("7-runs");
 
     browser.goto(&served.page("#/schedules"));
     browser.wait_for(
         "the schedules page",
         "document.querySelector('#schedules, #no-schedules')",
     );
-    browser.screenshot("7-schedules");
+    browser.screenshot("8-schedules");
 
     browser.click("#logout");
     browser.wait_for(
