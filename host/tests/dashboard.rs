@@ -526,3 +526,46 @@ fn the_start_form_is_built_from_the_inputs_schema_and_sends_typed_values() {
         "{record}"
     );
 }
+
+#[test]
+fn a_run_in_flight_is_cancelled_from_its_page() {
+    let (lab, token) = lab_with_token();
+    let sim: SocketAddr = lab
+        .sim
+        .url()
+        .trim_start_matches("https://")
+        .parse()
+        .unwrap();
+    // Never opened: the run's first Proxmox call waits until the run is cancelled.
+    let gate = Gate::start(sim);
+    let served = Served::start_against(&lab, &gate.url());
+    let browser = Browser::open("cancel");
+    log_in(&browser, &served, &token);
+    browser.goto(&served.page("#/workflows/sync-fleet"));
+    browser.wait_for("the start form", "document.querySelector('#start-form')");
+    browser.click("#start-submit");
+    browser.wait_for(
+        "the run in flight with its cancel button",
+        "document.querySelector('#run-log [data-event=stepStarted]') && \
+         !document.querySelector('#run-cancel').hidden",
+    );
+    browser.click("#run-cancel");
+    browser.wait_for(
+        "the run to end cancelled",
+        "['finished', 'ended'].includes(document.querySelector('#run-state')?.dataset.state)",
+    );
+    assert_eq!(
+        browser.text("#run-status").as_deref(),
+        Some("cancelled"),
+        "{:?}",
+        browser.text("#run-log")
+    );
+    browser.screenshot("cancelled");
+    let id = browser
+        .eval("return location.hash.slice('#/runs/'.length)")
+        .as_str()
+        .unwrap()
+        .to_string();
+    let record = lab.orch(&["--json", "runs", "show", &id]).ok().json();
+    assert_eq!(record["status"], "cancelled", "{record}");
+}

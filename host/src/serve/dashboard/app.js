@@ -199,7 +199,7 @@ function eventLine(e) {
     case 'stepStarted': return [`▶ ${e.step}${e.model ? ` (${e.model}.${e.method})` : ''}`, 'event'];
     case 'log': return [`  [${e.step}] ${e.level}: ${e.message}`, `level-${e.level}`];
     case 'resourceWritten': return [`  [${e.step}] wrote ${e.model}/${e.spec}/${e.name} v${e.version}`, 'event'];
-    case 'stepFinished': return [`■ ${e.step} ${e.status} in ${duration(e.durationMs)}${e.error ? `: ${e.error}` : ''}`, e.status === 'failed' ? 'level-error' : 'event'];
+    case 'stepFinished': return [`■ ${e.step} ${e.status} in ${duration(e.durationMs)}${e.error ? `: ${e.error}` : ''}`, ['failed', 'cancelled'].includes(e.status) ? 'level-error' : 'event'];
     case 'runFinished': return [`run ${e.status} in ${duration(e.durationMs)}`, e.status === 'succeeded' ? 'event' : 'level-error'];
     default: return [JSON.stringify(e), ''];
   }
