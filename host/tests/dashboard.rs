@@ -343,6 +343,30 @@ fn dashboard_logs_in_starts_sync_fleet_and_shows_the_live_log_and_the_fleet() {
     );
     browser.screenshot("8-schedules");
 
+    // The hostile name on the resource page (title, attributes) is text as well.
+    browser.goto(&served.page("#/fleet"));
+    browser.wait_for(
+        "the fleet table",
+        "document.querySelectorAll('section[data-model=fleet] table.vms tbody tr').length === 10",
+    );
+    let xss = serde_json::to_string(XSS).unwrap();
+    browser.eval(&format!(
+        "[...document.querySelectorAll('section[data-model=fleet] tbody a')].find((a) => a.textContent === {xss}).click();"
+    ));
+    browser.wait_for(
+        "the hostile VM's history",
+        "document.querySelector('#versions') && document.querySelector('#diff-single')",
+    );
+    let title = browser.text("h1").unwrap();
+    assert_eq!(title, format!("fleet / vm/{XSS}"));
+    assert!(browser.text("#attributes").unwrap().contains(XSS));
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('img').length"),
+        0
+    );
+    assert_eq!(browser.open_dialog(), None, "a dialog opened");
+    browser.screenshot("9-hostile-resource");
+
     browser.click("#logout");
     browser.wait_for(
         "the login page after logging out",

@@ -284,6 +284,14 @@ async function resourcePage(into, signal, model, name) {
   to.value = String(last);
   const out = h('div', { id: 'diff' });
   const show = async () => {
+    if (numbers.length < 2) {
+      replace(out, h('p', { class: 'muted', id: 'diff-single' }, 'Only one version so far: nothing to compare.'));
+      return;
+    }
+    if (from.value === to.value) {
+      replace(out, h('p', { class: 'muted', id: 'diff-same' }, 'Pick two different versions to compare.'));
+      return;
+    }
     try {
       const diff = await api(`${base}/diff?from=${encodeURIComponent(from.value)}&to=${encodeURIComponent(to.value)}`, { signal });
       replace(out, diffView(diff));
