@@ -593,3 +593,36 @@ fn a_run_in_flight_is_cancelled_from_its_page() {
     let record = lab.orch(&["--json", "runs", "show", &id]).ok().json();
     assert_eq!(record["status"], "cancelled", "{record}");
 }
+
+#[test]
+fn the_pages_event_stream_parser_handles_split_chunks_crlf_comments_and_multiline_data() {
+    let (_lab, served, _token) = lab_with_server();
+    let browser = Browser::open("sse-parser");
+    browser.goto(&served.page("#/login"));
+    browser.wait_for("the login form", "document.querySelector('#token')");
+    // The module the run page reads `GET /api/v1/runs/{id}/events` with, fed the way a network
+    // may cut the stream: mid-line, between \r and \n, with comments and keep-alives.
+    let events = browser.eval_async(
+        "const done = arguments[arguments.length - 1];
+         import('/ui/sse.js').then(({ EventStreamParser }) => {
+           const got = [];
+           const parser = new EventStreamParser((e) => got.push([e.event, e.data]));
+           for (const chunk of ['event: stepStarted\\r', '\\ndata: {\"step\":', '\"a\"}\\r\\n\\r\\n',
+                                ': keep-alive\\n\\n', 'event: log\\ndata: one\\ndata: two\\n\\n',
+                                'data: plain\\n\\n', 'event: runFinished\\ndata: {}\\n']) {
+             parser.push(chunk);
+           }
+           parser.end();
+           done(got);
+         }, (e) => done(String(e)));",
+    );
+    assert_eq!(
+        events,
+        json!([
+            ["stepStarted", "{\"step\":\"a\"}"],
+            ["log", "one\ntwo"],
+            ["message", "plain"],
+        ]),
+        "an event without its closing blank line is dropped, as EventSource does"
+    );
+}

@@ -165,6 +165,14 @@ impl Browser {
             .unwrap_or_else(|e| panic!("script failed ({e}): {script}"))
     }
 
+    /// Runs `script` asynchronously in the page: it gets a callback as its last argument
+    /// (`arguments[arguments.length - 1]`) and calls it with the result.
+    pub fn eval_async(&self, script: &str) -> Value {
+        self.rt
+            .block_on(self.client().execute_async(script, vec![]))
+            .unwrap_or_else(|e| panic!("script failed ({e}): {script}"))
+    }
+
     /// The text of the element `css`, or `None` when there is none.
     pub fn text(&self, css: &str) -> Option<String> {
         let css = serde_json::to_string(css).unwrap();
