@@ -403,8 +403,22 @@ fn wrong_and_revoked_tokens_are_refused_and_a_read_token_cannot_start_a_run() {
         0
     );
 
-    // A revoked token is refused too, also by the running server.
+    // A token revoked while its session is open: the next page is refused and the session
+    // ends on the login form, saying why.
+    log_in(&browser, &served, &token);
     lab.orch(&["token", "revoke", "dashboard"]).ok();
+    browser.click("#nav a[href='#/runs']");
+    browser.wait_for(
+        "the login form after the revoked token was refused",
+        "location.hash === '#/login' && document.querySelector('#login-error .error')",
+    );
+    let error = browser.text("#login-error").unwrap();
+    assert!(error.contains("Token refused"), "{error}");
+    assert_eq!(browser.eval("return sessionStorage.length"), 0);
+    assert_eq!(browser.text("#whoami").as_deref(), Some(""));
+    browser.screenshot("revoked-during-session");
+
+    // Pasting it again is refused too.
     browser.fill("#token", &token);
     browser.click("#login-submit");
     browser.wait_for(

@@ -371,6 +371,7 @@ async function schedulesPage(into, signal) {
 window.addEventListener('orch-unauthorized', (e) => {
   if (current() === 'login') return;
   token.clear();
+  replace(document.getElementById('whoami'));
   sessionStorage.setItem('orch.refused', e.detail || 'unauthorized');
   location.hash = '#/login';
 });
