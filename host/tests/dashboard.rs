@@ -45,10 +45,11 @@ impl Served {
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());
         let mut child = cmd.spawn().expect("start orch serve");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        stdout.read_line(&mut line).unwrap();
+        // Keep reading, so a later line on stdout never meets a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         let listening: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
             panic!(
                 "orch serve did not print where it listens ({e}): {line}\n{}",
