@@ -166,7 +166,9 @@ fn log_in(browser: &Browser, served: &Served, token: &str) {
     browser.click("#login-submit");
     browser.wait_for(
         "the fleet page after logging in",
-        "location.hash === '#/fleet' && document.querySelector('#whoami').textContent !== ''",
+        "location.hash === '#/fleet' && document.querySelector('#whoami').textContent !== '' && \
+         !document.querySelector('#nav').hidden && \
+         document.querySelector('main h1')?.textContent.startsWith('Fleet')",
     );
 }
 

@@ -18,9 +18,9 @@ export class ApiError extends Error {
   }
 }
 
-function headers(extra = {}) {
+function headers(extra = {}, candidate = null) {
   const out = { Accept: 'application/json', ...extra };
-  const t = token.get();
+  const t = candidate ?? token.get();
   if (t) out.Authorization = `Bearer ${t}`;
   return out;
 }
@@ -38,9 +38,12 @@ async function failure(response) {
   return error;
 }
 
-/** `method path` with an optional JSON `body`; resolves to the JSON answer. */
-export async function api(path, { method = 'GET', body, signal } = {}) {
-  const init = { method, headers: headers(), signal, cache: 'no-store', credentials: 'omit' };
+/**
+ * `method path` with an optional JSON `body`; resolves to the JSON answer. `candidate` is a
+ * token to try instead of the stored one (the login form checks a token before keeping it).
+ */
+export async function api(path, { method = 'GET', body, signal, candidate } = {}) {
+  const init = { method, headers: headers({}, candidate), signal, cache: 'no-store', credentials: 'omit' };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);

@@ -85,16 +85,17 @@ function loginPage(into) {
 }
 
 async function login(value, problem) {
+  replace(problem);
   if (!value) return;
-  token.set(value);
   try {
-    await api(path('whoami'));
+    // Checked before it is kept: a refused token never reaches sessionStorage.
+    await api(path('whoami'), { candidate: value });
   } catch (e) {
-    token.clear();
     replace(problem, errorBox(e instanceof ApiError && e.status === 401
       ? `Token refused: ${e.message}` : `Cannot log in: ${e.message}`));
     return;
   }
+  token.set(value);
   await showWhoami();
   location.hash = '#/fleet';
 }
@@ -150,7 +151,7 @@ async function fleetPage(into, signal) {
   const models = await api(path('models'), { signal });
   const list = Array.isArray(models) ? models : models.models || [];
   const sections = await Promise.all(list.map((m) => modelSection(m, signal)));
-  replace(into, h('h1', {}, 'Fleet'),
+  replace(into, h('h1', {}, 'Fleet ', refreshButton()),
     sections.filter(Boolean).length ? sections.filter(Boolean) : h('p', { class: 'muted' }, 'No resources yet: run a sync.'));
 }
 
@@ -188,9 +189,21 @@ function resourcePath(r) {
 
 async function runsPage(into, signal) {
   const runs = await api(`${path('runs')}?limit=100`, { signal });
-  const rows = runs.map((r) => [link(r.id, 'runs', r.id), r.kind, r.target, statusText(r.status), when(r.startedAt), duration(r.durationMs)]);
-  replace(into, h('h1', {}, 'Runs'),
+  const rows = runs.map((r) => [link(r.id, 'runs', r.id), r.kind, r.target,
+    [statusText(r.status), r.waiting ? h('div', { class: 'muted' }, waitingText(r.waiting)) : null],
+    when(r.startedAt), duration(r.durationMs)]);
+  replace(into, h('h1', {}, 'Runs ', refreshButton()),
     rows.length ? table(['Run', 'Kind', 'Target', 'Status', 'Started', 'Took'], rows, { id: 'runs' }) : h('p', { class: 'muted' }, 'No runs yet.'));
+}
+
+/** What a waiting run waits for (the runs list gives the steps and their messages). */
+function waitingText(waiting) {
+  const list = Array.isArray(waiting) ? waiting : [waiting];
+  return list.map((w) => (typeof w === 'string' ? w : [w.job ? `${w.job}.${w.step}` : w.step, w.message].filter(Boolean).join(': '))).join('; ');
+}
+
+function refreshButton() {
+  return h('button', { type: 'button', class: 'secondary refresh', onclick: () => render() }, 'Refresh');
 }
 
 function eventLine(e) {
