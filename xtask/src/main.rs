@@ -146,6 +146,9 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     // alpine/overlay (host/tests/provision_alpine.rs) serves PXE files from its own on loopback.
     ("/usr/sbin/lighttpd", "lighttpd"),
     ("/usr/sbin/in.tftpd", "tftpd-hpa"),
+    // The dashboard test (host/tests/dashboard.rs) drives headless Chromium over WebDriver.
+    ("/usr/bin/chromium", "chromium"),
+    ("/usr/bin/chromedriver", "chromium-driver"),
 ];
 
 /// Installs the Debian packages of `wanted` (file that proves it is there, package) not there yet.

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod dashboard;
 pub mod hub;
 pub mod triggers;
 
@@ -391,6 +392,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     ));
     add(Router::new(), public_routes())
         .merge(api)
+        .merge(dashboard::routes())
         .fallback(|| async { ApiError::not_found("no such route (see GET /api/v1/openapi.json)") })
         .with_state(state)
 }

@@ -1,6 +1,7 @@
 //! Test support: temporary orch repositories driven through the real `orch` binary.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod docker;
 pub mod lab;
 pub mod prometheus;
