@@ -38,9 +38,13 @@ impl Served {
     /// A server whose runs reach Proxmox at `api_url`.
     fn start_against(lab: &Lab, api_url: &str) -> Served {
         let log = lab.repo.path().join("serve.log");
-        let mut cmd = lab
-            .repo
-            .command(&["--json", "serve", "--listen", "127.0.0.1:0"]);
+        let mut cmd = lab.repo.command(&[
+            "--json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-schedules",
+        ]);
         cmd.env("PROXMOX_API_URL", api_url)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());
@@ -136,7 +140,7 @@ fn lab_with_server() -> (Lab, Served, String) {
     (lab, served, token)
 }
 
-/// The reference lab with VM 104 renamed to [`XSS`], and a `run` token.
+/// The reference lab with VM 104 renamed to [`XSS`], a `nightly` schedule, and a `run` token.
 fn lab_with_token() -> (Lab, String) {
     let lab = Lab::with_config(SimConfig::default());
     lab.sim
@@ -145,6 +149,12 @@ fn lab_with_token() -> (Lab, String) {
             name: XSS.into(),
         })
         .unwrap();
+    // A nightly schedule for the schedules page (servers here run with --no-schedules).
+    lab.repo.write(
+        "workflows/nightly.yaml",
+        "name: nightly\ntriggers:\n  - schedule: \"0 3 * * *\"\njobs:\n  - name: main\n    steps:\n      \
+         - name: sync\n        task: { type: workflow, workflowIdOrName: sync-fleet }\n",
+    );
     let token = create_token(&lab, "dashboard", "run");
     (lab, token)
 }
@@ -341,8 +351,17 @@ fn dashboard_logs_in_starts_sync_fleet_and_shows_the_live_log_and_the_fleet() {
 
     browser.goto(&served.page("#/schedules"));
     browser.wait_for(
-        "the schedules page",
-        "document.querySelector('#schedules, #no-schedules')",
+        "the schedules page with the homelab's and the nightly schedule",
+        "document.querySelectorAll('#schedules tbody tr').length === 2",
+    );
+    let rows = browser.eval(
+        "return [...document.querySelectorAll('#schedules tbody tr')].map((tr) => tr.textContent);",
+    );
+    let rows: Vec<String> = serde_json::from_value(rows).unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("nightly") && r.contains("0 3 * * *")),
+        "{rows:?}"
     );
     browser.screenshot("8-schedules");
 

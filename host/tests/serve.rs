@@ -366,7 +366,8 @@ async fn a_served_sync_fleet_streams_its_events_and_writes_the_reference_ips() {
     let reader = token(&lab.repo, "reader", "read", None);
     let mut cmd = lab.repo.command(&[]);
     cmd.env("PROXMOX_API_URL", lab.sim.url());
-    let server = Server::start(cmd, &[]);
+    // The homelab's collect-game-metrics schedule must not fire into the test.
+    let server = Server::start(cmd, &["--no-schedules"]);
     let client = Client::new();
     let (status, body) = client
         .post(
@@ -765,7 +766,8 @@ async fn a_destructive_run_through_the_api_keeps_the_verify_before_destroy_rule(
     lab.orch(&["run", "sync-fleet"]).ok();
     let mut cmd = lab.repo.command(&[]);
     cmd.env("PROXMOX_API_URL", lab.sim.url());
-    let server = Server::start(cmd, &[]);
+    // The homelab's collect-game-metrics schedule must not fire into the test.
+    let server = Server::start(cmd, &["--no-schedules"]);
     let client = Client::new();
     let runs = server.url("/api/v1/runs");
     let (status, body) = client
@@ -884,7 +886,8 @@ async fn measure_api_latency_and_idle_memory() {
     lab.orch(&["run", "sync-fleet"]).ok();
     let mut cmd = lab.repo.command(&[]);
     cmd.env("PROXMOX_API_URL", lab.sim.url());
-    let server = Server::start(cmd, &[]);
+    // The homelab's collect-game-metrics schedule must not fire into the test.
+    let server = Server::start(cmd, &["--no-schedules"]);
     let rss = || {
         std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
             .unwrap_or_default()
@@ -1054,11 +1057,22 @@ async fn times_missed_while_no_server_ran_are_reported_at_start_and_not_run() {
         .status()
         .expect("run-due");
     assert_eq!(run_count(&repo), 1);
+    let reader = token(&repo, "reader", "read", None);
+    let client = Client::new();
+    // A server told to fire no schedules lists them and leaves their state alone.
+    let mut cmd = repo.command(&[]);
+    cmd.env("TZ", "UTC");
+    let quiet = Server::start(cmd, &["--no-schedules"]);
+    let (_, schedules) = client
+        .get(&quiet.url("/api/v1/schedules"), Some(&reader))
+        .await;
+    assert_eq!(schedules[0]["workflow"], "yearly", "{schedules:#}");
+    assert_eq!(schedules[0]["missed"], 0, "{schedules:#}");
+    assert!(!quiet.before.contains("missed"), "{}", quiet.before);
+    drop(quiet);
     let mut cmd = repo.command(&[]);
     cmd.env("TZ", "UTC");
     let server = Server::start(cmd, &[]);
-    let reader = token(&repo, "reader", "read", None);
-    let client = Client::new();
     let (_, schedules) = client
         .get(&server.url("/api/v1/schedules"), Some(&reader))
         .await;

@@ -25,6 +25,10 @@ pub struct Args {
     /// After SIGTERM/SIGINT, how long runs in flight may go on before they are cancelled.
     #[arg(long, default_value = "30s", value_name = "DURATION")]
     grace: String,
+    /// Fire no schedules (`GET /api/v1/schedules` still lists them): another server or
+    /// `orch triggers run-due` fires them. Webhooks are served either way.
+    #[arg(long)]
+    no_schedules: bool,
 }
 
 /// Loads the repository and its plugins once, then serves until SIGTERM/SIGINT.
@@ -63,6 +67,7 @@ pub async fn exec(args: Args, ctx: &Ctx) -> CmdResult {
         tls,
         grace,
         json: ctx.printer.is_json(),
+        schedules: !args.no_schedules,
     };
     crate::serve::serve(options, served, env)
         .await

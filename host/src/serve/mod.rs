@@ -132,6 +132,8 @@ pub struct ServeOptions {
     pub grace: Duration,
     /// Also print the listening line as JSON on stdout.
     pub json: bool,
+    /// Fire the workflows' schedules (`--no-schedules` turns it off).
+    pub schedules: bool,
 }
 
 /// What every request handler shares.
@@ -484,7 +486,7 @@ pub async fn serve(options: ServeOptions, ctx: Ctx, mut env: RunEnv) -> Result<(
     });
     // Schedules fire until the server stops; times missed while it was down are reported now.
     let (stop_schedules, mut schedules_stopped) = tokio::sync::watch::channel(false);
-    if !state.triggers.scheduler.is_empty() {
+    if options.schedules && !state.triggers.scheduler.is_empty() {
         // Reported before the server listens (the scheduler's own check then finds nothing).
         state.triggers.scheduler.missed_at_start(chrono::Utc::now());
         let scheduling = state.clone();
