@@ -1094,3 +1094,27 @@ async fn times_missed_while_no_server_ran_are_reported_at_start_and_not_run() {
     assert_eq!(code, Some(0), "{before}{rest}");
     assert_eq!(run_count(&repo), 1, "a missed time was run late");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_is_readable_as_soon_as_its_start_is_answered() {
+    let (repo, _listener) = hanging_repo();
+    let runner = token(&repo, "runner", "run", None);
+    let server = Server::start(repo.command(&[]), &[]);
+    let client = Client::new();
+    for _ in 0..20 {
+        let (status, started) = client
+            .post(
+                &server.url("/api/v1/runs"),
+                &runner,
+                json!({"workflow": "quick"}),
+            )
+            .await;
+        assert_eq!(status, 202, "{started}");
+        let id = started["id"].as_str().unwrap();
+        let (status, run) = client
+            .get(&server.url(&format!("/api/v1/runs/{id}")), Some(&runner))
+            .await;
+        assert_eq!(status, 200, "GET right after 202: {run}");
+        assert_eq!(run["id"], id);
+    }
+}

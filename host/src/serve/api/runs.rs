@@ -176,7 +176,19 @@ pub async fn show(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let run = cli_runs::show(&state.env.store, &id).map_err(ApiError::from_cli)?;
+    // A run this server just started (202) may not have its start record committed yet (it is
+    // written on its own thread): wait for it briefly rather than answer 404 for a run that
+    // exists.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let run = loop {
+        match cli_runs::show(&state.env.store, &id) {
+            Ok(run) => break run,
+            Err(e) if state.hub.get(&id).is_none() || tokio::time::Instant::now() >= deadline => {
+                return Err(ApiError::from_cli(e));
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+        }
+    };
     Ok(Json(serde_json::to_value(run).map_err(ApiError::internal)?))
 }
 
