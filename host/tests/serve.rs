@@ -146,6 +146,19 @@ impl Client {
             .await
     }
 
+    /// Starts `workflow` through the API (expects 202); returns the run's id.
+    async fn start(&self, server: &Server, token: &str, workflow: &str) -> String {
+        let (status, body) = self
+            .post(
+                &server.url("/api/v1/runs"),
+                token,
+                json!({ "workflow": workflow }),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+        body["id"].as_str().expect("id").to_string()
+    }
+
     /// Reads a run's SSE stream to its end; returns the events (name, JSON).
     async fn events(&self, url: &str, token: &str) -> Vec<(String, Value)> {
         let mut resp = self
@@ -563,14 +576,7 @@ async fn cancelling_a_served_run_records_it_cancelled() {
     let runner = token(&repo, "runner", "run", None);
     let server = Server::start(repo.command(&[]), &[]);
     let client = Client::new();
-    let (_, body) = client
-        .post(
-            &server.url("/api/v1/runs"),
-            &runner,
-            json!({"workflow": "hang"}),
-        )
-        .await;
-    let id = body["id"].as_str().expect("id").to_string();
+    let id = client.start(&server, &runner, "hang").await;
     let _call = in_flight(&listener);
     let (status, body) = client
         .post(
@@ -602,14 +608,7 @@ async fn sigterm_cancels_a_run_still_in_flight_after_the_grace_period() {
     let admin = token(&repo, "admin", "admin", None);
     let server = Server::start(repo.command(&[]), &["--grace", "0s"]);
     let client = Client::new();
-    let (_, body) = client
-        .post(
-            &server.url("/api/v1/runs"),
-            &admin,
-            json!({"workflow": "hang"}),
-        )
-        .await;
-    let id = body["id"].as_str().expect("id").to_string();
+    let id = client.start(&server, &admin, "hang").await;
     let _call = in_flight(&listener);
     server.signal(libc::SIGTERM);
     let (code, stderr) = server.wait();
@@ -624,14 +623,7 @@ async fn sigterm_lets_a_run_in_flight_finish_within_the_grace_period() {
     let admin = token(&repo, "admin", "admin", None);
     let server = Server::start(repo.command(&[]), &["--grace", "5m"]);
     let client = Client::new();
-    let (_, body) = client
-        .post(
-            &server.url("/api/v1/runs"),
-            &admin,
-            json!({"workflow": "hang"}),
-        )
-        .await;
-    let id = body["id"].as_str().expect("id").to_string();
+    let id = client.start(&server, &admin, "hang").await;
     let call = in_flight(&listener);
     server.signal(libc::SIGTERM);
     answer(call);
@@ -646,14 +638,7 @@ async fn a_killed_server_leaves_nothing_that_stops_the_next_one() {
     let admin = token(&repo, "admin", "admin", None);
     let server = Server::start(repo.command(&[]), &[]);
     let client = Client::new();
-    let (_, body) = client
-        .post(
-            &server.url("/api/v1/runs"),
-            &admin,
-            json!({"workflow": "hang"}),
-        )
-        .await;
-    let id = body["id"].as_str().expect("id").to_string();
+    let id = client.start(&server, &admin, "hang").await;
     let _call = in_flight(&listener);
     server.signal(libc::SIGKILL);
     let _ = server.wait();
@@ -809,14 +794,7 @@ async fn orch_runs_cancel_of_a_served_run_cancels_that_run_and_the_server_keeps_
     let admin = token(&repo, "admin", "admin", None);
     let server = Server::start(repo.command(&[]), &[]);
     let client = Client::new();
-    let (_, body) = client
-        .post(
-            &server.url("/api/v1/runs"),
-            &admin,
-            json!({"workflow": "hang"}),
-        )
-        .await;
-    let id = body["id"].as_str().expect("id").to_string();
+    let id = client.start(&server, &admin, "hang").await;
     let _call = in_flight(&listener);
     let cancelled = repo.orch(&["--json", "runs", "cancel", &id]).ok().json();
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
@@ -918,6 +896,77 @@ async fn measure_api_latency_and_idle_memory() {
     let (p50, p99) = percentiles(times);
     println!("POST /api/v1/runs (one-step), 50 clients x 4: p50 {p50:.1} ms, p99 {p99:.1} ms");
     println!("server RSS after the load: {}", rss());
+}
+
+/// Starts sync-fleet through the API and reads its events to the end; returns the wall time.
+async fn served_sync(client: &Client, server: &Server, token: &str) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    let id = client.start(server, token, "sync-fleet").await;
+    let events = client
+        .events(&server.url(&format!("/api/v1/runs/{id}/events")), token)
+        .await;
+    let elapsed = started.elapsed();
+    let last = &events.last().expect("events").1;
+    assert_eq!(last["status"], "succeeded", "{last}");
+    elapsed
+}
+
+/// Measures (prints, asserts nothing about time): a served sync-fleet alone and while 10
+/// clients read `GET /api/v1/data/fleet` at 100 requests/s each (1,000 a second), interleaved.
+/// `cargo test --release -p orch --test serve -- --ignored --nocapture measure_a_sync`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement, not a test"]
+async fn measure_a_sync_under_1000_reads_per_second() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let lab = Lab::with_config(SimConfig::default());
+    let admin = token(&lab.repo, "admin", "admin", None);
+    let mut cmd = lab.repo.command(&[]);
+    cmd.env("PROXMOX_API_URL", lab.sim.url());
+    let server = Server::start(cmd, &["--no-schedules"]);
+    let client = Client::new();
+    served_sync(&client, &server, &admin).await;
+    let (mut alone, mut loaded) = (Vec::new(), Vec::new());
+    let (reads, errors) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut read_time = std::time::Duration::ZERO;
+    for _ in 0..10 {
+        alone.push(served_sync(&client, &server, &admin).await);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut readers = tokio::task::JoinSet::new();
+        for _ in 0..10 {
+            let (stop, reads, errors) = (stop.clone(), reads.clone(), errors.clone());
+            let (url, token) = (server.url("/api/v1/data/fleet"), admin.clone());
+            readers.spawn(async move {
+                let http = reqwest::Client::new();
+                let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
+                while !stop.load(Ordering::SeqCst) {
+                    tick.tick().await;
+                    let ok = match http.get(&url).bearer_auth(&token).send().await {
+                        Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                        Err(_) => false,
+                    };
+                    let counter = if ok { &reads } else { &errors };
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+        let started = std::time::Instant::now();
+        loaded.push(served_sync(&client, &server, &admin).await);
+        stop.store(true, Ordering::SeqCst);
+        while readers.join_next().await.is_some() {}
+        read_time += started.elapsed();
+    }
+    let median = |mut v: Vec<std::time::Duration>| {
+        v.sort();
+        v[v.len() / 2].as_secs_f64() * 1000.0
+    };
+    let (alone, loaded) = (median(alone), median(loaded));
+    println!(
+        "served sync-fleet: alone {alone:.1} ms, under reads {loaded:.1} ms (x{:.2}); reads {:.0}/s, {} errors",
+        loaded / alone,
+        reads.load(Ordering::SeqCst) as f64 / read_time.as_secs_f64(),
+        errors.load(Ordering::SeqCst)
+    );
 }
 
 /// The hook secret the tests sign with (stored in the vault, never in a file or a response).
