@@ -159,6 +159,20 @@ fn lab_with_token() -> (Lab, String) {
     (lab, token)
 }
 
+/// [`lab_with_token`] served with its Proxmox calls passing through a [`Gate`] the test opens.
+fn gated_lab() -> (Lab, Gate, Served, String) {
+    let (lab, token) = lab_with_token();
+    let sim: SocketAddr = lab
+        .sim
+        .url()
+        .trim_start_matches("https://")
+        .parse()
+        .unwrap();
+    let gate = Gate::start(sim);
+    let served = Served::start_against(&lab, &gate.url());
+    (lab, gate, served, token)
+}
+
 /// `orch token create NAME --scope SCOPE`: the token text, shown once.
 fn create_token(lab: &Lab, name: &str, scope: &str) -> String {
     lab.orch(&["--json", "token", "create", name, "--scope", scope])
@@ -193,15 +207,7 @@ fn vm_rows(browser: &Browser) -> Vec<Vec<String>> {
 
 #[test]
 fn dashboard_logs_in_starts_sync_fleet_and_shows_the_live_log_and_the_fleet() {
-    let (lab, token) = lab_with_token();
-    let sim: SocketAddr = lab
-        .sim
-        .url()
-        .trim_start_matches("https://")
-        .parse()
-        .unwrap();
-    let gate = Gate::start(sim);
-    let served = Served::start_against(&lab, &gate.url());
+    let (lab, gate, served, token) = gated_lab();
     let browser = Browser::open("sync-fleet");
 
     log_in(&browser, &served, &token);
@@ -589,16 +595,8 @@ fn the_start_form_is_built_from_the_inputs_schema_and_sends_typed_values() {
 
 #[test]
 fn a_run_in_flight_is_cancelled_from_its_page() {
-    let (lab, token) = lab_with_token();
-    let sim: SocketAddr = lab
-        .sim
-        .url()
-        .trim_start_matches("https://")
-        .parse()
-        .unwrap();
     // Never opened: the run's first Proxmox call waits until the run is cancelled.
-    let gate = Gate::start(sim);
-    let served = Served::start_against(&lab, &gate.url());
+    let (lab, _gate, served, token) = gated_lab();
     let browser = Browser::open("cancel");
     log_in(&browser, &served, &token);
     browser.goto(&served.page("#/workflows/sync-fleet"));
