@@ -89,6 +89,8 @@ pub fn run_demo(bin_dir: &Path) -> Result<()> {
         );
     }
 
+    serve(&orch_bin, &repo, &url)?;
+
     // Discovery: VMs, containers, storage pools and tasks in one run; then what changed.
     let first: serde_json::Value = serde_json::from_str(&orch(
         &orch_bin,
@@ -129,6 +131,65 @@ pub fn run_demo(bin_dir: &Path) -> Result<()> {
     );
     drop(sim);
     phoenix(bin_dir, &orch_bin, &password)
+}
+
+/// `orch serve` on a free loopback port: a read token, the fleet over the HTTP API, then SIGTERM
+/// (schedules off, so the homelab's `*/2` metrics schedule does not fire into the demo).
+fn serve(orch_bin: &Path, repo: &Path, url: &str) -> Result<()> {
+    let _ = orch(orch_bin, repo, url, &["token", "revoke", "demo"]);
+    let made: serde_json::Value = serde_json::from_str(&orch(
+        orch_bin,
+        repo,
+        url,
+        &["--json", "token", "create", "demo", "--scope", "read"],
+    )?)?;
+    let token = made["token"]
+        .as_str()
+        .context("no token printed")?
+        .to_string();
+    eprintln!("\n$ orch serve --listen 127.0.0.1:0 --no-schedules");
+    let mut server = Command::new(orch_bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-schedules"])
+        .current_dir(repo)
+        .env("PROXMOX_API_URL", url)
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting orch serve")?;
+    let stderr = server.stderr.take().context("orch serve stderr")?;
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .context("orch serve ended before listening")??;
+        eprintln!("{line}");
+        if let Some(at) = line.strip_prefix("listening on http://") {
+            break at.to_string();
+        }
+    };
+    eprintln!("$ curl -H 'Authorization: Bearer …' http://{addr}/api/v1/data/fleet");
+    let mut stream = std::net::TcpStream::connect(&addr)?;
+    write!(
+        stream,
+        "GET /api/v1/data/fleet HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut answer)?;
+    let status = answer.lines().next().unwrap_or_default().to_string();
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let fleet: serde_json::Value = serde_json::from_str(body.trim()).unwrap_or_default();
+    println!(
+        "{status}: {} resources of model fleet (the dashboard is at http://{addr}/ while it runs)",
+        fleet.as_array().map_or(0, Vec::len)
+    );
+    Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()?;
+    let ended = server.wait()?;
+    orch(orch_bin, repo, url, &["token", "revoke", "demo"])?;
+    if !status.contains(" 200 ") || !ended.success() {
+        bail!("orch serve: {status}, exit {ended}");
+    }
+    Ok(())
 }
 
 /// Phoenix, declaratively: six declared guests planned and converged in dependency order
