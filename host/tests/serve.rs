@@ -911,12 +911,14 @@ async fn served_sync(client: &Client, server: &Server, token: &str) -> std::time
     elapsed
 }
 
-/// Measures (prints, asserts nothing about time): a served sync-fleet alone and while 10
-/// clients read `GET /api/v1/data/fleet` at 100 requests/s each (1,000 a second), interleaved.
+/// Measures (prints, asserts nothing about time): a served sync-fleet alone and while 25
+/// clients read `GET /api/v1/data/fleet` at 40 requests/s each (1,000 a second), interleaved.
 /// `cargo test --release -p orch --test serve -- --ignored --nocapture measure_a_sync`.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "a measurement, not a test"]
 async fn measure_a_sync_under_1000_reads_per_second() {
+    /// Readers, each paced to READERS ms between requests: 1,000 requests a second together.
+    const READERS: u64 = 25;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let lab = Lab::with_config(SimConfig::default());
@@ -933,12 +935,12 @@ async fn measure_a_sync_under_1000_reads_per_second() {
         alone.push(served_sync(&client, &server, &admin).await);
         let stop = Arc::new(AtomicBool::new(false));
         let mut readers = tokio::task::JoinSet::new();
-        for _ in 0..10 {
+        for _ in 0..READERS {
             let (stop, reads, errors) = (stop.clone(), reads.clone(), errors.clone());
             let (url, token) = (server.url("/api/v1/data/fleet"), admin.clone());
             readers.spawn(async move {
                 let http = reqwest::Client::new();
-                let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
+                let mut tick = tokio::time::interval(std::time::Duration::from_millis(READERS));
                 while !stop.load(Ordering::SeqCst) {
                     tick.tick().await;
                     let ok = match http.get(&url).bearer_auth(&token).send().await {
