@@ -532,3 +532,46 @@ fn a_plugin_cannot_take_the_built_in_id_and_so_its_grants() {
         .collect();
     assert_eq!(names, ["orch/repo"]);
 }
+
+#[test]
+fn excluded_paths_are_neither_uploaded_nor_removed_there() {
+    let lab = BotLab::new();
+    lab.local.write("target/debug/big.bin", "build output\n");
+    lab.local.write("notes/private/plan.md", "mine\n");
+    let model = std::fs::read_to_string(lab.local.path().join("models/orchRepo.yaml")).unwrap();
+    let model = model.replace(
+        "  dir: ${{ env.ORCH_BOT_DIR }}\n",
+        "  dir: ${{ env.ORCH_BOT_DIR }}\n  exclude: [target, notes/private/]\n",
+    );
+    assert!(model.contains("exclude"), "{model}");
+    lab.local.write("models/orchRepo.yaml", &model);
+    lab.orch(&["model", "run", "orchRepo", "syncCode"]).ok();
+    let dir = lab.dir();
+    assert!(dir.join("orch.yaml").is_file());
+    assert!(
+        !dir.join("target").exists(),
+        "an excluded directory was uploaded"
+    );
+    assert!(!dir.join("notes/private/plan.md").exists());
+    // A file the remote keeps under an excluded path is not removed either.
+    std::fs::create_dir_all(dir.join("target")).unwrap();
+    std::fs::write(dir.join("target/remote-only"), "slate's").unwrap();
+    lab.orch(&["model", "run", "orchRepo", "syncCode"]).ok();
+    let code = lab.resource("orchRepo", "code");
+    assert_eq!(code["uploaded"], 0, "{code}");
+    assert_eq!(code["removed"], 0, "{code}");
+    assert!(dir.join("target/remote-only").is_file());
+    // A path leaving the repository is refused by the schema, naming the field.
+    lab.local.write(
+        "models/orchRepo.yaml",
+        &model.replace("[target, notes/private/]", "[../elsewhere]"),
+    );
+    let refused = lab.orch(&["model", "run", "orchRepo", "syncCode"]).code(1);
+    assert!(
+        refused
+            .stderr
+            .contains("models/orchRepo.yaml:9: globalArguments.exclude[0]"),
+        "{}",
+        refused.all()
+    );
+}

@@ -135,14 +135,16 @@ pub(super) async fn sync(
     dry_run: bool,
 ) -> Result<(&'static str, Value), PluginError> {
     let root = ctx.repo_root;
-    let local = local_files(root)?;
+    let mut local = local_files(root)?;
+    local.retain(|rel, _| !g.excluded(rel));
     let marker = g.path(MARKER);
     let deployed = remote
         .exec(&format!("test -e {}", quote(&marker)), None)
         .await?
         .exit_code
         == 0;
-    let there = remote_files(g, remote).await?;
+    let mut there = remote_files(g, remote).await?;
+    there.retain(|rel, _| !g.excluded(rel));
     if !deployed && let Some(first) = there.keys().next() {
         return Err(PluginError::Conflict(format!(
             "ssh {}: {} holds {} files that orch did not deploy (such as {first}); syncCode \
@@ -236,6 +238,25 @@ mod tests {
         assert_eq!(listed["orch.yaml"], "aa11");
         assert_eq!(listed["models/a b.yaml"], "bb22");
         assert_eq!(listed["x"], "bb33");
+    }
+
+    #[test]
+    fn exclude_covers_a_path_and_what_is_under_it_only() {
+        let g: Globals = serde_json::from_value(json!({
+            "host": "h", "port": 22, "user": "u", "sshKey": "k", "dir": "/srv",
+            "sha256Command": "sha256sum", "exclude": ["target", "notes/private/"]
+        }))
+        .unwrap();
+        for (rel, excluded) in [
+            ("target", true),
+            ("target/debug/orch", true),
+            ("targets/x", false),
+            ("notes/private/a.md", true),
+            ("notes/public.md", false),
+            ("orch.yaml", false),
+        ] {
+            assert_eq!(g.excluded(rel), excluded, "{rel}");
+        }
     }
 
     #[test]

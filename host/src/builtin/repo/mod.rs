@@ -37,6 +37,9 @@ pub(super) struct Globals {
     ssh_key_passphrase: Option<String>,
     dir: String,
     sha256_command: String,
+    /// Repository paths syncCode leaves alone, here and there.
+    #[serde(default)]
+    exclude: Vec<String>,
 }
 
 impl Globals {
@@ -46,6 +49,17 @@ impl Globals {
             "" => "/",
             d => d,
         }
+    }
+
+    /// True when `rel` (a `/`-separated repository path) is, or is under, an `exclude` entry.
+    fn excluded(&self, rel: &str) -> bool {
+        self.exclude.iter().any(|e| {
+            let e = e.trim_end_matches('/');
+            rel == e
+                || rel
+                    .strip_prefix(e)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
     }
 
     /// `<dir>/<rel>`.
@@ -92,7 +106,10 @@ pub fn description() -> TypeDescription {
                 "dir": {"type": "string", "pattern": "^/[^\\s]*$",
                         "description": "Absolute directory of the repository on the remote (no whitespace)"},
                 "sha256Command": {"type": "string", "minLength": 1, "default": "sha256sum",
-                                  "description": "Remote command printing `HASH  FILE` for files (`shasum -a 256` on macOS)"}
+                                  "description": "Remote command printing `HASH  FILE` for files (`shasum -a 256` on macOS)"},
+                "exclude": {"type": "array", "uniqueItems": true, "default": [],
+                            "items": {"type": "string", "pattern": "^[^/\\s][^\\s]*$", "not": {"pattern": "(^|/)\\.\\.(/|$)"}},
+                            "description": "Repository paths syncCode neither uploads nor removes on the remote (a directory covers what is under it), e.g. `target`, `notes/private`"}
             },
             "required": ["host", "port", "user", "sshKey", "dir", "sha256Command"],
             "additionalProperties": false
