@@ -2,7 +2,8 @@
 //! assertions: machines are noisy, so compare ratios taken in the same run.
 //!
 //! Usage: bench <plugins/dist dir> [--peers]. `ORCH_BIN` names the orch binary for the process
-//! rows, `BARE_SYNC_BIN` the bare reqwest program B2 compares with (examples/bare_sync.rs).
+//! rows, `BARE_SYNC_BIN` the bare reqwest program B2 compares with (examples/bare_sync.rs),
+//! `BENCH_ONLY=serve,b2` runs only the named groups of rows (see [`wanted`]).
 
 use orch::capabilities::http::grant::HttpGrant;
 use orch::capabilities::{DataCapability, HttpCapability, LogCapability, SshCapability};
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 mod peers;
 mod process;
 mod proxmox;
+mod serve;
 
 /// `BENCH_QUICK=1` divides every size by 10: a smoke run of the bench itself, not numbers.
 fn scaled(n: usize) -> usize {
@@ -26,6 +28,12 @@ fn scaled(n: usize) -> usize {
     } else {
         n
     }
+}
+
+/// Whether the rows of `group` run: all of them, or those `BENCH_ONLY` names
+/// (comma-separated: inprocess, startup, steps, b2, fleet, discovery, converge, serve).
+fn wanted(group: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|g| g.trim() == group))
 }
 
 /// The middle of `times` (sorted here).
@@ -165,7 +173,9 @@ fn main() {
         "benchmark", "measured", "target"
     );
     println!("|{}|{}|{}|", "-".repeat(48), "-".repeat(18), "-".repeat(16));
-    runtime.block_on(in_process_rows(&dist, tmp.path()));
+    if wanted("inprocess") {
+        runtime.block_on(in_process_rows(&dist, tmp.path()));
+    }
     drop(runtime);
 
     let Some(bin) = std::env::var_os("ORCH_BIN")
@@ -175,22 +185,37 @@ fn main() {
         row("process rows", "skipped (set ORCH_BIN)".into(), "-");
         return;
     };
-    process::start_up_rows(&bin, &dist, tmp.path());
-    process::many_steps_rows(&bin, &dist, tmp.path());
+    if wanted("startup") {
+        process::start_up_rows(&bin, &dist, tmp.path());
+    }
+    if wanted("steps") {
+        process::many_steps_rows(&bin, &dist, tmp.path());
+    }
     if !dist.join("proxmox/plugin.toml").is_file() {
         row("B2/B3 Proxmox", "skipped (no proxmox bundle)".into(), "-");
         return;
     }
     let bare = std::env::var_os("BARE_SYNC_BIN").map(PathBuf::from);
-    let peers = if with_peers {
+    let peers = if with_peers && wanted("b2") {
         peers::peers(tmp.path())
     } else {
         Vec::new()
     };
-    proxmox::b2_rows(&bin, &dist, bare.as_deref(), &peers, tmp.path());
-    proxmox::fleet_rows(&bin, &dist, tmp.path());
-    proxmox::discovery_rows(&bin, &dist, tmp.path());
-    proxmox::converge_rows(&bin, &dist, tmp.path());
+    if wanted("b2") {
+        proxmox::b2_rows(&bin, &dist, bare.as_deref(), &peers, tmp.path());
+    }
+    if wanted("fleet") {
+        proxmox::fleet_rows(&bin, &dist, tmp.path());
+    }
+    if wanted("discovery") {
+        proxmox::discovery_rows(&bin, &dist, tmp.path());
+    }
+    if wanted("converge") {
+        proxmox::converge_rows(&bin, &dist, tmp.path());
+    }
+    if wanted("serve") {
+        serve::serve_rows(&bin, &dist, tmp.path());
+    }
 }
 
 /// B6, B1 (Rust and TypeScript) and B5: in this process, no orch binary needed.

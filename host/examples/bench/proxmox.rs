@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PASSWORD: &str = "bench-password";
+/// The simulator's root password, in the bench repositories' vault.
+pub const PASSWORD: &str = "bench-password";
 const NODE: &str = "keeb-dev-02";
 
 /// A copy of the homelab example wired to a simulator, with the password in its vault.
-fn homelab(bin: &Path, dist: &Path, dir: &Path) -> PathBuf {
+pub fn homelab(bin: &Path, dist: &Path, dir: &Path) -> PathBuf {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/homelab");
     Command::new(bin).arg("init").arg(dir).output().unwrap();
     for sub in ["models", "workflows"] {
