@@ -278,6 +278,15 @@ pub fn public_routes() -> Vec<Route> {
                 crate::triggers::MAX_BODY_BYTES + 1,
             )),
         ),
+        // Signed by Discord (Ed25519) instead of a token (see crate::chat).
+        route(
+            "post",
+            "/chat/discord/interactions",
+            &["/chat/discord/interactions"],
+            post(crate::chat::interactions).layer(axum::extract::DefaultBodyLimit::max(
+                crate::chat::MAX_BODY_BYTES + 1,
+            )),
+        ),
     ]
 }
 
