@@ -209,12 +209,13 @@ fn command(state: &Arc<AppState>, cfg: &DiscordConfig, i: Interaction) -> Respon
     let (id, done) = match started {
         Ok(s) => s,
         Err(e) => {
-            let e: Response = e.into_response();
-            tracing::error!(status = %e.status(), command = %i.command, server = %server.name, "chat command could not start");
+            tracing::error!(error = %e.message(), command = %i.command, server = %server.name, "chat command could not start");
             return message(
                 format!(
-                    "Sorry, {} {} could not start (see the orch serve log).",
-                    i.command, server.name
+                    "Sorry, {} {} could not start: {}",
+                    i.command,
+                    server.name,
+                    crate::excerpt::excerpt_to(e.message(), 300)
                 ),
                 true,
             );

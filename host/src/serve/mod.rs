@@ -187,6 +187,10 @@ impl ApiError {
     pub fn internal(message: impl std::fmt::Display) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
+    /// The message said in the response.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
     /// A CLI error as the API says it: a usage error is 400, a missing thing 404, else 500.
     pub fn from_cli(e: CliError) -> Self {
         let missing = [
