@@ -439,7 +439,7 @@ fn signatures_roles_channels_autocomplete_and_register() {
     }
 
     // orch chat register: every command in one bulk overwrite, as the bot.
-    let registered = repo.orch(&["--json", "chat", "register"]).ok();
+    let registered = repo.orch(&["chat", "register", "--json"]).ok();
     assert_eq!(registered.json()["registered"].as_array().unwrap().len(), 9);
     let calls = fake.calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
@@ -594,9 +594,13 @@ fn game_commands_run_their_workflows_and_the_follow_up_names_the_outcome() {
         "and its VM"
     );
 
-    // A failure names what failed.
-    let said = run("op", "allthemons", Some("Steve"), &[HOMIE, ADMIN]);
-    assert!(said.starts_with("❌ `op` of allthemons failed"), "{said}");
+    let said = run("status", "allthemons", None, &[HOMIE]);
+    assert_eq!(said, "💤 allthemons is down (offline)");
+
+    // A failure names what failed, and why.
+    let said = run("deop", "allthemons", Some("Steve"), &[HOMIE, ADMIN]);
+    assert!(said.starts_with("❌ `deop` of allthemons failed"), "{said}");
+    assert!(said.contains("has no IP"), "{said}");
 
     let said = run("start", "calamity", None, &[HOMIE]);
     assert_eq!(said, format!("✅ calamity is up at {calamity_ip}"));
@@ -610,6 +614,20 @@ fn game_commands_run_their_workflows_and_the_follow_up_names_the_outcome() {
         said,
         format!("🟢 calamity is up at {calamity_ip}, 1 players online")
     );
+
+    let docker_calls = lab.read("calamity/docker.log").lines().count();
+    let said = run("update", "calamity", None, &[HOMIE]);
+    assert_eq!(
+        said,
+        format!("✅ calamity was updated and is up at {calamity_ip}")
+    );
+    let log = lab.read("calamity/docker.log");
+    let compose: Vec<&str> = log
+        .lines()
+        .skip(docker_calls)
+        .filter(|l| l.starts_with("compose"))
+        .collect();
+    assert_eq!(compose, ["compose pull", "compose up -d"], "{log}");
 
     let said = run("stop", "calamity", None, &[HOMIE]);
     assert_eq!(said, "🛑 calamity is stopped");

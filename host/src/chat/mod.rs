@@ -315,20 +315,17 @@ fn plan(
             inputs,
         ));
     }
-    if matches!(action, "stop" | "reboot" | "update") {
-        // Verify before destroy: the workflows stop the VM by the vmid the fleet data records
-        // for this name; without a record there is nothing to verify against.
-        let vm = fleet_vm(state, &server.name);
-        if vm
-            .as_ref()
-            .and_then(|v| v.get("vmid"))
-            .is_none_or(Value::is_null)
-        {
-            return Err(format!(
-                "the fleet data has no VM `{}` with a vmid (run `orch run sync-fleet`)",
-                server.name
-            ));
-        }
+    // Verify before destroy: the vmid the fleet data records for this name, never a guess.
+    // The homelab's workflows read it from the fleet themselves; one that takes `expectVmid`
+    // gets it from here.
+    let vmid = fleet_vm(state, &server.name)
+        .and_then(|v| v.get("vmid").cloned())
+        .filter(|v| !v.is_null());
+    if matches!(action, "stop" | "reboot" | "update") && vmid.is_none() {
+        return Err(format!(
+            "the fleet data has no VM `{}` with a vmid (run `orch run sync-fleet`)",
+            server.name
+        ));
     }
     let (workflow, mut inputs) = match server.game {
         Game::Terraria => (format!("{action}-{}", server.name), Map::new()),
@@ -357,15 +354,17 @@ fn plan(
     let wf = repo
         .workflow(&workflow)
         .map_err(|_| format!("there is no workflow `{workflow}`"))?;
-    if let Some(seconds) = cfg.warn_seconds {
-        let takes = wf
-            .inputs
+    let takes = |input: &str| {
+        wf.inputs
             .as_ref()
-            .and_then(|s| s["properties"].get("warnSeconds"))
-            .is_some();
-        if takes {
-            inputs.insert("warnSeconds".into(), json!(seconds));
-        }
+            .and_then(|s| s["properties"].get(input))
+            .is_some()
+    };
+    if let Some(seconds) = cfg.warn_seconds.filter(|_| takes("warnSeconds")) {
+        inputs.insert("warnSeconds".into(), json!(seconds));
+    }
+    if let Some(vmid) = vmid.filter(|_| takes("expectVmid")) {
+        inputs.insert("expectVmid".into(), vmid);
     }
     Ok(Plan::Workflow(workflow, inputs))
 }
@@ -396,6 +395,16 @@ fn summary(
     record: Option<&RunRecord>,
 ) -> String {
     let name = &server.name;
+    let vm = fleet_vm(state, name);
+    let vm_status = vm
+        .as_ref()
+        .and_then(|v| v.get("status").and_then(Value::as_str).map(str::to_string));
+    if status != Some(RunStatus::Succeeded)
+        && action == "status"
+        && let Some(down) = vm_status.as_deref().filter(|s| *s != "running")
+    {
+        return format!("💤 {name} is down (its VM is {down})");
+    }
     if status != Some(RunStatus::Succeeded) {
         let failed = record.and_then(|r| r.steps.iter().find(|s| s.status == "failed"));
         let why = match failed {
@@ -417,8 +426,7 @@ fn summary(
             .unwrap_or_default();
         return format!("❌ `{action}` of {name} failed{why}{run}");
     }
-    let ip =
-        fleet_vm(state, name).and_then(|v| v.get("ip").and_then(Value::as_str).map(str::to_string));
+    let ip = vm.and_then(|v| v.get("ip").and_then(Value::as_str).map(str::to_string));
     let at = ip.map(|ip| format!(" at {ip}")).unwrap_or_default();
     match action {
         "start" => format!("✅ {name} is up{at}"),
