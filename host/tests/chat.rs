@@ -59,9 +59,17 @@ async fn record(
             .map(str::to_string),
         body: String::from_utf8_lossy(&body).into_owned(),
     };
+    let roles = call.method == "GET" && call.path.ends_with("/roles");
     let (list, changed) = &*calls;
     list.lock().unwrap().push(call);
     changed.notify_all();
+    if roles {
+        return axum::Json(json!([
+            {"id": "4400000000000000004", "name": "@everyone"},
+            {"id": HOMIE, "name": "homie"},
+            {"id": ADMIN, "name": "Admin"},
+        ]));
+    }
     axum::Json(json!({}))
 }
 
@@ -83,12 +91,12 @@ impl FakeDiscord {
         self.calls.0.lock().unwrap().clone()
     }
 
-    /// Waits (up to 5 minutes) until there are `n` calls; returns them.
-    fn wait_for(&self, n: usize) -> Vec<Call> {
+    /// Waits (up to 5 minutes) until a call's path contains `part`; returns the calls.
+    fn wait_for(&self, part: &str) -> Vec<Call> {
         let (list, changed) = &*self.calls;
         let (list, timeout) = changed
             .wait_timeout_while(list.lock().unwrap(), Duration::from_secs(300), |l| {
-                l.len() < n
+                !l.iter().any(|c| c.path.contains(part))
             })
             .unwrap();
         assert!(
@@ -276,18 +284,19 @@ fn signing_key() -> SigningKey {
 }
 
 /// The `chat:` section for `key` and the fake API.
-fn chat_config(key: &SigningKey, api: &str) -> String {
+/// The `chat:` section for `key` and the fake API; `role` and `admin` are ids or names.
+fn chat_config(key: &SigningKey, api: &str, role: &str, admin: &str) -> String {
     format!(
-        "\nchat:\n  discord:\n    applicationId: \"{APP_ID}\"\n    publicKey: {}\n    botToken: ${{{{ vault.get(\"discord\", \"bot-token\") }}}}\n    apiBase: {api}\n    channels: [\"{CHANNEL}\"]\n    role: \"{HOMIE}\"\n    commandRoles: {{ op: \"{ADMIN}\", deop: \"{ADMIN}\" }}\n    warnSeconds: 0\n",
+        "\nchat:\n  discord:\n    applicationId: \"{APP_ID}\"\n    publicKey: {}\n    botToken: ${{{{ vault.get(\"discord\", \"bot-token\") }}}}\n    apiBase: {api}\n    channels: [\"{CHANNEL}\"]\n    role: \"{role}\"\n    commandRoles: {{ op: \"{admin}\", deop: \"{admin}\" }}\n    warnSeconds: 0\n",
         hex::encode(key.verifying_key().to_bytes())
     )
 }
 
 /// Appends the chat section to the repo's orch.yaml and puts the bot token in the vault.
-fn enable_chat(repo: &TestRepo, key: &SigningKey, api: &str) {
+fn enable_chat(repo: &TestRepo, key: &SigningKey, api: &str, role: &str, admin: &str) {
     let path = repo.path().join("orch.yaml");
     let mut text = std::fs::read_to_string(&path).unwrap();
-    text.push_str(&chat_config(key, api));
+    text.push_str(&chat_config(key, api, role, admin));
     std::fs::write(&path, text).unwrap();
     repo.orch_stdin(&["vault", "put", "discord", "bot-token"], BOT_TOKEN)
         .ok();
@@ -342,7 +351,7 @@ fn signatures_roles_channels_autocomplete_and_register() {
     let fake = FakeDiscord::start(&rt);
     let key = signing_key();
     let repo = homelab_repo();
-    enable_chat(&repo, &key, &fake.url);
+    enable_chat(&repo, &key, &fake.url, HOMIE, ADMIN);
     let server = Server::start(repo.command(&[]));
     let discord = Discord::new(key.clone(), &server);
     let ping = json!({"type": 1, "id": "1", "application_id": APP_ID, "token": "t"});
@@ -492,7 +501,7 @@ fn a_chat_section_with_a_bad_field_is_reported_at_its_line() {
     let repo = TestRepo::new(&[]);
     repo.write(
         "orch.yaml",
-        "chat:\n  discord:\n    applicationId: \"1\"\n    publicKey: abc\n    botToken: ${{ vault.get('discord', 'bot-token') }}\n    role: homie\n",
+        "chat:\n  discord:\n    applicationId: \"1\"\n    publicKey: abc\n    botToken: ${{ vault.get('discord', 'bot-token') }}\n    channels: [general]\n    role: homie\n",
     );
     let out = repo.orch(&["check"]);
     assert_ne!(out.code, 0, "{}", out.all());
@@ -502,17 +511,17 @@ fn a_chat_section_with_a_bad_field_is_reported_at_its_line() {
         "{text}"
     );
     assert!(
-        text.contains("orch.yaml:6") && text.contains("chat.discord.role"),
+        text.contains("orch.yaml:6") && text.contains("chat.discord.channels[0]"),
         "{text}"
     );
 }
 
 /// The follow-up edit of the interaction whose token is `token`: its content.
-fn follow_up(fake: &FakeDiscord, count: usize, token: &str) -> String {
-    let calls = fake.wait_for(count);
+fn follow_up(fake: &FakeDiscord, token: &str) -> String {
+    let calls = fake.wait_for(&format!("/{token}/"));
     let call = calls
         .iter()
-        .find(|c| c.path.contains(token))
+        .find(|c| c.path.contains(&format!("/{token}/")))
         .unwrap_or_else(|| panic!("no follow-up for {token}: {calls:?}"));
     assert_eq!(call.method, "PATCH");
     assert_eq!(
@@ -539,7 +548,8 @@ fn game_commands_run_their_workflows_and_the_follow_up_names_the_outcome() {
     for f in ["plugin.toml", "plugin.wasm"] {
         std::fs::copy(support::dist().join("ssh").join(f), ssh.join(f)).unwrap();
     }
-    enable_chat(&lab.repo, &key, &fake.url);
+    // Roles by name here: looked up in the guild's roles with the bot token.
+    enable_chat(&lab.repo, &key, &fake.url, "homie", "admin");
     lab.orch(&["run", "sync-fleet"]).ok();
     let ip = |vm: &str| {
         let got = lab
@@ -553,17 +563,19 @@ fn game_commands_run_their_workflows_and_the_follow_up_names_the_outcome() {
     lab.players("calamity", &["alice"]);
     let server = Server::start(lab.command(&[]));
     let discord = Discord::new(key, &server);
-    let mut calls = 0;
-    let mut run = |command: &str, server_name: &str, player: Option<&str>, roles: &[&str]| {
+    let run = |command: &str, server_name: &str, player: Option<&str>, roles: &[&str]| {
         let (status, answer, token) = discord.command(&rt, command, server_name, player, roles);
         assert_eq!(
             (status, answer.clone()),
             (200, json!({"type": 5})),
             "answered at once, deferred"
         );
-        calls += 1;
-        follow_up(&fake, calls, &token)
+        follow_up(&fake, &token)
     };
+
+    // The `admin` role, looked up by name, is what op needs.
+    let (_, answer, _) = discord.command(&rt, "op", "allthemons", Some("Steve"), &[HOMIE]);
+    assert_ephemeral_refusal(&answer, &format!("<@&{ADMIN}>"));
 
     let said = run("start", "allthemons", None, &[HOMIE]);
     assert_eq!(said, format!("✅ allthemons is up at {allthemons_ip}"));
@@ -637,11 +649,24 @@ fn game_commands_run_their_workflows_and_the_follow_up_names_the_outcome() {
     let ssh_key = lab.sshds[0].user_key();
     let key_line = ssh_key.lines().nth(1).unwrap().to_string();
     let log = server.stop();
+    let calls = fake.calls();
+    // The bot token authorises only the role lookup (once: it is cached), in its header.
+    let authorised: Vec<&Call> = calls.iter().filter(|c| c.authorization.is_some()).collect();
+    assert_eq!(authorised.len(), 1, "{calls:?}");
+    assert_eq!(authorised[0].method, "GET");
+    assert_eq!(
+        authorised[0].path,
+        "/api/v10/guilds/4400000000000000004/roles"
+    );
+    assert_eq!(
+        authorised[0].authorization.as_deref(),
+        Some(format!("Bot {BOT_TOKEN}").as_str())
+    );
     let everything = format!(
         "{}\n{}\n{log}",
-        fake.calls()
+        calls
             .iter()
-            .map(|c| format!("{c:?}"))
+            .map(|c| format!("{} {} {}", c.method, c.path, c.body))
             .collect::<Vec<_>>()
             .join("\n"),
         discord.responses()

@@ -123,6 +123,8 @@ pub struct Interaction {
     pub token: String,
     /// The channel it came from.
     pub channel_id: String,
+    /// The guild (server) it came from; empty in a DM.
+    pub guild_id: String,
     /// The member's role ids (none in a DM).
     pub roles: Vec<String>,
     /// Who sent it (for the log).
@@ -159,6 +161,7 @@ pub fn parse(body: &[u8]) -> Result<Interaction, String> {
         kind,
         token: s(&v["token"]),
         channel_id: s(&v["channel_id"]),
+        guild_id: s(&v["guild_id"]),
         roles: member["roles"]
             .as_array()
             .map(|r| {

@@ -33,10 +33,11 @@ pub struct DiscordConfig {
     /// Channel ids commands are taken in; empty: every channel.
     #[serde(default, deserialize_with = "ids")]
     pub channels: Vec<String>,
-    /// The role id a member needs for any command but `list` and `help`.
+    /// The role (id, or name looked up in the guild with the bot token) a member needs for any
+    /// command but `list` and `help`.
     #[serde(deserialize_with = "id")]
     pub role: String,
-    /// Per-command role ids replacing `role` for that command (e.g. `op: <admin role>`).
+    /// Per-command roles (id or name) replacing `role` for that command (e.g. `op: admin`).
     #[serde(default, deserialize_with = "id_map")]
     pub command_roles: BTreeMap<String, String>,
     /// Passed as `warnSeconds` to the stop, reboot and update workflows that take it.
@@ -85,7 +86,8 @@ fn id_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D
         .collect())
 }
 
-fn is_snowflake(s: &str) -> bool {
+/// True for a Discord id (a snowflake): digits only.
+pub fn is_snowflake(s: &str) -> bool {
     !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
@@ -140,13 +142,10 @@ impl ChatConfig {
                 );
             }
         }
-        if !is_snowflake(&d.role) {
+        if d.role.trim().is_empty() {
             bad(
                 "role",
-                format!(
-                    "`{}` is not a role id (Server Settings, Roles, right-click, Copy Role ID)",
-                    d.role
-                ),
+                "empty; give the role members need: its id (Server Settings, Roles, right-click, Copy Role ID) or its name".to_string(),
             );
         }
         for (command, role) in &d.command_roles {
@@ -162,10 +161,10 @@ impl ChatConfig {
                             .join(", ")
                     ),
                 );
-            } else if !is_snowflake(role) {
+            } else if role.trim().is_empty() {
                 bad(
                     &format!("commandRoles.{command}"),
-                    format!("`{role}` is not a role id"),
+                    "empty; give a role id or name".to_string(),
                 );
             }
         }
@@ -218,7 +217,7 @@ mod tests {
     fn problems_are_reported_at_their_line_in_orch_yaml() {
         let text = format!(
             "concurrency: 2\nchat:\n{}",
-            GOOD.replace("role: 7", "role: homie")
+            GOOD.replace("role: 7", "role: \"\"")
                 .lines()
                 .map(|l| format!("  {l}\n"))
                 .collect::<String>()
@@ -229,6 +228,10 @@ mod tests {
         assert_eq!(errs[0].field.as_deref(), Some("chat.discord.role"));
         assert_eq!(errs[0].line, Some(8), "{errs:?}");
         assert!(errs[0].message.contains("Copy Role ID"), "{errs:?}");
+        let named = GOOD
+            .replace("role: 7", "role: homie")
+            .replace("op: 8", "op: admin");
+        assert!(discord(&named).problems().is_empty(), "roles may be names");
         let unknown = crate::repo::RepoConfig::parse(
             "chat:\n  discord:\n    applicatonId: 1\n",
             std::path::Path::new("orch.yaml"),

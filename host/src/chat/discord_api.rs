@@ -76,3 +76,38 @@ pub async fn register(
     )
     .await
 }
+
+/// `GET {api_base}/guilds/{guild_id}/roles` as the bot: every role's (id, name).
+pub async fn guild_roles(
+    api_base: &str,
+    guild_id: &str,
+    bot_token: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let url = format!("{}/guilds/{guild_id}/roles", api_base.trim_end_matches('/'));
+    let what = "reading the server's roles";
+    let response = client()?
+        .get(url)
+        .header(reqwest::header::AUTHORIZATION, format!("Bot {bot_token}"))
+        .send()
+        .await
+        .map_err(|e| format!("{what}: {}", e.without_url()))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("{what}: Discord answered {status}"));
+    }
+    let roles: Value = response
+        .json()
+        .await
+        .map_err(|e| format!("{what}: {}", e.without_url()))?;
+    Ok(roles
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            Some((
+                r["id"].as_str()?.to_string(),
+                r["name"].as_str()?.to_string(),
+            ))
+        })
+        .collect())
+}

@@ -137,11 +137,97 @@ pub async fn interactions(
             let choices = commands::server_choices(&servers, &interaction.command, typed);
             Ok(Json(json!({"type": 8, "data": {"choices": choices}})).into_response())
         }
-        Kind::Command => Ok(command(&state, &cfg, interaction)),
+        Kind::Command => match with_role_ids(&state, &cfg, &interaction).await {
+            Ok(cfg) => Ok(command(&state, &cfg, interaction)),
+            Err(refusal) => Ok(message(refusal, true)),
+        },
         Kind::Other(n) => Err(ApiError::bad_request(format!(
             "interaction type {n} is not handled (only PING, commands and autocomplete)"
         ))),
     }
+}
+
+/// Role names looked up per (guild, name), with when: kept for [`ROLE_CACHE_SECONDS`].
+static ROLE_IDS: std::sync::LazyLock<std::sync::Mutex<RoleCache>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// (guild id, lower-case role name) → (role id, when it was looked up).
+type RoleCache = std::collections::HashMap<(String, String), (String, std::time::Instant)>;
+
+/// How long a role name's id is kept before it is looked up again.
+const ROLE_CACHE_SECONDS: u64 = 300;
+
+/// `cfg` with the role `i`'s command needs given as an id: a name is looked up in the guild's
+/// roles with the bot token. Err: the polite refusal.
+async fn with_role_ids(
+    state: &AppState,
+    cfg: &DiscordConfig,
+    i: &Interaction,
+) -> Result<DiscordConfig, String> {
+    let key = if cfg.command_roles.contains_key(&i.command) {
+        Some(i.command.clone())
+    } else {
+        None
+    };
+    let needed = key
+        .as_ref()
+        .map_or(&cfg.role, |k| &cfg.command_roles[k])
+        .clone();
+    if config::is_snowflake(&needed) || matches!(i.command.as_str(), "help" | "list") {
+        return Ok(cfg.clone());
+    }
+    if i.guild_id.is_empty() {
+        return Err("Sorry, I take commands only in a server channel, not in DMs.".to_string());
+    }
+    let cached = ROLE_IDS
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&(i.guild_id.clone(), needed.to_lowercase())).cloned())
+        .filter(|(_, at)| at.elapsed().as_secs() < ROLE_CACHE_SECONDS)
+        .map(|(id, _)| id);
+    let id = match cached {
+        Some(id) => id,
+        None => {
+            let data = data_source(state);
+            let looked_up = async {
+                let token = resolve(
+                    &data,
+                    state.env.repo.env_values(),
+                    &cfg.bot_token,
+                    "chat.discord.botToken",
+                )?;
+                discord_api::guild_roles(&cfg.api_base, &i.guild_id, &token).await
+            };
+            let roles = looked_up.await.map_err(|e| {
+                tracing::error!(error = %e, "cannot look up the role `{needed}`");
+                format!("Sorry, I cannot check the `{needed}` role right now; try again later.")
+            })?;
+            if let Ok(mut cache) = ROLE_IDS.lock() {
+                for (id, name) in &roles {
+                    cache.insert(
+                        (i.guild_id.clone(), name.to_lowercase()),
+                        (id.clone(), std::time::Instant::now()),
+                    );
+                }
+            }
+            roles
+                .into_iter()
+                .find(|(_, name)| name.eq_ignore_ascii_case(&needed))
+                .map(|(id, _)| id)
+                .ok_or_else(|| {
+                    tracing::error!(role = %needed, guild = %i.guild_id, "no such role in the server (orch.yaml chat.discord)");
+                    format!("Sorry, this server has no `{needed}` role, so nobody may `/{}` yet.", i.command)
+                })?
+        }
+    };
+    let mut resolved = cfg.clone();
+    match key {
+        Some(k) => {
+            resolved.command_roles.insert(k, id);
+        }
+        None => resolved.role = id,
+    }
+    Ok(resolved)
 }
 
 /// What a command runs.
