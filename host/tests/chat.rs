@@ -372,6 +372,9 @@ fn signatures_roles_channels_autocomplete_and_register() {
         answer["error"].as_str().unwrap().contains("replayed"),
         "{answer}"
     );
+    // A body over 64 KiB is refused, signed or not.
+    let huge = json!({"type": 1, "padding": "x".repeat(70 * 1024)});
+    assert_eq!(discord.post(&rt, &huge).0, 413);
     // A command in a bad-signature request runs nothing either.
     let start = discord.interaction(
         2,
@@ -640,6 +643,20 @@ fn game_commands_run_their_workflows_and_the_follow_up_names_the_outcome() {
         .filter(|l| l.starts_with("compose"))
         .collect();
     assert_eq!(compose, ["compose pull", "compose up -d"], "{log}");
+
+    let docker_calls = lab.read("calamity/docker.log").lines().count();
+    let said = run("reboot", "calamity", None, &[HOMIE]);
+    assert_eq!(
+        said,
+        format!("✅ calamity was restarted and is up at {calamity_ip}")
+    );
+    let log = lab.read("calamity/docker.log");
+    let compose: Vec<&str> = log
+        .lines()
+        .skip(docker_calls)
+        .filter(|l| l.starts_with("compose"))
+        .collect();
+    assert_eq!(compose, ["compose down", "compose up -d"], "{log}");
 
     let said = run("stop", "calamity", None, &[HOMIE]);
     assert_eq!(said, "🛑 calamity is stopped");
