@@ -445,6 +445,9 @@ fn signatures_roles_channels_autocomplete_and_register() {
 
     let list = discord.interaction(2, "list", json!([]), CHANNEL, &[]);
     let (_, answer) = discord.post(&rt, &list);
+    // The same interaction again (a fresh, valid signature): a replay.
+    let (status, again) = discord.post(&rt, &list);
+    assert_eq!(status, 401, "{again}");
     let content = answer["data"]["content"].as_str().unwrap();
     for s in ["allthemons", "calamity", "infinity"] {
         assert!(content.contains(s), "{answer}");

@@ -119,6 +119,8 @@ pub enum Kind {
 pub struct Interaction {
     /// Its type.
     pub kind: Kind,
+    /// The interaction's id.
+    pub id: String,
     /// The interaction token (for the follow-up edit; a short-lived credential, never logged).
     pub token: String,
     /// The channel it came from.
@@ -159,6 +161,7 @@ pub fn parse(body: &[u8]) -> Result<Interaction, String> {
     };
     let mut out = Interaction {
         kind,
+        id: s(&v["id"]),
         token: s(&v["token"]),
         channel_id: s(&v["channel_id"]),
         guild_id: s(&v["guild_id"]),

@@ -123,6 +123,12 @@ pub async fn interactions(
         return Err(ApiError::unauthorized(refusal));
     }
     let interaction = commands::parse(&body).map_err(ApiError::bad_request)?;
+    if !first_time(&interaction.id) {
+        tracing::warn!(interaction = %interaction.id, "discord interaction replayed");
+        return Err(ApiError::unauthorized(
+            "this interaction was already received (replayed?)",
+        ));
+    }
     match interaction.kind {
         Kind::Ping => Ok(Json(json!({"type": 1})).into_response()),
         Kind::Autocomplete => {
@@ -145,6 +151,24 @@ pub async fn interactions(
             "interaction type {n} is not handled (only PING, commands and autocomplete)"
         ))),
     }
+}
+
+/// Interaction ids seen within the signature window, with when.
+static SEEN: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, i64>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// False when interaction `id` came before (within twice the signature window, after which
+/// its timestamp is refused anyway): a replay of a validly signed request.
+fn first_time(id: &str) -> bool {
+    if id.is_empty() {
+        return true;
+    }
+    let now = chrono::Utc::now().timestamp();
+    let Ok(mut seen) = SEEN.lock() else {
+        return true;
+    };
+    seen.retain(|_, at| now - *at <= 2 * verify::MAX_SKEW_SECONDS);
+    seen.insert(id.to_string(), now).is_none()
 }
 
 /// Role names looked up per (guild, name), with when: kept for [`ROLE_CACHE_SECONDS`].
@@ -173,7 +197,11 @@ async fn with_role_ids(
         .as_ref()
         .map_or(&cfg.role, |k| &cfg.command_roles[k])
         .clone();
-    if config::is_snowflake(&needed) || matches!(i.command.as_str(), "help" | "list") {
+    let wrong_channel = !cfg.channels.is_empty() && !cfg.channels.contains(&i.channel_id);
+    if config::is_snowflake(&needed)
+        || matches!(i.command.as_str(), "help" | "list")
+        || wrong_channel
+    {
         return Ok(cfg.clone());
     }
     if i.guild_id.is_empty() {
