@@ -365,11 +365,25 @@ fn signatures_roles_channels_autocomplete_and_register() {
     assert_eq!(status, 401, "a tampered body");
     let unsigned = discord.http.post(&discord.endpoint).body(ping.to_string());
     assert_eq!(discord.finish(&rt, unsigned).0, 401);
-    // A replay: a good signature over a timestamp 10 minutes old.
-    let (status, answer) = discord.post_signed(&rt, &key, Discord::now() - 600, &ping, false);
+    // A replay: a good signature over a timestamp 10 minutes old (an interaction not seen yet).
+    let old_ping = json!({"type": 1, "id": "2", "application_id": APP_ID, "token": "t"});
+    let (status, answer) = discord.post_signed(&rt, &key, Discord::now() - 600, &old_ping, false);
     assert_eq!(status, 401, "{answer}");
     assert!(
-        answer["error"].as_str().unwrap().contains("replayed"),
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("timestamp is more than 300s from now"),
+        "{answer}"
+    );
+    // The same PING again, freshly signed: its id was seen, so it is a replay too.
+    let (status, answer) = discord.post(&rt, &ping);
+    assert_eq!(status, 401, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("already received"),
         "{answer}"
     );
     // A body over 64 KiB is refused, signed or not.
