@@ -6,6 +6,7 @@
 
 pub mod builtin;
 pub mod capabilities;
+pub mod chat;
 pub mod cli;
 pub mod converge;
 pub mod excerpt;

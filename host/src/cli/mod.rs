@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 ok, 1 the run or operation failed, 2 usage or validation error.
 
+mod chat;
 mod check;
 pub mod context;
 pub(crate) mod data;
@@ -129,6 +130,9 @@ enum Command {
     Token(token::Cmd),
     /// Serve the HTTP API (runs, data, live events) until SIGTERM; see `orch token` for access.
     Serve(serve::Args),
+    /// Chat-ops: register the Discord slash commands (`orch serve` answers them).
+    #[command(subcommand)]
+    Chat(chat::Cmd),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -190,6 +194,7 @@ async fn dispatch(command: Command, ctx: &Ctx) -> CmdResult {
         Command::Triggers(c) => triggers::exec(c, ctx).await,
         Command::Token(c) => token::exec(c, ctx),
         Command::Serve(a) => serve::exec(a, ctx).await,
+        Command::Chat(c) => chat::exec(c, ctx).await,
     }
 }
 

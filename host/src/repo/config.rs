@@ -30,6 +30,8 @@ pub struct RepoConfig {
     pub limits: Option<LimitCaps>,
     /// Which plugin id provides a type that several installed bundles claim (`providers:`).
     pub providers: BTreeMap<String, String>,
+    /// Chat-ops (`chat:`): the Discord interactions endpoint of `orch serve`.
+    pub chat: crate::chat::config::ChatConfig,
 }
 
 impl Default for RepoConfig {
@@ -42,6 +44,7 @@ impl Default for RepoConfig {
             grants: BTreeMap::new(),
             limits: None,
             providers: BTreeMap::new(),
+            chat: Default::default(),
         }
     }
 }
@@ -92,6 +95,8 @@ struct RawConfig {
     limits: Option<LimitCaps>,
     #[serde(default, deserialize_with = "null_default")]
     providers: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "null_default")]
+    chat: crate::chat::config::ChatConfig,
 }
 
 #[derive(Deserialize)]
@@ -254,6 +259,14 @@ impl RepoConfig {
                 ));
             }
         }
+        for (field, message) in raw.chat.problems() {
+            diags.push(Diagnostic::at(
+                file,
+                &lines,
+                join_key("chat", &field),
+                message,
+            ));
+        }
         if !diags.is_empty() {
             return Err(diags);
         }
@@ -266,6 +279,7 @@ impl RepoConfig {
             grants: raw.grants,
             limits: raw.limits,
             providers: raw.providers,
+            chat: raw.chat,
         })
     }
 }

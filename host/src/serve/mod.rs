@@ -187,6 +187,10 @@ impl ApiError {
     pub fn internal(message: impl std::fmt::Display) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
+    /// The message said in the response.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
     /// A CLI error as the API says it: a usage error is 400, a missing thing 404, else 500.
     pub fn from_cli(e: CliError) -> Self {
         let missing = [
@@ -276,6 +280,15 @@ pub fn public_routes() -> Vec<Route> {
             &["/hooks/{path}"],
             post(triggers::hook).layer(axum::extract::DefaultBodyLimit::max(
                 crate::triggers::MAX_BODY_BYTES + 1,
+            )),
+        ),
+        // Signed by Discord (Ed25519) instead of a token (see crate::chat).
+        route(
+            "post",
+            "/chat/discord/interactions",
+            &["/chat/discord/interactions"],
+            post(crate::chat::interactions).layer(axum::extract::DefaultBodyLimit::max(
+                crate::chat::MAX_BODY_BYTES + 1,
             )),
         ),
     ]

@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod docker;
+pub mod game_lab;
 pub mod lab;
 pub mod prometheus;
 pub mod sshd;
