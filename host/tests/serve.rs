@@ -1007,4 +1007,18 @@ async fn a_run_is_readable_as_soon_as_its_start_is_answered() {
         assert_eq!(status, 200, "GET right after 202: {run}");
         assert_eq!(run["id"], id);
     }
+    // The store itself has it, not only the server: another process finds it at once, and so
+    // does a method run's.
+    for body in [
+        json!({"workflow": "quick"}),
+        json!({"model": "w", "method": "write", "inputs": {"name": "x", "attributes": {}}}),
+    ] {
+        let (status, started) = client
+            .post(&server.url("/api/v1/runs"), &runner, body)
+            .await;
+        assert_eq!(status, 202, "{started}");
+        let id = started["id"].as_str().unwrap();
+        let shown = repo.orch(&["--json", "runs", "show", id]).ok().json();
+        assert_eq!(shown["id"], id, "orch runs show right after 202");
+    }
 }

@@ -316,12 +316,13 @@ fn command(state: &Arc<AppState>, cfg: &DiscordConfig, i: Interaction) -> Respon
     let started = match plan {
         Plan::Workflow(workflow, inputs) => {
             crate::serve::api::runs::start_workflow(state, &workflow, inputs)
-                .map(|(id, done)| (id, Box::pin(async move { done.await.ok() }) as Pending))
         }
-        Plan::Method(model, method, inputs) => start_method(state, &model, &method, inputs),
+        Plan::Method(model, method, inputs) => {
+            crate::serve::api::runs::start_method(state, &model, &method, inputs)
+        }
     };
     let (id, done) = match started {
-        Ok(s) => s,
+        Ok(s) => (s.id, s.done),
         Err(e) => {
             tracing::error!(error = %e.message(), command = %i.command, server = %server.name, "chat command could not start");
             return message(
@@ -340,7 +341,7 @@ fn command(state: &Arc<AppState>, cfg: &DiscordConfig, i: Interaction) -> Respon
     let cfg = cfg.clone();
     let server = server.clone();
     tokio::spawn(async move {
-        let status = done.await;
+        let status = done.await.ok();
         let record = crate::cli::runs::show(&state.env.store, &id).ok();
         let text = summary(
             &state,
@@ -357,48 +358,6 @@ fn command(state: &Arc<AppState>, cfg: &DiscordConfig, i: Interaction) -> Respon
         }
     });
     Json(json!({"type": 5})).into_response()
-}
-
-type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Option<RunStatus>> + Send>>;
-
-/// Starts a method run as `POST /api/v1/runs` does for `{model, method}`.
-fn start_method(
-    state: &Arc<AppState>,
-    model: &str,
-    method: &str,
-    inputs: Map<String, Value>,
-) -> Result<(String, Pending), ApiError> {
-    if state.stopping.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "the server is shutting down",
-        ));
-    }
-    crate::workflow::check_model(&state.env.repo, model).map_err(ApiError::bad_request)?;
-    let handle = crate::run::RunHandle::new();
-    let id = handle.id.clone();
-    state
-        .hub
-        .register(&id, &format!("{model}.{method}"), handle.cancel.clone());
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let env = state.env.clone();
-    let hub = state.hub.clone();
-    let (model, method, run_id) = (model.to_string(), method.to_string(), id.clone());
-    tokio::spawn(async move {
-        struct Finish(crate::serve::hub::Hub, String);
-        impl Drop for Finish {
-            fn drop(&mut self) {
-                self.0.finish(&self.1);
-            }
-        }
-        let finish = Finish(hub, run_id);
-        let (record, _) = env
-            .run_method_as(handle, &model, &method, inputs, false)
-            .await;
-        drop(finish);
-        let _ = tx.send(record.status);
-    });
-    Ok((id, Box::pin(async move { rx.await.ok() })))
 }
 
 /// The VM `name` as the fleet data records it (`fleet` model, `vm` spec): its attributes.

@@ -421,7 +421,7 @@ impl RunEnv {
             waiting: Vec::new(),
             resumed_from: Some(old.id.clone()),
         };
-        let started = StartRecord::spawn(self.store.clone(), record.clone());
+        let started = StartRecord::spawn(self.store.clone(), record.clone(), None);
         let (state, record, started) =
             self.begin(record, started, false, prior, CancelToken::new());
         Ok(self.drive(state, record, started, inputs, &preloaded).await)

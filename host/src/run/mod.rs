@@ -55,14 +55,30 @@ pub struct RunEnv {
 /// Receives each event of a run as it happens: the run id and the event's JSON (redacted).
 pub type EventObserver = Arc<dyn Fn(&str, &Value) + Send + Sync>;
 
+/// Told once whether a run's start record was committed: `None`, or why it could not be.
+pub type OnRecorded = Arc<dyn Fn(Option<String>) + Send + Sync>;
+
 /// A run a caller starts under an id it made beforehand ([`new_run_id`]), cancelled by
-/// `cancel`: the caller can hand out the id before the run is recorded.
-#[derive(Clone, Debug)]
+/// `cancel`: the caller can hand out the id before the run is recorded, or wait for
+/// `on_recorded` to hand it out only once `orch runs show` finds it.
+#[derive(Clone)]
 pub struct RunHandle {
     /// The run's id.
     pub id: String,
     /// Cancels this run alone.
     pub cancel: CancelToken,
+    /// Called once the run's start record is committed, or could not be.
+    pub on_recorded: Option<OnRecorded>,
+}
+
+impl std::fmt::Debug for RunHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunHandle")
+            .field("id", &self.id)
+            .field("cancel", &self.cancel)
+            .field("on_recorded", &self.on_recorded.is_some())
+            .finish()
+    }
 }
 
 impl RunHandle {
@@ -71,6 +87,7 @@ impl RunHandle {
         RunHandle {
             id: new_run_id(),
             cancel: CancelToken::new(),
+            on_recorded: None,
         }
     }
 }
@@ -123,7 +140,11 @@ impl RunEnv {
         dry_run: bool,
         handle: RunHandle,
     ) -> (Arc<RunState>, RunRecord, Instant) {
-        let RunHandle { id, cancel } = handle;
+        let RunHandle {
+            id,
+            cancel,
+            on_recorded,
+        } = handle;
         let record = RunRecord {
             id,
             kind: kind.to_string(),
@@ -141,7 +162,7 @@ impl RunEnv {
             waiting: Vec::new(),
             resumed_from: None,
         };
-        let started = StartRecord::spawn(self.store.clone(), record.clone());
+        let started = StartRecord::spawn(self.store.clone(), record.clone(), on_recorded);
         self.begin(record, started, dry_run, Prior::default(), cancel)
     }
 
@@ -341,8 +362,8 @@ impl RunEnv {
         cancel: CancelToken,
     ) -> RunRecord {
         let handle = RunHandle {
-            id: new_run_id(),
             cancel,
+            ..RunHandle::new()
         };
         self.run_workflow_as(handle, name, inputs, dry_run).await
     }

@@ -23,16 +23,24 @@ pub struct StartRecord(Arc<Mutex<State>>);
 
 impl StartRecord {
     /// Reaps abandoned runs and commits `record` on a new thread (inline if no thread can be
-    /// started).
-    pub(crate) fn spawn(store: ResourceStore, record: RunRecord) -> StartRecord {
+    /// started), then tells `on_recorded` how that went.
+    pub(crate) fn spawn(
+        store: ResourceStore,
+        record: RunRecord,
+        on_recorded: Option<super::OnRecorded>,
+    ) -> StartRecord {
         let work = move || {
             // Runs whose process died are found here at the latest, so they never stay `running`.
             if let Err(e) = reap_abandoned(&store) {
                 tracing::warn!(error = %e, "could not check for abandoned runs");
             }
-            store
+            let result = store
                 .put_run(&record)
-                .map_err(|e| format!("cannot record the run's start: {e}"))
+                .map_err(|e| format!("cannot record the run's start: {e}"));
+            if let Some(told) = on_recorded {
+                told(result.as_ref().err().cloned());
+            }
+            result
         };
         let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() -> Result<(), String> + Send>>();
         let state = match std::thread::Builder::new()
@@ -112,11 +120,39 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ResourceStore::new(dir.path().join("data.redb"), StoreOptions::default());
         let id = new_run_id();
-        let started = StartRecord::spawn(store.clone(), record(&id));
+        let started = StartRecord::spawn(store.clone(), record(&id), None);
         assert_eq!(started.clone().wait(), None);
         assert_eq!(started.wait(), None, "a second wait returns at once");
         let stored = store.get_run(&id).unwrap().expect("recorded");
         assert_eq!(stored.status, RunStatus::Running);
+    }
+
+    #[test]
+    fn on_recorded_is_told_once_the_record_is_in_the_store_or_why_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ResourceStore::new(dir.path().join("data.redb"), StoreOptions::default());
+        let id = new_run_id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (seen, probe, probed) = (tx.clone(), store.clone(), id.clone());
+        let told: crate::run::OnRecorded = Arc::new(move |why| {
+            let found = probe.get_run(&probed).unwrap().is_some();
+            seen.send((why, found)).unwrap();
+        });
+        StartRecord::spawn(store, record(&id), Some(told)).wait();
+        let (why, found) = rx.recv().unwrap();
+        assert_eq!(why, None);
+        assert!(found, "told before the record was readable");
+
+        let broken = dir.path().join("broken.redb");
+        std::fs::create_dir(&broken).unwrap();
+        let store = ResourceStore::new(broken, StoreOptions::default());
+        let told: crate::run::OnRecorded = Arc::new(move |why| tx.send((why, false)).unwrap());
+        StartRecord::spawn(store, record(&new_run_id()), Some(told)).wait();
+        let (why, _) = rx.recv().unwrap();
+        assert!(
+            why.is_some_and(|w| w.starts_with("cannot record the run's start")),
+            "the error is told"
+        );
     }
 
     #[test]
@@ -126,7 +162,7 @@ mod tests {
         let path = dir.path().join("data.redb");
         std::fs::create_dir(&path).unwrap();
         let store = ResourceStore::new(path, StoreOptions::default());
-        let started = StartRecord::spawn(store, record(&new_run_id()));
+        let started = StartRecord::spawn(store, record(&new_run_id()), None);
         let first = started.wait().expect("an error");
         assert!(
             first.starts_with("cannot record the run's start"),

@@ -3,7 +3,7 @@
 //! firing and checking rules live in [`crate::triggers`]; this is the HTTP and run-start glue.
 
 use crate::method::StoreDataSource;
-use crate::serve::api::runs::start_workflow;
+use crate::serve::api::runs::{Started, start_workflow};
 use crate::serve::{ApiError, AppState};
 use crate::triggers::{BoxFuture, Launched, Launcher, Origin, Scheduler, Webhooks};
 use axum::Json;
@@ -49,10 +49,13 @@ impl Launcher for ServeLauncher {
             Some(state) => start_workflow(&state, workflow, inputs).map_err(|e| e.message),
             None => Err("the server is stopping".to_string()),
         };
-        if let Ok((id, _)) = &started {
-            tracing::info!(workflow, run = %id, origin = ?origin, "trigger started a run");
+        if let Ok(started) = &started {
+            tracing::info!(workflow, run = %started.id, origin = ?origin, "trigger started a run");
         }
-        Box::pin(async move { started.map(|(id, done)| Launched { id, done }) })
+        Box::pin(async move {
+            let Started { id, done, .. } = started?;
+            Ok(Launched { id, done })
+        })
     }
 }
 
@@ -88,7 +91,9 @@ pub async fn hook(
                 StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             ApiError::new(status, e.message)
         })?;
-    let (id, _done) = start_workflow(&state, &workflow, inputs)?;
+    let id = start_workflow(&state, &workflow, inputs)?
+        .recorded()
+        .await?;
     tracing::info!(path, workflow, run = %id, "webhook started a run");
     Ok((
         StatusCode::ACCEPTED,

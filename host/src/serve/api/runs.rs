@@ -29,7 +29,8 @@ pub struct StartRun {
     inputs: Map<String, Value>,
 }
 
-/// `POST /api/v1/runs`.
+/// `POST /api/v1/runs`. Answers 202 once the run's start record is committed, so the id it
+/// returns is at once found by `GET /api/v1/runs/{id}` and by `orch runs show`.
 pub async fn start(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -42,11 +43,7 @@ pub async fn start(
         ))
     })?;
     caller.require(Scope::Run, "starting a run")?;
-    refuse_while_stopping(&state)?;
-    let env = state.env.clone();
-    let handle = RunHandle::new();
-    let id = handle.id.clone();
-    match (body.workflow, body.model, body.method) {
+    let started = match (body.workflow, body.model, body.method) {
         (Some(workflow), None, None) => {
             if !caller.0.may_run_workflow(&workflow) {
                 return Err(ApiError::forbidden(format!(
@@ -55,8 +52,7 @@ pub async fn start(
                     caller.0.workflows.as_deref().unwrap_or_default().join(", ")
                 )));
             }
-            let (id, _done) = start_workflow(&state, &workflow, body.inputs)?;
-            return Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response());
+            start_workflow(&state, &workflow, body.inputs)?
         }
         (None, Some(model), Some(method)) => {
             if !caller.0.may_run_method() {
@@ -66,36 +62,15 @@ pub async fn start(
                     caller.0.workflows.as_deref().unwrap_or_default().join(", ")
                 )));
             }
-            let def = env.repo.model(&model).map_err(ApiError::not_found)?;
-            if !def.methods.contains_key(&method)
-                && env
-                    .registry
-                    .get(&def.type_name)
-                    .ok()
-                    .is_none_or(|t| !t.description.methods.iter().any(|m| m.name == method))
-            {
-                return Err(ApiError::not_found(format!(
-                    "model `{model}` ({}) has no method `{method}` (see `GET /api/v1/types/{}`)",
-                    def.type_name, def.type_name
-                )));
-            }
-            crate::workflow::check_model(&env.repo, &model).map_err(ApiError::bad_request)?;
-            let target = format!("{model}.{method}");
-            state.hub.register(&id, &target, handle.cancel.clone());
-            let ended = Ended(state.hub.clone(), id.clone());
-            let inputs = body.inputs;
-            tokio::spawn(async move {
-                env.run_method_as(handle, &model, &method, inputs, false)
-                    .await;
-                drop(ended);
-            });
+            start_method(&state, &model, &method, body.inputs)?
         }
         _ => {
             return Err(ApiError::bad_request(
                 "give either \"workflow\" or both \"model\" and \"method\" (with \"inputs\")",
             ));
         }
-    }
+    };
+    let id = started.recorded().await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
 }
 
@@ -109,15 +84,55 @@ fn refuse_while_stopping(state: &AppState) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A run started in the background by [`start_workflow`] or [`start_method`].
+pub(crate) struct Started {
+    /// The run's id.
+    pub id: String,
+    /// Resolves with the run's final status (a dropped sender: the run's task ended early).
+    pub done: tokio::sync::oneshot::Receiver<RunStatus>,
+    /// Resolves once the run's start record is committed: `None`, or why it could not be.
+    recorded: tokio::sync::oneshot::Receiver<Option<String>>,
+}
+
+impl Started {
+    /// Waits until the run's start record is committed, then gives its id: from then on
+    /// `GET /api/v1/runs/{id}` and `orch runs show` find the run.
+    pub async fn recorded(self) -> Result<String, ApiError> {
+        match self.recorded.await {
+            Ok(None) => Ok(self.id),
+            Ok(Some(why)) => Err(ApiError::internal(format!("run {}: {why}", self.id))),
+            Err(_) => Err(ApiError::internal(format!(
+                "run {} ended before its start was recorded; see the server's log",
+                self.id
+            ))),
+        }
+    }
+}
+
+/// A handle for a new run whose start record's commit is told to the returned receiver.
+fn recorded_handle() -> (RunHandle, tokio::sync::oneshot::Receiver<Option<String>>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = std::sync::Mutex::new(Some(tx));
+    let handle = RunHandle {
+        on_recorded: Some(Arc::new(move |why| {
+            if let Some(tx) = tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                let _ = tx.send(why);
+            }
+        })),
+        ..RunHandle::new()
+    };
+    (handle, rx)
+}
+
 /// Starts workflow `workflow` in the background after the checks `orch run` makes (the
 /// workflow and its models check clean, inputs fit the schema, defaults applied); the caller's
-/// rights are checked before. Returns the run's id at once and a receiver of its final status.
-/// `POST /api/v1/runs`, schedules and webhooks all start workflows here.
+/// rights are checked before. `POST /api/v1/runs`, schedules, webhooks and chat commands all
+/// start workflows here.
 pub(crate) fn start_workflow(
     state: &Arc<AppState>,
     workflow: &str,
     mut inputs: Map<String, Value>,
-) -> Result<(String, tokio::sync::oneshot::Receiver<RunStatus>), ApiError> {
+) -> Result<Started, ApiError> {
     refuse_while_stopping(state)?;
     let env = state.env.clone();
     let wf = env.repo.workflow(workflow).map_err(ApiError::not_found)?;
@@ -131,7 +146,7 @@ pub(crate) fn start_workflow(
             problems.join("\n  ")
         ))
     })?;
-    let handle = RunHandle::new();
+    let (handle, recorded) = recorded_handle();
     let id = handle.id.clone();
     state.hub.register(&id, workflow, handle.cancel.clone());
     let ended = Ended(state.hub.clone(), id.clone());
@@ -142,7 +157,51 @@ pub(crate) fn start_workflow(
         drop(ended);
         let _ = done_tx.send(record.status);
     });
-    Ok((id, done))
+    Ok(Started { id, done, recorded })
+}
+
+/// Starts method `method` of model `model` as a run of its own in the background, after the
+/// checks `orch model method run` makes (the model exists, checks clean, and has the method);
+/// the caller's rights are checked before. `POST /api/v1/runs` and chat commands start
+/// method runs here.
+pub(crate) fn start_method(
+    state: &Arc<AppState>,
+    model: &str,
+    method: &str,
+    inputs: Map<String, Value>,
+) -> Result<Started, ApiError> {
+    refuse_while_stopping(state)?;
+    let env = state.env.clone();
+    let def = env.repo.model(model).map_err(ApiError::not_found)?;
+    if !def.methods.contains_key(method)
+        && env
+            .registry
+            .get(&def.type_name)
+            .ok()
+            .is_none_or(|t| !t.description.methods.iter().any(|m| m.name == method))
+    {
+        return Err(ApiError::not_found(format!(
+            "model `{model}` ({}) has no method `{method}` (see `GET /api/v1/types/{}`)",
+            def.type_name, def.type_name
+        )));
+    }
+    crate::workflow::check_model(&env.repo, model).map_err(ApiError::bad_request)?;
+    let (handle, recorded) = recorded_handle();
+    let id = handle.id.clone();
+    state
+        .hub
+        .register(&id, &format!("{model}.{method}"), handle.cancel.clone());
+    let ended = Ended(state.hub.clone(), id.clone());
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    let (model, method) = (model.to_string(), method.to_string());
+    tokio::spawn(async move {
+        let (record, _) = env
+            .run_method_as(handle, &model, &method, inputs, false)
+            .await;
+        drop(ended);
+        let _ = done_tx.send(record.status);
+    });
+    Ok(Started { id, done, recorded })
 }
 
 /// Takes a run out of the hub when its task ends, however it ends (a panic included), so
@@ -176,19 +235,8 @@ pub async fn show(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    // A run this server just started (202) may not have its start record committed yet (it is
-    // written on its own thread): wait for it briefly rather than answer 404 for a run that
-    // exists.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    let run = loop {
-        match cli_runs::show(&state.env.store, &id) {
-            Ok(run) => break run,
-            Err(e) if state.hub.get(&id).is_none() || tokio::time::Instant::now() >= deadline => {
-                return Err(ApiError::from_cli(e));
-            }
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
-        }
-    };
+    // A run is recorded before its id is handed out (see [`Started::recorded`]).
+    let run = cli_runs::show(&state.env.store, &id).map_err(ApiError::from_cli)?;
     Ok(Json(serde_json::to_value(run).map_err(ApiError::internal)?))
 }
 
