@@ -11,8 +11,9 @@ mod graph;
 mod import;
 mod init;
 mod inputs;
+mod mcp;
 pub(crate) mod model;
-mod plan;
+pub(crate) mod plan;
 mod plugin;
 mod run;
 pub(crate) mod runs;
@@ -129,6 +130,8 @@ enum Command {
     Token(token::Cmd),
     /// Serve the HTTP API (runs, data, live events) until SIGTERM; see `orch token` for access.
     Serve(serve::Args),
+    /// Serve the Model Context Protocol on stdin/stdout for AI agents (tools: orch's commands).
+    Mcp(mcp::Args),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -190,6 +193,7 @@ async fn dispatch(command: Command, ctx: &Ctx) -> CmdResult {
         Command::Triggers(c) => triggers::exec(c, ctx).await,
         Command::Token(c) => token::exec(c, ctx),
         Command::Serve(a) => serve::exec(a, ctx).await,
+        Command::Mcp(a) => mcp::exec(a, ctx).await,
     }
 }
 
