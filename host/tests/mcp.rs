@@ -253,12 +253,30 @@ fn an_agent_lists_the_tools_syncs_the_fleet_and_reads_a_vms_ip() {
     let s = session(
         &lab,
         &["--read-only"],
-        json!([{"name": "get_run", "arguments": {"id": id}}]),
+        json!([
+            {"name": "get_run", "arguments": {"id": id}},
+            {"name": "data_versions", "arguments": {"model": "fleet", "name": "gold-image"}},
+            {"name": "data_changes", "arguments": {"model": "fleet", "since": "1h"}},
+            {"name": "plan", "arguments": {"models": ["fleet"]}},
+            {"name": "data_diff", "arguments": {"model": "fleet", "name": "gold-image"}},
+        ]),
     );
     let record = s.ok(0);
     assert_eq!(record["id"], id);
     assert_eq!(record["status"], "succeeded");
-    assert!(!s.stdout.contains(PASSWORD));
+    let versions = s.ok(1);
+    assert_eq!(versions.as_array().unwrap().len(), 1, "{versions}");
+    assert_eq!(versions[0]["attributes"]["vmid"], 109);
+    assert!(s.ok(2).to_string().contains("gold-image"));
+    let plan = s.ok(3);
+    assert_eq!(plan["order"], json!(["keebDev02", "fleet"]), "{plan}");
+    assert_eq!(plan["pending"], false);
+    let (is_error, text) = s.call(4);
+    assert!(
+        is_error && text.contains("fleet/vm/gold-image has only version 1"),
+        "{text}"
+    );
+    assert!(!s.stdout.contains(PASSWORD) && !s.stderr.contains(PASSWORD));
 }
 
 #[test]
