@@ -319,6 +319,74 @@ fn a_destructive_call_without_the_vmid_is_refused_and_nothing_is_deleted() {
     assert!(writes.is_empty(), "requests reached the API: {writes:?}");
     assert_eq!(lab.sim.vm_status("allthemons").as_deref(), Some("running"));
     assert!(!s.stdout.contains(PASSWORD) && !s.stderr.contains(PASSWORD));
+
+    // With the vmid the agent read (data_get), the same call goes through.
+    let s = session(
+        &lab,
+        &[],
+        json!([
+            {"name": "data_get", "arguments": {"model": "fleet", "name": "allthemons"}},
+            {"name": "run_method", "arguments": {"model": "fleet", "method": "stop", "inputs": {"vmName": "allthemons", "expectVmid": 108}}},
+        ]),
+    );
+    assert_eq!(s.ok(0)["attributes"]["vmid"], 108);
+    let stopped = s.ok(1);
+    assert_eq!(stopped["run"]["status"], "succeeded", "{stopped}");
+    assert_eq!(lab.sim.vm_status("allthemons").as_deref(), Some("stopped"));
+}
+
+#[test]
+fn stdout_carries_only_the_protocol_even_while_a_workflow_runs() {
+    use std::io::Write;
+    let lab = Lab::with_config(SimConfig::default());
+    let mut child = lab
+        .repo
+        .command(&["-v", "mcp"])
+        .env("PROXMOX_API_URL", lab.sim.url())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let requests = [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "run_workflow", "arguments": {"workflow": "sync-fleet"}}}),
+    ];
+    let mut stdin = child.stdin.take().unwrap();
+    for r in &requests {
+        writeln!(stdin, "{r}").unwrap();
+    }
+    // The client hangs up only after the run's answer: read stdout until then.
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = Vec::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line.unwrap();
+        let done = line.contains("\"id\":2");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        lines.len(),
+        2,
+        "one answer per request:\n{lines:#?}\nstderr:\n{stderr}"
+    );
+    for line in &lines {
+        let message: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON-RPC message ({e}): {line}"));
+        assert_eq!(message["jsonrpc"], "2.0", "{line}");
+    }
+    let answer: Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    assert!(
+        stderr.contains("sync-fleet"),
+        "run progress goes to stderr:\n{stderr}"
+    );
 }
 
 #[test]
