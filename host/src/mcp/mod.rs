@@ -25,7 +25,7 @@ const INSTRUCTIONS: &str = "orch orchestrates infrastructure through models (typ
 and workflows. Read before you act: list_models, show_model, describe_type, data_get. Prefer a \
 workflow or a model method over anything else. Destructive methods need their confirm input \
 (e.g. expectVmid): read the value with data_get first and pass it; never guess. run_workflow \
-and run_method change infrastructure. docs/agents.md in the repository says more.";
+and run_method change infrastructure. `orch init --agent` writes the full guide (AGENTS.md).";
 
 /// The MCP server over one repository, its plugins loaded once.
 #[derive(Clone)]
