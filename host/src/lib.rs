@@ -13,6 +13,7 @@ pub mod excerpt;
 pub mod expr;
 pub mod graph;
 pub mod import;
+pub mod mcp;
 pub mod method;
 pub mod output;
 pub mod plugin_dev;

@@ -149,6 +149,9 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     // The dashboard test (host/tests/dashboard.rs) drives headless Chromium over WebDriver.
     ("/usr/bin/chromium", "chromium"),
     ("/usr/bin/chromedriver", "chromium-driver"),
+    // orch mcp (host/tests/mcp.rs): the official Python MCP SDK, pip-installed into a venv
+    // under ~/.cache/orch-mcp-venv by the test itself.
+    ("/usr/lib/python3.11/ensurepip/__init__.py", "python3-venv"),
 ];
 
 /// Installs the Debian packages of `wanted` (file that proves it is there, package) not there yet.

@@ -12,8 +12,9 @@ mod graph;
 mod import;
 mod init;
 mod inputs;
+mod mcp;
 pub(crate) mod model;
-mod plan;
+pub(crate) mod plan;
 mod plugin;
 mod run;
 pub(crate) mod runs;
@@ -133,6 +134,8 @@ enum Command {
     /// Chat-ops: register the Discord slash commands (`orch serve` answers them).
     #[command(subcommand)]
     Chat(chat::Cmd),
+    /// Serve the Model Context Protocol on stdin/stdout for AI agents (tools: orch's commands).
+    Mcp(mcp::Args),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -195,6 +198,7 @@ async fn dispatch(command: Command, ctx: &Ctx) -> CmdResult {
         Command::Token(c) => token::exec(c, ctx),
         Command::Serve(a) => serve::exec(a, ctx).await,
         Command::Chat(c) => chat::exec(c, ctx).await,
+        Command::Mcp(a) => mcp::exec(a, ctx).await,
     }
 }
 

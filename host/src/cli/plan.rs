@@ -81,6 +81,18 @@ pub async fn plan(args: PlanArgs, ctx: &Ctx) -> CmdResult {
     })
 }
 
+/// The plan of `models` (every converge-capable model when empty) as `orch plan --json` gives
+/// it; also `orch mcp`'s `plan`.
+pub(crate) async fn plan_value(
+    env: &crate::run::RunEnv,
+    models: &[String],
+) -> Result<Value, CliError> {
+    let order = ordered(env, models)?;
+    let plans = converge::plan(env, &order, &Map::new()).await;
+    let pending = plans.iter().any(|p| p.pending().next().is_some());
+    Ok(json!({ "order": order, "models": plans, "pending": pending }))
+}
+
 /// `orch apply`: plans, shows the plan, asks (or takes `--yes`), then converges.
 pub async fn apply(args: ApplyArgs, ctx: &Ctx) -> CmdResult {
     let env = ctx.run_env_for_method().await?;

@@ -3,7 +3,9 @@
 
 use crate::cli::{model as cli_model, type_ as cli_type};
 use crate::graph::WorkflowGraph;
+use crate::repo::Repo;
 use crate::serve::{ApiError, AppState};
+use crate::workflow::Workflow;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
@@ -40,7 +42,7 @@ pub async fn model(
 }
 
 /// A workflow's inputs as JSON Schema (an object with no properties when it takes none).
-fn inputs_schema(wf: &crate::workflow::Workflow) -> Value {
+fn inputs_schema(wf: &Workflow) -> Value {
     wf.inputs
         .clone()
         .unwrap_or_else(|| json!({"type": "object", "properties": {}}))
@@ -48,15 +50,15 @@ fn inputs_schema(wf: &crate::workflow::Workflow) -> Value {
 
 /// `GET /api/v1/workflows` → `[{"name", "description", "inputs"}]`.
 pub async fn workflows(State(state): State<Arc<AppState>>) -> Json<Value> {
-    Json(
-        state
-            .env
-            .repo
-            .workflows
-            .values()
-            .map(|w| json!({"name": w.name, "description": w.description, "inputs": inputs_schema(w)}))
-            .collect(),
-    )
+    Json(workflow_list(&state.env.repo))
+}
+
+/// Every workflow's name, description and inputs schema (also `orch mcp`'s `list_workflows`).
+pub(crate) fn workflow_list(repo: &Repo) -> Value {
+    repo.workflows
+        .values()
+        .map(|w| json!({"name": w.name, "description": w.description, "inputs": inputs_schema(w)}))
+        .collect()
 }
 
 /// `GET /api/v1/workflows/{name}`: jobs, steps and the DAG as `orch workflow graph --json`,
@@ -65,10 +67,21 @@ pub async fn workflow(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let repo = &state.env.repo;
-    let wf = repo.workflow(&name).map_err(ApiError::not_found)?;
-    let graph = WorkflowGraph::of(repo, &name).map_err(ApiError::bad_request)?;
-    let mut value = serde_json::to_value(&graph).map_err(ApiError::internal)?;
+    let wf = state
+        .env
+        .repo
+        .workflow(&name)
+        .map_err(ApiError::not_found)?;
+    workflow_detail(&state.env.repo, wf)
+        .map(Json)
+        .map_err(ApiError::bad_request)
+}
+
+/// One workflow's graph, description, inputs schema and triggers (also `orch mcp`'s
+/// `show_workflow`).
+pub(crate) fn workflow_detail(repo: &Repo, wf: &Workflow) -> Result<Value, String> {
+    let graph = WorkflowGraph::of(repo, &wf.name).map_err(|e| e.to_string())?;
+    let mut value = serde_json::to_value(&graph).map_err(|e| e.to_string())?;
     let written = serde_json::to_value(wf).unwrap_or_default();
     if let Some(fields) = value.as_object_mut() {
         fields.insert("description".into(), json!(wf.description));
@@ -78,5 +91,5 @@ pub async fn workflow(
             written.get("triggers").cloned().unwrap_or(json!([])),
         );
     }
-    Ok(Json(value))
+    Ok(value)
 }
