@@ -4,6 +4,7 @@
 pub mod browser;
 pub mod docker;
 pub mod lab;
+pub mod postgres;
 pub mod prometheus;
 pub mod sshd;
 
