@@ -33,6 +33,7 @@ mod changes;
 mod diff;
 mod error;
 mod gc;
+mod postgres;
 mod resources;
 mod runs;
 mod types;
@@ -41,6 +42,7 @@ pub use self::access::{DEFAULT_LOCK_WAIT, ResourceStore, StoreOptions};
 pub use self::diff::{FieldDiff, SENSITIVE, diff_attributes, mask_sensitive};
 pub use self::error::StoreError;
 pub use self::gc::{DeletedVersion, KeepRule};
+pub use self::postgres::{SCHEMA_VERSION, mask_url};
 pub use self::types::{
     ChangeKind, ChangeWindow, Decision, LastSeen, PendingWrite, Provenance, RecordedOutcome,
     ResourceChange, ResourceKey, ResourceSummary, ResourceVersion, RunOwner, RunRecord, RunStatus,
