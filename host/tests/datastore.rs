@@ -37,9 +37,7 @@ fn redb() -> Db {
 fn pg() -> Db {
     let url = postgres::fresh_database();
     let db = Db {
-        open: Box::new(move || {
-            ResourceStore::postgres(&url, Some(postgres::PASSWORD), options()).expect("store")
-        }),
+        open: Box::new(move || ResourceStore::postgres(&url, Some(postgres::PASSWORD), options())),
         _dir: None,
     };
     assert_eq!(db.store().migrate().expect("migrate"), (0, 1));
@@ -591,7 +589,7 @@ fn the_harness_serves_a_fresh_database_per_test_behind_a_password() {
         "SET ROLE orch; CREATE TABLE t (x int); INSERT INTO t VALUES (7)",
     );
     assert_eq!(server.psql_in(db, "SELECT x FROM t").trim(), "7");
-    let wrong = ResourceStore::postgres(&url, Some("wrong"), options()).unwrap();
+    let wrong = ResourceStore::postgres(&url, Some("wrong"), options());
     let err = wrong.list(None).expect_err("a wrong password is refused");
     assert!(matches!(err, StoreError::Postgres { .. }), "{err:?}");
 }
@@ -599,7 +597,7 @@ fn the_harness_serves_a_fresh_database_per_test_behind_a_password() {
 #[test]
 fn an_unmigrated_database_asks_for_migrate_and_a_newer_one_refuses() {
     let url = postgres::fresh_database();
-    let store = ResourceStore::postgres(&url, Some(postgres::PASSWORD), options()).unwrap();
+    let store = ResourceStore::postgres(&url, Some(postgres::PASSWORD), options());
     assert_eq!(store.schema_version().unwrap(), Some(0));
     let err = store.list(None).expect_err("not migrated");
     assert!(
@@ -617,7 +615,7 @@ fn an_unmigrated_database_asks_for_migrate_and_a_newer_one_refuses() {
     assert!(store.list(None).unwrap().is_empty());
     let db = url.rsplit('/').next().unwrap();
     postgres::server().psql_in(db, "INSERT INTO schema_version (version) VALUES (7)");
-    let fresh = ResourceStore::postgres(&url, Some(postgres::PASSWORD), options()).unwrap();
+    let fresh = ResourceStore::postgres(&url, Some(postgres::PASSWORD), options());
     let err = fresh.list(None).expect_err("newer schema");
     assert!(
         err.to_string()
@@ -678,7 +676,7 @@ fn db_name(store: &ResourceStore) -> String {
 fn the_password_never_reaches_errors_or_the_database() {
     let url = postgres::fresh_database();
     let with_password = url.replace("orch@", &format!("orch:{}@", postgres::PASSWORD));
-    let store = ResourceStore::postgres(&with_password, None, options()).unwrap();
+    let store = ResourceStore::postgres(&with_password, None, options());
     assert!(!store.path().to_string_lossy().contains(postgres::PASSWORD));
     store.migrate().expect("the password in the URL signs in");
     store
@@ -686,7 +684,6 @@ fn the_password_never_reaches_errors_or_the_database() {
         .unwrap();
     let unreachable = with_password.replace(&format!(":{}/", postgres::server().port), ":1/");
     let err = ResourceStore::postgres(&unreachable, None, options())
-        .unwrap()
         .list(None)
         .expect_err("nothing listens on port 1");
     let shown = err.to_string();
@@ -698,4 +695,129 @@ fn the_password_never_reaches_errors_or_the_database() {
     let dump = postgres::server().dump(&db_name(&store));
     assert!(dump.contains("orch_resource_versions"));
     assert!(!dump.contains(postgres::PASSWORD));
+}
+
+// ---- End to end: the real `orch` binary on a repository whose orch.yaml names PostgreSQL ----
+
+/// Points `lab`'s orch.yaml at the PostgreSQL database `url` (no password in the file).
+fn use_postgres(lab: &support::lab::Lab, url: &str) {
+    let path = lab.repo.path().join("orch.yaml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!("datastore:\n  postgres: \"{url}\"\n"));
+    std::fs::write(&path, text).unwrap();
+}
+
+/// `orch args` in `lab`'s repository against its simulator, with the PostgreSQL password in
+/// `PGPASSWORD`.
+fn orch_pg(lab: &support::lab::Lab, args: &[&str]) -> support::Run {
+    let mut cmd = lab.repo.command(args);
+    cmd.env("PROXMOX_API_URL", lab.sim.url())
+        .env("PGPASSWORD", postgres::PASSWORD);
+    support::Run::from_output(cmd.output().unwrap())
+}
+
+#[test]
+fn sync_fleet_into_postgres_and_a_second_repository_reads_it_through_cel() {
+    use support::lab::Lab;
+    let url = postgres::fresh_database();
+    let site_a = Lab::with_config(Default::default());
+    use_postgres(&site_a, &url);
+    // Before the migration every command says what to do.
+    let early = orch_pg(&site_a, &["data", "list"]);
+    assert_ne!(early.code, 0);
+    assert!(
+        early.all().contains("orch datastore migrate"),
+        "{}",
+        early.all()
+    );
+    let migrated = orch_pg(&site_a, &["--json", "datastore", "migrate"])
+        .ok()
+        .json();
+    assert_eq!(
+        (migrated["from"].as_i64(), migrated["to"].as_i64()),
+        (Some(0), Some(1))
+    );
+    let status = orch_pg(&site_a, &["--json", "datastore", "status"])
+        .ok()
+        .json();
+    assert_eq!(status["backend"], "postgres");
+    assert_eq!(status["schema"], 1);
+
+    orch_pg(&site_a, &["run", "sync-fleet"]).ok();
+    let listed = orch_pg(&site_a, &["--json", "data", "list"]).ok().json();
+    let rows = listed.as_array().expect("a list");
+    let vm = rows
+        .iter()
+        .find(|r| r["model"] == "fleet")
+        .unwrap_or_else(|| panic!("no fleet resource in {listed}"));
+    assert!(rows.len() > 3, "{listed}");
+    assert!(
+        !site_a.repo.path().join(".orch/data.redb").exists(),
+        "nothing went to the redb file"
+    );
+    let runs = orch_pg(&site_a, &["--json", "runs", "list"]).ok().json();
+    assert_eq!(runs[0]["status"], "succeeded", "{runs}");
+
+    // Site b: another directory (another machine) on the same database, which never synced.
+    let site_b = Lab::with_config(Default::default());
+    use_postgres(&site_b, &url);
+    let expression = format!(
+        "model.fleet.resource.{}[\"{}\"].attributes",
+        vm["spec"].as_str().unwrap(),
+        vm["name"].as_str().unwrap()
+    );
+    let from_b = orch_pg(&site_b, &["--json", "eval", &expression])
+        .ok()
+        .json();
+    let from_a = orch_pg(
+        &site_a,
+        &[
+            "--json",
+            "data",
+            "get",
+            "fleet",
+            vm["name"].as_str().unwrap(),
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(from_b, from_a["attributes"], "b reads a's data through CEL");
+    assert!(from_b.is_object(), "{from_b}");
+    let runs_b = orch_pg(&site_b, &["--json", "runs", "list"]).ok().json();
+    assert_eq!(runs_b, runs, "b sees a's runs");
+
+    // No password of either kind in the database, and the PostgreSQL one in no output.
+    let dump = postgres::server().dump(url.rsplit('/').next().unwrap());
+    assert!(dump.contains(vm["name"].as_str().unwrap()));
+    assert!(
+        !dump.contains(postgres::PASSWORD),
+        "the PostgreSQL password was stored"
+    );
+    assert!(
+        !dump.contains(support::lab::PASSWORD),
+        "the Proxmox password was stored"
+    );
+    let wrong = {
+        let mut cmd = site_b.repo.command(&["data", "list"]);
+        cmd.env("PGPASSWORD", "not-the-password");
+        support::Run::from_output(cmd.output().unwrap())
+    };
+    assert_ne!(wrong.code, 0);
+    assert!(wrong.all().contains("PGPASSWORD"), "{}", wrong.all());
+    assert!(!wrong.all().contains("not-the-password"), "{}", wrong.all());
+}
+
+#[test]
+fn orch_yaml_refuses_a_password_in_the_datastore_url() {
+    let repo = support::TestRepo::new(&[]);
+    std::fs::write(
+        repo.path().join("orch.yaml"),
+        "datastore:\n  postgres: postgres://orch:hunter2@127.0.0.1/orch\n",
+    )
+    .unwrap();
+    let out = repo.orch(&["data", "list"]);
+    assert_ne!(out.code, 0);
+    assert!(out.all().contains("orch.yaml:2"), "{}", out.all());
+    assert!(out.all().contains("datastore.postgres"), "{}", out.all());
+    assert!(!out.all().contains("hunter2"), "{}", out.all());
 }

@@ -117,20 +117,27 @@ impl ResourceStore {
     }
 
     /// A store on the PostgreSQL database at `url` (`postgres://user@host:port/db`), signing
-    /// in with `password` if given; nothing connects until the first operation. Its
-    /// [`path`](Self::path) is the URL with any password masked.
-    pub fn postgres(
+    /// in with `password` if given; nothing connects until the first operation, which is also
+    /// where a malformed URL is reported. Its [`path`](Self::path) is the URL with any
+    /// password masked.
+    pub fn postgres(url: &str, password: Option<&str>, options: StoreOptions) -> Self {
+        Self::postgres_with(url, Ok(password.map(str::to_string)), options)
+    }
+
+    /// [`ResourceStore::postgres`] with the password, or why it could not be found (every
+    /// operation then fails with that reason).
+    pub(crate) fn postgres_with(
         url: &str,
-        password: Option<&str>,
+        password: Result<Option<String>, String>,
         options: StoreOptions,
-    ) -> Result<Self, StoreError> {
-        let backend = super::postgres::PgBackend::new(url, password)?;
-        Ok(Self {
+    ) -> Self {
+        let backend = super::postgres::PgBackend::new(url, password);
+        Self {
             path: PathBuf::from(backend.url()),
             options,
             shared: Arc::new(Shared::default()),
             pg: Some(Arc::new(backend)),
-        })
+        }
     }
 
     /// Whether this store is on PostgreSQL (otherwise on a redb file).

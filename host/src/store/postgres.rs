@@ -97,7 +97,8 @@ type Job = Box<dyn FnOnce(&mut Session) + Send>;
 
 /// The client thread's side: the configuration and, once connected, the client.
 struct Session {
-    config: postgres::Config,
+    /// The connection settings, or why there are none (a bad URL, a password not found).
+    config: Result<postgres::Config, String>,
     url: String,
     client: Option<Client>,
     /// Whether the connected database's schema was found current.
@@ -198,10 +199,14 @@ impl Session {
             self.checked = false;
         }
         if self.client.is_none() {
-            let client = self
+            let config = self
                 .config
-                .connect(NoTls)
-                .map_err(|e| pg_error(&self.url, &e))?;
+                .as_ref()
+                .map_err(|message| StoreError::Postgres {
+                    url: self.url.clone(),
+                    message: message.clone(),
+                })?;
+            let client = config.connect(NoTls).map_err(|e| pg_error(&self.url, &e))?;
             self.client = Some(client);
         }
         Ok(self.client.as_mut().expect("connected above"))
@@ -265,19 +270,21 @@ struct VersionRecord<'a> {
 
 impl PgBackend {
     /// A backend for `url` (a `postgres://` URL or key=value string), with `password` if given
-    /// (it overrides any in the URL). Nothing connects until the first operation.
-    pub(super) fn new(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
+    /// (it overrides any in the URL), or the reason there is no password. Nothing connects
+    /// until the first operation, and a bad URL or a missing password is that operation's error.
+    pub(super) fn new(url: &str, password: Result<Option<String>, String>) -> Self {
         let masked = mask_url(url);
-        let mut config = postgres::Config::from_str(url).map_err(|e| StoreError::Postgres {
-            url: masked.clone(),
-            message: format!("not a PostgreSQL connection URL: {e}"),
-        })?;
-        if let Some(password) = password {
-            config.password(password);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("orch");
-        }
+        let config = postgres::Config::from_str(url)
+            .map_err(|e| format!("not a PostgreSQL connection URL: {e}"))
+            .and_then(|mut config| {
+                if let Some(password) = password? {
+                    config.password(password);
+                }
+                if config.get_application_name().is_none() {
+                    config.application_name("orch");
+                }
+                Ok(config)
+            });
         let (jobs, queue) = mpsc::channel::<Job>();
         let mut session = Session {
             config,
@@ -285,19 +292,17 @@ impl PgBackend {
             client: None,
             checked: false,
         };
-        std::thread::Builder::new()
+        // If the thread cannot start, the queue is dropped and every operation fails with
+        // "the client thread ended".
+        let _ = std::thread::Builder::new()
             .name("orch-postgres".to_string())
             .spawn(move || {
                 // Ends when the last store holding the sender is dropped.
                 while let Ok(job) = queue.recv() {
                     job(&mut session);
                 }
-            })
-            .map_err(|e| StoreError::Postgres {
-                url: masked.clone(),
-                message: format!("cannot start the client thread: {e}"),
-            })?;
-        Ok(Self { url: masked, jobs })
+            });
+        Self { url: masked, jobs }
     }
 
     /// The URL with its password masked.
