@@ -821,3 +821,113 @@ fn orch_yaml_refuses_a_password_in_the_datastore_url() {
     assert!(out.all().contains("datastore.postgres"), "{}", out.all());
     assert!(!out.all().contains("hunter2"), "{}", out.all());
 }
+
+/// Everything two stores hold must be the same: every version, sighting, change and run.
+fn assert_same_history(a: &ResourceStore, b: &ResourceStore) {
+    let keys = a.list(None).expect("list");
+    assert!(!keys.is_empty());
+    assert_eq!(keys, b.list(None).expect("list"));
+    for k in &keys {
+        assert_eq!(
+            a.versions(&k.model, &k.spec, &k.name).unwrap(),
+            b.versions(&k.model, &k.spec, &k.name).unwrap(),
+            "{}/{}/{}",
+            k.model,
+            k.spec,
+            k.name
+        );
+        assert_eq!(
+            a.last_seen(&k.model, &k.spec, &k.name).unwrap(),
+            b.last_seen(&k.model, &k.spec, &k.name).unwrap()
+        );
+    }
+    let all = ChangeWindow::default();
+    assert_eq!(a.changes(&all).unwrap(), b.changes(&all).unwrap());
+    let runs = a.list_runs(usize::MAX).unwrap();
+    assert!(!runs.is_empty());
+    assert_eq!(runs, b.list_runs(usize::MAX).unwrap());
+    assert_eq!(
+        a.list_run_summaries(100).unwrap(),
+        b.list_run_summaries(100).unwrap()
+    );
+}
+
+#[test]
+fn datastore_copy_moves_the_whole_history_from_redb_to_postgres_and_back() {
+    use support::lab::Lab;
+    let lab = Lab::with_config(Default::default());
+    lab.orch(&["run", "sync-fleet"]).ok();
+    lab.orch(&["run", "sync-fleet"]).ok();
+    let listed = lab.orch(&["--json", "data", "list"]).ok().json();
+    assert!(listed.as_array().is_some_and(|r| r.len() > 3), "{listed}");
+    // A retired resource and a gap left by gc travel too.
+    let redb = ResourceStore::new(lab.repo.path().join(".orch/data.redb"), options());
+    for i in 0..4 {
+        redb.commit_writes("extra", &provenance("p"), &[write("vm", "old", json!(i))])
+            .unwrap();
+    }
+    redb.commit_writes(
+        "extra",
+        &provenance("p"),
+        &[PendingWrite::retire("vm", "old")],
+    )
+    .unwrap();
+    let rules = BTreeMap::from([(
+        ("extra".to_string(), "vm".to_string()),
+        KeepRule::Versions(2),
+    )]);
+    assert_eq!(redb.gc_versions(&rules, false).unwrap().len(), 3);
+    let url = postgres::fresh_database();
+    let copied = orch_pg(
+        &lab,
+        &[
+            "--json",
+            "datastore",
+            "copy",
+            "--from",
+            "redb",
+            "--to",
+            &url,
+        ],
+    )
+    .ok()
+    .json();
+    assert!(
+        copied["copied"]["versions"].as_u64().unwrap() > 3,
+        "{copied}"
+    );
+    assert_eq!(copied["copied"]["runs"], 2, "{copied}");
+    let pg = ResourceStore::postgres(&url, Some(postgres::PASSWORD), options());
+    assert_same_history(&redb, &pg);
+    let kept: Vec<u64> = pg
+        .versions("extra", "vm", "old")
+        .unwrap()
+        .iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(kept, vec![4, 5]);
+    assert!(pg.latest("extra", "vm", "old").unwrap().unwrap().retired);
+    // Into a store that holds data: refused, nothing changes.
+    let again = orch_pg(&lab, &["datastore", "copy", "--from", "redb", "--to", &url]);
+    assert_ne!(again.code, 0);
+    assert!(again.all().contains("already holds"), "{}", again.all());
+    assert_same_history(&redb, &pg);
+
+    // And back, into another repository's empty redb file.
+    let other = support::TestRepo::new(&[]);
+    let mut cmd = other.command(&["datastore", "copy", "--from", &url, "--to", "redb"]);
+    cmd.env("PGPASSWORD", postgres::PASSWORD);
+    support::Run::from_output(cmd.output().unwrap()).ok();
+    let back = ResourceStore::new(other.path().join(".orch/data.redb"), options());
+    assert_same_history(&pg, &back);
+    let numbers = back.latest_versions_of("fleet").unwrap();
+    let (spec_name, latest) = numbers.iter().next().unwrap();
+    let next = back
+        .commit_writes(
+            "fleet",
+            &provenance("after"),
+            &[write(&spec_name.0, &spec_name.1, json!({}))],
+        )
+        .unwrap();
+    assert_eq!(next, vec![latest + 1], "numbering continues after the copy");
+}

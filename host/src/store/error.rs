@@ -186,4 +186,15 @@ pub enum StoreError {
         /// The schema version this orch needs.
         supported: i32,
     },
+
+    /// A copy's destination already holds data.
+    #[error(
+        "the destination {} already holds resources or runs; copy only into an empty store (a \
+         new database, or move the redb file aside)",
+        .path.display()
+    )]
+    NotEmpty {
+        /// The destination (file, or URL with the password masked).
+        path: PathBuf,
+    },
 }

@@ -30,6 +30,7 @@
 
 mod access;
 mod changes;
+mod copy;
 mod diff;
 mod error;
 mod gc;
@@ -39,6 +40,7 @@ mod runs;
 mod types;
 
 pub use self::access::{DEFAULT_LOCK_WAIT, ResourceStore, StoreOptions};
+pub use self::copy::{CopyCount, ResourceHistory};
 pub use self::diff::{FieldDiff, SENSITIVE, diff_attributes, mask_sensitive};
 pub use self::error::StoreError;
 pub use self::gc::{DeletedVersion, KeepRule};

@@ -1100,6 +1100,67 @@ impl PgBackend {
     }
 }
 
+impl PgBackend {
+    pub(super) fn import_histories(
+        &self,
+        histories: &[super::copy::ResourceHistory],
+    ) -> Result<(), StoreError> {
+        let histories = histories.to_vec();
+        let path = self.path();
+        self.transaction(false, move |txn, _| {
+            for history in &histories {
+                let Some(newest) = history.versions.last() else {
+                    continue;
+                };
+                let (model, spec, name) = (&newest.model, &newest.spec, &newest.name);
+                for v in &history.versions {
+                    let record = describe(model, spec, name, v.version);
+                    let text = serde_json::to_string(v).map_err(|source| StoreError::Encode {
+                        record: record.clone(),
+                        source,
+                    })?;
+                    let inserted = txn.execute(
+                        "INSERT INTO orch_resource_versions
+                           (model, spec, name, version, time, run_id, retired, record)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                        &[
+                            model,
+                            spec,
+                            name,
+                            &to_i64(v.version),
+                            &v.provenance.time,
+                            &v.provenance.run_id,
+                            &v.retired,
+                            &text,
+                        ],
+                    )?;
+                    if inserted == 0 {
+                        return Err(TxError::Store(StoreError::VersionExists {
+                            path: path.clone(),
+                            record,
+                        }));
+                    }
+                }
+                txn.execute(
+                    "INSERT INTO orch_latest (model, spec, name, version) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (model, spec, name) DO UPDATE SET version = EXCLUDED.version",
+                    &[model, spec, name, &to_i64(newest.version)],
+                )?;
+                if let Some(s) = &history.last_seen {
+                    txn.execute(
+                        "INSERT INTO orch_last_seen (model, spec, name, run_id, step, time, version)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)
+                         ON CONFLICT (model, spec, name) DO UPDATE SET run_id = EXCLUDED.run_id,
+                           step = EXCLUDED.step, time = EXCLUDED.time, version = EXCLUDED.version",
+                        &[model, spec, name, &s.run_id, &s.step, &s.time, &to_i64(s.version)],
+                    )?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
 /// What a transaction body can fail with: PostgreSQL (maybe worth a retry) or the store.
 pub(super) enum TxError {
     Pg(postgres::Error),
