@@ -758,17 +758,37 @@ fn sync_fleet_into_postgres_and_a_second_repository_reads_it_through_cel() {
     let runs = orch_pg(&site_a, &["--json", "runs", "list"]).ok().json();
     assert_eq!(runs[0]["status"], "succeeded", "{runs}");
 
-    // Site b: another directory (another machine) on the same database, which never synced.
+    // Site b: another directory (another machine) on the same database, which never synced;
+    // its password is in its vault, not in the environment.
     let site_b = Lab::with_config(Default::default());
     use_postgres(&site_b, &url);
+    let yaml = site_b.repo.path().join("orch.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    std::fs::write(
+        &yaml,
+        format!("{text}  password: ${{{{ vault.get(\"pg-vault\", \"password\") }}}}\n"),
+    )
+    .unwrap();
+    let missing = site_b.orch(&["data", "list"]);
+    assert_ne!(missing.code, 0);
+    assert!(
+        missing.all().contains("orch vault put pg-vault password"),
+        "{}",
+        missing.all()
+    );
+    site_b
+        .repo
+        .orch_stdin(
+            &["vault", "put", "pg-vault", "password"],
+            postgres::PASSWORD,
+        )
+        .ok();
     let expression = format!(
         "model.fleet.resource.{}[\"{}\"].attributes",
         vm["spec"].as_str().unwrap(),
         vm["name"].as_str().unwrap()
     );
-    let from_b = orch_pg(&site_b, &["--json", "eval", &expression])
-        .ok()
-        .json();
+    let from_b = site_b.orch(&["--json", "eval", &expression]).ok().json();
     let from_a = orch_pg(
         &site_a,
         &[
@@ -783,7 +803,7 @@ fn sync_fleet_into_postgres_and_a_second_repository_reads_it_through_cel() {
     .json();
     assert_eq!(from_b, from_a["attributes"], "b reads a's data through CEL");
     assert!(from_b.is_object(), "{from_b}");
-    let runs_b = orch_pg(&site_b, &["--json", "runs", "list"]).ok().json();
+    let runs_b = site_b.orch(&["--json", "runs", "list"]).ok().json();
     assert_eq!(runs_b, runs, "b sees a's runs");
 
     // No password of either kind in the database, and the PostgreSQL one in no output.
@@ -798,7 +818,7 @@ fn sync_fleet_into_postgres_and_a_second_repository_reads_it_through_cel() {
         "the Proxmox password was stored"
     );
     let wrong = {
-        let mut cmd = site_b.repo.command(&["data", "list"]);
+        let mut cmd = site_a.repo.command(&["data", "list"]);
         cmd.env("PGPASSWORD", "not-the-password");
         support::Run::from_output(cmd.output().unwrap())
     };

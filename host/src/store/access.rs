@@ -131,7 +131,7 @@ impl ResourceStore {
         password: Result<Option<String>, String>,
         options: StoreOptions,
     ) -> Self {
-        let backend = super::postgres::PgBackend::new(url, password);
+        let backend = super::postgres::PgBackend::new(url, password, options.lock_wait);
         Self {
             path: PathBuf::from(backend.url()),
             options,

@@ -101,6 +101,8 @@ struct Session {
     config: Result<postgres::Config, String>,
     url: String,
     client: Option<Client>,
+    /// How long a statement waits for another transaction's lock (`lockWaitSeconds`).
+    lock_wait: std::time::Duration,
     /// Whether the connected database's schema was found current.
     checked: bool,
 }
@@ -206,7 +208,14 @@ impl Session {
                     url: self.url.clone(),
                     message: message.clone(),
                 })?;
-            let client = config.connect(NoTls).map_err(|e| pg_error(&self.url, &e))?;
+            let mut client = config.connect(NoTls).map_err(|e| pg_error(&self.url, &e))?;
+            // Like the redb store's lock wait: a writer held up longer fails instead of hanging.
+            client
+                .batch_execute(&format!(
+                    "SET lock_timeout = {}",
+                    self.lock_wait.as_millis().max(1)
+                ))
+                .map_err(|e| pg_error(&self.url, &e))?;
             self.client = Some(client);
         }
         Ok(self.client.as_mut().expect("connected above"))
@@ -272,7 +281,11 @@ impl PgBackend {
     /// A backend for `url` (a `postgres://` URL or key=value string), with `password` if given
     /// (it overrides any in the URL), or the reason there is no password. Nothing connects
     /// until the first operation, and a bad URL or a missing password is that operation's error.
-    pub(super) fn new(url: &str, password: Result<Option<String>, String>) -> Self {
+    pub(super) fn new(
+        url: &str,
+        password: Result<Option<String>, String>,
+        lock_wait: std::time::Duration,
+    ) -> Self {
         let masked = mask_url(url);
         let config = postgres::Config::from_str(url)
             .map_err(|e| format!("not a PostgreSQL connection URL: {e}"))
@@ -290,6 +303,7 @@ impl PgBackend {
             config,
             url: masked.clone(),
             client: None,
+            lock_wait,
             checked: false,
         };
         // If the thread cannot start, the queue is dropped and every operation fails with
