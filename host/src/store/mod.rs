@@ -1,4 +1,9 @@
-//! Versioned, immutable resources and run records in one redb file (`.orch/data.redb`).
+//! Versioned, immutable resources and run records in one redb file (`.orch/data.redb`), or in
+//! PostgreSQL when orch.yaml says `datastore: { postgres: … }`.
+//!
+//! [`ResourceStore`] is the one interface; every public method delegates to the PostgreSQL
+//! backend (`postgres.rs`, which keeps the same guarantees listed below, see there) when the
+//! store was made with [`ResourceStore::postgres`], and otherwise works on the redb file.
 //!
 //! This is the only module that touches the database file. How it is held:
 //!
