@@ -318,9 +318,15 @@ fn two_stores_on_one_database_see_each_others_data(db: &Db) {
 }
 
 fn concurrent_writers_from_eight_threads_leave_versions_contiguous(db: &Db) {
+    // Half the threads share one store (its clones share its connections), half have their own.
+    let shared = db.store();
     let threads: Vec<_> = (0..8)
         .map(|t| {
-            let store = db.store();
+            let store = if t % 4 < 2 {
+                shared.clone()
+            } else {
+                db.store()
+            };
             std::thread::spawn(move || {
                 let mut got = Vec::new();
                 for i in 0..25 {

@@ -4,8 +4,9 @@
 //!
 //! - **Where the client runs.** The store's API is synchronous and is called both from plain
 //!   threads and from inside tokio tasks, so the blocking client (`postgres`, which drives
-//!   `tokio-postgres` on a runtime of its own) lives on a thread of its own per store and its
-//!   clones; an operation sends it a job and waits for the answer on a channel. The caller's
+//!   `tokio-postgres` on a runtime of its own) lives on threads of its own, one connection
+//!   each (a store and its clones start with one and grow to [`MAX_CONNECTIONS`] while all are
+//!   busy); an operation sends a job and waits for the answer on a channel. The caller's
 //!   runtime is never blocked on, so nothing can deadlock on it.
 //! - **All or nothing.** Each method's writes are one transaction. A version number is
 //!   allocated inside it by an upsert of the resource's `orch_latest` row, which holds that
@@ -22,7 +23,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 
 use postgres::error::SqlState;
 use postgres::{Client, IsolationLevel, NoTls, Transaction};
@@ -111,6 +113,56 @@ struct Session {
 pub(super) struct PgBackend {
     url: String,
     jobs: mpsc::Sender<Job>,
+    pool: Arc<Pool>,
+}
+
+/// The client threads of one backend: a new one (with its own connection) starts when every
+/// thread is busy, up to [`MAX_CONNECTIONS`], so `orch serve`'s concurrent readers do not queue
+/// behind one connection while a CLI command keeps just one.
+struct Pool {
+    queue: Mutex<mpsc::Receiver<Job>>,
+    config: Result<postgres::Config, String>,
+    url: String,
+    lock_wait: std::time::Duration,
+    threads: AtomicUsize,
+    /// Jobs sent and not yet finished.
+    pending: AtomicUsize,
+}
+
+/// The most connections one store (and its clones) opens.
+const MAX_CONNECTIONS: usize = 4;
+
+impl Pool {
+    /// Starts one more client thread; false if the system refused.
+    fn grow(self: &Arc<Self>) -> bool {
+        let pool = self.clone();
+        let mut session = Session {
+            config: self.config.clone(),
+            url: self.url.clone(),
+            client: None,
+            lock_wait: self.lock_wait,
+            checked: false,
+        };
+        let started = std::thread::Builder::new()
+            .name("orch-postgres".to_string())
+            .spawn(move || {
+                loop {
+                    // Ends when the last store holding the sender is dropped.
+                    let job = match pool.queue.lock() {
+                        Ok(queue) => queue.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(job) = job else { return };
+                    job(&mut session);
+                    pool.pending.fetch_sub(1, Ordering::SeqCst);
+                }
+            })
+            .is_ok();
+        if started {
+            self.threads.fetch_add(1, Ordering::SeqCst);
+        }
+        started
+    }
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -299,24 +351,19 @@ impl PgBackend {
                 Ok(config)
             });
         let (jobs, queue) = mpsc::channel::<Job>();
-        let mut session = Session {
+        let pool = Arc::new(Pool {
+            queue: Mutex::new(queue),
             config,
             url: masked.clone(),
-            client: None,
             lock_wait,
-            checked: false,
-        };
-        // If the thread cannot start, the queue is dropped and every operation fails with
-        // "the client thread ended".
-        let _ = std::thread::Builder::new()
-            .name("orch-postgres".to_string())
-            .spawn(move || {
-                // Ends when the last store holding the sender is dropped.
-                while let Ok(job) = queue.recv() {
-                    job(&mut session);
-                }
-            });
-        Self { url: masked, jobs }
+            threads: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
+        });
+        Self {
+            url: masked,
+            jobs,
+            pool,
+        }
     }
 
     /// The URL with its password masked.
@@ -338,8 +385,14 @@ impl PgBackend {
         });
         let gone = || StoreError::Postgres {
             url: self.url.clone(),
-            message: "the client thread ended".to_string(),
+            message: "the client thread ended, or could not start".to_string(),
         };
+        let pending = self.pool.pending.fetch_add(1, Ordering::SeqCst) + 1;
+        let threads = self.pool.threads.load(Ordering::SeqCst);
+        if pending > threads && threads < MAX_CONNECTIONS && !self.pool.grow() && threads == 0 {
+            self.pool.pending.fetch_sub(1, Ordering::SeqCst);
+            return Err(gone());
+        }
         self.jobs.send(job).map_err(|_| gone())?;
         rx.recv().map_err(|_| gone())?
     }
