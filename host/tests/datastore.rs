@@ -957,3 +957,41 @@ fn datastore_copy_moves_the_whole_history_from_redb_to_postgres_and_back() {
         .unwrap();
     assert_eq!(next, vec![latest + 1], "numbering continues after the copy");
 }
+
+#[test]
+fn two_processes_syncing_into_one_database_at_once_both_succeed_with_contiguous_versions() {
+    use support::lab::Lab;
+    let url = postgres::fresh_database();
+    let (site_a, site_b) = (
+        Lab::with_config(Default::default()),
+        Lab::with_config(Default::default()),
+    );
+    use_postgres(&site_a, &url);
+    use_postgres(&site_b, &url);
+    orch_pg(&site_a, &["datastore", "migrate"]).ok();
+    let spawn = |lab: &Lab| {
+        let mut cmd = lab.repo.command(&["run", "sync-fleet"]);
+        cmd.env("PROXMOX_API_URL", lab.sim.url())
+            .env("PGPASSWORD", postgres::PASSWORD)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn().expect("spawn orch")
+    };
+    let (a, b) = (spawn(&site_a), spawn(&site_b));
+    for child in [a, b] {
+        support::Run::from_output(child.wait_with_output().unwrap()).ok();
+    }
+    let store = ResourceStore::postgres(&url, Some(postgres::PASSWORD), options());
+    let keys = store.list(None).unwrap();
+    assert!(keys.len() > 3);
+    for k in keys {
+        let numbers: Vec<u64> = store
+            .versions(&k.model, &k.spec, &k.name)
+            .unwrap()
+            .iter()
+            .map(|v| v.version)
+            .collect();
+        assert_eq!(numbers, (1..=k.latest).collect::<Vec<u64>>(), "{k:?}");
+    }
+    assert_eq!(store.list_runs(10).unwrap().len(), 2);
+}
