@@ -568,6 +568,8 @@ fn gc_keeps_the_latest_and_the_sighted_version(db: &Db) {
     assert_eq!(dry, vec![1, 3, 4]);
     assert_eq!(store.versions("fleet", "vm", "a").unwrap().len(), 5);
     store.gc_versions(&rules, false).unwrap();
+    assert!(store.file_size() > 0);
+    store.compact().expect("compact");
     let left: Vec<u64> = store
         .versions("fleet", "vm", "a")
         .unwrap()
@@ -969,9 +971,11 @@ fn two_processes_syncing_into_one_database_at_once_both_succeed_with_contiguous_
     use_postgres(&site_a, &url);
     use_postgres(&site_b, &url);
     orch_pg(&site_a, &["datastore", "migrate"]).ok();
+    // Both against one node (a cron host and a laptop): the node's auth ticket is shared data,
+    // so two different nodes under the same model names would overwrite each other's ticket.
     let spawn = |lab: &Lab| {
         let mut cmd = lab.repo.command(&["run", "sync-fleet"]);
-        cmd.env("PROXMOX_API_URL", lab.sim.url())
+        cmd.env("PROXMOX_API_URL", site_a.sim.url())
             .env("PGPASSWORD", postgres::PASSWORD)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());

@@ -223,20 +223,22 @@ impl ResourceStore {
         })
     }
 
-    /// The database file's size in bytes (0 when it does not exist yet).
+    /// The database file's size in bytes (0 when it does not exist yet); on PostgreSQL, the
+    /// size of orch's tables with their indexes.
     pub fn file_size(&self) -> u64 {
-        if self.pg_backend().is_some() {
-            return 0;
+        if let Some(pg) = self.pg_backend() {
+            return pg.size();
         }
         std::fs::metadata(self.path()).map_or(0, |m| m.len())
     }
 
     /// Compacts the database file so the space of deleted records goes back to the file
     /// system. It needs the file to itself: this process's handles are closed first, and
-    /// another process holding it open fails with [`StoreError::InUse`].
+    /// another process holding it open fails with [`StoreError::InUse`]. On PostgreSQL a
+    /// `VACUUM` of the versions and runs tables, so their space is reused.
     pub fn compact(&self) -> Result<(), StoreError> {
-        if self.pg_backend().is_some() {
-            return Ok(());
+        if let Some(pg) = self.pg_backend() {
+            return pg.vacuum();
         }
         if !self.path().exists() {
             return Ok(());

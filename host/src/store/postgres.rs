@@ -1168,6 +1168,33 @@ impl PgBackend {
 }
 
 impl PgBackend {
+    /// Bytes the orch tables take in the database, indexes included (0 if unreadable).
+    pub(super) fn size(&self) -> u64 {
+        self.transaction(true, |txn, _| {
+            let bytes: i64 = txn
+                .query_one(
+                    "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
+                     FROM pg_class c WHERE c.relkind = 'r' AND c.relname LIKE 'orch\\_%'",
+                    &[],
+                )?
+                .get(0);
+            Ok(to_u64(bytes))
+        })
+        .unwrap_or(0)
+    }
+
+    /// `VACUUM` of the tables gc deletes from, so their space is reused (PostgreSQL keeps it in
+    /// the files; an operator's `VACUUM FULL` gives it back to the file system).
+    pub(super) fn vacuum(&self) -> Result<(), StoreError> {
+        self.run(|session| {
+            let url = session.url.clone();
+            session
+                .current()?
+                .batch_execute("VACUUM orch_resource_versions, orch_runs")
+                .map_err(|e| pg_error(&url, &e))
+        })
+    }
+
     pub(super) fn import_histories(
         &self,
         histories: &[super::copy::ResourceHistory],
