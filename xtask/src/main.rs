@@ -125,6 +125,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
         "libnginx-mod-stream",
     ),
     ("/usr/bin/tmux", "tmux"),
+    // The PostgreSQL datastore (host/tests/datastore.rs) runs its own server from a temp dir.
+    ("/usr/lib/postgresql/15/bin/initdb", "postgresql"),
     // minecraft/installer (host/tests/provision_engine.rs): real unzip on the test host, zip to make packs.
     ("/usr/bin/unzip", "unzip"),
     ("/usr/bin/zip", "zip"),

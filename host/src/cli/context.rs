@@ -80,14 +80,32 @@ impl Ctx {
         }
     }
 
-    /// The data store of a repo.
+    /// The data store of a repo: the redb file in `.orch/`, or the PostgreSQL database of
+    /// `datastore:` in orch.yaml (password from its vault reference, else `PGPASSWORD`).
     pub fn store(&self, repo: &Repo) -> ResourceStore {
-        ResourceStore::new(
-            repo.orch_dir().join("data.redb"),
-            StoreOptions {
-                lock_wait: Duration::from_secs(repo.config.lock_wait_seconds),
-            },
-        )
+        let options = StoreOptions {
+            lock_wait: Duration::from_secs(repo.config.lock_wait_seconds),
+        };
+        match &repo.config.datastore {
+            Some(datastore) => {
+                let password = match &datastore.password_vault {
+                    Some((vault, key)) => LocalVault::open(&repo.orch_dir())
+                        .and_then(|v| v.get(vault, key))
+                        .map_err(|e| format!("cannot read the password from the vault: {e}"))
+                        .and_then(|found| {
+                            found.map(Some).ok_or_else(|| {
+                                format!(
+                                    "orch.yaml datastore.password names vault {vault:?} key \
+                                     {key:?}, which is not set; store it with `orch vault put {vault} {key}`"
+                                )
+                            })
+                        }),
+                    None => Ok(std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty())),
+                };
+                ResourceStore::postgres_with(&datastore.postgres, password, options)
+            }
+            None => ResourceStore::new(repo.orch_dir().join("data.redb"), options),
+        }
     }
 
     /// The vault of a repo.

@@ -6,6 +6,7 @@ mod chat;
 mod check;
 pub mod context;
 pub(crate) mod data;
+mod datastore;
 pub(crate) mod eval;
 mod evaluate;
 mod graph;
@@ -109,6 +110,9 @@ enum Command {
     /// Inspect recorded runs.
     #[command(subcommand)]
     Runs(runs::Cmd),
+    /// The PostgreSQL datastore: apply schema migrations, show the schema version.
+    #[command(subcommand)]
+    Datastore(datastore::Cmd),
     /// Evaluate a CEL expression against the current data.
     Eval(eval::Args),
     /// Store and list secrets in the local encrypted vault.
@@ -189,6 +193,7 @@ async fn dispatch(command: Command, ctx: &Ctx) -> CmdResult {
         Command::Type(c) => type_::exec(c, ctx).await,
         Command::Data(c) => data::exec(c, ctx).await,
         Command::Runs(c) => runs::exec(c, ctx).await,
+        Command::Datastore(c) => datastore::exec(c, ctx),
         Command::Eval(a) => eval::exec(a, ctx),
         Command::Vault(c) => vault::exec(c, ctx),
         Command::Plugin(c) => plugin::exec(c, ctx).await,

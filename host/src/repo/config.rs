@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::str::FromStr;
 
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -32,6 +33,97 @@ pub struct RepoConfig {
     pub providers: BTreeMap<String, String>,
     /// Chat-ops (`chat:`): the Discord interactions endpoint of `orch serve`.
     pub chat: crate::chat::config::ChatConfig,
+    /// Where resources and runs are stored (`datastore:`); `None` is the redb file in `.orch/`.
+    pub datastore: Option<DatastoreConfig>,
+}
+
+/// `datastore: { postgres: URL, password: ${{ vault.get(VAULT, KEY) }} }` in orch.yaml.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatastoreConfig {
+    /// The PostgreSQL URL (`postgres://user@host:port/db`), which holds no password.
+    pub postgres: String,
+    /// The vault and key holding the password; without them the password is `PGPASSWORD`.
+    pub password_vault: Option<(String, String)>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatastore {
+    postgres: String,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// `${{ vault.get("VAULT", "KEY") }}` → (VAULT, KEY).
+fn vault_reference(text: &str) -> Option<(String, String)> {
+    let inner = text.trim().strip_prefix("${{")?.strip_suffix("}}")?.trim();
+    let args = inner.strip_prefix("vault.get(")?.strip_suffix(')')?;
+    let (vault, key) = args.split_once(',')?;
+    let unquote = |s: &str| {
+        let s = s.trim();
+        s.strip_prefix('"')
+            .and_then(|s| s.strip_suffix('"'))
+            .or_else(|| s.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')))
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    Some((unquote(vault)?, unquote(key)?))
+}
+
+fn datastore(
+    raw: Option<RawDatastore>,
+    file: &Path,
+    lines: &LineIndex,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<DatastoreConfig> {
+    let raw = raw?;
+    let at = |field: &str, message: String| {
+        Diagnostic::at(file, lines, join_key("datastore", field), message)
+    };
+    let before = diags.len();
+    let url = raw.postgres.trim();
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        diags.push(at(
+            "postgres",
+            "must be a URL like postgres://user@host:5432/db".to_string(),
+        ));
+    } else {
+        match postgres::Config::from_str(url) {
+            Err(e) => diags.push(at(
+                "postgres",
+                format!(
+                    "is not a PostgreSQL connection URL ({e}); write postgres://user@host:5432/db"
+                ),
+            )),
+            Ok(config) if config.get_password().is_some() => diags.push(at(
+                "postgres",
+                "holds a password; remove it from the URL and set PGPASSWORD, or \
+                 `password: ${{ vault.get(\"VAULT\", \"KEY\") }}`"
+                    .to_string(),
+            )),
+            Ok(_) => {}
+        }
+    }
+    let password_vault = match &raw.password {
+        None => None,
+        Some(text) => match vault_reference(text) {
+            Some(reference) => Some(reference),
+            None => {
+                diags.push(at(
+                    "password",
+                    "must be a vault reference, `${{ vault.get(\"VAULT\", \"KEY\") }}` \
+                     (store it with `orch vault set`), never the password itself; or remove it \
+                     and set PGPASSWORD"
+                        .to_string(),
+                ));
+                None
+            }
+        },
+    };
+    (diags.len() == before).then(|| DatastoreConfig {
+        postgres: url.to_string(),
+        password_vault,
+    })
 }
 
 impl Default for RepoConfig {
@@ -45,6 +137,7 @@ impl Default for RepoConfig {
             limits: None,
             providers: BTreeMap::new(),
             chat: Default::default(),
+            datastore: None,
         }
     }
 }
@@ -97,6 +190,8 @@ struct RawConfig {
     providers: BTreeMap<String, String>,
     #[serde(default, deserialize_with = "null_default")]
     chat: crate::chat::config::ChatConfig,
+    #[serde(default)]
+    datastore: Option<RawDatastore>,
 }
 
 #[derive(Deserialize)]
@@ -267,6 +362,7 @@ impl RepoConfig {
                 message,
             ));
         }
+        let datastore = datastore(raw.datastore, file, &lines, &mut diags);
         if !diags.is_empty() {
             return Err(diags);
         }
@@ -280,6 +376,7 @@ impl RepoConfig {
             limits: raw.limits,
             providers: raw.providers,
             chat: raw.chat,
+            datastore,
         })
     }
 }
@@ -422,5 +519,36 @@ mod tests {
             "{}",
             errs[0]
         );
+    }
+
+    #[test]
+    fn a_postgres_datastore_takes_a_url_and_a_vault_reference_but_no_password() {
+        let cfg = parse(
+            "datastore:\n  postgres: postgres://orch@db.lan:5432/orch\n  password: ${{ vault.get(\"pg\", \"password\") }}\n",
+        )
+        .unwrap();
+        let ds = cfg.datastore.unwrap();
+        assert_eq!(ds.postgres, "postgres://orch@db.lan:5432/orch");
+        assert_eq!(
+            ds.password_vault,
+            Some(("pg".to_string(), "password".to_string()))
+        );
+        assert_eq!(parse("concurrency: 2\n").unwrap().datastore, None);
+
+        let errs =
+            parse("datastore:\n  postgres: postgres://orch:hunter2@db.lan/orch\n").unwrap_err();
+        assert_eq!(errs[0].line, Some(2));
+        assert_eq!(errs[0].field.as_deref(), Some("datastore.postgres"));
+        assert!(errs[0].message.contains("PGPASSWORD"), "{}", errs[0]);
+        assert!(!errs[0].to_string().contains("hunter2"), "{}", errs[0]);
+
+        let errs = parse("datastore:\n  postgres: postgres://orch@db/orch\n  password: hunter2\n")
+            .unwrap_err();
+        assert_eq!(errs[0].line, Some(3));
+        assert_eq!(errs[0].field.as_deref(), Some("datastore.password"));
+        assert!(!errs[0].to_string().contains("hunter2"), "{}", errs[0]);
+
+        let errs = parse("datastore:\n  postgres: mysql://x\n").unwrap_err();
+        assert!(errs[0].message.contains("postgres://"), "{}", errs[0]);
     }
 }

@@ -77,6 +77,8 @@ pub struct ResourceStore {
     // Shared by every store on the same path in this process: one open database, and one queue
     // of writers so threads wait here instead of spinning against the writer lock.
     shared: Arc<Shared>,
+    /// The PostgreSQL backend, when the repository's datastore is PostgreSQL; `None` is redb.
+    pg: Option<Arc<super::postgres::PgBackend>>,
 }
 
 /// What every store on one path in this process shares.
@@ -110,7 +112,56 @@ impl ResourceStore {
             path,
             options,
             shared,
+            pg: None,
         }
+    }
+
+    /// A store on the PostgreSQL database at `url` (`postgres://user@host:port/db`), signing
+    /// in with `password` if given; nothing connects until the first operation, which is also
+    /// where a malformed URL is reported. Its [`path`](Self::path) is the URL with any
+    /// password masked.
+    pub fn postgres(url: &str, password: Option<&str>, options: StoreOptions) -> Self {
+        Self::postgres_with(url, Ok(password.map(str::to_string)), options)
+    }
+
+    /// [`ResourceStore::postgres`] with the password, or why it could not be found (every
+    /// operation then fails with that reason).
+    pub(crate) fn postgres_with(
+        url: &str,
+        password: Result<Option<String>, String>,
+        options: StoreOptions,
+    ) -> Self {
+        let backend = super::postgres::PgBackend::new(url, password, options.lock_wait);
+        Self {
+            path: PathBuf::from(backend.url()),
+            options,
+            shared: Arc::new(Shared::default()),
+            pg: Some(Arc::new(backend)),
+        }
+    }
+
+    /// Whether this store is on PostgreSQL (otherwise on a redb file).
+    pub fn is_postgres(&self) -> bool {
+        self.pg.is_some()
+    }
+
+    /// Brings a PostgreSQL database to this orch's schema (`orch datastore migrate`); returns
+    /// the schema version before and after. A redb store upgrades itself on open: `(0, 0)`.
+    pub fn migrate(&self) -> Result<(i32, i32), StoreError> {
+        match &self.pg {
+            Some(pg) => pg.migrate(),
+            None => Ok((0, 0)),
+        }
+    }
+
+    /// The schema version of a PostgreSQL database (0 before the first migration); `None` on redb.
+    pub fn schema_version(&self) -> Result<Option<i32>, StoreError> {
+        self.pg.as_ref().map(|pg| pg.schema_version()).transpose()
+    }
+
+    /// The PostgreSQL backend, if this store is on PostgreSQL.
+    pub(super) fn pg_backend(&self) -> Option<&super::postgres::PgBackend> {
+        self.pg.as_deref()
     }
 
     /// The database file this store reads and writes.

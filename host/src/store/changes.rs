@@ -25,6 +25,9 @@ impl ResourceStore {
         spec: &str,
         name: &str,
     ) -> Result<Option<LastSeen>, StoreError> {
+        if let Some(pg) = self.pg_backend() {
+            return pg.last_seen(model, spec, name);
+        }
         self.read(
             || None,
             |txn| {
@@ -51,6 +54,9 @@ impl ResourceStore {
     /// of the version before it. Reads the commit-time index from `window.since` on, and only
     /// the versions it names (and their predecessors).
     pub fn changes(&self, window: &ChangeWindow) -> Result<Vec<ResourceChange>, StoreError> {
+        if let Some(pg) = self.pg_backend() {
+            return pg.changes(window);
+        }
         self.read(Vec::new, |txn| {
             let (Some(index), Some(resources)) = (
                 self.read_table(txn, VERSIONS_BY_TIME)?,

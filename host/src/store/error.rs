@@ -147,4 +147,54 @@ pub enum StoreError {
         /// The newest layout version this build reads and writes.
         supported: u64,
     },
+
+    /// PostgreSQL refused a connection or a statement.
+    #[error(
+        "the PostgreSQL datastore {url} failed: {message}; check that the server is reachable, \
+         the URL in orch.yaml (datastore.postgres) and the password (PGPASSWORD)"
+    )]
+    Postgres {
+        /// The database URL, its password masked.
+        url: String,
+        /// What PostgreSQL or the client reported.
+        message: String,
+    },
+
+    /// The database was migrated by a newer orch.
+    #[error(
+        "database schema {found} is newer than this orch ({supported}); upgrade orch (datastore {url})"
+    )]
+    SchemaTooNew {
+        /// The database URL, its password masked.
+        url: String,
+        /// The schema version found in the database.
+        found: i32,
+        /// The newest schema version this orch knows.
+        supported: i32,
+    },
+
+    /// The database has not been migrated to this orch's schema yet.
+    #[error(
+        "database schema {found} is older than this orch ({supported}); run `orch datastore \
+         migrate` (datastore {url})"
+    )]
+    SchemaTooOld {
+        /// The database URL, its password masked.
+        url: String,
+        /// The schema version found in the database (0: never migrated).
+        found: i32,
+        /// The schema version this orch needs.
+        supported: i32,
+    },
+
+    /// A copy's destination already holds data.
+    #[error(
+        "the destination {} already holds resources or runs; copy only into an empty store (a \
+         new database, or move the redb file aside)",
+        .path.display()
+    )]
+    NotEmpty {
+        /// The destination (file, or URL with the password masked).
+        path: PathBuf,
+    },
 }

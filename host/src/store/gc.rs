@@ -53,6 +53,9 @@ impl ResourceStore {
         rules: &BTreeMap<(String, String), KeepRule>,
         dry_run: bool,
     ) -> Result<Vec<DeletedVersion>, StoreError> {
+        if let Some(pg) = self.pg_backend() {
+            return pg.gc_versions(rules, dry_run);
+        }
         if rules.is_empty() {
             return Ok(Vec::new());
         }
@@ -164,6 +167,9 @@ impl ResourceStore {
     /// stored), in one transaction, and returns their summaries; with `dry_run` only returns
     /// them. A run still running or waiting for an approval is never deleted.
     pub fn gc_runs(&self, cutoff: &str, dry_run: bool) -> Result<Vec<RunSummary>, StoreError> {
+        if let Some(pg) = self.pg_backend() {
+            return pg.gc_runs(cutoff, dry_run);
+        }
         let finished_before = |s: &RunSummary| {
             matches!(
                 s.status,
@@ -217,15 +223,23 @@ impl ResourceStore {
         })
     }
 
-    /// The database file's size in bytes (0 when it does not exist yet).
+    /// The database file's size in bytes (0 when it does not exist yet); on PostgreSQL, the
+    /// size of orch's tables with their indexes.
     pub fn file_size(&self) -> u64 {
+        if let Some(pg) = self.pg_backend() {
+            return pg.size();
+        }
         std::fs::metadata(self.path()).map_or(0, |m| m.len())
     }
 
     /// Compacts the database file so the space of deleted records goes back to the file
     /// system. It needs the file to itself: this process's handles are closed first, and
-    /// another process holding it open fails with [`StoreError::InUse`].
+    /// another process holding it open fails with [`StoreError::InUse`]. On PostgreSQL a
+    /// `VACUUM` of the versions and runs tables, so their space is reused.
     pub fn compact(&self) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg_backend() {
+            return pg.vacuum();
+        }
         if !self.path().exists() {
             return Ok(());
         }

@@ -1,4 +1,9 @@
-//! Versioned, immutable resources and run records in one redb file (`.orch/data.redb`).
+//! Versioned, immutable resources and run records in one redb file (`.orch/data.redb`), or in
+//! PostgreSQL when orch.yaml says `datastore: { postgres: … }`.
+//!
+//! [`ResourceStore`] is the one interface; every public method delegates to the PostgreSQL
+//! backend (`postgres.rs`, which keeps the same guarantees listed below, see there) when the
+//! store was made with [`ResourceStore::postgres`], and otherwise works on the redb file.
 //!
 //! This is the only module that touches the database file. How it is held:
 //!
@@ -30,17 +35,21 @@
 
 mod access;
 mod changes;
+mod copy;
 mod diff;
 mod error;
 mod gc;
+mod postgres;
 mod resources;
 mod runs;
 mod types;
 
 pub use self::access::{DEFAULT_LOCK_WAIT, ResourceStore, StoreOptions};
+pub use self::copy::{CopyCount, ResourceHistory};
 pub use self::diff::{FieldDiff, SENSITIVE, diff_attributes, mask_sensitive};
 pub use self::error::StoreError;
 pub use self::gc::{DeletedVersion, KeepRule};
+pub use self::postgres::{SCHEMA_VERSION, mask_url};
 pub use self::types::{
     ChangeKind, ChangeWindow, Decision, LastSeen, PendingWrite, Provenance, RecordedOutcome,
     ResourceChange, ResourceKey, ResourceSummary, ResourceVersion, RunOwner, RunRecord, RunStatus,

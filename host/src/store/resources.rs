@@ -59,6 +59,9 @@ impl ResourceStore {
             return Ok(Vec::new());
         }
         validate_writes(model, writes)?;
+        if let Some(pg) = self.pg_backend() {
+            return pg.commit_writes(model, provenance, tags, writes);
+        }
         let (run, step, time) = (
             provenance.run_id.as_str(),
             provenance.step.as_str(),
@@ -147,6 +150,9 @@ impl ResourceStore {
         spec: &str,
         name: &str,
     ) -> Result<Option<ResourceVersion>, StoreError> {
+        if let Some(pg) = self.pg_backend() {
+            return pg.latest(model, spec, name);
+        }
         self.read(
             || None,
             |txn| {
@@ -175,6 +181,9 @@ impl ResourceStore {
         &self,
         models: &[&str],
     ) -> Result<BTreeMap<String, Vec<ResourceVersion>>, StoreError> {
+        if let Some(pg) = self.pg_backend() {
+            return pg.latest_for_models(models);
+        }
         let empty = || {
             models
                 .iter()
@@ -208,6 +217,9 @@ impl ResourceStore {
         &self,
         model: &str,
     ) -> Result<HashMap<(String, String), u64>, StoreError> {
+        if let Some(pg) = self.pg_backend() {
+            return pg.latest_versions_of(model);
+        }
         self.read(HashMap::new, |txn| {
             let Some(latest) = self.read_table(txn, LATEST)? else {
                 return Ok(HashMap::new());
@@ -228,6 +240,9 @@ impl ResourceStore {
         name: &str,
         version: u64,
     ) -> Result<Option<ResourceVersion>, StoreError> {
+        if let Some(pg) = self.pg_backend() {
+            return pg.version(model, spec, name, version);
+        }
         self.read(
             || None,
             |txn| match self.read_table(txn, RESOURCES)? {
@@ -244,6 +259,9 @@ impl ResourceStore {
         spec: &str,
         name: &str,
     ) -> Result<Vec<ResourceVersion>, StoreError> {
+        if let Some(pg) = self.pg_backend() {
+            return pg.versions(model, spec, name);
+        }
         self.read(Vec::new, |txn| {
             let Some(resources) = self.read_table(txn, RESOURCES)? else {
                 return Ok(Vec::new());
@@ -263,6 +281,9 @@ impl ResourceStore {
 
     /// Resources by name across specs of a model (for `orch data get <model> <name>` where spec is not given).
     pub fn find_by_name(&self, model: &str, name: &str) -> Result<Vec<ResourceKey>, StoreError> {
+        if let Some(pg) = self.pg_backend() {
+            return pg.find_by_name(model, name);
+        }
         self.read(Vec::new, |txn| {
             let Some(latest) = self.read_table(txn, LATEST)? else {
                 return Ok(Vec::new());
@@ -275,6 +296,9 @@ impl ResourceStore {
 
     /// Every resource with its newest version and when it was written, for one model or all.
     pub fn list(&self, model: Option<&str>) -> Result<Vec<ResourceSummary>, StoreError> {
+        if let Some(pg) = self.pg_backend() {
+            return pg.list(model);
+        }
         self.read(Vec::new, |txn| {
             let (Some(latest), Some(resources)) = (
                 self.read_table(txn, LATEST)?,
@@ -308,6 +332,9 @@ impl ResourceStore {
 
     /// The latest version of every resource (of one model, or all) that is not retired.
     pub fn latest_live(&self, model: Option<&str>) -> Result<Vec<ResourceVersion>, StoreError> {
+        if let Some(pg) = self.pg_backend() {
+            return pg.latest_live(model);
+        }
         self.read(Vec::new, |txn| {
             let (Some(latest), Some(resources)) = (
                 self.read_table(txn, LATEST)?,

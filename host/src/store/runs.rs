@@ -21,6 +21,9 @@ const AMBIGUOUS_SHOWN: usize = 5;
 impl ResourceStore {
     /// Insert or replace a run record by its id.
     pub fn put_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg_backend() {
+            return pg.put_run(run);
+        }
         let bytes = serde_json::to_vec(run).map_err(|source| StoreError::Encode {
             record: format!("run {}", run.id),
             source,
@@ -55,6 +58,9 @@ impl ResourceStore {
 
     /// Runs recorded as `running` by a process that noted itself, with that process.
     pub fn active_runs(&self) -> Result<Vec<(String, Option<RunOwner>)>, StoreError> {
+        if let Some(pg) = self.pg_backend() {
+            return pg.active_runs();
+        }
         self.read(Vec::new, |txn| {
             let Some(active) = self.read_table(txn, ACTIVE_RUNS)? else {
                 return Ok(Vec::new());
@@ -80,6 +86,9 @@ impl ResourceStore {
         finished_at: &str,
         reason: &str,
     ) -> Result<Option<RunRecord>, StoreError> {
+        if let Some(pg) = self.pg_backend() {
+            return pg.abandon_run(id, owner, finished_at, reason);
+        }
         self.write(|txn| {
             let mut runs = txn.open_table(RUNS).map_err(|e| self.database_error(e))?;
             let current = match runs.get(id).map_err(|e| self.database_error(e))? {
@@ -118,6 +127,9 @@ impl ResourceStore {
         from: RunStatus,
         change: impl FnOnce(&mut RunRecord),
     ) -> Result<Option<(RunRecord, bool)>, StoreError> {
+        if let Some(pg) = self.pg_backend() {
+            return self.transition_run_pg(pg, id, from, change);
+        }
         let mut change = Some(change);
         self.write(|txn| {
             let mut runs = txn.open_table(RUNS).map_err(|e| self.database_error(e))?;
@@ -157,8 +169,42 @@ impl ResourceStore {
         })
     }
 
+    /// [`ResourceStore::transition_run`] on PostgreSQL: `change` runs on the caller's thread
+    /// (it need not be `Send`), and the changed record is stored only if nobody changed the
+    /// run since it was read (a revision check); if somebody did, the run is read again and,
+    /// when it is still `from`, the change fails with a message to retry.
+    fn transition_run_pg(
+        &self,
+        pg: &super::postgres::PgBackend,
+        id: &str,
+        from: RunStatus,
+        change: impl FnOnce(&mut RunRecord),
+    ) -> Result<Option<(RunRecord, bool)>, StoreError> {
+        let Some((mut record, rev)) = pg.run_for_change(id)? else {
+            return Ok(None);
+        };
+        if record.status != from {
+            return Ok(Some((record, false)));
+        }
+        change(&mut record);
+        if pg.replace_run_if(&record, rev)? {
+            return Ok(Some((record, true)));
+        }
+        match pg.run_for_change(id)? {
+            None => Ok(None),
+            Some((now, _)) if now.status != from => Ok(Some((now, false))),
+            Some(_) => Err(StoreError::Postgres {
+                url: pg.url().to_string(),
+                message: format!("run {id} was changed by another process at the same time; retry"),
+            }),
+        }
+    }
+
     /// A run by its full id, or by a prefix of at least 6 characters that matches exactly one run.
     pub fn get_run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        if let Some(pg) = self.pg_backend() {
+            return pg.get_run(id);
+        }
         self.read(
             || None,
             |txn| {
@@ -203,6 +249,9 @@ impl ResourceStore {
     /// The full id and start time of a run given by its id or a prefix of at least 6
     /// characters, read from the run summaries (not the records).
     pub fn run_start(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
+        if let Some(pg) = self.pg_backend() {
+            return pg.run_start(id);
+        }
         self.read(
             || None,
             |txn| {
@@ -247,6 +296,9 @@ impl ResourceStore {
 
     /// Up to `limit` run summaries, newest first, without reading the run records themselves.
     pub fn list_run_summaries(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
+        if let Some(pg) = self.pg_backend() {
+            return pg.list_run_summaries(limit);
+        }
         self.newest(RUN_SUMMARIES, limit, "summary of run")
     }
 
@@ -323,6 +375,9 @@ impl ResourceStore {
 
     /// Up to `limit` runs, newest first (run ids are uuid v7, so key order is start order).
     pub fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        if let Some(pg) = self.pg_backend() {
+            return pg.list_runs(limit);
+        }
         self.newest(RUNS, limit, "run")
     }
 }

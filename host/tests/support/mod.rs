@@ -5,6 +5,7 @@ pub mod browser;
 pub mod docker;
 pub mod game_lab;
 pub mod lab;
+pub mod postgres;
 pub mod prometheus;
 pub mod sshd;
 
