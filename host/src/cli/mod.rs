@@ -23,6 +23,7 @@ mod token;
 mod triggers;
 pub(crate) mod type_;
 mod vault;
+mod worker;
 pub(crate) mod workflow;
 
 use crate::output::{ColorChoice, Printer};
@@ -133,6 +134,8 @@ enum Command {
     Token(token::Cmd),
     /// Serve the HTTP API (runs, data, live events) until SIGTERM; see `orch token` for access.
     Serve(serve::Args),
+    /// Take steps with `runsOn` from the PostgreSQL queue and run them; `orch worker list`.
+    Worker(worker::Args),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -195,6 +198,7 @@ async fn dispatch(command: Command, ctx: &Ctx) -> CmdResult {
         Command::Triggers(c) => triggers::exec(c, ctx).await,
         Command::Token(c) => token::exec(c, ctx),
         Command::Serve(a) => serve::exec(a, ctx).await,
+        Command::Worker(a) => worker::exec(a, ctx).await,
     }
 }
 

@@ -1,0 +1,328 @@
+//! Workers: a coordinator (`orch run`) and `orch worker` processes on one PostgreSQL datastore
+//! (Debian's `postgresql`, started by `support::postgres`), against the Proxmox simulator.
+//! Steps with `runsOn` go to the workers whose labels they name; the simulator's request log
+//! shows each ran once; a worker killed with SIGKILL mid-step leaves its step `outcome
+//! unknown`; no secret reaches the database.
+
+mod support;
+
+use pve_sim::SimConfig;
+use serde_json::Value;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+use support::lab::{self, Lab};
+use support::postgres;
+
+/// One `orch worker` process, killed when dropped.
+struct Worker {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Worker {
+    fn start(lab: &Lab, name: &str, labels: &str) -> Worker {
+        let log = lab.repo.path().join(format!(".orch/{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = lab
+            .repo
+            .command(&[
+                "worker",
+                "--name",
+                name,
+                "--labels",
+                labels,
+                "--lease-seconds",
+                "3",
+            ])
+            .env("PROXMOX_API_URL", lab.sim.url())
+            .env("PGPASSWORD", postgres::PASSWORD)
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("start orch worker");
+        Worker { child, log }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A lab whose orch.yaml names a fresh, migrated PostgreSQL database; returns it and its name.
+fn lab_on_postgres(config: SimConfig) -> (Lab, String) {
+    let lab = Lab::with_config(config);
+    let url = postgres::fresh_database();
+    let path = lab.repo.path().join("orch.yaml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!("datastore:\n  postgres: \"{url}\"\n"));
+    std::fs::write(&path, text).unwrap();
+    orch(&lab, &["datastore", "migrate"]).ok();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    (lab, db)
+}
+
+/// `orch ARGS` in the lab with the simulator and the database password.
+fn orch(lab: &Lab, args: &[&str]) -> support::Run {
+    let mut cmd = lab.repo.command(args);
+    cmd.env("PROXMOX_API_URL", lab.sim.url())
+        .env("PGPASSWORD", postgres::PASSWORD);
+    support::Run::from_output(cmd.output().unwrap())
+}
+
+/// A step calling `model.method` with `inputs` (YAML flow map), on `runsOn` labels.
+fn step(name: &str, runs_on: Option<&str>, model: &str, method: &str, inputs: &str) -> String {
+    let runs_on = runs_on
+        .map(|l| format!("        runsOn: [{l}]\n"))
+        .unwrap_or_default();
+    let depends = if name == "auth" {
+        String::new()
+    } else {
+        "        dependsOn: [ { step: auth, condition: { type: succeeded } } ]\n".to_string()
+    };
+    format!(
+        "      - name: {name}\n{runs_on}{depends}        task: {{ type: model_method, \
+         modelIdOrName: {model}, methodName: {method}, inputs: {inputs} }}\n"
+    )
+}
+
+fn workflow(name: &str, steps: &[String]) -> String {
+    format!(
+        "name: {name}\ndescription: steps spread over workers\njobs:\n  - name: fleet\n    steps:\n{}",
+        steps.concat()
+    )
+}
+
+/// The step records of run `id`, by step name.
+fn steps_of(lab: &Lab, id: &str) -> Vec<Value> {
+    let run = orch(lab, &["--json", "runs", "show", id]).ok().json();
+    run["steps"].as_array().cloned().unwrap_or_default()
+}
+
+/// The running VMs of `SimConfig::generated(1, guests, 0)`: (name, vmid).
+fn running_vms(guests: usize) -> Vec<(String, u32)> {
+    (0..guests)
+        .filter(|i| i % 2 == 0 && i % 5 != 4)
+        .map(|i| (format!("vm-{:05}", i + 1), 1000 + i as u32))
+        .collect()
+}
+
+#[test]
+fn runs_on_steps_run_once_on_the_workers_with_their_labels_and_no_secret_reaches_postgres() {
+    let (lab, db) = lab_on_postgres(SimConfig::generated(1, 50, 0));
+    let vms = running_vms(50);
+    assert_eq!(vms.len(), 20);
+    // auth logs in with the vault's password: it runs on site-b, from site-b's vault.
+    let mut steps = vec![step("auth", Some("site-b"), "keebDev02", "auth", "{}")];
+    for (i, (vm, _)) in vms.iter().enumerate() {
+        let labels = if i % 2 == 0 { Some("site-a") } else { Some("") };
+        steps.push(step(
+            &format!("lookup-{vm}"),
+            labels,
+            "fleet",
+            "lookup",
+            &format!("{{ vmName: {vm} }}"),
+        ));
+    }
+    lab.repo
+        .write("workflows/spread.yaml", &workflow("spread", &steps));
+    let a = Worker::start(&lab, "w-a", "site-a");
+    let b = Worker::start(&lab, "w-b", "site-b");
+
+    let run = orch(&lab, &["--json", "run", "spread"]);
+    assert_eq!(
+        run.code,
+        0,
+        "{}\nworker a:\n{}\nworker b:\n{}",
+        run.all(),
+        a.output(),
+        b.output()
+    );
+    let id = run.json()["id"].as_str().unwrap_or_default().to_string();
+    let records = steps_of(&lab, &id);
+    assert_eq!(records.len(), 21, "{records:?}");
+    for r in &records {
+        assert_eq!(r["status"], "succeeded", "{r}");
+        let name = r["name"].as_str().unwrap();
+        let worker = r["worker"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no worker: {r}"));
+        if name == "auth" {
+            assert_eq!(worker, "w-b", "runsOn: [site-b] runs only on w-b");
+        }
+    }
+    for (i, (vm, _)) in vms.iter().enumerate() {
+        let r = records
+            .iter()
+            .find(|r| r["name"] == format!("lookup-{vm}").as_str())
+            .unwrap();
+        if i % 2 == 0 {
+            assert_eq!(r["worker"], "w-a", "runsOn: [site-a] runs only on w-a: {r}");
+        }
+        assert_eq!(r["resources"][0], format!("vm/{vm}@v1").as_str(), "{r}");
+    }
+    // Each lookup asked the simulator once: no step ran twice.
+    let requests = lab.sim.requests();
+    for (_, vmid) in &vms {
+        let path = format!("/qemu/{vmid}/agent/network-get-interfaces");
+        let n = requests.iter().filter(|r| r.ends_with(&path)).count();
+        assert_eq!(n, 1, "{path} asked {n} times: {requests:?}");
+    }
+
+    let listed = orch(&lab, &["--json", "worker", "list"]).ok().json();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["w-a", "w-b"], "{listed}");
+    assert_eq!(listed[0]["labels"][0], "site-a");
+    assert_eq!(listed[1]["labels"][0], "site-b");
+    assert_eq!(listed[0]["connected"], true, "{listed}");
+    let human = orch(&lab, &["worker", "list"]).ok();
+    assert!(human.stdout.contains("w-b  [site-b]"), "{}", human.stdout);
+
+    // A step whose inputs hold a vault secret is refused before anything is queued.
+    lab.repo.write(
+        "workflows/leaky.yaml",
+        &workflow(
+            "leaky",
+            &[step(
+                "auth",
+                Some(""),
+                "fleet",
+                "lookup",
+                "{ vmName: '${{ vault.get(\"proxmox-vault\", \"password\") }}' }",
+            )],
+        ),
+    );
+    let leaky = orch(&lab, &["run", "leaky"]);
+    assert_ne!(leaky.code, 0, "{}", leaky.all());
+    assert!(
+        leaky.all().contains("nothing was queued"),
+        "{}",
+        leaky.all()
+    );
+    assert!(!leaky.all().contains(lab::PASSWORD), "{}", leaky.all());
+
+    let dump = postgres::server().dump(&db);
+    assert!(dump.contains("orch_queue"), "the queue is in the dump");
+    assert!(
+        dump.contains("lookup-vm-00001"),
+        "the queued steps are in the dump"
+    );
+    assert!(
+        !dump.contains(lab::PASSWORD),
+        "the Proxmox password reached PostgreSQL"
+    );
+    assert!(
+        !dump.contains(postgres::PASSWORD),
+        "the PostgreSQL password was stored"
+    );
+    drop((a, b));
+}
+
+#[test]
+fn a_worker_killed_mid_step_leaves_its_action_outcome_unknown_and_the_run_fails() {
+    // Guests' agents never answer: `start` keeps asking for an address until it gives up.
+    let (lab, _db) = lab_on_postgres(SimConfig {
+        agent_warmup: u32::MAX,
+        ..SimConfig::generated(1, 10, 0)
+    });
+    // vm-00002 (vmid 1001) is stopped; vm-00004 and vm-00006 too.
+    let steps = vec![
+        step("auth", Some("site-b"), "keebDev02", "auth", "{}"),
+        step(
+            "start",
+            Some("site-a"),
+            "fleet",
+            "start",
+            "{ vmName: vm-00002, waitForIpSeconds: 100 }",
+        ),
+        step(
+            "lookup-4",
+            Some("site-b"),
+            "fleet",
+            "lookup",
+            "{ vmName: vm-00004 }",
+        ),
+        step(
+            "lookup-6",
+            Some("site-b"),
+            "fleet",
+            "lookup",
+            "{ vmName: vm-00006 }",
+        ),
+    ];
+    lab.repo
+        .write("workflows/killed.yaml", &workflow("killed", &steps));
+    let mut a = Worker::start(&lab, "w-a", "site-a");
+    let b = Worker::start(&lab, "w-b", "site-b");
+    let coordinator = lab
+        .repo
+        .command(&["--json", "run", "killed"])
+        .env("PROXMOX_API_URL", lab.sim.url())
+        .env("PGPASSWORD", postgres::PASSWORD)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill w-a once the simulator saw it start the VM (the step is mid-call).
+    let start = "POST /api2/json/nodes/keeb-dev-02/qemu/1001/status/start";
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = 0;
+    loop {
+        let count = lab.sim.request_count();
+        if count != seen {
+            seen = count;
+            if lab.sim.requests().iter().any(|r| r == start) {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the start never reached the simulator: {:?}\n{}",
+            lab.sim.requests(),
+            a.output()
+        );
+        std::thread::yield_now();
+    }
+    a.child.kill().expect("SIGKILL w-a");
+    a.child.wait().unwrap();
+    let out = coordinator.wait_with_output().unwrap();
+    let run = support::Run::from_output(out);
+    assert_ne!(run.code, 0, "{}", run.all());
+    let id = run.json()["id"].as_str().unwrap_or_default().to_string();
+    let records = steps_of(&lab, &id);
+    let by = |n: &str| records.iter().find(|r| r["name"] == n).cloned().unwrap();
+    let start_record = by("start");
+    assert_eq!(start_record["status"], "failed", "{start_record}");
+    assert_eq!(start_record["outcome"], "unknown", "{start_record}");
+    assert_eq!(start_record["worker"], "w-a", "{start_record}");
+    assert!(
+        start_record["error"]
+            .as_str()
+            .unwrap()
+            .contains("outcome unknown"),
+        "{start_record}"
+    );
+    for n in ["auth", "lookup-4", "lookup-6"] {
+        assert_eq!(by(n)["status"], "succeeded", "{}", by(n));
+        assert_eq!(by(n)["worker"], "w-b", "{}", by(n));
+    }
+    // The start was sent once: nobody ran it again.
+    let starts = lab.sim.requests().iter().filter(|r| *r == start).count();
+    assert_eq!(starts, 1);
+    let listed = orch(&lab, &["--json", "worker", "list"]).ok().json();
+    assert_eq!(listed[0]["name"], "w-a");
+    assert_eq!(listed[0]["connected"], false, "{listed}");
+    assert_eq!(listed[1]["connected"], true, "{listed}");
+    drop(b);
+}
