@@ -276,24 +276,7 @@ fn a_worker_killed_mid_step_leaves_its_action_outcome_unknown_and_the_run_fails(
         .unwrap();
     // Kill w-a once the simulator saw it start the VM (the step is mid-call).
     let start = "POST /api2/json/nodes/keeb-dev-02/qemu/1001/status/start";
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut seen = 0;
-    loop {
-        let count = lab.sim.request_count();
-        if count != seen {
-            seen = count;
-            if lab.sim.requests().iter().any(|r| r == start) {
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the start never reached the simulator: {:?}\n{}",
-            lab.sim.requests(),
-            a.output()
-        );
-        std::thread::yield_now();
-    }
+    wait_for_request(&lab, start, &a);
     a.child.kill().expect("SIGKILL w-a");
     a.child.wait().unwrap();
     let out = coordinator.wait_with_output().unwrap();
@@ -325,4 +308,96 @@ fn a_worker_killed_mid_step_leaves_its_action_outcome_unknown_and_the_run_fails(
     assert_eq!(listed[0]["connected"], false, "{listed}");
     assert_eq!(listed[1]["connected"], true, "{listed}");
     drop(b);
+}
+
+#[test]
+fn a_converge_step_of_a_killed_worker_runs_again_on_another_worker_and_changes_nothing_twice() {
+    // The agents never answer: converge starts the VM, then waits for its address.
+    let (lab, _db) = lab_on_postgres(SimConfig {
+        agent_warmup: u32::MAX,
+        ..SimConfig::generated(1, 10, 0)
+    });
+    lab.repo.write(
+        "models/guests.yaml",
+        r#"type: proxmox/guests
+description: One declared guest, started and waited for
+globalArguments:
+  apiUrl: ${{ env.PROXMOX_API_URL }}
+  node: ${{ env.PROXMOX_NODE }}
+  ticket: ${{ model.keebDev02.resource.node.node.attributes.ticket }}
+  csrfToken: ${{ model.keebDev02.resource.node.node.attributes.csrfToken }}
+  insecureTls: true
+  guests:
+    - { name: vm-00002, kind: qemu, vmid: 1001, waitForAgent: true }
+"#,
+    );
+    let steps = vec![
+        step("auth", Some("site-b"), "keebDev02", "auth", "{}"),
+        step("converge", Some("site-a"), "guests", "converge", "{}"),
+    ];
+    lab.repo
+        .write("workflows/again.yaml", &workflow("again", &steps));
+    let mut a = Worker::start(&lab, "w-a", "site-a");
+    let b = Worker::start(&lab, "w-b", "site-b");
+    let coordinator = lab
+        .repo
+        .command(&["--json", "run", "again"])
+        .env("PROXMOX_API_URL", lab.sim.url())
+        .env("PGPASSWORD", postgres::PASSWORD)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = "POST /api2/json/nodes/keeb-dev-02/qemu/1001/status/start";
+    wait_for_request(&lab, start, &a);
+    // Killed while it waits for the agent, after its start took effect.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while lab.sim.guest_status(1001).as_deref() != Some("running") {
+        assert!(Instant::now() < deadline, "vm-00002 never started");
+        std::thread::yield_now();
+    }
+    a.child.kill().expect("SIGKILL w-a");
+    a.child.wait().unwrap();
+    // Another site-a worker takes the converge step once w-a's lease ran out.
+    let c = Worker::start(&lab, "w-c", "site-a");
+    let run = support::Run::from_output(coordinator.wait_with_output().unwrap());
+    assert_eq!(run.code, 0, "{}\nw-c:\n{}", run.all(), c.output());
+    let record = run.json();
+    let converge = record["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "converge")
+        .cloned()
+        .unwrap();
+    assert_eq!(converge["status"], "succeeded", "{converge}");
+    assert_eq!(converge["worker"], "w-c", "{converge}");
+    assert_eq!(converge["outcome"], Value::Null, "{converge}");
+    // The VM was started once: the converge run again found it running and left it alone.
+    let starts = lab.sim.requests().iter().filter(|r| *r == start).count();
+    assert_eq!(starts, 1, "{:?}", lab.sim.requests());
+    assert_eq!(lab.sim.guest_status(1001).as_deref(), Some("running"));
+    drop((b, c));
+}
+
+/// Returns once the simulator has received `request` (`METHOD /path`).
+fn wait_for_request(lab: &Lab, request: &str, worker: &Worker) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = 0;
+    loop {
+        let count = lab.sim.request_count();
+        if count != seen {
+            seen = count;
+            if lab.sim.requests().iter().any(|r| r == request) {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{request} never reached the simulator: {:?}\n{}",
+            lab.sim.requests(),
+            worker.output()
+        );
+        std::thread::yield_now();
+    }
 }
