@@ -21,6 +21,10 @@ struct Worker {
 
 impl Worker {
     fn start(lab: &Lab, name: &str, labels: &str) -> Worker {
+        Worker::start_with(lab, name, labels, 1)
+    }
+
+    fn start_with(lab: &Lab, name: &str, labels: &str, concurrency: usize) -> Worker {
         let log = lab.repo.path().join(format!(".orch/{name}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let child = lab
@@ -33,6 +37,8 @@ impl Worker {
                 labels,
                 "--lease-seconds",
                 "3",
+                "--concurrency",
+                &concurrency.to_string(),
             ])
             .env("PROXMOX_API_URL", lab.sim.url())
             .env("PGPASSWORD", postgres::PASSWORD)
@@ -400,4 +406,112 @@ fn wait_for_request(lab: &Lab, request: &str, worker: &Worker) {
         );
         std::thread::yield_now();
     }
+}
+
+#[test]
+fn two_hundred_steps_over_three_workers_one_killed_mid_run_all_run_and_versions_stay_contiguous() {
+    let (lab, db) = lab_on_postgres(SimConfig::generated(1, 500, 0));
+    let vms = running_vms(500);
+    assert_eq!(vms.len(), 200);
+    let mut steps = vec![step("auth", Some(""), "keebDev02", "auth", "{}")];
+    for (i, (vm, _)) in vms.iter().enumerate() {
+        let labels = if i % 4 == 0 { "site-b" } else { "" };
+        steps.push(step(
+            &format!("lookup-{vm}"),
+            Some(labels),
+            "fleet",
+            "lookup",
+            &format!("{{ vmName: {vm} }}"),
+        ));
+    }
+    lab.repo
+        .write("workflows/big.yaml", &workflow("big", &steps));
+    let mut one = Worker::start_with(&lab, "w-1", "site-a", 2);
+    let two = Worker::start_with(&lab, "w-2", "site-a", 2);
+    let three = Worker::start_with(&lab, "w-3", "site-b", 2);
+    let coordinator = lab
+        .repo
+        .command(&["--json", "run", "big"])
+        .env("PROXMOX_API_URL", lab.sim.url())
+        .env("PGPASSWORD", postgres::PASSWORD)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // SIGKILL w-1 once a third of the lookups reached the simulator.
+    let agent = |r: &String| r.ends_with("/agent/network-get-interfaces");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut seen = 0;
+    loop {
+        let count = lab.sim.request_count();
+        if count != seen {
+            seen = count;
+            if lab.sim.requests().iter().filter(|r| agent(r)).count() >= 70 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "{}", one.output());
+        std::thread::yield_now();
+    }
+    one.child.kill().expect("SIGKILL w-1");
+    one.child.wait().unwrap();
+    let run = support::Run::from_output(coordinator.wait_with_output().unwrap());
+    assert_eq!(
+        run.code,
+        0,
+        "{}\nw-2:\n{}\nw-3:\n{}",
+        run.all(),
+        two.output(),
+        three.output()
+    );
+    let record = run.json();
+    let records = record["steps"].as_array().unwrap();
+    assert_eq!(records.len(), 201);
+    for r in records {
+        // Lookups are reads: a lost one ran again, none is `outcome unknown`.
+        assert_eq!(r["status"], "succeeded", "{r}");
+        assert_eq!(r["outcome"], Value::Null, "{r}");
+        let worker = r["worker"].as_str().unwrap();
+        assert!(["w-1", "w-2", "w-3"].contains(&worker), "{r}");
+    }
+    for (i, (vm, _)) in vms.iter().enumerate() {
+        let r = records
+            .iter()
+            .find(|r| r["name"] == format!("lookup-{vm}").as_str())
+            .unwrap();
+        if i % 4 == 0 {
+            assert_eq!(r["worker"], "w-3", "{r}");
+        }
+    }
+    // Each lookup reached the simulator once, but for the (at most 2) steps w-1 held when it
+    // was killed, which ran again.
+    let requests = lab.sim.requests();
+    let mut again = 0;
+    for (_, vmid) in &vms {
+        let path = format!("/qemu/{vmid}/agent/network-get-interfaces");
+        match requests.iter().filter(|r| r.ends_with(&path)).count() {
+            1 => {}
+            2 => again += 1,
+            n => panic!("{path} asked {n} times"),
+        }
+    }
+    assert!(again <= 2, "{again} lookups ran twice");
+    // One version per VM, none missing or duplicated: a lookup run again stored no new one.
+    let versions = postgres::server().psql_in(
+        &db,
+        "SELECT count(*), count(DISTINCT name), min(version), max(version) \
+         FROM orch_resource_versions WHERE model = 'fleet' AND spec = 'vm'",
+    );
+    assert_eq!(versions.trim(), "200|200|1|1", "{versions}");
+    let listed = orch(&lab, &["--json", "worker", "list"]).ok().json();
+    let connected: Vec<(&str, bool)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["name"].as_str().unwrap(), w["connected"] == true))
+        .collect();
+    // w-1 shows as gone once its last heartbeat is older than its lease.
+    assert_eq!(connected[0].0, "w-1", "{listed}");
+    assert_eq!(connected[1..], [("w-2", true), ("w-3", true)], "{listed}");
+    drop((two, three));
 }
