@@ -515,3 +515,71 @@ fn two_hundred_steps_over_three_workers_one_killed_mid_run_all_run_and_versions_
     assert_eq!(connected[1..], [("w-2", true), ("w-3", true)], "{listed}");
     drop((two, three));
 }
+
+#[test]
+fn runs_on_without_the_postgres_datastore_fails_the_step_at_its_line() {
+    let lab = Lab::with_config(SimConfig::default());
+    lab.repo.write(
+        "workflows/remote.yaml",
+        &workflow(
+            "remote",
+            &[step("auth", Some("site-b"), "keebDev02", "auth", "{}")],
+        ),
+    );
+    let run = lab.orch(&["run", "remote"]);
+    assert_ne!(run.code, 0, "{}", run.all());
+    assert!(
+        run.all()
+            .contains("workflows/remote.yaml:7: jobs[0].steps[0].runsOn: steps with runsOn"),
+        "{}",
+        run.all()
+    );
+    assert!(run.all().contains("datastore"), "{}", run.all());
+    // Nothing else changed: the same step without runsOn runs here.
+    lab.repo.write(
+        "workflows/local.yaml",
+        &workflow("local", &[step("auth", None, "keebDev02", "auth", "{}")]),
+    );
+    lab.orch(&["run", "local"]).ok();
+}
+
+#[test]
+fn a_worker_without_the_step_s_plugin_refuses_it_naming_plugin_and_version() {
+    let (lab, _db) = lab_on_postgres(SimConfig::default());
+    // Another machine: its own repository with the models and the datastore, but no plugins.
+    let bare = support::TestRepo::new(&[]);
+    for file in ["models/keebDev02.yaml", "models/fleet.yaml", "orch.yaml"] {
+        std::fs::copy(lab.repo.path().join(file), bare.path().join(file)).unwrap();
+    }
+    let log = bare.path().join(".orch/worker.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let child = bare
+        .command(&["worker", "--name", "bare", "--labels", "site-x"])
+        .env("PGPASSWORD", postgres::PASSWORD)
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let _bare = Worker { child, log };
+    lab.repo.write(
+        "workflows/elsewhere.yaml",
+        &workflow(
+            "elsewhere",
+            &[step("auth", Some("site-x"), "keebDev02", "auth", "{}")],
+        ),
+    );
+    let run = orch(&lab, &["--json", "run", "elsewhere"]);
+    assert_ne!(run.code, 0, "{}", run.all());
+    let auth = &run.json()["steps"][0];
+    assert_eq!(auth["worker"], "bare", "{auth}");
+    let error = auth["error"].as_str().unwrap();
+    assert!(
+        error.contains("worker `bare` refused step fleet.auth: it needs plugin `proxmox`"),
+        "{error}"
+    );
+    assert!(
+        error.contains("it has no plugin providing type proxmox/node"),
+        "{error}"
+    );
+    assert_eq!(lab.sim.request_count(), 0, "nothing reached Proxmox");
+}

@@ -449,6 +449,21 @@ impl Executor {
                             tags: self.workflow.tags.clone(),
                         };
                         if let Some(labels) = step.runs_on.as_ref().filter(|_| !state.dry_run) {
+                            if state.runner.repo.config.datastore.is_none() {
+                                let at = format!("{field}.runsOn");
+                                let line = self
+                                    .workflow
+                                    .line_of(&at)
+                                    .map(|l| format!(":{l}"))
+                                    .unwrap_or_default();
+                                return Err(format!(
+                                    "{}{line}: {at}: steps with runsOn run on `orch worker` \
+                                     processes, which need the PostgreSQL datastore: add \
+                                     `datastore: {{ postgres: … }}` to orch.yaml, or remove runsOn \
+                                     to run the step here",
+                                    self.workflow.file.display()
+                                ));
+                            }
                             let out = crate::worker::run_remote(
                                 &state.runner,
                                 &state.queue,
