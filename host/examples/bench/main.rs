@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 mod peers;
 mod process;
 mod proxmox;
+mod workers;
 
 /// `BENCH_QUICK=1` divides every size by 10: a smoke run of the bench itself, not numbers.
 fn scaled(n: usize) -> usize {
@@ -165,6 +166,14 @@ fn main() {
         "benchmark", "measured", "target"
     );
     println!("|{}|{}|{}|", "-".repeat(48), "-".repeat(18), "-".repeat(16));
+    // `BENCH_ONLY=workers`: only the PostgreSQL queue rows (they need `ORCH_BIN`).
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("workers") {
+        match std::env::var_os("ORCH_BIN").map(PathBuf::from) {
+            Some(bin) if bin.is_file() => workers::rows(&bin, &dist, tmp.path()),
+            _ => row("workers rows", "skipped (set ORCH_BIN)".into(), "-"),
+        }
+        return;
+    }
     runtime.block_on(in_process_rows(&dist, tmp.path()));
     drop(runtime);
 

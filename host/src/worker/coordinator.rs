@@ -127,6 +127,7 @@ async fn enqueue_and_wait(
     };
     let outcome = wait(&connection, id, call).await;
     guard.connection = None;
+    connection.forget(&id.to_string());
     outcome
 }
 
@@ -145,6 +146,7 @@ impl Drop for Withdraw {
             return;
         };
         let id = self.id;
+        connection.forget(&id.to_string());
         runtime.spawn(async move {
             let _ = connection
                 .client
@@ -166,10 +168,9 @@ async fn wait(
 ) -> Result<RemoteOutcome, String> {
     let client = &connection.client;
     let pg = |e: tokio_postgres::Error| format!("step {}: the queue failed: {e}", call.step);
+    // Woken by the worker's notification for this step (a stored permit: none is lost).
+    let mine = connection.waiter(&id.to_string());
     loop {
-        let woken = connection.wake.notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
         let row = client
             .query_one(
                 "SELECT state, worker, result, error, lost_workers FROM orch_queue WHERE id = $1",
@@ -251,6 +252,6 @@ async fn wait(
                 call.step
             ));
         }
-        let _ = tokio::time::timeout(POLL, woken).await;
+        let _ = tokio::time::timeout(POLL, mine.notified()).await;
     }
 }

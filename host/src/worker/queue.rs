@@ -5,8 +5,9 @@
 use crate::repo::Repo;
 use crate::vault::LocalVault;
 use futures_util::StreamExt;
+use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
@@ -90,12 +91,31 @@ pub fn config(repo: &Repo, vault: &LocalVault) -> Result<tokio_postgres::Config,
     Ok(config)
 }
 
-/// One connection; `wake` is notified on every `NOTIFY` it receives on a channel it listens to.
+/// Who waits for a notification with a given payload (a queued step's id).
+type Waiters = Arc<Mutex<HashMap<String, Arc<Notify>>>>;
+
+/// One connection; a `NOTIFY` it receives on a channel it listens to wakes the waiter of its
+/// payload ([`Connection::waiter`]), or else every task waiting on `wake`.
 pub struct Connection {
     /// The client.
     pub client: Client,
-    /// Notified on each notification.
+    /// Notified on each notification no waiter claimed.
     pub wake: Arc<Notify>,
+    waiters: Waiters,
+}
+
+impl Connection {
+    /// A notify woken (with a stored permit, so none is lost) by notifications with `payload`.
+    pub fn waiter(&self, payload: &str) -> Arc<Notify> {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        waiters.entry(payload.to_string()).or_default().clone()
+    }
+
+    /// Stops waking the waiter of `payload`.
+    pub fn forget(&self, payload: &str) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        waiters.remove(payload);
+    }
 }
 
 /// Connects, listening to `channels`, and makes sure the queue's tables are current.
@@ -108,14 +128,25 @@ pub async fn connect(
         .await
         .map_err(|e| format!("cannot connect to the PostgreSQL datastore for the queue: {e}"))?;
     let wake = Arc::new(Notify::new());
+    let waiters = Waiters::default();
     let notified = wake.clone();
+    let claimed = waiters.clone();
     tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
             match message {
-                Ok(AsyncMessage::Notification(_)) => {
-                    notified.notify_waiters();
-                    notified.notify_one();
+                Ok(AsyncMessage::Notification(n)) => {
+                    let waiter = claimed
+                        .lock()
+                        .ok()
+                        .and_then(|w| w.get(n.payload()).cloned());
+                    match waiter {
+                        Some(waiter) => waiter.notify_one(),
+                        None => {
+                            notified.notify_waiters();
+                            notified.notify_one();
+                        }
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -126,6 +157,9 @@ pub async fn connect(
         }
         // A closed connection wakes its waiters so they see the error at once.
         notified.notify_waiters();
+        if let Ok(waiters) = claimed.lock() {
+            waiters.values().for_each(|w| w.notify_one());
+        }
     });
     migrate(&client).await?;
     for channel in channels {
@@ -134,7 +168,11 @@ pub async fn connect(
             .await
             .map_err(|e| format!("cannot listen for queue wake-ups: {e}"))?;
     }
-    Ok(Connection { client, wake })
+    Ok(Connection {
+        client,
+        wake,
+        waiters,
+    })
 }
 
 /// Creates or upgrades the queue's tables (under an advisory lock; a newer version refuses).
