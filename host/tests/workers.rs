@@ -583,3 +583,75 @@ fn a_worker_without_the_step_s_plugin_refuses_it_naming_plugin_and_version() {
     );
     assert_eq!(lab.sim.request_count(), 0, "nothing reached Proxmox");
 }
+
+#[test]
+fn orch_serve_is_a_coordinator_too() {
+    use std::io::{BufRead, BufReader};
+    let (lab, _db) = lab_on_postgres(SimConfig::default());
+    lab.repo.write(
+        "workflows/served.yaml",
+        &workflow(
+            "served",
+            &[step("auth", Some("site-b"), "keebDev02", "auth", "{}")],
+        ),
+    );
+    let _b = Worker::start(&lab, "w-b", "site-b");
+    let token = orch(
+        &lab,
+        &["--json", "token", "create", "bot", "--scope", "run"],
+    )
+    .ok()
+    .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut serve = lab
+        .repo
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .env("PROXMOX_API_URL", lab.sim.url())
+        .env("PGPASSWORD", postgres::PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(serve.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("orch serve ended").unwrap();
+        if let Some(url) = line.strip_prefix("listening on ") {
+            break url.to_string();
+        }
+    };
+    let serve = Worker {
+        child: serve,
+        log: lab.repo.path().join(".orch/none.log"),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let id = runtime.block_on(async {
+        let http = reqwest::Client::new();
+        let started: Value = http
+            .post(format!("{url}/api/v1/runs"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "workflow": "served" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = started["id"].as_str().expect("id").to_string();
+        // The event stream ends when the run does.
+        http.get(format!("{url}/api/v1/runs/{id}/events"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        id
+    });
+    drop(serve);
+    let record = orch(&lab, &["--json", "runs", "show", &id]).ok().json();
+    assert_eq!(record["status"], "succeeded", "{record}");
+    assert_eq!(record["steps"][0]["worker"], "w-b", "{record}");
+}
