@@ -153,6 +153,11 @@ fn runs_on_steps_run_once_on_the_workers_with_their_labels_and_no_secret_reaches
     let id = run.json()["id"].as_str().unwrap_or_default().to_string();
     let records = steps_of(&lab, &id);
     assert_eq!(records.len(), 21, "{records:?}");
+    // The coordinator's events show where each step ran and what it wrote.
+    let events = orch(&lab, &["--json", "runs", "show", &id]).ok().json()["events"].clone();
+    let text = events.to_string();
+    assert!(text.contains("ran on worker `w-b`"), "{text}");
+    assert!(text.contains("\"vm-00001\""), "{text}");
     for r in &records {
         assert_eq!(r["status"], "succeeded", "{r}");
         let name = r["name"].as_str().unwrap();

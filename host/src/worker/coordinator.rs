@@ -4,7 +4,9 @@
 //! and is marked `outcome unknown` otherwise.
 
 use super::queue::{self, Connection, DONE_CHANNEL, READY_CHANNEL};
+use crate::capabilities::LogLevel;
 use crate::method::{MethodCall, MethodOutput, MethodRunner};
+use crate::output::Event;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,10 +44,36 @@ pub async fn run_remote(
     labels: &[String],
     call: &MethodCall,
 ) -> RemoteOutcome {
-    match enqueue_and_wait(runner, slot, labels, call).await {
+    let outcome = match enqueue_and_wait(runner, slot, labels, call).await {
         Ok(outcome) => outcome,
         Err(message) => RemoteOutcome::failed(message),
+    };
+    // The run's event stream shows where the step ran and what it wrote, as for a local step.
+    if let Some(worker) = &outcome.worker {
+        runner.events.emit(Event::Log {
+            step: call.step.clone(),
+            level: LogLevel::Info,
+            message: format!("ran on worker `{worker}`"),
+        });
     }
+    if let Ok(out) = &outcome.result {
+        for written in &out.resources {
+            let Some((key, version)) = written.rsplit_once("@v") else {
+                continue;
+            };
+            let (Some((spec, name)), Ok(version)) = (key.split_once('/'), version.parse()) else {
+                continue;
+            };
+            runner.events.emit(Event::ResourceWritten {
+                step: call.step.clone(),
+                model: call.model.clone(),
+                spec: spec.to_string(),
+                name: name.to_string(),
+                version,
+            });
+        }
+    }
+    outcome
 }
 
 async fn enqueue_and_wait(
