@@ -660,3 +660,34 @@ fn orch_serve_is_a_coordinator_too() {
     assert_eq!(record["status"], "succeeded", "{record}");
     assert_eq!(record["steps"][0]["worker"], "w-b", "{record}");
 }
+
+#[test]
+fn a_worker_stops_on_sigterm_and_shows_as_gone() {
+    let (lab, _db) = lab_on_postgres(SimConfig::default());
+    let mut w = Worker::start(&lab, "w-t", "site-t");
+    // Registered: it is listed with its labels.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let listed = orch(&lab, &["--json", "worker", "list"]).ok().json();
+        if listed[0]["name"] == "w-t" {
+            assert_eq!(listed[0]["labels"], serde_json::json!(["site-t"]));
+            assert_eq!(listed[0]["connected"], true);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never registered: {}",
+            w.output()
+        );
+        std::thread::yield_now();
+    }
+    // SAFETY: kill(2) on the child this test spawned.
+    assert_eq!(
+        unsafe { libc::kill(w.child.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let status = w.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", w.output());
+    let listed = orch(&lab, &["--json", "worker", "list"]).ok().json();
+    assert_eq!(listed[0]["connected"], false, "{listed}");
+}
