@@ -227,8 +227,10 @@ fn runs_on_steps_run_once_on_the_workers_with_their_labels_and_no_secret_reaches
     assert!(dump.contains("orch_queue"), "the queue is in the dump");
     assert!(
         dump.contains("lookup-vm-00001"),
-        "the queued steps are in the dump"
+        "the steps' provenance is in the dump"
     );
+    let queued = postgres::server().psql_in(&db, "SELECT count(*) FROM orch_queue");
+    assert_eq!(queued.trim(), "0", "finished steps leave the queue");
     assert!(
         !dump.contains(lab::PASSWORD),
         "the Proxmox password reached PostgreSQL"

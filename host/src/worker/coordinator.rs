@@ -156,6 +156,16 @@ async fn enqueue_and_wait(
     let outcome = wait(&connection, id, call).await;
     guard.connection = None;
     connection.forget(&id.to_string());
+    // The run record keeps the outcome; the finished row goes, so the queue does not grow.
+    if outcome.is_ok() {
+        let _ = connection
+            .client
+            .execute(
+                "DELETE FROM orch_queue WHERE id = $1 AND state IN ('done', 'unknown')",
+                &[&id],
+            )
+            .await;
+    }
     outcome
 }
 
@@ -179,8 +189,7 @@ impl Drop for Withdraw {
             let _ = connection
                 .client
                 .execute(
-                    "UPDATE orch_queue SET state = 'cancelled', finished_at = now() \
-                     WHERE id = $1 AND state = 'ready'",
+                    "DELETE FROM orch_queue WHERE id = $1 AND state = 'ready'",
                     &[&id],
                 )
                 .await;
