@@ -36,7 +36,7 @@ impl Worker {
                 "--labels",
                 labels,
                 "--lease-seconds",
-                "3",
+                "5",
                 "--concurrency",
                 &concurrency.to_string(),
             ])
