@@ -26,4 +26,5 @@ pub mod suggest;
 pub mod tokens;
 pub mod triggers;
 pub mod vault;
+pub mod worker;
 pub mod workflow;

@@ -20,6 +20,7 @@ mod peers;
 mod process;
 mod proxmox;
 mod serve;
+mod workers;
 
 /// `BENCH_QUICK=1` divides every size by 10: a smoke run of the bench itself, not numbers.
 fn scaled(n: usize) -> usize {
@@ -31,7 +32,8 @@ fn scaled(n: usize) -> usize {
 }
 
 /// Whether the rows of `group` run: all of them, or those `BENCH_ONLY` names
-/// (comma-separated: inprocess, startup, steps, b2, fleet, discovery, converge, serve).
+/// (comma-separated: inprocess, startup, steps, b2, fleet, discovery, converge, serve; `workers`
+/// runs only when named, as it needs a PostgreSQL).
 fn wanted(group: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|g| g.trim() == group))
 }
@@ -215,6 +217,11 @@ fn main() {
     }
     if wanted("serve") {
         serve::serve_rows(&bin, &dist, tmp.path());
+    }
+    // The PostgreSQL queue rows need a PostgreSQL: only when named (`BENCH_ONLY=workers`).
+    if std::env::var("BENCH_ONLY").is_ok_and(|only| only.split(',').any(|g| g.trim() == "workers"))
+    {
+        workers::rows(&bin, &dist, tmp.path());
     }
 }
 

@@ -25,6 +25,7 @@ mod token;
 mod triggers;
 pub(crate) mod type_;
 mod vault;
+mod worker;
 pub(crate) mod workflow;
 
 use crate::output::{ColorChoice, Printer};
@@ -140,6 +141,8 @@ enum Command {
     Chat(chat::Cmd),
     /// Serve the Model Context Protocol on stdin/stdout for AI agents (tools: orch's commands).
     Mcp(mcp::Args),
+    /// Take steps with `runsOn` from the PostgreSQL queue and run them; `orch worker list`.
+    Worker(worker::Args),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -204,6 +207,7 @@ async fn dispatch(command: Command, ctx: &Ctx) -> CmdResult {
         Command::Serve(a) => serve::exec(a, ctx).await,
         Command::Chat(c) => chat::exec(c, ctx).await,
         Command::Mcp(a) => mcp::exec(a, ctx).await,
+        Command::Worker(a) => worker::exec(a, ctx).await,
     }
 }
 

@@ -82,6 +82,20 @@ pub(crate) async fn run_recorded(
     (error, output)
 }
 
+/// Notes on `label`'s step record which worker ran it, and `outcome: unknown` if it was lost.
+fn note_worker(state: &RunState, label: &str, worker: String, unknown: bool) {
+    let (job, name) = label.split_once('.').unwrap_or(("", label));
+    if let Ok(mut steps) = state.steps.lock()
+        && let Some(record) = steps
+            .iter_mut()
+            .rev()
+            .find(|r| r.job == job && r.name == name)
+    {
+        record.worker = Some(worker);
+        record.outcome = unknown.then(|| "unknown".to_string());
+    }
+}
+
 /// A step whose future is dropped before it finished (the run was cancelled) records itself
 /// `cancelled`: its plugin call was interrupted, and its writes, kept in memory until the call
 /// returns, were never committed.
@@ -400,6 +414,8 @@ impl Executor {
                 inputs,
             } => {
                 let state = &self.state;
+                // Which worker ran a `runsOn` step, and whether its outcome is unknown.
+                let remote: std::sync::Mutex<Option<(String, bool)>> = Default::default();
                 let (error, _) = run_recorded(
                     state,
                     label,
@@ -432,10 +448,41 @@ impl Executor {
                             dry_run: kind.as_deref() == Some("converge"),
                             tags: self.workflow.tags.clone(),
                         };
+                        if let Some(labels) = step.runs_on.as_ref().filter(|_| !state.dry_run) {
+                            if state.runner.repo.config.datastore.is_none() {
+                                let at = format!("{field}.runsOn");
+                                let line = self
+                                    .workflow
+                                    .line_of(&at)
+                                    .map(|l| format!(":{l}"))
+                                    .unwrap_or_default();
+                                return Err(format!(
+                                    "{}{line}: {at}: steps with runsOn run on `orch worker` \
+                                     processes, which need the PostgreSQL datastore: add \
+                                     `datastore: {{ postgres: … }}` to orch.yaml, or remove runsOn \
+                                     to run the step here",
+                                    self.workflow.file.display()
+                                ));
+                            }
+                            let out = crate::worker::run_remote(
+                                &state.runner,
+                                &state.queue,
+                                labels,
+                                &call,
+                            )
+                            .await;
+                            if let (Some(worker), Ok(mut remote)) = (out.worker, remote.lock()) {
+                                *remote = Some((worker, out.unknown));
+                            }
+                            return out.result;
+                        }
                         state.runner.run(&call).await.map_err(|e| e.to_string())
                     },
                 )
                 .await;
+                if let Some((worker, unknown)) = remote.into_inner().ok().flatten() {
+                    note_worker(state, label, worker, unknown);
+                }
                 error.map_or(Ok(()), Err)
             }
             Task::ManualApproval { .. } => Err(format!(

@@ -116,6 +116,8 @@ pub(crate) struct RunState {
     pub prior_events: Vec<Value>,
     /// Cancels this run only (a signal cancels every run in flight).
     pub cancel: CancelToken,
+    /// The queue connection for steps with `runsOn`, made when the first one starts.
+    pub queue: crate::worker::QueueSlot,
 }
 
 /// What an earlier part of a run left for this one: step records, outcomes, waiting steps.
@@ -222,6 +224,7 @@ impl RunEnv {
                 waiting: Mutex::new(prior.waiting),
                 prior_events: prior.events,
                 cancel,
+                queue: Default::default(),
             }),
             record,
             now.checked_sub(earlier).unwrap_or(now),

@@ -411,6 +411,12 @@ pub struct StepRecord {
     /// The decision on a `manual_approval` step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<Decision>,
+    /// The `orch worker` that ran the step's method call (steps with `runsOn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// `unknown`: the worker was lost mid-call and the method may or may not have taken effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
 }
 
 /// The current time as RFC 3339 in UTC with millisecond precision, e.g. `2025-01-31T09:15:02.041Z`.

@@ -111,6 +111,10 @@ pub struct Step {
     /// At most this many forEach items in flight (`None`: up to the global limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u64>,
+    /// `runsOn: [site-b]`: an `orch worker` whose labels include all of these runs the step's
+    /// method call (`[]`: any worker); needs the PostgreSQL datastore. Unset: runs here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs_on: Option<Vec<String>>,
 }
 
 /// `forEach: { item: env, in: '${{ inputs.environments }}' }`.
