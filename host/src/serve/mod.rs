@@ -537,6 +537,9 @@ pub async fn serve(options: ServeOptions, ctx: Ctx, mut env: RunEnv) -> Result<(
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                // Answers and SSE events are small writes: without this, Nagle's algorithm
+                // holds one back until the client's delayed ACK (~40 ms) arrives.
+                let _ = stream.set_nodelay(true);
                 let app = app.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
