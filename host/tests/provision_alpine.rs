@@ -100,6 +100,8 @@ impl Shims {
 }
 
 /// A real lighttpd and tftpd-hpa on loopback ports, serving `http/` and `tftp/` of a temp dir.
+/// lighttpd's stat cache is off: the tests replace the served overlay several times within a
+/// second, and a cached entry once served the previous file after the third deploy.
 struct Pxe {
     dir: tempfile::TempDir,
     http_port: u16,
@@ -124,7 +126,8 @@ impl Pxe {
             d.join("lighttpd.conf"),
             format!(
                 "server.document-root = \"{root}\"\nserver.bind = \"127.0.0.1\"\n\
-                 server.port = {http_port}\nserver.errorlog = \"{log}\"\n",
+                 server.port = {http_port}\nserver.errorlog = \"{log}\"\n\
+                 server.stat-cache-engine = \"disable\"\n",
                 root = d.join("http").display(),
                 log = d.join("lighttpd.log").display()
             ),
