@@ -28,12 +28,10 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use postgres::error::SqlState;
 use postgres::{Client, IsolationLevel, NoTls, Transaction};
-use serde::Serialize;
-use serde_json::Value;
 
 use super::error::StoreError;
 use super::gc::{DeletedVersion, KeepRule};
-use super::resources::describe;
+use super::resources::{VersionRecord, describe};
 use super::types::{
     ChangeKind, ChangeWindow, LastSeen, PendingWrite, Provenance, ResourceChange, ResourceKey,
     ResourceSummary, ResourceVersion, RunOwner, RunRecord, RunStatus, RunSummary, Tags,
@@ -312,21 +310,6 @@ fn schema_version(client: &mut Client, url: &str) -> Result<i32, StoreError> {
         .query_opt("SELECT max(version) FROM schema_version", &[])
         .map_err(|e| pg_error(url, &e))?;
     Ok(row.and_then(|r| r.get::<_, Option<i32>>(0)).unwrap_or(0))
-}
-
-/// The stored shape of a `ResourceVersion` (the same JSON as in the redb store).
-#[derive(Serialize)]
-struct VersionRecord<'a> {
-    model: &'a str,
-    spec: &'a str,
-    name: &'a str,
-    version: u64,
-    attributes: &'a Value,
-    provenance: &'a Provenance,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    retired: bool,
-    #[serde(skip_serializing_if = "Tags::is_empty")]
-    tags: &'a Tags,
 }
 
 impl PgBackend {

@@ -12,19 +12,20 @@ pub(super) type ResourcesTable =
     ReadOnlyTable<(&'static str, &'static str, &'static str, u64), &'static [u8]>;
 type LatestTable = ReadOnlyTable<(&'static str, &'static str, &'static str), u64>;
 
-/// The stored shape of a `ResourceVersion`, borrowed so large attribute documents are not cloned to encode them.
+/// The stored shape of a `ResourceVersion` (in redb and in PostgreSQL alike), borrowed so
+/// large attribute documents are not cloned to encode them.
 #[derive(Serialize)]
-struct VersionRecord<'a> {
-    model: &'a str,
-    spec: &'a str,
-    name: &'a str,
-    version: u64,
-    attributes: &'a Value,
-    provenance: &'a Provenance,
+pub(super) struct VersionRecord<'a> {
+    pub(super) model: &'a str,
+    pub(super) spec: &'a str,
+    pub(super) name: &'a str,
+    pub(super) version: u64,
+    pub(super) attributes: &'a Value,
+    pub(super) provenance: &'a Provenance,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
-    retired: bool,
+    pub(super) retired: bool,
     #[serde(skip_serializing_if = "Tags::is_empty")]
-    tags: &'a Tags,
+    pub(super) tags: &'a Tags,
 }
 
 pub(super) fn describe(model: &str, spec: &str, name: &str, version: u64) -> String {
@@ -526,120 +527,8 @@ mod tests {
         assert!(!serde_json::to_string(&read).unwrap().contains("tags"));
     }
 
-    #[test]
-    fn versions_are_numbered_from_one_per_resource() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = store_in(&dir);
-        for expected in 1..=3u64 {
-            let got = store
-                .commit_writes(
-                    "fleet",
-                    &provenance("sync"),
-                    &[write("vm", "web", json!({"n": expected}))],
-                )
-                .expect("commit");
-            assert_eq!(got, vec![expected]);
-        }
-        let other = store
-            .commit_writes(
-                "fleet",
-                &provenance("sync"),
-                &[write("vm", "db", json!({}))],
-            )
-            .expect("commit");
-        assert_eq!(other, vec![1], "each resource counts on its own");
-        let latest = store
-            .latest("fleet", "vm", "web")
-            .expect("latest")
-            .expect("exists");
-        assert_eq!(latest.version, 3);
-        assert_eq!(latest.attributes, json!({"n": 3}));
-    }
-
-    #[test]
-    fn old_versions_stay_intact_after_new_writes() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = store_in(&dir);
-        let first = provenance("first");
-        store
-            .commit_writes(
-                "fleet",
-                &first,
-                &[write("vm", "web", json!({"ip": "10.0.0.1"}))],
-            )
-            .expect("commit 1");
-        store
-            .commit_writes(
-                "fleet",
-                &provenance("second"),
-                &[write("vm", "web", json!({"ip": "10.0.0.2"}))],
-            )
-            .expect("commit 2");
-
-        let v1 = store
-            .version("fleet", "vm", "web", 1)
-            .expect("read")
-            .expect("v1");
-        assert_eq!(v1.attributes, json!({"ip": "10.0.0.1"}));
-        assert_eq!(v1.provenance, first);
-        let all = store.versions("fleet", "vm", "web").expect("versions");
-        let numbers: Vec<u64> = all.iter().map(|v| v.version).collect();
-        assert_eq!(numbers, vec![1, 2]);
-        assert_eq!(all[1].attributes, json!({"ip": "10.0.0.2"}));
-        assert_eq!(store.version("fleet", "vm", "web", 3).expect("read"), None);
-    }
-
-    #[test]
-    fn a_batch_with_two_writes_to_one_name_gets_consecutive_versions() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = store_in(&dir);
-        store
-            .commit_writes("fleet", &provenance("a"), &[write("vm", "web", json!(0))])
-            .expect("commit");
-        let got = store
-            .commit_writes(
-                "fleet",
-                &provenance("b"),
-                &[
-                    write("vm", "web", json!(1)),
-                    write("vm", "db", json!(1)),
-                    write("vm", "web", json!(2)),
-                ],
-            )
-            .expect("commit");
-        assert_eq!(got, vec![2, 1, 3]);
-        let latest = store
-            .latest("fleet", "vm", "web")
-            .expect("latest")
-            .expect("exists");
-        assert_eq!((latest.version, latest.attributes), (3, json!(2)));
-    }
-
-    #[test]
-    fn a_rejected_batch_writes_nothing() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = store_in(&dir);
-        let err = store
-            .commit_writes(
-                "fleet",
-                &provenance("a"),
-                &[write("vm", "web", json!(1)), write("vm", "", json!(2))],
-            )
-            .expect_err("empty name");
-        assert!(matches!(err, StoreError::InvalidWrite { .. }), "{err:?}");
-        assert!(err.to_string().contains("empty instance name"), "{err}");
-        assert_eq!(store.latest("fleet", "vm", "web").expect("latest"), None);
-        assert_eq!(
-            store
-                .commit_writes("fleet", &provenance("a"), &[])
-                .expect("empty"),
-            Vec::<u64>::new()
-        );
-        assert!(
-            !store.path().exists(),
-            "an empty batch does not create the file"
-        );
-    }
+    // Version numbering, old versions, one batch and a rejected batch are in the store suite
+    // that runs on redb and PostgreSQL alike (host/tests/datastore.rs).
 
     #[test]
     fn latest_for_models_returns_the_newest_of_each_resource_per_model() {
