@@ -37,11 +37,16 @@ impl Lab {
         let dir = tempfile::tempdir().unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // dnsmasq binds the port for UDP and for TCP (DNS over TCP): a port free for UDP alone
+        // was once taken for TCP, and dnsmasq exited 2 (address in use).
+        let port = (0..100)
+            .find_map(|_| {
+                let udp = UdpSocket::bind("127.0.0.1:0").ok()?;
+                let port = udp.local_addr().ok()?.port();
+                std::net::TcpListener::bind(("127.0.0.1", port)).ok()?;
+                Some(port)
+            })
+            .expect("a loopback port free for UDP and TCP");
         Lab { dir, port }
     }
 
