@@ -542,6 +542,16 @@ fn runs_on_without_the_postgres_datastore_fails_the_step_at_its_line() {
         run.all()
     );
     assert!(run.all().contains("datastore"), "{}", run.all());
+    // `orch check` says so before anything runs.
+    let check = lab.orch(&["check"]);
+    assert_ne!(check.code, 0, "{}", check.all());
+    assert!(
+        check
+            .all()
+            .contains("workflows/remote.yaml:7: jobs[0].steps[0].runsOn:"),
+        "{}",
+        check.all()
+    );
     // Nothing else changed: the same step without runsOn runs here.
     lab.repo.write(
         "workflows/local.yaml",

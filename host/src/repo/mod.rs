@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 
 use crate::workflow::Workflow;
 
-pub use config::{DEFAULT_CONCURRENCY, DEFAULT_LOCK_WAIT_SECONDS, EnvVar, Grant, RepoConfig};
+pub use config::{
+    DEFAULT_CONCURRENCY, DEFAULT_LOCK_WAIT_SECONDS, DatastoreConfig, EnvVar, Grant, RepoConfig,
+};
 pub use definition::{Definition, Lifetime, MethodArgs, ResourcePolicy, Retention, parse_duration};
 pub use diagnostic::{Diagnostic, closest, did_you_mean, list_names, sort_diagnostics};
 pub use lines::{LineIndex, Refusal, join_index, join_key, parent_path};

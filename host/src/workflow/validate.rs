@@ -238,6 +238,20 @@ impl<'a> Validator<'a> {
             }
             self.templates_in(&join_key(path, "forEach.in"), &each.items);
         }
+        if step.runs_on.is_some() {
+            let field = join_key(path, "runsOn");
+            if !matches!(step.task, Task::ModelMethod { .. }) {
+                self.report(
+                    field,
+                    "runsOn sends a method call to a worker; only a `model_method` step has                      one, so remove runsOn here",
+                );
+            } else if self.repo.config.datastore.is_none() {
+                self.report(
+                    field,
+                    "steps with runsOn run on `orch worker` processes, which need the                      PostgreSQL datastore: add `datastore: { postgres: … }` to orch.yaml, or                      remove runsOn to run the step here",
+                );
+            }
+        }
         let task_path = join_key(path, "task");
         self.templates_in(&join_key(&task_path, "inputs"), step.task.inputs());
         match &step.task {

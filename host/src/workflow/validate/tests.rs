@@ -563,3 +563,51 @@ fn a_manual_approval_step_is_valid_but_not_with_for_each() {
         diags[0]
     );
 }
+
+const RUNS_ON: &str = r#"name: sync-fleet
+jobs:
+  - name: sync
+    steps:
+      - name: auth
+        runsOn: [site-b]
+        task: { type: model_method, modelIdOrName: keebDev02, methodName: auth }
+      - name: enough
+        runsOn: []
+        task: { type: assert, expression: 'true' }
+"#;
+
+#[test]
+fn runs_on_needs_the_postgres_datastore_and_a_model_method_step() {
+    let wf = Workflow::parse(RUNS_ON, Path::new("workflows/sync-fleet.yaml")).unwrap();
+    let mut repo = repo(&[]);
+    let got: Vec<String> = validate(&wf, &repo, &FakeCatalog::default())
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert!(
+        got[0].starts_with("workflows/sync-fleet.yaml:6: jobs[0].steps[0].runsOn:")
+            && got[0].contains("PostgreSQL datastore"),
+        "{got:#?}"
+    );
+    assert!(
+        got[1].starts_with("workflows/sync-fleet.yaml:9: jobs[0].steps[1].runsOn:")
+            && got[1].contains("only a `model_method` step"),
+        "{got:#?}"
+    );
+
+    repo.config.datastore = Some(crate::repo::DatastoreConfig {
+        postgres: "postgres://orch@127.0.0.1:5432/orch".into(),
+        password_vault: None,
+    });
+    let got: Vec<String> = validate(&wf, &repo, &FakeCatalog::default())
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        got.len(),
+        1,
+        "with a datastore only the assert's runsOn is wrong: {got:#?}"
+    );
+    assert!(got[0].contains("only a `model_method` step"), "{got:#?}");
+}
