@@ -7,7 +7,9 @@ use serde::Deserialize;
 use super::access::{LAST_SEEN, RESOURCES, ResourceStore, VERSIONS_BY_TIME};
 use super::error::StoreError;
 use super::resources::describe;
-use super::types::{ChangeKind, ChangeWindow, LastSeen, Provenance, ResourceChange};
+use super::types::{
+    ChangeKind, ChangeWindow, LastSeen, Provenance, ResourceChange, ResourceVersion,
+};
 
 /// The part of a stored version the index rebuild needs; the attributes are skipped, not kept.
 #[derive(Deserialize)]
@@ -99,16 +101,7 @@ impl ResourceStore {
                     }
                     None => None,
                 };
-                let (kind, previous) = match previous {
-                    _ if found.retired => (ChangeKind::Retired, None),
-                    Some(p) if !p.retired => (ChangeKind::Changed, Some(p.attributes)),
-                    _ => (ChangeKind::Appeared, None),
-                };
-                out.push(ResourceChange {
-                    version: found,
-                    kind,
-                    previous,
-                });
+                out.push(super::changes::change_of(found, previous));
             }
             out.reverse();
             Ok(out)
@@ -158,6 +151,24 @@ impl ResourceStore {
         }
         tracing::info!("indexed {indexed} resource versions by commit time");
         Ok(())
+    }
+}
+
+/// The change `found` makes, given the nearest older version still stored (`orch data gc` may
+/// have deleted the one just before): retired, changed from a live version, or appeared.
+pub(super) fn change_of(
+    found: ResourceVersion,
+    previous: Option<ResourceVersion>,
+) -> ResourceChange {
+    let (kind, previous) = match previous {
+        _ if found.retired => (ChangeKind::Retired, None),
+        Some(p) if !p.retired => (ChangeKind::Changed, Some(p.attributes)),
+        _ => (ChangeKind::Appeared, None),
+    };
+    ResourceChange {
+        version: found,
+        kind,
+        previous,
     }
 }
 

@@ -33,8 +33,8 @@ use super::error::StoreError;
 use super::gc::{DeletedVersion, KeepRule};
 use super::resources::{VersionRecord, describe};
 use super::types::{
-    ChangeKind, ChangeWindow, LastSeen, PendingWrite, Provenance, ResourceChange, ResourceKey,
-    ResourceSummary, ResourceVersion, RunOwner, RunRecord, RunStatus, RunSummary, Tags,
+    ChangeWindow, LastSeen, PendingWrite, Provenance, ResourceChange, ResourceKey, ResourceSummary,
+    ResourceVersion, RunOwner, RunRecord, RunStatus, RunSummary, Tags,
 };
 
 /// The schema version this orch reads and writes.
@@ -808,16 +808,7 @@ impl PgBackend {
                     &[&model, &spec, &name, &version],
                 )?
                 .pop();
-                let (kind, previous) = match previous {
-                    _ if found.retired => (ChangeKind::Retired, None),
-                    Some(p) if !p.retired => (ChangeKind::Changed, Some(p.attributes)),
-                    _ => (ChangeKind::Appeared, None),
-                };
-                out.push(ResourceChange {
-                    version: found,
-                    kind,
-                    previous,
-                });
+                out.push(super::changes::change_of(found, previous));
             }
             out.reverse();
             Ok(out)
