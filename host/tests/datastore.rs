@@ -40,7 +40,7 @@ fn pg() -> Db {
         open: Box::new(move || ResourceStore::postgres(&url, Some(postgres::PASSWORD), options())),
         _dir: None,
     };
-    assert_eq!(db.store().migrate().expect("migrate"), (0, 1));
+    assert_eq!(db.store().migrate().expect("migrate"), (0, orch::store::SCHEMA_VERSION));
     db
 }
 
@@ -610,14 +610,14 @@ fn an_unmigrated_database_asks_for_migrate_and_a_newer_one_refuses() {
     let err = store.list(None).expect_err("not migrated");
     assert!(
         err.to_string()
-            .contains("database schema 0 is older than this orch (1)")
+            .contains("database schema 0 is older than this orch (2)")
             && err.to_string().contains("orch datastore migrate"),
         "{err}"
     );
-    assert_eq!(store.migrate().unwrap(), (0, 1));
+    assert_eq!(store.migrate().unwrap(), (0, 2));
     assert_eq!(
         store.migrate().unwrap(),
-        (1, 1),
+        (2, 2),
         "a second migrate does nothing"
     );
     assert!(store.list(None).unwrap().is_empty());
@@ -627,11 +627,58 @@ fn an_unmigrated_database_asks_for_migrate_and_a_newer_one_refuses() {
     let err = fresh.list(None).expect_err("newer schema");
     assert!(
         err.to_string()
-            .contains("database schema 7 is newer than this orch (1); upgrade orch"),
+            .contains("database schema 7 is newer than this orch (2); upgrade orch"),
         "{err}"
     );
     let err = fresh.migrate().expect_err("no downgrade");
     assert!(err.to_string().contains("upgrade orch"), "{err}");
+}
+
+#[test]
+fn migrate_brings_a_version_1_database_with_the_old_queue_tables_to_2_keeping_their_rows() {
+    let url = postgres::fresh_database();
+    let store = ResourceStore::postgres(&url, Some(postgres::PASSWORD), options());
+    assert_eq!(store.migrate().unwrap(), (0, 2));
+    // What the previous orch left: schema 1, and the queue's tables made by the queue itself,
+    // with a version table of their own and no `logs` column or coordinators table.
+    let db = url.rsplit('/').next().unwrap();
+    postgres::server().psql_in(
+        db,
+        "SET ROLE orch; DELETE FROM schema_version WHERE version = 2; \
+         DROP TABLE orch_coordinators; \
+         DROP INDEX orch_queue_by_run; ALTER TABLE orch_queue DROP COLUMN logs; \
+         CREATE TABLE orch_queue_schema (version integer NOT NULL); \
+         INSERT INTO orch_queue_schema VALUES (1); \
+         INSERT INTO orch_queue (run_id, step, model, method, kind, labels, plugin, \
+           plugin_version, call) VALUES ('r1', 'fleet.s', 'm', 'noop', 'action', '{a}', 'p', \
+           '1', '{}')",
+    );
+    let old = ResourceStore::postgres(&url, Some(postgres::PASSWORD), options());
+    let err = old.list(None).expect_err("schema 1 is too old");
+    assert!(err.to_string().contains("orch datastore migrate"), "{err}");
+    assert_eq!(old.migrate().unwrap(), (1, 2));
+    let server = postgres::server();
+    assert_eq!(
+        server
+            .psql_in(
+                db,
+                "SELECT run_id || ' ' || coalesce(logs, '-') FROM orch_queue"
+            )
+            .trim(),
+        "r1 -"
+    );
+    assert_eq!(
+        server
+            .psql_in(db, "SELECT to_regclass('orch_queue_schema') IS NULL")
+            .trim(),
+        "t"
+    );
+    assert_eq!(
+        server
+            .psql_in(db, "SELECT count(*) FROM orch_coordinators")
+            .trim(),
+        "0"
+    );
 }
 
 #[test]
@@ -743,13 +790,13 @@ fn sync_fleet_into_postgres_and_a_second_repository_reads_it_through_cel() {
         .json();
     assert_eq!(
         (migrated["from"].as_i64(), migrated["to"].as_i64()),
-        (Some(0), Some(1))
+        (Some(0), Some(2))
     );
     let status = orch_pg(&site_a, &["--json", "datastore", "status"])
         .ok()
         .json();
     assert_eq!(status["backend"], "postgres");
-    assert_eq!(status["schema"], 1);
+    assert_eq!(status["schema"], 2);
 
     orch_pg(&site_a, &["run", "sync-fleet"]).ok();
     let listed = orch_pg(&site_a, &["--json", "data", "list"]).ok().json();

@@ -63,11 +63,16 @@ impl Drop for Worker {
 
 /// A lab whose orch.yaml names a fresh, migrated PostgreSQL database; returns it and its name.
 fn lab_on_postgres(config: SimConfig) -> (Lab, String) {
+    lab_on_postgres_with(config, "")
+}
+
+/// [`lab_on_postgres`] with more `datastore:` settings (indented lines).
+fn lab_on_postgres_with(config: SimConfig, settings: &str) -> (Lab, String) {
     let lab = Lab::with_config(config);
     let url = postgres::fresh_database();
     let path = lab.repo.path().join("orch.yaml");
     let mut text = std::fs::read_to_string(&path).unwrap();
-    text.push_str(&format!("datastore:\n  postgres: \"{url}\"\n"));
+    text.push_str(&format!("datastore:\n  postgres: \"{url}\"\n{settings}"));
     std::fs::write(&path, text).unwrap();
     orch(&lab, &["datastore", "migrate"]).ok();
     let db = url.rsplit('/').next().unwrap().to_string();
@@ -702,4 +707,199 @@ fn a_worker_stops_on_sigterm_and_shows_as_gone() {
     assert_eq!(status.code(), Some(0), "{}", w.output());
     let listed = orch(&lab, &["--json", "worker", "list"]).ok().json();
     assert_eq!(listed[0]["connected"], false, "{listed}");
+}
+
+/// Installs the test plugin in the lab's repository, with a model `web` whose requests may
+/// reach `base_url`.
+fn install_testplug(lab: &Lab, base_url: &str) {
+    let src = support::dist().join("testplug");
+    let dst = lab.repo.path().join("plugins/testplug");
+    std::fs::create_dir_all(&dst).unwrap();
+    for entry in std::fs::read_dir(&src).unwrap().flatten() {
+        std::fs::copy(entry.path(), dst.join(entry.file_name())).unwrap();
+    }
+    lab.repo.write(
+        "models/web.yaml",
+        &format!("type: test/echo\nglobalArguments:\n  baseUrl: \"{base_url}\"\n"),
+    );
+}
+
+/// An HTTP server that holds the first request it gets (handed to the test) and answers every
+/// later one at once.
+fn held_server() -> (String, std::sync::mpsc::Receiver<std::net::TcpStream>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (i, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            if i == 0 {
+                let _ = tx.send(stream);
+            } else {
+                let _ = stream.write_all(PONG.as_bytes());
+            }
+        }
+    });
+    (url, rx)
+}
+
+const PONG: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong";
+
+/// Sends `signal` to a worker process.
+fn signal(worker: &Worker, signal: libc::c_int) {
+    // SAFETY: kill(2) on a child this test spawned.
+    assert_eq!(
+        unsafe { libc::kill(worker.child.id() as libc::pid_t, signal) },
+        0
+    );
+}
+
+/// Polls `sql` in `db` until it prints `want`, for up to two minutes.
+fn wait_for_sql(db: &str, sql: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let got = postgres::server().psql_in(db, sql);
+        if got.trim() == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{sql}: {got:?}, waited for {want:?}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn a_worker_that_lost_its_lease_commits_nothing_and_the_step_runs_once_elsewhere() {
+    let (lab, db) = lab_on_postgres(SimConfig::generated(1, 2, 0));
+    let (url, held) = held_server();
+    install_testplug(&lab, &url);
+    let fetch = format!(
+        "      - name: fetch\n        runsOn: [site-a]\n        task: {{ type: model_method, \
+         modelIdOrName: web, methodName: fetch, inputs: {{ url: \"{url}/ping\" }} }}\n"
+    );
+    lab.repo
+        .write("workflows/held.yaml", &workflow("held", &[fetch]));
+    let a = Worker::start(&lab, "w-a", "site-a");
+    let coordinator = lab
+        .repo
+        .command(&["--json", "run", "held"])
+        .env("PGPASSWORD", postgres::PASSWORD)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // w-a's request is held; then w-a stops (SIGSTOP), so its heartbeat stops too.
+    let first = held
+        .recv_timeout(Duration::from_secs(120))
+        .unwrap_or_else(|_| panic!("w-a never fetched:\n{}", a.output()));
+    signal(&a, libc::SIGSTOP);
+    // Once w-a's lease ran out, the coordinator gives the read step to w-b, which finishes it.
+    let b = Worker::start(&lab, "w-b", "site-a");
+    let run = support::Run::from_output(coordinator.wait_with_output().unwrap());
+    assert_eq!(run.code, 0, "{}\nw-b:\n{}", run.all(), b.output());
+    let record = run.json();
+    let step = &record["steps"][0];
+    assert_eq!(step["worker"], "w-b", "{step}");
+    assert_eq!(step["resources"][0], "response/last@v1", "{step}");
+    // w-a wakes up, gets its answer and tries to commit its write: refused, nothing stored.
+    {
+        use std::io::Write;
+        let mut first = first;
+        // Another body than w-b's, so a write would be a new version, not a sighting.
+        first
+            .write_all(PONG.replace("pong", "late").as_bytes())
+            .unwrap();
+    }
+    signal(&a, libc::SIGCONT);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !a.output().contains("no longer holds queued step") {
+        assert!(
+            Instant::now() < deadline,
+            "w-a never reported its lost lease:\n{}",
+            a.output()
+        );
+        std::thread::yield_now();
+    }
+    let id = record["id"].as_str().unwrap();
+    let versions = postgres::server().psql_in(
+        &db,
+        "SELECT string_agg(version || ' ' || run_id, ',') FROM orch_resource_versions \
+         WHERE spec = 'response'",
+    );
+    assert_eq!(
+        versions.trim(),
+        format!("1 {id}"),
+        "only w-b's version is stored"
+    );
+    drop((a, b));
+}
+
+#[test]
+fn the_queued_steps_of_a_killed_coordinator_are_dropped_unrun_and_a_live_one_s_run_with_their_logs()
+{
+    let (lab, db) = lab_on_postgres_with(
+        SimConfig::generated(1, 2, 0),
+        "  coordinatorLeaseSeconds: 3\n",
+    );
+    install_testplug(&lab, "http://127.0.0.1:9");
+    let echo = "      - name: echo\n        runsOn: [site-z]\n        task: { type: model_method, \
+                modelIdOrName: web, methodName: echo, inputs: { value: hello } }\n";
+    lab.repo.write(
+        "workflows/echo.yaml",
+        &workflow("echo", &[echo.to_string()]),
+    );
+    // No worker has site-z yet: the step waits in the queue; then its coordinator is killed.
+    let mut coordinator = lab
+        .repo
+        .command(&["run", "echo"])
+        .env("PGPASSWORD", postgres::PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_sql(
+        &db,
+        "SELECT count(*) FROM orch_queue WHERE state = 'ready'",
+        "1",
+    );
+    coordinator.kill().unwrap();
+    coordinator.wait().unwrap();
+    // Its lease runs out: no heartbeat renews it any more.
+    wait_for_sql(
+        &db,
+        "SELECT count(*) FROM orch_coordinators \
+         WHERE heartbeat > now() - make_interval(secs => lease_seconds)",
+        "0",
+    );
+    let z = Worker::start(&lab, "w-z", "site-z");
+    // The worker sweeps the dead coordinator's step and its row away without running it.
+    wait_for_sql(&db, "SELECT count(*) FROM orch_queue", "0");
+    wait_for_sql(&db, "SELECT count(*) FROM orch_coordinators", "0");
+    assert!(!z.output().contains("echo from model"), "{}", z.output());
+
+    // A live coordinator's step runs on the same worker, and its log line comes back.
+    let run = orch(&lab, &["--json", "run", "echo"]);
+    assert_eq!(run.code, 0, "{}\nw-z:\n{}", run.all(), z.output());
+    assert!(z.output().contains("echo from model web"), "{}", z.output());
+    let id = run.json()["id"].as_str().unwrap_or_default().to_string();
+    let shown = orch(&lab, &["--json", "runs", "show", &id]).ok().json();
+    let logs: Vec<&Value> = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["message"] == "echo from model web")
+        .collect();
+    assert_eq!(logs.len(), 1, "{}", shown["events"]);
+    assert!(
+        logs[0]["step"].as_str().unwrap().ends_with("echo"),
+        "{}",
+        logs[0]
+    );
+    assert_eq!(logs[0]["level"], "info", "{}", logs[0]);
+    drop(z);
 }

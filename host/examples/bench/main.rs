@@ -222,6 +222,7 @@ fn main() {
     if std::env::var("BENCH_ONLY").is_ok_and(|only| only.split(',').any(|g| g.trim() == "workers"))
     {
         workers::rows(&bin, &dist, tmp.path());
+        workers::datastore_rows(&bin, &dist, tmp.path());
     }
 }
 

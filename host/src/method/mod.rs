@@ -146,6 +146,8 @@ pub struct MethodRunner {
     pub started: crate::run::StartRecord,
     /// `--tag k=v` of the command line, laid over the workflow's and definition's tags.
     pub tags: crate::store::Tags,
+    /// A worker's hold on the queued step it runs: writes commit only while it still holds it.
+    pub claim: Option<crate::store::QueueClaim>,
 }
 
 fn plugin_error_kind(e: &PluginError) -> (&'static str, String) {
@@ -522,10 +524,11 @@ impl MethodRunner {
             Vec::new()
         } else {
             let started = self.started.clone();
+            let claim = self.claim.clone();
             tokio::task::spawn_blocking(move || {
                 // A version must never name a run the store has no record of.
                 started.wait();
-                store.commit_tagged_writes(&model, &provenance, &tags, &to_commit)
+                store.commit_claimed_writes(&model, &provenance, &tags, &to_commit, claim.as_ref())
             })
             .await
             .map_err(|e| MethodError::Refused(format!("commit task failed: {e}")))??

@@ -44,7 +44,13 @@ pub struct DatastoreConfig {
     pub postgres: String,
     /// The vault and key holding the password; without them the password is `PGPASSWORD`.
     pub password_vault: Option<(String, String)>,
+    /// How long a coordinator's queued steps outlive its last heartbeat (`coordinatorLeaseSeconds`):
+    /// after that, workers treat the run as dead and drop its steps that no worker took.
+    pub coordinator_lease_seconds: u64,
 }
+
+/// Default for `datastore.coordinatorLeaseSeconds`.
+pub const DEFAULT_COORDINATOR_LEASE_SECONDS: u64 = 30;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +58,8 @@ struct RawDatastore {
     postgres: String,
     #[serde(default)]
     password: Option<String>,
+    #[serde(default, rename = "coordinatorLeaseSeconds")]
+    coordinator_lease_seconds: Option<u64>,
 }
 
 /// `${{ vault.get("VAULT", "KEY") }}` → (VAULT, KEY).
@@ -120,9 +128,22 @@ fn datastore(
             }
         },
     };
+    let coordinator_lease_seconds = raw
+        .coordinator_lease_seconds
+        .unwrap_or(DEFAULT_COORDINATOR_LEASE_SECONDS);
+    if coordinator_lease_seconds < 3 {
+        diags.push(at(
+            "coordinatorLeaseSeconds",
+            format!(
+                "is {coordinator_lease_seconds}; it must be at least 3 (the coordinator renews \
+                 it every third of it)"
+            ),
+        ));
+    }
     (diags.len() == before).then(|| DatastoreConfig {
         postgres: url.to_string(),
         password_vault,
+        coordinator_lease_seconds,
     })
 }
 
@@ -550,5 +571,34 @@ mod tests {
 
         let errs = parse("datastore:\n  postgres: mysql://x\n").unwrap_err();
         assert!(errs[0].message.contains("postgres://"), "{}", errs[0]);
+    }
+
+    #[test]
+    fn a_coordinator_lease_below_three_seconds_is_refused_at_its_line() {
+        let ds = parse("datastore:\n  postgres: postgres://orch@db/orch\n")
+            .unwrap()
+            .datastore
+            .unwrap();
+        assert_eq!(
+            ds.coordinator_lease_seconds,
+            DEFAULT_COORDINATOR_LEASE_SECONDS
+        );
+        let ds = parse(
+            "datastore:\n  postgres: postgres://orch@db/orch\n  coordinatorLeaseSeconds: 5\n",
+        )
+        .unwrap()
+        .datastore
+        .unwrap();
+        assert_eq!(ds.coordinator_lease_seconds, 5);
+        let errs = parse(
+            "datastore:\n  postgres: postgres://orch@db/orch\n  coordinatorLeaseSeconds: 1\n",
+        )
+        .unwrap_err();
+        assert_eq!(errs[0].line, Some(3));
+        assert_eq!(
+            errs[0].field.as_deref(),
+            Some("datastore.coordinatorLeaseSeconds")
+        );
+        assert!(errs[0].message.contains("at least 3"), "{}", errs[0]);
     }
 }

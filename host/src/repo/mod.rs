@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 use crate::workflow::Workflow;
 
 pub use config::{
-    DEFAULT_CONCURRENCY, DEFAULT_LOCK_WAIT_SECONDS, DatastoreConfig, EnvVar, Grant, RepoConfig,
+    DEFAULT_CONCURRENCY, DEFAULT_COORDINATOR_LEASE_SECONDS, DEFAULT_LOCK_WAIT_SECONDS,
+    DatastoreConfig, EnvVar, Grant, RepoConfig,
 };
 pub use definition::{Definition, Lifetime, MethodArgs, ResourcePolicy, Retention, parse_duration};
 pub use diagnostic::{Diagnostic, closest, did_you_mean, list_names, sort_diagnostics};

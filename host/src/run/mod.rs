@@ -205,6 +205,7 @@ impl RunEnv {
             run_id: run_id.clone(),
             ssh: SshSessionPool::new(KnownHosts::in_dir(&self.repo.orch_dir())),
             tags: self.tags.clone(),
+            claim: None,
         };
         events.emit(Event::RunStarted {
             run_id: run_id.clone(),

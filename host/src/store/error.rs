@@ -148,6 +148,20 @@ pub enum StoreError {
         supported: u64,
     },
 
+    /// A worker lost a queued step (its lease ran out) before it committed the step's writes.
+    #[error(
+        "worker `{worker}` no longer holds queued step {id}: its lease ran out and the \
+         coordinator took the step back, so none of this call's writes was committed (the \
+         coordinator runs a read, list or converge step again elsewhere, and marks any other \
+         step outcome unknown)"
+    )]
+    LeaseLost {
+        /// The worker.
+        worker: String,
+        /// The step's row in the queue.
+        id: i64,
+    },
+
     /// PostgreSQL refused a connection or a statement.
     #[error(
         "the PostgreSQL datastore {url} failed: {message}; check that the server is reachable, \

@@ -51,7 +51,8 @@ pub use self::error::StoreError;
 pub use self::gc::{DeletedVersion, KeepRule};
 pub use self::postgres::{SCHEMA_VERSION, mask_url};
 pub use self::types::{
-    ChangeKind, ChangeWindow, Decision, LastSeen, PendingWrite, Provenance, RecordedOutcome,
-    ResourceChange, ResourceKey, ResourceSummary, ResourceVersion, RunOwner, RunRecord, RunStatus,
-    RunSummary, StepRecord, Tags, WaitingStep, new_run_id, now_rfc3339, rfc3339,
+    ChangeKind, ChangeWindow, Decision, LastSeen, PendingWrite, Provenance, QueueClaim,
+    RecordedOutcome, ResourceChange, ResourceKey, ResourceSummary, ResourceVersion, RunOwner,
+    RunRecord, RunStatus, RunSummary, StepRecord, Tags, WaitingStep, new_run_id, now_rfc3339,
+    rfc3339,
 };

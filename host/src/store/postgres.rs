@@ -33,12 +33,12 @@ use super::error::StoreError;
 use super::gc::{DeletedVersion, KeepRule};
 use super::resources::{VersionRecord, describe};
 use super::types::{
-    ChangeWindow, LastSeen, PendingWrite, Provenance, ResourceChange, ResourceKey, ResourceSummary,
-    ResourceVersion, RunOwner, RunRecord, RunStatus, RunSummary, Tags,
+    ChangeWindow, LastSeen, PendingWrite, Provenance, QueueClaim, ResourceChange, ResourceKey,
+    ResourceSummary, ResourceVersion, RunOwner, RunRecord, RunStatus, RunSummary, Tags,
 };
 
 /// The schema version this orch reads and writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Shorter run id prefixes are too likely to match by accident (as in the redb store).
 const MIN_PREFIX_LEN: usize = 6;
@@ -89,6 +89,58 @@ const MIGRATIONS: &[&str] = &[
         summary text NOT NULL,
         owner text
     );
+    "#,
+    // 2: the worker queue (`crate::worker`). Before, the queue created these tables itself
+    // with a version table of its own; a database that has them keeps their rows.
+    r#"
+    CREATE TABLE IF NOT EXISTS orch_workers (
+        name text COLLATE "C" PRIMARY KEY,
+        labels text[] NOT NULL,
+        concurrency integer NOT NULL,
+        host text NOT NULL,
+        pid integer NOT NULL,
+        lease_seconds integer NOT NULL,
+        started_at timestamptz NOT NULL DEFAULT now(),
+        heartbeat timestamptz NOT NULL DEFAULT now(),
+        stopped boolean NOT NULL DEFAULT false
+    );
+    CREATE TABLE IF NOT EXISTS orch_queue (
+        id bigserial PRIMARY KEY,
+        run_id text NOT NULL,
+        step text NOT NULL,
+        model text NOT NULL,
+        method text NOT NULL,
+        kind text NOT NULL,
+        labels text[] NOT NULL,
+        plugin text NOT NULL,
+        plugin_version text NOT NULL,
+        call text NOT NULL,
+        state text NOT NULL DEFAULT 'ready',
+        worker text,
+        lost_workers text[] NOT NULL DEFAULT '{}',
+        lease_until timestamptz,
+        attempts integer NOT NULL DEFAULT 0,
+        result text,
+        error text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        finished_at timestamptz
+    );
+    ALTER TABLE orch_queue ADD COLUMN IF NOT EXISTS logs text;
+    DROP INDEX IF EXISTS orch_queue_ready;
+    DROP INDEX IF EXISTS orch_queue_by_worker;
+    CREATE INDEX orch_queue_ready ON orch_queue (id) WHERE state = 'ready';
+    CREATE INDEX orch_queue_by_worker ON orch_queue (worker)
+        WHERE state IN ('running', 'committed');
+    CREATE INDEX orch_queue_by_run ON orch_queue (run_id);
+    CREATE TABLE orch_coordinators (
+        run_id text COLLATE "C" PRIMARY KEY,
+        host text NOT NULL,
+        pid integer NOT NULL,
+        lease_seconds integer NOT NULL,
+        started_at timestamptz NOT NULL DEFAULT now(),
+        heartbeat timestamptz NOT NULL DEFAULT now()
+    );
+    DROP TABLE IF EXISTS orch_queue_schema;
     "#,
 ];
 
@@ -465,6 +517,7 @@ impl PgBackend {
         provenance: &Provenance,
         tags: &Tags,
         writes: &[PendingWrite],
+        claim: Option<QueueClaim>,
     ) -> Result<Vec<u64>, StoreError> {
         let (model, provenance, tags, writes) = (
             model.to_string(),
@@ -474,6 +527,22 @@ impl PgBackend {
         );
         let path = self.path();
         self.transaction(false, move |txn, _| {
+            // A worker's step: only while the step is still its own. The row lock this takes
+            // holds off the coordinator's lease expiry until the commit, and after it the row
+            // is `committed`, which the coordinator never hands to another worker.
+            if let Some(claim) = &claim {
+                let held = txn.execute(
+                    "UPDATE orch_queue SET state = 'committed' \
+                     WHERE id = $1 AND worker = $2 AND state = 'running'",
+                    &[&claim.id, &claim.worker],
+                )?;
+                if held == 0 {
+                    return Err(TxError::Store(StoreError::LeaseLost {
+                        worker: claim.worker.clone(),
+                        id: claim.id,
+                    }));
+                }
+            }
             let (run, step, time) = (&provenance.run_id, &provenance.step, &provenance.time);
             // Every writer of a resource first takes its advisory lock, all in one global
             // order (sorted hashes), so two batches that share resources queue instead of

@@ -6,7 +6,9 @@ use serde_json::Value;
 
 use super::access::{LAST_SEEN, LATEST, RESOURCES, ResourceStore, VERSIONS_BY_TIME};
 use super::error::StoreError;
-use super::types::{PendingWrite, Provenance, ResourceKey, ResourceSummary, ResourceVersion, Tags};
+use super::types::{
+    PendingWrite, Provenance, QueueClaim, ResourceKey, ResourceSummary, ResourceVersion, Tags,
+};
 
 pub(super) type ResourcesTable =
     ReadOnlyTable<(&'static str, &'static str, &'static str, u64), &'static [u8]>;
@@ -56,12 +58,33 @@ impl ResourceStore {
         tags: &Tags,
         writes: &[PendingWrite],
     ) -> Result<Vec<u64>, StoreError> {
+        self.commit_claimed_writes(model, provenance, tags, writes, None)
+    }
+
+    /// [`ResourceStore::commit_tagged_writes`] for a worker's queued step: with a `claim`, the
+    /// transaction first marks the step's queue row committed, and commits nothing
+    /// ([`StoreError::LeaseLost`]) when the step is no longer the worker's. So a worker that
+    /// lost its lease never adds versions beside the ones of the worker that ran the step again.
+    pub fn commit_claimed_writes(
+        &self,
+        model: &str,
+        provenance: &Provenance,
+        tags: &Tags,
+        writes: &[PendingWrite],
+        claim: Option<&QueueClaim>,
+    ) -> Result<Vec<u64>, StoreError> {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
         validate_writes(model, writes)?;
         if let Some(pg) = self.pg_backend() {
-            return pg.commit_writes(model, provenance, tags, writes);
+            return pg.commit_writes(model, provenance, tags, writes, claim.cloned());
+        }
+        if claim.is_some() {
+            return Err(StoreError::Postgres {
+                url: self.path().display().to_string(),
+                message: "a queued step's writes need the PostgreSQL datastore".to_string(),
+            });
         }
         let (run, step, time) = (
             provenance.run_id.as_str(),

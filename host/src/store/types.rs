@@ -3,6 +3,16 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
+/// A worker's hold on a queued step (PostgreSQL datastore): a commit made under it goes
+/// through only while the step is still this worker's, in the same transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueClaim {
+    /// The step's row in the queue.
+    pub id: i64,
+    /// The worker that took it.
+    pub worker: String,
+}
+
 /// Who wrote a resource version: the run, step and method, and when.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

@@ -7,6 +7,7 @@ use super::queue::{self, Connection, DONE_CHANNEL, READY_CHANNEL};
 use crate::capabilities::LogLevel;
 use crate::method::{MethodCall, MethodOutput, MethodRunner};
 use crate::output::Event;
+use crate::repo::DEFAULT_COORDINATOR_LEASE_SECONDS;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,8 @@ pub struct RemoteOutcome {
     pub unknown: bool,
     /// The method's output, or why it failed.
     pub result: Result<MethodOutput, String>,
+    /// The plugin's log lines on the worker (redacted there).
+    pub logs: Vec<(LogLevel, String)>,
 }
 
 impl RemoteOutcome {
@@ -33,6 +36,7 @@ impl RemoteOutcome {
             worker: None,
             unknown: false,
             result: Err(message),
+            logs: Vec::new(),
         }
     }
 }
@@ -48,7 +52,15 @@ pub async fn run_remote(
         Ok(outcome) => outcome,
         Err(message) => RemoteOutcome::failed(message),
     };
-    // The run's event stream shows where the step ran and what it wrote, as for a local step.
+    // The run's event stream shows the step's log lines, where it ran and what it wrote, as
+    // for a local step.
+    for (level, message) in &outcome.logs {
+        runner.events.emit(Event::Log {
+            step: call.step.clone(),
+            level: *level,
+            message: message.clone(),
+        });
+    }
     if let Some(worker) = &outcome.worker {
         runner.events.emit(Event::Log {
             step: call.step.clone(),
@@ -115,7 +127,17 @@ async fn enqueue_and_wait(
     let connection = slot
         .get_or_init(|| async {
             let config = queue::config(&runner.repo, &runner.vault)?;
-            queue::connect(&config, &[DONE_CHANNEL]).await.map(Arc::new)
+            let connection = Arc::new(queue::connect(&config, &[DONE_CHANNEL]).await?);
+            let lease = runner
+                .repo
+                .config
+                .datastore
+                .as_ref()
+                .map_or(DEFAULT_COORDINATOR_LEASE_SECONDS, |d| {
+                    d.coordinator_lease_seconds
+                });
+            register(&connection, &runner.run_id, lease).await?;
+            Ok(connection)
         })
         .await
         .clone()?;
@@ -169,6 +191,77 @@ async fn enqueue_and_wait(
     outcome
 }
 
+/// Says in `orch_coordinators` that this run's coordinator is alive, and keeps saying it every
+/// third of `lease` seconds while the run holds its queue connection; then removes the row.
+/// Workers take a run's steps only while its row is fresh, and drop the steps of a run whose
+/// coordinator stopped renewing it (see `SWEEP` in the worker).
+async fn register(connection: &Arc<Connection>, run_id: &str, lease: u64) -> Result<(), String> {
+    let seconds = i32::try_from(lease).unwrap_or(i32::MAX);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    connection
+        .client
+        .execute(
+            "INSERT INTO orch_coordinators (run_id, host, pid, lease_seconds) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (run_id) DO UPDATE SET host = $2, pid = $3, \
+             lease_seconds = $4, heartbeat = now()",
+            &[&run_id, &host, &(std::process::id() as i32), &seconds],
+        )
+        .await
+        .map_err(|e| format!("cannot register the run as a coordinator in the queue: {e}"))?;
+    let connection = connection.clone();
+    let run_id = run_id.to_string();
+    let every = Duration::from_millis(lease.saturating_mul(1000) / 3);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            // The run let go of its queue connection: it ended.
+            if Arc::strong_count(&connection) == 1 || connection.client.is_closed() {
+                break;
+            }
+            let renewed = connection
+                .client
+                .execute(
+                    "UPDATE orch_coordinators SET heartbeat = now() WHERE run_id = $1",
+                    &[&run_id],
+                )
+                .await;
+            if let Err(e) = renewed {
+                tracing::warn!(error = %e, "renewing the coordinator's lease failed");
+            }
+        }
+        let _ = connection
+            .client
+            .batch_execute(&format!(
+                "DELETE FROM orch_queue WHERE run_id = {id} AND state IN ('ready', 'done', \
+                 'unknown'); DELETE FROM orch_coordinators WHERE run_id = {id}",
+                id = quote(&run_id)
+            ))
+            .await;
+    });
+    Ok(())
+}
+
+/// A SQL string literal of `text`.
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The log lines a worker kept with a step's result (`[{level, message}]`).
+fn parse_logs(text: Option<String>) -> Vec<(LogLevel, String)> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        level: LogLevel,
+        message: String,
+    }
+    text.and_then(|t| serde_json::from_str::<Vec<Line>>(&t).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| (l.level, crate::output::escape_line(&l.message).into_owned()))
+        .collect()
+}
+
 /// Withdraws a queued step that no worker took yet when its coordinator stops waiting.
 struct Withdraw {
     connection: Option<Arc<Connection>>,
@@ -209,12 +302,23 @@ async fn wait(
     let mine = connection.waiter(&id.to_string());
     loop {
         let row = client
-            .query_one(
-                "SELECT state, worker, result, error, lost_workers FROM orch_queue WHERE id = $1",
+            .query_opt(
+                "SELECT state, worker, result, error, lost_workers, logs FROM orch_queue \
+                 WHERE id = $1",
                 &[&id],
             )
             .await
-            .map_err(pg)?;
+            .map_err(pg)?
+            .ok_or_else(|| {
+                format!(
+                    "step {}: its row left the queue (id {id}) before it ended: the workers \
+                     dropped this run's steps because its coordinator had not renewed its lease \
+                     for datastore.coordinatorLeaseSeconds (was this process stopped or cut off \
+                     from the database?); check the target, then run the workflow again",
+                    call.step
+                )
+            })?;
+        let logs = parse_logs(row.get(5));
         let state: String = row.get(0);
         let worker: Option<String> = row.get(1);
         let lost: Vec<String> = row.get(4);
@@ -244,6 +348,7 @@ async fn wait(
                     worker,
                     unknown: false,
                     result,
+                    logs,
                 });
             }
             "unknown" => {
@@ -252,27 +357,40 @@ async fn wait(
                     worker: lost.last().cloned(),
                     unknown: true,
                     result: Err(error.unwrap_or_else(|| "outcome unknown".to_string())),
+                    logs,
                 });
             }
             _ => {}
         }
-        // A lease that ran out: the worker died or lost the database mid-call.
+        // A lease that ran out: the worker died or lost the database mid-call. A `committed`
+        // step's writes are stored, so it never runs again; only its output was lost.
         let requeued = client
-            .execute(
+            .query(
                 "UPDATE orch_queue SET \
-                   state = CASE WHEN kind IN ('read', 'list', 'converge') THEN 'ready' ELSE 'unknown' END, \
-                   error = CASE WHEN kind IN ('read', 'list', 'converge') THEN NULL ELSE \
+                   state = CASE WHEN state = 'committed' THEN 'done' \
+                     WHEN kind IN ('read', 'list', 'converge') THEN 'ready' ELSE 'unknown' END, \
+                   error = CASE WHEN state = 'committed' THEN \
+                     'worker `' || worker || '` stopped renewing its lease after it committed \
+                     this step''s writes (they are stored) and before it returned the step''s \
+                     output, so the step fails and is not run again; run the workflow again' \
+                     WHEN kind IN ('read', 'list', 'converge') THEN NULL ELSE \
                      'outcome unknown: worker `' || worker || '` stopped renewing its lease while it ran this ' \
                      || kind || ' method, which may or may not have taken effect; it is not run again. \
                      Check the target, then run the workflow again' END, \
-                   lost_workers = array_append(lost_workers, worker), \
-                   worker = NULL, lease_until = NULL \
-                 WHERE id = $1 AND state = 'running' AND lease_until < now()",
+                   lost_workers = CASE WHEN state = 'committed' THEN lost_workers \
+                     ELSE array_append(lost_workers, worker) END, \
+                   worker = CASE WHEN state = 'committed' THEN worker END, \
+                   lease_until = NULL \
+                 WHERE id = $1 AND state IN ('running', 'committed') AND lease_until < now() \
+                 RETURNING state",
                 &[&id],
             )
             .await
-            .map_err(pg)?;
-        if requeued > 0 {
+            .map_err(pg)?
+            .first()
+            .map(|r| r.get::<_, String>(0) == "ready")
+            .unwrap_or(false);
+        if requeued {
             client
                 .execute(
                     "SELECT pg_notify($1, $2)",

@@ -5,15 +5,17 @@
 //! renewing them loses its steps (see the coordinator).
 
 use super::queue::{self, Connection, DONE_CHANNEL, READY_CHANNEL};
+use crate::capabilities::LogLevel;
 use crate::capabilities::{KnownHosts, SshSessionPool};
 use crate::expr::{Evaluator, SharedInputs};
 use crate::method::{MethodCall, MethodRunner};
-use crate::output::{EventSink, Printer};
+use crate::output::{Event, EventSink, Printer};
 use crate::run::{RunEnv, StartRecord};
+use crate::store::QueueClaim;
 use crate::vault::Redactor;
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How a worker runs.
@@ -101,12 +103,15 @@ pub async fn run(env: RunEnv, options: WorkerOptions, stop: Arc<AtomicBool>) -> 
                     .batch_execute(&format!(
                         "UPDATE orch_workers SET heartbeat = now() WHERE name = {name}; \
                          UPDATE orch_queue SET lease_until = now() + interval '{seconds} seconds' \
-                         WHERE worker = {name} AND state = 'running'",
+                         WHERE worker = {name} AND state IN ('running', 'committed')",
                         name = quote(&name)
                     ))
                     .await;
                 if let Err(e) = renewed {
                     tracing::warn!(error = %e, "heartbeat failed");
+                }
+                if let Err(e) = heartbeat.client.batch_execute(SWEEP).await {
+                    tracing::warn!(error = %e, "sweeping the steps of ended coordinators failed");
                 }
                 tokio::time::sleep(every).await;
             }
@@ -141,6 +146,20 @@ pub async fn run(env: RunEnv, options: WorkerOptions, stop: Arc<AtomicBool>) -> 
     result
 }
 
+/// A coordinator is alive while its last heartbeat is younger than its lease.
+const COORDINATOR_ALIVE: &str = "EXISTS (SELECT 1 FROM orch_coordinators c WHERE c.run_id = \
+     q.run_id AND c.heartbeat > now() - make_interval(secs => c.lease_seconds))";
+
+/// Drops what coordinators that stopped renewing their lease (killed, or cut off) left in the
+/// queue: steps no worker took (never run now), and results nobody will read. A step a worker
+/// is running stays until that worker ends it, or its own lease runs out too.
+const SWEEP: &str = "DELETE FROM orch_queue q WHERE (q.state IN ('ready', 'done', 'unknown') \
+     OR (q.state IN ('running', 'committed') AND q.lease_until < now())) \
+     AND NOT EXISTS (SELECT 1 FROM orch_coordinators c WHERE c.run_id = q.run_id \
+       AND c.heartbeat > now() - make_interval(secs => c.lease_seconds)); \
+     DELETE FROM orch_coordinators c WHERE c.heartbeat < now() - make_interval(secs => \
+     c.lease_seconds) AND NOT EXISTS (SELECT 1 FROM orch_queue q WHERE q.run_id = c.run_id)";
+
 /// A SQL string literal of `text`.
 fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
@@ -162,11 +181,14 @@ async fn slot(
         let row = own
             .client
             .query_opt(
-                "UPDATE orch_queue SET state = 'running', worker = $1, attempts = attempts + 1, \
-                 lease_until = now() + make_interval(secs => $3) \
-                 WHERE id = (SELECT id FROM orch_queue WHERE state = 'ready' AND labels <@ $2 \
-                             ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-                 RETURNING id, run_id, step, model, method, plugin, plugin_version, call",
+                &format!(
+                    "UPDATE orch_queue SET state = 'running', worker = $1, \
+                     attempts = attempts + 1, lease_until = now() + make_interval(secs => $3) \
+                     WHERE id = (SELECT q.id FROM orch_queue q WHERE q.state = 'ready' \
+                                 AND q.labels <@ $2 AND {COORDINATOR_ALIVE} \
+                                 ORDER BY q.id LIMIT 1 FOR UPDATE OF q SKIP LOCKED) \
+                     RETURNING id, run_id, step, model, method, plugin, plugin_version, call"
+                ),
                 &[&options.name, &options.labels, &f64::from(seconds)],
             )
             .await
@@ -185,23 +207,75 @@ async fn slot(
             plugin_version: row.get(6),
             call: row.get(7),
         };
-        let (result, error) = match execute(env, options, &ssh, &taken).await {
+        let logs = Logs::default();
+        let (result, error) = match execute(env, options, &ssh, &taken, &logs).await {
             Ok(v) => (Some(v.to_string()), None),
             Err(e) => (None, Some(e)),
         };
-        // Only while the step is still this worker's: a lost lease gave it to someone else.
-        own.client
-            .execute(
+        let logs = logs.to_json();
+        // Only while the step is still this worker's: a lost lease gave it to someone else
+        // (and then none of its writes was committed either, see `QueueClaim`).
+        let recorded = own
+            .client
+            .query(
                 "WITH done AS (UPDATE orch_queue SET state = 'done', result = $3, error = $4, \
-                 finished_at = now(), lease_until = NULL \
-                 WHERE id = $1 AND worker = $2 AND state = 'running' RETURNING id) \
-                 SELECT pg_notify($5, id::text) FROM done",
-                &[&taken.id, &options.name, &result, &error, &DONE_CHANNEL],
+                 logs = $6, finished_at = now(), lease_until = NULL \
+                 WHERE id = $1 AND worker = $2 AND state IN ('running', 'committed') \
+                 RETURNING id) SELECT pg_notify($5, id::text) FROM done",
+                &[
+                    &taken.id,
+                    &options.name,
+                    &result,
+                    &error,
+                    &DONE_CHANNEL,
+                    &logs,
+                ],
             )
             .await
             .map_err(|e| format!("cannot record the result of step {}: {e}", taken.step))?;
+        if recorded.is_empty() {
+            env.printer.warn(&format!(
+                "step {} (run {}): its result is discarded: {}",
+                taken.step,
+                taken.run_id,
+                error.unwrap_or_else(|| format!(
+                    "worker `{}` no longer holds queued step {}: its lease ran out and the \
+                     coordinator took the step back",
+                    options.name, taken.id
+                ))
+            ));
+        }
     }
     Ok(())
+}
+
+/// The log lines of one step, kept (redacted) for its coordinator's event stream.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<Value>>>);
+
+impl Logs {
+    /// At most this many lines of one step go back to the coordinator (all show here).
+    const MAX: usize = 1_000;
+
+    fn push(&self, level: LogLevel, message: &str) {
+        let mut lines = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match lines.len() {
+            n if n < Self::MAX => lines.push(json!({"level": level, "message": message})),
+            n if n == Self::MAX => lines.push(json!({
+                "level": LogLevel::Warn,
+                "message": format!(
+                    "more than {} log lines: the rest are in the worker's own output",
+                    Self::MAX
+                ),
+            })),
+            _ => {}
+        }
+    }
+
+    fn to_json(&self) -> Option<String> {
+        let lines = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        (!lines.is_empty()).then(|| Value::Array(lines.clone()).to_string())
+    }
 }
 
 /// Runs one taken step with this worker's repository, plugins and vault.
@@ -210,6 +284,7 @@ async fn execute(
     options: &WorkerOptions,
     ssh: &SshSessionPool,
     taken: &Taken,
+    logs: &Logs,
 ) -> Result<Value, String> {
     let def = env.repo.model(&taken.model).map_err(|e| {
         format!(
@@ -251,7 +326,17 @@ async fn execute(
     };
     let printer: Printer = env.printer.clone();
     let redactor = Redactor::default();
-    let events = EventSink::new(redactor, Arc::new(move |e| printer.event(e)));
+    let kept = logs.clone();
+    // Shown here, and (already redacted by the sink) sent back with the step's result.
+    let events = EventSink::new(
+        redactor,
+        Arc::new(move |e| {
+            printer.event(e);
+            if let Event::Log { level, message, .. } = e {
+                kept.push(*level, message);
+            }
+        }),
+    );
     let runner = MethodRunner {
         repo: env.repo.clone(),
         registry: env.registry.clone(),
@@ -264,6 +349,10 @@ async fn execute(
         // The coordinator recorded the run before it queued the step.
         started: StartRecord::committed(),
         tags: env.tags.clone(),
+        claim: Some(QueueClaim {
+            id: taken.id,
+            worker: options.name.clone(),
+        }),
     };
     let out = runner.run(&call).await.map_err(|e| e.to_string())?;
     Ok(json!({"output": out.output, "resources": out.resources}))

@@ -1,6 +1,6 @@
-//! The step queue in PostgreSQL: its tables (with a version table of their own, apart from the
-//! datastore's `schema_version`), connections that receive `LISTEN/NOTIFY` wake-ups, and the
-//! statements the coordinator and the workers share.
+//! The step queue in PostgreSQL: connections that receive `LISTEN/NOTIFY` wake-ups, and what
+//! the coordinator and the workers share. Its tables are part of the datastore's schema
+//! (`store/postgres.rs`, migration 2), applied by `orch datastore migrate`.
 
 use crate::repo::Repo;
 use crate::vault::LocalVault;
@@ -11,52 +11,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
-/// The version of the queue's tables this orch reads and writes.
-pub const QUEUE_SCHEMA_VERSION: i32 = 1;
 /// Channel a coordinator notifies when it queues a step (workers listen).
 pub const READY_CHANNEL: &str = "orch_queue_ready";
 /// Channel a worker notifies when it finished a step (coordinators listen).
 pub const DONE_CHANNEL: &str = "orch_queue_done";
-/// Held while the queue's tables are created, so two processes never race on it.
-const SCHEMA_LOCK: i64 = 0x006f_7263_6871_7565;
-
-/// Migration N brings the queue's tables from version N-1 to N.
-const MIGRATIONS: &[&str] = &[r#"
-    CREATE TABLE orch_workers (
-        name text COLLATE "C" PRIMARY KEY,
-        labels text[] NOT NULL,
-        concurrency integer NOT NULL,
-        host text NOT NULL,
-        pid integer NOT NULL,
-        lease_seconds integer NOT NULL,
-        started_at timestamptz NOT NULL DEFAULT now(),
-        heartbeat timestamptz NOT NULL DEFAULT now(),
-        stopped boolean NOT NULL DEFAULT false
-    );
-    CREATE TABLE orch_queue (
-        id bigserial PRIMARY KEY,
-        run_id text NOT NULL,
-        step text NOT NULL,
-        model text NOT NULL,
-        method text NOT NULL,
-        kind text NOT NULL,
-        labels text[] NOT NULL,
-        plugin text NOT NULL,
-        plugin_version text NOT NULL,
-        call text NOT NULL,
-        state text NOT NULL DEFAULT 'ready',
-        worker text,
-        lost_workers text[] NOT NULL DEFAULT '{}',
-        lease_until timestamptz,
-        attempts integer NOT NULL DEFAULT 0,
-        result text,
-        error text,
-        created_at timestamptz NOT NULL DEFAULT now(),
-        finished_at timestamptz
-    );
-    CREATE INDEX orch_queue_ready ON orch_queue (id) WHERE state = 'ready';
-    CREATE INDEX orch_queue_by_worker ON orch_queue (worker) WHERE state = 'running';
-"#];
 
 /// The connection settings of the repository's PostgreSQL datastore (password from its vault
 /// reference, else `PGPASSWORD`), or why there are none.
@@ -118,7 +76,7 @@ impl Connection {
     }
 }
 
-/// Connects, listening to `channels`, and makes sure the queue's tables are current.
+/// Connects, listening to `channels`, once the datastore's schema (the queue's tables) is current.
 pub async fn connect(
     config: &tokio_postgres::Config,
     channels: &[&str],
@@ -161,7 +119,7 @@ pub async fn connect(
             waiters.values().for_each(|w| w.notify_one());
         }
     });
-    migrate(&client).await?;
+    check_schema(&client).await?;
     for channel in channels {
         client
             .batch_execute(&format!("LISTEN {channel}"))
@@ -175,53 +133,30 @@ pub async fn connect(
     })
 }
 
-/// Creates or upgrades the queue's tables (under an advisory lock; a newer version refuses).
-async fn migrate(client: &Client) -> Result<(), String> {
-    let pg = |e: tokio_postgres::Error| format!("cannot set up the queue tables: {e}");
-    client.batch_execute("BEGIN").await.map_err(pg)?;
-    let result = async {
-        client
-            .execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
-            .await
-            .map_err(pg)?;
-        client
-            .batch_execute(
-                "CREATE TABLE IF NOT EXISTS orch_queue_schema (version integer NOT NULL, \
-                 applied_at timestamptz NOT NULL DEFAULT now())",
-            )
-            .await
-            .map_err(pg)?;
-        let found: i32 = client
-            .query_one(
-                "SELECT coalesce(max(version), 0) FROM orch_queue_schema",
-                &[],
-            )
-            .await
-            .map_err(pg)?
-            .get(0);
-        if found > QUEUE_SCHEMA_VERSION {
-            return Err(format!(
-                "the queue tables in this database are version {found}, newer than this orch \
-                 (version {QUEUE_SCHEMA_VERSION}): upgrade orch"
-            ));
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-            client.batch_execute(sql).await.map_err(pg)?;
-            let version = i as i32 + 1;
-            client
-                .execute(
-                    "INSERT INTO orch_queue_schema (version) VALUES ($1)",
-                    &[&version],
-                )
-                .await
-                .map_err(pg)?;
-        }
-        Ok(())
+/// Refuses a database whose schema is not this orch's: the queue's tables are part of the
+/// datastore's schema, created and upgraded by `orch datastore migrate`.
+async fn check_schema(client: &Client) -> Result<(), String> {
+    let found: i32 = client
+        .query_one(
+            "SELECT CASE WHEN to_regclass('schema_version') IS NULL THEN 0 \
+             ELSE (SELECT coalesce(max(version), 0) FROM schema_version) END",
+            &[],
+        )
+        .await
+        .map_err(|e| format!("cannot read the datastore's schema version: {e}"))?
+        .get(0);
+    let supported = crate::store::SCHEMA_VERSION;
+    match found.cmp(&supported) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Less => Err(format!(
+            "the PostgreSQL datastore's schema is version {found}, older than this orch \
+             ({supported}), and the worker queue needs it current: run `orch datastore migrate`"
+        )),
+        std::cmp::Ordering::Greater => Err(format!(
+            "the PostgreSQL datastore's schema is version {found}, newer than this orch \
+             ({supported}): upgrade orch"
+        )),
     }
-    .await;
-    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-    client.batch_execute(end).await.map_err(pg)?;
-    result
 }
 
 /// Whether a method of `kind` may run a second time after its worker was lost mid-call: reads,

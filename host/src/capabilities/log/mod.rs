@@ -4,7 +4,7 @@ use crate::runtime::wit::v0_2::orch::plugin::log as wit;
 use std::sync::Arc;
 
 /// Severity of a plugin log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     /// Very chatty.

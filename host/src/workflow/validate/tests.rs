@@ -599,6 +599,7 @@ fn runs_on_needs_the_postgres_datastore_and_a_model_method_step() {
     repo.config.datastore = Some(crate::repo::DatastoreConfig {
         postgres: "postgres://orch@127.0.0.1:5432/orch".into(),
         password_vault: None,
+        coordinator_lease_seconds: 30,
     });
     let got: Vec<String> = validate(&wf, &repo, &FakeCatalog::default())
         .iter()
