@@ -48,7 +48,11 @@ pub async fn exec(args: Args, ctx: &Ctx) -> CmdResult {
     if let Some(path) = &args.junit {
         junit::check_writable(path).map_err(CliError::usage)?;
     }
-    env.precompile(&usage.called).await;
+    let refused = env.precompile(&usage.called).await;
+    if !refused.is_empty() {
+        // Refused before any step: a plugin whose bundle lied about its types never runs.
+        return Err(CliError::failed(refused.join("\n")));
+    }
     crate::run::cancel_on_signals();
     let record = env
         .run_workflow_with(&args.workflow, inputs, args.dry_run)
