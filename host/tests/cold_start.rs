@@ -266,3 +266,31 @@ fn plugin_install_copies_types_json_from_a_directory_and_from_a_tar() {
         .ok();
     assert!(types_json(&other, "testplug").is_file());
 }
+
+#[test]
+fn orch_plugin_build_writes_types_json_that_a_cold_repo_lists_without_compiling() {
+    let repo = TestRepo::new(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("hello");
+    let dir_s = dir.to_str().unwrap();
+    repo.orch(&["plugin", "new", dir_s, "--type", "acme/hello"])
+        .ok();
+    repo.orch(&["plugin", "build", dir_s]).ok();
+    let bundle = dir.join("dist/hello");
+    let types: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("types.json")).unwrap()).unwrap();
+    assert_eq!(types["types"][0]["name"], "acme/hello", "{types}");
+    repo.orch(&["plugin", "install", bundle.to_str().unwrap()])
+        .ok();
+    assert_eq!(
+        types["sha256"].as_str().unwrap(),
+        sha256_of(&repo, "hello"),
+        "bound to the wasm"
+    );
+    for d in ["cache", "describe"] {
+        let _ = std::fs::remove_dir_all(repo.path().join(".orch").join(d));
+    }
+    let list = repo.orch(&["type", "list"]).ok();
+    assert!(list.stdout.contains("acme/hello"), "{}", list.stdout);
+    assert_eq!(compiled(&repo), Vec::<String>::new());
+}
