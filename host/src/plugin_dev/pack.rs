@@ -134,14 +134,22 @@ pub fn write_bundle(
     })?;
     let toml_out = out.join("plugin.toml");
     std::fs::write(&toml_out, header + &body).map_err(io(&toml_out, "cannot write file"))?;
-    write_types(out)
+    write_types(out, &sha256_hex(bytes))
 }
 
 /// Writes `out/types.json`: the plugin's describe() answer bound to its wasm's SHA-256, so a
 /// registry learns its types without compiling it. A plugin that cannot be described gets none
 /// (the host then compiles it to learn its types, and reports what is wrong).
-fn write_types(out: &Path) -> Result<(), PackError> {
+fn write_types(out: &Path, sha256: &str) -> Result<(), PackError> {
     let path = out.join(TYPES_FILE);
+    // Written for this very wasm by an earlier build: describe() depends on the wasm alone, so
+    // a rebuild that changed nothing compiles nothing (the host still verifies it before use).
+    if matches!(
+        bundle_types::read(out, sha256),
+        bundle_types::BundleTypes::Claimed(_)
+    ) {
+        return Ok(());
+    }
     // One from an earlier build would only be ignored as stale; none is clearer.
     let _ = std::fs::remove_file(&path);
     match describe_bundle(out) {
