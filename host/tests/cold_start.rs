@@ -294,3 +294,43 @@ fn orch_plugin_build_writes_types_json_that_a_cold_repo_lists_without_compiling(
     assert!(list.stdout.contains("acme/hello"), "{}", list.stdout);
     assert_eq!(compiled(&repo), Vec::<String>::new());
 }
+
+#[test]
+fn a_cold_run_compiles_the_plugins_of_all_its_steps_before_the_first_step_and_no_others() {
+    let repo = cold_repo();
+    repo.write("models/web.yaml", "type: nginx/stream\nglobalArguments:\n  sshPort: 22\n")
+        .write(
+            "workflows/two.yaml",
+            &format!(
+                "{WRITE_ONE}      - name: b\n        task: {{ type: model_method, modelIdOrName: web, methodName: init }}\n"
+            ),
+        );
+    // Step b fails (the model has no host); what matters is what was compiled, and when.
+    let run = repo.orch(&["run", "two"]);
+    let started = run.stderr.find("▶ workflow two").expect(&run.stderr);
+    for id in ["testplug", "nginx"] {
+        let notice = format!("compiling plugin {id} (first run)");
+        assert_eq!(run.stderr.matches(&notice).count(), 1, "{}", run.stderr);
+        assert!(
+            run.stderr.find(&notice).unwrap() < started,
+            "{}",
+            run.stderr
+        );
+    }
+    assert_eq!(
+        run.stderr.matches("compiling plugin").count(),
+        2,
+        "{}",
+        run.stderr
+    );
+    let mut expected: Vec<String> = ["testplug", "nginx"]
+        .iter()
+        .map(|id| sha256_of(&repo, id))
+        .collect();
+    expected.sort();
+    let cached: Vec<String> = compiled(&repo)
+        .iter()
+        .map(|n| n.split('-').next().unwrap().to_string())
+        .collect();
+    assert_eq!(cached, expected);
+}
