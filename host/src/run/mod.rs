@@ -348,6 +348,16 @@ impl RunEnv {
         refused
     }
 
+    /// [`RunEnv::precompile`], then an error naming every needed bundle whose `types.json` its
+    /// plugin contradicts, so the run is refused before any step.
+    pub async fn prepare_plugins(&self, models: &BTreeSet<String>) -> Result<(), String> {
+        let refused = self.precompile(models).await;
+        match refused.is_empty() {
+            true => Ok(()),
+            false => Err(refused.join("\n")),
+        }
+    }
+
     /// Runs a workflow by name with validated inputs.
     pub async fn run_workflow(&self, name: &str, inputs: Map<String, Value>) -> RunRecord {
         self.run_workflow_with(name, inputs, false).await
