@@ -334,3 +334,33 @@ fn a_cold_run_compiles_the_plugins_of_all_its_steps_before_the_first_step_and_no
         .collect();
     assert_eq!(cached, expected);
 }
+
+#[test]
+fn plugin_validate_and_install_refuse_a_bundle_whose_types_json_lies() {
+    let work = tempfile::tempdir().unwrap();
+    let bundle = work.path().join("testplug");
+    std::fs::create_dir_all(&bundle).unwrap();
+    for f in ["plugin.toml", "plugin.wasm", "types.json"] {
+        std::fs::copy(dist().join("testplug").join(f), bundle.join(f)).unwrap();
+    }
+    let repo = TestRepo::new(&[]);
+    let bundle_s = bundle.to_str().unwrap();
+    let good = repo.orch(&["plugin", "validate", bundle_s]).ok();
+    assert!(good.all().contains("matches describe()"), "{}", good.all());
+    let text = std::fs::read_to_string(bundle.join("types.json")).unwrap();
+    std::fs::write(
+        bundle.join("types.json"),
+        text.replacen("\"destructive\": true", "\"destructive\": false", 1),
+    )
+    .unwrap();
+    let bad = repo.orch(&["plugin", "validate", bundle_s]);
+    assert_ne!(bad.code, 0, "{}", bad.all());
+    assert!(
+        bad.all().contains("types.json") && bad.all().contains("/destructive"),
+        "{}",
+        bad.all()
+    );
+    let install = repo.orch(&["plugin", "install", bundle_s]);
+    assert_ne!(install.code, 0, "{}", install.all());
+    assert!(!repo.path().join("plugins/testplug").exists());
+}
