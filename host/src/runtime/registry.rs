@@ -1,7 +1,9 @@
 //! Finds installed plugin bundles and maps type names to plugins.
 //!
-//! Loading the registry reads manifests and the cached describe() results only; a plugin is
-//! compiled when one of its types is run, or once per wasm to learn its types. A type claimed
+//! Loading the registry reads manifests and the cached describe() results, else the types a
+//! bundle ships in `types.json` (verified by a real describe() before the plugin first runs);
+//! a plugin is compiled when one of its types is run, or once per wasm to learn its types when
+//! its bundle has no usable `types.json`. A type claimed
 //! by two bundles is refused unless orch.yaml pins its provider, because the plugin that runs
 //! receives the model's global arguments, secrets included.
 
@@ -425,7 +427,7 @@ fn verify_claim(
         return Err(RuntimeError::BundleClaim {
             path: plugin.dir.join(bundle_types::TYPES_FILE),
             message: format!(
-                "plugin `{}`: {difference}: rebuild the bundle with `orch plugin build` (or `cargo xtask build`); nothing of the plugin was run",
+                "plugin `{}`: {difference}: rebuild the bundle with `orch plugin build` (or `cargo xtask build`); none of its methods was run",
                 plugin.manifest.id
             ),
         });
