@@ -1,8 +1,10 @@
 //! Builds plugin crates for wasm32-wasip2 and turns each into a bundle: `plugin.toml` (from the
-//! crate's `bundle.toml`, with the wasm's SHA-256 filled in) beside `plugin.wasm`.
+//! crate's `bundle.toml`, with the wasm's SHA-256 filled in) beside `plugin.wasm` and
+//! `types.json` (its describe() answer, written by the host's packer).
 
 use crate::{root, run, target_dir};
 use anyhow::{Context, Result, bail};
+use orch::runtime::bundle_types::TYPES_FILE;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -81,7 +83,16 @@ fn make_bundle(crate_dir: &Path) -> Result<PathBuf> {
         .join(format!("{}.wasm", package.replace('-', "_")));
     let out = orch::plugin_dev::pack_bundle(crate_dir, &wasm, &dist_dir(), "cargo xtask build")?;
     let size = std::fs::metadata(out.join("plugin.wasm"))?.len();
-    eprintln!("xtask: bundle {} ({} KiB)", out.display(), size / 1024);
+    // types.json lets a cold repo list the plugin's types without compiling it.
+    let types = match out.join(TYPES_FILE).is_file() {
+        true => "with types.json",
+        false => "no types.json: it cannot be described",
+    };
+    eprintln!(
+        "xtask: bundle {} ({} KiB, {types})",
+        out.display(),
+        size / 1024
+    );
     Ok(out)
 }
 
@@ -113,6 +124,10 @@ fn install_into_examples(bundles: &[PathBuf]) -> Result<()> {
             std::fs::create_dir_all(&dst)?;
             for f in ["plugin.toml", "plugin.wasm"] {
                 std::fs::copy(src.join(f), dst.join(f))?;
+            }
+            let _ = std::fs::remove_file(dst.join(TYPES_FILE));
+            if src.join(TYPES_FILE).is_file() {
+                std::fs::copy(src.join(TYPES_FILE), dst.join(TYPES_FILE))?;
             }
         }
     }

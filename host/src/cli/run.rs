@@ -48,7 +48,10 @@ pub async fn exec(args: Args, ctx: &Ctx) -> CmdResult {
     if let Some(path) = &args.junit {
         junit::check_writable(path).map_err(CliError::usage)?;
     }
-    env.precompile(&usage.called).await;
+    // Refused before any step when a needed bundle lied about its types.
+    env.prepare_plugins(&usage.called)
+        .await
+        .map_err(CliError::failed)?;
     crate::run::cancel_on_signals();
     let record = env
         .run_workflow_with(&args.workflow, inputs, args.dry_run)

@@ -132,7 +132,9 @@ async fn decide(args: Decide, approved: bool, ctx: &Ctx) -> CmdResult {
     };
     let env = ctx.run_env_for_workflow(&target).await?;
     let usage = super::workflow::check_before_run(ctx, &env, &target)?;
-    env.precompile(&usage.called).await;
+    env.prepare_plugins(&usage.called)
+        .await
+        .map_err(CliError::failed)?;
     crate::run::cancel_on_signals();
     let decision = Decision {
         approved,
@@ -222,7 +224,9 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             };
             let env = ctx.run_env_for_workflow(&target).await?;
             let usage = super::workflow::check_before_run(ctx, &env, &target)?;
-            env.precompile(&usage.called).await;
+            env.prepare_plugins(&usage.called)
+                .await
+                .map_err(CliError::failed)?;
             crate::run::cancel_on_signals();
             let record = env.resume(&id, &from).await.map_err(CliError::failed)?;
             print_record(ctx, &record);

@@ -148,7 +148,7 @@ async fn run_workflow(
     crate::workflow::apply_input_defaults(wf, &mut inputs);
     crate::workflow::validate_inputs(wf, &Value::Object(inputs.clone()))
         .map_err(|problems| format!("{}: inputs: {}", wf.file.display(), problems.join("\n  ")))?;
-    env.precompile(&usage.called).await;
+    env.prepare_plugins(&usage.called).await?;
     let record = env.run_workflow(workflow, inputs).await;
     Ok(Answer {
         value: summary(&record),

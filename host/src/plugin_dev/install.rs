@@ -152,6 +152,15 @@ fn stage(source: &Path, staging: &Path) -> Result<PathBuf, InstallError> {
             let to = staged.join(name);
             std::fs::write(&to, bytes).map_err(io(&to, "cannot write file"))?;
         }
+        // The types the bundle claims, so a cold registry need not compile it; optional, and
+        // checked against the wasm's digest and a real describe() by the host.
+        let types = source.join(crate::runtime::bundle_types::TYPES_FILE);
+        if types.symlink_metadata().is_ok()
+            && let Ok(bytes) = files::read_regular(&types, files::MAX_WASM_BYTES)
+        {
+            let to = staged.join(crate::runtime::bundle_types::TYPES_FILE);
+            std::fs::write(&to, bytes).map_err(io(&to, "cannot write file"))?;
+        }
         Ok(staged)
     } else if source.extension().is_some_and(|e| e == "tar") {
         unpack_tar(source, &staged)?;

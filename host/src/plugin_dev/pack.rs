@@ -1,6 +1,9 @@
 //! Turns a compiled component and a crate's `bundle.toml` into a bundle directory:
-//! `<out>/<id>/plugin.toml` (the template plus `wasm` and `sha256`) beside `plugin.wasm`.
+//! `<out>/<id>/plugin.toml` (the template plus `wasm` and `sha256`) beside `plugin.wasm`, and
+//! `types.json`, the plugin's describe() answer bound to that wasm.
 
+use crate::runtime::PluginRuntime;
+use crate::runtime::bundle_types::{self, TYPES_FILE};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -131,7 +134,55 @@ pub fn write_bundle(
     })?;
     let toml_out = out.join("plugin.toml");
     std::fs::write(&toml_out, header + &body).map_err(io(&toml_out, "cannot write file"))?;
-    Ok(())
+    write_types(out, &sha256_hex(bytes))
+}
+
+/// Writes `out/types.json`: the plugin's describe() answer bound to its wasm's SHA-256, so a
+/// registry learns its types without compiling it. A plugin that cannot be described gets none
+/// (the host then compiles it to learn its types, and reports what is wrong).
+fn write_types(out: &Path, sha256: &str) -> Result<(), PackError> {
+    let path = out.join(TYPES_FILE);
+    // Written for this very wasm by an earlier build: describe() depends on the wasm alone, so
+    // a rebuild that changed nothing compiles nothing (the host still verifies it before use).
+    if matches!(
+        bundle_types::read(out, sha256),
+        bundle_types::BundleTypes::Claimed(_)
+    ) {
+        return Ok(());
+    }
+    // One from an earlier build would only be ignored as stale; none is clearer.
+    let _ = std::fs::remove_file(&path);
+    match describe_bundle(out) {
+        Ok(text) => std::fs::write(&path, text).map_err(io(&path, "cannot write file")),
+        Err(why) => {
+            tracing::warn!(
+                "{}: no {TYPES_FILE} written, the plugin cannot be described: {why}",
+                out.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Compiles the bundle in `dir` once and returns the text of its `types.json`. Runs on a thread
+/// of its own, so it works whether or not the caller is inside an async runtime.
+fn describe_bundle(dir: &Path) -> Result<String, String> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = PluginRuntime::new(None).map_err(|e| e.to_string())?;
+                let plugin = runtime.load(dir).map_err(|e| e.to_string())?;
+                let infos = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .map_err(|e| e.to_string())?
+                    .block_on(runtime.describe_raw(&plugin))
+                    .map_err(|e| e.to_string())?;
+                Ok(bundle_types::encode(&plugin.sha256, &infos))
+            })
+            .join()
+            .unwrap_or_else(|_| Err("describing it panicked".into()))
+    })
 }
 
 #[cfg(test)]

@@ -317,8 +317,10 @@ impl RunEnv {
 
     /// Compiles the plugins of these models' types that have no compiled form yet, all at
     /// once, so a first run waits for the slowest compile rather than for their sum. A plugin
-    /// that fails is left for the step that needs it to report.
-    pub async fn precompile(&self, models: &BTreeSet<String>) {
+    /// that fails is left for the step that needs it to report, except one whose bundle's
+    /// `types.json` its real describe() contradicts: those refusals are returned, so a caller
+    /// can refuse the whole run before any step.
+    pub async fn precompile(&self, models: &BTreeSet<String>) -> Vec<String> {
         let mut ids = BTreeSet::new();
         let mut compiles = tokio::task::JoinSet::new();
         for model in models {
@@ -332,11 +334,29 @@ impl RunEnv {
                 continue;
             }
             let (registry, plugin) = (self.registry.clone(), provided.plugin.clone());
-            compiles.spawn_blocking(move || {
-                let _ = registry.compiled(&plugin);
+            compiles.spawn_blocking(move || match registry.compiled(&plugin) {
+                Err(e @ crate::runtime::RuntimeError::BundleClaim { .. }) => Some(e.to_string()),
+                _ => None,
             });
         }
-        while compiles.join_next().await.is_some() {}
+        let mut refused = Vec::new();
+        while let Some(done) = compiles.join_next().await {
+            if let Ok(Some(why)) = done {
+                refused.push(why);
+            }
+        }
+        refused.sort();
+        refused
+    }
+
+    /// [`RunEnv::precompile`], then an error naming every needed bundle whose `types.json` its
+    /// plugin contradicts, so the run is refused before any step.
+    pub async fn prepare_plugins(&self, models: &BTreeSet<String>) -> Result<(), String> {
+        let refused = self.precompile(models).await;
+        match refused.is_empty() {
+            true => Ok(()),
+            false => Err(refused.join("\n")),
+        }
     }
 
     /// Runs a workflow by name with validated inputs.

@@ -1,6 +1,7 @@
 //! The sandboxed plugin runtime: one wasmtime `Engine`, a precompile cache, an `InstancePre` per
 //! plugin and a fresh `Store` with limits for every call.
 
+pub mod bundle_types;
 mod cache;
 pub mod files;
 mod imports;
@@ -60,6 +61,15 @@ pub enum RuntimeError {
         /// The file concerned.
         path: PathBuf,
         /// What is wrong and what to do.
+        message: String,
+    },
+    /// A bundle's `types.json` claims types its plugin does not describe: it is refused before
+    /// any of it runs.
+    #[error("{path}: {message}")]
+    BundleClaim {
+        /// The bundle's `types.json`.
+        path: PathBuf,
+        /// What differs and what to do.
         message: String,
     },
     /// The component imports something outside the allowed interfaces.
@@ -520,6 +530,16 @@ impl PluginRuntime {
     /// plugin's timeout and [`DESCRIBE_TIMEOUT_MS`]; each type is checked on its own, so one
     /// bad type does not hide the others.
     pub async fn describe(&self, plugin: &LoadedPlugin) -> Result<Described, RuntimeError> {
+        let infos = self.describe_raw(plugin).await?;
+        check_described(&plugin.manifest.id, infos)
+    }
+
+    /// Calls `describe()` like [`PluginRuntime::describe`] and returns its answer unchecked
+    /// (what the packer writes into a bundle's `types.json`).
+    pub async fn describe_raw(
+        &self,
+        plugin: &LoadedPlugin,
+    ) -> Result<Vec<wit::v0_2::orch::plugin::types::TypeInfo>, RuntimeError> {
         let mut limits = plugin.limits.clone();
         let (timeout_ms, timeout_origin) = if limits.values.timeout_ms > DESCRIBE_TIMEOUT_MS {
             limits.values.timeout_ms = DESCRIBE_TIMEOUT_MS;
@@ -540,27 +560,10 @@ impl PluginRuntime {
             timeout_ms,
             timeout_origin,
         };
-        let infos = guarded(&info, &mut store, async |store: &mut Store<HostState>| {
+        guarded(&info, &mut store, async |store: &mut Store<HostState>| {
             plugin.pre.describe(store).await
         })
-        .await?;
-        let describe_err = |message| RuntimeError::Describe {
-            plugin: plugin.manifest.id.clone(),
-            message,
-        };
-        types::check_describe_size(&infos).map_err(describe_err)?;
-        let mut described = Described::default();
-        for info in infos {
-            let name = info.name.chars().take(128).collect::<String>();
-            match TypeDescription::from_wit(info) {
-                Ok(t) if described.types.iter().any(|x| x.name == t.name) => {
-                    return Err(describe_err(format!("type `{}` twice", t.name)));
-                }
-                Ok(t) => described.types.push(t),
-                Err(problem) => described.rejected.push((name, problem)),
-            }
-        }
-        Ok(described)
+        .await
     }
 
     /// Calls `execute(call)` in a fresh instance with the given capabilities.
@@ -629,6 +632,31 @@ impl PluginRuntime {
         };
         Ok(CallOutcome { result, writes })
     }
+}
+
+/// The host's checks on a describe() answer (live, or claimed by a bundle's `types.json`): its
+/// total size, then each type on its own, so one bad type does not hide the others.
+pub(crate) fn check_described(
+    plugin: &str,
+    infos: Vec<wit::v0_2::orch::plugin::types::TypeInfo>,
+) -> Result<Described, RuntimeError> {
+    let describe_err = |message| RuntimeError::Describe {
+        plugin: plugin.to_string(),
+        message,
+    };
+    types::check_describe_size(&infos).map_err(describe_err)?;
+    let mut described = Described::default();
+    for info in infos {
+        let name = info.name.chars().take(128).collect::<String>();
+        match TypeDescription::from_wit(info) {
+            Ok(t) if described.types.iter().any(|x| x.name == t.name) => {
+                return Err(describe_err(format!("type `{}` twice", t.name)));
+            }
+            Ok(t) => described.types.push(t),
+            Err(problem) => described.rejected.push((name, problem)),
+        }
+    }
+    Ok(described)
 }
 
 /// A plugin ready to instantiate, in the contract version its wasm speaks. The host works in

@@ -1,10 +1,13 @@
 //! Finds installed plugin bundles and maps type names to plugins.
 //!
-//! Loading the registry reads manifests and the cached describe() results only; a plugin is
-//! compiled when one of its types is run, or once per wasm to learn its types. A type claimed
+//! Loading the registry reads manifests and the cached describe() results, else the types a
+//! bundle ships in `types.json` (verified by a real describe() before the plugin first runs);
+//! a plugin is compiled when one of its types is run, or once per wasm to learn its types when
+//! its bundle has no usable `types.json`. A type claimed
 //! by two bundles is refused unless orch.yaml pins its provider, because the plugin that runs
 //! receives the model's global arguments, secrets included.
 
+use super::bundle_types::{self, BundleTypes};
 use super::{
     Described, EffectiveLimits, LimitCaps, LoadedPlugin, PluginManifest, PluginRuntime,
     RuntimeError, TypeDescription,
@@ -35,6 +38,9 @@ pub struct InstalledPlugin {
     /// Built into the host (see [`crate::builtin`]): nothing to compile, run by the host itself.
     pub builtin: bool,
     compiled: OnceLock<Result<Arc<LoadedPlugin>, RuntimeError>>,
+    /// The types its bundle's `types.json` claimed, when the registry took them from there:
+    /// checked against a real describe() before the plugin first runs.
+    claimed: OnceLock<Described>,
 }
 
 impl InstalledPlugin {
@@ -126,6 +132,7 @@ impl PluginRegistry {
                         limits,
                         builtin: false,
                         compiled: OnceLock::new(),
+                        claimed: OnceLock::new(),
                     }));
                 }
                 Err(e) => registry.problems.push(e.to_string()),
@@ -229,6 +236,7 @@ impl PluginRegistry {
             limits,
             builtin: true,
             compiled: OnceLock::new(),
+            claimed: OnceLock::new(),
         });
         for description in crate::builtin::descriptions() {
             let name = description.name.clone();
@@ -249,8 +257,9 @@ impl PluginRegistry {
         }
     }
 
-    /// Each plugin's types: from the describe cache, or by compiling and describing it (all such
-    /// plugins at once, so slow ones cost one bound, not one each).
+    /// Each plugin's types: from the describe cache, else from its bundle's `types.json`
+    /// (checked like a live answer, verified before the plugin first runs), else by compiling
+    /// and describing it (all such plugins at once, so slow ones cost one bound, not one each).
     async fn describe_all(&self) -> Vec<(Arc<InstalledPlugin>, Result<Described, RuntimeError>)> {
         let mut out = Vec::new();
         let mut pending = tokio::task::JoinSet::new();
@@ -259,6 +268,11 @@ impl PluginRegistry {
                 .runtime
                 .cached_description(&plugin.manifest.id, &plugin.manifest.sha256)
             {
+                out.push((index, Ok(d)));
+                continue;
+            }
+            if let Some(d) = bundle_claim(plugin) {
+                let _ = plugin.claimed.set(d.clone());
                 out.push((index, Ok(d)));
                 continue;
             }
@@ -347,11 +361,79 @@ fn compiled(
     plugin
         .compiled
         .get_or_init(|| {
-            runtime
+            let loaded = runtime
                 .compile(plugin.manifest.clone(), &plugin.dir, plugin.limits.clone())
-                .map(Arc::new)
+                .map(Arc::new)?;
+            if let Some(claimed) = plugin.claimed.get() {
+                verify_claim(runtime, plugin, &loaded, claimed)?;
+            }
+            Ok(loaded)
         })
         .clone()
+}
+
+/// The types a bundle's `types.json` claims for its wasm, after the host's checks on a
+/// describe() answer; None (with a warning) when the file is missing, stale or malformed, so
+/// the plugin is compiled and described instead.
+fn bundle_claim(plugin: &InstalledPlugin) -> Option<Described> {
+    let path = plugin.dir.join(bundle_types::TYPES_FILE);
+    let why = match bundle_types::read(&plugin.dir, &plugin.manifest.sha256) {
+        BundleTypes::Claimed(infos) => match super::check_described(&plugin.manifest.id, infos) {
+            Ok(d) => return Some(d),
+            Err(e) => e.to_string(),
+        },
+        BundleTypes::Missing => "there is none (a bundle built by an older orch)".to_string(),
+        BundleTypes::Unusable(why) => why,
+    };
+    tracing::warn!(
+        "plugin `{}`: not using {}: {why}; compiling it to learn its types (rebuild the bundle with `orch plugin build` to skip this)",
+        plugin.manifest.id,
+        path.display()
+    );
+    None
+}
+
+/// Describes a plugin whose types came from its bundle and refuses it, before anything of it
+/// runs, when the answer differs from the claim; a matching answer goes into the describe cache.
+fn verify_claim(
+    runtime: &PluginRuntime,
+    plugin: &InstalledPlugin,
+    loaded: &LoadedPlugin,
+    claimed: &Described,
+) -> Result<(), RuntimeError> {
+    // Compiling is blocking work already; describe() is async, so it gets a runtime of its own
+    // on a helper thread (this may be called from inside a tokio worker).
+    let actual = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .map_err(|e| RuntimeError::Wasm {
+                        plugin: plugin.manifest.id.clone(),
+                        message: format!("cannot start a runtime to describe the plugin: {e}"),
+                    })?
+                    .block_on(runtime.describe(loaded))
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(RuntimeError::Wasm {
+                    plugin: plugin.manifest.id.clone(),
+                    message: "describing the plugin panicked".into(),
+                })
+            })
+    })?;
+    if let Some(difference) = bundle_types::differences(claimed, &actual) {
+        return Err(RuntimeError::BundleClaim {
+            path: plugin.dir.join(bundle_types::TYPES_FILE),
+            message: format!(
+                "plugin `{}`: {difference}: rebuild the bundle with `orch plugin build` (or `cargo xtask build`); none of its methods was run",
+                plugin.manifest.id
+            ),
+        });
+    }
+    runtime.cache_description(&loaded.sha256, &actual);
+    Ok(())
 }
 
 /// The one provider of `name`, or why the type is refused.

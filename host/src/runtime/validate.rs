@@ -224,6 +224,7 @@ pub async fn validate(runtime: &PluginRuntime, path: &Path) -> ValidationReport 
         }
     }
     let limits = EffectiveLimits::as_asked(&manifest.limits);
+    let wasm_sha = sha.clone();
     let plugin: LoadedPlugin =
         match runtime.load_component(manifest, path, &wasm_path, &bytes, sha, limits) {
             Ok(p) => p,
@@ -252,6 +253,9 @@ pub async fn validate(runtime: &PluginRuntime, path: &Path) -> ValidationReport 
                     .collect();
                 report.check("describe", Err(refused.join("; ")));
             }
+            if !bare {
+                report.check("types.json", check_types_file(path, &wasm_sha, &d));
+            }
             report.lints = super::lint::lint(&d.types);
             report.types = d.types;
         }
@@ -260,4 +264,28 @@ pub async fn validate(runtime: &PluginRuntime, path: &Path) -> ValidationReport 
         }
     }
     report
+}
+
+/// The bundle's `types.json` against the plugin's real describe(): absent is fine (a cold
+/// repository then compiles the plugin to learn its types); stale, malformed or different is a
+/// defect to fix by rebuilding.
+fn check_types_file(dir: &Path, sha256: &str, actual: &super::Described) -> Result<String, String> {
+    use super::bundle_types::{self, BundleTypes};
+    let path = dir.join(bundle_types::TYPES_FILE);
+    let rebuild = "rebuild the bundle with `orch plugin build`";
+    let infos = match bundle_types::read(dir, sha256) {
+        BundleTypes::Missing => {
+            return Ok(format!(
+                "none: a repository without cached types compiles the plugin to learn them ({rebuild} to add it)"
+            ));
+        }
+        BundleTypes::Unusable(why) => return Err(format!("{}: {why}; {rebuild}", path.display())),
+        BundleTypes::Claimed(infos) => infos,
+    };
+    let claimed = super::check_described("bundle", infos)
+        .map_err(|e| format!("{}: {e}; {rebuild}", path.display()))?;
+    match bundle_types::differences(&claimed, actual) {
+        None => Ok("matches describe()".into()),
+        Some(difference) => Err(format!("{}: {difference}; {rebuild}", path.display())),
+    }
 }
