@@ -40,7 +40,10 @@ fn pg() -> Db {
         open: Box::new(move || ResourceStore::postgres(&url, Some(postgres::PASSWORD), options())),
         _dir: None,
     };
-    assert_eq!(db.store().migrate().expect("migrate"), (0, orch::store::SCHEMA_VERSION));
+    assert_eq!(
+        db.store().migrate().expect("migrate"),
+        (0, orch::store::SCHEMA_VERSION)
+    );
     db
 }
 

@@ -712,12 +712,7 @@ fn a_worker_stops_on_sigterm_and_shows_as_gone() {
 /// Installs the test plugin in the lab's repository, with a model `web` whose requests may
 /// reach `base_url`.
 fn install_testplug(lab: &Lab, base_url: &str) {
-    let src = support::dist().join("testplug");
-    let dst = lab.repo.path().join("plugins/testplug");
-    std::fs::create_dir_all(&dst).unwrap();
-    for entry in std::fs::read_dir(&src).unwrap().flatten() {
-        std::fs::copy(entry.path(), dst.join(entry.file_name())).unwrap();
-    }
+    lab.repo.install("testplug");
     lab.repo.write(
         "models/web.yaml",
         &format!("type: test/echo\nglobalArguments:\n  baseUrl: \"{base_url}\"\n"),

@@ -28,6 +28,8 @@ pub fn homelab(bin: &Path, dist: &Path, dir: &Path) -> PathBuf {
     for f in ["plugin.toml", "plugin.wasm"] {
         std::fs::copy(dist.join("proxmox").join(f), dst.join(f)).unwrap();
     }
+    // The types the bundle claims, when it has them (a cold run need not compile to learn them).
+    let _ = std::fs::copy(dist.join("proxmox/types.json"), dst.join("types.json"));
     let mut put = Command::new(bin)
         .args(["vault", "put", "proxmox-vault", "password"])
         .current_dir(dir)

@@ -97,14 +97,20 @@ impl TestRepo {
         let repo = TestRepo { dir };
         repo.orch(&["init"]).ok();
         for p in plugins {
-            let src = dist().join(p);
-            let dst = repo.path().join("plugins").join(p);
-            std::fs::create_dir_all(&dst).unwrap();
-            for f in ["plugin.toml", "plugin.wasm"] {
-                std::fs::copy(src.join(f), dst.join(f)).unwrap();
-            }
+            repo.install(p);
         }
         repo
+    }
+
+    /// Installs built bundle `id` as `plugins/<id>`: every file `cargo xtask build` wrote for
+    /// it (`plugin.toml`, `plugin.wasm`, `types.json`).
+    pub fn install(&self, id: &str) {
+        let src = dist().join(id);
+        let dst = self.path().join("plugins").join(id);
+        std::fs::create_dir_all(&dst).unwrap();
+        for entry in std::fs::read_dir(&src).unwrap().flatten() {
+            std::fs::copy(entry.path(), dst.join(entry.file_name())).unwrap();
+        }
     }
 
     pub fn path(&self) -> &Path {
