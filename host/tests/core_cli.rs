@@ -492,7 +492,9 @@ fn a_plugin_that_imports_the_filesystem_is_refused_at_load() {
 #[test]
 fn second_load_uses_the_compile_cache() {
     let repo = TestRepo::new(&["testplug"]);
-    repo.orch(&["type", "list"]).ok();
+    repo.write("models/m.yaml", "type: test/echo\n");
+    // Types come from the bundle's types.json; running a method compiles the plugin.
+    repo.orch(&["model", "run", "m", "noop"]).ok();
     let cache: Vec<_> = std::fs::read_dir(repo.path().join(".orch/cache"))
         .unwrap()
         .flatten()
@@ -502,7 +504,7 @@ fn second_load_uses_the_compile_cache() {
         .unwrap()
         .modified()
         .unwrap();
-    repo.orch(&["type", "list"]).ok();
+    repo.orch(&["model", "run", "m", "noop"]).ok();
     let after = std::fs::metadata(cache[0].path())
         .unwrap()
         .modified()
