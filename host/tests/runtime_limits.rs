@@ -45,6 +45,17 @@ fn compiled_file_of(repo: &TestRepo, bundle: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("no compiled code for {bundle}"))
 }
 
+/// Removes every installed bundle's `types.json`, so loading compiles each plugin to learn its
+/// types, as for a bundle built before bundles carried it.
+fn without_types_json(repo: &TestRepo) {
+    for entry in std::fs::read_dir(repo.path().join("plugins"))
+        .unwrap()
+        .flatten()
+    {
+        let _ = std::fs::remove_file(entry.path().join("types.json"));
+    }
+}
+
 fn copy_bundle(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for f in ["plugin.toml", "plugin.wasm"] {
@@ -125,6 +136,14 @@ fn a_plugin_asking_for_more_than_the_host_allows_is_refused_naming_the_field() {
 fn describe_results_are_cached_and_a_command_compiles_only_the_plugins_it_runs() {
     let repo = TestRepo::new(&["testplug", "hostile"]);
     echo_model(&repo);
+    // Types come from the bundles' types.json: nothing is compiled.
+    repo.orch(&["type", "list"]).ok();
+    assert!(
+        compiled_files(&repo).is_empty(),
+        "type list compiled a plugin"
+    );
+    // Without it, every plugin is compiled once to learn its types.
+    without_types_json(&repo);
     repo.orch(&["type", "list"]).ok();
     assert_eq!(compiled_files(&repo).len(), 2);
     for f in compiled_files(&repo) {
@@ -184,6 +203,8 @@ fn a_describe_that_never_returns_is_cut_short_and_commands_without_plugins_never
 fn a_compile_cache_file_swapped_for_another_plugins_is_recompiled_not_run() {
     let repo = TestRepo::new(&["testplug", "hostile"]);
     echo_model(&repo);
+    // Both compiled, to learn their types.
+    without_types_json(&repo);
     repo.orch(&["type", "list"]).ok();
     let testplug = compiled_file_of(&repo, "testplug");
     std::fs::copy(compiled_file_of(&repo, "hostile"), &testplug).unwrap();
