@@ -131,7 +131,9 @@ fn a_cold_repo_lists_and_checks_types_without_compiling_anything() {
             || std::fs::read_dir(repo.path().join(".orch/describe"))
                 .unwrap()
                 .flatten()
-                .all(|e| !e.file_name().to_string_lossy().ends_with(".json")),
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                // Only checked claims (`<sha>-<version>-c1-<digest>.json`) are kept.
+                .all(|n| !n.ends_with(".json") || n.contains("-c1-")),
         "nothing was described"
     );
 }
@@ -149,7 +151,8 @@ fn a_bundle_whose_types_json_lies_is_refused_before_its_plugin_runs() {
     );
     assert_ne!(lie, text, "the test edits the claim");
     std::fs::write(&path, lie).unwrap();
-    // The claim is used as is for listing.
+    // The claim is used as is for listing (and its check kept for the next process, which
+    // still verifies it before the plugin runs).
     let list = repo.orch(&["--json", "type", "list"]).ok();
     assert!(
         list.stdout.contains("Harmless, trust me"),
@@ -185,7 +188,22 @@ fn a_bundle_whose_types_json_lies_is_refused_before_its_plugin_runs() {
                 .collect()
         })
         .unwrap_or_default();
-    assert!(cached.is_empty(), "{cached:?}");
+    let sha = sha256_of(&repo, "testplug");
+    let (claims, described): (Vec<&String>, Vec<&String>) =
+        cached.iter().partition(|n| n.contains("-c1-"));
+    assert!(described.is_empty(), "{cached:?}");
+    assert!(
+        claims.iter().any(|n| n.starts_with(&sha)),
+        "the checked claim is kept: {cached:?}"
+    );
+    // Again, with the claim read from that cache: refused just the same.
+    let again = repo.orch(&["run", "one"]);
+    assert_eq!(again.code, 1, "{}", again.all());
+    assert!(
+        again.all().contains("bundle types.json claims"),
+        "{}",
+        again.all()
+    );
 }
 
 #[test]

@@ -206,6 +206,13 @@ pub fn read(dir: &Path, sha256: &str) -> BundleTypes {
     }
 }
 
+/// Hex SHA-256 of `<dir>/types.json`, if it is a readable regular file of bounded size.
+pub fn digest(dir: &Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = super::files::read_regular(&dir.join(TYPES_FILE), MAX_TYPES_FILE_BYTES).ok()?;
+    Some(hex::encode(Sha256::digest(&bytes)))
+}
+
 /// Parses the text of a `types.json` and checks its binding to `sha256`.
 fn decode(bytes: &[u8], sha256: &str) -> BundleTypes {
     let file: TypesFile = match serde_json::from_slice(bytes) {

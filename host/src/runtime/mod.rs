@@ -474,6 +474,36 @@ impl PluginRuntime {
         }
     }
 
+    /// The cache key of a checked `types.json` claim: its own digest is part of it, so an edited
+    /// file is checked again.
+    fn claim_cache_key(types_digest: &str) -> String {
+        format!(
+            "{}-c1-{}",
+            env!("CARGO_PKG_VERSION"),
+            &types_digest[..types_digest.len().min(16)]
+        )
+    }
+
+    /// The types a bundle's `types.json` (with digest `types_digest`) claims for the wasm with
+    /// digest `sha256`, as checked by an earlier process; still a claim, verified by a real
+    /// describe() before the plugin first runs.
+    pub(crate) fn cached_claim(&self, sha256: &str, types_digest: &str) -> Option<Described> {
+        let caches = self.caches.as_ref()?;
+        match caches.read_describe(sha256, &Self::claim_cache_key(types_digest)) {
+            CacheRead::Valid(body) => serde_json::from_slice(&body).ok(),
+            _ => None,
+        }
+    }
+
+    /// Stores a checked `types.json` claim (see [`PluginRuntime::cached_claim`]).
+    pub(crate) fn cache_claim(&self, sha256: &str, types_digest: &str, described: &Described) {
+        if let Some(caches) = &self.caches
+            && let Ok(body) = serde_json::to_vec(described)
+        {
+            caches.write_describe(sha256, &Self::claim_cache_key(types_digest), &body);
+        }
+    }
+
     /// Stores a describe() result for the wasm with digest `sha256`.
     pub(crate) fn cache_description(&self, sha256: &str, described: &Described) {
         if let Some(caches) = &self.caches

@@ -271,7 +271,7 @@ impl PluginRegistry {
                 out.push((index, Ok(d)));
                 continue;
             }
-            if let Some(d) = bundle_claim(plugin) {
+            if let Some(d) = bundle_claim(&self.runtime, plugin) {
                 let _ = plugin.claimed.set(d.clone());
                 out.push((index, Ok(d)));
                 continue;
@@ -375,11 +375,25 @@ fn compiled(
 /// The types a bundle's `types.json` claims for its wasm, after the host's checks on a
 /// describe() answer; None (with a warning) when the file is missing, stale or malformed, so
 /// the plugin is compiled and described instead.
-fn bundle_claim(plugin: &InstalledPlugin) -> Option<Described> {
+fn bundle_claim(runtime: &PluginRuntime, plugin: &InstalledPlugin) -> Option<Described> {
     let path = plugin.dir.join(bundle_types::TYPES_FILE);
-    let why = match bundle_types::read(&plugin.dir, &plugin.manifest.sha256) {
+    let sha256 = &plugin.manifest.sha256;
+    // Checking a claim compiles every schema in it; an earlier process's check is reused.
+    let digest = bundle_types::digest(&plugin.dir);
+    if let Some(d) = digest
+        .as_ref()
+        .and_then(|t| runtime.cached_claim(sha256, t))
+    {
+        return Some(d);
+    }
+    let why = match bundle_types::read(&plugin.dir, sha256) {
         BundleTypes::Claimed(infos) => match super::check_described(&plugin.manifest.id, infos) {
-            Ok(d) => return Some(d),
+            Ok(d) => {
+                if let Some(t) = &digest {
+                    runtime.cache_claim(sha256, t, &d);
+                }
+                return Some(d);
+            }
             Err(e) => e.to_string(),
         },
         BundleTypes::Missing => "there is none (a bundle built by an older orch)".to_string(),
