@@ -193,18 +193,21 @@ pub fn b2_rows(bin: &Path, dist: &Path, bare: Option<&Path>, peers: &[Peer], tmp
     }
 }
 
+/// A Proxmox simulator of a generated fleet of `count` VMs, with the bench password.
+pub fn simulator(runtime: &tokio::runtime::Runtime, count: usize) -> pve_sim::Simulator {
+    runtime
+        .block_on(pve_sim::Simulator::start(pve_sim::SimConfig {
+            password: PASSWORD.into(),
+            fleet: pve_sim::Fleet::generated(count),
+            ..Default::default()
+        }))
+        .unwrap()
+}
+
 /// B3 (10,000 VMs once) and history: 100 syncs of 1,000 VMs, the last five against the first five.
 pub fn fleet_rows(bin: &Path, dist: &Path, tmp: &Path) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let start = |count| {
-        runtime
-            .block_on(pve_sim::Simulator::start(pve_sim::SimConfig {
-                password: PASSWORD.into(),
-                fleet: pve_sim::Fleet::generated(count),
-                ..Default::default()
-            }))
-            .unwrap()
-    };
+    let start = |count| simulator(&runtime, count);
     let big = start(scaled(10_000));
     let repo = homelab(bin, dist, &tmp.join("lab10k"));
     let (wall, rss_kib) = timed(sync_fleet(bin, &repo, &big.url()), None);

@@ -5,7 +5,7 @@
 //! harness as the tests.
 
 use super::process::repo_with;
-use super::proxmox::{PASSWORD, homelab};
+use super::proxmox::{homelab, simulator};
 use super::{median, per_op, row, scaled};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -135,17 +135,8 @@ fn sync(bin: &Path, repo: &Path, url: &str) -> (Duration, usize) {
 /// on PostgreSQL (each warmed by a 10-VM sync that compiles the plugin).
 pub fn datastore_rows(bin: &Path, dist: &Path, tmp: &Path) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let start = |count| {
-        runtime
-            .block_on(pve_sim::Simulator::start(pve_sim::SimConfig {
-                password: PASSWORD.into(),
-                fleet: pve_sim::Fleet::generated(count),
-                ..Default::default()
-            }))
-            .unwrap()
-    };
-    let small = start(10);
-    let big = start(scaled(10_000));
+    let small = simulator(&runtime, 10);
+    let big = simulator(&runtime, scaled(10_000));
     for backend in ["redb", "PostgreSQL"] {
         let repo = homelab(bin, dist, &tmp.join(format!("sync-{backend}")));
         if backend == "PostgreSQL" {
