@@ -288,12 +288,7 @@ fn plugin_install_copies_types_json_from_a_directory_and_from_a_tar() {
 #[test]
 fn orch_plugin_build_writes_types_json_that_a_cold_repo_lists_without_compiling() {
     let repo = TestRepo::new(&[]);
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("hello");
-    let dir_s = dir.to_str().unwrap();
-    repo.orch(&["plugin", "new", dir_s, "--type", "acme/hello"])
-        .ok();
-    repo.orch(&["plugin", "build", dir_s]).ok();
+    let (_work, dir) = repo.built_hello_plugin();
     let bundle = dir.join("dist/hello");
     let types: serde_json::Value =
         serde_json::from_slice(&std::fs::read(bundle.join("types.json")).unwrap()).unwrap();

@@ -192,12 +192,7 @@ fn a_typescript_package_without_a_bundle_template_is_refused_naming_it() {
 #[test]
 fn a_generated_plugin_builds_installs_and_runs_its_methods() {
     let repo = TestRepo::new(&[]);
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("hello");
-    let dir_s = dir.to_str().unwrap();
-    repo.orch(&["plugin", "new", dir_s, "--type", "acme/hello"])
-        .ok();
-    repo.orch(&["plugin", "build", dir_s]).ok();
+    let (_work, dir) = repo.built_hello_plugin();
     let bundle = dir.join("dist/hello");
     assert!(bundle.join("plugin.toml").is_file());
     repo.orch(&["plugin", "install", bundle.to_str().unwrap()])

@@ -117,6 +117,19 @@ impl TestRepo {
         self.dir.path()
     }
 
+    /// `orch plugin new` (type `acme/hello`) then `orch plugin build`, in a temporary directory:
+    /// the directory (removed when dropped) and the generated crate in it, `hello`, whose built
+    /// bundle is `dist/hello`.
+    pub fn built_hello_plugin(&self) -> (tempfile::TempDir, PathBuf) {
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path().join("hello");
+        let dir_s = dir.to_str().unwrap();
+        self.orch(&["plugin", "new", dir_s, "--type", "acme/hello"])
+            .ok();
+        self.orch(&["plugin", "build", dir_s]).ok();
+        (work, dir)
+    }
+
     /// Writes a file relative to the repo.
     pub fn write(&self, rel: &str, text: &str) -> &Self {
         let p = self.path().join(rel);
