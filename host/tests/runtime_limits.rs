@@ -212,7 +212,7 @@ fn a_compile_cache_file_swapped_for_another_plugins_is_recompiled_not_run() {
     assert_eq!(run.json()["output"]["greeting"], "hello");
     assert!(
         run.stderr.contains("not using cached compiled code")
-            && run.stderr.contains("HMAC does not match"),
+            && run.stderr.contains("its seal does not match"),
         "{}",
         run.stderr
     );

@@ -1,10 +1,18 @@
 //! The on-disk caches of `.orch/`: precompiled code (`cache/`) and describe() results
 //! (`describe/`), both keyed by the plugin wasm's SHA-256.
 //!
-//! Precompiled code is native code that wasmtime loads without checking, so each file carries an
-//! HMAC-SHA256, under a random per-repository key (`.orch/cache.key`, mode 0600), over the
-//! wasm's digest, the engine's compatibility hash and the bytes. A file copied from another
-//! plugin, edited, or written by anything but this host fails the check and is recompiled.
+//! Entries carry an HMAC-SHA256 under a random per-repository key (`.orch/cache.key`, mode
+//! 0600). A describe() entry's HMAC covers the wasm's digest, this host's checks and the bytes.
+//!
+//! Precompiled code is native code that wasmtime loads without checking. It is stored as it is
+//! (so wasmtime maps the file instead of copying it) with a seal beside it (`<name>.seal`): an
+//! HMAC over the wasm's digest, the engine's compatibility hash and the identity of the file
+//! this host wrote (device, inode, size, modification and change times). The file is written
+//! 0600, synced, then renamed into place and sealed; it is used only while it is still that
+//! file, owned by this user and writable by nobody else. A file copied from another plugin,
+//! replaced, edited, or written by anything but this host fails the check and is recompiled,
+//! without reading and hashing a megabyte of code on every run. A process running as the same
+//! user can read the key, so neither check holds against it.
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -17,6 +25,8 @@ const MAC_LEN: usize = 32;
 const KEY_LEN: usize = 32;
 /// Largest describe() cache file read back.
 const MAX_DESCRIBE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest seal read back (it holds one line).
+const MAX_SEAL_BYTES: u64 = 4096;
 
 /// What reading a cache entry found.
 #[derive(Debug)]
@@ -25,6 +35,17 @@ pub enum CacheRead {
     Missing,
     /// An entry this host wrote for this wasm.
     Valid(Vec<u8>),
+    /// An entry that is not to be trusted, and why.
+    Invalid(String),
+}
+
+/// What looking up compiled code found.
+#[derive(Debug)]
+pub enum CompiledRead {
+    /// No entry (or no cache).
+    Missing,
+    /// The compiled code this host wrote for this wasm, opened: still the file it sealed.
+    Valid(std::fs::File),
     /// An entry that is not to be trusted, and why.
     Invalid(String),
 }
@@ -68,20 +89,74 @@ impl Caches {
         self.describe_dir.join(format!("{sha256}-{host}.json"))
     }
 
-    /// The compiled code for this wasm and engine, if this host wrote it.
-    pub fn read_compiled(&self, sha256: &str, engine: &str) -> CacheRead {
+    /// The compiled code for this wasm and engine, opened, if this host wrote it and it is
+    /// still the file it sealed.
+    pub fn read_compiled(&self, sha256: &str, engine: &str) -> CompiledRead {
         let path = self.compiled_path(sha256, engine);
-        self.read(
-            &path,
-            &["compiled", sha256, engine],
-            super::files::MAX_CWASM_BYTES,
-        )
+        let sealed = match self.read(
+            &seal_path(&path),
+            &["compiled-seal", sha256, engine],
+            MAX_SEAL_BYTES,
+        ) {
+            CacheRead::Missing => return CompiledRead::Missing,
+            CacheRead::Invalid(why) => return CompiledRead::Invalid(why),
+            CacheRead::Valid(body) => body,
+        };
+        if path.symlink_metadata().is_err() {
+            return CompiledRead::Missing;
+        }
+        let (file, meta) = match super::files::open_regular(&path, super::files::MAX_CWASM_BYTES)
+        {
+            Ok(opened) => opened,
+            Err(e) => return CompiledRead::Invalid(format!("{}: {e}", path.display())),
+        };
+        match identity(&meta) {
+            Ok(id) if id.as_bytes() == sealed.as_slice() => CompiledRead::Valid(file),
+            Ok(_) => CompiledRead::Invalid(format!(
+                "{} is not the file this host compiled for this plugin (it was replaced or changed since; its seal does not match)",
+                path.display()
+            )),
+            Err(why) => CompiledRead::Invalid(format!("{}: {why}", path.display())),
+        }
     }
 
-    /// Stores compiled code (atomically; failures only cost a recompile next time).
+    /// Stores compiled code: written 0600 and synced under a temporary name, renamed into
+    /// place, then sealed. Failures only cost a recompile next time.
     pub fn write_compiled(&self, sha256: &str, engine: &str, code: &[u8]) {
         let path = self.compiled_path(sha256, engine);
-        self.write(&path, &["compiled", sha256, engine], code);
+        let seal = seal_path(&path);
+        let Some(dir) = path.parent() else { return };
+        if std::fs::create_dir_all(dir).is_err() {
+            return;
+        }
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let written = options.open(&tmp).and_then(|mut f| {
+            f.write_all(code)?;
+            // A seal must never outlive the bytes it vouches for (a power cut).
+            f.sync_data()?;
+            Ok(f)
+        });
+        // The old seal goes first: in between, a reader finds no entry rather than a stale one.
+        let _ = std::fs::remove_file(&seal);
+        let file = match written {
+            Ok(f) if std::fs::rename(&tmp, &path).is_ok() => f,
+            _ => {
+                let _ = std::fs::remove_file(&tmp);
+                return;
+            }
+        };
+        // The identity after the rename (it updates the change time).
+        if let Ok(id) = file.metadata().map_err(|e| e.to_string()).and_then(|m| identity(&m)) {
+            self.write(&seal, &["compiled-seal", sha256, engine], id.as_bytes());
+        }
     }
 
     /// The describe() result stored for this wasm by this host version.
@@ -146,6 +221,50 @@ impl Caches {
     }
 }
 
+/// Where the seal of the compiled code at `path` lives.
+fn seal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".seal");
+    PathBuf::from(name)
+}
+
+/// What a seal binds compiled code to: the file's device, inode, size and times. Refused for a
+/// file another user owns or may write, since the seal cannot stop them changing it in place.
+#[cfg(unix)]
+fn identity(meta: &std::fs::Metadata) -> Result<String, String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(format!(
+            "is owned by user {}, not by this user ({me}); delete it to recompile",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "is writable by other users (mode {:o}); delete it to recompile",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(format!(
+        "v1 {} {} {} {}.{:09} {}.{:09}",
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec()
+    ))
+}
+
+/// Elsewhere compiled code is not kept: every run compiles.
+#[cfg(not(unix))]
+fn identity(_meta: &std::fs::Metadata) -> Result<String, String> {
+    Err("compiled code is cached only on Unix".into())
+}
+
 /// Reads the key, or creates it (0600) without ever replacing one another process made first.
 fn load_or_create_key(dir: &Path, path: &Path) -> Result<[u8; KEY_LEN], String> {
     if path.symlink_metadata().is_ok() {
@@ -196,19 +315,59 @@ mod tests {
         Caches::open(&dir.join(".orch/cache")).unwrap()
     }
 
+    /// The bytes of the compiled code found, or why there are none.
+    fn compiled(c: &Caches, sha: &str) -> Result<Vec<u8>, String> {
+        match c.read_compiled(sha, "e1") {
+            CompiledRead::Valid(mut f) => {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut f, &mut bytes).unwrap();
+                Ok(bytes)
+            }
+            CompiledRead::Missing => Err("missing".into()),
+            CompiledRead::Invalid(why) => Err(why),
+        }
+    }
+
+    #[cfg(unix)]
     #[test]
-    fn an_entry_reads_back_only_for_the_wasm_it_was_written_for() {
+    fn compiled_code_reads_back_only_while_it_is_the_file_this_host_sealed() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let c = caches(dir.path());
         c.write_compiled("aaaa", "e1", b"code of a");
         c.write_compiled("bbbb", "e1", b"code of b");
-        assert!(matches!(c.read_compiled("aaaa", "e1"), CacheRead::Valid(b) if b == b"code of a"));
-        // b's file moved into a's place: refused.
-        std::fs::copy(c.compiled_path("bbbb", "e1"), c.compiled_path("aaaa", "e1")).unwrap();
-        assert!(
-            matches!(c.read_compiled("aaaa", "e1"), CacheRead::Invalid(m) if m.contains("HMAC"))
-        );
-        assert!(matches!(c.read_compiled("cccc", "e1"), CacheRead::Missing));
+        assert_eq!(compiled(&c, "aaaa").unwrap(), b"code of a");
+        assert_eq!(compiled(&c, "cccc").unwrap_err(), "missing");
+        let a = c.compiled_path("aaaa", "e1");
+        let mode = std::fs::metadata(&a).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // b's code renamed into a's place: another file.
+        std::fs::copy(c.compiled_path("bbbb", "e1"), dir.path().join("b")).unwrap();
+        std::fs::rename(dir.path().join("b"), &a).unwrap();
+        let err = compiled(&c, "aaaa").unwrap_err();
+        assert!(err.contains("its seal does not match"), "{err}");
+        // a's code edited in place (one byte more).
+        c.write_compiled("aaaa", "e1", b"code of a");
+        let mut f = std::fs::OpenOptions::new().append(true).open(&a).unwrap();
+        std::io::Write::write_all(&mut f, b"!").unwrap();
+        assert!(compiled(&c, "aaaa").unwrap_err().contains("its seal does not match"));
+        // b's seal beside a's code: sealed for another wasm.
+        c.write_compiled("aaaa", "e1", b"code of a");
+        std::fs::copy(
+            seal_path(&c.compiled_path("bbbb", "e1")),
+            seal_path(&a),
+        )
+        .unwrap();
+        assert!(compiled(&c, "aaaa").unwrap_err().contains("HMAC does not match"));
+        // Writable by other users: refused, whatever the seal says.
+        c.write_compiled("aaaa", "e1", b"code of a");
+        std::fs::set_permissions(&a, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = compiled(&c, "aaaa").unwrap_err();
+        assert!(err.contains("writable by other users"), "{err}");
+        // No seal (code left by an older orch): as if nothing were cached.
+        c.write_compiled("aaaa", "e1", b"code of a");
+        std::fs::remove_file(seal_path(&a)).unwrap();
+        assert_eq!(compiled(&c, "aaaa").unwrap_err(), "missing");
     }
 
     #[test]

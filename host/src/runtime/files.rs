@@ -16,6 +16,21 @@ pub const MAX_CWASM_BYTES: u64 = 1024 * 1024 * 1024;
 /// bytes. FIFOs, devices, directories and oversize files are refused before anything is read;
 /// the error says what the file is and the limit.
 pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    let (file, meta) = open_regular(path, max)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // The size is checked again while reading: the file may grow after the stat.
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("grew past the {max} bytes this orch reads"));
+    }
+    Ok(bytes)
+}
+
+/// Opens `path` for reading if it is a regular file of at most `max` bytes (see
+/// [`read_regular`]), with its metadata as of the open.
+pub fn open_regular(path: &Path, max: u64) -> Result<(File, std::fs::Metadata), String> {
     let file = open_nonblocking(path).map_err(|e| format!("cannot open: {e}"))?;
     let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
     if !meta.is_file() {
@@ -30,15 +45,7 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, String> {
             meta.len()
         ));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    // The size is checked again while reading: the file may grow after the stat.
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    if bytes.len() as u64 > max {
-        return Err(format!("grew past the {max} bytes this orch reads"));
-    }
-    Ok(bytes)
+    Ok((file, meta))
 }
 
 /// Opens for reading without blocking: opening a FIFO with no writer would otherwise hang.

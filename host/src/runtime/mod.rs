@@ -20,7 +20,7 @@ pub use registry::{PluginRegistry, ProvidedType, RegistrySettings};
 pub use types::{MethodInfo, ResourceSpecInfo, TypeDescription};
 
 pub use crate::capabilities::CallCapabilities;
-use cache::{CacheRead, Caches};
+use cache::{CacheRead, Caches, CompiledRead};
 use limiter::{BudgetExceeded, CallBudget};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
@@ -277,6 +277,28 @@ fn pool() -> PoolingAllocationConfig {
     pool
 }
 
+/// Loads compiled code the cache vouched for, from the file it opened and checked: wasmtime
+/// maps that very file through `/proc/self/fd` (not its path, which another process could
+/// point elsewhere meanwhile), so nothing is read or copied up front. Without `/proc` the
+/// file's bytes are read and loaded instead.
+fn deserialize_sealed(engine: &Engine, file: std::fs::File) -> wasmtime::Result<Component> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let fd_path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        if fd_path.exists() {
+            // SAFETY: the file's seal (an HMAC under this repository's private key over this
+            // wasm's digest, the engine's compatibility hash and the file's identity) shows this
+            // host serialized it from this very wasm, and only this user can change it.
+            return unsafe { Component::deserialize_file(engine, &fd_path) };
+        }
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut &file, &mut bytes)?;
+    // SAFETY: as above; these are the bytes of the file that was checked.
+    unsafe { Component::deserialize(engine, &bytes) }
+}
+
 /// The engine, linker and caches, shared by every plugin in the process.
 pub struct PluginRuntime {
     pub(crate) engine: Engine,
@@ -383,16 +405,13 @@ impl PluginRuntime {
         let mut component = None;
         if let Some(caches) = &self.caches {
             match caches.read_compiled(&sha256, &engine_hash) {
-                CacheRead::Missing => {}
-                CacheRead::Invalid(reason) => tracing::warn!(
+                CompiledRead::Missing => {}
+                CompiledRead::Invalid(reason) => tracing::warn!(
                     "plugin `{}`: not using cached compiled code: {reason}; recompiling",
                     manifest.id
                 ),
-                CacheRead::Valid(compiled) => {
-                    // SAFETY: the bytes carry an HMAC under this repository's private key over
-                    // this wasm's digest and the engine's compatibility hash, so this host
-                    // serialized them itself from this very wasm.
-                    match unsafe { Component::deserialize(&self.engine, &compiled) } {
+                CompiledRead::Valid(file) => {
+                    match deserialize_sealed(&self.engine, file) {
                         Ok(c) => {
                             cache_hit = true;
                             component = Some(c);
