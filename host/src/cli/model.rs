@@ -88,6 +88,7 @@ pub async fn exec(cmd: Cmd, ctx: &Ctx) -> CmdResult {
             // `cancelled`, as `orch run` does.
             crate::run::cancel_on_signals();
             let (record, output) = env.run_method(&model, &method, inputs, dry_run).await;
+            env.leave_plugins_to_exit();
             let value = serde_json::json!({ "run": record, "output": output });
             ctx.printer
                 .result(&value, || match (&output, &record.error) {

@@ -56,6 +56,7 @@ pub async fn exec(args: Args, ctx: &Ctx) -> CmdResult {
     let record = env
         .run_workflow_with(&args.workflow, inputs, args.dry_run)
         .await;
+    env.leave_plugins_to_exit();
     print_record(ctx, &record);
     if let Some(path) = &args.junit {
         junit::write(path, &record).map_err(CliError::failed)?;

@@ -359,6 +359,14 @@ impl RunEnv {
         }
     }
 
+    /// For a command about to exit: the plugin engine (its instance pool's reservations and the
+    /// compiled code) is left for the process's exit to unmap all at once, instead of being
+    /// unmapped region by region when the env is dropped (~2 ms of a one-step run). Call it
+    /// once per process, never in a loop: each leaves an engine behind.
+    pub fn leave_plugins_to_exit(&self) {
+        std::mem::forget(self.registry.clone());
+    }
+
     /// Runs a workflow by name with validated inputs.
     pub async fn run_workflow(&self, name: &str, inputs: Map<String, Value>) -> RunRecord {
         self.run_workflow_with(name, inputs, false).await

@@ -319,6 +319,7 @@ impl PluginRuntime {
             plugin: "engine".into(),
             message: format!("{e:#}"),
         };
+        schema::warm_up();
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
