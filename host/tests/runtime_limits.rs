@@ -226,6 +226,37 @@ fn a_compile_cache_file_swapped_for_another_plugins_is_recompiled_not_run() {
 }
 
 #[test]
+fn a_wasm_changed_after_a_warm_run_is_hashed_again_and_refused() {
+    let repo = TestRepo::new(&["testplug"]);
+    echo_model(&repo);
+    repo.orch(&["model", "run", "e", "echo"]).ok();
+    // The wasm's digest is sealed beside the compiled code, so warm runs need not read it.
+    let seals = std::fs::read_dir(repo.path().join(".orch/cache/wasm"))
+        .unwrap()
+        .count();
+    assert_eq!(seals, 1);
+    repo.orch(&["model", "run", "e", "echo"]).ok();
+    // One byte more: the file is no longer the one sealed, so it is hashed and refused.
+    let wasm = repo.path().join("plugins/testplug/plugin.wasm");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&wasm)
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"\0").unwrap();
+    drop(f);
+    let run = repo.orch(&["model", "run", "e", "echo"]);
+    assert_ne!(run.code, 0, "{}", run.all());
+    assert!(
+        run.all().contains("but plugin.toml says")
+            && run
+                .all()
+                .contains("the bundle was changed after it was built"),
+        "{}",
+        run.all()
+    );
+}
+
+#[test]
 fn a_type_two_bundles_claim_is_refused_until_orch_yaml_pins_its_provider() {
     let repo = TestRepo::new(&["testplug", "hostile"]);
     echo_model(&repo);

@@ -15,7 +15,7 @@
 //! user can read the key, so neither check holds against it.
 
 use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -105,8 +105,7 @@ impl Caches {
         if path.symlink_metadata().is_err() {
             return CompiledRead::Missing;
         }
-        let (file, meta) = match super::files::open_regular(&path, super::files::MAX_CWASM_BYTES)
-        {
+        let (file, meta) = match super::files::open_regular(&path, super::files::MAX_CWASM_BYTES) {
             Ok(opened) => opened,
             Err(e) => return CompiledRead::Invalid(format!("{}: {e}", path.display())),
         };
@@ -154,9 +153,49 @@ impl Caches {
             }
         };
         // The identity after the rename (it updates the change time).
-        if let Ok(id) = file.metadata().map_err(|e| e.to_string()).and_then(|m| identity(&m)) {
+        if let Ok(id) = file
+            .metadata()
+            .map_err(|e| e.to_string())
+            .and_then(|m| identity(&m))
+        {
             self.write(&seal, &["compiled-seal", sha256, engine], id.as_bytes());
         }
+    }
+
+    /// The SHA-256 an earlier process computed for the plugin wasm at `path`, if the file
+    /// opened now (`meta`, taken before reading it) is still the one it sealed: a warm run
+    /// then neither reads nor hashes the wasm. Any change to the file (its inode, size or
+    /// times) means it is hashed again, so "changed after it was built" is still caught.
+    pub fn sealed_digest(&self, path: &Path, meta: &std::fs::Metadata) -> Option<String> {
+        let body = match self.read(
+            &self.digest_seal_path(path),
+            &["wasm-digest", &path.to_string_lossy()],
+            MAX_SEAL_BYTES,
+        ) {
+            CacheRead::Valid(body) => String::from_utf8(body).ok()?,
+            _ => return None,
+        };
+        let (id, sha256) = body.rsplit_once(' ')?;
+        (identity_with(meta, true).ok()? == id).then(|| sha256.to_string())
+    }
+
+    /// Remembers that the wasm at `path`, as opened with `meta` (taken before it was read), has
+    /// digest `sha256`. Nothing is kept for a file another user (but root) could change.
+    pub fn seal_digest(&self, path: &Path, meta: &std::fs::Metadata, sha256: &str) {
+        if let Ok(id) = identity_with(meta, true) {
+            self.write(
+                &self.digest_seal_path(path),
+                &["wasm-digest", &path.to_string_lossy()],
+                format!("{id} {sha256}").as_bytes(),
+            );
+        }
+    }
+
+    fn digest_seal_path(&self, path: &Path) -> PathBuf {
+        let key = hex::encode(Sha256::digest(path.as_os_str().as_encoded_bytes()));
+        self.compiled_dir
+            .join("wasm")
+            .join(format!("{}.seal", &key[..32]))
     }
 
     /// The describe() result stored for this wasm by this host version.
@@ -230,12 +269,17 @@ fn seal_path(path: &Path) -> PathBuf {
 
 /// What a seal binds compiled code to: the file's device, inode, size and times. Refused for a
 /// file another user owns or may write, since the seal cannot stop them changing it in place.
-#[cfg(unix)]
 fn identity(meta: &std::fs::Metadata) -> Result<String, String> {
+    identity_with(meta, false)
+}
+
+/// [`identity`], also for a file root owns when `root_ok` (a plugin installed system-wide).
+#[cfg(unix)]
+fn identity_with(meta: &std::fs::Metadata, root_ok: bool) -> Result<String, String> {
     use std::os::unix::fs::MetadataExt;
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
-    if meta.uid() != me {
+    if meta.uid() != me && !(root_ok && meta.uid() == 0) {
         return Err(format!(
             "is owned by user {}, not by this user ({me}); delete it to recompile",
             meta.uid()
@@ -261,7 +305,7 @@ fn identity(meta: &std::fs::Metadata) -> Result<String, String> {
 
 /// Elsewhere compiled code is not kept: every run compiles.
 #[cfg(not(unix))]
-fn identity(_meta: &std::fs::Metadata) -> Result<String, String> {
+fn identity_with(_meta: &std::fs::Metadata, _root_ok: bool) -> Result<String, String> {
     Err("compiled code is cached only on Unix".into())
 }
 
@@ -350,15 +394,19 @@ mod tests {
         c.write_compiled("aaaa", "e1", b"code of a");
         let mut f = std::fs::OpenOptions::new().append(true).open(&a).unwrap();
         std::io::Write::write_all(&mut f, b"!").unwrap();
-        assert!(compiled(&c, "aaaa").unwrap_err().contains("its seal does not match"));
+        assert!(
+            compiled(&c, "aaaa")
+                .unwrap_err()
+                .contains("its seal does not match")
+        );
         // b's seal beside a's code: sealed for another wasm.
         c.write_compiled("aaaa", "e1", b"code of a");
-        std::fs::copy(
-            seal_path(&c.compiled_path("bbbb", "e1")),
-            seal_path(&a),
-        )
-        .unwrap();
-        assert!(compiled(&c, "aaaa").unwrap_err().contains("HMAC does not match"));
+        std::fs::copy(seal_path(&c.compiled_path("bbbb", "e1")), seal_path(&a)).unwrap();
+        assert!(
+            compiled(&c, "aaaa")
+                .unwrap_err()
+                .contains("HMAC does not match")
+        );
         // Writable by other users: refused, whatever the seal says.
         c.write_compiled("aaaa", "e1", b"code of a");
         std::fs::set_permissions(&a, std::fs::Permissions::from_mode(0o666)).unwrap();
@@ -368,6 +416,29 @@ mod tests {
         c.write_compiled("aaaa", "e1", b"code of a");
         std::fs::remove_file(seal_path(&a)).unwrap();
         assert_eq!(compiled(&c, "aaaa").unwrap_err(), "missing");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_wasm_digest_is_trusted_only_for_the_file_and_path_it_was_sealed_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = caches(dir.path());
+        let wasm = dir.path().join("plugin.wasm");
+        std::fs::write(&wasm, b"wasm").unwrap();
+        let meta = std::fs::metadata(&wasm).unwrap();
+        assert_eq!(c.sealed_digest(&wasm, &meta), None);
+        c.seal_digest(&wasm, &meta, "d1");
+        assert_eq!(c.sealed_digest(&wasm, &meta).as_deref(), Some("d1"));
+        // Another path: not sealed there, even for the same file's identity.
+        assert_eq!(c.sealed_digest(&dir.path().join("other.wasm"), &meta), None);
+        // Changed (one byte more): hashed again.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&wasm)
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"!").unwrap();
+        let meta = std::fs::metadata(&wasm).unwrap();
+        assert_eq!(c.sealed_digest(&wasm, &meta), None);
     }
 
     #[test]

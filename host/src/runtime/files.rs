@@ -17,6 +17,12 @@ pub const MAX_CWASM_BYTES: u64 = 1024 * 1024 * 1024;
 /// the error says what the file is and the limit.
 pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, String> {
     let (file, meta) = open_regular(path, max)?;
+    read_opened(file, &meta, max)
+}
+
+/// Reads a file [`open_regular`] opened (with the metadata it returned), still refusing to
+/// read past `max` bytes.
+pub fn read_opened(file: File, meta: &std::fs::Metadata, max: u64) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     // The size is checked again while reading: the file may grow after the stat.
     file.take(max + 1)

@@ -277,6 +277,19 @@ fn pool() -> PoolingAllocationConfig {
     pool
 }
 
+/// Refuses a wasm whose digest is not the one its plugin.toml declares.
+fn check_digest(wasm_path: &Path, sha256: &str, declared: &str) -> Result<(), RuntimeError> {
+    match sha256.eq_ignore_ascii_case(declared) {
+        true => Ok(()),
+        false => Err(RuntimeError::Bundle {
+            path: wasm_path.to_path_buf(),
+            message: format!(
+                "SHA-256 is {sha256} but plugin.toml says {declared}; the bundle was changed after it was built (rebuild it with `cargo xtask build`)"
+            ),
+        }),
+    }
+}
+
 /// Loads compiled code the cache vouched for, from the file it opened and checked: wasmtime
 /// maps that very file through `/proc/self/fd` (not its path, which another process could
 /// point elsewhere meanwhile), so nothing is read or copied up front. Without `/proc` the
@@ -368,31 +381,41 @@ impl PluginRuntime {
         limits: EffectiveLimits,
     ) -> Result<LoadedPlugin, RuntimeError> {
         let wasm_path = dir.join(&manifest.wasm);
-        let bytes = files::read_regular(&wasm_path, files::MAX_WASM_BYTES).map_err(|message| {
-            RuntimeError::Bundle {
-                path: wasm_path.clone(),
-                message: format!("the plugin's wasm {message}"),
+        let bundle_err = |message: String| RuntimeError::Bundle {
+            path: wasm_path.clone(),
+            message: format!("the plugin's wasm {message}"),
+        };
+        // The metadata is taken before anything is read: a change after it unseals the digest.
+        let (file, meta) =
+            files::open_regular(&wasm_path, files::MAX_WASM_BYTES).map_err(bundle_err)?;
+        let sealed = self
+            .caches
+            .as_ref()
+            .and_then(|c| c.sealed_digest(&wasm_path, &meta));
+        let (bytes, sha256) = match sealed {
+            Some(sha256) => (None, sha256),
+            None => {
+                let bytes =
+                    files::read_opened(file, &meta, files::MAX_WASM_BYTES).map_err(bundle_err)?;
+                let sha256 = hex::encode(Sha256::digest(&bytes));
+                if let Some(caches) = &self.caches {
+                    caches.seal_digest(&wasm_path, &meta, &sha256);
+                }
+                (Some(bytes), sha256)
             }
-        })?;
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        if !sha256.eq_ignore_ascii_case(&manifest.sha256) {
-            return Err(RuntimeError::Bundle {
-                path: wasm_path,
-                message: format!(
-                    "SHA-256 is {sha256} but plugin.toml says {}; the bundle was changed after it was built (rebuild it with `cargo xtask build`)",
-                    manifest.sha256
-                ),
-            });
-        }
-        self.load_component(manifest, dir, &wasm_path, &bytes, sha256, limits)
+        };
+        check_digest(&wasm_path, &sha256, &manifest.sha256)?;
+        self.load_component(manifest, dir, &wasm_path, bytes.as_deref(), sha256, limits)
     }
 
+    /// Loads the plugin's compiled code from the cache, or compiles `bytes` (read from
+    /// `wasm_path` when not given, and checked to still have digest `sha256`).
     pub(crate) fn load_component(
         &self,
         manifest: PluginManifest,
         dir: &Path,
         wasm_path: &Path,
-        bytes: &[u8],
+        bytes: Option<&[u8]>,
         sha256: String,
         limits: EffectiveLimits,
     ) -> Result<LoadedPlugin, RuntimeError> {
@@ -411,18 +434,16 @@ impl PluginRuntime {
                     "plugin `{}`: not using cached compiled code: {reason}; recompiling",
                     manifest.id
                 ),
-                CompiledRead::Valid(file) => {
-                    match deserialize_sealed(&self.engine, file) {
-                        Ok(c) => {
-                            cache_hit = true;
-                            component = Some(c);
-                        }
-                        Err(e) => tracing::warn!(
-                            "plugin `{}`: ignoring unusable compiled code: {e}",
-                            manifest.id
-                        ),
+                CompiledRead::Valid(file) => match deserialize_sealed(&self.engine, file) {
+                    Ok(c) => {
+                        cache_hit = true;
+                        component = Some(c);
                     }
-                }
+                    Err(e) => tracing::warn!(
+                        "plugin `{}`: ignoring unusable compiled code: {e}",
+                        manifest.id
+                    ),
+                },
             }
         }
         let component = match component {
@@ -431,6 +452,20 @@ impl PluginRuntime {
                 if let Some(notice) = self.compile_notice.get() {
                     notice(&manifest.id);
                 }
+                let read;
+                let bytes = match bytes {
+                    Some(b) => b,
+                    None => {
+                        read = files::read_regular(wasm_path, files::MAX_WASM_BYTES).map_err(
+                            |message| RuntimeError::Bundle {
+                                path: wasm_path.to_path_buf(),
+                                message: format!("the plugin's wasm {message}"),
+                            },
+                        )?;
+                        check_digest(wasm_path, &hex::encode(Sha256::digest(&read)), &sha256)?;
+                        &read
+                    }
+                };
                 let c = Component::new(&self.engine, bytes).map_err(wasm_err)?;
                 if let Some(caches) = &self.caches
                     && let Ok(code) = c.serialize()

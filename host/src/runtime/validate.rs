@@ -226,7 +226,7 @@ pub async fn validate(runtime: &PluginRuntime, path: &Path) -> ValidationReport 
     let limits = EffectiveLimits::as_asked(&manifest.limits);
     let wasm_sha = sha.clone();
     let plugin: LoadedPlugin =
-        match runtime.load_component(manifest, path, &wasm_path, &bytes, sha, limits) {
+        match runtime.load_component(manifest, path, &wasm_path, Some(&bytes), sha, limits) {
             Ok(p) => p,
             Err(e) => {
                 report.check("link", Err(e.to_string()));
