@@ -498,6 +498,7 @@ fn second_load_uses_the_compile_cache() {
     let cache: Vec<_> = std::fs::read_dir(repo.path().join(".orch/cache"))
         .unwrap()
         .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".cwasm"))
         .collect();
     assert_eq!(cache.len(), 1, "one precompiled file");
     let before = std::fs::metadata(cache[0].path())
