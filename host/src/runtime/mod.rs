@@ -277,6 +277,15 @@ fn pool() -> PoolingAllocationConfig {
     pool
 }
 
+/// The name compiled code is cached under for `engine`: its compatibility hash and this host's
+/// version.
+fn engine_hash(engine: &Engine) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    env!("CARGO_PKG_VERSION").hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
 /// Refuses a wasm whose digest is not the one its plugin.toml declares.
 fn check_digest(wasm_path: &Path, sha256: &str, declared: &str) -> Result<(), RuntimeError> {
     match sha256.eq_ignore_ascii_case(declared) {
@@ -314,8 +323,8 @@ fn deserialize_sealed(engine: &Engine, file: std::fs::File) -> wasmtime::Result<
 
 /// The engine, linker and caches, shared by every plugin in the process.
 pub struct PluginRuntime {
-    pub(crate) engine: Engine,
-    linker: Linker<HostState>,
+    /// The engine and linker, or why they could not be built (see [`PluginRuntime::new`]).
+    parts: OnceLock<Result<EngineParts, String>>,
     caches: Option<Caches>,
     /// Told the plugin id before a plugin is compiled for lack of cached code.
     compile_notice: OnceLock<CompileNotice>,
@@ -324,15 +333,17 @@ pub struct PluginRuntime {
 /// Called with a plugin's id before it is compiled for lack of cached code.
 pub type CompileNotice = Box<dyn Fn(&str) + Send + Sync>;
 
-impl PluginRuntime {
-    /// Builds the engine and linker; `cache_dir` (`.orch/cache`) holds precompiled plugins, with
-    /// describe() results and the cache key beside it (None: no cache).
-    pub fn new(cache_dir: Option<PathBuf>) -> Result<Arc<Self>, RuntimeError> {
-        let wasm_err = |e: wasmtime::Error| RuntimeError::Wasm {
-            plugin: "engine".into(),
-            message: format!("{e:#}"),
-        };
-        schema::warm_up();
+/// What compiling and running plugins needs: the engine (with its instance pool) and the
+/// linker holding the host's imports.
+struct EngineParts {
+    engine: Engine,
+    linker: Linker<HostState>,
+}
+
+impl EngineParts {
+    /// Builds the engine and linker, and starts the engine's epoch ticker.
+    fn build() -> Result<EngineParts, String> {
+        let err = |e: wasmtime::Error| format!("{e:#}");
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
@@ -344,19 +355,55 @@ impl PluginRuntime {
             Err(error) => {
                 tracing::warn!(error = %format!("{error:#}"), "cannot reserve the plugin instance pool; mapping memory per call instead");
                 config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
-                Engine::new(&config).map_err(wasm_err)?
+                Engine::new(&config).map_err(err)?
             }
         };
         let mut linker: Linker<HostState> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasm_err)?;
-        crate::capabilities::add_to_linker(&mut linker).map_err(wasm_err)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(err)?;
+        crate::capabilities::add_to_linker(&mut linker).map_err(err)?;
         spawn_epoch_ticker(&engine);
-        Ok(Arc::new(PluginRuntime {
-            engine,
-            linker,
+        Ok(EngineParts { engine, linker })
+    }
+}
+
+impl PluginRuntime {
+    /// The runtime; `cache_dir` (`.orch/cache`) holds precompiled plugins, with describe()
+    /// results and the cache key beside it (None: no cache). The engine and linker (~1.5 ms)
+    /// are built on a thread of their own, beside the reading of the repository's plugins and
+    /// types that comes first; whatever needs them waits for them, and a failure to build them
+    /// is returned by each call that needs them.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Arc<Self>, RuntimeError> {
+        schema::warm_up();
+        let runtime = Arc::new(PluginRuntime {
+            parts: OnceLock::new(),
             caches: cache_dir.as_deref().and_then(Caches::open),
             compile_notice: OnceLock::new(),
-        }))
+        });
+        let building = runtime.clone();
+        // Without a thread, the first call that needs them builds them.
+        let _ = std::thread::Builder::new()
+            .name("orch-engine".into())
+            .spawn(move || {
+                let _ = building.parts();
+            });
+        Ok(runtime)
+    }
+
+    /// The engine and linker, built on first need (or waited for, while another thread builds
+    /// them).
+    fn parts(&self) -> Result<&EngineParts, RuntimeError> {
+        self.parts
+            .get_or_init(EngineParts::build)
+            .as_ref()
+            .map_err(|message| RuntimeError::Wasm {
+                plugin: "engine".into(),
+                message: message.clone(),
+            })
+    }
+
+    /// The engine every plugin is compiled for and run on.
+    pub(crate) fn engine(&self) -> Result<&Engine, RuntimeError> {
+        Ok(&self.parts()?.engine)
     }
 
     /// Sets what to call before a plugin is compiled because no cached code is usable (a
@@ -424,7 +471,8 @@ impl PluginRuntime {
             plugin: manifest.id.clone(),
             message: format!("{e:#}"),
         };
-        let engine_hash = self.engine_hash();
+        let EngineParts { engine, linker } = self.parts()?;
+        let engine_hash = engine_hash(engine);
         let mut cache_hit = false;
         let mut component = None;
         if let Some(caches) = &self.caches {
@@ -434,7 +482,7 @@ impl PluginRuntime {
                     "plugin `{}`: not using cached compiled code: {reason}; recompiling",
                     manifest.id
                 ),
-                CompiledRead::Valid(file) => match deserialize_sealed(&self.engine, file) {
+                CompiledRead::Valid(file) => match deserialize_sealed(engine, file) {
                     Ok(c) => {
                         cache_hit = true;
                         component = Some(c);
@@ -466,7 +514,7 @@ impl PluginRuntime {
                         &read
                     }
                 };
-                let c = Component::new(&self.engine, bytes).map_err(wasm_err)?;
+                let c = Component::new(engine, bytes).map_err(wasm_err)?;
                 if let Some(caches) = &self.caches
                     && let Ok(code) = c.serialize()
                 {
@@ -477,15 +525,15 @@ impl PluginRuntime {
         };
         // Forbidden imports first: a component that asks for the network or the filesystem is
         // refused naming that import, whatever else is wrong with it.
-        imports::check(&self.engine, &component, &manifest.id, wasm_path)?;
+        imports::check(engine, &component, &manifest.id, wasm_path)?;
         let api_version = version::check(
-            &self.engine,
+            engine,
             &component,
             &manifest.api,
             &dir.join("plugin.toml"),
             wasm_path,
         )?;
-        let pre = self.linker.instantiate_pre(&component).map_err(wasm_err)?;
+        let pre = linker.instantiate_pre(&component).map_err(wasm_err)?;
         let pre = PluginPre::new(&api_version, pre).map_err(wasm_err)?;
         Ok(LoadedPlugin {
             manifest,
@@ -497,15 +545,6 @@ impl PluginRuntime {
             api_version,
             pre,
         })
-    }
-
-    fn engine_hash(&self) -> String {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.engine
-            .precompile_compatibility_hash()
-            .hash(&mut hasher);
-        env!("CARGO_PKG_VERSION").hash(&mut hasher);
-        format!("{:016x}", hasher.finish())
     }
 
     /// The key under which describe() results are cached: this host's version and the format
@@ -568,7 +607,11 @@ impl PluginRuntime {
         }
     }
 
-    fn new_store(&self, limits: &EffectiveLimits, caps: CallCapabilities) -> Store<HostState> {
+    fn new_store(
+        &self,
+        limits: &EffectiveLimits,
+        caps: CallCapabilities,
+    ) -> Result<Store<HostState>, RuntimeError> {
         let limits = &limits.values;
         let budget =
             usize::try_from(limits.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
@@ -583,7 +626,7 @@ impl PluginRuntime {
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCE_TABLE_ENTRIES);
         let mut store = Store::new(
-            &self.engine,
+            self.engine()?,
             HostState {
                 wasi,
                 table,
@@ -608,7 +651,7 @@ impl PluginRuntime {
             left -= next;
             Ok(wasmtime::UpdateDeadline::Yield(next))
         });
-        store
+        Ok(store)
     }
 
     /// Calls `describe()` in a fresh instance with no capabilities, under the shorter of the
@@ -636,7 +679,7 @@ impl PluginRuntime {
             let t = limits.values.timeout_ms;
             (t, plugin.limits.origin("timeout-ms").to_string())
         };
-        let mut store = self.new_store(&limits, CallCapabilities::none());
+        let mut store = self.new_store(&limits, CallCapabilities::none())?;
         let info = CallInfo {
             plugin: &plugin.manifest.id,
             version: &plugin.manifest.version,
@@ -680,7 +723,7 @@ impl PluginRuntime {
         caps: CallCapabilities,
         plan: bool,
     ) -> Result<CallOutcome, RuntimeError> {
-        let mut store = self.new_store(&plugin.limits, caps);
+        let mut store = self.new_store(&plugin.limits, caps)?;
         let info = CallInfo {
             plugin: &plugin.manifest.id,
             version: &plugin.manifest.version,
@@ -962,13 +1005,13 @@ mod tests {
     async fn instantiate(wat: &str, memory_mb: u64) -> Result<(), RuntimeError> {
         let rt = PluginRuntime::new(None).unwrap();
         let bytes = wat::parse_str(wat).unwrap();
-        let component = Component::new(&rt.engine, bytes).unwrap();
+        let component = Component::new(rt.engine().unwrap(), bytes).unwrap();
         let limits = EffectiveLimits::as_asked(&Limits {
             memory_mb,
             timeout_ms: 5_000,
             ..Limits::default()
         });
-        let mut store = rt.new_store(&limits, CallCapabilities::none());
+        let mut store = rt.new_store(&limits, CallCapabilities::none()).unwrap();
         let info = CallInfo {
             plugin: "wat",
             version: "0",
@@ -977,7 +1020,7 @@ mod tests {
             timeout_ms: 5_000,
             timeout_origin: "test".into(),
         };
-        let linker = &rt.linker;
+        let linker = &rt.parts().unwrap().linker;
         guarded(&info, &mut store, async |store: &mut Store<HostState>| {
             linker
                 .instantiate_async(&mut *store, &component)

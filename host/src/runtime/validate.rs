@@ -135,7 +135,14 @@ pub async fn validate(runtime: &PluginRuntime, path: &Path) -> ValidationReport 
             },
         );
     }
-    let component = match Component::new(&runtime.engine, &bytes) {
+    let engine = match runtime.engine() {
+        Ok(engine) => engine,
+        Err(e) => {
+            report.check("component", Err(e.to_string()));
+            return report;
+        }
+    };
+    let component = match Component::new(engine, &bytes) {
         Ok(c) => {
             report.check("component", Ok(format!("{} bytes compiled", bytes.len())));
             c
@@ -148,7 +155,7 @@ pub async fn validate(runtime: &PluginRuntime, path: &Path) -> ValidationReport 
             return report;
         }
     };
-    report.imports = imports::list(&runtime.engine, &component);
+    report.imports = imports::list(engine, &component);
     let forbidden: Vec<&String> = report
         .imports
         .iter()
@@ -175,12 +182,9 @@ pub async fn validate(runtime: &PluginRuntime, path: &Path) -> ValidationReport 
     }
     let ty = component.component_type();
     let names: Vec<String> = ty
-        .imports(&runtime.engine)
+        .imports(engine)
         .map(|(name, _)| name.to_string())
-        .chain(
-            ty.exports(&runtime.engine)
-                .map(|(name, _)| name.to_string()),
-        )
+        .chain(ty.exports(engine).map(|(name, _)| name.to_string()))
         .collect();
     let supported = super::manifest::SUPPORTED_API_VERSIONS;
     let spoken = if bare {
