@@ -373,7 +373,6 @@ impl PluginRuntime {
     /// types that comes first; whatever needs them waits for them, and a failure to build them
     /// is returned by each call that needs them.
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Arc<Self>, RuntimeError> {
-        schema::warm_up();
         let runtime = Arc::new(PluginRuntime {
             parts: OnceLock::new(),
             caches: cache_dir.as_deref().and_then(Caches::open),
