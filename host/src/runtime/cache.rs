@@ -129,15 +129,7 @@ impl Caches {
             return;
         }
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let written = options.open(&tmp).and_then(|mut f| {
+        let written = create_private(&tmp).and_then(|mut f| {
             f.write_all(code)?;
             // A seal must never outlive the bytes it vouches for (a power cut).
             f.sync_data()?;
@@ -309,6 +301,20 @@ fn identity_with(_meta: &std::fs::Metadata, _root_ok: bool) -> Result<String, St
     Err("compiled code is cached only on Unix".into())
 }
 
+/// Creates `tmp` afresh (a leftover of a killed process is removed first), readable and
+/// writable by this user only.
+fn create_private(tmp: &Path) -> std::io::Result<std::fs::File> {
+    let _ = std::fs::remove_file(tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(tmp)
+}
+
 /// Reads the key, or creates it (0600) without ever replacing one another process made first.
 fn load_or_create_key(dir: &Path, path: &Path) -> Result<[u8; KEY_LEN], String> {
     if path.symlink_metadata().is_ok() {
@@ -319,16 +325,7 @@ fn load_or_create_key(dir: &Path, path: &Path) -> Result<[u8; KEY_LEN], String> 
     rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut key)
         .map_err(|e| format!("no randomness for the key: {e}"))?;
     let tmp = dir.join(format!(".cache.key.{}.tmp", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options
-        .open(&tmp)
+    create_private(&tmp)
         .and_then(|mut f| f.write_all(&key))
         .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
     // A hard link fails if the key exists: two processes racing agree on the first key.
