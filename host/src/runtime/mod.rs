@@ -301,8 +301,8 @@ fn check_digest(wasm_path: &Path, sha256: &str, declared: &str) -> Result<(), Ru
 
 /// Loads compiled code the cache vouched for, from the file it opened and checked: wasmtime
 /// maps that very file through `/proc/self/fd` (not its path, which another process could
-/// point elsewhere meanwhile), so nothing is read or copied up front. Without `/proc` the
-/// file's bytes are read and loaded instead.
+/// point elsewhere meanwhile), so nothing is read or copied up front. Without `/proc`, or on a
+/// file system that cannot map it, the file's bytes are read and loaded instead.
 fn deserialize_sealed(engine: &Engine, file: std::fs::File) -> wasmtime::Result<Component> {
     #[cfg(target_os = "linux")]
     {
@@ -312,7 +312,11 @@ fn deserialize_sealed(engine: &Engine, file: std::fs::File) -> wasmtime::Result<
             // SAFETY: the file's seal (an HMAC under this repository's private key over this
             // wasm's digest, the engine's compatibility hash and the file's identity) shows this
             // host serialized it from this very wasm, and only this user can change it.
-            return unsafe { Component::deserialize_file(engine, &fd_path) };
+            match unsafe { Component::deserialize_file(engine, &fd_path) } {
+                Ok(component) => return Ok(component),
+                // A file system that cannot map files: the bytes are read below instead.
+                Err(e) => tracing::debug!(error = %format!("{e:#}"), "cannot map compiled code"),
+            }
         }
     }
     let mut bytes = Vec::new();
