@@ -286,6 +286,14 @@ fn engine_hash(engine: &Engine) -> String {
     format!("{:016x}", hasher.finish())
 }
 
+/// A plugin wasm that could not be opened or read, and why.
+fn wasm_unreadable(wasm_path: &Path, message: String) -> RuntimeError {
+    RuntimeError::Bundle {
+        path: wasm_path.to_path_buf(),
+        message: format!("the plugin's wasm {message}"),
+    }
+}
+
 /// Refuses a wasm whose digest is not the one its plugin.toml declares.
 fn check_digest(wasm_path: &Path, sha256: &str, declared: &str) -> Result<(), RuntimeError> {
     match sha256.eq_ignore_ascii_case(declared) {
@@ -431,10 +439,7 @@ impl PluginRuntime {
         limits: EffectiveLimits,
     ) -> Result<LoadedPlugin, RuntimeError> {
         let wasm_path = dir.join(&manifest.wasm);
-        let bundle_err = |message: String| RuntimeError::Bundle {
-            path: wasm_path.clone(),
-            message: format!("the plugin's wasm {message}"),
-        };
+        let bundle_err = |message| wasm_unreadable(&wasm_path, message);
         // The metadata is taken before anything is read: a change after it unseals the digest.
         let (file, meta) =
             files::open_regular(&wasm_path, files::MAX_WASM_BYTES).map_err(bundle_err)?;
@@ -507,12 +512,8 @@ impl PluginRuntime {
                 let bytes = match bytes {
                     Some(b) => b,
                     None => {
-                        read = files::read_regular(wasm_path, files::MAX_WASM_BYTES).map_err(
-                            |message| RuntimeError::Bundle {
-                                path: wasm_path.to_path_buf(),
-                                message: format!("the plugin's wasm {message}"),
-                            },
-                        )?;
+                        read = files::read_regular(wasm_path, files::MAX_WASM_BYTES)
+                            .map_err(|message| wasm_unreadable(wasm_path, message))?;
                         check_digest(wasm_path, &hex::encode(Sha256::digest(&read)), &sha256)?;
                         &read
                     }
