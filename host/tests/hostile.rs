@@ -76,3 +76,26 @@ fn every_hostile_case_fails_cleanly_with_its_expected_error() {
     assert_eq!(forbidden.count(), 0, "a denied host was contacted");
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// A pooled instance slot comes back to each call exactly as the component's image left it:
+/// `snoop` fails when it finds the static or heap marks an earlier call wrote (after proving
+/// it sees its own). 40 steps, 8 at a time, use each slot several times over; one heap block
+/// dirties more pages than the host keeps resident, so both ways a slot is reset are covered.
+#[test]
+fn no_call_sees_the_memory_an_earlier_call_wrote() {
+    let repo = TestRepo::new(&["hostile"]);
+    repo.write(
+        "models/h.yaml",
+        "type: hostile/plugin\nglobalArguments:\n  allowedUrl: http://127.0.0.1:1\n",
+    );
+    let mut workflow = String::from("name: snoop\njobs:\n  - name: main\n    steps:\n");
+    for i in 0..40 {
+        workflow.push_str(&format!(
+            "      - name: s{i}\n        task: {{ type: model_method, modelIdOrName: h, methodName: snoop }}\n"
+        ));
+    }
+    repo.write("workflows/snoop.yaml", &workflow);
+    let run = repo.orch(&["--json", "run", "snoop"]).ok().json();
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["steps"].as_array().unwrap().len(), 40, "{run}");
+}

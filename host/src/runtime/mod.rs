@@ -29,7 +29,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wit::convert;
 
@@ -273,7 +275,12 @@ fn pool() -> PoolingAllocationConfig {
         // decommitted with `madvise`, which flushes every core's TLB (an IPI per call: a third
         // of the CPU at 10,000 steps). The next call still sees zeroed memory.
         .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
-        .table_keep_resident(KEEP_RESIDENT_BYTES);
+        .table_keep_resident(KEEP_RESIDENT_BYTES)
+        // Where the kernel has `PAGEMAP_SCAN` (Linux 6.7+), only the pages a call dirtied are
+        // reset (copied back from the image or zeroed), and nothing is decommitted: otherwise
+        // a memory larger than the resident budget is `madvise`d on every call, and the next
+        // call takes a copy-on-write fault (and a TLB shootdown) on each page it writes again.
+        .pagemap_scan(Enabled::Auto);
     pool
 }
 

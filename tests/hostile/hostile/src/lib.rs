@@ -5,6 +5,7 @@ use orch_plugin_sdk::{Ctx, JsonSchema, MethodKind, ModelType, Plugin, Result, Va
 use serde::Deserialize;
 
 mod grants;
+mod isolation;
 mod limits;
 
 struct Hostile;
@@ -146,6 +147,12 @@ impl Plugin for Hostile {
                     MethodKind::Read,
                     "Returns 1 MiB of output",
                     limits::big_output,
+                )
+                .method(
+                    "snoop",
+                    MethodKind::Read,
+                    "Fails when memory holds an earlier call's writes",
+                    isolation::snoop,
                 ),
             limits::schema_bomb_type(),
         ]
