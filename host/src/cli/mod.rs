@@ -174,6 +174,9 @@ pub fn main() -> i32 {
         }
     };
     let result = runtime.block_on(dispatch(cli.command, &ctx));
+    // The command is done and has closed what it opened: the worker threads are left to the
+    // process's exit rather than joined one by one.
+    runtime.shutdown_background();
     match result {
         Ok(code) => code,
         Err(e) => {
