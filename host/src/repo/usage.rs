@@ -42,8 +42,12 @@ impl Repo {
                 continue;
             };
             for step in wf.jobs.iter().flat_map(|j| &j.steps) {
-                let mut texts = vec![step.name.as_str()];
-                texts.extend(step.guard.as_deref());
+                // A step's name is text, read as CEL only inside `${{ }}` (a forEach's
+                // `noop-${{ self.item }}`); its guard is an expression either way.
+                let mut texts: Vec<&str> = step.guard.as_deref().into_iter().collect();
+                if crate::expr::contains_template(&step.name) {
+                    texts.push(&step.name);
+                }
                 let mut values = vec![step.task.inputs()];
                 if let Some(each) = &step.for_each {
                     values.push(&each.items);
@@ -221,6 +225,21 @@ mod tests {
         assert_eq!(names(&usage.models), ["other", "ref", "sink", "source"]);
         assert_eq!(names(&usage.called), ["sink", "source"]);
         assert_eq!(repo.require(&usage).map_err(|e| e.to_string()), Ok(()));
+    }
+
+    /// A plain step name is not an expression: `model.far` names a step, it reads nothing.
+    /// In a template it is an expression like any other.
+    #[test]
+    fn a_step_name_reads_models_only_inside_a_template() {
+        let dir = repo();
+        write(
+            dir.path(),
+            "workflows/names.yaml",
+            "jobs:\n  - name: j\n    steps:\n      - name: model.far\n        task: { type: model_method, modelIdOrName: source, methodName: m }\n      - name: 'n-${{ model.unused.resource.x.y.attributes.z }}'\n        task: { type: model_method, modelIdOrName: source, methodName: m }\n",
+        );
+        let repo = Repo::load(dir.path()).unwrap();
+        let usage = repo.usage_of_workflow("names");
+        assert_eq!(names(&usage.models), ["source", "unused"]);
     }
 
     #[test]
