@@ -462,7 +462,7 @@ fn choose(name: &str, claims: Claims, pinned: Option<&String>) -> Result<Provide
     let chosen = match pinned {
         Some(id) => claims
             .iter()
-            .find(|(p, _)| &p.manifest.id == id)
+            .position(|(p, _)| &p.manifest.id == id)
             .ok_or_else(|| {
                 format!(
                     "type `{name}`: orch.yaml providers.{name} pins plugin `{id}`, but it is provided by {}; fix the pin or install `{id}`",
@@ -475,13 +475,16 @@ fn choose(name: &str, claims: Claims, pinned: Option<&String>) -> Result<Provide
                 listing()
             ));
         }
-        None => &claims[0],
+        None => 0,
     };
-    let (plugin, description) = chosen;
+    // The chosen claim is moved out, not copied: a type's description holds all its schemas.
+    let Some((plugin, description)) = claims.into_iter().nth(chosen) else {
+        return Err(format!("type `{name}`: no plugin provides it"));
+    };
     match description {
         Ok(d) => Ok(ProvidedType {
-            plugin: plugin.clone(),
-            description: Arc::new(d.clone()),
+            plugin,
+            description: Arc::new(d),
         }),
         Err(problem) => Err(format!(
             "{} declares type `{name}`, but its describe() output was refused: {problem}",
