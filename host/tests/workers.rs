@@ -528,6 +528,63 @@ fn two_hundred_steps_over_three_workers_one_killed_mid_run_all_run_and_versions_
     drop((two, three));
 }
 
+/// A read step whose worker died after committing its writes, before it returned the output,
+/// runs again on another worker instead of failing the run: repeating a read is safe, and its
+/// unchanged write stores no new version. The dead worker is played by the queue row itself,
+/// marked `committed` by worker `ghost` with a lease that has run out, so the window is hit
+/// every time (a real kill lands in it only by chance).
+#[test]
+fn a_read_step_whose_worker_died_after_its_commit_runs_again_elsewhere() {
+    let (lab, db) = lab_on_postgres(SimConfig::generated(1, 2, 0));
+    let steps = [
+        step("auth", None, "keebDev02", "auth", "{}"),
+        step(
+            "lookup",
+            Some("site-x"),
+            "fleet",
+            "lookup",
+            "{ vmName: vm-00001 }",
+        ),
+    ];
+    lab.repo
+        .write("workflows/lost.yaml", &workflow("lost", &steps));
+    let coordinator = lab
+        .repo
+        .command(&["--json", "run", "lost"])
+        .env("PROXMOX_API_URL", lab.sim.url())
+        .env("PGPASSWORD", postgres::PASSWORD)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // No worker has label site-x yet: the step waits in the queue until it is "committed".
+    wait_for_sql(
+        &db,
+        "SELECT state FROM orch_queue WHERE method = 'lookup'",
+        "ready",
+    );
+    postgres::server().psql_in(
+        &db,
+        "UPDATE orch_queue SET state = 'committed', worker = 'ghost', \
+         lease_until = now() - interval '1 second' WHERE method = 'lookup'",
+    );
+    wait_for_sql(
+        &db,
+        "SELECT state || ' ' || array_to_string(lost_workers, ',') FROM orch_queue \
+         WHERE method = 'lookup'",
+        "ready ghost",
+    );
+    let worker = Worker::start(&lab, "w-x", "site-x");
+    let run = support::Run::from_output(coordinator.wait_with_output().unwrap());
+    assert_eq!(run.code, 0, "{}\nw-x:\n{}", run.all(), worker.output());
+    let record = run.json();
+    let lookup = &record["steps"][1];
+    assert_eq!(lookup["name"], "lookup", "{record}");
+    assert_eq!(lookup["worker"], "w-x", "{lookup}");
+    assert_eq!(lookup["status"], "succeeded", "{lookup}");
+    drop(worker);
+}
+
 #[test]
 fn runs_on_without_the_postgres_datastore_fails_the_step_at_its_line() {
     let lab = Lab::with_config(SimConfig::default());

@@ -362,24 +362,29 @@ async fn wait(
             }
             _ => {}
         }
-        // A lease that ran out: the worker died or lost the database mid-call. A `committed`
-        // step's writes are stored, so it never runs again; only its output was lost.
+        // A lease that ran out: the worker died or lost the database mid-call. A read, list or
+        // converge step runs again elsewhere, even one whose writes were committed (repeating
+        // it is safe: unchanged writes store no new version). Any other `committed` step's
+        // writes are stored, so it never runs again; only its output was lost.
         let requeued = client
             .query(
                 "UPDATE orch_queue SET \
-                   state = CASE WHEN state = 'committed' THEN 'done' \
-                     WHEN kind IN ('read', 'list', 'converge') THEN 'ready' ELSE 'unknown' END, \
-                   error = CASE WHEN state = 'committed' THEN \
+                   state = CASE WHEN kind IN ('read', 'list', 'converge') THEN 'ready' \
+                     WHEN state = 'committed' THEN 'done' ELSE 'unknown' END, \
+                   error = CASE WHEN kind IN ('read', 'list', 'converge') THEN NULL \
+                     WHEN state = 'committed' THEN \
                      'worker `' || worker || '` stopped renewing its lease after it committed \
                      this step''s writes (they are stored) and before it returned the step''s \
                      output, so the step fails and is not run again; run the workflow again' \
-                     WHEN kind IN ('read', 'list', 'converge') THEN NULL ELSE \
+                     ELSE \
                      'outcome unknown: worker `' || worker || '` stopped renewing its lease while it ran this ' \
                      || kind || ' method, which may or may not have taken effect; it is not run again. \
                      Check the target, then run the workflow again' END, \
-                   lost_workers = CASE WHEN state = 'committed' THEN lost_workers \
+                   lost_workers = CASE WHEN state = 'committed' \
+                     AND kind NOT IN ('read', 'list', 'converge') THEN lost_workers \
                      ELSE array_append(lost_workers, worker) END, \
-                   worker = CASE WHEN state = 'committed' THEN worker END, \
+                   worker = CASE WHEN state = 'committed' \
+                     AND kind NOT IN ('read', 'list', 'converge') THEN worker END, \
                    lease_until = NULL \
                  WHERE id = $1 AND state IN ('running', 'committed') AND lease_until < now() \
                  RETURNING state",
