@@ -87,6 +87,18 @@ fn orch(lab: &Lab, args: &[&str]) -> support::Run {
     support::Run::from_output(cmd.output().unwrap())
 }
 
+/// `orch --json run WORKFLOW` started in the lab (the coordinator), its output piped.
+fn spawn_run(lab: &Lab, workflow: &str) -> Child {
+    lab.repo
+        .command(&["--json", "run", workflow])
+        .env("PROXMOX_API_URL", lab.sim.url())
+        .env("PGPASSWORD", postgres::PASSWORD)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// A step calling `model.method` with `inputs` (YAML flow map), on `runsOn` labels.
 fn step(name: &str, runs_on: Option<&str>, model: &str, method: &str, inputs: &str) -> String {
     let runs_on = runs_on
@@ -283,15 +295,7 @@ fn a_worker_killed_mid_step_leaves_its_action_outcome_unknown_and_the_run_fails(
         .write("workflows/killed.yaml", &workflow("killed", &steps));
     let mut a = Worker::start(&lab, "w-a", "site-a");
     let b = Worker::start(&lab, "w-b", "site-b");
-    let coordinator = lab
-        .repo
-        .command(&["--json", "run", "killed"])
-        .env("PROXMOX_API_URL", lab.sim.url())
-        .env("PGPASSWORD", postgres::PASSWORD)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let coordinator = spawn_run(&lab, "killed");
     // Kill w-a once the simulator saw it start the VM (the step is mid-call).
     let start = "POST /api2/json/nodes/keeb-dev-02/qemu/1001/status/start";
     wait_for_request(&lab, start, &a);
@@ -357,15 +361,7 @@ globalArguments:
         .write("workflows/again.yaml", &workflow("again", &steps));
     let mut a = Worker::start(&lab, "w-a", "site-a");
     let b = Worker::start(&lab, "w-b", "site-b");
-    let coordinator = lab
-        .repo
-        .command(&["--json", "run", "again"])
-        .env("PROXMOX_API_URL", lab.sim.url())
-        .env("PGPASSWORD", postgres::PASSWORD)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let coordinator = spawn_run(&lab, "again");
     let start = "POST /api2/json/nodes/keeb-dev-02/qemu/1001/status/start";
     wait_for_request(&lab, start, &a);
     // Killed while it waits for the agent, after its start took effect.
@@ -441,15 +437,7 @@ fn two_hundred_steps_over_three_workers_one_killed_mid_run_all_run_and_versions_
     let mut one = Worker::start_with(&lab, "w-1", "site-a", 2);
     let two = Worker::start_with(&lab, "w-2", "site-a", 2);
     let three = Worker::start_with(&lab, "w-3", "site-b", 2);
-    let coordinator = lab
-        .repo
-        .command(&["--json", "run", "big"])
-        .env("PROXMOX_API_URL", lab.sim.url())
-        .env("PGPASSWORD", postgres::PASSWORD)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let coordinator = spawn_run(&lab, "big");
     // SIGKILL w-1 once a third of the lookups reached the simulator.
     let agent = |r: &String| r.ends_with("/agent/network-get-interfaces");
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -548,15 +536,7 @@ fn a_read_step_whose_worker_died_after_its_commit_runs_again_elsewhere() {
     ];
     lab.repo
         .write("workflows/lost.yaml", &workflow("lost", &steps));
-    let coordinator = lab
-        .repo
-        .command(&["--json", "run", "lost"])
-        .env("PROXMOX_API_URL", lab.sim.url())
-        .env("PGPASSWORD", postgres::PASSWORD)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let coordinator = spawn_run(&lab, "lost");
     // No worker has label site-x yet: the step waits in the queue until it is "committed".
     wait_for_sql(
         &db,
@@ -837,14 +817,7 @@ fn a_worker_that_lost_its_lease_commits_nothing_and_the_step_runs_once_elsewhere
     lab.repo
         .write("workflows/held.yaml", &workflow("held", &[fetch]));
     let a = Worker::start(&lab, "w-a", "site-a");
-    let coordinator = lab
-        .repo
-        .command(&["--json", "run", "held"])
-        .env("PGPASSWORD", postgres::PASSWORD)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let coordinator = spawn_run(&lab, "held");
     // w-a's request is held; then w-a stops (SIGSTOP), so its heartbeat stops too.
     let first = held
         .recv_timeout(Duration::from_secs(120))
