@@ -132,8 +132,8 @@ fn a_cold_repo_lists_and_checks_types_without_compiling_anything() {
                 .unwrap()
                 .flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                // Only checked claims (`<sha>-<version>-c1-<digest>.json`) are kept.
-                .all(|n| !n.ends_with(".json") || n.contains("-c1-")),
+                // Only checked claims (`<sha>-<version>-c2-<digest>.json`) are kept.
+                .all(|n| !n.ends_with(".json") || n.contains("-c2-")),
         "nothing was described"
     );
 }
@@ -190,7 +190,7 @@ fn a_bundle_whose_types_json_lies_is_refused_before_its_plugin_runs() {
         .unwrap_or_default();
     let sha = sha256_of(&repo, "testplug");
     let (claims, described): (Vec<&String>, Vec<&String>) =
-        cached.iter().partition(|n| n.contains("-c1-"));
+        cached.iter().partition(|n| n.contains("-c2-"));
     assert!(described.is_empty(), "{cached:?}");
     assert!(
         claims.iter().any(|n| n.starts_with(&sha)),

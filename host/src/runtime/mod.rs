@@ -7,6 +7,7 @@ pub mod files;
 mod imports;
 mod limiter;
 pub mod lint;
+mod listing;
 pub mod manifest;
 pub mod registry;
 pub mod schema;
@@ -22,6 +23,7 @@ pub use types::{MethodInfo, ResourceSpecInfo, TypeDescription};
 pub use crate::capabilities::CallCapabilities;
 use cache::{CacheRead, Caches, CompiledRead};
 use limiter::{BudgetExceeded, CallBudget};
+use listing::Listing;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -561,11 +563,11 @@ impl PluginRuntime {
     /// The key under which describe() results are cached: this host's version and the format
     /// of its checks, so a host with other bounds re-checks every plugin.
     fn describe_cache_key() -> String {
-        format!("{}-d1", env!("CARGO_PKG_VERSION"))
+        format!("{}-d2", env!("CARGO_PKG_VERSION"))
     }
 
     /// A describe() result cached for the wasm with digest `sha256`, if any.
-    pub(crate) fn cached_description(&self, plugin: &str, sha256: &str) -> Option<Described> {
+    pub(crate) fn cached_description(&self, plugin: &str, sha256: &str) -> Option<Listing> {
         let caches = self.caches.as_ref()?;
         match caches.read_describe(sha256, &Self::describe_cache_key()) {
             CacheRead::Missing => None,
@@ -575,7 +577,7 @@ impl PluginRuntime {
                 );
                 None
             }
-            CacheRead::Valid(body) => serde_json::from_slice(&body).ok(),
+            CacheRead::Valid(body) => Listing::decode(body),
         }
     }
 
@@ -583,7 +585,7 @@ impl PluginRuntime {
     /// file is checked again.
     fn claim_cache_key(types_digest: &str) -> String {
         format!(
-            "{}-c1-{}",
+            "{}-c2-{}",
             env!("CARGO_PKG_VERSION"),
             &types_digest[..types_digest.len().min(16)]
         )
@@ -592,10 +594,10 @@ impl PluginRuntime {
     /// The types a bundle's `types.json` (with digest `types_digest`) claims for the wasm with
     /// digest `sha256`, as checked by an earlier process; still a claim, verified by a real
     /// describe() before the plugin first runs.
-    pub(crate) fn cached_claim(&self, sha256: &str, types_digest: &str) -> Option<Described> {
+    pub(crate) fn cached_claim(&self, sha256: &str, types_digest: &str) -> Option<Listing> {
         let caches = self.caches.as_ref()?;
         match caches.read_describe(sha256, &Self::claim_cache_key(types_digest)) {
-            CacheRead::Valid(body) => serde_json::from_slice(&body).ok(),
+            CacheRead::Valid(body) => Listing::decode(body),
             _ => None,
         }
     }
@@ -603,7 +605,7 @@ impl PluginRuntime {
     /// Stores a checked `types.json` claim (see [`PluginRuntime::cached_claim`]).
     pub(crate) fn cache_claim(&self, sha256: &str, types_digest: &str, described: &Described) {
         if let Some(caches) = &self.caches
-            && let Ok(body) = serde_json::to_vec(described)
+            && let Ok(body) = Listing::encode(described)
         {
             caches.write_describe(sha256, &Self::claim_cache_key(types_digest), &body);
         }
@@ -612,7 +614,7 @@ impl PluginRuntime {
     /// Stores a describe() result for the wasm with digest `sha256`.
     pub(crate) fn cache_description(&self, sha256: &str, described: &Described) {
         if let Some(caches) = &self.caches
-            && let Ok(body) = serde_json::to_vec(described)
+            && let Ok(body) = Listing::encode(described)
         {
             caches.write_describe(sha256, &Self::describe_cache_key(), &body);
         }

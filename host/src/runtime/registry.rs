@@ -8,9 +8,10 @@
 //! receives the model's global arguments, secrets included.
 
 use super::bundle_types::{self, BundleTypes};
+use super::listing::{Held, Listing};
 use super::{
-    Described, EffectiveLimits, LimitCaps, LoadedPlugin, PluginManifest, PluginRuntime,
-    RuntimeError, TypeDescription,
+    EffectiveLimits, LimitCaps, LoadedPlugin, PluginManifest, PluginRuntime, RuntimeError,
+    TypeDescription,
 };
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -40,7 +41,7 @@ pub struct InstalledPlugin {
     compiled: OnceLock<Result<Arc<LoadedPlugin>, RuntimeError>>,
     /// The types its bundle's `types.json` claimed, when the registry took them from there:
     /// checked against a real describe() before the plugin first runs.
-    claimed: OnceLock<Described>,
+    claimed: OnceLock<Listing>,
 }
 
 impl InstalledPlugin {
@@ -58,12 +59,48 @@ pub struct ProvidedType {
     pub description: Arc<TypeDescription>,
 }
 
+/// A usable type: its plugin, and its description, decoded the first time it is asked for.
+struct Slot {
+    plugin: Arc<InstalledPlugin>,
+    held: Held,
+    provided: OnceLock<Result<ProvidedType, String>>,
+}
+
+impl Slot {
+    fn new(plugin: Arc<InstalledPlugin>, held: Held) -> Slot {
+        Slot {
+            plugin,
+            held,
+            provided: OnceLock::new(),
+        }
+    }
+
+    /// The type, or why its cached description could not be read.
+    fn provided(&self, name: &str) -> Result<&ProvidedType, String> {
+        self.provided
+            .get_or_init(|| {
+                let description = self.held.decode(name).map_err(|e| {
+                    format!(
+                        "type `{name}` of {}: {e}; delete the repo's `.orch/describe` to describe the plugin again",
+                        self.plugin.describe_where()
+                    )
+                })?;
+                Ok(ProvidedType {
+                    plugin: self.plugin.clone(),
+                    description,
+                })
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
 /// Every plugin found on the repo's plugin path.
 pub struct PluginRegistry {
     /// The shared runtime.
     pub runtime: Arc<PluginRuntime>,
     plugins: Vec<Arc<InstalledPlugin>>,
-    types: BTreeMap<String, ProvidedType>,
+    types: BTreeMap<String, Slot>,
     refused: BTreeMap<String, String>,
     problems: Vec<String>,
 }
@@ -99,7 +136,7 @@ pub fn find_bundles(search: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 /// Claims on one type name: (plugin, its description or why the host refused it).
-type Claims = Vec<(Arc<InstalledPlugin>, Result<TypeDescription, String>)>;
+type Claims = Vec<(Arc<InstalledPlugin>, Result<Held, String>)>;
 
 impl PluginRegistry {
     /// Reads every bundle under `search`. A broken bundle does not stop the others; its
@@ -185,11 +222,11 @@ impl PluginRegistry {
                     continue;
                 }
             };
-            for t in described.types {
+            for (name, held) in described.types {
                 claims
-                    .entry(t.name.clone())
+                    .entry(name)
                     .or_default()
-                    .push((plugin.clone(), Ok(t)));
+                    .push((plugin.clone(), Ok(held)));
             }
             for (name, problem) in described.rejected {
                 claims
@@ -247,20 +284,15 @@ impl PluginRegistry {
                 ));
             }
             self.refused.remove(&name);
-            self.types.insert(
-                name,
-                ProvidedType {
-                    plugin: plugin.clone(),
-                    description: Arc::new(description),
-                },
-            );
+            let held = Held::Decoded(Arc::new(description));
+            self.types.insert(name, Slot::new(plugin.clone(), held));
         }
     }
 
     /// Each plugin's types: from the describe cache, else from its bundle's `types.json`
     /// (checked like a live answer, verified before the plugin first runs), else by compiling
     /// and describing it (all such plugins at once, so slow ones cost one bound, not one each).
-    async fn describe_all(&self) -> Vec<(Arc<InstalledPlugin>, Result<Described, RuntimeError>)> {
+    async fn describe_all(&self) -> Vec<(Arc<InstalledPlugin>, Result<Listing, RuntimeError>)> {
         let mut out = Vec::new();
         let mut pending = tokio::task::JoinSet::new();
         for (index, plugin) in self.plugins.iter().enumerate() {
@@ -280,8 +312,9 @@ impl PluginRegistry {
             let plugin = plugin.clone();
             pending.spawn(async move {
                 let result = match compiled(&runtime, &plugin) {
-                    Ok(loaded) => runtime.describe(&loaded).await.inspect(|described| {
-                        runtime.cache_description(&loaded.sha256, described);
+                    Ok(loaded) => runtime.describe(&loaded).await.map(|described| {
+                        runtime.cache_description(&loaded.sha256, &described);
+                        Listing::decoded(described)
                     }),
                     Err(e) => Err(e),
                 };
@@ -307,8 +340,8 @@ impl PluginRegistry {
     /// The type named `name`, or an error that says why it is unusable, or lists what is
     /// installed and what failed to load.
     pub fn get(&self, name: &str) -> Result<&ProvidedType, String> {
-        if let Some(t) = self.types.get(name) {
-            return Ok(t);
+        if let Some(slot) = self.types.get(name) {
+            return slot.provided(name);
         }
         if let Some(why) = self.refused.get(name) {
             return Err(why.clone());
@@ -331,10 +364,20 @@ impl PluginRegistry {
         Err(msg)
     }
 
-    /// All usable types, by name: the plugins' first, then those built into orch.
+    /// All usable types, by name: the plugins' first, then those built into orch. A type
+    /// whose cached description cannot be read is left out, with a warning.
     pub fn types(&self) -> impl Iterator<Item = &ProvidedType> {
-        let plugins = self.types.values().filter(|t| !t.plugin.builtin);
-        plugins.chain(self.types.values().filter(|t| t.plugin.builtin))
+        let usable = |builtin: bool| {
+            self.types
+                .iter()
+                .filter(move |(_, slot)| slot.plugin.builtin == builtin)
+                .filter_map(|(name, slot)| {
+                    slot.provided(name)
+                        .inspect_err(|e| tracing::warn!("{e}"))
+                        .ok()
+                })
+        };
+        usable(false).chain(usable(true))
     }
 
     /// All installed plugins (each with a unique id).
@@ -375,7 +418,7 @@ fn compiled(
 /// The types a bundle's `types.json` claims for its wasm, after the host's checks on a
 /// describe() answer; None (with a warning) when the file is missing, stale or malformed, so
 /// the plugin is compiled and described instead.
-fn bundle_claim(runtime: &PluginRuntime, plugin: &InstalledPlugin) -> Option<Described> {
+fn bundle_claim(runtime: &PluginRuntime, plugin: &InstalledPlugin) -> Option<Listing> {
     let path = plugin.dir.join(bundle_types::TYPES_FILE);
     let sha256 = &plugin.manifest.sha256;
     // Checking a claim compiles every schema in it; an earlier process's check is reused.
@@ -392,7 +435,7 @@ fn bundle_claim(runtime: &PluginRuntime, plugin: &InstalledPlugin) -> Option<Des
                 if let Some(t) = &digest {
                     runtime.cache_claim(sha256, t, &d);
                 }
-                return Some(d);
+                return Some(Listing::decoded(d));
             }
             Err(e) => e.to_string(),
         },
@@ -413,8 +456,15 @@ fn verify_claim(
     runtime: &PluginRuntime,
     plugin: &InstalledPlugin,
     loaded: &LoadedPlugin,
-    claimed: &Described,
+    claimed: &Listing,
 ) -> Result<(), RuntimeError> {
+    let claimed = claimed.described().map_err(|message| RuntimeError::BundleClaim {
+        path: plugin.dir.join(bundle_types::TYPES_FILE),
+        message: format!(
+            "plugin `{}`: the checked copy of its claim cannot be read ({message}); delete the repo's `.orch/describe` and run again",
+            plugin.manifest.id
+        ),
+    })?;
     // Compiling is blocking work already; describe() is async, so it gets a runtime of its own
     // on a helper thread (this may be called from inside a tokio worker).
     let actual = std::thread::scope(|scope| {
@@ -437,7 +487,7 @@ fn verify_claim(
                 })
             })
     })?;
-    if let Some(difference) = bundle_types::differences(claimed, &actual) {
+    if let Some(difference) = bundle_types::differences(&claimed, &actual) {
         return Err(RuntimeError::BundleClaim {
             path: plugin.dir.join(bundle_types::TYPES_FILE),
             message: format!(
@@ -451,7 +501,7 @@ fn verify_claim(
 }
 
 /// The one provider of `name`, or why the type is refused.
-fn choose(name: &str, claims: Claims, pinned: Option<&String>) -> Result<ProvidedType, String> {
+fn choose(name: &str, claims: Claims, pinned: Option<&String>) -> Result<Slot, String> {
     let listing = || {
         claims
             .iter()
@@ -482,10 +532,7 @@ fn choose(name: &str, claims: Claims, pinned: Option<&String>) -> Result<Provide
         return Err(format!("type `{name}`: no plugin provides it"));
     };
     match description {
-        Ok(d) => Ok(ProvidedType {
-            plugin,
-            description: Arc::new(d),
-        }),
+        Ok(held) => Ok(Slot::new(plugin, held)),
         Err(problem) => Err(format!(
             "{} declares type `{name}`, but its describe() output was refused: {problem}",
             plugin.describe_where()
@@ -496,6 +543,30 @@ fn choose(name: &str, claims: Claims, pinned: Option<&String>) -> Result<Provide
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_type_whose_cached_text_is_unreadable_is_refused_when_used_naming_what_to_do() {
+        let manifest = crate::builtin::manifest();
+        let limits = EffectiveLimits::new(&manifest.id, &manifest.limits, None, None);
+        let plugin = Arc::new(InstalledPlugin {
+            manifest,
+            dir: PathBuf::from("/repo/plugins/x"),
+            limits,
+            builtin: false,
+            compiled: OnceLock::new(),
+            claimed: OnceLock::new(),
+        });
+        let slot = Slot::new(plugin, Held::Text(Arc::from(&b"{\"name\": 1}"[..]), 0..11));
+        let err = slot.provided("x/y").err().unwrap();
+        assert!(
+            err.starts_with("type `x/y` of plugin `orch` (/repo/plugins/x)"),
+            "{err}"
+        );
+        assert!(err.contains("does not decode"), "{err}");
+        assert!(err.contains("delete the repo's `.orch/describe`"), "{err}");
+        // Asked again, the same answer, without decoding again.
+        assert_eq!(slot.provided("x/y").err().unwrap(), err);
+    }
 
     #[test]
     fn a_directory_reached_twice_is_listed_once() {
