@@ -187,13 +187,19 @@ impl Ctx {
         self.env_of(repo, true).await
     }
 
-    async fn env_of(&self, repo: Arc<Repo>, notices: bool) -> Result<RunEnv, CliError> {
-        let registry = self.load_registry(&repo, notices).await?;
+    /// The env of `repo`; `for_run` when a run follows: first compiles are announced, and the
+    /// store is opened for writing at once, since the run's start record is its first write.
+    async fn env_of(&self, repo: Arc<Repo>, for_run: bool) -> Result<RunEnv, CliError> {
+        let store = self.store(&repo);
+        if for_run {
+            store.open_for_writing_soon();
+        }
+        let registry = self.load_registry(&repo, for_run).await?;
         for p in registry.problems() {
             self.printer.warn(p);
         }
         Ok(RunEnv {
-            store: self.store(&repo),
+            store,
             vault: self.vault(&repo)?,
             registry,
             repo,

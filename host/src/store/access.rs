@@ -181,6 +181,30 @@ impl ResourceStore {
         *lock(&self.shared.reader) = None;
     }
 
+    /// Opens the database for writing on a thread of its own, for a process about to write (a
+    /// run's start record): the open then overlaps the run's other preparations, and the reads
+    /// before that first commit use the same handle instead of opening the file read-only
+    /// first. An error is left for the first operation, which opens again and reports it.
+    /// Returns the opening thread, which a caller need not wait for.
+    pub fn open_for_writing_soon(&self) -> Option<std::thread::JoinHandle<()>> {
+        if self.pg.is_some() || lock(&self.shared.handle).is_some() {
+            return None;
+        }
+        let store = self.clone();
+        std::thread::Builder::new()
+            .name("orch-store-open".into())
+            .spawn(move || {
+                // One try: if another process holds the file, the first operation waits for it
+                // as usual, rather than after this thread has waited as long.
+                let mut once = Wait {
+                    lock_wait: Duration::ZERO,
+                    ..Wait::new(&store)
+                };
+                let _ = store.handle(&mut once, true);
+            })
+            .ok()
+    }
+
     /// How many times this process has opened the database file (shared by every store on the path).
     pub fn opens(&self) -> u64 {
         self.shared.opens.load(Ordering::Relaxed)
@@ -714,6 +738,51 @@ mod tests {
         }
         let clone = store_in(&dir, DEFAULT_LOCK_WAIT);
         clone.read(|| (), |_| Ok(())).expect("read");
+        assert_eq!(store.opens(), 1);
+    }
+
+    #[test]
+    fn a_store_opened_for_writing_ahead_serves_reads_and_writes_from_that_one_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        store_in(&dir, DEFAULT_LOCK_WAIT)
+            .write(|_| Ok(()))
+            .expect("a file with data");
+        let store = store_in(&dir, DEFAULT_LOCK_WAIT);
+        assert_eq!(store.opens(), 0, "a new process has not opened it yet");
+        store
+            .open_for_writing_soon()
+            .expect("an opening thread")
+            .join()
+            .expect("opened");
+        assert_eq!(store.opens(), 1);
+        assert!(store.open_for_writing_soon().is_none(), "already open");
+        // Without the early open, this read would open the file read-only first.
+        store.read(|| (), |_| Ok(())).expect("read");
+        store.write(|_| Ok(())).expect("write");
+        assert_eq!(store.opens(), 1, "one open for the read and the write");
+    }
+
+    #[test]
+    fn an_early_open_tries_once_leaving_the_wait_for_a_held_file_to_the_first_operation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        store_in(&dir, DEFAULT_LOCK_WAIT)
+            .write(|_| Ok(()))
+            .expect("a file with data");
+        let held = Database::open(dir.path().join(".orch/data.redb")).expect("hold the database");
+        let store = store_in(&dir, Duration::from_secs(3600));
+        let opening = store.open_for_writing_soon().expect("an opening thread");
+        // The holder keeps the file until the thread is done: a thread that waited out the
+        // hour-long lock wait would never be done.
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || done.send(opening.join().is_ok()));
+        assert_eq!(
+            finished.recv_timeout(Duration::from_secs(120)),
+            Ok(true),
+            "the early open gave up at once"
+        );
+        assert_eq!(store.opens(), 0);
+        drop(held);
+        store.write(|_| Ok(())).expect("the first write opens it");
         assert_eq!(store.opens(), 1);
     }
 
