@@ -3,7 +3,8 @@
 //! Loading the registry reads manifests and the cached describe() results, else the types a
 //! bundle ships in `types.json` (verified by a real describe() before the plugin first runs);
 //! a plugin is compiled when one of its types is run, or once per wasm to learn its types when
-//! its bundle has no usable `types.json`. A type claimed
+//! its bundle has no usable `types.json`. A cached type's description is kept as JSON text
+//! until the type is first used (see [`super::listing`]). A type claimed
 //! by two bundles is refused unless orch.yaml pins its provider, because the plugin that runs
 //! receives the model's global arguments, secrets included.
 

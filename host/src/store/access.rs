@@ -603,6 +603,15 @@ mod tests {
         )
     }
 
+    /// A directory whose store file exists and is closed again.
+    fn dir_with_data() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        store_in(&dir, DEFAULT_LOCK_WAIT)
+            .write(|_| Ok(()))
+            .expect("a file with data");
+        dir
+    }
+
     /// A second handle as another orch process of this version holds it.
     fn peer(path: &Path) -> Database {
         builder().create(path).expect("open a peer handle")
@@ -743,10 +752,7 @@ mod tests {
 
     #[test]
     fn a_store_opened_for_writing_ahead_serves_reads_and_writes_from_that_one_open() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        store_in(&dir, DEFAULT_LOCK_WAIT)
-            .write(|_| Ok(()))
-            .expect("a file with data");
+        let dir = dir_with_data();
         let store = store_in(&dir, DEFAULT_LOCK_WAIT);
         assert_eq!(store.opens(), 0, "a new process has not opened it yet");
         store
@@ -764,10 +770,7 @@ mod tests {
 
     #[test]
     fn an_early_open_tries_once_leaving_the_wait_for_a_held_file_to_the_first_operation() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        store_in(&dir, DEFAULT_LOCK_WAIT)
-            .write(|_| Ok(()))
-            .expect("a file with data");
+        let dir = dir_with_data();
         let held = Database::open(dir.path().join(".orch/data.redb")).expect("hold the database");
         let store = store_in(&dir, Duration::from_secs(3600));
         let opening = store.open_for_writing_soon().expect("an opening thread");
