@@ -31,30 +31,37 @@ pub fn parse_yaml<T: DeserializeOwned>(
         });
     }
     let text = strip_bom(text);
-    // A syntax error can surface as a misleading type error when the typed pass meets the
-    // broken node first, so check the syntax on its own before reading any types.
-    serde_yaml_ng::from_str::<IgnoredAny>(text).map_err(|err| {
-        let mut diag = yaml_error(&err, file, lines);
-        let line_text = diag
-            .line
-            .and_then(|l| text.lines().nth(l.saturating_sub(1)));
-        if diag.column.is_some() && line_text.is_some_and(|t| t.contains('\t')) {
-            // libyaml's wording for tabs ("cannot start any token") does not say what is wrong.
-            diag.message = "invalid YAML: this line contains a tab; YAML indentation must use \
-                            spaces"
-                .to_string();
-        } else if diag.column.is_some() && line_text.is_some_and(|t| t.contains("${{")) {
-            // Braces in an unquoted template end a flow mapping early; the fix is quoting.
-            diag.message = format!(
-                "{}; a `${{{{ … }}}}` template inside `{{ … }}` or `[ … ]` must be quoted: \
-                 '${{{{ … }}}}'",
-                diag.message
-                    .trim_end_matches("; check indentation and quoting here")
-            );
-        }
-        diag
-    })?;
-    serde_yaml_ng::from_str(text).map_err(|err| yaml_error(&err, file, lines))
+    // A file that deserializes has no syntax error (serde_yaml_ng reports the parser's error
+    // even after a typed pass succeeds), so a good file is parsed once. Only a failed one is
+    // parsed again for its syntax alone: a syntax error can surface as a misleading type error
+    // when the typed pass meets the broken node first, so it is reported before any type error.
+    serde_yaml_ng::from_str(text).map_err(|typed| {
+        syntax_error(text, file, lines).unwrap_or_else(|| yaml_error(&typed, file, lines))
+    })
+}
+
+/// The syntax error of `text`, read without any types, if it has one.
+fn syntax_error(text: &str, file: &Path, lines: &LineIndex) -> Option<Diagnostic> {
+    let err = serde_yaml_ng::from_str::<IgnoredAny>(text).err()?;
+    let mut diag = yaml_error(&err, file, lines);
+    let line_text = diag
+        .line
+        .and_then(|l| text.lines().nth(l.saturating_sub(1)));
+    if diag.column.is_some() && line_text.is_some_and(|t| t.contains('\t')) {
+        // libyaml's wording for tabs ("cannot start any token") does not say what is wrong.
+        diag.message = "invalid YAML: this line contains a tab; YAML indentation must use \
+                        spaces"
+            .to_string();
+    } else if diag.column.is_some() && line_text.is_some_and(|t| t.contains("${{")) {
+        // Braces in an unquoted template end a flow mapping early; the fix is quoting.
+        diag.message = format!(
+            "{}; a `${{{{ … }}}}` template inside `{{ … }}` or `[ … ]` must be quoted: \
+             '${{{{ … }}}}'",
+            diag.message
+                .trim_end_matches("; check indentation and quoting here")
+        );
+    }
+    Some(diag)
 }
 
 /// Deserializes a field that may be written but left empty (`methods:`) as its default.
@@ -351,6 +358,14 @@ mod tests {
             d.to_string(),
             "x.yaml:3:1: invalid YAML: this line contains a tab; YAML indentation must use spaces"
         );
+    }
+
+    #[test]
+    fn a_syntax_error_is_reported_before_a_type_error_met_earlier() {
+        // The typed pass meets the wrong type on line 2 before the broken line 3.
+        let d = parse("name: a\nlockWaitSeconds: soon\nitems: [\n");
+        assert!(d.message.starts_with("invalid YAML: "), "{d}");
+        assert_ne!(d.line, Some(2), "{d}");
     }
 
     #[test]
