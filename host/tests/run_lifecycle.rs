@@ -394,6 +394,64 @@ fn hanging_repo() -> (TestRepo, TcpListener) {
     (repo, listener)
 }
 
+/// Progress lines are gathered for a moment before they are written, but a step's line still
+/// shows while the run waits in its next step: the hanging `wait` keeps the process alive.
+#[test]
+fn a_finished_steps_line_shows_while_the_run_still_waits_in_the_next_step() {
+    let (repo, listener) = hanging_repo();
+    let mut child = repo
+        .command(&["run", "hang"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn orch run");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines() {
+            if tx.send(line.expect("stderr line")).is_err() {
+                break;
+            }
+        }
+    });
+    let (stream, _) = listener.accept().expect("the `wait` step connects");
+    let seen = loop {
+        // A liveness bound, not a speed goal: without the writer thread the line would only
+        // come when the process exits, after `wait` runs into its time limit.
+        match lines.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(line) if line.contains("main.before ") && line.contains("succeeded") => {
+                break line;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let _ = child.kill();
+                panic!("no line for `before` while `wait` hangs: {e}");
+            }
+        }
+    };
+    assert!(seen.contains('✓'), "{seen}");
+    // SAFETY: kill(2) on the child this test spawned; no memory is involved.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let status = child.wait().expect("wait");
+    drop(stream);
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "cancelled while `wait` hung; any other exit means the line came only when the run \
+         had ended by itself (`wait` runs into its time limit)"
+    );
+    let rest: Vec<String> = lines.iter().collect();
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("main.wait") && l.contains("cancelled")),
+        "the lines held when the run was cancelled are written before it exits: {rest:?}"
+    );
+}
+
 /// `orch --json run hang`, running until its `wait` step is in the plugin call.
 struct Hanging {
     pid: libc::pid_t,

@@ -55,8 +55,8 @@ fn a_clean_unrelated_workflow_is_parsed_once_then_known_by_its_content() {
     let known = std::fs::read_to_string(&list).expect("the list of clean workflow files");
     assert_eq!(
         known.lines().count(),
-        1,
-        "only big.yaml, which the run does not use"
+        2,
+        "big.yaml, which the run does not use, and ok.yaml, which it ran"
     );
     // Broken after it was known clean: its content changed, so it is parsed and reported.
     repo.write("workflows/big.yaml", "jobs: [\n");
@@ -66,7 +66,25 @@ fn a_clean_unrelated_workflow_is_parsed_once_then_known_by_its_content() {
         "{}",
         run.stderr
     );
-    assert_eq!(std::fs::read_to_string(&list).unwrap().lines().count(), 0);
+    assert_eq!(
+        std::fs::read_to_string(&list).unwrap().lines().count(),
+        1,
+        "only ok.yaml"
+    );
+}
+
+#[test]
+fn a_workflow_that_ran_is_known_clean_so_a_run_of_another_does_not_parse_it_again() {
+    let repo = repo();
+    repo.write("workflows/big.yaml", STEP_SOURCE_NOOP);
+    repo.orch(&["run", "big"]).ok();
+    let list = repo.path().join(".orch/parsed-workflows");
+    let after_big = std::fs::read_to_string(&list).expect("the list of clean workflow files");
+    repo.orch(&["run", "ok"]).ok();
+    let after_ok = std::fs::read_to_string(&list).unwrap();
+    // Both files are on the list after either run: the one run and the one checked.
+    assert_eq!(after_big.lines().count(), 2, "{after_big}");
+    assert_eq!(after_ok, after_big, "no file was found anew");
 }
 
 #[test]

@@ -156,6 +156,12 @@ pub fn main() -> i32 {
         }
     };
     init_tracing(cli.verbose);
+    // A panic's message comes after the progress that led to it.
+    let panic_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        crate::output::progress::flush_unless_busy();
+        panic_hook(info);
+    }));
     let color = if cli.no_color {
         ColorChoice::Never
     } else {
@@ -177,6 +183,7 @@ pub fn main() -> i32 {
     // The command is done and has closed what it opened: the worker threads are left to the
     // process's exit rather than joined one by one.
     runtime.shutdown_background();
+    crate::output::progress::flush();
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -250,7 +257,11 @@ fn init_tracing(verbose: u8) {
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Progress held for a moment is written first, so a log line never comes before it.
+        .with_writer(|| {
+            crate::output::progress::flush();
+            std::io::stderr()
+        })
         .without_time()
         .with_target(false)
         .try_init();

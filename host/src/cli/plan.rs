@@ -137,6 +137,7 @@ pub async fn apply(args: ApplyArgs, ctx: &Ctx) -> CmdResult {
                 "stdin is not a terminal, so orch cannot ask; review the plan and pass --yes to apply it",
             ));
         }
+        crate::output::progress::flush();
         eprintln!("{}", converge::render(&plans, false));
         eprint!("Apply this plan? [y/N] ");
         let _ = std::io::stderr().flush();

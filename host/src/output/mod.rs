@@ -5,6 +5,7 @@
 mod events;
 pub mod junit;
 mod printer;
+pub mod progress;
 pub mod terminal;
 
 pub use events::{Event, EventSink};

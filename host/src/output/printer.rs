@@ -57,6 +57,7 @@ impl Printer {
 
     /// Prints a command's result: `value` as JSON, or the human text.
     pub fn result<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) {
+        super::progress::flush();
         let mut out = std::io::stdout().lock();
         if self.json {
             let text = serde_json::to_string_pretty(value)
@@ -72,6 +73,7 @@ impl Printer {
 
     /// Prints an error (to stderr; in `--json` mode as a JSON object on stdout too).
     pub fn error(&self, message: &str, code: i32) {
+        super::progress::flush();
         if self.json {
             let v = serde_json::json!({ "error": message, "exitCode": code });
             let _ = writeln!(
@@ -80,27 +82,25 @@ impl Printer {
                 escape_json(&serde_json::to_string_pretty(&v).unwrap_or_default())
             );
         }
-        let _ = writeln!(
-            std::io::stderr().lock(),
+        to_stderr(format!(
             "{} {}",
             self.paint("1;31", "error:"),
             escape_text(message)
-        );
+        ));
     }
 
     /// Prints a warning to stderr.
     pub fn warn(&self, message: &str) {
-        let _ = writeln!(
-            std::io::stderr().lock(),
+        to_stderr(format!(
             "{} {}",
             self.paint("1;33", "warning:"),
             escape_text(message)
-        );
+        ));
     }
 
     /// Prints a progress note to stderr (in `--json` mode too: stdout stays the result).
     pub fn note(&self, message: &str) {
-        let _ = writeln!(std::io::stderr().lock(), "{}", escape_text(message));
+        to_stderr(escape_text(message).into_owned());
     }
 
     /// Shows one live event (human mode only; `--json` prints the record at the end).
@@ -214,8 +214,20 @@ impl Printer {
                 format!("{s} in {}", fmt_ms(*duration_ms))
             }
         };
-        let _ = writeln!(std::io::stderr().lock(), "{line}");
+        super::progress::line(&line);
     }
+}
+
+/// Writes the progress held so far, then `line` and its newline in one write (stderr is
+/// unbuffered: `writeln!` would make a write of each piece).
+fn to_stderr(line: String) {
+    super::progress::flush();
+    let _ = write_line(&mut std::io::stderr().lock(), line);
+}
+
+fn write_line(out: &mut impl Write, mut line: String) -> std::io::Result<()> {
+    line.push('\n');
+    out.write_all(line.as_bytes())
 }
 
 /// Formats a duration compactly.
@@ -224,5 +236,36 @@ pub fn fmt_ms(ms: u64) -> String {
         format!("{ms}ms")
     } else {
         format!("{:.1}s", ms as f64 / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts the writes it is given.
+    #[derive(Default)]
+    struct Writes {
+        calls: usize,
+        bytes: Vec<u8>,
+    }
+
+    impl Write for Writes {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.calls += 1;
+            self.bytes.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_and_its_newline_are_one_write() {
+        let mut out = Writes::default();
+        write_line(&mut out, "  ✓ main.noop-i1 succeeded 0ms".to_string()).unwrap();
+        assert_eq!(out.calls, 1);
+        assert_eq!(out.bytes, "  ✓ main.noop-i1 succeeded 0ms\n".as_bytes());
     }
 }

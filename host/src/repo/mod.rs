@@ -217,6 +217,9 @@ impl Repo {
                 .into_iter()
                 .collect();
         let mut queue = vec![name.to_string()];
+        // The files this run parses cleanly are known too: a run of another workflow next
+        // need not parse them again (alternating two workflows parsed each one every time).
+        let mut clean = BTreeSet::new();
         while let Some(current) = queue.pop() {
             if repo.workflows.contains_key(&current) || repo.broken.workflows.contains_key(&current)
             {
@@ -225,7 +228,20 @@ impl Repo {
             let Some(group) = files.get(&current) else {
                 return Repo::load(root);
             };
-            match load_one(&repo.root, &current, group, Workflow::parse) {
+            let loaded = match group.as_slice() {
+                [file] => read_text(&repo.root, &repo.root.join(file))
+                    .map_err(|d| vec![d])
+                    .and_then(|text| {
+                        let wf = Workflow::parse(&text, file).map_err(|mut diags| {
+                            sort_diagnostics(&mut diags);
+                            diags
+                        })?;
+                        clean.insert(parsed_key(file, &text));
+                        Ok(wf)
+                    }),
+                _ => load_one(&repo.root, &current, group, Workflow::parse),
+            };
+            match loaded {
                 Ok(wf) => {
                     queue.extend(wf.nested_workflows().map(String::from));
                     repo.workflows.insert(current, wf);
@@ -235,18 +251,23 @@ impl Repo {
                 }
             }
         }
-        repo.check_unused_workflows(&files);
+        repo.check_unused_workflows(&files, clean);
         Ok(repo)
     }
 
     /// Finds the problems of workflow files not loaded, for warnings, without keeping them.
-    /// Files known to parse (by path and content, for this orch version) are skipped.
-    fn check_unused_workflows(&mut self, files: &BTreeMap<String, Vec<PathBuf>>) {
+    /// Files known to parse (by path and content, for this orch version) are skipped. The
+    /// list written back holds them and `clean`, the keys of the files loaded.
+    fn check_unused_workflows(
+        &mut self,
+        files: &BTreeMap<String, Vec<PathBuf>>,
+        clean: BTreeSet<String>,
+    ) {
         let list = self.orch_dir().join(PARSED_WORKFLOWS);
         let known: BTreeSet<String> = fs::read_to_string(&list)
             .map(|text| text.lines().map(str::to_string).collect())
             .unwrap_or_default();
-        let mut parsed = BTreeSet::new();
+        let mut parsed = clean;
         for (name, group) in files {
             if self.workflows.contains_key(name) || self.broken.workflows.contains_key(name) {
                 continue;

@@ -102,6 +102,7 @@ pub fn cancel_on_signals() {
                     _ = term.recv() => {}
                 }
                 seen += 1;
+                crate::output::progress::flush();
                 if seen > 1 {
                     std::process::exit(CANCELLED_EXIT_CODE);
                 }

@@ -567,6 +567,7 @@ pub async fn serve(options: ServeOptions, ctx: Ctx, mut env: RunEnv) -> Result<(
     state.stopping.store(true, Ordering::SeqCst);
     let _ = stop_schedules.send(true);
     let in_flight = hub.len();
+    crate::output::progress::flush();
     if in_flight > 0 {
         eprintln!(
             "stopping: waiting up to {}s for {in_flight} run(s) in flight",
@@ -583,6 +584,7 @@ pub async fn serve(options: ServeOptions, ctx: Ctx, mut env: RunEnv) -> Result<(
         _ = tokio::time::timeout(options.grace, all_ended(hub.clone())) => {}
         () = second => {}
     }
+    crate::output::progress::flush();
     if !hub.is_empty() {
         eprintln!("stopping: cancelling {} run(s) still in flight", hub.len());
         for run in hub.in_flight() {
@@ -590,6 +592,7 @@ pub async fn serve(options: ServeOptions, ctx: Ctx, mut env: RunEnv) -> Result<(
         }
         all_ended(hub.clone()).await;
     }
+    crate::output::progress::flush();
     eprintln!("stopped");
     Ok(())
 }
