@@ -213,6 +213,9 @@ async fn slot(
             Err(e) => (None, Some(e)),
         };
         let logs = logs.to_json();
+        // The step's lines are out before its result is: whoever sees the result and then
+        // this worker's output finds them there.
+        crate::output::progress::flush();
         // Only while the step is still this worker's: a lost lease gave it to someone else
         // (and then none of its writes was committed either, see `QueueClaim`).
         let recorded = own
