@@ -46,13 +46,18 @@ fn a_run_survives_a_broken_unrelated_workflow_and_an_unused_absent_plugin_that_c
     );
 }
 
+/// Runs `workflow`, then reads `.orch/parsed-workflows`: the workflow files known to be clean.
+fn known_after_running(repo: &TestRepo, workflow: &str) -> String {
+    repo.orch(&["run", workflow]).ok();
+    let list = repo.path().join(".orch/parsed-workflows");
+    std::fs::read_to_string(&list).expect("the list of clean workflow files")
+}
+
 #[test]
 fn a_clean_unrelated_workflow_is_parsed_once_then_known_by_its_content() {
     let repo = repo();
     repo.write("workflows/big.yaml", STEP_SOURCE_NOOP);
-    repo.orch(&["run", "ok"]).ok();
-    let list = repo.path().join(".orch/parsed-workflows");
-    let known = std::fs::read_to_string(&list).expect("the list of clean workflow files");
+    let known = known_after_running(&repo, "ok");
     assert_eq!(
         known.lines().count(),
         2,
@@ -66,6 +71,7 @@ fn a_clean_unrelated_workflow_is_parsed_once_then_known_by_its_content() {
         "{}",
         run.stderr
     );
+    let list = repo.path().join(".orch/parsed-workflows");
     assert_eq!(
         std::fs::read_to_string(&list).unwrap().lines().count(),
         1,
@@ -77,11 +83,8 @@ fn a_clean_unrelated_workflow_is_parsed_once_then_known_by_its_content() {
 fn a_workflow_that_ran_is_known_clean_so_a_run_of_another_does_not_parse_it_again() {
     let repo = repo();
     repo.write("workflows/big.yaml", STEP_SOURCE_NOOP);
-    repo.orch(&["run", "big"]).ok();
-    let list = repo.path().join(".orch/parsed-workflows");
-    let after_big = std::fs::read_to_string(&list).expect("the list of clean workflow files");
-    repo.orch(&["run", "ok"]).ok();
-    let after_ok = std::fs::read_to_string(&list).unwrap();
+    let after_big = known_after_running(&repo, "big");
+    let after_ok = known_after_running(&repo, "ok");
     // Both files are on the list after either run: the one run and the one checked.
     assert_eq!(after_big.lines().count(), 2, "{after_big}");
     assert_eq!(after_ok, after_big, "no file was found anew");

@@ -242,24 +242,7 @@ pub fn fmt_ms(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Counts the writes it is given.
-    #[derive(Default)]
-    struct Writes {
-        calls: usize,
-        bytes: Vec<u8>,
-    }
-
-    impl Write for Writes {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.calls += 1;
-            self.bytes.extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::output::progress::tests::Writes;
 
     #[test]
     fn a_line_and_its_newline_are_one_write() {

@@ -110,14 +110,14 @@ fn start_writer() {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Counts the writes it is given.
     #[derive(Default)]
-    struct Writes {
-        calls: usize,
-        bytes: Vec<u8>,
+    pub(crate) struct Writes {
+        pub(crate) calls: usize,
+        pub(crate) bytes: Vec<u8>,
     }
 
     impl Write for Writes {
