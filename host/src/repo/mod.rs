@@ -321,21 +321,37 @@ impl Repo {
         if fs::symlink_metadata(&config_path).is_err() {
             return Err(RepoError::NotFound { start: root });
         }
-        let config = read_text(&root, &config_path)
-            .map_err(|d| vec![d])
-            .and_then(|text| RepoConfig::parse(&text, Path::new(CONFIG_FILE)))
-            .map_err(|mut diags| {
-                sort_diagnostics(&mut diags);
-                RepoError::Invalid(diags)
-            })?;
+        let read_config = || {
+            read_text(&root, &config_path)
+                .map_err(|d| vec![d])
+                .and_then(|text| RepoConfig::parse(&text, Path::new(CONFIG_FILE)))
+        };
         let mut broken = BrokenFiles::default();
-        let models = load_dir(
-            &root,
-            MODELS_DIR,
-            Definition::parse,
-            &mut broken.models,
-            &mut broken.other,
-        );
+        // `orch.yaml` is parsed on the other core while the definitions are parsed here (a
+        // home lab's is a third of its YAML); its problems still come first.
+        let (config, models) = std::thread::scope(|s| {
+            let config = std::thread::Builder::new()
+                .name("orch-yaml".into())
+                .spawn_scoped(s, read_config);
+            let models = load_dir(
+                &root,
+                MODELS_DIR,
+                Definition::parse,
+                &mut broken.models,
+                &mut broken.other,
+            );
+            let config = match config {
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(_) => read_config(),
+            };
+            (config, models)
+        });
+        let config = config.map_err(|mut diags| {
+            sort_diagnostics(&mut diags);
+            RepoError::Invalid(diags)
+        })?;
         Ok(Repo {
             root,
             config,

@@ -129,6 +129,22 @@ fn a_broken_orch_yaml_fails_the_load() {
 }
 
 #[test]
+fn a_broken_orch_yaml_is_all_a_load_reports_though_a_definition_parsed_beside_it_is_broken_too() {
+    let dir = sample_repo();
+    write(dir.path(), "orch.yaml", "concurency: 3\n");
+    write(dir.path(), "models/fleet.yaml", "type: [\n");
+    let Err(RepoError::Invalid(diags)) = Repo::load_for_workflow(dir.path(), "sync-fleet") else {
+        panic!("expected diagnostics");
+    };
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    assert!(
+        diags[0].to_string().starts_with("orch.yaml:1: concurency"),
+        "{}",
+        diags[0]
+    );
+}
+
+#[test]
 fn same_name_with_yaml_and_yml_is_reported() {
     let dir = sample_repo();
     write(dir.path(), "models/fleet.yml", "type: proxmox/vm\n");
