@@ -228,19 +228,15 @@ impl Repo {
             let Some(group) = files.get(&current) else {
                 return Repo::load(root);
             };
-            let loaded = match group.as_slice() {
-                [file] => read_text(&repo.root, &repo.root.join(file))
-                    .map_err(|d| vec![d])
-                    .and_then(|text| {
-                        let wf = Workflow::parse(&text, file).map_err(|mut diags| {
-                            sort_diagnostics(&mut diags);
-                            diags
-                        })?;
-                        clean.insert(parsed_key(file, &text));
-                        Ok(wf)
-                    }),
-                _ => load_one(&repo.root, &current, group, Workflow::parse),
-            };
+            let loaded = load_one(
+                &repo.root,
+                &current,
+                group,
+                Workflow::parse,
+                |file, text| {
+                    clean.insert(parsed_key(file, text));
+                },
+            );
             match loaded {
                 Ok(wf) => {
                     queue.extend(wf.nested_workflows().map(String::from));
@@ -273,7 +269,7 @@ impl Repo {
                 continue;
             }
             let [file] = group.as_slice() else {
-                if let Err(diags) = load_one(&self.root, name, group, Workflow::parse) {
+                if let Err(diags) = load_one(&self.root, name, group, Workflow::parse, |_, _| {}) {
                     self.broken.workflows.insert(name.clone(), diags);
                 }
                 continue;
@@ -471,7 +467,7 @@ fn load_dir<T>(
 ) -> BTreeMap<String, T> {
     let mut loaded = BTreeMap::new();
     for (name, files) in yaml_files(root, dir, other) {
-        match load_one(root, &name, &files, parse) {
+        match load_one(root, &name, &files, parse, |_, _| {}) {
             Ok(value) => {
                 loaded.insert(name, value);
             }
@@ -484,12 +480,13 @@ fn load_dir<T>(
 }
 
 /// Parses the one file named `name` (`files` are every file with that stem), or gives its
-/// problems, sorted.
+/// problems, sorted. `parsed` sees the file and the exact text that parsed cleanly.
 fn load_one<T>(
     root: &Path,
     name: &str,
     files: &[PathBuf],
     parse: fn(&str, &Path) -> Result<T, Vec<Diagnostic>>,
+    parsed: impl FnOnce(&Path, &str),
 ) -> Result<T, Vec<Diagnostic>> {
     let [file, rest @ ..] = files else {
         return Err(Vec::new());
@@ -512,7 +509,11 @@ fn load_one<T>(
     }
     read_text(root, &root.join(file))
         .map_err(|d| vec![d])
-        .and_then(|text| parse(&text, file))
+        .and_then(|text| {
+            let value = parse(&text, file)?;
+            parsed(file, &text);
+            Ok(value)
+        })
         .map_err(|mut diags| {
             sort_diagnostics(&mut diags);
             diags
