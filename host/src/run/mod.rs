@@ -321,9 +321,6 @@ impl RunEnv {
     /// `types.json` its real describe() contradicts: those refusals are returned, so a caller
     /// can refuse the whole run before any step.
     pub async fn precompile(&self, models: &BTreeSet<String>) -> Vec<String> {
-        // The steps' arguments are validated soon; while this waits for the compiles, the
-        // meta-schema validator is built beside them.
-        crate::runtime::schema::warm_up();
         let mut ids = BTreeSet::new();
         let mut compiles = tokio::task::JoinSet::new();
         for model in models {

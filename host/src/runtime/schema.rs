@@ -50,20 +50,6 @@ pub fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
         .map_err(|e| format!("does not compile: {e}"))
 }
 
-/// Builds jsonschema's draft 2020-12 meta-schema validator on a thread of its own, once per
-/// process. Compiling a schema checks it against that meta-schema, and building it the first
-/// time costs more than a step's own validation (~1.5 ms); started while a run waits for its
-/// plugins to load, the first step finds it ready. Schemas of other drafts still build theirs
-/// on first use.
-pub fn warm_up() {
-    static STARTED: std::sync::Once = std::sync::Once::new();
-    STARTED.call_once(|| {
-        let _ = std::thread::Builder::new()
-            .name("schema-warm-up".into())
-            .spawn(|| jsonschema::meta::is_valid(&serde_json::json!({ "type": "object" })));
-    });
-}
-
 fn expanded_too_large() -> String {
     format!(
         "expands to more than {MAX_EXPANDED_NODES} nodes once its $refs are followed \
