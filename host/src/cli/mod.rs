@@ -145,6 +145,16 @@ enum Command {
     Worker(worker::Args),
 }
 
+impl Command {
+    /// Whether the command nearly always runs plugins, so the engine is built from the start.
+    fn runs_plugins(&self) -> bool {
+        matches!(
+            self,
+            Command::Run(_) | Command::Plan(_) | Command::Apply(_) | Command::Worker(_)
+        )
+    }
+}
+
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -162,6 +172,9 @@ pub fn main() -> i32 {
         crate::output::progress::flush_unless_busy();
         panic_hook(info);
     }));
+    if cli.command.runs_plugins() {
+        crate::runtime::build_engine_soon();
+    }
     let color = if cli.no_color {
         ColorChoice::Never
     } else {

@@ -344,8 +344,6 @@ fn deserialize_sealed(engine: &Engine, file: std::fs::File) -> wasmtime::Result<
 
 /// The engine, linker and caches, shared by every plugin in the process.
 pub struct PluginRuntime {
-    /// The engine and linker, or why they could not be built (see [`PluginRuntime::new`]).
-    parts: OnceLock<Result<EngineParts, String>>,
     caches: Option<Caches>,
     /// Told the plugin id before a plugin is compiled for lack of cached code.
     compile_notice: OnceLock<CompileNotice>,
@@ -387,38 +385,54 @@ impl EngineParts {
     }
 }
 
+/// The engine and linker every runtime in the process shares, or why they could not be built.
+static ENGINE_PARTS: OnceLock<Result<EngineParts, String>> = OnceLock::new();
+
+/// The process's engine and linker, built on first need (or waited for, while another thread
+/// builds them).
+fn engine_parts() -> Result<&'static EngineParts, RuntimeError> {
+    ENGINE_PARTS
+        .get_or_init(EngineParts::build)
+        .as_ref()
+        .map_err(|message| RuntimeError::Wasm {
+            plugin: "engine".into(),
+            message: message.clone(),
+        })
+}
+
+/// Starts building the engine and linker (~1.5 ms, most of it reserving the instance pool) on
+/// a thread of their own, once per process: a command that will run plugins calls this first
+/// thing, so they are built beside its reading of the repository; whatever needs them waits
+/// for them. Without a thread, the first call that needs them builds them.
+pub fn build_engine_soon() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        let _ = std::thread::Builder::new()
+            .name("orch-engine".into())
+            .spawn(|| {
+                let _ = engine_parts();
+            });
+    });
+}
+
 impl PluginRuntime {
     /// The runtime; `cache_dir` (`.orch/cache`) holds precompiled plugins, with describe()
-    /// results and the cache key beside it (None: no cache). The engine and linker (~1.5 ms)
-    /// are built on a thread of their own, beside the reading of the repository's plugins and
-    /// types that comes first; whatever needs them waits for them, and a failure to build them
-    /// is returned by each call that needs them.
+    /// results and the cache key beside it (None: no cache). The process's engine and linker
+    /// are built on a thread of their own unless already started ([`build_engine_soon`]), beside
+    /// the reading of the repository's plugins and types that comes first; a failure to build
+    /// them is returned by each call that needs them.
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Arc<Self>, RuntimeError> {
         let runtime = Arc::new(PluginRuntime {
-            parts: OnceLock::new(),
             caches: cache_dir.as_deref().and_then(Caches::open),
             compile_notice: OnceLock::new(),
         });
-        let building = runtime.clone();
-        // Without a thread, the first call that needs them builds them.
-        let _ = std::thread::Builder::new()
-            .name("orch-engine".into())
-            .spawn(move || {
-                let _ = building.parts();
-            });
+        build_engine_soon();
         Ok(runtime)
     }
 
-    /// The engine and linker, built on first need (or waited for, while another thread builds
-    /// them).
-    fn parts(&self) -> Result<&EngineParts, RuntimeError> {
-        self.parts
-            .get_or_init(EngineParts::build)
-            .as_ref()
-            .map_err(|message| RuntimeError::Wasm {
-                plugin: "engine".into(),
-                message: message.clone(),
-            })
+    /// The process's engine and linker (see [`engine_parts`]).
+    fn parts(&self) -> Result<&'static EngineParts, RuntimeError> {
+        engine_parts()
     }
 
     /// The engine every plugin is compiled for and run on.
@@ -1013,6 +1027,24 @@ fn spawn_epoch_ticker(engine: &Engine) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn every_runtime_of_a_process_runs_on_the_one_engine_built_ahead() {
+        build_engine_soon();
+        let (a, b) = (
+            PluginRuntime::new(None).unwrap(),
+            PluginRuntime::new(None).unwrap(),
+        );
+        let engine = a.engine().unwrap();
+        assert!(Engine::same(engine, b.engine().unwrap()));
+        // Code compiled through one runtime runs in the other's stores.
+        let component = Component::new(engine, wat::parse_str("(component)").unwrap()).unwrap();
+        let limits = EffectiveLimits::as_asked(&Limits::default());
+        let mut store = b.new_store(&limits, CallCapabilities::none()).unwrap();
+        let linker = &b.parts().unwrap().linker;
+        let instantiated = linker.instantiate_async(&mut store, &component).await;
+        assert!(instantiated.is_ok(), "{:?}", instantiated.err());
+    }
 
     /// Instantiates a component (from WAT) in a call store with `memory_mb` of budget.
     async fn instantiate(wat: &str, memory_mb: u64) -> Result<(), RuntimeError> {
