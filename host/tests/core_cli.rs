@@ -316,6 +316,8 @@ fn cel_syntax_error_is_caught_before_anything_runs() {
     );
     let run = repo.orch(&["run", "w"]).code(2);
     assert!(run.stderr.contains("workflows/w.yaml:6"), "{}", run.stderr);
+    // Nothing was written, so no data store was begun (half of one would refuse every open).
+    assert!(!repo.path().join(".orch/data.redb").exists());
     assert!(
         repo.orch(&["--json", "runs", "list"])
             .ok()

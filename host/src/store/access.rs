@@ -185,7 +185,10 @@ impl ResourceStore {
     /// run's start record): the open then overlaps the run's other preparations, and the reads
     /// before that first commit use the same handle instead of opening the file read-only
     /// first. An error is left for the first operation, which opens again and reports it.
-    /// Returns the opening thread, which a caller need not wait for.
+    /// Returns the opening thread, which a caller need not wait for. It only opens a file that
+    /// exists: redb writes a new file's magic number last, so a process that exits (a check
+    /// that failed) or dies while this thread creates one would leave a file no open accepts.
+    /// A new file is created by the first write, which the process waits for.
     pub fn open_for_writing_soon(&self) -> Option<std::thread::JoinHandle<()>> {
         if self.pg.is_some() || lock(&self.shared.handle).is_some() {
             return None;
@@ -200,7 +203,7 @@ impl ResourceStore {
                     lock_wait: Duration::ZERO,
                     ..Wait::new(&store)
                 };
-                let _ = store.handle(&mut once, true);
+                let _ = store.handle(&mut once, false);
             })
             .ok()
     }
@@ -766,6 +769,21 @@ mod tests {
         store.read(|| (), |_| Ok(())).expect("read");
         store.write(|_| Ok(())).expect("write");
         assert_eq!(store.opens(), 1, "one open for the read and the write");
+    }
+
+    #[test]
+    fn an_early_open_never_creates_the_file_so_an_exit_cannot_leave_half_of_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_in(&dir, DEFAULT_LOCK_WAIT);
+        store
+            .open_for_writing_soon()
+            .expect("an opening thread")
+            .join()
+            .expect("done");
+        assert!(!store.path().exists(), "the early open created the file");
+        assert_eq!(store.opens(), 0);
+        store.write(|_| Ok(())).expect("the first write creates it");
+        assert_eq!(store.opens(), 1);
     }
 
     #[test]
