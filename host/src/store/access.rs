@@ -824,27 +824,15 @@ mod tests {
 
     #[test]
     fn a_store_killed_while_it_is_created_is_absent_or_whole() {
-        use std::io::BufRead;
         let dir = tempfile::tempdir().expect("tempdir");
-        let exe = std::env::current_exe().expect("test binary");
         for round in 0..50u64 {
             let sub = dir.path().join(round.to_string());
             std::fs::create_dir_all(&sub).expect("dir");
-            let mut child = std::process::Command::new(&exe)
-                .args([
-                    "--exact",
-                    "store::access::tests::kill_9_child_creator",
-                    "--ignored",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env("ORCH_KILL_TEST_DIR", &sub)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("spawn the child creator");
-            let stdout = child.stdout.take().expect("child stdout");
-            let mut lines = std::io::BufReader::new(stdout).lines();
+            let (child, mut lines) = crate::store::kill_test::spawn_child(
+                "store::access::tests::kill_9_child_creator",
+                "ORCH_KILL_TEST_DIR",
+                &sub,
+            );
             // Killed after a varying number of stores, once the next one's file has grown: redb
             // has sized the new file and is writing its header, the magic number last.
             let mut created = 0;
@@ -865,9 +853,7 @@ mod tests {
                 assert!(Instant::now() < deadline, "the child never began {next}");
                 std::hint::spin_loop();
             }
-            // SAFETY: kill(2) on the child this test spawned; no memory is involved.
-            assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
-            child.wait().expect("reap the child");
+            crate::store::kill_test::kill_9(child);
             for entry in std::fs::read_dir(&sub).expect("list") {
                 let path = entry.expect("entry").path();
                 if path.extension().is_some_and(|e| e == "redb") {

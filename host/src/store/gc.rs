@@ -507,8 +507,6 @@ mod tests {
 
     #[test]
     fn a_gc_killed_midway_leaves_the_old_state_or_the_new_one_and_never_a_mix() {
-        use std::io::BufRead;
-        let exe = std::env::current_exe().expect("test binary");
         let mut outcomes = Vec::new();
         for _ in 0..4 {
             let dir = tempfile::tempdir().unwrap();
@@ -520,30 +518,18 @@ mod tests {
                 .collect();
             store.commit_writes("m", &p, &writes).unwrap();
             drop(store);
-            let mut child = std::process::Command::new(&exe)
-                .args([
-                    "--exact",
-                    "store::gc::tests::gc_kill_child",
-                    "--ignored",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env("ORCH_GC_KILL_TEST_DB", &path)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("spawn the child");
-            let stdout = child.stdout.take().expect("child stdout");
-            let mut lines = std::io::BufReader::new(stdout).lines();
+            let (child, mut lines) = crate::store::kill_test::spawn_child(
+                "store::gc::tests::gc_kill_child",
+                "ORCH_GC_KILL_TEST_DB",
+                &path,
+            );
             loop {
                 let line = lines.next().expect("the child ended early").expect("line");
                 if line.contains("gc started") {
                     break;
                 }
             }
-            // SAFETY: kill(2) on the child this test spawned; no memory is involved.
-            assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
-            child.wait().expect("reap the child");
+            crate::store::kill_test::kill_9(child);
 
             let store = ResourceStore::new(&path, StoreOptions::default());
             let left = store.versions("m", "vm", "a").unwrap().len();

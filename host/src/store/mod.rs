@@ -56,3 +56,42 @@ pub use self::types::{
     RunRecord, RunStatus, RunSummary, StepRecord, Tags, WaitingStep, new_run_id, now_rfc3339,
     rfc3339,
 };
+
+/// For tests that kill a process mid-write: the child side is an ignored test of the same binary.
+#[cfg(test)]
+pub(crate) mod kill_test {
+    use std::io::{BufRead, BufReader, Lines};
+    use std::process::{Child, ChildStdout, Command, Stdio};
+
+    /// Runs this test binary's ignored test `name` in a child process with `key` set to `value`;
+    /// returns the child and the lines of its stdout.
+    pub fn spawn_child(
+        name: &str,
+        key: &str,
+        value: &std::path::Path,
+    ) -> (Child, Lines<BufReader<ChildStdout>>) {
+        let exe = std::env::current_exe().expect("test binary");
+        let mut child = Command::new(exe)
+            .args([
+                "--exact",
+                name,
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(key, value)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the child");
+        let stdout = child.stdout.take().expect("child stdout");
+        (child, BufReader::new(stdout).lines())
+    }
+
+    /// Kills the child with SIGKILL and reaps it.
+    pub fn kill_9(mut child: Child) {
+        // SAFETY: kill(2) on the child this test spawned; no memory is involved.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
+        child.wait().expect("reap the child");
+    }
+}

@@ -768,27 +768,15 @@ mod tests {
 
     #[test]
     fn a_commit_that_returned_survives_kill_9_and_no_batch_is_partial() {
-        use std::io::BufRead;
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("data.redb");
-        let exe = std::env::current_exe().expect("test binary");
         let mut returned = 0u64;
         for round in 0..100u64 {
-            let mut child = std::process::Command::new(&exe)
-                .args([
-                    "--exact",
-                    "store::resources::tests::kill_9_child_writer",
-                    "--ignored",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env("ORCH_KILL_TEST_DB", &path)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("spawn the child writer");
-            let stdout = child.stdout.take().expect("child stdout");
-            let mut lines = std::io::BufReader::new(stdout).lines();
+            let (child, mut lines) = crate::store::kill_test::spawn_child(
+                "store::resources::tests::kill_9_child_writer",
+                "ORCH_KILL_TEST_DB",
+                &path,
+            );
             // Kill it after a varying number of returned commits, mid-way through the next.
             let mut seen = 0;
             while seen < 1 + round % 4 {
@@ -797,9 +785,7 @@ mod tests {
                     seen += 1;
                 }
             }
-            // SAFETY: kill(2) on the child this test spawned; no memory is involved.
-            assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
-            child.wait().expect("reap the child");
+            crate::store::kill_test::kill_9(child);
             returned += seen;
         }
         let store = ResourceStore::new(&path, StoreOptions::default());
