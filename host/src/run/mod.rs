@@ -359,10 +359,10 @@ impl RunEnv {
         }
     }
 
-    /// For a command about to exit: the plugin engine (its instance pool's reservations and the
-    /// compiled code) is left for the process's exit to unmap all at once, instead of being
-    /// unmapped region by region when the env is dropped (~2 ms of a one-step run). Call it
-    /// once per process, never in a loop: each leaves an engine behind.
+    /// For a command about to exit: the plugins' compiled code is left for the process's exit to
+    /// unmap all at once, instead of being unmapped region by region when the env is dropped
+    /// (the engine and its instance pool are the process's and never dropped). Call it once per
+    /// process, never in a loop: each leaves the registry's plugins behind.
     pub fn leave_plugins_to_exit(&self) {
         std::mem::forget(self.registry.clone());
     }
