@@ -479,6 +479,8 @@ pub async fn serve(options: ServeOptions, ctx: Ctx, mut env: RunEnv) -> Result<(
         ctx.printer
             .warn(&format!("could not check for abandoned runs: {e}"));
     }
+    // For the stop messages, after `ctx` has gone to the request handlers.
+    let printer = ctx.printer.clone();
     let hub = Hub::default();
     let publish = hub.clone();
     env.observer = Some(Arc::new(move |id: &str, event: &serde_json::Value| {
@@ -567,12 +569,11 @@ pub async fn serve(options: ServeOptions, ctx: Ctx, mut env: RunEnv) -> Result<(
     state.stopping.store(true, Ordering::SeqCst);
     let _ = stop_schedules.send(true);
     let in_flight = hub.len();
-    crate::output::progress::flush();
     if in_flight > 0 {
-        eprintln!(
+        printer.note(&format!(
             "stopping: waiting up to {}s for {in_flight} run(s) in flight",
             options.grace.as_secs()
-        );
+        ));
     }
     let all_ended = |hub: Hub| async move {
         for run in hub.in_flight() {
@@ -584,16 +585,17 @@ pub async fn serve(options: ServeOptions, ctx: Ctx, mut env: RunEnv) -> Result<(
         _ = tokio::time::timeout(options.grace, all_ended(hub.clone())) => {}
         () = second => {}
     }
-    crate::output::progress::flush();
     if !hub.is_empty() {
-        eprintln!("stopping: cancelling {} run(s) still in flight", hub.len());
+        printer.note(&format!(
+            "stopping: cancelling {} run(s) still in flight",
+            hub.len()
+        ));
         for run in hub.in_flight() {
             run.cancel.cancel();
         }
         all_ended(hub.clone()).await;
     }
-    crate::output::progress::flush();
-    eprintln!("stopped");
+    printer.note("stopped");
     Ok(())
 }
 
