@@ -5,6 +5,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 use support::TestRepo;
 
 fn echo_model(repo: &TestRepo) {
@@ -410,5 +411,105 @@ fn plugins_still_run_under_an_address_space_limit() {
         String::from_utf8_lossy(&out.stderr).contains("cannot reserve the plugin instance pool"),
         "the fallback was not taken (is the pool smaller than 8 GiB now?): {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What a [`Gate`] has seen.
+#[derive(Default)]
+struct GateState {
+    in_flight: usize,
+    peak: usize,
+    open: bool,
+}
+
+/// An HTTP server that holds every request until `target` are in flight at once (or a minute
+/// has passed, so a broken pool fails the test instead of hanging it), then answers them all.
+struct Gate {
+    url: String,
+    state: Arc<(Mutex<GateState>, Condvar)>,
+}
+
+impl Gate {
+    fn start(target: usize) -> Gate {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new((Mutex::new(GateState::default()), Condvar::new()));
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let shared = shared.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    let _ = stream.read(&mut buf);
+                    let (lock, cvar) = &*shared;
+                    let mut s = lock.lock().unwrap();
+                    s.in_flight += 1;
+                    s.peak = s.peak.max(s.in_flight);
+                    if s.in_flight >= target {
+                        s.open = true;
+                        cvar.notify_all();
+                    }
+                    let (mut s, _) = cvar
+                        .wait_timeout_while(s, std::time::Duration::from_secs(60), |s| !s.open)
+                        .unwrap();
+                    s.open = true;
+                    s.in_flight -= 1;
+                    drop(s);
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    );
+                });
+            }
+        });
+        Gate { url, state }
+    }
+
+    fn peak(&self) -> usize {
+        self.state.0.lock().unwrap().peak
+    }
+}
+
+/// `orch run` keeps at most 64 plugin calls in flight (each holds an instance and a fiber
+/// stack from the pool it reserves at start). A run allowed more (`concurrency: 100`) says so,
+/// and its calls beyond the pool wait for a free slot instead of failing to instantiate.
+#[test]
+fn calls_beyond_the_pool_wait_for_a_slot_instead_of_failing() {
+    let gate = Gate::start(64);
+    let repo = TestRepo::new(&["testplug"]);
+    repo.write("orch.yaml", "concurrency: 100\n");
+    repo.write(
+        "models/web.yaml",
+        &format!(
+            "type: test/echo\nglobalArguments:\n  baseUrl: {}\n",
+            gate.url
+        ),
+    );
+    let items: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+    repo.write(
+        "workflows/many.yaml",
+        &format!(
+            "jobs:\n  - name: main\n    steps:\n      - name: get-${{{{ self.item }}}}\n        \
+             forEach: {{ item: item, in: [{}] }}\n        task:\n          type: model_method\n          \
+             modelIdOrName: web\n          methodName: fetch\n          inputs: {{ url: '{}/${{{{ self.item }}}}' }}\n",
+            items.join(", "),
+            gate.url
+        ),
+    );
+    let run = repo.orch(&["--json", "run", "many"]).ok();
+    let record = run.json();
+    let steps = record["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 100, "{record}");
+    assert!(steps.iter().all(|s| s["status"] == "succeeded"), "{record}");
+    assert_eq!(
+        gate.peak(),
+        64,
+        "the pool's 64 calls were not all in flight together, or more were"
+    );
+    assert!(
+        run.stderr.contains("orch.yaml: concurrency is 100, but this process keeps at most 64 plugin calls in flight"),
+        "{}",
+        run.stderr
     );
 }

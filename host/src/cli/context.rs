@@ -198,6 +198,15 @@ impl Ctx {
         for p in registry.problems() {
             self.printer.warn(p);
         }
+        let calls = crate::runtime::pool_calls();
+        if for_run && repo.config.concurrency > calls as usize {
+            self.printer.warn(&format!(
+                "{}: concurrency is {}, but this process keeps at most {calls} plugin calls in flight; the other steps wait for a free slot (`orch serve` keeps {})",
+                repo.root.join("orch.yaml").display(),
+                repo.config.concurrency,
+                crate::runtime::MAX_CONCURRENT_CALLS,
+            ));
+        }
         Ok(RunEnv {
             store,
             vault: self.vault(&repo)?,

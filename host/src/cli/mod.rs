@@ -146,12 +146,16 @@ enum Command {
 }
 
 impl Command {
-    /// Whether the command nearly always runs plugins, so the engine is built from the start.
-    fn runs_plugins(&self) -> bool {
-        matches!(
-            self,
-            Command::Run(_) | Command::Plan(_) | Command::Apply(_) | Command::Worker(_)
-        )
+    /// For a command that nearly always runs plugins (so the engine is built from the start),
+    /// how many plugin calls its instance pool holds at once.
+    fn plugin_calls(&self) -> Option<u32> {
+        match self {
+            Command::Run(_) | Command::Plan(_) | Command::Apply(_) => {
+                Some(crate::runtime::ONE_RUN_CONCURRENT_CALLS)
+            }
+            Command::Worker(_) => Some(crate::runtime::MAX_CONCURRENT_CALLS),
+            _ => None,
+        }
     }
 }
 
@@ -172,7 +176,8 @@ pub fn main() -> i32 {
         crate::output::progress::flush_unless_busy();
         panic_hook(info);
     }));
-    if cli.command.runs_plugins() {
+    if let Some(calls) = cli.command.plugin_calls() {
+        crate::runtime::size_pool(calls);
         crate::runtime::build_engine_soon();
     }
     let color = if cli.no_color {

@@ -239,10 +239,39 @@ struct CallInfo<'a> {
     timeout_origin: String,
 }
 
-/// Plugin calls that can be in flight at once in one process (each holds one component
-/// instance from the pool; a workflow runs `concurrency` steps at once, 8 by default, and each
-/// nested workflow as many again). A call beyond it fails to instantiate, naming the pool.
+/// Plugin calls that can be in flight at once in a process that serves many runs (`orch serve`,
+/// a worker, an agent's session): each holds one component instance and one fiber stack from
+/// the pool. A call beyond the pool waits for a slot ([`call_slot`]) instead of failing.
 pub const MAX_CONCURRENT_CALLS: u32 = 256;
+
+/// The same for a command that runs one workflow and exits (`orch run`, `plan`, `apply`): its
+/// calls stay within `orch.yaml`'s `concurrency` (8 by default), and every slot costs start-up
+/// time (a guard page per fiber stack, an `mprotect` each: a pool of 256 cost ~0.6 ms).
+pub const ONE_RUN_CONCURRENT_CALLS: u32 = 64;
+
+/// How many calls this process's pool holds: fixed by the first [`size_pool`], or by the
+/// engine's build ([`MAX_CONCURRENT_CALLS`]).
+static POOL_CALLS: OnceLock<u32> = OnceLock::new();
+
+/// Sizes this process's instance pool for `calls` plugin calls at once, unless it is sized
+/// already (the engine is built, or was asked to be); returns the size in force.
+pub fn size_pool(calls: u32) -> u32 {
+    *POOL_CALLS.get_or_init(|| calls.max(1))
+}
+
+/// How many plugin calls this process's pool holds at once.
+pub fn pool_calls() -> u32 {
+    size_pool(MAX_CONCURRENT_CALLS)
+}
+
+/// Waits for one of the pool's slots, held for one call (its instance and its fiber stack):
+/// calls beyond the pool wait here in turn rather than fail to instantiate.
+async fn call_slot() -> Option<tokio::sync::SemaphorePermit<'static>> {
+    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    let slots = SLOTS.get_or_init(|| tokio::sync::Semaphore::new(pool_calls() as usize));
+    // Never closed, so this only waits.
+    slots.acquire().await.ok()
+}
 
 /// Bytes of each pooled memory and table reset in place (memset) rather than decommitted.
 const KEEP_RESIDENT_BYTES: usize = 1 << 20;
@@ -254,7 +283,7 @@ const KEEP_RESIDENT_BYTES: usize = 1 << 20;
 /// reach the host maximum, so the per-call budget (a `ResourceLimiter`, consulted before the
 /// pool) still decides every growth and names the limit as before.
 fn pool() -> PoolingAllocationConfig {
-    let calls = MAX_CONCURRENT_CALLS;
+    let calls = pool_calls();
     let max_memory_bytes =
         usize::try_from(HOST_MAXIMUMS.memory_mb * 1024 * 1024).unwrap_or(usize::MAX);
     let mut pool = PoolingAllocationConfig::new();
@@ -706,6 +735,7 @@ impl PluginRuntime {
             let t = limits.values.timeout_ms;
             (t, plugin.limits.origin("timeout-ms").to_string())
         };
+        let _slot = call_slot().await;
         let mut store = self.new_store(&limits, CallCapabilities::none())?;
         let info = CallInfo {
             plugin: &plugin.manifest.id,
@@ -750,6 +780,7 @@ impl PluginRuntime {
         caps: CallCapabilities,
         plan: bool,
     ) -> Result<CallOutcome, RuntimeError> {
+        let _slot = call_slot().await;
         let mut store = self.new_store(&plugin.limits, caps)?;
         let info = CallInfo {
             plugin: &plugin.manifest.id,
