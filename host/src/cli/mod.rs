@@ -146,8 +146,8 @@ enum Command {
 }
 
 impl Command {
-    /// For a command that nearly always runs plugins (so the engine is built from the start),
-    /// how many plugin calls its instance pool holds at once.
+    /// For a command that runs plugins, how many plugin calls its instance pool holds at once
+    /// (None: the runtime's default).
     fn plugin_calls(&self) -> Option<u32> {
         match self {
             Command::Run(_) | Command::Plan(_) | Command::Apply(_) => {
@@ -178,7 +178,6 @@ pub fn main() -> i32 {
     }));
     if let Some(calls) = cli.command.plugin_calls() {
         crate::runtime::size_pool(calls);
-        crate::runtime::build_engine_soon();
     }
     let color = if cli.no_color {
         ColorChoice::Never
