@@ -307,3 +307,16 @@ fn a_dry_run_reads_but_calls_nothing_that_changes_the_node() {
         "only reads: {sent:?}"
     );
 }
+
+/// The store holds the node's session ticket (a `writeOnly` attribute, masked in every output
+/// but read by expressions), so only its owner may read the file.
+#[cfg(unix)]
+#[test]
+fn the_data_store_holding_the_session_ticket_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = lab();
+    lab.orch(&["run", "sync-fleet"]).ok();
+    let path = lab.repo.path().join(".orch/data.redb");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}: {mode:o}", path.display());
+}

@@ -394,6 +394,7 @@ impl ResourceStore {
             }
         };
         self.shared.opens.fetch_add(1, Ordering::Relaxed);
+        restrict_to_owner(&self.path);
         let db = Arc::new(db);
         self.upgrade(&db, wait)?;
         *slot = Some(db.clone());
@@ -586,6 +587,11 @@ fn create_whole(path: &Path) -> Result<(), StoreError> {
     let building = path.with_file_name(name);
     // Left by an earlier process that had this id and was killed building it.
     let _ = std::fs::remove_file(&building);
+    // Created readable by its owner only, before redb writes anything into it.
+    owner_only_file(&building).map_err(|source| StoreError::Io {
+        path: building.clone(),
+        source,
+    })?;
     let db = builder()
         .create(&building)
         .map_err(|source| StoreError::Open {
@@ -597,6 +603,45 @@ fn create_whole(path: &Path) -> Result<(), StoreError> {
     let _ = std::fs::hard_link(&building, path);
     let _ = std::fs::remove_file(&building);
     Ok(())
+}
+
+/// Creates `path` empty, readable and writable by its owner only (0600 on Unix).
+fn owner_only_file(path: &Path) -> io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map(drop)
+}
+
+/// Takes group and other permissions off the database file. It holds resource attributes that
+/// are `writeOnly` in their schema (a Proxmox session ticket, for one), which every output masks
+/// but which expressions read, so no other local user may read the file. A file made by an orch
+/// from before this rule (0644) is tightened by the first writable open; one this user cannot
+/// change (another user's) is left as it is, with a warning.
+fn restrict_to_owner(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        let mode = meta.permissions().mode();
+        if mode & 0o077 == 0 {
+            return;
+        }
+        let owner_only = std::fs::Permissions::from_mode(mode & 0o700);
+        if let Err(e) = std::fs::set_permissions(path, owner_only) {
+            tracing::warn!(
+                path = %path.display(),
+                "other users can read the data store (mode {:o}), which holds session tickets: {e}; \
+                 run `chmod 600` on it as its owner",
+                mode & 0o777
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 fn builder() -> Builder {
@@ -646,6 +691,38 @@ mod tests {
     /// A second handle as another orch process of this version holds it.
     fn peer(path: &Path) -> Database {
         builder().create(path).expect("open a peer handle")
+    }
+
+    #[cfg(unix)]
+    fn mode_of(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_file_is_readable_by_its_owner_only() {
+        let dir = dir_with_data();
+        assert_eq!(mode_of(&dir.path().join(".orch/data.redb")), 0o600);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_world_readable_file_from_before_is_tightened_by_the_first_writable_open() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = dir_with_data();
+        let path = dir.path().join(".orch/data.redb");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = store_in(&dir, DEFAULT_LOCK_WAIT);
+        // A read alone leaves it: a read-only handle changes nothing on disk.
+        store.read(|| (), |_| Ok(())).expect("read");
+        assert_eq!(mode_of(&path), 0o644);
+        store.write(|_| Ok(())).expect("write");
+        assert_eq!(mode_of(&path), 0o600);
     }
 
     #[test]
