@@ -45,11 +45,6 @@ pub fn homelab(bin: &Path, dist: &Path, dir: &Path) -> PathBuf {
     dir.to_path_buf()
 }
 
-/// Runs `cmd` to completion, spawned directly; returns its wall time, from spawn to reaped.
-fn timed(cmd: Command, stdin: Option<&str>) -> Duration {
-    run_to_end(cmd, stdin)
-}
-
 /// Runs `cmd` under GNU time; returns the wall time and the child's peak RSS in KiB (0 when GNU
 /// time is missing).
 ///
@@ -79,7 +74,7 @@ fn timed_with_rss(cmd: Command, stdin: Option<&str>) -> (Duration, i64) {
     if let Some(dir) = cmd.get_current_dir() {
         run.current_dir(dir);
     }
-    let wall = run_to_end(run, stdin);
+    let wall = timed(run, stdin);
     let rss = std::fs::read_to_string(rss_file.path())
         .ok()
         .and_then(|t| t.trim().parse().ok())
@@ -87,8 +82,9 @@ fn timed_with_rss(cmd: Command, stdin: Option<&str>) -> (Duration, i64) {
     (wall, rss)
 }
 
-/// Spawns `run` with `stdin` written to it and output discarded, waits, and asserts success.
-fn run_to_end(mut run: Command, stdin: Option<&str>) -> Duration {
+/// Runs `run` to completion, spawned directly, with `stdin` written to it and output discarded;
+/// asserts success and returns its wall time, from spawn to reaped.
+fn timed(mut run: Command, stdin: Option<&str>) -> Duration {
     let started = Instant::now();
     let mut child = run
         .stdin(if stdin.is_some() {

@@ -587,11 +587,6 @@ fn create_whole(path: &Path) -> Result<(), StoreError> {
     let building = path.with_file_name(name);
     // Left by an earlier process that had this id and was killed building it.
     let _ = std::fs::remove_file(&building);
-    // Created readable by its owner only, before redb writes anything into it.
-    owner_only_file(&building).map_err(|source| StoreError::Io {
-        path: building.clone(),
-        source,
-    })?;
     let db = builder()
         .create(&building)
         .map_err(|source| StoreError::Open {
@@ -605,19 +600,11 @@ fn create_whole(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Creates `path` empty, readable and writable by its owner only (0600 on Unix).
-fn owner_only_file(path: &Path) -> io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path).map(drop)
-}
-
 /// Takes group and other permissions off the database file. It holds resource attributes that
 /// are `writeOnly` in their schema (a Proxmox session ticket, for one), which every output masks
 /// but which expressions read, so no other local user may read the file. A file made by an orch
-/// from before this rule (0644) is tightened by the first writable open; one this user cannot
+/// from before this rule (0644), and a new one, which redb creates 0644 and which holds nothing
+/// yet, are tightened by the writable open, before its first write; one this user cannot
 /// change (another user's) is left as it is, with a warning.
 fn restrict_to_owner(path: &Path) {
     #[cfg(unix)]
